@@ -1,0 +1,280 @@
+"""The one shared attention path: projections, heads, batching; kinds do the per-head math.
+
+An attention *kind* (dense, chunked, LSH, FAVOR+, block-sparse) is an `AttentionKind`: a
+plain object whose `attend` maps ONE (batch element, head) pair's q/k/v of shape
+(L, d_head) to an output of the same shape. `Attention` is the only Layer: it projects
+x (B, L, d_model) to q/k/v, splits heads, runs the kind over every (batch, head) pair with
+`vmap` (or the kind's own `attend_batched`), merges heads, projects back and applies
+dropout. So no kind contains a batching loop of its own.
+
+  >>> layer = Attention(MyKind(), d_model=64, n_heads=4)
+  >>> weights, state = layer.init(ShapeDtype((2, 10, 64)))
+  >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(1))   # (2, 10, 64)
+
+With `use_mask=True` the layer takes and returns `(x, mask)`, mask (B, L) bool with
+True = real token. In predict mode x is (B, L_new, d_model), first the whole prompt and
+then one token per call; the kind keeps its caches in state (leading (B, H) axes), sized
+by the layer's `max_len` (a longer single call raises; decoding past the end raises when
+run eagerly and gives NaN outputs under jit, where no Python error is possible).
+
+Masking convention (all kinds): masked logits get the finite `large_negative`, never -inf.
+A query that sees no valid key at all (e.g. a padding query at position 0 of a causal,
+left-padded sequence) outputs exactly 0 in `reference.py`, dense and chunked attention;
+other kinds must at least stay finite there. Tests compare only rows that see a key.
+
+Contract notes (stable; helpers B and C code against it):
+  - `attend(q, k, v, mask, state, rng, mode)` sees ONE (batch, head) pair; q is not
+    pre-scaled; `rng` is None when the layer got no rng.
+  - `attend_batched` (optional) takes (B, H, L, d_head) arrays, mask (B, Lk) or None,
+    state with leading (B, H) axes, rng a (B, H) key array or None.
+  - `init_state(batch_size, n_heads, length, d_head, dtype, mode)` returns ONE pair's state.
+  - `check_length(length, mode)` (optional hook) raises a clear ValueError for bad lengths.
+"""
+import jax
+import jax.numpy as jnp
+
+from plait.layers import initializers
+from plait.layers.base import Layer
+from plait.layers.core import check_mode
+
+
+def large_negative(dtype):
+  """A finite 'minus infinity' for masked logits in `dtype`.
+
+  Finite (not -inf) so that a row whose keys are all masked gives a uniform softmax
+  instead of NaN, and so gradients through masked entries stay finite; 0.7 * min so that
+  adding another logit-sized number cannot overflow to -inf.
+  """
+  return 0.7 * float(jnp.finfo(dtype).min)
+
+
+class AttentionKind:
+  """The per-head algorithm of an attention variant (a plain object, not a Layer).
+
+  Subclasses override `attend` and, if they keep state (caches, hashes), `init_state`.
+  A kind may also define `attend_batched` (same arguments over (B, H, L, d_head) arrays,
+  mask (B, Lk), state with leading (B, H) axes, rng a (B, H) key array or None); the
+  shared path then calls it instead of vmapping `attend` (dense uses this for cuDNN).
+  It must compute exactly what the vmapped `attend` would.
+  """
+
+  shared_qk = False  # True (LSH): no K projection; `attend` gets k=None and uses q as keys.
+  name = None        # Short name for the layer's repr; defaults to the class name.
+
+  def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
+    """State pytree for ONE (batch, head) pair; the shared path adds the (B, H) axes.
+
+    `length` is the input length, or `max_len` in predict mode (the cache size).
+    `batch_size`/`n_heads` are given for information only. Default: no state.
+    """
+    del batch_size, n_heads, length, d_head, dtype, mode
+    return ()
+
+  def attend(self, q, k, v, mask, state, rng, mode):
+    """One (batch, head): returns (out (Lq, d_head), new_state).
+
+    Args:
+      q: (Lq, d_head) queries, NOT pre-scaled (the kind applies 1/sqrt(d_head)).
+      k: (Lk, d_head) keys, or None when `shared_qk`.
+      v: (Lk, d_head) values.
+      mask: (Lk,) bool key validity (True = real token), or None (all valid).
+      state: as returned by `init_state` (this pair's slice).
+      rng: a key distinct per batch element and head, or None.
+      mode: 'train' | 'eval' | 'predict'.
+    """
+    raise NotImplementedError(f'{type(self).__name__}.attend')
+
+  def check_length(self, length, mode):
+    """Hook: raise ValueError with a clear message if this kind can't take `length`."""
+    del length, mode
+
+  def __repr__(self):
+    return self.name or type(self).__name__
+
+
+class Attention(Layer):
+  """Multi-head attention around any `AttentionKind`: (B, L, d_model) -> (B, L, d_model).
+
+  Args:
+    kind: the per-head algorithm (an AttentionKind).
+    d_model: input and output feature size.
+    n_heads: number of heads.
+    d_head: per-head size (default d_model // n_heads).
+    dropout: dropout rate on the output (train mode only).
+    use_mask: if True, n_in = n_out = 2: (x, mask) -> (y, mask), mask (B, L) bool.
+    head_chunk_size: if set, heads are processed in groups of this many with `lax.map`,
+      so only one group's attention intermediates are alive at a time (saves memory).
+    max_len: predict-mode cache length (the longest prompt + generation).
+    use_bias: biases in the q/k/v and output projections.
+    mode: 'train' | 'eval' | 'predict'.
+    name: repr/error name (default `Attention_<kind>`).
+
+  Weights: `(q, k, v, o)`, each `(w, b)` (or `(w,)` without bias); k is `()` when the
+  kind has `shared_qk`. q/k/v w: (d_model, n_heads * d_head); o w: (n_heads * d_head, d_model).
+  State: the kind's per-pair state with leading (B, H) axes (`()` if it keeps none).
+  """
+
+  def __init__(self, kind, d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False,
+               head_chunk_size=None, max_len=2048, use_bias=True, mode='train', name=None):
+    n_io = 2 if use_mask else 1
+    super().__init__(n_in=n_io, n_out=n_io, name=name or f'Attention_{kind!r}')
+    if not isinstance(kind, AttentionKind):
+      raise TypeError(f'{self.name}: kind must be an AttentionKind, got {type(kind).__name__}.')
+    if n_heads < 1 or d_model < 1:
+      raise ValueError(f'{self.name}: need d_model >= 1 and n_heads >= 1, got d_model={d_model},'
+                       f' n_heads={n_heads}.')
+    if d_head is None:
+      if d_model % n_heads:
+        raise ValueError(f'{self.name}: d_model={d_model} is not divisible by n_heads={n_heads}; '
+                         'pass d_head explicitly or change n_heads.')
+      d_head = d_model // n_heads
+    if head_chunk_size is not None and (head_chunk_size < 1 or n_heads % head_chunk_size):
+      raise ValueError(f'{self.name}: head_chunk_size={head_chunk_size} must divide '
+                       f'n_heads={n_heads}.')
+    if not 0.0 <= dropout < 1.0:
+      raise ValueError(f'{self.name}: dropout must be in [0, 1), got {dropout}.')
+    self._kind, self._d_model, self._n_heads, self._d_head = kind, d_model, n_heads, d_head
+    self._dropout, self._use_mask, self._use_bias = dropout, use_mask, use_bias
+    self._head_chunk_size, self._max_len = head_chunk_size, max_len
+    self._mode = check_mode(mode, self.name)
+
+  kind = property(lambda self: self._kind)
+  d_model = property(lambda self: self._d_model)
+  n_heads = property(lambda self: self._n_heads)
+  d_head = property(lambda self: self._d_head)
+  max_len = property(lambda self: self._max_len)
+  mode = property(lambda self: self._mode)
+
+  # ----- init -----
+  def init_weights_and_state(self, input_signature, rng):
+    x_sig = input_signature[0] if self._use_mask else input_signature
+    self._check_x_shape(x_sig.shape)
+    batch, length = x_sig.shape[:2]
+    d_inner = self._n_heads * self._d_head
+    rq, rk, rv, ro = jax.random.split(rng, 4)
+    weights = (self._projection(rq, self._d_model, d_inner),
+               () if self._kind.shared_qk else self._projection(rk, self._d_model, d_inner),
+               self._projection(rv, self._d_model, d_inner),
+               self._projection(ro, d_inner, self._d_model))
+    cache_len = self._max_len if self._mode == 'predict' else length
+    one = self._kind.init_state(batch, self._n_heads, cache_len, self._d_head, x_sig.dtype,
+                                self._mode)
+    state = jax.tree_util.tree_map(
+        lambda s: jnp.broadcast_to(s, (batch, self._n_heads) + jnp.shape(s)), one)
+    return weights, state
+
+  def _projection(self, rng, d_in, d_out):
+    w = initializers.glorot_uniform(rng, (d_in, d_out))
+    return (w, initializers.zeros(None, (d_out,))) if self._use_bias else (w,)
+
+  # ----- forward -----
+  def forward(self, inputs, weights, state, rng):
+    x, mask = inputs if self._use_mask else (inputs, None)
+    self._check_x_shape(x.shape)
+    if mask is not None:
+      if tuple(mask.shape) != tuple(x.shape[:2]):
+        raise ValueError(f'{self.name}: mask must have shape (batch, length) = '
+                         f'{tuple(x.shape[:2])}, got {tuple(mask.shape)}.')
+      mask = mask.astype(jnp.bool_)
+    if self._mode == 'predict' and x.shape[1] > self._max_len:
+      raise ValueError(f'{self.name}: predict-mode input of length {x.shape[1]} exceeds '
+                       f'max_len={self._max_len}; build the layer with a larger max_len.')
+    self._kind.check_length(x.shape[1], self._mode)
+    wq, wk, wv, wo = weights
+    q = self._split_heads(_project(x, wq))
+    k = None if self._kind.shared_qk else self._split_heads(_project(x, wk))
+    v = self._split_heads(_project(x, wv))
+    rng_attend = rng_dropout = keys = None
+    if rng is not None:
+      rng_attend, rng_dropout = jax.random.split(rng)
+      keys = per_pair_keys(rng_attend, x.shape[0], self._n_heads)
+    out, new_state = self._attend_all(q, k, v, mask, state, keys)
+    y = _project(self._merge_heads(out).astype(x.dtype), wo)
+    y = self._apply_dropout(y, rng_dropout)
+    return ((y, inputs[1]) if self._use_mask else y), new_state
+
+  def _check_x_shape(self, shape):
+    if len(shape) != 3 or shape[-1] != self._d_model:
+      raise ValueError(f'{self.name}: expected x of shape (batch, length, d_model={self._d_model}),'
+                       f' got {tuple(shape)}.')
+
+  def _split_heads(self, t):
+    """(B, L, H * d_head) -> (B, H, L, d_head)."""
+    b, l, _ = t.shape
+    return t.reshape(b, l, self._n_heads, self._d_head).transpose(0, 2, 1, 3)
+
+  def _merge_heads(self, t):
+    """(B, H, L, d_head) -> (B, L, H * d_head)."""
+    b, h, l, d = t.shape
+    return t.transpose(0, 2, 1, 3).reshape(b, l, h * d)
+
+  def _apply_dropout(self, y, rng):
+    if self._mode != 'train' or self._dropout == 0.0:
+      return y
+    if rng is None:
+      raise ValueError(f'{self.name}: dropout={self._dropout} in train mode needs an rng: pass '
+                       "rng=jax.random.key(...) to pure_fn, or build with mode='eval'.")
+    keep = jax.random.bernoulli(rng, 1.0 - self._dropout, y.shape)
+    return jnp.where(keep, y / (1.0 - self._dropout), jnp.zeros_like(y))
+
+  def _attend_all(self, q, k, v, mask, state, keys):
+    """All (B, H) pairs; with head chunking, one group of heads at a time via lax.map."""
+    hc = self._head_chunk_size
+    if hc is None or hc >= self._n_heads:
+      return attend_pairs(self._kind, q, k, v, mask, state, keys, self._mode)
+    n_groups = self._n_heads // hc
+    def to_groups(t):   # (B, H, ...) -> (G, B, hc, ...)
+      t = t.reshape((t.shape[0], n_groups, hc) + t.shape[2:])
+      return jnp.moveaxis(t, 1, 0)
+    def from_groups(t):  # (G, B, hc, ...) -> (B, H, ...)
+      t = jnp.moveaxis(t, 0, 1)
+      return t.reshape((t.shape[0], self._n_heads) + t.shape[3:])
+    grouped = jax.tree_util.tree_map(to_groups, (q, k, v, state, keys))
+    def one_group(args):
+      gq, gk, gv, gstate, gkeys = args
+      return attend_pairs(self._kind, gq, gk, gv, mask, gstate, gkeys, self._mode)
+    out, new_state = jax.lax.map(one_group, grouped)
+    return jax.tree_util.tree_map(from_groups, (out, new_state))
+
+
+def attend_pairs(kind, q, k, v, mask, state, keys, mode):
+  """Runs `kind` over every (batch, head) pair of (B, H, L, d_head) arrays.
+
+  Uses `kind.attend_batched` when the kind has one, else vmaps `kind.attend` over heads
+  and then batch. mask: (B, Lk) or None; state: leading (B, H); keys: (B, H) keys or None.
+  Returns (out (B, H, Lq, d_head), new_state with leading (B, H)).
+  """
+  batched = getattr(kind, 'attend_batched', None)
+  if batched is not None:
+    return batched(q, k, v, mask, state, keys, mode)
+  def one(q1, k1, v1, m1, s1, r1):
+    return kind.attend(q1, k1, v1, m1, s1, r1, mode)
+  kv_axis = None if k is None else 0
+  rng_axis = None if keys is None else 0
+  over_heads = jax.vmap(one, in_axes=(0, kv_axis, 0, None, 0, rng_axis))
+  mask_axis = None if mask is None else 0
+  over_batch = jax.vmap(over_heads, in_axes=(0, kv_axis, 0, mask_axis, 0, rng_axis))
+  return over_batch(q, k, v, mask, state, keys)
+
+
+def per_pair_keys(rng, batch, n_heads):
+  """A (batch, n_heads) array of keys: rng folded with the batch index, then the head index."""
+  def for_batch(b):
+    rb = jax.random.fold_in(rng, b)
+    return jax.vmap(lambda h: jax.random.fold_in(rb, h))(jnp.arange(n_heads))
+  return jax.vmap(for_batch)(jnp.arange(batch))
+
+
+def _project(x, w_and_b):
+  y = jnp.dot(x, w_and_b[0].astype(x.dtype))
+  if len(w_and_b) > 1:
+    y = y + w_and_b[1].astype(x.dtype)
+  return y
+
+
+def kind_state_slice(state, b, h):
+  """State of pair (b, h) from a (B, H, ...) state pytree (for tests and debugging)."""
+  return jax.tree_util.tree_map(lambda s: s[b, h], state)
+
+
+__all__ = ['Attention', 'AttentionKind', 'attend_pairs', 'large_negative', 'per_pair_keys']

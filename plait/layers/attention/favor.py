@@ -1,0 +1,2 @@
+"""FAVOR+ attention (Performer): placeholder until the FAVOR+ work lands."""
+__all__ = []

@@ -1,0 +1,119 @@
+"""LSH self-attention (Reformer, Kitaev et al. 2020) as an AttentionKind and a layer.
+
+  >>> layer = LSHSelfAttention(d_model=256, n_heads=4, n_hashes=2, n_buckets=32,
+  ...                          chunk_len=64, causal=True)
+  >>> weights, state = layer.init(ShapeDtype((2, 4096, 256)))
+  >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(step))
+
+The per-head math is in lsh_chunked.py (train/eval) and lsh_decode.py (predict); the
+hash in lsh_hashing.py. Choices made here:
+
+Rotations (the random hash). Train mode draws fresh rotations from the layer rng every
+call (the shared path hands each (batch, head) pair its own key, so rotations differ per
+example and head); an rng is required. Eval and predict mode ignore the rng and use
+fixed rotations drawn from `hash_seed` (the same for every pair), so they are
+deterministic and agree with each other; the model never depends on particular
+rotations because training keeps redrawing them.
+
+Buckets in state. In train/eval the returned state is the (B, H, n_hashes, L) bucket ids
+the forward pass sorted by (padding = n_buckets), for inspection and for a backward pass
+that wants them. The forward never reads its input state: a reversible layer replays
+the same rng on the same inputs, which gives the same rotations, queries and buckets.
+
+Subtle dependence of causal LSH. With one chunk the output at i depends only on tokens
+<= i. With several chunks, which earlier tokens share i's chunk depends on i's slot in
+the (bucket, position) sort, which LATER tokens in lower buckets shift. Attention
+weights still never reach a later position, but the set of earlier positions seen can
+change with later tokens (benchmarks/lsh_causal_leak.py measures whether a model can
+exploit this). Predict mode is defined so that decoding is exactly causal; see
+lsh_decode.py for what it equals.
+"""
+import jax
+import jax.numpy as jnp
+
+from plait.layers.attention.base import Attention, AttentionKind
+from plait.layers.attention.lsh_chunked import LSHConfig, lsh_attention
+from plait.layers.attention.lsh_decode import cached_lsh_attention, init_cache
+from plait.layers.attention.lsh_hashing import check_n_buckets, random_rotations
+
+
+class LSHAttention(AttentionKind):
+  """Per-head Reformer LSH attention with shared QK (wrap with `Attention`).
+
+  Args:
+    n_hashes: hash rounds; more rounds approximate full attention better.
+    n_buckets: int (1, or even) or a list of even factors whose product is the count.
+    chunk_len: length of the chunks the sorted sequence is cut into; the length is
+      padded to a multiple of it.
+    n_chunks_before, n_chunks_after: neighbouring chunks each chunk also attends to.
+    causal: a position never attends to later positions (needed for predict mode).
+    hash_seed: seed of the fixed rotations used in eval and predict mode.
+  """
+
+  shared_qk = True
+
+  def __init__(self, n_hashes=1, n_buckets=64, chunk_len=64, n_chunks_before=1,
+               n_chunks_after=0, causal=False, hash_seed=0):
+    where = 'LSHAttention'
+    if not isinstance(n_hashes, int) or n_hashes < 1:
+      raise ValueError(f'{where}: n_hashes must be an int >= 1, got {n_hashes!r}.')
+    if not isinstance(chunk_len, int) or chunk_len < 1:
+      raise ValueError(f'{where}: chunk_len must be an int >= 1, got {chunk_len!r}.')
+    if n_chunks_before < 0 or n_chunks_after < 0:
+      raise ValueError(f'{where}: n_chunks_before/after must be >= 0, got '
+                       f'{n_chunks_before}, {n_chunks_after}.')
+    self.config = LSHConfig(n_hashes=n_hashes, factors=check_n_buckets(n_buckets, where),
+                            chunk_len=chunk_len, n_chunks_before=n_chunks_before,
+                            n_chunks_after=n_chunks_after, causal=causal)
+    self.n_buckets, self.hash_seed = n_buckets, hash_seed
+    self.name = f'LSH{n_hashes}x{self.config.n_buckets}'
+
+  def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
+    if mode == 'predict':
+      return init_cache(length, d_head, dtype, self.config)
+    return jnp.zeros((self.config.n_hashes, length), jnp.int32)
+
+  def check_length(self, length, mode):
+    if mode == 'predict' and not self.config.causal:
+      raise ValueError('LSHAttention: predict mode (decoding) needs causal=True.')
+
+  def rotations(self, rng, mode, d_head):
+    """The hash rotations: from rng in train mode, from hash_seed otherwise."""
+    if mode == 'train':
+      if rng is None:
+        raise ValueError(
+            'LSHAttention: train mode draws fresh hash rotations each step from the rng; '
+            "pass rng=jax.random.key(...) to pure_fn, or use mode='eval' (fixed rotations).")
+    else:
+      rng = jax.random.key(self.hash_seed)
+    return random_rotations(rng, d_head, self.config.n_hashes, self.config.factors)
+
+  def attend(self, q, k, v, mask, state, rng, mode):
+    del k  # Shared QK: the keys are the (normalized) queries.
+    rotations = self.rotations(rng, mode, q.shape[-1])
+    if mode == 'predict':
+      return cached_lsh_attention(q, v, mask, state, rotations, self.config)
+    valid = jnp.ones(q.shape[:1], jnp.bool_) if mask is None else mask
+    out, buckets = lsh_attention(q, v, valid, rotations, self.config)
+    return out, buckets
+
+
+def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,  # pylint: disable=invalid-name
+                     n_chunks_before=1, n_chunks_after=0, causal=False, max_len=2048,
+                     d_head=None, dropout=0.0, use_mask=False, head_chunk_size=None,
+                     hash_seed=0, mode='train'):
+  """Reformer LSH self-attention layer: (B, L, d_model) -> (B, L, d_model).
+
+  See `LSHAttention` for the hashing arguments and `Attention` for the rest
+  (max_len: predict-mode cache length). Weights have no key projection (shared QK).
+  State: buckets (B, H, n_hashes, L) in train/eval, the decoding cache in predict.
+  """
+  kind = LSHAttention(n_hashes=n_hashes, n_buckets=n_buckets, chunk_len=chunk_len,
+                      n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after,
+                      causal=causal, hash_seed=hash_seed)
+  return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
+                   use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
+                   mode=mode, name='LSHSelfAttention')
+
+
+__all__ = ['LSHAttention', 'LSHSelfAttention']

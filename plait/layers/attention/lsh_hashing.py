@@ -1,0 +1,89 @@
+"""Angular LSH for Reformer attention: random rotations, bucket ids, shared-QK keys.
+
+A vector x is hashed by a random Gaussian projection R (d, n_buckets / 2):
+bucket = argmax([x R, -x R]) (Andoni et al. 2015, as in the Reformer paper). Nearby
+directions (small angle) tend to share a bucket. With a factorized bucket count such as
+[32, 32], each factor f hashes with its own f / 2 columns and the ids combine as digits
+(bucket = b0 + 32 * b1), giving 1024 buckets from only 32 projected columns.
+
+Each of the `n_hashes` rounds uses its own rotation.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+
+
+def check_n_buckets(n_buckets, where='LSH'):
+  """Validates `n_buckets` (int or list of ints); returns the factors as a tuple.
+
+  An int must be 1 (no hashing: everything in one bucket) or even; every factor of a
+  list must be even, since each factor hashes with argmax over [xR, -xR].
+  """
+  if isinstance(n_buckets, int):
+    if n_buckets == 1:
+      return (1,)
+    factors = (n_buckets,)
+  elif isinstance(n_buckets, (list, tuple)) and n_buckets and all(
+      isinstance(f, int) for f in n_buckets):
+    factors = tuple(n_buckets)
+  else:
+    raise ValueError(f'{where}: n_buckets must be an int or a non-empty list of ints, '
+                     f'got {n_buckets!r}.')
+  for f in factors:
+    if f < 2 or f % 2:
+      raise ValueError(
+          f'{where}: n_buckets={n_buckets!r}: each bucket count must be even (the hash takes '
+          f'argmax over [xR, -xR], so it always makes an even number of buckets); got {f}. '
+          'Use an even number, a list of even factors, or n_buckets=1 for no hashing.')
+  return factors
+
+
+def total_buckets(factors):
+  """Number of buckets a (validated) factor tuple makes."""
+  return math.prod(factors)
+
+
+def rotation_columns(factors):
+  """Columns of the random projection: sum of factor / 2 (0 for a single bucket)."""
+  return 0 if factors == (1,) else sum(f // 2 for f in factors)
+
+
+def random_rotations(rng, d_head, n_hashes, factors):
+  """Gaussian projections (d_head, n_hashes, columns), float32; one per hash round."""
+  return jax.random.normal(rng, (d_head, n_hashes, rotation_columns(factors)), jnp.float32)
+
+
+def hash_vectors(vecs, rotations, factors):
+  """Bucket ids (n_hashes, L) int32 in [0, total_buckets) for vecs (L, d_head).
+
+  Scale-invariant (argmax of a linear map), so hashing q or normalized q is the same.
+  """
+  n_hashes = rotations.shape[1]
+  if factors == (1,):
+    return jnp.zeros((n_hashes, vecs.shape[0]), jnp.int32)
+  rotated = jnp.einsum('ld,drc->rlc', vecs.astype(jnp.float32), rotations,
+                       precision=jax.lax.Precision.HIGHEST)
+  buckets, start, scale = 0, 0, 1
+  for f in factors:
+    part = rotated[..., start:start + f // 2]
+    digit = jnp.argmax(jnp.concatenate([part, -part], axis=-1), axis=-1).astype(jnp.int32)
+    buckets = buckets + scale * digit
+    start, scale = start + f // 2, scale * f
+  return buckets
+
+
+def shared_qk_keys(q, epsilon=1e-6):
+  """Keys of shared-QK attention: each query rescaled to unit RMS (norm sqrt(d_head)).
+
+  With the usual 1/sqrt(d_head) logit scale this gives logits q_i . q_j / |q_j|: the
+  query dotted with the key's unit direction, as in Reformer (and Trax). Computed in
+  float32, returned in q's dtype.
+  """
+  q32 = q.astype(jnp.float32)
+  k = q32 * jax.lax.rsqrt(jnp.mean(q32 * q32, axis=-1, keepdims=True) + epsilon)
+  return k.astype(q.dtype)
+
+
+__all__ = ['check_n_buckets', 'hash_vectors', 'random_rotations', 'rotation_columns',
+           'shared_qk_keys', 'total_buckets']

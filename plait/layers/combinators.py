@@ -1,0 +1,414 @@
+"""Combinators: layers built from other layers, with data-stack arity.
+
+The data stack is a tuple whose first element is the top. A sublayer pops its
+`n_in` values from the top and pushes its `n_out` outputs back on top.
+
+  >>> mlp = Serial(Dense(64), Relu(), Dense(10))
+  >>> residual = Residual(LayerNorm(), Dense(512))
+"""
+import jax
+import jax.numpy as jnp
+
+from plait import shapes
+from plait.layers import base
+from plait.layers.base import Fn, Layer
+
+
+def _flatten_layers(layers):
+  out = []
+  for l in layers:
+    if l is None:
+      continue
+    if isinstance(l, (list, tuple)):
+      out.extend(_flatten_layers(l))
+    elif isinstance(l, Layer):
+      out.append(l)
+    else:
+      raise TypeError(f'Expected a Layer (or list of them), got {type(l).__name__}: {l!r}')
+  return out
+
+
+def _to_stack(inputs, n_in):
+  if n_in == 1:
+    return [inputs]
+  return list(inputs)
+
+
+def _from_stack(stack, n_out):
+  if n_out == 1:
+    return stack[0]
+  return tuple(stack)
+
+
+def _pop(stack, n):
+  """Pops n values: the layer input (one value or tuple) and the rest of the stack."""
+  head, rest = stack[:n], stack[n:]
+  return (head[0] if n == 1 else tuple(head)), rest
+
+
+def _push(outputs, n_out, rest):
+  return (list(outputs) if n_out != 1 else [outputs]) + list(rest)
+
+
+def serial_arity(layers):
+  """(n_in, n_out) of running `layers` in sequence on a data stack."""
+  n_in, depth = 0, 0
+  for l in layers:
+    if l.n_in > depth:
+      n_in += l.n_in - depth
+      depth = l.n_in
+    depth += l.n_out - l.n_in
+  return n_in, depth
+
+
+class Serial(Layer):
+  """Runs sublayers one after another on a data stack.
+
+  n_in is how many values the sequence needs that it did not produce itself;
+  n_out is what is left on the stack at the end.
+  """
+
+  def __init__(self, *sublayers, name=None):
+    layers = _flatten_layers(sublayers)
+    n_in, n_out = serial_arity(layers) if layers else (1, 1)
+    super().__init__(n_in=n_in, n_out=n_out, name=name or 'Serial', sublayers=layers)
+
+  def arity_note(self):
+    """Names the sublayers that reach below what earlier sublayers pushed."""
+    depth, needs = 0, []
+    for i, l in enumerate(self.sublayers):
+      if l.n_in > depth:
+        needs.append(f'sublayer {i} ({l.name}) pops {l.n_in} with {depth} produced before it')
+        depth = l.n_in
+      depth += l.n_out - l.n_in
+    return ' Inputs are needed where ' + '; '.join(needs) + '.' if needs else ''
+
+  def forward(self, inputs, weights, state, rng):
+    if not self.sublayers:
+      return inputs, state
+    stack = _to_stack(inputs, self.n_in)
+    new_state = []
+    for i, layer in enumerate(self.sublayers):
+      x, rest = _pop(stack, layer.n_in)
+      y, s = self.call_sublayer(i, x, weights[i], state[i], rng)
+      stack = _push(y, layer.n_out, rest)
+      new_state.append(s)
+    return _from_stack(stack, self.n_out), tuple(new_state)
+
+  def init_with_signature(self, input_signature, rng):
+    if not self.sublayers:
+      return (), (), input_signature
+    stack = _to_stack(input_signature, self.n_in)
+    weights, state = [], []
+    for i, layer in enumerate(self.sublayers):
+      x, rest = _pop(stack, layer.n_in)
+      w, s, y = self.init_sublayer(i, x, rng)
+      stack = _push(y, layer.n_out, rest)
+      weights.append(w)
+      state.append(s)
+    return tuple(weights), tuple(state), _from_stack(stack, self.n_out)
+
+
+class Branch(Layer):
+  """Runs each sublayer on (copies of) the top of the stack; concatenates their outputs.
+
+  n_in = max of the sublayers' n_in; n_out = sum of their n_out.
+  """
+
+  def __init__(self, *sublayers, name=None):
+    layers = [l if l is not None else Serial() for l in _flatten_branches(sublayers)]
+    if not layers:
+      raise ValueError('Branch needs at least one sublayer.')
+    super().__init__(n_in=max(l.n_in for l in layers), n_out=sum(l.n_out for l in layers),
+                     name=name or 'Branch', sublayers=layers)
+
+  def _run(self, inputs, per_layer):
+    stack = _to_stack(inputs, self.n_in)
+    outs, extras = [], []
+    for i, layer in enumerate(self.sublayers):
+      x, _ = _pop(stack, layer.n_in)
+      y, extra = per_layer(i, x)
+      outs.extend(_push(y, layer.n_out, []))
+      extras.append(extra)
+    return outs, extras
+
+  def forward(self, inputs, weights, state, rng):
+    outs, new_state = self._run(
+        inputs, lambda i, x: self.call_sublayer(i, x, weights[i], state[i], rng))
+    return _from_stack(outs, self.n_out), tuple(new_state)
+
+  def init_with_signature(self, input_signature, rng):
+    inits = []
+    def per_layer(i, x):
+      w, s, y = self.init_sublayer(i, x, rng)
+      inits.append((w, s))
+      return y, None
+    outs, _ = self._run(input_signature, per_layer)
+    return (tuple(w for w, _ in inits), tuple(s for _, s in inits), _from_stack(outs, self.n_out))
+
+
+def _flatten_branches(layers):
+  # Branch(None, f) keeps None as an identity branch; lists become Serial.
+  out = []
+  for l in layers:
+    if isinstance(l, (list, tuple)):
+      out.append(Serial(*l))
+    else:
+      out.append(l)
+  return out
+
+
+class Parallel(Layer):
+  """Runs sublayer i on its own slice of the stack: n_in and n_out are sums."""
+
+  def __init__(self, *sublayers, name=None):
+    layers = [Serial() if l is None else (Serial(*l) if isinstance(l, (list, tuple)) else l)
+              for l in sublayers]
+    if not layers:
+      raise ValueError('Parallel needs at least one sublayer.')
+    super().__init__(n_in=sum(l.n_in for l in layers), n_out=sum(l.n_out for l in layers),
+                     name=name or 'Parallel', sublayers=layers)
+
+  def _run(self, inputs, per_layer):
+    stack = _to_stack(inputs, self.n_in)
+    outs, extras = [], []
+    for i, layer in enumerate(self.sublayers):
+      x, stack = _pop(stack, layer.n_in)
+      y, extra = per_layer(i, x)
+      outs.extend(_push(y, layer.n_out, []))
+      extras.append(extra)
+    return outs, extras
+
+  forward = Branch.forward
+  init_with_signature = Branch.init_with_signature
+
+
+class Residual(Layer):
+  """y = body(x) + shortcut(x); shortcut defaults to identity.
+
+    >>> Residual(LayerNorm(), Dense(d_model))
+  """
+
+  def __init__(self, *layers, shortcut=None, name=None):
+    body = Serial(*layers)
+    subs = [body] if shortcut is None else [body, shortcut]
+    for l in subs:
+      if l.n_out != 1:
+        raise ValueError(f'Residual: {l.name} must have n_out=1 to be added, has {l.n_out}.')
+    n_in = max([body.n_in] + ([shortcut.n_in] if shortcut is not None else [1]))
+    super().__init__(n_in=n_in, n_out=1, name=name or 'Residual', sublayers=subs)
+
+  def forward(self, inputs, weights, state, rng):
+    stack = _to_stack(inputs, self.n_in)
+    y, s_body = self.call_sublayer(0, _pop(stack, self.sublayers[0].n_in)[0],
+                                   weights[0], state[0], rng)
+    if len(self.sublayers) == 1:
+      return y + stack[0], (s_body,)
+    sc, s_sc = self.call_sublayer(1, _pop(stack, self.sublayers[1].n_in)[0],
+                                  weights[1], state[1], rng)
+    return y + sc, (s_body, s_sc)
+
+  def init_with_signature(self, input_signature, rng):
+    stack = _to_stack(input_signature, self.n_in)
+    ws, ss = [], []
+    out = stack[0]
+    for i, l in enumerate(self.sublayers):
+      w, s, out = self.init_sublayer(i, _pop(stack, l.n_in)[0], rng)
+      ws.append(w)
+      ss.append(s)
+    return tuple(ws), tuple(ss), out
+
+
+class Select(Layer):
+  """Copies/reorders stack items: Select([0, 0]) duplicates, Select([1, 0]) swaps.
+
+  n_in defaults to max(indices) + 1; items below that are dropped unless selected.
+  """
+
+  def __init__(self, indices, n_in=None, name=None):
+    indices = tuple(int(i) for i in indices)
+    n_in = max(indices) + 1 if n_in is None else n_in
+    if indices and max(indices) >= n_in:
+      raise ValueError(f'Select{list(indices)}: index {max(indices)} >= n_in={n_in}.')
+    super().__init__(n_in=n_in, n_out=len(indices),
+                     name=name or f'Select{list(indices)}')
+    self._indices = indices
+
+  def forward(self, inputs, weights, state, rng):
+    stack = _to_stack(inputs, self.n_in)
+    return _from_stack([stack[i] for i in self._indices], self.n_out), state
+
+  def init_with_signature(self, input_signature, rng):
+    return (), (), self.forward(input_signature, (), (), None)[0]
+
+
+def Dup():  # pylint: disable=invalid-name
+  """Duplicates the top of the stack."""
+  return Select([0, 0], name='Dup')
+
+
+def Swap():  # pylint: disable=invalid-name
+  """Swaps the top two stack items."""
+  return Select([1, 0], name='Swap')
+
+
+def Drop():  # pylint: disable=invalid-name
+  """Drops the top of the stack."""
+  return Select([], n_in=1, name='Drop')
+
+
+def Add():  # pylint: disable=invalid-name
+  """Adds the top two stack items."""
+  return Fn('Add', lambda x, y: x + y)
+
+
+def Concatenate(n_items=2, axis=-1):  # pylint: disable=invalid-name
+  """Concatenates the top n_items stack items along `axis`."""
+  if n_items < 2:
+    raise ValueError(f'Concatenate needs n_items >= 2, got {n_items}.')
+  return base.PureLayer(lambda xs: jnp.concatenate(xs, axis=axis), n_in=n_items,
+                        name=f'Concatenate_{n_items}')
+
+
+class Scan(Layer):
+  """Runs `layer` along `axis` with a carry, via lax.scan.
+
+  The layer takes (x_1..x_k, carry_1..carry_c) slices and returns (y_1..y_m, carry'_1..carry'_c);
+  the last `n_carry` inputs are carries (not scanned). Weights are shared across steps.
+  """
+
+  def __init__(self, layer, axis=0, n_carry=1, remat=False, name=None):
+    if layer.n_in <= n_carry or layer.n_out < n_carry:
+      raise ValueError(f'Scan: {layer.name} needs n_in > n_carry and n_out >= n_carry '
+                       f'(n_in={layer.n_in}, n_out={layer.n_out}, n_carry={n_carry}).')
+    super().__init__(n_in=layer.n_in, n_out=layer.n_out, name=name or f'Scan', sublayers=[layer])
+    self._axis, self._n_carry, self._remat = axis, n_carry, remat
+
+  def _split(self, stack):
+    n_xs = self.n_in - self._n_carry
+    return stack[:n_xs], stack[n_xs:]
+
+  def forward(self, inputs, weights, state, rng):
+    layer = self.sublayers[0]
+    xs, carry = self._split(_to_stack(inputs, self.n_in))
+    xs = [jnp.moveaxis(x, self._axis, 0) for x in xs]
+    n_steps = xs[0].shape[0]
+    def step(c, xs_t):
+      carry_t, state_t = c
+      x_t, i = xs_t
+      stack = list(x_t) + list(carry_t)
+      y, s = self.call_sublayer(0, _from_stack(stack, layer.n_in), weights[0], state_t,
+                                None if rng is None else jax.random.fold_in(rng, i))
+      ys = _push(y, layer.n_out, [])
+      n_y = layer.n_out - self._n_carry
+      return (tuple(ys[n_y:]), s), tuple(ys[:n_y])
+    if self._remat:
+      step = jax.checkpoint(step)
+    (carry, new_state), ys = jax.lax.scan(step, (tuple(carry), state[0]),
+                                          (tuple(xs), jnp.arange(n_steps)))
+    ys = [jnp.moveaxis(y, 0, self._axis) for y in ys]
+    return _from_stack(ys + list(carry), self.n_out), (new_state,)
+
+  def init_with_signature(self, input_signature, rng):
+    layer = self.sublayers[0]
+    xs, carry = self._split(_to_stack(input_signature, self.n_in))
+    n_steps = xs[0].shape[self._axis]
+    def drop_axis(s):
+      shape = list(s.shape)
+      del shape[self._axis]
+      return shapes.ShapeDtype(shape, s.dtype)
+    slices = [drop_axis(x) for x in xs]
+    w, s, out = self.init_sublayer(0, _from_stack(slices + list(carry), layer.n_in), rng)
+    outs = _push(out, layer.n_out, [])
+    n_y = layer.n_out - self._n_carry
+    def add_axis(sig):
+      shape = list(sig.shape)
+      shape.insert(self._axis % (len(shape) + 1), n_steps)
+      return shapes.ShapeDtype(shape, sig.dtype)
+    ys = [add_axis(y) for y in outs[:n_y]]
+    return (w,), (s,), _from_stack(ys + outs[n_y:], self.n_out)
+
+
+class Chunk(Layer):
+  """Applies `layer` to chunks of `chunk_size` along the leading axis, one at a time.
+
+  Saves memory for position-wise layers (e.g. Reformer's chunked feed-forward):
+  with remat, only one chunk's activations are alive at a time, also in the
+  backward pass. A last partial chunk is run on its own. chunk_size=0 disables it.
+  """
+
+  def __init__(self, layer, chunk_size, remat=True, name=None):
+    if chunk_size < 0:
+      raise ValueError(f'Chunk: chunk_size must be >= 0, got {chunk_size}.')
+    super().__init__(n_in=layer.n_in, n_out=layer.n_out, name=name or f'Chunk_{chunk_size}',
+                     sublayers=[layer])
+    self._chunk_size, self._remat = chunk_size, remat
+
+  def forward(self, inputs, weights, state, rng):
+    layer = self.sublayers[0]
+    stack = _to_stack(inputs, self.n_in)
+    n = stack[0].shape[0]
+    c = self._chunk_size
+    for x in stack:
+      if x.shape[0] != n:
+        raise ValueError(f'Chunk: all inputs need the same leading size, got {shapes.describe(stack)}')
+    if c == 0 or n <= c:
+      return self.call_sublayer(0, inputs, weights[0], state[0], rng)[0], state
+    def run(x_stack, i):
+      # Each chunk gets its own rng so dropout masks differ between chunks.
+      chunk_rng = None if rng is None else jax.random.fold_in(rng, i)
+      return self.call_sublayer(0, _from_stack(list(x_stack), layer.n_in), weights[0],
+                                state[0], chunk_rng)[0]
+    if self._remat:
+      run = jax.checkpoint(run)
+    n_chunks, n_full = n // c, (n // c) * c
+    chunked = tuple(x[:n_full].reshape((n_chunks, c) + x.shape[1:]) for x in stack)
+    ys = jax.lax.map(lambda a: run(*a), (chunked, jnp.arange(n_chunks)))
+    ys = [y.reshape((n_full,) + y.shape[2:]) for y in _push(ys, layer.n_out, [])]
+    if n_full < n:
+      tail = _push(run(tuple(x[n_full:] for x in stack), n_chunks), layer.n_out, [])
+      ys = [jnp.concatenate([y, t], axis=0) for y, t in zip(ys, tail)]
+    return _from_stack(ys, self.n_out), state
+
+  def init_with_signature(self, input_signature, rng):
+    w, s, out = self.init_sublayer(0, input_signature, rng)
+    return (w,), (s,), out
+
+
+class Cond(Layer):
+  """if cond(x) then true(x) else false(x), via lax.cond (false defaults to identity).
+
+  `cond` must return a scalar boolean; `true` and `false` must have equal arity.
+  """
+
+  def __init__(self, cond, true, false=None, name=None):
+    false = false if false is not None else Select(list(range(true.n_in)), name='Identity')
+    if (true.n_in, true.n_out) != (false.n_in, false.n_out):
+      raise ValueError(f'Cond: true ({true.n_in}->{true.n_out}) and false '
+                       f'({false.n_in}->{false.n_out}) branches must have the same arity.')
+    n_in = max(cond.n_in, true.n_in)
+    super().__init__(n_in=n_in, n_out=true.n_out, name=name or 'Cond',
+                     sublayers=[cond, true, false])
+
+  def forward(self, inputs, weights, state, rng):
+    stack = _to_stack(inputs, self.n_in)
+    cond, true, _ = self.sublayers
+    pred, s_cond = self.call_sublayer(0, _pop(stack, cond.n_in)[0], weights[0], state[0], rng)
+    x = _pop(stack, true.n_in)[0]
+    def branch(i):
+      return lambda operands: self.call_sublayer(i, operands, weights[i], state[i], rng)
+    out, s_taken = jax.lax.cond(jnp.reshape(pred, ()).astype(bool), branch(1), branch(2), x)
+    del s_taken  # both branches' state shapes must match; we keep the declared structure.
+    return out, (s_cond, state[1], state[2])
+
+  def init_with_signature(self, input_signature, rng):
+    stack = _to_stack(input_signature, self.n_in)
+    ws, ss, outs = [], [], []
+    for i, l in enumerate(self.sublayers):
+      w, s, out = self.init_sublayer(i, _pop(stack, l.n_in)[0], rng)
+      ws.append(w)
+      ss.append(s)
+      outs.append(out)
+    if outs[1] != outs[2]:
+      raise ValueError(f'Cond: true and false branches give different outputs: {outs[1]} vs {outs[2]}')
+    return tuple(ws), tuple(ss), outs[1]

@@ -1,0 +1,139 @@
+"""Basic layers: Dense, Embedding, Dropout, activations, Flatten, ShiftRight."""
+import jax
+import jax.numpy as jnp
+
+from plait.layers import initializers as init
+from plait.layers.base import Fn, Layer
+
+MODES = ('train', 'eval', 'predict')
+
+
+def check_mode(mode, name):
+  if mode not in MODES:
+    raise ValueError(f'{name}: mode must be one of {MODES}, got {mode!r}.')
+  return mode
+
+
+class Dense(Layer):
+  """y = x @ w + b over the last axis: (..., d_in) -> (..., n_units).
+
+    >>> Dense(64).init(ShapeDtype((8, 32)))[0][0].shape
+    (32, 64)
+  """
+
+  def __init__(self, n_units, use_bias=True, kernel_initializer=init.glorot_uniform,
+               bias_initializer=init.zeros):
+    super().__init__(name=f'Dense_{n_units}')
+    self._n_units, self._use_bias = n_units, use_bias
+    self._kernel_init, self._bias_init = kernel_initializer, bias_initializer
+
+  def forward(self, x, weights, state, rng):
+    if self._use_bias:
+      w, b = weights
+      return jnp.dot(x, w.astype(x.dtype)) + b.astype(x.dtype), state
+    return jnp.dot(x, weights[0].astype(x.dtype)), state
+
+  def init_weights_and_state(self, input_signature, rng):
+    d_in = input_signature.shape[-1]
+    rng_w, rng_b = jax.random.split(rng)
+    w = self._kernel_init(rng_w, (d_in, self._n_units))
+    if not self._use_bias:
+      return (w,), ()
+    return (w, self._bias_init(rng_b, (self._n_units,))), ()
+
+
+class Embedding(Layer):
+  """Integer ids (...,) -> vectors (..., d_feature)."""
+
+  def __init__(self, vocab_size, d_feature, initializer=init.normal(1.0)):
+    super().__init__(name=f'Embedding_{vocab_size}_{d_feature}')
+    self._vocab_size, self._d_feature, self._init = vocab_size, d_feature, initializer
+
+  def forward(self, x, weights, state, rng):
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+      raise TypeError(f'Embedding expects integer token ids, got dtype {x.dtype}.')
+    return jnp.take(weights[0], x, axis=0), state
+
+  def init_weights_and_state(self, input_signature, rng):
+    return (self._init(rng, (self._vocab_size, self._d_feature)),), ()
+
+
+class Dropout(Layer):
+  """Zeroes a `rate` fraction of entries in train mode (rescaling the rest); identity otherwise.
+
+  `shared_axes` share one mask along those axes (e.g. across the sequence).
+  """
+
+  def __init__(self, rate=0.0, shared_axes=None, mode='train'):
+    super().__init__(name='Dropout')
+    if not 0.0 <= rate < 1.0:
+      raise ValueError(f'Dropout rate must be in [0, 1), got {rate}.')
+    self._rate, self._shared_axes = rate, tuple(shared_axes or ())
+    self._mode = check_mode(mode, 'Dropout')
+
+  def forward(self, x, weights, state, rng):
+    if self._mode != 'train' or self._rate == 0.0:
+      return x, state
+    if rng is None:
+      raise ValueError('Dropout in train mode needs an rng: pass rng=jax.random.key(...) '
+                       "to pure_fn, or build the model with mode='eval'.")
+    mask_shape = list(x.shape)
+    for a in self._shared_axes:
+      mask_shape[a] = 1
+    keep = jax.random.bernoulli(rng, 1.0 - self._rate, mask_shape)
+    return jnp.where(keep, x / (1.0 - self._rate), jnp.zeros_like(x)), state
+
+
+def Relu():  # pylint: disable=invalid-name
+  return Fn('Relu', jax.nn.relu)
+
+
+def Gelu():  # pylint: disable=invalid-name
+  """Exact (erf) GELU."""
+  return Fn('Gelu', lambda x: jax.nn.gelu(x, approximate=False))
+
+
+def FastGelu():  # pylint: disable=invalid-name
+  """tanh-approximated GELU."""
+  return Fn('FastGelu', lambda x: jax.nn.gelu(x, approximate=True))
+
+
+def Sigmoid():  # pylint: disable=invalid-name
+  return Fn('Sigmoid', jax.nn.sigmoid)
+
+
+def Tanh():  # pylint: disable=invalid-name
+  return Fn('Tanh', jnp.tanh)
+
+
+def Softmax(axis=-1):  # pylint: disable=invalid-name
+  return Fn('Softmax', lambda x: jax.nn.softmax(x, axis=axis))
+
+
+def LogSoftmax(axis=-1):  # pylint: disable=invalid-name
+  return Fn('LogSoftmax', lambda x: jax.nn.log_softmax(x, axis=axis))
+
+
+def Flatten(n_axes_to_keep=1):  # pylint: disable=invalid-name
+  """Flattens all but the first `n_axes_to_keep` axes."""
+  return Fn(f'Flatten_keep{n_axes_to_keep}',
+            lambda x: jnp.reshape(x, x.shape[:n_axes_to_keep] + (-1,)))
+
+
+def Mean(axis=-1, keepdims=False):  # pylint: disable=invalid-name
+  return Fn('Mean', lambda x: jnp.mean(x, axis=axis, keepdims=keepdims))
+
+
+def ShiftRight(n_positions=1, pad_id=0, mode='train'):  # pylint: disable=invalid-name
+  """Shifts token ids right along axis 1, padding with `pad_id` (identity in predict mode).
+
+  Turns targets into decoder inputs for teacher forcing.
+  """
+  check_mode(mode, 'ShiftRight')
+  if mode == 'predict':
+    return Fn('ShiftRight', lambda x: x)
+  def shift(x):
+    pad = [(0, 0)] * x.ndim
+    pad[1] = (n_positions, 0)
+    return jnp.pad(x, pad, constant_values=pad_id)[:, :x.shape[1]]
+  return Fn('ShiftRight', shift)

@@ -1,0 +1,42 @@
+"""Normalization over the last axis: LayerNorm and RMSNorm (statistics in at least float32)."""
+import jax.numpy as jnp
+
+from plait.layers.base import Layer
+
+
+class LayerNorm(Layer):
+  """(x - mean) / sqrt(var + epsilon) * scale + bias, over the last axis."""
+
+  def __init__(self, epsilon=1e-6, center=True):
+    super().__init__(name='LayerNorm')
+    self._epsilon, self._center = epsilon, center
+
+  def forward(self, x, weights, state, rng):
+    x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    mean = jnp.mean(x32, axis=-1, keepdims=True) if self._center else 0.0
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    y = (x32 - mean) * jnp.reciprocal(jnp.sqrt(var + self._epsilon)) * weights[0]
+    if self._center:
+      y = y + weights[1]
+    return y.astype(x.dtype), state
+
+  def init_weights_and_state(self, input_signature, rng):
+    d = input_signature.shape[-1]
+    scale = jnp.ones((d,), jnp.float32)
+    return ((scale, jnp.zeros((d,), jnp.float32)) if self._center else (scale,)), ()
+
+
+class RMSNorm(Layer):
+  """x / sqrt(mean(x^2) + epsilon) * scale, over the last axis."""
+
+  def __init__(self, epsilon=1e-6):
+    super().__init__(name='RMSNorm')
+    self._epsilon = epsilon
+
+  def forward(self, x, weights, state, rng):
+    x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    ms = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+    return (x32 * jnp.reciprocal(jnp.sqrt(ms + self._epsilon)) * weights[0]).astype(x.dtype), state
+
+  def init_weights_and_state(self, input_signature, rng):
+    return (jnp.ones((input_signature.shape[-1],), jnp.float32),), ()

@@ -1,0 +1,108 @@
+"""Positional encodings: sinusoidal or learned, and axial (factorized) for long inputs.
+
+Inputs are (batch, length, d_feature). In predict mode the state holds the next
+position, so a prompt of any length followed by single tokens gets the same
+encodings as the whole sequence at once.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from plait.layers import initializers as init
+from plait.layers.base import Layer
+from plait.layers.core import Dropout, check_mode
+
+
+def sinusoids(max_len, d_feature):
+  """(max_len, d_feature) table of Vaswani et al. sin/cos encodings."""
+  pos = np.arange(max_len)[:, None]
+  div = np.exp(np.arange(0, d_feature, 2) * -(np.log(10000.0) / d_feature))
+  table = np.zeros((max_len, d_feature), np.float32)
+  table[:, 0::2] = np.sin(pos * div)
+  table[:, 1::2] = np.cos(pos * div)[:, :d_feature // 2]
+  return table
+
+
+class _PositionalBase(Layer):
+  """Adds `self._table(weights)` rows [pos, pos + length) to the input."""
+
+  def __init__(self, max_len, dropout, mode, name):
+    super().__init__(name=name)
+    self._max_len = max_len
+    self._mode = check_mode(mode, name)
+    self._dropout = Dropout(dropout, mode=mode)
+
+  def _table(self, weights, d_feature):
+    raise NotImplementedError
+
+  def forward(self, x, weights, state, rng):
+    if x.ndim != 3:
+      raise ValueError(f'{self.name} expects (batch, length, d_feature), got shape {x.shape}.')
+    length, d = x.shape[1], x.shape[2]
+    table = self._table(weights, d)
+    if self._mode == 'predict':
+      pos = state
+      rows = jax.lax.dynamic_slice_in_dim(table, pos, length, axis=0)
+      new_state = pos + length
+    else:
+      if length > self._max_len:
+        raise ValueError(f'{self.name}: input length {length} > max_len {self._max_len}.')
+      rows, new_state = table[:length], state
+    y = x + rows[None].astype(x.dtype)
+    return self._dropout.forward(y, (), (), rng)[0], new_state
+
+  def _position_state(self):
+    return jnp.zeros((), jnp.int32) if self._mode == 'predict' else ()
+
+
+class PositionalEncoding(_PositionalBase):
+  """Sinusoidal (kind='sinusoidal', no weights) or learned (kind='learned') encodings."""
+
+  def __init__(self, max_len=2048, kind='sinusoidal', dropout=0.0, mode='train'):
+    if kind not in ('sinusoidal', 'learned'):
+      raise ValueError(f"PositionalEncoding kind must be 'sinusoidal' or 'learned', got {kind!r}.")
+    super().__init__(max_len, dropout, mode, name=f'PositionalEncoding_{kind}')
+    self._kind = kind
+
+  def _table(self, weights, d_feature):
+    if self._kind == 'learned':
+      return weights[0]
+    return jnp.asarray(sinusoids(self._max_len, d_feature))
+
+  def init_weights_and_state(self, input_signature, rng):
+    d = input_signature.shape[-1]
+    weights = (init.normal(0.02)(rng, (self._max_len, d)),) if self._kind == 'learned' else ()
+    return weights, self._position_state()
+
+
+class AxialPositionalEncoding(_PositionalBase):
+  """Learned encodings factorized over axes: position p = multi-index in `shape`.
+
+  Axis i has a (shape[i], d_embs[i]) table; the encoding of p is the concatenation
+  of each axis' row, so sum(d_embs) must equal d_feature. Parameters grow with
+  sum(shape) instead of prod(shape): (64, 64, 3) covers 12288 positions.
+  """
+
+  def __init__(self, shape=(64, 64, 3), d_embs=(384, 384, 256), dropout=0.0, mode='train'):
+    if len(shape) != len(d_embs):
+      raise ValueError(f'AxialPositionalEncoding: shape {shape} and d_embs {d_embs} '
+                       'need the same number of axes.')
+    super().__init__(int(np.prod(shape)), dropout, mode,
+                     name=f'AxialPositionalEncoding_{"x".join(map(str, shape))}')
+    self._shape, self._d_embs = tuple(shape), tuple(d_embs)
+
+  def _table(self, weights, d_feature):
+    if d_feature != sum(self._d_embs):
+      raise ValueError(f'{self.name}: sum(d_embs)={sum(self._d_embs)} != d_feature={d_feature}.')
+    parts = []
+    for i, w in enumerate(weights):
+      view = [1] * len(self._shape) + [w.shape[-1]]
+      view[i] = self._shape[i]
+      parts.append(jnp.broadcast_to(w.reshape(view), self._shape + (w.shape[-1],)))
+    return jnp.concatenate(parts, axis=-1).reshape(self._max_len, d_feature)
+
+  def init_weights_and_state(self, input_signature, rng):
+    rngs = jax.random.split(rng, len(self._shape))
+    weights = tuple(init.normal(1.0)(r, (n, d)) for r, n, d in zip(rngs, self._shape, self._d_embs))
+    return weights, self._position_state()

@@ -1,0 +1,30 @@
+"""Shared fixtures: float32 on CPU, random inputs, the shared data dir."""
+import os
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update('jax_default_matmul_precision', 'float32')
+
+
+@pytest.fixture
+def rng():
+  return jax.random.key(0)
+
+
+def random_array(shape, seed=0, dtype=np.float32):
+  """Random normal inputs (never zeros: zeros hide indexing bugs)."""
+  return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.fixture
+def data_dir():
+  """Directory holding crime_and_punishment.txt ($PLAIT_DATA_DIR, else ../shared/data)."""
+  candidates = [os.environ.get('PLAIT_DATA_DIR'),
+                pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data']
+  for c in candidates:
+    if c and (pathlib.Path(c) / 'crime_and_punishment.txt').exists():
+      return pathlib.Path(c)
+  pytest.skip('crime_and_punishment.txt not found: set PLAIT_DATA_DIR')

@@ -1,0 +1,38 @@
+"""Helpers for the attention tests: an independent numpy multi-head attention."""
+import numpy as np
+
+
+def numpy_multihead(x, weights, n_heads, mask=None, allowed=None):
+  """Multi-head attention written out in float64 numpy, the oracle for `Attention` layers.
+
+  Args:
+    x: (B, L, d_model); weights: the layer's ((wq, bq), (wk, bk), (wv, bv), (wo, bo)).
+    mask: (B, L) key validity or None; allowed: (L, L) query-may-see-key or None (all).
+  Returns:
+    (B, L, d_model); a query that sees no valid key contributes 0 before the output Dense.
+  """
+  x = np.asarray(x, np.float64)
+  (wq, bq), (wk, bk), (wv, bv), (wo, bo) = [[np.asarray(t, np.float64) for t in w]
+                                            for w in weights]
+  b, length, _ = x.shape
+  heads = lambda t: t.reshape(b, length, n_heads, -1)
+  q, k, v = heads(x @ wq + bq), heads(x @ wk + bk), heads(x @ wv + bv)
+  logits = np.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(q.shape[-1])
+  ok = np.ones((b, 1, length, length), bool)
+  if allowed is not None:
+    ok = ok & allowed
+  if mask is not None:
+    ok = ok & np.asarray(mask, bool)[:, None, None, :]
+  logits = np.where(ok, logits, -np.inf)
+  top = np.max(logits, axis=-1, keepdims=True)
+  p = np.exp(logits - np.where(np.isfinite(top), top, 0.0))
+  p = p / np.maximum(p.sum(-1, keepdims=True), 1e-300)
+  out = np.einsum('bhqk,bkhd->bqhd', p, v).reshape(b, length, -1)
+  return out @ wo + bo
+
+
+def randomize_biases(weights, seed=1):
+  """The layer's weights with random (not zero) biases, so the oracle checks them too."""
+  rng = np.random.default_rng(seed)
+  return tuple(w if len(w) < 2 else (w[0], rng.standard_normal(w[1].shape).astype(np.float32))
+               for w in weights)

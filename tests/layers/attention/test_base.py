@@ -1,0 +1,211 @@
+"""The shared attention path (`Attention`): projections, heads, batching, rng, state, errors."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from plait.layers.attention import (
+    Attention, AttentionKind, CausalAttention, ChunkedAttention, DotProductAttention,
+    SelfAttention, reference_attention)
+from plait.shapes import ShapeDtype
+from tests.conftest import random_array
+from tests.layers.attention.conftest import numpy_multihead, randomize_biases
+
+B, L, D, H = 2, 7, 12, 3
+
+
+class NoiseKind(AttentionKind):
+  """out = v + noise(rng): shows which rng each (batch, head) pair received."""
+
+  def attend(self, q, k, v, mask, state, rng, mode):
+    return v + jax.random.normal(rng, v.shape), state
+
+
+class CountingKind(AttentionKind):
+  """Keeps a per-pair counter of positions seen; out = q."""
+
+  def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
+    return (jnp.zeros((), jnp.int32), jnp.zeros((d_head,), dtype))
+
+  def attend(self, q, k, v, mask, state, rng, mode):
+    return q, (state[0] + q.shape[0], state[1] + q.sum(0))
+
+
+class SharedQKKind(AttentionKind):
+  """Exact attention with keys = queries (what LSH does before hashing)."""
+  shared_qk = True
+
+  def attend(self, q, k, v, mask, state, rng, mode):
+    assert k is None
+    return reference_attention(q, q, v, mask=mask), state
+
+
+def init(layer, x, mask=None, seed=0):
+  sig = ShapeDtype(x.shape) if mask is None else (ShapeDtype(x.shape), ShapeDtype(mask.shape, bool))
+  return layer.init(sig, rng=jax.random.key(seed))
+
+
+def test_self_attention_equals_handwritten_multihead():
+  layer = SelfAttention(D, n_heads=H, mode='eval')
+  x = random_array((B, L, D), 1)
+  weights, state = init(layer, x)
+  weights = randomize_biases(weights)
+  y, _ = layer.pure_fn(x, weights, state)
+  np.testing.assert_allclose(y, numpy_multihead(x, weights, H), atol=1e-5, rtol=1e-5)
+
+
+def test_causal_attention_with_mask_equals_handwritten_multihead():
+  layer = CausalAttention(D, n_heads=H, use_mask=True, mode='eval')
+  x = random_array((B, L, D), 1)
+  mask = np.random.default_rng(2).random((B, L)) < 0.7
+  mask[:, 0] = True  # Every query sees a key (rows without one are tested in test_dense).
+  weights, state = init(layer, x, mask)
+  weights = randomize_biases(weights)
+  (y, mask_out), _ = layer.pure_fn((x, mask), weights, state)
+  expected = numpy_multihead(x, weights, H, mask=mask, allowed=np.tril(np.ones((L, L), bool)))
+  np.testing.assert_allclose(y, expected, atol=1e-5, rtol=1e-5)
+  np.testing.assert_array_equal(mask_out, mask)
+
+
+def test_explicit_d_head_sets_projection_sizes():
+  layer = SelfAttention(D, n_heads=2, d_head=5, mode='eval')
+  x = random_array((B, L, D), 1)
+  weights, state = init(layer, x)
+  assert weights[0][0].shape == (D, 10) and weights[3][0].shape == (10, D)
+  y, _ = layer.pure_fn(x, weights, state)
+  np.testing.assert_allclose(y, numpy_multihead(x, weights, 2), atol=1e-5, rtol=1e-5)
+
+
+def test_shared_qk_kind_has_no_key_projection():
+  layer = Attention(SharedQKKind(), D, n_heads=H, mode='eval')
+  x = random_array((B, L, D), 1)
+  weights, state = init(layer, x)
+  assert weights[1] == ()
+  y, _ = layer.pure_fn(x, weights, state)
+  as_full = (weights[0], weights[0], weights[2], weights[3])  # keys = queries
+  np.testing.assert_allclose(y, numpy_multihead(x, as_full, H), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('kind', [DotProductAttention(causal=True), ChunkedAttention(3)])
+def test_head_chunking_equals_no_chunking(kind):
+  x = random_array((B, L, D), 1)
+  whole = Attention(kind, D, n_heads=4, d_head=2, mode='eval')
+  chunked = Attention(kind, D, n_heads=4, d_head=2, head_chunk_size=2, mode='eval')
+  weights, state = init(whole, x)
+  np.testing.assert_allclose(chunked.pure_fn(x, weights, state)[0],
+                             whole.pure_fn(x, weights, state)[0], atol=1e-6)
+
+
+def test_head_chunking_keeps_each_pairs_rng():
+  x = random_array((B, L, D), 1)
+  whole = Attention(NoiseKind(), D, n_heads=4, d_head=2, mode='eval')
+  chunked = Attention(NoiseKind(), D, n_heads=4, d_head=2, head_chunk_size=1, mode='eval')
+  weights, state = init(whole, x)
+  rng = jax.random.key(5)
+  np.testing.assert_allclose(chunked.pure_fn(x, weights, state, rng)[0],
+                             whole.pure_fn(x, weights, state, rng)[0], atol=1e-6)
+
+
+def test_each_batch_element_and_head_gets_a_distinct_rng():
+  layer = Attention(NoiseKind(), D, n_heads=H, use_bias=False, mode='eval')
+  x = np.broadcast_to(random_array((1, L, D), 1), (B, L, D))  # Same input in every row.
+  weights, state = init(layer, x)
+  identity = (weights[0], weights[1], weights[2], (jnp.eye(D),))
+  y, _ = layer.pure_fn(x, identity, state, jax.random.key(3))
+  noise = np.asarray(y - jnp.dot(x, weights[2][0])).reshape(B, L, H, D // H)
+  pairs = noise.transpose(0, 2, 1, 3).reshape(B * H, -1)
+  assert len({tuple(np.round(p, 5)) for p in pairs}) == B * H
+
+
+def test_state_gets_leading_batch_and_head_axes_and_is_threaded():
+  layer = Attention(CountingKind(), D, n_heads=H, mode='eval')
+  x = random_array((B, L, D), 1)
+  weights, state = init(layer, x)
+  assert state[0].shape == (B, H) and state[1].shape == (B, H, D // H)
+  _, state = layer.pure_fn(x, weights, state)
+  _, state = layer.pure_fn(x, weights, state)
+  np.testing.assert_array_equal(state[0], np.full((B, H), 2 * L))
+
+
+def test_output_signature_matches_inputs():
+  layer = CausalAttention(D, n_heads=H, use_mask=True)
+  out = layer.output_signature((ShapeDtype((B, L, D)), ShapeDtype((B, L), bool)))
+  assert out[0].shape == (B, L, D) and out[1].shape == (B, L)
+
+
+def test_jit_and_vmap_give_the_eager_result():
+  layer = CausalAttention(D, n_heads=H, mode='eval')
+  x = random_array((3, B, L, D), 1)
+  weights, state = init(layer, x[0])
+  eager = np.stack([layer.pure_fn(xi, weights, state)[0] for xi in x])
+  jitted = jax.jit(lambda xi: layer.pure_fn(xi, weights, state)[0])
+  vmapped = jax.vmap(lambda xi: layer.pure_fn(xi, weights, state)[0])
+  np.testing.assert_allclose(jitted(x[0]), eager[0], atol=1e-6)
+  np.testing.assert_allclose(vmapped(x), eager, atol=1e-6)
+
+
+def test_gradients_match_finite_differences():
+  # float32 (jax's dot_product_attention computes its softmax in float32 whatever the
+  # input dtype), so a large step and loose tolerance; test_chunked checks float64.
+  layer = CausalAttention(4, n_heads=2, use_mask=True, mode='eval')
+  x = random_array((1, 3, 4), 1)
+  mask = np.array([[True, False, True]])
+  weights, state = init(layer, x, mask)
+  weights = randomize_biases(weights)
+  f = lambda x, w: layer.pure_fn((x, mask), w, state)[0][0]
+  check_grads(f, (x, weights), order=1, modes=['rev'], eps=1e-2, atol=2e-2, rtol=2e-2)
+
+
+def test_dropout_applies_only_in_train_mode_and_needs_rng():
+  x = random_array((B, L, D), 1)
+  train = SelfAttention(D, n_heads=H, dropout=0.5, mode='train')
+  weights, state = init(train, x)
+  y_eval, _ = SelfAttention(D, n_heads=H, dropout=0.5, mode='eval').pure_fn(x, weights, state)
+  y_train, _ = train.pure_fn(x, weights, state, jax.random.key(1))
+  zeros = np.isclose(np.asarray(y_train), 0.0)
+  assert 0.3 < zeros.mean() < 0.7
+  np.testing.assert_allclose(np.asarray(y_train)[~zeros], 2 * np.asarray(y_eval)[~zeros],
+                             rtol=1e-5, atol=1e-5)
+  with pytest.raises(Exception, match='needs an rng'):
+    train.pure_fn(x, weights, state, None)
+
+
+# ----- errors -----
+def test_d_model_not_divisible_by_heads_is_a_clear_error():
+  with pytest.raises(ValueError, match=r'd_model=10 is not divisible by n_heads=3'):
+    SelfAttention(10, n_heads=3)
+
+
+def test_head_chunk_size_must_divide_heads():
+  with pytest.raises(ValueError, match=r'head_chunk_size=3 must divide n_heads=4'):
+    SelfAttention(8, n_heads=4, head_chunk_size=3)
+
+
+def test_kind_must_be_an_attention_kind():
+  with pytest.raises(TypeError, match='must be an AttentionKind'):
+    Attention(lambda q, k, v: q, 8)
+
+
+def test_wrong_mask_shape_names_both_shapes():
+  layer = SelfAttention(D, n_heads=H, use_mask=True, mode='eval')
+  x = random_array((B, L, D), 1)
+  weights, state = init(layer, x, np.ones((B, L), bool))
+  with pytest.raises(Exception, match=r'mask must have shape \(batch, length\) = \(2, 7\), '
+                                      r'got \(2, 6\)'):
+    layer.pure_fn((x, np.ones((B, L - 1), bool)), weights, state)
+
+
+def test_wrong_feature_size_names_the_expected_shape():
+  layer = SelfAttention(D, n_heads=H, mode='eval')
+  with pytest.raises(Exception, match=r'expected x of shape \(batch, length, d_model=12\), '
+                                      r'got \(2, 7, 8\)'):
+    layer.init(ShapeDtype((B, L, 8)))
+
+
+def test_predict_prompt_longer_than_max_len_is_a_clear_error():
+  layer = CausalAttention(D, n_heads=H, max_len=4, mode='predict')
+  x = random_array((B, 6, D), 1)
+  weights, state = layer.init(ShapeDtype((B, 1, D)))
+  with pytest.raises(Exception, match=r'length 6 exceeds max_len=4'):
+    layer.pure_fn(x, weights, state)
