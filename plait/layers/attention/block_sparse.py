@@ -1,2 +1,206 @@
-"""Block-sparse attention (BigBird): placeholder until the block-sparse work lands."""
-__all__ = []
+"""Block-sparse attention (BigBird ITC) as an AttentionKind, plus its Layer constructors.
+
+Each query block sees a fixed-width set of key blocks (window, global, random; the layout
+is in `block_sparse_pattern.py`). The kind gathers those key blocks next to each query
+block and runs one dense (block_size, width * block_size) softmax per block, so memory is
+O(L * width * block_size) and no (L, L) array is ever built. The two global query blocks
+(bidirectional) attend to the whole sequence: a (2 * block_size, L) product.
+
+  >>> layer = BlockSparseAttention(d_model=512, n_heads=8, block_size=64, num_rand_blocks=3)
+  >>> lm_layer = CausalBlockSparseAttention(512, 8, block_size=64, mode='predict', max_len=4096)
+
+Design choices:
+  - All heads share one random pattern, a deterministic function of `seed` and the number
+    of blocks (BigBird draws one per head). `attend` sees one (batch, head) pair without
+    its head index, and the shared path may run heads in groups (`head_chunk_size`), so a
+    per-head pattern could not be applied consistently. Give each layer its own seed
+    (e.g. its depth) to vary the pattern across layers.
+  - Lengths are padded to a multiple of `block_size`; padded keys are masked and padded
+    queries dropped, so the output equals dense attention under `block_sparse_mask`.
+  - A sequence shorter than the pattern needs (`min_blocks`: 5 + num_rand_blocks blocks,
+    or 3 + num_rand_blocks when causal) raises a ValueError, unless `dense_fallback=True`:
+    then it runs dense attention under the same mask, which for such short sequences is
+    full (causal) attention.
+  - Predict mode (causal only) keeps a KV cache of `max_len` positions and masks it with
+    the pattern's rows for the new positions: exactly what the full-sequence computation
+    sees (the causal pattern of a prefix is the prefix of the pattern). Each step costs
+    O(max_len), like dense cached attention.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from plait.layers.attention.base import Attention, AttentionKind
+from plait.layers.attention.block_sparse_pattern import (
+    block_level_mask, block_pattern, block_sparse_mask, min_blocks, n_blocks_for)
+from plait.layers.attention.dense import cached_attention, init_kv_cache, masked_attention
+
+
+class BlockSparseKind(AttentionKind):
+  """BigBird ITC attention for (B, H, L, d_head) q/k/v; see the module docstring.
+
+  Args:
+    block_size: positions per block.
+    num_rand_blocks: random key blocks per query block.
+    seed: non-negative int fixing the random blocks.
+    causal: the LM variant (window + first block + random earlier blocks, no look-ahead).
+    dense_fallback: for sequences too short for the pattern, use dense attention (with the
+      equivalent, full pattern) instead of raising.
+  """
+
+  def __init__(self, block_size=64, num_rand_blocks=3, seed=0, causal=False,
+               dense_fallback=False):
+    if block_size < 1 or num_rand_blocks < 0:
+      raise ValueError(f'BlockSparseKind: need block_size >= 1 and num_rand_blocks >= 0, got '
+                       f'block_size={block_size}, num_rand_blocks={num_rand_blocks}.')
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+      raise ValueError(f'BlockSparseKind: seed must be a non-negative int, got {seed!r}.')
+    self.block_size, self.num_rand_blocks, self.seed = block_size, num_rand_blocks, int(seed)
+    self.causal, self.dense_fallback = causal, dense_fallback
+    self.name = f'{"Causal" if causal else ""}BlockSparse{block_size}'
+
+  @property
+  def min_length(self):
+    """Shortest length computed block-sparsely: min_blocks(...) full blocks."""
+    return min_blocks(self.num_rand_blocks, self.causal) * self.block_size
+
+  def mask(self, length):
+    """The (length, length) bool mask this kind equals dense attention under."""
+    return block_sparse_mask(length, self.block_size, self.num_rand_blocks, self.seed,
+                             self.causal)
+
+  def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
+    return init_kv_cache(length, d_head, dtype) if mode == 'predict' else ()
+
+  def check_length(self, length, mode):
+    if mode == 'predict':
+      if not self.causal:
+        raise ValueError(f'{self.name}: predict mode (decoding) needs the causal variant; '
+                         'use CausalBlockSparseAttention.')
+      return
+    n_min = min_blocks(self.num_rand_blocks, self.causal)
+    if n_blocks_for(length, self.block_size) < n_min and not self.dense_fallback:
+      raise ValueError(
+          f'{self.name}: sequence length {length} is too short for block-sparse attention '
+          f'with block_size={self.block_size} and num_rand_blocks={self.num_rand_blocks}: '
+          f'it needs at least {n_min} blocks, i.e. length > {(n_min - 1) * self.block_size}'
+          f' (padded to a multiple of block_size). Use longer sequences, a smaller '
+          'block_size or num_rand_blocks, or dense_fallback=True to run dense attention.')
+
+  def attend(self, q, k, v, mask, state, rng, mode):
+    """One pair: the batched code on a (1, 1) batch."""
+    state = _map(lambda s: s[None, None], state)
+    mask = None if mask is None else mask[None]
+    out, new_state = self.attend_batched(q[None, None], k[None, None], v[None, None], mask,
+                                         state, rng, mode)
+    return out[0, 0], _map(lambda s: s[0, 0], new_state)
+
+  def attend_batched(self, q, k, v, mask, state, rng, mode):
+    """(B, H, L, d_head) arrays, mask (B, L) or None; rng unused (the pattern is fixed)."""
+    del rng
+    length = q.shape[-2]
+    self.check_length(length, mode)
+    if mode == 'predict':
+      return self._predict(q, k, v, mask, state)
+    valid = jnp.ones((q.shape[0], 1, length), jnp.bool_) if mask is None else mask[:, None]
+    n_blocks = n_blocks_for(length, self.block_size)
+    if n_blocks < min_blocks(self.num_rand_blocks, self.causal):  # dense_fallback=True.
+      allowed = jnp.asarray(self.mask(length)) & valid[..., None, :]
+      return masked_attention(q, k, v, allowed), state
+    return self._blockwise(q, k, v, valid, n_blocks), state
+
+  def _blockwise(self, q, k, v, valid, n_blocks):
+    """Pads to n_blocks * block_size, attends block by block, strips the padding."""
+    bs, length = self.block_size, q.shape[-2]
+    pattern = block_pattern(n_blocks, self.num_rand_blocks, self.seed, self.causal)
+    pad = n_blocks * bs - length
+    pad_len = lambda t: jnp.pad(t, [(0, 0), (0, 0), (0, pad)] + [(0, 0)] * (t.ndim - 3))
+    q, k, v, valid = (pad_len(t) for t in (q, k, v, valid))
+    to_blocks = lambda t: t.reshape(t.shape[:2] + (n_blocks, bs) + t.shape[3:])
+    global_rows = np.array(pattern.global_rows, np.int32)
+    rows = np.array([r for r in range(n_blocks) if r not in pattern.global_rows], np.int32)
+
+    # Sparse rows: gather each row's key blocks into (rows, width * bs) keys.
+    idx = pattern.key_blocks[rows]                                      # (R, W)
+    gather = lambda t: _merge_slots(jnp.take(to_blocks(t), idx, axis=2))
+    k_rows, v_rows, valid_rows = gather(k), gather(v), gather(valid)  # (B, H|1, R, W*bs, ...)
+    slot_ok = np.repeat(pattern.valid[rows], bs, axis=1)               # (R, W*bs)
+    allowed = valid_rows[..., None, :] & slot_ok[:, None, :]          # (B, 1, R, 1|bs, W*bs)
+    if self.causal:
+      k_pos = (jnp.asarray(idx)[:, :, None] * bs + jnp.arange(bs)).reshape(len(rows), -1)
+      q_pos = jnp.asarray(rows)[:, None] * bs + jnp.arange(bs)        # (R, bs)
+      allowed = allowed & (k_pos[:, None, :] <= q_pos[:, :, None])
+    q_rows = jnp.take(to_blocks(q), rows, axis=2)                      # (B, H, R, bs, d)
+    out = masked_attention(q_rows, k_rows, v_rows, allowed)
+    if len(global_rows):
+      # Global rows see every key: (G * bs, L_padded) logits.
+      q_glob = jnp.take(to_blocks(q), global_rows, axis=2)             # (B, H, G, bs, d)
+      glob = masked_attention(q_glob, k[:, :, None], v[:, :, None], valid[:, :, None, None, :])
+      out = jnp.concatenate([out, glob], axis=2)
+      order = np.argsort(np.concatenate([rows, global_rows]))
+      out = jnp.take(out, order, axis=2)
+    out = out.reshape(out.shape[:2] + (n_blocks * bs,) + out.shape[4:])
+    return out[:, :, :length]
+
+  def _predict(self, q, k, v, mask, cache):
+    """Causal decoding against the KV cache, masked by the pattern's rows."""
+    bs = self.block_size
+    max_len = cache[0].shape[-2]
+    pattern = block_pattern(n_blocks_for(max_len, bs), self.num_rand_blocks, self.seed, True)
+    table = jnp.asarray(block_level_mask(pattern))
+    def allowed(q_pos, k_pos):
+      return table[q_pos // bs, k_pos // bs] & (k_pos <= q_pos)
+    mask = None if mask is None else mask[:, None, :]
+    return cached_attention(q, k, v, mask, cache, allowed)
+
+
+def _merge_slots(t):
+  """(B, H, R, W, bs, ...) -> (B, H, R, W * bs, ...)."""
+  return t.reshape(t.shape[:3] + (t.shape[3] * t.shape[4],) + t.shape[5:])
+
+
+def _map(fn, tree):
+  return jax.tree_util.tree_map(fn, tree)
+
+
+# ----- layers -----
+def BlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_blocks=3, seed=0,  # pylint: disable=invalid-name
+                         d_head=None, use_mask=False, dropout=0.0, dense_fallback=False,
+                         head_chunk_size=None, use_bias=True, mode='train'):
+  """Bidirectional BigBird ITC attention (an encoder's): (B, L, d_model) -> (B, L, d_model).
+
+  Global first/last blocks, a 3-block window and `num_rand_blocks` random blocks drawn
+  from `seed`. Lengths need not be block multiples (padded automatically); sequences
+  shorter than (5 + num_rand_blocks) blocks raise unless `dense_fallback=True`.
+
+    >>> layer = BlockSparseAttention(256, n_heads=4, block_size=32, num_rand_blocks=2)
+    >>> weights, state = layer.init(ShapeDtype((2, 1000, 256)))
+  """
+  kind = BlockSparseKind(block_size, num_rand_blocks, seed, causal=False,
+                         dense_fallback=dense_fallback)
+  return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
+                   use_mask=use_mask, head_chunk_size=head_chunk_size, use_bias=use_bias,
+                   mode=mode, name='BlockSparseAttention')
+
+
+def CausalBlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_blocks=3, seed=0,  # pylint: disable=invalid-name
+                               d_head=None, use_mask=False, dropout=0.0, dense_fallback=False,
+                               head_chunk_size=None, max_len=2048, use_bias=True,
+                               mode='train'):
+  """Causal block-sparse attention for LMs: window + first block + random earlier blocks.
+
+  Never looks ahead. Sequences shorter than (3 + num_rand_blocks) blocks raise unless
+  `dense_fallback=True`. Predict mode decodes with a `max_len` KV cache and sees exactly
+  the full-sequence pattern.
+
+    >>> layer = CausalBlockSparseAttention(256, n_heads=4, block_size=32, mode='predict')
+  """
+  kind = BlockSparseKind(block_size, num_rand_blocks, seed, causal=True,
+                         dense_fallback=dense_fallback)
+  return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
+                   use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
+                   use_bias=use_bias, mode=mode, name='CausalBlockSparseAttention')
+
+
+__all__ = ['BlockSparseAttention', 'BlockSparseKind', 'CausalBlockSparseAttention',
+           'block_sparse_mask']
