@@ -1,0 +1,310 @@
+"""Checkpoints: orbax-checkpoint `CheckpointManager` under `output_dir/checkpoints/<step>/`.
+
+A checkpoint holds the weights, layer state, optimizer state, step, rng and the
+data stream's position, so resuming continues exactly where training stopped.
+Saving is asynchronous (training goes on while files are written) and atomic
+(orbax writes to a temporary directory and renames it when complete, so a
+killed run never leaves a half-written checkpoint that looks complete).
+
+Each checkpoint has two items:
+  arrays: a flat dict {'w00000': ..., 's00000': ..., 'o00000': ...} of the
+    weights (w), state (s) and optimizer state (o) leaves in tree order;
+  meta: JSON with the step, rng, data position, metrics and, for every leaf,
+    its readable name (e.g. `Serial/Dense_16[2]/w0`), shape and dtype.
+Restoring checks every leaf against the model first, so a checkpoint from a
+different model gives an error naming the mismatched weights.
+
+Decoding loads weights with `restore_model`:
+
+  >>> weights, state, step = restore_model('/tmp/run', model, ShapeDtype((1, 64), np.int32))
+"""
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+CHECKPOINT_DIR = 'checkpoints'
+TOKENIZER_DIR = 'tokenizer'
+_PREFIX = {'weights': 'w', 'state': 's', 'opt_state': 'o'}
+
+
+class CheckpointError(ValueError):
+  """A checkpoint is missing, unreadable or does not match the model."""
+
+
+def leaf_names(model, tree):
+  """Readable names of the leaves of `tree` (weights or state of `model`), in flatten order.
+
+  Sublayer entries are named after the sublayer with its index in its parent
+  (`Serial/Dense_16[2]`); a leaf layer's own arrays are `w0`, `w1`, ... .
+  """
+  names = []
+  for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    node, parts, own = model, [model.name] if model is not None else [], []
+    for key in path:
+      i = getattr(key, 'idx', getattr(key, 'key', key))
+      if node is not None and isinstance(i, int) and i < len(node.sublayers):
+        node = node.sublayers[i]
+        parts.append(f'{node.name}[{i}]')
+      else:
+        node = None
+        own.append(str(i))
+    names.append('/'.join(parts + (['w' + '.'.join(own)] if own else [])))
+  return names
+
+
+def _describe_leaves(names, leaves):
+  return [[n, list(np.shape(x)), _dtype_name(x)] for n, x in zip(names, leaves)]
+
+
+def _dtype_name(x):
+  dtype = x.dtype
+  if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    return f'key<{jax.random.key_impl(x)}>'
+  return str(np.dtype(dtype))
+
+
+def _to_savable(x):
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return jax.random.key_data(x)
+  return x
+
+
+def _opt_state_names(opt_state):
+  return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(opt_state)[0]]
+
+
+def _check_match(kind, saved, target, where):
+  """Raises CheckpointError naming every leaf whose name, shape or dtype differs."""
+  saved = [tuple(s[:1]) + (tuple(s[1]), s[2]) for s in saved]
+  target = [tuple(t[:1]) + (tuple(t[1]), t[2]) for t in target]
+  if saved == target:
+    return
+  problems = []
+  saved_by_name = {s[0]: s for s in saved}
+  target_by_name = {t[0]: t for t in target}
+  if len(saved_by_name) == len(saved) and len(target_by_name) == len(target):
+    for name, t in target_by_name.items():
+      s = saved_by_name.get(name)
+      if s is None:
+        problems.append(f'  {name}: in the model {list(t[1])} {t[2]}, missing from the checkpoint')
+      elif s[1:] != t[1:]:
+        problems.append(f'  {name}: checkpoint {list(s[1])} {s[2]}, model {list(t[1])} {t[2]}')
+    for name, s in saved_by_name.items():
+      if name not in target_by_name:
+        problems.append(f'  {name}: in the checkpoint {list(s[1])} {s[2]}, not in the model')
+    if not problems:
+      problems.append('  the same leaves in a different order')
+  else:
+    for i in range(max(len(saved), len(target))):
+      s = saved[i] if i < len(saved) else None
+      t = target[i] if i < len(target) else None
+      if s != t:
+        problems.append(f'  leaf {i}: checkpoint {s}, model {t}')
+  shown = problems[:20] + ([f'  ... and {len(problems) - 20} more'] if len(problems) > 20 else [])
+  raise CheckpointError(
+      f'the checkpoint in {where} does not match: its {kind} differ from this '
+      f'{"model" if kind != "optimizer state" else "optimizer"}\'s ({len(problems)} '
+      f'mismatches):\n' + '\n'.join(shown) + '\nIt was written for a different model or '
+      'settings: use another output_dir, or start afresh (plait-train --overwrite).')
+
+
+class Checkpointer:
+  """Saves and restores training checkpoints in `output_dir/checkpoints`.
+
+  Args:
+    output_dir: the training directory.
+    keep_checkpoints: keep the latest N checkpoints (None = keep all).
+    keep_best: also keep the best `n_best` checkpoints by this metric (a key of the
+      `metrics` passed to `save`, e.g. 'eval/CrossEntropyLoss'); None = off.
+    best_mode: 'min' or 'max': which values of `keep_best` are better.
+    n_best: how many best checkpoints to keep.
+    async_save: write checkpoints in the background.
+  """
+
+  def __init__(self, output_dir, keep_checkpoints=3, keep_best=None, best_mode='min',
+               n_best=1, async_save=True):
+    if best_mode not in ('min', 'max'):
+      raise ValueError(f"Checkpointer: best_mode must be 'min' or 'max', got {best_mode!r}.")
+    if keep_checkpoints is not None and keep_checkpoints < 1:
+      raise ValueError(f'Checkpointer: keep_checkpoints must be >= 1 or None, '
+                       f'got {keep_checkpoints}.')
+    self.directory = os.path.join(os.path.abspath(output_dir), CHECKPOINT_DIR)
+    self.keep_best = keep_best
+    policies = [ocp.checkpoint_managers.LatestN(n=keep_checkpoints)]
+    if keep_best is not None:
+      worst = np.inf if best_mode == 'min' else -np.inf
+      policies.append(ocp.checkpoint_managers.BestN(
+          get_metric_fn=lambda m: m.get(keep_best, worst), reverse=best_mode == 'min',
+          n=n_best, keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+        enable_async_checkpointing=async_save, create=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def all_steps(self):
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self):
+    return self._manager.latest_step()
+
+  def save(self, step, model, weights, state, opt_state, rng, data_position, metrics=None):
+    """Starts writing checkpoint `step` (returns before the files are written if async)."""
+    arrays, meta = {}, {'format': 1, 'step': int(step), 'data': data_position,
+                        'metrics': dict(metrics or {})}
+    for kind, tree in (('weights', weights), ('state', state), ('opt_state', opt_state)):
+      leaves = jax.tree_util.tree_leaves(tree)
+      names = _opt_state_names(tree) if kind == 'opt_state' else leaf_names(model, tree)
+      meta[kind] = _describe_leaves(names, leaves)
+      for i, x in enumerate(leaves):
+        arrays[f'{_PREFIX[kind]}{i:05d}'] = _to_savable(x)
+    meta['rng'] = {'impl': str(jax.random.key_impl(rng)),
+                   'data': np.asarray(jax.random.key_data(rng)).tolist()}
+    items = {'meta': ocp.args.JsonSave(meta)}
+    if arrays:
+      items['arrays'] = ocp.args.PyTreeSave(arrays)
+    metrics = {k: float(v) for k, v in (metrics or {}).items()}
+    self._manager.save(int(step), args=ocp.args.Composite(**items), metrics=metrics or None,
+                       force=True)
+
+  def read_meta(self, step):
+    path = os.path.join(self.directory, str(step), 'meta', 'metadata')
+    if not os.path.exists(path):
+      raise CheckpointError(f'checkpoint {step} in {self.directory} has no metadata ({path}); '
+                            'it is not a plait checkpoint or it is damaged.')
+    with open(path) as f:
+      return json.load(f)
+
+  def restore(self, step, model, weights, state, opt_state=None, sharding=None):
+    """Loads checkpoint `step` into the structure of the given (initialized) trees.
+
+    Returns a dict with 'weights', 'state', 'opt_state' (None if not asked for), 'step',
+    'rng' and 'data' (the stream position). Raises CheckpointError on any mismatch.
+    """
+    meta = self.read_meta(step)
+    where = os.path.join(self.directory, str(step))
+    targets = {'weights': weights, 'state': state}
+    if opt_state is not None:
+      targets['opt_state'] = opt_state
+    abstract, treedefs = {}, {}
+    for kind, tree in targets.items():
+      leaves, treedefs[kind] = jax.tree_util.tree_flatten(tree)
+      names = _opt_state_names(tree) if kind == 'opt_state' else leaf_names(model, tree)
+      _check_match(kind if kind != 'opt_state' else 'optimizer state', meta[kind],
+                   _describe_leaves(names, leaves), where)
+      for i, x in enumerate(leaves):
+        savable = jax.eval_shape(_to_savable, x)
+        abstract[f'{_PREFIX[kind]}{i:05d}'] = (x, jax.ShapeDtypeStruct(
+            savable.shape, savable.dtype, sharding=sharding or _default_sharding(x)))
+    loaded = {}
+    if abstract:
+      target = {k: v[1] for k, v in abstract.items()}
+      restore_args = jax.tree_util.tree_map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding),
+                                            target)
+      loaded = self._manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.PyTreeRestore(
+          target, restore_args=restore_args, partial_restore=True)))['arrays']
+    out = {'step': meta['step'], 'data': meta.get('data', {}), 'opt_state': None,
+           'rng': jax.random.wrap_key_data(np.asarray(meta['rng']['data'], np.uint32),
+                                           impl=meta['rng']['impl'])}
+    for kind, tree in targets.items():
+      leaves = []
+      for i, x in enumerate(jax.tree_util.tree_leaves(tree)):
+        value = loaded[f'{_PREFIX[kind]}{i:05d}']
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+          value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(x))
+        leaves.append(value)
+      out[kind] = jax.tree_util.tree_unflatten(treedefs[kind], leaves)
+    return out
+
+  def wait(self):
+    """Blocks until pending asynchronous saves are on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def _default_sharding(x):
+  sharding = getattr(x, 'sharding', None)
+  if sharding is not None and not isinstance(x, jax.ShapeDtypeStruct):
+    return sharding
+  return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+
+def has_checkpoint(output_dir):
+  """True if `output_dir` holds at least one complete checkpoint."""
+  return bool(_complete_steps(output_dir))
+
+
+def _complete_steps(output_dir):
+  directory = os.path.join(output_dir, CHECKPOINT_DIR)
+  if not os.path.isdir(directory):
+    return []
+  steps = []
+  for entry in os.listdir(directory):
+    if entry.isdigit() and os.path.exists(os.path.join(directory, entry, 'meta', 'metadata')):
+      steps.append(int(entry))
+  return sorted(steps)
+
+
+def restore_model(output_dir, model, input_signature, step=None, rng=None):
+  """Loads a trained model's weights and state from `output_dir`.
+
+  Initializes `model` for `input_signature` (abstractly, no compute) to get the
+  expected structure, checks every leaf's name, shape and dtype against the
+  checkpoint (raising CheckpointError naming any mismatched weights), and loads
+  the latest complete checkpoint (or `step`). The optimizer state is not read.
+  Also remembers the result on the model, so `model(x)` works afterwards.
+
+  Returns:
+    (weights, state, step).
+  """
+  steps = _complete_steps(output_dir)
+  if not steps:
+    raise CheckpointError(f'restore_model: no complete checkpoint in '
+                          f'{os.path.join(output_dir, CHECKPOINT_DIR)}; train first '
+                          '(plait-train --output_dir=...).')
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise CheckpointError(f'restore_model: no checkpoint for step {step} in {output_dir}; '
+                          f'available steps: {steps}.')
+  rng = jax.random.key(0) if rng is None else rng
+  weights, state = jax.eval_shape(lambda: model.init(input_signature, rng))
+  checkpointer = Checkpointer(output_dir, keep_checkpoints=None, async_save=False)
+  try:
+    restored = checkpointer.restore(step, model, weights, state)
+  finally:
+    checkpointer.close()
+  model.weights, model.state = restored['weights'], restored['state']
+  return restored['weights'], restored['state'], restored['step']
+
+
+def save_tokenizer(tokenizer, output_dir):
+  """Stores the tokenizer next to the checkpoints in `output_dir/tokenizer/`.
+
+  `tokenizer` is an object with `save(directory)`, a path to a vocab/model file,
+  or a list of such paths. Returns the directory.
+  """
+  directory = os.path.join(output_dir, TOKENIZER_DIR)
+  os.makedirs(directory, exist_ok=True)
+  if hasattr(tokenizer, 'save') and callable(tokenizer.save):
+    tokenizer.save(directory)
+    return directory
+  paths = [tokenizer] if isinstance(tokenizer, (str, os.PathLike)) else list(tokenizer)
+  for path in paths:
+    if not os.path.isfile(path):
+      raise CheckpointError(f'save_tokenizer: {path} is not a file; pass a tokenizer with '
+                            'save(directory) or the paths of its vocab/model files.')
+    shutil.copy2(path, directory)
+  return directory
+
+
+def tokenizer_dir(output_dir):
+  """Where `save_tokenizer` put the tokenizer files (None if there are none)."""
+  directory = os.path.join(output_dir, TOKENIZER_DIR)
+  return directory if os.path.isdir(directory) and os.listdir(directory) else None

@@ -1,0 +1,142 @@
+"""Where training metrics go: `metrics.jsonl`, TensorBoard event files and the terminal.
+
+`metrics.jsonl` has one JSON object per line, e.g.
+  {"split": "train", "step": 12, "loss": 3.21, "learning_rate": 0.001, ...}
+  {"split": "eval", "step": 100, "CrossEntropyLoss": 3.05, "Accuracy": 0.31}
+TensorBoard event files are in `tensorboard/train` and `tensorboard/<eval task>`.
+On a terminal a tqdm bar shows progress; otherwise (logs, CI) plain lines are
+printed every `log_every` steps.
+"""
+import json
+import math
+import os
+import sys
+
+METRICS_FILE = 'metrics.jsonl'
+TENSORBOARD_DIR = 'tensorboard'
+
+
+def read_metrics(output_dir):
+  """All records of `output_dir/metrics.jsonl` as a list of dicts."""
+  path = os.path.join(output_dir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricsWriter:
+  """Appends records to metrics.jsonl and TensorBoard.
+
+  On resume from step `resume_step`, records after that step (written by the
+  interrupted run after its last checkpoint) are dropped, so the file reads like
+  one uninterrupted run.
+  """
+
+  def __init__(self, output_dir, resume_step=0, tensorboard=True):
+    self._dir = output_dir
+    self._path = os.path.join(output_dir, METRICS_FILE)
+    records = [r for r in read_metrics(output_dir) if r.get('step', 0) <= resume_step]
+    with open(self._path, 'w') as f:
+      for r in records:
+        f.write(json.dumps(r) + '\n')
+    self._file = open(self._path, 'a')  # pylint: disable=consider-using-with
+    self._tensorboard = tensorboard
+    self._writers = {}
+
+  def write(self, split, step, values):
+    record = {'split': split, 'step': int(step)}
+    record.update({k: _jsonable(v) for k, v in values.items()})
+    self._file.write(json.dumps(record) + '\n')
+    self._file.flush()
+    if self._tensorboard:
+      writer = self._writer(split)
+      for k, v in values.items():
+        if isinstance(v, (int, float)) and math.isfinite(v):
+          writer.add_scalar(k, v, step)
+
+  def _writer(self, split):
+    if split not in self._writers:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._writers[split] = SummaryWriter(os.path.join(self._dir, TENSORBOARD_DIR, split))
+    return self._writers[split]
+
+  def flush(self):
+    self._file.flush()
+    for w in self._writers.values():
+      w.flush()
+
+  def close(self):
+    self._file.close()
+    for w in self._writers.values():
+      w.close()
+    self._writers = {}
+
+
+def _jsonable(v):
+  v = float(v) if not isinstance(v, (int, str)) else v
+  return v if not isinstance(v, float) or math.isfinite(v) else str(v)
+
+
+def format_values(values):
+  """'loss 3.2104  learning_rate 1.00e-03 ...' for log lines."""
+  parts = []
+  for k, v in values.items():
+    if isinstance(v, float):
+      text = f'{v:.3e}' if v and (abs(v) < 1e-3 or abs(v) >= 1e5) else f'{v:.4f}'
+    else:
+      text = str(v)
+    parts.append(f'{k} {text}')
+  return '  '.join(parts)
+
+
+class Progress:
+  """A tqdm bar on a terminal, plain lines elsewhere.
+
+  Args:
+    mode: 'auto' (bar if stderr is a tty), 'bar', 'lines' or 'none'.
+    log_every: in 'lines' mode, print train metrics every so many steps.
+    print_fn: where plain lines go (default: print to stdout).
+  """
+
+  def __init__(self, mode='auto', log_every=100, print_fn=None):
+    if mode not in ('auto', 'bar', 'lines', 'none'):
+      raise ValueError(f"Progress: mode must be 'auto', 'bar', 'lines' or 'none', got {mode!r}.")
+    if mode == 'auto':
+      mode = 'bar' if _isatty(sys.stderr) else 'lines'
+    self.mode = mode
+    self._log_every = max(1, int(log_every))
+    self._print = print_fn or (lambda s: print(s, flush=True))
+    self._bar = None
+
+  def start(self, first_step, n_steps):
+    if self.mode == 'bar':
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm(total=n_steps, desc=f'train from step {first_step - 1}', unit='step',
+                       file=sys.stderr, dynamic_ncols=True)
+
+  def train_step(self, step, last_step, values):
+    if self.mode == 'bar':
+      self._bar.update(1)
+      self._bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+    elif self.mode == 'lines' and (step % self._log_every == 0 or step == last_step
+                                   or step == 1):
+      self._print(f'step {step}: {format_values(values)}')
+
+  def message(self, text):
+    if self.mode == 'bar' and self._bar is not None:
+      self._bar.write(text, file=sys.stderr)
+    elif self.mode != 'none':
+      self._print(text)
+
+  def close(self):
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
+
+
+def _isatty(stream):
+  try:
+    return stream.isatty()
+  except (AttributeError, ValueError):
+    return False

@@ -1,0 +1,88 @@
+"""The pure train and eval steps (jitted by the Loop).
+
+  train_step(weights, state, opt_state, batch, rng)
+      -> (weights, state, opt_state, loss, gradient_norm)
+
+The batch is the data stack: the model pops `model.n_in` values and pushes its
+outputs; the loss (or metric) layer then pops its `n_in` values from the top.
+
+Mixed precision (`compute_dtype=jnp.bfloat16`): floating weights and floating
+model inputs are cast to bf16 inside the step, so the forward and backward
+passes run in bf16, while the master weights, gradients (the cast's vjp casts
+them back) and optimizer state stay float32.
+"""
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def stack_after_model(model, batch, weights, state, rng, compute_dtype=None):
+  """Runs the model on the first model.n_in batch entries; returns (stack, new_state)."""
+  n = model.n_in
+  if len(batch) < n:
+    raise ValueError(f'the model takes {n} inputs but batches have only {len(batch)} entries.')
+  inputs = tuple(_cast(x, compute_dtype) for x in batch[:n])
+  if compute_dtype is not None:
+    weights = _cast(weights, compute_dtype)
+  outputs, new_state = model.pure_fn(inputs[0] if n == 1 else inputs, weights, state, rng)
+  outputs = tuple(outputs) if model.n_out != 1 else (outputs,)
+  return outputs + tuple(batch[n:]), new_state
+
+
+def apply_weightless(layer, stack):
+  """Applies a loss or metric layer (no weights, no state) to the top of the stack."""
+  n = layer.n_in
+  if len(stack) < n:
+    raise ValueError(f'{layer.name} takes {n} inputs, but the model outputs and the rest '
+                     f'of the batch give only {len(stack)}.')
+  value, _ = layer.pure_fn(stack[0] if n == 1 else tuple(stack[:n]), (), (), None)
+  return value
+
+
+def make_train_step(model, loss_layer, optimizer, compute_dtype=None):
+  """Returns the (unjitted) pure train step."""
+
+  def loss_fn(weights, state, batch, rng):
+    stack, new_state = stack_after_model(model, batch, weights, state, rng, compute_dtype)
+    loss = apply_weightless(loss_layer, stack)
+    if jnp.ndim(loss) != 0:
+      raise ValueError(f'{loss_layer.name} must return a scalar loss, got shape {jnp.shape(loss)}.')
+    return loss.astype(jnp.float32), new_state
+
+  def train_step(weights, state, opt_state, batch, rng):
+    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        weights, state, batch, rng)
+    new_state = _match_dtypes(new_state, state)
+    updates, opt_state = optimizer.update(grads, opt_state, weights)
+    weights = optax.apply_updates(weights, updates)
+    return weights, new_state, opt_state, loss, optax.global_norm(grads)
+
+  return train_step
+
+
+def make_eval_step(model, metric_layers, compute_dtype=None):
+  """Returns eval_step(weights, state, batch, rng) -> tuple of metric values (float32)."""
+
+  def eval_step(weights, state, batch, rng):
+    stack, _ = stack_after_model(model, batch, weights, state, rng, compute_dtype)
+    return tuple(apply_weightless(m, stack).astype(jnp.float32) for m in metric_layers)
+
+  return eval_step
+
+
+def _cast(tree, dtype):
+  if dtype is None:
+    return tree
+  def cast(x):
+    x = jnp.asarray(x)
+    return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+  return jax.tree_util.tree_map(cast, tree)
+
+
+def _match_dtypes(new, old):
+  """Keeps state dtypes stable across steps (bf16 compute must not change f32 state)."""
+  if jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(old):
+    return new
+  return jax.tree_util.tree_map(
+      lambda n, o: n.astype(o.dtype) if hasattr(o, 'dtype') and hasattr(n, 'astype') else n,
+      new, old)

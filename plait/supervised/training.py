@@ -1,0 +1,371 @@
+"""The training loop: `Loop(model, tasks, ...)` and `loop.run(n_steps)`.
+
+  >>> task = TrainTask(batches, tl.CrossEntropyLoss(), optimizers.Adam,
+  ...                  schedules.warmup_and_rsqrt_decay(100, 1e-3), n_steps_per_checkpoint=500)
+  >>> evals = EvalTask(eval_batches, [tl.CrossEntropyLoss(), tl.Accuracy()], n_eval_batches=10)
+  >>> loop = Loop(model, task, eval_tasks=evals, output_dir='/tmp/run')
+  >>> loop.run(2000)   # resumes automatically from /tmp/run's latest checkpoint
+  >>> loop.plot()      # /tmp/run/loss.png
+
+Determinism: step k uses rng `fold_in(train_rng, k)` and the k-th batch of the
+stream, and the checkpoint holds everything else (weights, state, optimizer
+state, rng, data position), so stopping after step k and resuming gives the
+same losses as an uninterrupted run.
+
+Multi-device: when more than one device is visible, batches are split over a
+`jax.sharding.Mesh` 'data' axis and everything else is replicated (see
+`plait.supervised.distributed`); the step is the same pure function.
+"""
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from plait import shapes
+from plait.supervised import checkpoints as ckpt_lib
+from plait.supervised import distributed
+from plait.supervised import metrics_log
+from plait.supervised import train_step as step_lib
+from plait.supervised.tasks import EvalTask, TrainTask
+
+
+class DivergedError(FloatingPointError):
+  """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _step_predicate(at, default_every, name):
+  """Turns `checkpoint_at`/`eval_at` (callable, int period, steps or None) into step -> bool."""
+  if at is None:
+    at = default_every
+  if at is None:
+    return lambda step: False
+  if callable(at):
+    return at
+  if isinstance(at, int):
+    if at < 1:
+      raise ValueError(f'Loop: {name} as a period must be >= 1, got {at}.')
+    return lambda step: step % at == 0
+  steps = {int(s) for s in at}
+  return lambda step: step in steps
+
+
+class Loop:
+  """Trains `model` on a TrainTask, evaluates on EvalTasks, checkpoints and resumes.
+
+  Args:
+    model: a Layer (built for training, e.g. mode='train').
+    tasks: a TrainTask (or a list with one TrainTask).
+    eval_model: the model used for evaluation (e.g. the same architecture with
+      mode='eval'); must have the same weights structure. Default: `model`.
+    eval_tasks: an EvalTask or a list of them.
+    output_dir: where checkpoints, metrics.jsonl and TensorBoard files go; if it
+      holds a checkpoint, training resumes from the latest one. None: nothing saved.
+    checkpoint_at: step -> bool, a period, or a collection of steps
+      (default: every `n_steps_per_checkpoint` of the task). A checkpoint is also
+      written at the end of every `run`.
+    eval_at: like checkpoint_at (default: the same steps as checkpoints).
+    keep_checkpoints: keep the latest N checkpoints (None = all).
+    keep_best: also keep the best checkpoint by this metric: 'loss' (mean train loss
+      since the last checkpoint) or '<eval task name>/<metric name>', e.g.
+      'eval/CrossEntropyLoss'. `best_mode` says whether 'min' or 'max' is best.
+    compute_dtype: e.g. jnp.bfloat16 for mixed precision (float32 master weights and
+      optimizer state; forward and backward in bf16). None = as initialized.
+    seed: for weight init and the per-step rngs.
+    log_every: with plain-line progress, print every so many steps.
+    progress: 'auto' (tqdm on a terminal, lines otherwise), 'bar', 'lines' or 'none'.
+    mesh: 'auto' (a 'data' mesh over all devices when there are several), a
+      `jax.sharding.Mesh` with a 'data' axis, or None (default device only).
+    tokenizer: saved to output_dir/tokenizer (see `checkpoints.save_tokenizer`).
+    async_checkpointing: write checkpoints in the background.
+    tensorboard: also write TensorBoard event files.
+    print_fn: where plain log lines go (default print).
+  """
+
+  def __init__(self, model, tasks, eval_model=None, eval_tasks=None, output_dir=None,
+               checkpoint_at=None, eval_at=None, keep_checkpoints=3, keep_best=None,
+               best_mode='min', compute_dtype=None, seed=0, log_every=100, progress='auto',
+               mesh='auto', tokenizer=None, async_checkpointing=True, tensorboard=True,
+               print_fn=None):
+    tasks = [tasks] if isinstance(tasks, TrainTask) else list(tasks)
+    if len(tasks) != 1 or not isinstance(tasks[0], TrainTask):
+      raise ValueError(f'Loop: tasks must be one TrainTask (multi-task training is not '
+                       f'supported); got {tasks!r}.')
+    eval_tasks = [eval_tasks] if isinstance(eval_tasks, EvalTask) else list(eval_tasks or [])
+    names = [t.name for t in eval_tasks]
+    if len(set(names)) != len(names):
+      raise ValueError(f'Loop: eval task names must differ, got {names}; pass EvalTask(name=).')
+    self._model = model
+    self._eval_model = eval_model or model
+    self._task = tasks[0]
+    self._eval_tasks = eval_tasks
+    self._output_dir = os.path.abspath(output_dir) if output_dir else None
+    every = self._task.n_steps_per_checkpoint
+    self._checkpoint_at = _step_predicate(checkpoint_at, every, 'checkpoint_at')
+    self._eval_at = _step_predicate(eval_at if eval_at is not None else checkpoint_at, every,
+                                    'eval_at')
+    self._keep_best = keep_best
+    self._compute_dtype = compute_dtype
+    self._progress = metrics_log.Progress(progress, log_every, print_fn)
+    self._mesh = self._make_mesh(mesh)
+
+    # Resume point (read before touching the data so the stream can be moved there).
+    self._checkpointer = None
+    latest = None
+    if self._output_dir:
+      os.makedirs(self._output_dir, exist_ok=True)
+      self._checkpointer = ckpt_lib.Checkpointer(
+          self._output_dir, keep_checkpoints=keep_checkpoints, keep_best=keep_best,
+          best_mode=best_mode, async_save=async_checkpointing)
+      latest = self._checkpointer.latest_step()
+      if tokenizer is not None:
+        ckpt_lib.save_tokenizer(tokenizer, self._output_dir)
+    meta = self._checkpointer.read_meta(latest) if latest is not None else None
+    if meta is not None:
+      self._task.stream.restore(meta.get('data', {}))
+
+    # Initialize from the first batch's signature, then load the checkpoint over it.
+    self._input_signature = self._signature(self._task.stream.peek())
+    init_rng, self._rng = jax.random.split(jax.random.key(seed))
+    weights, state = model.init(self._input_signature, init_rng)
+    opt_state = self._task.optimizer.init(weights)
+    self._step = 0
+    if meta is not None:
+      restored = self._checkpointer.restore(latest, model, weights, state, opt_state,
+                                            sharding=self._replicated_sharding())
+      weights, state, opt_state = restored['weights'], restored['state'], restored['opt_state']
+      self._step, self._rng = restored['step'], restored['rng']
+      self._progress.message(f'Resumed from the checkpoint at step {self._step} in '
+                             f'{self._checkpointer.directory}.')
+    self._weights, self._state, self._opt_state = self._place((weights, state, opt_state))
+    self._eval_state = self._eval_model_state(state)
+    self._last_saved = self._step if meta is not None else None
+    self._losses_since_checkpoint = []
+    self._eval_results = {}
+    self._history = []
+    self._metrics = (metrics_log.MetricsWriter(self._output_dir, self._step, tensorboard)
+                     if self._output_dir else None)
+
+    donate = (0, 1, 2) if jax.default_backend() != 'cpu' else ()
+    self._train_step = jax.jit(
+        step_lib.make_train_step(model, self._task.loss_layer, self._task.optimizer,
+                                 compute_dtype), donate_argnums=donate)
+    self._eval_steps = [jax.jit(step_lib.make_eval_step(self._eval_model, t.metrics,
+                                                        compute_dtype))
+                        for t in eval_tasks]
+
+  # ----- properties -----
+  @property
+  def step(self):
+    """The number of training steps done so far (including before a resume)."""
+    return self._step
+
+  @property
+  def model(self):
+    return self._model
+
+  @property
+  def eval_model(self):
+    return self._eval_model
+
+  @property
+  def weights(self):
+    return self._weights
+
+  @property
+  def state(self):
+    return self._state
+
+  @property
+  def opt_state(self):
+    return self._opt_state
+
+  @property
+  def output_dir(self):
+    return self._output_dir
+
+  @property
+  def history(self):
+    """Records (dicts) of this process's train and eval metrics, in order."""
+    return list(self._history)
+
+  @property
+  def mesh(self):
+    return self._mesh
+
+  # ----- running -----
+  def run(self, n_steps=1):
+    """Runs `n_steps` more training steps (evaluating and checkpointing on schedule).
+
+    Raises DivergedError if the loss becomes NaN or infinite; the weights stay at
+    the last finite step and the last good checkpoint is kept.
+    """
+    if n_steps < 0:
+      raise ValueError(f'Loop.run: n_steps must be >= 0, got {n_steps}.')
+    last_step = self._step + n_steps
+    self._progress.start(self._step + 1, n_steps)
+    try:
+      last_time = time.perf_counter()
+      while self._step < last_step:
+        step = self._step + 1
+        batch = next(self._task.stream)
+        tokens = _count_tokens(batch)
+        outputs = self._train_step(self._weights, self._state, self._opt_state,
+                                   self._place_batch(batch), jax.random.fold_in(self._rng, step))
+        loss = float(outputs[3])
+        if not math.isfinite(loss):
+          self._diverged(step, loss)
+        self._weights, self._state, self._opt_state = outputs[:3]
+        self._step = step
+        now = time.perf_counter()
+        step_time, last_time = now - last_time, now
+        values = {'loss': loss, 'gradient_norm': float(outputs[4])}
+        lr = self._task.learning_rate(step)
+        if lr is not None:
+          values['learning_rate'] = lr
+        values['step_time'] = step_time
+        values['tokens_per_second'] = tokens / max(step_time, 1e-9)
+        self._record('train', step, values)
+        self._progress.train_step(step, last_step, values)
+        self._losses_since_checkpoint.append(loss)
+        if self._eval_tasks and self._eval_at(step):
+          self.run_evals()
+        if self._output_dir and self._checkpoint_at(step):
+          self.save_checkpoint()
+        last_time = time.perf_counter()
+      if self._output_dir and self._last_saved != self._step:
+        self.save_checkpoint()
+    finally:
+      self._progress.close()
+      if self._checkpointer is not None:
+        self._checkpointer.wait()
+      if self._metrics is not None:
+        self._metrics.flush()
+
+  def _diverged(self, step, loss):
+    if self._checkpointer is not None:
+      self._checkpointer.wait()
+      kept = self._checkpointer.latest_step()
+      where = (f'the last good checkpoint (step {kept}) is kept in {self._checkpointer.directory}'
+               if kept is not None else 'no checkpoint was saved before it')
+    else:
+      where = 'no output_dir, so nothing was saved'
+    message = (f'Training stopped: the loss is {loss} at step {step}; {where}. '
+               'Try a lower learning rate, gradient clipping (clip_gradient_norm=1.0) or a '
+               'learning-rate warmup.')
+    self._progress.message(message)
+    if self._metrics is not None:
+      self._metrics.write('train', step, {'loss': loss, 'diverged': 1})
+    raise DivergedError(message)
+
+  def run_evals(self):
+    """Evaluates every EvalTask now; returns {'<task>/<metric>': value}."""
+    results = {}
+    for task, eval_step in zip(self._eval_tasks, self._eval_steps):
+      if task.stream.restartable:
+        task.stream.reset()
+      totals = np.zeros(len(task.metrics))
+      rng = jax.random.fold_in(jax.random.fold_in(self._rng, self._step), 1 << 30)
+      for i in range(task.n_eval_batches):
+        values = eval_step(self._weights, self._eval_state,
+                           self._place_batch(next(task.stream)), jax.random.fold_in(rng, i))
+        totals += np.array([float(v) for v in values])
+      means = {n: float(v) for n, v in zip(task.metric_names, totals / task.n_eval_batches)}
+      self._record(task.name, self._step, means)
+      self._progress.message(f'step {self._step} {task.name}: '
+                             f'{metrics_log.format_values(means)}')
+      results.update({f'{task.name}/{n}': v for n, v in means.items()})
+    self._eval_results = results
+    return results
+
+  def save_checkpoint(self):
+    """Starts saving a checkpoint of the current step to output_dir (async)."""
+    if self._checkpointer is None:
+      raise ValueError('Loop.save_checkpoint: this Loop has no output_dir.')
+    metrics = dict(self._eval_results)
+    if self._losses_since_checkpoint:
+      metrics['loss'] = float(np.mean(self._losses_since_checkpoint))
+    if self._keep_best is not None and self._keep_best not in metrics:
+      self._progress.message(f'step {self._step}: keep_best metric {self._keep_best!r} not '
+                             f'measured at this checkpoint (have {sorted(metrics)}).')
+    self._checkpointer.save(self._step, self._model, self._weights, self._state,
+                            self._opt_state, self._rng, self._task.stream.position(), metrics)
+    self._last_saved = self._step
+    self._losses_since_checkpoint = []
+    self._eval_results = {}
+
+  def close(self):
+    """Waits for pending checkpoints and closes files."""
+    if self._checkpointer is not None:
+      self._checkpointer.close()
+      self._checkpointer = None
+    if self._metrics is not None:
+      self._metrics.close()
+      self._metrics = None
+
+  def plot(self, path=None):
+    """Saves a PNG of the loss curves (train and eval) from metrics.jsonl; returns its path."""
+    from plait.supervised import plot  # pylint: disable=g-import-not-at-top
+    if self._output_dir is None:
+      raise ValueError('Loop.plot: needs an output_dir (it plots metrics.jsonl).')
+    if self._metrics is not None:
+      self._metrics.flush()
+    return plot.plot_metrics(self._output_dir, path)
+
+  # ----- helpers -----
+  def _record(self, split, step, values):
+    self._history.append({'split': split, 'step': step, **values})
+    if self._metrics is not None:
+      self._metrics.write(split, step, values)
+
+  def _signature(self, batch):
+    n = self._model.n_in
+    if len(batch) < n:
+      raise ValueError(f'Loop: {self._model.name} takes {n} inputs but training batches have '
+                       f'only {len(batch)} entries ({shapes.describe(batch)}).')
+    sig = shapes.signature(tuple(batch[:n]))
+    return sig[0] if n == 1 else sig
+
+  def _eval_model_state(self, state):
+    if self._eval_model is self._model:
+      return state
+    weights_shape, eval_state = jax.eval_shape(
+        lambda: self._eval_model.init(self._input_signature, jax.random.key(0)))
+    if jax.tree_util.tree_structure(weights_shape) != jax.tree_util.tree_structure(
+        self._weights):
+      raise ValueError(f'Loop: eval_model {self._eval_model.name} has different weights from '
+                       f'model {self._model.name}; build both with the same settings except mode.')
+    if jax.tree_util.tree_structure(eval_state) == jax.tree_util.tree_structure(state):
+      return state
+    return self._place(self._eval_model.init(self._input_signature, jax.random.key(0))[1])
+
+  def _make_mesh(self, mesh):
+    if mesh == 'auto':
+      return distributed.default_mesh() if jax.device_count() > 1 else None
+    if mesh is not None and distributed.DATA_AXIS not in mesh.axis_names:
+      raise ValueError(f"Loop: the mesh needs a '{distributed.DATA_AXIS}' axis, "
+                       f'got axes {mesh.axis_names}.')
+    return mesh
+
+  def _replicated_sharding(self):
+    return distributed.replicated(self._mesh) if self._mesh is not None else None
+
+  def _place(self, tree):
+    if self._mesh is None:
+      return jax.device_put(tree)
+    return distributed.replicate(tree, self._mesh)
+
+  def _place_batch(self, batch):
+    if self._mesh is None:
+      return tuple(jnp.asarray(x) for x in batch)
+    return distributed.shard_batch(batch, self._mesh)
+
+
+def _count_tokens(batch):
+  """Tokens in a batch: elements of the inputs if they are token ids, else examples."""
+  x = batch[0]
+  if np.issubdtype(np.asarray(x).dtype if not hasattr(x, 'dtype') else x.dtype, np.integer):
+    return int(np.prod(np.shape(x)))
+  return int(np.shape(x)[0]) if np.ndim(x) else 1
