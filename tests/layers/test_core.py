@@ -1,0 +1,150 @@
+"""Basic layers against numpy references; shape inference; predict-mode positions."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import plait.layers as tl
+from plait.shapes import ShapeDtype, signature
+from tests.conftest import random_array
+
+
+def run(layer, x, rng=jax.random.key(0)):
+  w, s = layer.init(signature(x), rng=rng)
+  return layer.pure_fn(x, w, s, rng)[0], w
+
+
+def test_dense_and_embedding_match_numpy():
+  x = random_array((3, 5))
+  y, (k, b) = run(tl.Dense(7), x)
+  np.testing.assert_allclose(y, x @ k + b, rtol=1e-5, atol=1e-6)
+  ids = np.array([[1, 4, 0], [3, 3, 2]], np.int32)
+  y, (table,) = run(tl.Embedding(5, 6), ids)
+  np.testing.assert_array_equal(y, np.asarray(table)[ids])
+
+
+def test_dropout_train_eval_and_rng():
+  x = random_array((64, 64)) + 3.0
+  y, _ = run(tl.Dropout(0.25), x)
+  dropped = np.asarray(y) == 0
+  assert 0.2 < dropped.mean() < 0.3
+  np.testing.assert_allclose(np.asarray(y)[~dropped], x[~dropped] / 0.75, rtol=1e-6)
+  np.testing.assert_array_equal(run(tl.Dropout(0.25, mode='eval'), x)[0], x)
+  layer = tl.Dropout(0.25)
+  w, s = layer.init(signature(x))
+  with pytest.raises(tl.LayerError, match='rng'):
+    layer.pure_fn(x, w, s, rng=None)
+  shared, _ = run(tl.Dropout(0.5, shared_axes=[0]), x)
+  np.testing.assert_array_equal(np.asarray(shared)[0] == 0, np.asarray(shared)[5] == 0)
+
+
+def test_norms_match_numpy():
+  x = random_array((4, 8)) * 3 + 1
+  y, (scale, bias) = run(tl.LayerNorm(), x)
+  want = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
+  np.testing.assert_allclose(y, want * scale + bias, rtol=1e-4, atol=1e-5)
+  y, (scale,) = run(tl.RMSNorm(), x)
+  want = x / np.sqrt((x ** 2).mean(-1, keepdims=True) + 1e-6)
+  np.testing.assert_allclose(y, want * scale, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('layer, ref', [
+    (tl.Relu(), lambda x: np.maximum(x, 0)),
+    (tl.Tanh(), np.tanh),
+    (tl.Sigmoid(), lambda x: 1 / (1 + np.exp(-x))),
+    (tl.Gelu(), lambda x: np.asarray(jax.nn.gelu(x, approximate=False))),
+    (tl.FastGelu(), lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))),
+    (tl.Softmax(), lambda x: np.exp(x) / np.exp(x).sum(-1, keepdims=True)),
+    (tl.LogSoftmax(), lambda x: x - np.log(np.exp(x).sum(-1, keepdims=True))),
+    (tl.Flatten(), lambda x: x.reshape(x.shape[0], -1)),
+], ids=lambda v: getattr(v, 'name', ''))
+def test_activations(layer, ref):
+  x = random_array((2, 3, 4))
+  np.testing.assert_allclose(run(layer, x)[0], ref(x), rtol=1e-5, atol=1e-6)
+
+
+def test_shift_right():
+  ids = np.array([[5, 6, 7], [1, 2, 3]], np.int32)
+  np.testing.assert_array_equal(run(tl.ShiftRight(), ids)[0], [[0, 5, 6], [0, 1, 2]])
+  np.testing.assert_array_equal(run(tl.ShiftRight(mode='predict'), ids)[0], ids)
+
+
+@pytest.mark.parametrize('make', [
+    lambda mode: tl.PositionalEncoding(max_len=16, mode=mode),
+    lambda mode: tl.PositionalEncoding(max_len=16, kind='learned', mode=mode),
+    lambda mode: tl.AxialPositionalEncoding(shape=(4, 2, 2), d_embs=(2, 2, 4), mode=mode),
+])
+def test_positional_predict_mode_matches_full_sequence(make):
+  x = random_array((2, 11, 8))
+  full = make('eval')
+  w, s = full.init(signature(x))
+  want = full.pure_fn(x, w, s)[0]
+  inc = make('predict')
+  _, s = inc.init(signature(x[:, :1]))
+  outs = []
+  y, s = inc.pure_fn(x[:, :5], w, s)        # a prompt in one call ...
+  outs.append(y)
+  for t in range(5, 11):                     # ... then one position at a time
+    y, s = inc.pure_fn(x[:, t:t + 1], w, s)
+    outs.append(y)
+  np.testing.assert_allclose(np.concatenate(outs, 1), want, rtol=1e-6)
+  assert int(s) == 11
+
+
+def test_axial_positions_are_factorized():
+  layer = tl.AxialPositionalEncoding(shape=(3, 4), d_embs=(2, 3))
+  x = random_array((1, 12, 5))
+  y, (t0, t1) = run(layer, x)
+  pos = np.asarray(y - x).reshape(3, 4, 5)
+  np.testing.assert_allclose(pos[:, :, :2], np.broadcast_to(np.asarray(t0)[:, None], (3, 4, 2)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(pos[:, :, 2:], np.broadcast_to(np.asarray(t1)[None], (3, 4, 3)), rtol=1e-5, atol=1e-6)
+  assert tl.count_params(layer.init(signature(x))[0]) == 3 * 2 + 4 * 3
+
+
+def test_losses_and_metrics_ignore_padding():
+  logits = random_array((2, 5, 7))
+  targets = np.random.default_rng(1).integers(0, 7, (2, 5)).astype(np.int32)
+  weights = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]], np.float32)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  nll = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
+  want = (nll * weights).sum() / weights.sum()
+  got, _ = run(tl.CrossEntropyLoss(), (logits, targets, weights))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  got, _ = run(tl.WeightedCategoryCrossEntropy(), (logits, targets, weights))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  acc = ((logits.argmax(-1) == targets) * weights).sum() / weights.sum()
+  np.testing.assert_allclose(run(tl.Accuracy(), (logits, targets, weights))[0], acc, rtol=1e-6)
+  garbage = logits.copy()
+  garbage[weights == 0] = 1e3 * random_array(garbage[weights == 0].shape, 5)
+  np.testing.assert_allclose(run(tl.CrossEntropyLoss(), (garbage, targets, weights))[0], want,
+                             rtol=1e-5)
+
+
+SHAPE_LAYERS = {
+    'dense': lambda: tl.Dense(3),
+    'layer_norm': tl.LayerNorm,
+    'rms_norm': tl.RMSNorm,
+    'relu': tl.Relu,
+    'gelu': tl.Gelu,
+    'log_softmax': tl.LogSoftmax,
+    'flatten': tl.Flatten,
+    'dropout': lambda: tl.Dropout(0.1),
+    'mlp': lambda: tl.Serial(tl.Dense(5), tl.Relu(), tl.Dense(2)),
+    'residual': lambda: tl.Residual(tl.Dense(4), tl.Tanh()),
+    'branch': lambda: tl.Branch(tl.Dense(2), tl.Mean()),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(name=st.sampled_from(sorted(SHAPE_LAYERS)),
+       shape=st.lists(st.integers(1, 5), min_size=2, max_size=3),
+       dtype=st.sampled_from([np.float32, jnp.bfloat16]))
+def test_output_signature_matches_actual_outputs(name, shape, dtype):
+  layer = SHAPE_LAYERS[name]()
+  shape = shape[:-1] + [4]   # Residual(Dense(4)) needs 4 features
+  x = random_array(shape).astype(dtype)
+  predicted = layer.output_signature(ShapeDtype(x.shape, x.dtype))
+  y, _ = run(layer, x)
+  got = signature(y)
+  assert got == predicted, (name, got, predicted)

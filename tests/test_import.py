@@ -1,0 +1,19 @@
+"""`import plait` stays light: no TensorFlow/torch/gym, and fast (time reported, not asserted)."""
+import subprocess
+import sys
+
+PROBE = r'''
+import sys, time
+t = time.perf_counter()
+import plait, plait.layers, plait.shapes
+elapsed = time.perf_counter() - t
+heavy = sorted(m for m in ('tensorflow', 'torch', 'gym', 'gymnasium') if m in sys.modules)
+print(f'{elapsed:.3f}', ','.join(heavy))
+'''
+
+
+def test_import_plait_is_light():
+  out = subprocess.run([sys.executable, '-c', PROBE], capture_output=True, text=True, check=True)
+  seconds, heavy = out.stdout.split('\n')[0].split(' ')
+  print(f'import plait, plait.layers: {seconds} s')
+  assert heavy == '', f'import plait pulled in {heavy}'
