@@ -21,6 +21,7 @@ setuptools.setup(
         "array_record>=0.8",
         "sentencepiece==0.2.3",
         "matplotlib>=3.8",
+        "scikit-image==0.26.0",  # photos for the offline ImageNet64 stand-in
     ],
     extras_require={
         "test": [
