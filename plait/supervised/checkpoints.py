@@ -305,6 +305,15 @@ def save_tokenizer(tokenizer, output_dir):
 
 
 def tokenizer_dir(output_dir):
-  """Where `save_tokenizer` put the tokenizer files (None if there are none)."""
+  """The directory holding the run's tokenizer files, or None.
+
+  `output_dir/tokenizer/` (written by `save_tokenizer`), else `output_dir` itself if
+  it holds tokenizer.json/tokenizer.model (plait.data's `vocab_dir=output_dir`).
+  """
   directory = os.path.join(output_dir, TOKENIZER_DIR)
-  return directory if os.path.isdir(directory) and os.listdir(directory) else None
+  if os.path.isdir(directory) and os.listdir(directory):
+    return directory
+  if any(os.path.exists(os.path.join(output_dir, n))
+         for n in ('tokenizer.json', 'tokenizer.model')):
+    return output_dir
+  return None

@@ -1,0 +1,266 @@
+"""The gin-configured trainer: `plait-train` and `python -m plait.supervised.trainer`.
+
+  plait-train --config_file=reformer_lm.gin [--config_file=...] \\
+      [--config="ReformerLM.d_model = 128"] --output_dir=/tmp/run [--steps=N] [--overwrite]
+
+A config binds `train`'s arguments, e.g.
+
+  train.model = @ReformerLM          # called with mode='train' (and mode='eval' for eval)
+  ReformerLM.d_model = 256
+  train.inputs = @lm_inputs()        # a zero-argument callable returning batches
+  lm_inputs.sequence_length = 1024
+  train.optimizer = @Adam
+  train.lr_schedule = @multifactor()
+  train.steps = 1000
+
+The operative config is saved to `output_dir/config.gin`. Training resumes from
+the latest checkpoint in output_dir; if output_dir was trained with a different
+config the trainer refuses (showing the difference) unless `--overwrite`, which
+deletes the old run's checkpoints and metrics first.
+"""
+import argparse
+import difflib
+import inspect
+import os
+import re
+import shutil
+import sys
+
+import gin
+import jax.numpy as jnp
+
+from plait import configurables
+from plait.layers import base
+from plait.layers import metrics as metric_layers
+from plait.supervised import checkpoints as ckpt_lib
+from plait.supervised import metrics_log
+from plait.supervised import optimizers
+from plait.supervised import plot as plot_lib
+from plait.supervised.tasks import EvalTask, TrainTask
+from plait.supervised.training import DivergedError, Loop
+
+CONFIG_FILE = 'config.gin'
+# Bindings that may change between a run and its resumption.
+_RESUMABLE_BINDINGS = ('train.steps',)
+# What --overwrite deletes (plait's own outputs only, never other files).
+_RUN_OUTPUTS = (ckpt_lib.CHECKPOINT_DIR, ckpt_lib.TOKENIZER_DIR, metrics_log.METRICS_FILE,
+                metrics_log.TENSORBOARD_DIR, CONFIG_FILE, plot_lib.PLOT_FILE)
+
+
+class ConfigMismatchError(ValueError):
+  """output_dir holds a run trained with a different config."""
+
+
+def _build(factory, **kwargs):
+  """Calls a configured constructor, or returns an already built object."""
+  if isinstance(factory, base.Layer) or not callable(factory):
+    return factory
+  return factory(**kwargs)
+
+
+def _open_data(inputs, what):
+  """(zero-arg callable giving an iterator, tokenizer or None) from a configured `inputs`.
+
+  Accepts a function returning an iterator, or one returning such a callable (e.g.
+  `@lm_inputs` gives a function that returns an LMInputs, itself a zero-arg callable).
+  """
+  if inputs is None:
+    return None, None
+  if hasattr(inputs, '__next__'):
+    return inputs, getattr(inputs, 'tokenizer', None)
+  if not callable(inputs):
+    raise TypeError(f'train: {what} must be a zero-argument callable returning batches '
+                    f'(e.g. train.{what} = @lm_inputs()), got {inputs!r}.')
+  made = inputs()
+  if callable(made) and not hasattr(made, '__next__') and not hasattr(made, '__iter__'):
+    return made, getattr(made, 'tokenizer', None)
+  return inputs, getattr(made, 'tokenizer', None) or getattr(inputs, 'tokenizer', None)
+
+
+def _schedule(lr_schedule):
+  """A schedule, from a schedule or a configured factory with no required arguments."""
+  if lr_schedule is None or not callable(lr_schedule):
+    return lr_schedule
+  try:
+    params = inspect.signature(lr_schedule).parameters.values()
+  except (TypeError, ValueError):
+    return lr_schedule
+  required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
+                                                                       p.POSITIONAL_OR_KEYWORD)]
+  return lr_schedule() if not required else lr_schedule
+
+
+def _config_lines(text):
+  lines = []
+  for line in text.splitlines():
+    line = line.strip()
+    if line and not line.startswith('#') and not line.startswith(_RESUMABLE_BINDINGS):
+      lines.append(line)
+  return lines
+
+
+def check_config(output_dir, config_text, overwrite=False):
+  """Refuses to reuse an output_dir trained with a different config (unless overwrite).
+
+  With `overwrite`, deletes the previous run's outputs (checkpoints, metrics,
+  TensorBoard files, config.gin, tokenizer) so training starts afresh.
+  """
+  path = os.path.join(output_dir, CONFIG_FILE)
+  if overwrite:
+    for name in _RUN_OUTPUTS:
+      target = os.path.join(output_dir, name)
+      if os.path.isdir(target):
+        shutil.rmtree(target)
+      elif os.path.exists(target):
+        os.remove(target)
+    return
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = f.read()
+  if _config_lines(old) == _config_lines(config_text):
+    return
+  diff = list(difflib.unified_diff(_config_lines(old), _config_lines(config_text),
+                                   f'{path} (previous run)', 'this run', lineterm='', n=0))
+  raise ConfigMismatchError(
+      f'{output_dir} was trained with a different config; refusing to mix runs. '
+      f'Differences:\n' + '\n'.join(diff[:40]) +
+      '\nUse another --output_dir, or pass --overwrite to delete the old run and start afresh.')
+
+
+@gin.configurable(denylist=['output_dir', 'overwrite'], module='plait.supervised')
+def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
+          loss=metric_layers.CrossEntropyLoss,
+          metrics=(metric_layers.CrossEntropyLoss, metric_layers.Accuracy),
+          optimizer=optimizers.Adam, lr_schedule=None, steps=1000, n_eval_batches=10,
+          checkpoint_every=100, eval_every=None, keep_checkpoints=3, keep_best=None,
+          best_mode='min', compute_dtype=None, seed=0, log_every=100, progress='auto',
+          tokenizer=None, overwrite=False, plot=True):
+  """Trains `model` on `inputs` in `output_dir`, resuming from its latest checkpoint.
+
+  Args:
+    output_dir: training directory (checkpoints, metrics.jsonl, config.gin, ...).
+    model: a model constructor taking `mode` (called with 'train' and 'eval').
+    inputs: zero-argument callable returning an iterator of training batches.
+    eval_inputs: the same for evaluation batches (None: no evaluation).
+    loss: loss layer constructor (or layer).
+    metrics: eval metric layer constructors (or layers).
+    optimizer: optimizer factory from plait.supervised.optimizers (or optax transformation).
+    lr_schedule: a schedule, or a schedule factory with no required arguments.
+    steps: total training steps (including those before a resume).
+    n_eval_batches: batches per evaluation.
+    checkpoint_every: steps between checkpoints.
+    eval_every: steps between evaluations (default checkpoint_every).
+    keep_checkpoints, keep_best, best_mode: checkpoint retention (see Loop).
+    compute_dtype: None or 'bfloat16' (mixed precision; f32 master weights).
+    seed: weight init and step rngs.
+    log_every, progress: logging (see Loop).
+    tokenizer: saved next to checkpoints; default: the `inputs`' `.tokenizer` if any.
+    overwrite: delete a previous run in output_dir instead of refusing a changed config.
+    plot: write output_dir/loss.png at the end.
+
+  Returns:
+    The Loop (closed).
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  if isinstance(compute_dtype, str):
+    compute_dtype = jnp.dtype(compute_dtype)
+  train_model = _build(model, mode='train')
+  eval_model = _build(model, mode='eval')
+  train_data, data_tokenizer = _open_data(inputs, 'inputs')
+  eval_data, _ = _open_data(eval_inputs, 'eval_inputs')
+  task = TrainTask(train_data, _build(loss), optimizer, _schedule(lr_schedule),
+                   n_steps_per_checkpoint=checkpoint_every)
+  eval_tasks = []
+  if eval_data is not None:
+    eval_tasks.append(EvalTask(eval_data, [_build(m) for m in metrics],
+                               n_eval_batches=n_eval_batches))
+  # Every configurable has been called now, so the operative config is complete.
+  config_text = gin.operative_config_str()
+  check_config(output_dir, config_text, overwrite)
+  with open(os.path.join(output_dir, CONFIG_FILE), 'w') as f:
+    f.write(config_text)
+  loop = Loop(train_model, task, eval_model=eval_model, eval_tasks=eval_tasks,
+              output_dir=output_dir, checkpoint_at=checkpoint_every,
+              eval_at=eval_every or checkpoint_every, keep_checkpoints=keep_checkpoints,
+              keep_best=keep_best, best_mode=best_mode, compute_dtype=compute_dtype, seed=seed,
+              log_every=log_every, progress=progress, tokenizer=tokenizer or data_tokenizer)
+  try:
+    loop.run(max(0, steps - loop.step))
+  finally:
+    loop.close()
+  if plot and loop.history:
+    plot_lib.plot_metrics(output_dir)
+  return loop
+
+
+def close_names(error_text):
+  """Configurable or parameter names close to the unknown one in a gin error (for hints)."""
+  match = re.search(r"No configurable matching '([^']+)'", error_text)
+  if match:
+    wanted = match.group(1)
+    names = configurables.registered_names()
+    return wanted, difflib.get_close_matches(wanted, names, n=8, cutoff=0.5)
+  match = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'",
+                    error_text)
+  if match:
+    params = _parameters(match.group(1))
+    return match.group(2), difflib.get_close_matches(match.group(2), params, n=8, cutoff=0.4)
+  return None, []
+
+
+def _parameters(configurable_name):
+  try:
+    found = gin.config._REGISTRY.get_match(configurable_name)  # pylint: disable=protected-access
+    target = found.wrapped
+    target = target.__init__ if inspect.isclass(target) else target
+    return [p for p in inspect.signature(target).parameters if p not in ('self', 'mode')]
+  except Exception:  # pylint: disable=broad-except
+    return []
+
+
+def parse_config(config_files, bindings):
+  """Parses gin files and bindings; a ValueError's message gets a 'did you mean' list."""
+  configurables.register_all()
+  try:
+    gin.parse_config_files_and_bindings(config_files, bindings)
+  except ValueError as e:
+    text = str(e)
+    wanted, close = close_names(text)
+    if wanted is not None:
+      hint = (f'\nConfigurables/parameters close to {wanted!r}: {", ".join(close)}' if close
+              else f'\nNothing registered is close to {wanted!r}; see plait.configurables.')
+      raise ValueError(text + hint) from e
+    raise
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      prog='plait-train', description='Train a plait model from gin configs.')
+  parser.add_argument('--config_file', action='append', default=[],
+                      help='a gin file (repeatable; later files override earlier ones)')
+  parser.add_argument('--config', action='append', default=[],
+                      help='a gin binding, e.g. "train.steps = 100" (repeatable)')
+  parser.add_argument('--output_dir', required=True, help='training directory')
+  parser.add_argument('--steps', type=int, default=None, help='total training steps')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='delete a previous run in output_dir trained with another config')
+  args = parser.parse_args(argv)
+  try:
+    parse_config(args.config_file, args.config)
+  except (ValueError, OSError) as e:
+    print(f'plait-train: bad config: {e}', file=sys.stderr)
+    return 2
+  kwargs = {'overwrite': args.overwrite}
+  if args.steps is not None:
+    kwargs['steps'] = args.steps
+  try:
+    train(args.output_dir, **kwargs)
+  except (DivergedError, ConfigMismatchError, ckpt_lib.CheckpointError) as e:
+    print(f'plait-train: {e}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
