@@ -1,0 +1,167 @@
+"""Blocks shared by the models: attention lookup, feed-forward, decoder/encoder blocks, embeddings.
+
+Every model in plait.models is a combinator tree built from these pieces, so a change to
+(say) the feed-forward block reaches every model at once.
+
+  >>> block = DecoderBlock(d_model=64, d_ff=256, n_heads=4, attention_type='dense')
+  >>> weights, state = block.init(ShapeDtype((2, 16, 64)))
+"""
+import functools
+import inspect
+
+import jax.numpy as jnp
+
+from plait import layers as tl
+
+# Attention kinds by name, for gin-friendly configs: name -> (causal, bidirectional).
+# Resolved lazily because some kinds live in modules that may be absent in a checkout.
+_ATTENTION_NAMES = {
+    'dense': ('CausalAttention', 'SelfAttention'),
+    'chunked': ('ChunkedCausalAttention', 'ChunkedSelfAttention'),
+    'lsh': ('LSHSelfAttention', 'LSHSelfAttention'),
+    'favor': ('CausalFavor', 'Favor'),
+    'block_sparse': ('CausalBlockSparseAttention', 'BlockSparseAttention'),
+}
+
+
+def attention_constructor(attention_type, causal):
+  """A constructor `f(d_model=, n_heads=, ...) -> Layer` from a name or a callable.
+
+  Names: 'dense', 'chunked', 'lsh', 'favor', 'block_sparse' (the causal layer when
+  `causal`, else the bidirectional one). A callable (e.g. `tl.LSHSelfAttention`, or a
+  `functools.partial` of one, or a gin-configured reference) is returned as is: for an
+  LM it must itself be causal.
+  """
+  if callable(attention_type):
+    return attention_type
+  if not isinstance(attention_type, str) or attention_type not in _ATTENTION_NAMES:
+    raise ValueError(f'attention_type must be one of {sorted(_ATTENTION_NAMES)} or a layer '
+                     f'constructor such as plait.layers.SelfAttention, got {attention_type!r}.')
+  name = _ATTENTION_NAMES[attention_type][0 if causal else 1]
+  constructor = getattr(tl, name, None)
+  if constructor is None:
+    raise ValueError(f'attention_type={attention_type!r} needs plait.layers.{name}, which this '
+                     'version of plait does not have.')
+  if attention_type == 'lsh':
+    constructor = functools.partial(constructor, causal=causal)
+  return constructor
+
+
+def attention_types_per_layer(attention_type, n_layers):
+  """The attention type of each of n_layers layers: a list is cycled, a single type repeated."""
+  if isinstance(attention_type, (list, tuple)):
+    if not attention_type:
+      raise ValueError('attention_type is an empty list; give at least one type.')
+    return [attention_type[i % len(attention_type)] for i in range(n_layers)]
+  return [attention_type] * n_layers
+
+
+def make_attention(attention_type, causal, **kwargs):
+  """Builds one attention layer, passing only the keyword arguments its constructor takes.
+
+  So `max_len` reaches layers with a predict-mode cache and is skipped for those without.
+  """
+  constructor = attention_constructor(attention_type, causal)
+  try:
+    params = inspect.signature(constructor).parameters
+  except (TypeError, ValueError):  # Builtins without a signature: pass everything.
+    return constructor(**kwargs)
+  if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    return constructor(**kwargs)
+  missing = [k for k in ('d_model', 'mode') if k not in params]
+  if missing:
+    raise TypeError(f'attention constructor {constructor!r} must take {missing} as keyword '
+                    'arguments (like plait.layers.SelfAttention).')
+  return constructor(**{k: v for k, v in kwargs.items() if k in params})
+
+
+def FeedForward(d_model, d_ff, dropout=0.0, activation=tl.Gelu, mode='train'):  # pylint: disable=invalid-name
+  """Position-wise MLP: Dense(d_ff) -> activation -> Dropout -> Dense(d_model) -> Dropout."""
+  return tl.Serial(
+      tl.Dense(d_ff), activation(), tl.Dropout(dropout, mode=mode),
+      tl.Dense(d_model), tl.Dropout(dropout, mode=mode), name='FeedForward')
+
+
+def FeedForwardBlock(d_model, d_ff, dropout=0.0, activation=tl.Gelu, ff_chunk_size=0,  # pylint: disable=invalid-name
+                     mode='train'):
+  """Pre-norm feed-forward: LayerNorm -> FeedForward, optionally over chunks of positions.
+
+  With ff_chunk_size > 0 the (batch * length) positions are processed `ff_chunk_size` at a
+  time (Reformer's chunked feed-forward), so only one chunk's d_ff activations are alive.
+  """
+  body = tl.Serial(tl.LayerNorm(), FeedForward(d_model, d_ff, dropout, activation, mode))
+  if not ff_chunk_size:
+    return body
+  flatten = tl.Fn('FlattenPositions', lambda x: x.reshape((-1, x.shape[-1])))
+  return tl.Serial(
+      tl.Branch(flatten, None),   # [positions (B*L, d), x]: x is kept only for its shape.
+      tl.Chunk(body, ff_chunk_size),
+      tl.Fn('UnflattenPositions', lambda y, x: y.reshape(x.shape)),
+      name='ChunkedFeedForward')
+
+
+def DecoderBlock(d_model, d_ff, n_heads, attention_type='dense', dropout=0.0, max_len=2048,  # pylint: disable=invalid-name
+                 activation=tl.Gelu, ff_chunk_size=0, mode='train'):
+  """Pre-norm causal block: x + Attention(LayerNorm(x)), then the same with FeedForward."""
+  attention = make_attention(attention_type, True, d_model=d_model, n_heads=n_heads,
+                             dropout=dropout, max_len=max_len, mode=mode)
+  return tl.Serial(
+      tl.Residual(tl.LayerNorm(), attention, tl.Dropout(dropout, mode=mode)),
+      tl.Residual(FeedForwardBlock(d_model, d_ff, dropout, activation, ff_chunk_size, mode)),
+      name='DecoderBlock')
+
+
+def EncoderBlock(d_model, d_ff, n_heads, attention_type='dense', dropout=0.0, max_len=2048,  # pylint: disable=invalid-name
+                 activation=tl.Gelu, mode='train'):
+  """Pre-norm bidirectional block on (x, mask) -> (x', mask); mask (B, L) True = token."""
+  attention = make_attention(attention_type, False, d_model=d_model, n_heads=n_heads,
+                             dropout=dropout, max_len=max_len, use_mask=True, mode=mode)
+  attend = tl.Residual(
+      tl.Parallel(tl.LayerNorm(), None), attention, tl.Select([0], n_in=2),
+      tl.Dropout(dropout, mode=mode))
+  return tl.Serial(
+      tl.Branch(attend, tl.Select([1], n_in=2)),   # [x + attention, mask]
+      tl.Residual(FeedForwardBlock(d_model, d_ff, dropout, activation, 0, mode)),
+      name='EncoderBlock')
+
+
+def PositionalLayer(max_len, d_model, axial_pos_shape=None, d_axial_pos_embs=None,  # pylint: disable=invalid-name
+                    positional='sinusoidal', mode='train'):
+  """Axial encodings when `axial_pos_shape` is given, else PositionalEncoding(positional)."""
+  if axial_pos_shape is not None:
+    axial_pos_shape = tuple(axial_pos_shape)
+    if d_axial_pos_embs is None:
+      raise ValueError('axial_pos_shape needs d_axial_pos_embs (one size per axis, summing '
+                       f'to d_model={d_model}).')
+    if sum(d_axial_pos_embs) != d_model:
+      raise ValueError(f'd_axial_pos_embs={tuple(d_axial_pos_embs)} must sum to '
+                       f'd_model={d_model}.')
+    return tl.AxialPositionalEncoding(axial_pos_shape, tuple(d_axial_pos_embs), mode=mode)
+  return tl.PositionalEncoding(max_len, kind=positional, mode=mode)
+
+
+def EmbeddingStack(vocab_size, d_model, max_len, dropout=0.0, axial_pos_shape=None,  # pylint: disable=invalid-name
+                   d_axial_pos_embs=None, positional='sinusoidal', mode='train'):
+  """Token ids (B, L) -> Embedding -> Dropout -> positional encodings: (B, L, d_model)."""
+  return tl.Serial(
+      tl.Embedding(vocab_size, d_model), tl.Dropout(dropout, mode=mode),
+      PositionalLayer(max_len, d_model, axial_pos_shape, d_axial_pos_embs, positional, mode),
+      name='EmbeddingStack')
+
+
+def PaddingMask(pad_id=0):  # pylint: disable=invalid-name
+  """Token ids (B, L) -> bool mask (B, L), True where the token is not `pad_id`."""
+  return tl.Fn('PaddingMask', lambda tokens: tokens != pad_id)
+
+
+def MaskedMean():  # pylint: disable=invalid-name
+  """(x (B, L, d), mask (B, L)) -> (B, d): the mean over real (mask True) positions."""
+  def mean(x, mask):
+    m = mask.astype(x.dtype)[..., None]
+    return jnp.sum(x * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
+  return tl.Fn('MaskedMean', mean)
+
+
+def check_mode(mode, model_name):
+  if mode not in ('train', 'eval', 'predict'):
+    raise ValueError(f"{model_name}: mode must be 'train', 'eval' or 'predict', got {mode!r}.")

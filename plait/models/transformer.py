@@ -1,0 +1,68 @@
+"""The dense baseline: TransformerLM (decoder-only) and TransformerEncoder (classifier).
+
+  >>> model = TransformerLM(vocab_size=256, d_model=512, n_layers=6, mode='train')
+  >>> weights, state = model.init(ShapeDtype((8, 1024), jnp.int32))
+  >>> logits, state = model.pure_fn(tokens, weights, state, rng)    # (8, 1024, 256)
+
+`attention_type` swaps the attention of every layer (a name like 'chunked', a layer
+constructor, or a list cycled over layers), so the same function also builds local or
+mixed-attention baselines.
+"""
+from plait import layers as tl
+from plait.models import blocks
+
+
+def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,  # pylint: disable=invalid-name
+                  max_len=2048, dropout=0.1, attention_type='dense', ff_chunk_size=0,
+                  axial_pos_shape=None, d_axial_pos_embs=None, positional='sinusoidal',
+                  activation=tl.Gelu, mode='train'):
+  """Decoder-only LM: token ids (B, L) -> next-token logits (B, L, vocab_size).
+
+  Training sees ShiftRight(tokens), so output i predicts token i. In predict mode
+  (decoding) ShiftRight is the identity and attention/positions keep caches in state
+  sized by `max_len`; the weights tree is the same in every mode.
+  """
+  blocks.check_mode(mode, 'TransformerLM')
+  decoder_blocks = [
+      blocks.DecoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation,
+                          ff_chunk_size, mode)
+      for attention in blocks.attention_types_per_layer(attention_type, n_layers)]
+  return tl.Serial(
+      tl.ShiftRight(mode=mode),
+      blocks.EmbeddingStack(vocab_size, d_model, max_len, dropout, axial_pos_shape,
+                            d_axial_pos_embs, positional, mode),
+      decoder_blocks,
+      tl.LayerNorm(),
+      tl.Dense(vocab_size),
+      name='TransformerLM')
+
+
+def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
+                       n_heads=8, max_len=2048, dropout=0.1, attention_type='dense',
+                       positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train'):
+  """Encoder classifier: token ids (B, L) -> class logits (B, n_classes).
+
+  Tokens equal to `pad_id` are masked out of attention and of the mean pooling.
+  """
+  blocks.check_mode(mode, 'TransformerEncoder')
+  return _encoder_classifier('TransformerEncoder', vocab_size, n_classes, d_model, d_ff,
+                             n_layers, n_heads, max_len, dropout, attention_type, positional,
+                             activation, pad_id, mode)
+
+
+def _encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_heads,
+                        max_len, dropout, attention_type, positional, activation, pad_id, mode):
+  """Embeddings + masked encoder blocks + masked mean pooling + Dense: shared by encoders."""
+  encoder_blocks = [
+      blocks.EncoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation, mode)
+      for attention in blocks.attention_types_per_layer(attention_type, n_layers)]
+  return tl.Serial(
+      tl.Branch(
+          blocks.EmbeddingStack(vocab_size, d_model, max_len, dropout, positional=positional,
+                                mode=mode),
+          blocks.PaddingMask(pad_id)),      # [x, mask]
+      encoder_blocks,
+      tl.Parallel(tl.LayerNorm(), None),
+      blocks.MaskedMean(),
+      tl.Dense(n_classes),
+      name=name)

@@ -1,0 +1,264 @@
+"""Autoregressive decoding with predict-mode caches, and a slow re-run reference.
+
+A predict-mode model (built with mode='predict') keeps its caches in state: KV caches,
+LSH caches, FAVOR running sums, positional counters. Fast decoding feeds the start token
+and the whole prompt in ONE call, then one token per call, through a jitted step
+`(weights, state, tokens, rng) -> (next_tokens, state)`:
+
+  >>> model = TransformerLM(vocab_size=256, mode='predict')
+  >>> weights = train_weights            # the same tree in every mode
+  >>> out = autoregressive_sample(model, inputs=prompt, weights=weights, temperature=0.0,
+  ...                             max_length=100, eos_id=1)        # (batch, 100) int32
+
+Token layout: the model was trained on ShiftRight(tokens), i.e. it saw `start_id` (0,
+ShiftRight's pad) before the first token. So decoding feeds [start_id, *prompt] and
+output i continues the prompt. Pass start_id=None to feed the prompt as is.
+
+`rerun_sample` is the slow reference: it re-runs the model on the whole prefix for every
+token (an eval-mode model, or a predict-mode one from a fresh cache each time), padding
+the prefix to a multiple of `pad_multiple` so only a few lengths are compiled; padding
+after the last real token cannot change a causal model's output there. Both use the same
+per-step rng, so at any temperature they must agree token for token.
+"""
+import copy
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from plait import shapes
+
+
+# ----- sampling -----
+def sample_logits(logits, rng, temperature=1.0, top_k=None, top_p=None):
+  """Samples ids (B,) from logits (B, V); temperature 0 is greedy (argmax).
+
+  top_k keeps the k largest logits; top_p keeps the smallest set of most likely tokens
+  whose probability reaches top_p (nucleus sampling); both may be combined.
+  """
+  logits = logits.astype(jnp.float32)
+  if temperature == 0.0:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  if top_k is not None:
+    kth = jnp.sort(logits, axis=-1)[..., -top_k][..., None]
+    logits = jnp.where(logits < kth, -jnp.inf, logits)
+  if top_p is not None:
+    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+    probs = jax.nn.softmax(sorted_logits / temperature, axis=-1)
+    before = jnp.cumsum(probs, axis=-1) - probs       # mass of strictly more likely tokens
+    keep_sorted = before < top_p                       # the top token is always kept
+    threshold = jnp.min(jnp.where(keep_sorted, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+    logits = jnp.where(logits < threshold, -jnp.inf, logits)
+  return jax.random.categorical(rng, logits / temperature, axis=-1).astype(jnp.int32)
+
+
+def _check_sampling(temperature, top_k, top_p, rng):
+  if temperature < 0:
+    raise ValueError(f'temperature must be >= 0 (0 = greedy), got {temperature}.')
+  if top_k is not None and top_k < 1:
+    raise ValueError(f'top_k must be >= 1 or None, got {top_k}.')
+  if top_p is not None and not 0.0 < top_p <= 1.0:
+    raise ValueError(f'top_p must be in (0, 1] or None, got {top_p}.')
+  if temperature > 0 and rng is None:
+    raise ValueError(f'sampling at temperature={temperature} needs an explicit rng, e.g. '
+                     'rng=jax.random.key(0); temperature=0.0 decodes greedily without one.')
+
+
+def _step_rng(rng, i):
+  return jax.random.fold_in(rng, i) if rng is not None else jax.random.key(0)
+
+
+# ----- model helpers -----
+def _walk(layer):
+  yield layer
+  for sub in layer.sublayers:
+    yield from _walk(sub)
+
+
+def predict_capacity(model):
+  """How many positions the model's predict caches hold (min attention `max_len`), or None."""
+  lens = [l.max_len for l in _walk(model) if isinstance(getattr(l, 'max_len', None), int)]
+  return min(lens) if lens else None
+
+
+def _is_predict(model):
+  return 'predict' in {getattr(l, 'mode', None) for l in _walk(model)}
+
+
+def _check_predict_mode(model):
+  modes = {getattr(l, 'mode', None) for l in _walk(model)} - {None}
+  if modes and modes != {'predict'}:
+    raise ValueError(f'{model.name}: fast decoding needs a model built with mode=\'predict\' '
+                     f'(it keeps caches in state); this one has layers in mode {sorted(modes)}. '
+                     'Build it again with mode=\'predict\' and the same weights.')
+
+
+def fresh_state(model, input_signature, rng=None):
+  """The model's initial state for inputs like `input_signature` (e.g. empty caches).
+
+  Does not touch the model's remembered weights (the notebook cache).
+  """
+  rng = jax.random.key(0) if rng is None else rng
+  sig = shapes.signature(input_signature)
+  return jax.jit(lambda r: copy.copy(model).init(sig, r)[1])(rng)
+
+
+def _weights_of(model, weights):
+  if weights is not None:
+    return weights
+  try:
+    return model.weights
+  except ValueError as e:
+    raise ValueError(f'{model.name}: no weights given; pass weights=... (e.g. the weights of '
+                     'the train-mode model or from a checkpoint) or set model.weights.') from e
+
+
+def _start_tokens(inputs, batch_size, start_id):
+  """(B, n) int32: [start_id, *prompt] per row."""
+  if inputs is None:
+    if start_id is None:
+      raise ValueError('give a prompt (inputs) or a start_id to begin decoding from.')
+    return np.full((batch_size, 1), start_id, np.int32)
+  inputs = np.asarray(inputs)
+  if inputs.ndim != 2 or not np.issubdtype(inputs.dtype, np.integer):
+    raise ValueError(f'inputs (the prompt) must be integer ids of shape (batch, length), got '
+                     f'{inputs.dtype} {inputs.shape}.')
+  if batch_size not in (None, 1, inputs.shape[0]):
+    raise ValueError(f'batch_size={batch_size} disagrees with the prompt batch {inputs.shape[0]}.')
+  if start_id is not None:
+    inputs = np.concatenate([np.full((inputs.shape[0], 1), start_id), inputs], axis=1)
+  if inputs.shape[1] == 0:
+    raise ValueError('the prompt is empty and start_id is None: nothing to condition on.')
+  return inputs.astype(np.int32)
+
+
+# ----- jitted steps (cached per model and sampling settings, so repeated calls reuse them) -----
+@functools.lru_cache(maxsize=64)
+def _fast_step(model, temperature, top_k, top_p):
+  """jit((weights, state, tokens (B, n), rng) -> (next ids (B,), state))."""
+  def step(weights, state, tokens, rng):
+    logits, state = model.pure_fn(tokens, weights, state, None)
+    return sample_logits(logits[:, -1], rng, temperature, top_k, top_p), state
+  return jax.jit(step)
+
+
+@functools.lru_cache(maxsize=64)
+def _rerun_step(model, temperature, top_k, top_p):
+  """jit((weights, state, tokens (B, L), last, rng) -> next ids (B,)) from position `last`."""
+  def step(weights, state, tokens, last, rng):
+    logits, _ = model.pure_fn(tokens, weights, state, None)
+    return sample_logits(logits[:, last], rng, temperature, top_k, top_p)
+  return jax.jit(step)
+
+
+# ----- fast decoding -----
+def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1.0, top_k=None,
+                                 top_p=None, rng=None, weights=None, start_id=0):
+  """Yields sampled ids (batch,) one step at a time, using predict-mode caches.
+
+  Args:
+    model: a layer built with mode='predict' (ids (B, L) -> logits (B, L, vocab)).
+    inputs: optional prompt (batch, prompt_len) of ids, consumed in one call.
+    batch_size: number of sequences when there is no prompt.
+    temperature, top_k, top_p: see `sample_logits`; temperature 0 is greedy.
+    rng: key for sampling (required unless temperature is 0); step i uses fold_in(rng, i).
+    weights: the model's weights (default: `model.weights`).
+    start_id: id fed before the prompt (ShiftRight's pad in training), or None.
+  Raises ValueError when the model's caches (max_len) are full.
+  """
+  _check_predict_mode(model)
+  _check_sampling(temperature, top_k, top_p, rng)
+  weights = _weights_of(model, weights)
+  tokens = _start_tokens(inputs, batch_size, start_id)
+  state = fresh_state(model, shapes.ShapeDtype((tokens.shape[0], 1), jnp.int32))
+  capacity = predict_capacity(model)
+
+  step = _fast_step(model, temperature, top_k, top_p)
+  fed = 0
+  for i in range(np.iinfo(np.int32).max):
+    fed += tokens.shape[1]
+    if capacity is not None and fed > capacity:
+      raise ValueError(f'{model.name}: decoding position {fed} exceeds the predict caches '
+                       f'(max_len={capacity}); build the model with a larger max_len.')
+    next_tokens, state = step(weights, state, tokens, _step_rng(rng, i))
+    yield next_tokens
+    tokens = next_tokens[:, None]
+
+
+def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, top_k=None,
+                          top_p=None, max_length=100, eos_id=None, rng=None, weights=None,
+                          start_id=0):
+  """Returns (batch, n) sampled ids, n <= max_length, with predict-mode caches.
+
+  Once a sequence emits `eos_id` its later entries are `eos_id`; decoding stops early
+  when every sequence has. Other arguments as in `autoregressive_sample_stream`.
+  """
+  stream = autoregressive_sample_stream(model, inputs, batch_size, temperature, top_k, top_p,
+                                        rng, weights, start_id)
+  return _collect(stream, max_length, eos_id)
+
+
+def _collect(stream, max_length, eos_id):
+  out, done = [], None
+  for _, tokens in zip(range(max_length), stream):
+    tokens = np.asarray(tokens)
+    if eos_id is not None:
+      done = np.zeros(tokens.shape, bool) if done is None else done
+      tokens = np.where(done, eos_id, tokens)
+      done = done | (tokens == eos_id)
+    out.append(tokens)
+    if done is not None and done.all():
+      break
+  if not out:
+    return np.zeros((0, 0), np.int32)
+  return np.stack(out, axis=1).astype(np.int32)
+
+
+# ----- slow reference -----
+def rerun_sample_stream(model, inputs=None, batch_size=1, temperature=1.0, top_k=None,
+                        top_p=None, rng=None, weights=None, start_id=0, pad_multiple=64):
+  """Like `autoregressive_sample_stream`, but re-runs the whole prefix for every token.
+
+  `model` is an eval-mode model, or a predict-mode one (then started from a fresh cache on
+  each prefix: the definition LSH's decoding cache follows, see lsh_decode.py). No state
+  is carried between steps. An eval-mode model gets the prefix without start_id, since
+  its ShiftRight adds it back (so start_id must be the ShiftRight pad id, 0 by default). Prefixes are padded with zeros to a multiple of `pad_multiple`.
+  """
+  _check_sampling(temperature, top_k, top_p, rng)
+  weights = _weights_of(model, weights)
+  seq = _start_tokens(inputs, batch_size, start_id)
+  capacity, states = predict_capacity(model), {}
+  predict = _is_predict(model)
+  if not predict and start_id is None:
+    raise ValueError(f'{model.name}: re-running an eval-mode model needs start_id (the id its '
+                     'ShiftRight pads with, 0 by default): the model shifts its input itself.')
+
+  step = _rerun_step(model, temperature, top_k, top_p)
+  for i in range(np.iinfo(np.int32).max):
+    n = seq.shape[1]
+    padded_len = -(-n // pad_multiple) * pad_multiple
+    if capacity is not None and n <= capacity:
+      padded_len = min(padded_len, capacity)
+    if padded_len not in states:
+      states[padded_len] = fresh_state(
+          model, shapes.ShapeDtype((seq.shape[0], padded_len), jnp.int32))
+    # An eval-mode model shifts its input right itself (ShiftRight pads with start_id).
+    fed = seq if predict else seq[:, 1:]
+    padded = np.pad(fed, ((0, 0), (0, padded_len - fed.shape[1])))
+    next_tokens = step(weights, states[padded_len], padded, n - 1, _step_rng(rng, i))
+    yield next_tokens
+    seq = np.concatenate([seq, np.asarray(next_tokens)[:, None]], axis=1)
+
+
+def rerun_sample(model, inputs=None, batch_size=1, temperature=1.0, top_k=None, top_p=None,
+                 max_length=100, eos_id=None, rng=None, weights=None, start_id=0,
+                 pad_multiple=64):
+  """Slow reference for `autoregressive_sample`: (batch, n) ids from re-running prefixes."""
+  stream = rerun_sample_stream(model, inputs, batch_size, temperature, top_k, top_p, rng,
+                               weights, start_id, pad_multiple)
+  return _collect(stream, max_length, eos_id)
+
+
+__all__ = ['autoregressive_sample', 'autoregressive_sample_stream', 'fresh_state',
+           'predict_capacity', 'rerun_sample', 'rerun_sample_stream', 'sample_logits']
