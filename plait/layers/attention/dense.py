@@ -96,7 +96,8 @@ class DotProductAttention(AttentionKind):
     implementation: None/'auto' picks cuDNN flash attention on GPU for bf16/fp16 inputs
       whose shapes it supports, XLA otherwise. 'xla' forces XLA; 'cudnn' forces cuDNN
       and raises (never falls back) when it can't be used. With a padding mask, cuDNN
-      gets it as a (B, 1, L, L) bias, so its memory is then quadratic in L.
+      gets it as a (B, 1, L, L) bias, so its memory is then quadratic in L. float64
+      inputs always take plait's own einsum path (jax computes the softmax in float32).
   """
 
   def __init__(self, causal=False, implementation=None):
@@ -122,6 +123,11 @@ class DotProductAttention(AttentionKind):
       return cached_attention(q, k, v, mask, state,
                               lambda qp, kp: (kp <= qp) if causal else (kp >= 0))
     impl = self.pick_implementation(q, mask)
+    if q.dtype == jnp.float64:
+      # jax.nn.dot_product_attention takes its softmax in float32 whatever the input dtype;
+      # float64 (gradient checks, numerics studies) goes through our einsum path instead.
+      return masked_attention(q, k, v, _dense_allowed(mask, q.shape[-2], k.shape[-2],
+                                                      self.causal)), state
     to_blhd = lambda t: t.transpose(0, 2, 1, 3)  # jax wants (B, L, H, d_head).
     full_mask = None if mask is None else mask[:, None, None, :]
     if full_mask is not None and impl == 'cudnn':
@@ -156,6 +162,16 @@ class DotProductAttention(AttentionKind):
     cudnn_ok = (on_gpu and half and d_head % 8 == 0 and d_head <= 128
                 and (mask is None or length % 2 == 0))
     return 'cudnn' if cudnn_ok else 'xla'
+
+
+def _dense_allowed(mask, lq, lk, causal):
+  """(B | 1, 1, Lq, Lk) bool: the padding mask (B, Lk) and/or the causal triangle."""
+  allowed = jnp.ones((1, 1, lq, lk), jnp.bool_)
+  if causal:
+    allowed = allowed & (jnp.arange(lk)[None, :] <= jnp.arange(lq)[:, None])
+  if mask is not None:
+    allowed = allowed & mask[:, None, None, :]
+  return allowed
 
 
 # ----- chunked -----

@@ -6,8 +6,8 @@ import pytest
 from jax.test_util import check_grads
 
 from plait.layers.attention import (
-    Attention, AttentionKind, CausalAttention, ChunkedAttention, DotProductAttention,
-    SelfAttention, reference_attention)
+    Attention, AttentionKind, CausalAttention, ChunkedAttention, ChunkedCausalAttention,
+    DotProductAttention, SelfAttention, reference_attention)
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 from tests.layers.attention.conftest import numpy_multihead, randomize_biases
@@ -145,16 +145,24 @@ def test_jit_and_vmap_give_the_eager_result():
   np.testing.assert_allclose(vmapped(x), eager, atol=1e-6)
 
 
-def test_gradients_match_finite_differences():
-  # float32 (jax's dot_product_attention computes its softmax in float32 whatever the
-  # input dtype), so a large step and loose tolerance; test_chunked checks float64.
-  layer = CausalAttention(4, n_heads=2, use_mask=True, mode='eval')
-  x = random_array((1, 3, 4), 1)
-  mask = np.array([[True, False, True]])
+@pytest.mark.parametrize('make', [
+    lambda: CausalAttention(4, n_heads=2, use_mask=True, mode='eval'),
+    lambda: SelfAttention(4, n_heads=2, use_mask=True, mode='eval'),
+    lambda: ChunkedCausalAttention(4, n_heads=2, chunk_len=2, n_chunks_before=1, use_mask=True,
+                                   mode='eval')], ids=['causal', 'self', 'chunked'])
+def test_gradients_match_finite_differences_in_float64(make):
+  # Length 5 with chunk_len 2: a partial last chunk, a window that drops chunk 0 for the
+  # last queries, and a padded key in the middle.
+  layer = make()
+  x = random_array((1, 5, 4), 1)
+  mask = np.array([[True, True, False, True, True]])
   weights, state = init(layer, x, mask)
   weights = randomize_biases(weights)
-  f = lambda x, w: layer.pure_fn((x, mask), w, state)[0][0]
-  check_grads(f, (x, weights), order=1, modes=['rev'], eps=1e-2, atol=2e-2, rtol=2e-2)
+  with jax.enable_x64():
+    x64, w64 = jax.tree_util.tree_map(lambda t: jnp.asarray(t, jnp.float64), (x, weights))
+    f = jax.jit(lambda x, w: layer.pure_fn((x, mask), w, state)[0][0])
+    assert f(x64, w64).dtype == jnp.float64
+    check_grads(f, (x64, w64), order=1, modes=['rev'], eps=1e-6, atol=1e-6, rtol=1e-6)
 
 
 def test_dropout_applies_only_in_train_mode_and_needs_rng():

@@ -75,6 +75,28 @@ def test_explicit_cudnn_without_gpu_raises_instead_of_falling_back():
     DotProductAttention(implementation='cudnn').attend_batched(q, k, v, None, (), None, 'eval')
 
 
+@pytest.mark.skipif(ON_GPU, reason='checks the error raised without a GPU')
+@pytest.mark.parametrize('layer_fn', [SelfAttention, CausalAttention])
+def test_layers_pass_implementation_through_and_cudnn_on_cpu_fails_at_init(layer_fn):
+  assert layer_fn(8, n_heads=2, implementation='xla').kind.implementation == 'xla'
+  layer = layer_fn(8, n_heads=2, implementation='cudnn', mode='eval')
+  with pytest.raises(Exception, match="implementation='cudnn' needs a GPU.*'xla'"):
+    layer.init(ShapeDtype((1, 4, 8), jnp.bfloat16))
+
+
+def test_float64_stays_float64_and_matches_float64_einsum():
+  with jax.enable_x64():
+    q, k, v = (jnp.asarray(t, jnp.float64) for t in qkv(1))
+    mask = padding_mask(2)
+    out, _ = DotProductAttention(causal=True).attend_batched(q, k, v, mask, (), None, 'eval')
+    assert out.dtype == jnp.float64
+    allowed = np.tril(np.ones((L, L), bool))[None, None] & mask[:, None, None, :]
+    logits = np.where(allowed, np.einsum('bhqd,bhkd->bhqk', q, k) / np.sqrt(DH), -np.inf)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    expected = np.einsum('bhqk,bhkd->bhqd', p / p.sum(-1, keepdims=True), v)
+    np.testing.assert_allclose(out, expected, atol=1e-12, rtol=1e-12)
+
+
 def test_unknown_implementation_is_an_error():
   with pytest.raises(ValueError, match="implementation must be one of"):
     DotProductAttention(implementation='flash')
