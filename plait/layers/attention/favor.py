@@ -1,2 +1,184 @@
-"""FAVOR+ attention (Performer): placeholder until the FAVOR+ work lands."""
-__all__ = []
+"""FAVOR+ attention (Performer): softmax attention in O(L) through random features.
+
+softmax(q k^T) v is approximated by phi(q) (phi(k)^T v), normalized by phi(q) phi(k)^T 1,
+with phi the positive orthogonal random features of `favor_features.py` (or the ReLU
+kernel). Bidirectional attention uses associativity: phi(k)^T [v, 1] is one (m, d + 1)
+matrix. Causal attention needs the prefix sums of phi(k_j) [v_j, 1]^T; `favor_causal.py`
+computes them chunk by chunk under a custom VJP that never builds an (L, m, d) tensor.
+Padded keys (mask False) get zero features, so they contribute exactly nothing; a query
+that sees no real key outputs 0 (the family convention).
+
+Features and the redraw policy:
+  - train mode with `redraw=True`: a fresh projection per call from the layer's rng, one
+    per head and shared by the whole batch (like the Performer's one matrix per layer;
+    `attend_batched` draws head h's from the rng key of pair (0, h)). A single-pair
+    `attend` draws from its own key, so vmapping `attend` draws per pair instead: same
+    distribution, not the same numbers. Train mode with redraw and no rng is an error.
+  - otherwise (redraw=False, eval, predict): one fixed projection from `feature_seed`,
+    shared by all heads, so eval and predict use exactly the same features.
+Predict mode (causal only) keeps S = sum_j phi(k_j) v_j^T (m, d_head), z = sum_j phi(k_j)
+(m,), the log-scale c they are stored at, and the position: each new token costs
+O(m * d_head), and a prompt then one token per call equals the full causal output.
+
+  >>> layer = CausalFavor(d_model=512, n_heads=8, nb_features=256)   # a plait Layer
+  >>> weights, state = layer.init(ShapeDtype((2, 1024, 512)))
+  >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(step))
+"""
+import jax
+import jax.numpy as jnp
+
+from plait.layers.attention.base import Attention, AttentionKind
+from plait.layers.attention.favor_causal import causal_product, scan_product
+from plait.layers.attention.favor_features import (
+    KERNELS, NO_LOG_SCALE, favor_features, key_features, key_features_from_logits, key_logits,
+    max_key_logit, orthogonal_random_features, query_features)
+
+
+class FavorAttention(AttentionKind):
+  """The FAVOR+ per-head algorithm (wrap with `Attention`, or use `Favor` / `CausalFavor`).
+
+  Args:
+    nb_features: number of random features m (more = closer to softmax, cost O(L m d)).
+    kernel: 'softmax' (positive orthogonal random features) or 'relu'.
+    causal: each position sees only itself and earlier positions.
+    redraw: in train mode draw new features from the rng on every call (see module doc).
+    numerical_stabilizer: eps added to query features (and ReLU key features).
+    feature_seed: seed of the fixed features used without redraw and in eval/predict.
+    chunk_size: rows per step of the causal prefix-sum scan.
+  """
+
+  def __init__(self, nb_features=256, kernel='softmax', causal=False, redraw=True,
+               numerical_stabilizer=1e-6, feature_seed=0, chunk_size=128):
+    name = 'CausalFavor' if causal else 'Favor'
+    if kernel not in KERNELS:
+      raise ValueError(f'{name}: kernel must be one of {KERNELS}, got {kernel!r}.')
+    if nb_features < 1 or chunk_size < 1:
+      raise ValueError(f'{name}: need nb_features >= 1 and chunk_size >= 1, got '
+                       f'nb_features={nb_features}, chunk_size={chunk_size}.')
+    if numerical_stabilizer < 0:
+      raise ValueError(f'{name}: numerical_stabilizer must be >= 0, got {numerical_stabilizer}.')
+    self.nb_features, self.kernel, self.causal, self.redraw = nb_features, kernel, causal, redraw
+    self.numerical_stabilizer, self.feature_seed = numerical_stabilizer, feature_seed
+    self.chunk_size, self.name = chunk_size, name
+
+  def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
+    """Predict mode: (S (m, d_head), z (m,), log_scale (), position ()); else ()."""
+    if mode != 'predict':
+      return ()
+    m = self.nb_features
+    return (jnp.zeros((m, d_head), jnp.float32), jnp.zeros((m,), jnp.float32),
+            jnp.full((), NO_LOG_SCALE, jnp.float32), jnp.zeros((), jnp.int32))
+
+  def check_length(self, length, mode):
+    del length
+    if mode == 'predict' and not self.causal:
+      raise ValueError(f'{self.name}: predict mode (decoding) needs causal attention; '
+                       'use CausalFavor.')
+
+  # ----- features -----
+  def redraws(self, mode):
+    """Whether this call draws its features from the rng (train mode with redraw)."""
+    return self.redraw and mode == 'train'
+
+  def projection(self, rng, d_head, mode):
+    """The (m, d_head) projection for one head: drawn from rng, or the fixed one."""
+    if self.redraws(mode):
+      if rng is None:
+        raise ValueError(f'{self.name}: redraw=True in train mode draws random features from '
+                         'the rng: pass rng=jax.random.key(...) to pure_fn, or build with '
+                         "redraw=False or mode='eval'.")
+      return orthogonal_random_features(rng, self.nb_features, d_head)
+    with jax.ensure_compile_time_eval():  # A constant under jit: drawn once per trace.
+      return orthogonal_random_features(jax.random.key(self.feature_seed), self.nb_features,
+                                        d_head)
+
+  # ----- attention -----
+  def attend(self, q, k, v, mask, state, rng, mode):
+    """One (batch, head) pair: q, k, v (L, d_head), mask (L,) or None."""
+    return self.attend_with_projection(q, k, v, mask, state,
+                                       self.projection(rng, q.shape[-1], mode), mode)
+
+  def attend_batched(self, q, k, v, mask, state, rng, mode):
+    """(B, H, L, d_head) arrays; redrawn features are per head, shared across the batch."""
+    if self.redraws(mode):
+      if rng is None:
+        self.projection(None, q.shape[-1], mode)  # Raises the error.
+      draw = lambda key: orthogonal_random_features(key, self.nb_features, q.shape[-1])
+      projection, proj_axis = jax.vmap(draw)(rng[0]), 0
+    else:
+      projection, proj_axis = self.projection(None, q.shape[-1], mode), None
+    def one(q1, k1, v1, m1, s1, p1):
+      return self.attend_with_projection(q1, k1, v1, m1, s1, p1, mode)
+    over_heads = jax.vmap(one, in_axes=(0, 0, 0, None, 0, proj_axis))
+    over_batch = jax.vmap(over_heads, in_axes=(0, 0, 0, None if mask is None else 0, 0, None))
+    return over_batch(q, k, v, mask, state, projection)
+
+  def attend_with_projection(self, q, k, v, mask, state, projection, mode):
+    """One pair with a given (m, d_head) projection: returns (out (Lq, d_head), new_state)."""
+    out_dtype = v.dtype
+    dtype = jnp.promote_types(q.dtype, jnp.float32)  # Features in >= float32.
+    q, k, v = (t.astype(dtype) for t in (q, k, v))
+    eps = self.numerical_stabilizer
+    qf = query_features(q, projection, self.kernel, eps)
+    v1 = jnp.concatenate([v, jnp.ones(v.shape[:-1] + (1,), dtype)], axis=-1)
+    if mode == 'predict':
+      out, state = self._decode(qf, k, v1, mask, state, projection)
+    else:
+      kf = key_features(k, projection, self.kernel, eps, mask)
+      if self.causal:
+        out = causal_product(qf, kf, v1, self.chunk_size)
+      else:
+        out = qf @ (kf.T @ v1)
+    return _normalize(out).astype(out_dtype), state
+
+  def _decode(self, qf, k, v1, mask, state, projection):
+    """Predict mode: extends the running sums by the new positions and attends to them."""
+    s, z, log_scale, position = state
+    total = jnp.concatenate([s, z[:, None]], axis=-1)
+    if self.kernel == 'relu':
+      kf = key_features(k, projection, 'relu', self.numerical_stabilizer, mask)
+      new_scale = log_scale
+    else:  # Move to the new max logit; the output is independent of the scale.
+      logits = key_logits(k, projection)
+      new_scale = jnp.maximum(log_scale, max_key_logit(logits, mask)[0, 0])
+      total = total * jnp.exp(log_scale - new_scale)
+      kf = key_features_from_logits(logits, new_scale, mask)
+    out, total = scan_product(qf, kf, v1.astype(total.dtype), self.chunk_size, initial=total)
+    new_state = (total[:, :-1], total[:, -1], new_scale.astype(log_scale.dtype),
+                 position + qf.shape[0])
+    return out, new_state
+
+
+def _normalize(out):
+  """[numerator, denominator] (..., d + 1) -> numerator / denominator; 0 where it is 0."""
+  num, den = out[..., :-1], out[..., -1:]
+  return num / jnp.where(den > 0, den, jnp.ones((), den.dtype))
+
+
+# ----- layers -----
+def Favor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,  # pylint: disable=invalid-name
+          numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048, mode='train',
+          d_head=None, head_chunk_size=None, feature_seed=0, use_bias=True):
+  """Bidirectional FAVOR+ multi-head attention: (B, L, d_model) -> (B, L, d_model)."""
+  kind = FavorAttention(nb_features, kernel, causal=False, redraw=redraw,
+                        numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed)
+  return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
+                   use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
+                   use_bias=use_bias, mode=mode, name='Favor')
+
+
+def CausalFavor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,  # pylint: disable=invalid-name
+                numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
+                mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
+                chunk_size=128, use_bias=True):
+  """Causal FAVOR+ attention (a decoder's); predict mode keeps running sums, O(1) per token."""
+  kind = FavorAttention(nb_features, kernel, causal=True, redraw=redraw,
+                        numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed,
+                        chunk_size=chunk_size)
+  return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
+                   use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
+                   use_bias=use_bias, mode=mode, name='CausalFavor')
+
+
+__all__ = ['CausalFavor', 'Favor', 'FavorAttention', 'causal_product', 'favor_features',
+           'orthogonal_random_features']
