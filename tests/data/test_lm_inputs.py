@@ -106,3 +106,18 @@ def test_bad_arguments_give_clear_errors(tmp_path, data_dir):
   binary.write_bytes(b'\x00\x01\x02' * 10)
   with pytest.raises(ValueError, match='binary'):
     pd.lm_inputs(text_source=str(binary))
+
+
+def test_training_loop_stream_saves_and_restores_the_position(data_dir):
+  from plait.supervised.streams import BatchStream
+  make = pd.lm_inputs(sequence_length=16, batch_size=2, seed=9, data_path=data_dir)
+  stream = BatchStream(make)
+  assert stream.stateful
+  for _ in range(3):
+    next(stream)
+  stream.peek()  # peeking must not move the saved position
+  position = json.loads(json.dumps(stream.position()))
+  want = next(stream)[0]
+  resumed = BatchStream(make)
+  resumed.restore(position)
+  np.testing.assert_array_equal(next(resumed)[0], want)
