@@ -56,8 +56,11 @@ def leaf_names(model, tree):
   return names
 
 
-def _describe_leaves(names, leaves):
-  return [[n, list(np.shape(x)), _dtype_name(x)] for n, x in zip(names, leaves)]
+def _describe_leaves(names, tree):
+  """[[readable name, shape, dtype, tree key], ...] for the leaves of `tree`."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return [[n, list(np.shape(x)), _dtype_name(x), jax.tree_util.keystr(p)]
+          for n, (p, x) in zip(names, flat)]
 
 
 def _dtype_name(x):
@@ -78,38 +81,35 @@ def _opt_state_names(opt_state):
 
 
 def _check_match(kind, saved, target, where):
-  """Raises CheckpointError naming every leaf whose name, shape or dtype differs."""
-  saved = [tuple(s[:1]) + (tuple(s[1]), s[2]) for s in saved]
-  target = [tuple(t[:1]) + (tuple(t[1]), t[2]) for t in target]
-  if saved == target:
-    return
+  """Raises CheckpointError naming every leaf whose position, shape or dtype differs.
+
+  Leaves are matched by their position in the tree; names are for the message.
+  """
+  def key(entry):
+    return entry[3] if len(entry) > 3 else entry[0]
+  saved_by_key = {key(s): s for s in saved}
+  target_by_key = {key(t): t for t in target}
   problems = []
-  saved_by_name = {s[0]: s for s in saved}
-  target_by_name = {t[0]: t for t in target}
-  if len(saved_by_name) == len(saved) and len(target_by_name) == len(target):
-    for name, t in target_by_name.items():
-      s = saved_by_name.get(name)
-      if s is None:
-        problems.append(f'  {name}: in the model {list(t[1])} {t[2]}, missing from the checkpoint')
-      elif s[1:] != t[1:]:
-        problems.append(f'  {name}: checkpoint {list(s[1])} {s[2]}, model {list(t[1])} {t[2]}')
-    for name, s in saved_by_name.items():
-      if name not in target_by_name:
-        problems.append(f'  {name}: in the checkpoint {list(s[1])} {s[2]}, not in the model')
-    if not problems:
-      problems.append('  the same leaves in a different order')
-  else:
-    for i in range(max(len(saved), len(target))):
-      s = saved[i] if i < len(saved) else None
-      t = target[i] if i < len(target) else None
-      if s != t:
-        problems.append(f'  leaf {i}: checkpoint {s}, model {t}')
+  for k, t in target_by_key.items():
+    s = saved_by_key.get(k)
+    if s is None:
+      problems.append(f'  {t[0]}: in the model {list(t[1])} {t[2]}, missing from the checkpoint')
+    elif list(s[1]) != list(t[1]) or s[2] != t[2]:
+      saved_as = f' (saved as {s[0]})' if s[0] != t[0] else ''
+      problems.append(f'  {t[0]}: checkpoint {list(s[1])} {s[2]}{saved_as}, '
+                      f'model {list(t[1])} {t[2]}')
+  for k, s in saved_by_key.items():
+    if k not in target_by_key:
+      problems.append(f'  {s[0]}: in the checkpoint {list(s[1])} {s[2]}, not in the model')
+  if not problems:
+    return
   shown = problems[:20] + ([f'  ... and {len(problems) - 20} more'] if len(problems) > 20 else [])
+  owner = 'optimizer' if kind == 'optimizer state' else 'model'
   raise CheckpointError(
-      f'the checkpoint in {where} does not match: its {kind} differ from this '
-      f'{"model" if kind != "optimizer state" else "optimizer"}\'s ({len(problems)} '
-      f'mismatches):\n' + '\n'.join(shown) + '\nIt was written for a different model or '
-      'settings: use another output_dir, or start afresh (plait-train --overwrite).')
+      f'the checkpoint in {where} does not match: its {kind} differ from this {owner}\'s '
+      f'({len(problems)} mismatches):\n' + '\n'.join(shown) + '\nIt was written for a '
+      'different model or settings: use another output_dir, or start afresh '
+      '(plait-train --overwrite).')
 
 
 class Checkpointer:
@@ -158,7 +158,7 @@ class Checkpointer:
     for kind, tree in (('weights', weights), ('state', state), ('opt_state', opt_state)):
       leaves = jax.tree_util.tree_leaves(tree)
       names = _opt_state_names(tree) if kind == 'opt_state' else leaf_names(model, tree)
-      meta[kind] = _describe_leaves(names, leaves)
+      meta[kind] = _describe_leaves(names, tree)
       for i, x in enumerate(leaves):
         arrays[f'{_PREFIX[kind]}{i:05d}'] = _to_savable(x)
     meta['rng'] = {'impl': str(jax.random.key_impl(rng)),
@@ -194,7 +194,7 @@ class Checkpointer:
       leaves, treedefs[kind] = jax.tree_util.tree_flatten(tree)
       names = _opt_state_names(tree) if kind == 'opt_state' else leaf_names(model, tree)
       _check_match(kind if kind != 'opt_state' else 'optimizer state', meta[kind],
-                   _describe_leaves(names, leaves), where)
+                   _describe_leaves(names, tree), where)
       for i, x in enumerate(leaves):
         savable = jax.eval_shape(_to_savable, x)
         abstract[f'{_PREFIX[kind]}{i:05d}'] = (x, jax.ShapeDtypeStruct(

@@ -55,7 +55,7 @@ def make_train_step(model, loss_layer, optimizer, compute_dtype=None):
     new_state = _match_dtypes(new_state, state)
     updates, opt_state = optimizer.update(grads, opt_state, weights)
     weights = optax.apply_updates(weights, updates)
-    return weights, new_state, opt_state, loss, optax.global_norm(grads)
+    return weights, new_state, opt_state, loss, optax.tree.norm(grads)
 
   return train_step
 

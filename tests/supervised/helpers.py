@@ -1,0 +1,46 @@
+"""Tiny models and resumable data for training tests (no plait.models / plait.data)."""
+import numpy as np
+
+import plait.layers as tl
+from plait.supervised import optimizers, schedules
+from plait.supervised.tasks import TrainTask
+
+VOCAB, LENGTH, BATCH = 32, 8, 4
+
+
+class RandomTokens:
+  """Deterministic random LM batches (inputs, targets, weights) with get_state/set_state."""
+
+  def __init__(self, seed=0, batch=BATCH, nan_at=None):
+    self.i, self.seed, self.batch, self.nan_at = 0, seed, batch, nan_at
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    r = np.random.default_rng([self.seed, self.i])
+    self.i += 1
+    x = r.integers(1, VOCAB, (self.batch, LENGTH)).astype(np.int32)
+    w = r.uniform(0.5, 1.0, (self.batch, LENGTH)).astype(np.float32)
+    if self.nan_at is not None and self.i == self.nan_at:
+      w[0, 0] = np.nan
+    return x, x, w
+
+  def get_state(self):
+    return {'i': self.i}
+
+  def set_state(self, state):
+    self.i = state['i']
+
+
+def tiny_lm(d_model=16):
+  return tl.Serial(tl.Embedding(VOCAB, d_model), tl.Dense(d_model), tl.Relu(), tl.Dense(VOCAB))
+
+
+def lm_task(data=None, optimizer=optimizers.Adam, lr=1e-2, every=2):
+  return TrainTask(data if data is not None else RandomTokens(), tl.CrossEntropyLoss(),
+                   optimizer, schedules.constant(lr), n_steps_per_checkpoint=every)
+
+
+def train_losses(loop):
+  return [r['loss'] for r in loop.history if r['split'] == 'train']

@@ -1,0 +1,156 @@
+"""Loop: exact resume, checkpoint retention, NaN stop, mismatch errors, precision."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import plait.layers as tl
+from plait.supervised import checkpoints
+from plait.supervised import training
+from plait.supervised.tasks import EvalTask
+from tests.supervised import helpers
+
+
+def _loop(output_dir, data=None, **kwargs):
+  kwargs.setdefault('progress', 'none')
+  return training.Loop(helpers.tiny_lm(), helpers.lm_task(data), output_dir=output_dir,
+                       **kwargs)
+
+
+def test_resume_reproduces_uninterrupted_losses(tmp_path):
+  full = _loop(tmp_path / 'full', checkpoint_at=100)
+  full.run(6)
+  full.close()
+  first = _loop(tmp_path / 'resumed', checkpoint_at=100)
+  first.run(3)
+  first.close()
+  second = _loop(tmp_path / 'resumed', checkpoint_at=100)
+  assert second.step == 3
+  second.run(3)
+  second.close()
+  assert helpers.train_losses(first) + helpers.train_losses(second) == helpers.train_losses(full)
+  for a, b in zip(jax.tree_util.tree_leaves(full.weights),
+                  jax.tree_util.tree_leaves(second.weights)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  steps = [r['step'] for r in checkpoints_metrics(tmp_path / 'resumed') if r['split'] == 'train']
+  assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def checkpoints_metrics(output_dir):
+  with open(os.path.join(output_dir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_keep_latest_n_and_keep_best(tmp_path):
+  # Eval on fixed batches; keep the 2 latest plus the 'best' by eval loss, with best_mode='max'
+  # so that the kept one (the highest loss, early in training) is not among the latest.
+  evals = EvalTask(lambda: helpers.RandomTokens(seed=7), [tl.CrossEntropyLoss()],
+                   n_eval_batches=1)
+  loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(every=1),
+                       eval_tasks=evals, output_dir=tmp_path, keep_checkpoints=2,
+                       keep_best='eval/CrossEntropyLoss', best_mode='max', progress='none')
+  loop.run(8)
+  loop.close()
+  evals_by_step = {r['step']: r['CrossEntropyLoss'] for r in checkpoints_metrics(tmp_path)
+                   if r['split'] == 'eval'}
+  best = max(evals_by_step, key=evals_by_step.get)
+  kept = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints') if s.isdigit())
+  assert kept == sorted({7, 8, best})
+  assert best not in (7, 8)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  loop = _loop(tmp_path, helpers.RandomTokens(nan_at=5), checkpoint_at=2)
+  with pytest.raises(training.DivergedError, match='at step 5.*checkpoint \\(step 4\\)'):
+    loop.run(10)
+  assert loop.step == 4
+  loop.close()
+  assert sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints')) == [2, 4]
+  assert np.all(np.isfinite(np.asarray(loop.weights[3][0])))
+
+
+def test_checkpoint_of_other_model_names_mismatched_weights(tmp_path):
+  loop = _loop(tmp_path)
+  loop.run(1)
+  loop.close()
+  other = tl.Serial(tl.Embedding(helpers.VOCAB, 16), tl.Dense(24), tl.Relu(),
+                    tl.Dense(helpers.VOCAB))
+  with pytest.raises(checkpoints.CheckpointError) as e:
+    training.Loop(other, helpers.lm_task(), output_dir=tmp_path, progress='none')
+  message = str(e.value)
+  assert ('Serial/Dense_24[1]/w0: checkpoint [16, 16] float32 (saved as Serial/Dense_16[1]/w0), '
+          'model [16, 24] float32') in message
+  assert 'Serial/Dense_32[3]/w0' in message
+  assert 'tree_unflatten' not in message
+
+
+def test_restore_model_round_trip(tmp_path):
+  loop = _loop(tmp_path)
+  loop.run(2)
+  loop.close()
+  model = helpers.tiny_lm()
+  sig = jax.ShapeDtypeStruct((1, helpers.LENGTH), jnp.int32)
+  weights, state, step = checkpoints.restore_model(str(tmp_path), model, sig)
+  assert step == 2
+  for a, b in zip(jax.tree_util.tree_leaves(loop.weights), jax.tree_util.tree_leaves(weights)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  x = np.random.default_rng(0).integers(0, helpers.VOCAB, (1, helpers.LENGTH)).astype(np.int32)
+  np.testing.assert_array_equal(np.asarray(model(x)),
+                                np.asarray(loop.model.pure_fn(x, loop.weights, loop.state)[0]))
+  with pytest.raises(checkpoints.CheckpointError, match='available steps: \\[2\\]'):
+    checkpoints.restore_model(str(tmp_path), model, sig, step=1)
+
+
+def test_metrics_jsonl_tensorboard_and_plot(tmp_path):
+  evals = EvalTask(lambda: helpers.RandomTokens(seed=3), [tl.CrossEntropyLoss(), tl.Accuracy()],
+                   n_eval_batches=2)
+  loop = _loop(tmp_path, eval_tasks=evals, checkpoint_at=2)
+  loop.run(4)
+  png = loop.plot()
+  loop.close()
+  records = checkpoints_metrics(tmp_path)
+  train = [r for r in records if r['split'] == 'train']
+  assert [r['step'] for r in train] == [1, 2, 3, 4]
+  for r in train:
+    assert r['learning_rate'] == pytest.approx(1e-2)
+    assert r['tokens_per_second'] > 0 and np.isfinite(r['loss']) and r['gradient_norm'] > 0
+  assert [r['step'] for r in records if r['split'] == 'eval'] == [2, 4]
+  assert 0.0 <= records[-1]['Accuracy'] <= 1.0
+  for split in ('train', 'eval'):
+    files = os.listdir(tmp_path / 'tensorboard' / split)
+    assert any(f.startswith('events.out.tfevents') for f in files)
+  with open(png, 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_plain_lines_when_not_a_tty_and_tqdm_bar_on_terminal(capsys, monkeypatch):
+  lines = []
+  loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(), progress='auto', log_every=2,
+                       print_fn=lines.append)
+  loop.run(3)
+  assert [l.split(':')[0] for l in lines] == ['step 1', 'step 2', 'step 3']
+  assert 'loss' in lines[0] and 'tokens_per_second' in lines[0]
+  monkeypatch.setattr('sys.stderr.isatty', lambda: True, raising=False)
+  bar = training.Loop(helpers.tiny_lm(), helpers.lm_task(), progress='auto')
+  bar.run(2)
+  err = capsys.readouterr().err
+  assert '2/2' in err and 'loss=' in err
+
+
+def test_mixed_precision_keeps_float32_master_weights():
+  def run(dtype):
+    loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(), compute_dtype=dtype,
+                         progress='none')
+    loop.run(3)
+    return loop
+  full, mixed = run(None), run(jnp.bfloat16)
+  assert {x.dtype for x in jax.tree_util.tree_leaves(mixed.weights)} == {jnp.dtype('float32')}
+  assert {x.dtype for x in jax.tree_util.tree_leaves(mixed.opt_state)
+          if jnp.issubdtype(x.dtype, jnp.floating)} == {jnp.dtype('float32')}
+  f, m = helpers.train_losses(full), helpers.train_losses(mixed)
+  np.testing.assert_allclose(m, f, rtol=2e-2)
+  assert m != f  # bf16 compute really happened
+  assert m[-1] < m[0]
