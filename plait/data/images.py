@@ -29,8 +29,9 @@ def images_to_tokens(images, image_shape=IMAGE_SHAPE):
   images = np.asarray(images)
   image_shape = tuple(image_shape)
   if images.ndim < 3 or images.shape[-3:] != image_shape:
-    raise ValueError(f'images_to_tokens: expected images of shape (..., {", ".join(map(str, image_shape))}), '
-                     f'got {images.shape}; resize or crop them first (e.g. image_folder(size=...)).')
+    want = ', '.join(map(str, image_shape))
+    raise ValueError(f'images_to_tokens: expected images of shape (..., {want}), got '
+                     f'{images.shape}; resize or crop them first (e.g. image_folder(size=...)).')
   if images.dtype != np.uint8:
     if not np.issubdtype(images.dtype, np.integer) or images.min() < 0 or images.max() > 255:
       raise TypeError(f'images_to_tokens: expected uint8 pixels in [0, 255], got dtype '
@@ -114,7 +115,7 @@ def _package_dir(package):
 
 @functools.lru_cache(maxsize=1)
 def offline_photos():
-  """The real photographs shipped inside the scikit-image (and scikit-learn) wheels, as RGB uint8."""
+  """Real photographs shipped inside the scikit-image (and scikit-learn) wheels, RGB uint8."""
   files = []
   skimage_dir = _package_dir('skimage')
   if skimage_dir is not None:

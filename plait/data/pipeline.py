@@ -21,6 +21,12 @@ here are, given their seed).
 import numpy as np
 
 
+def _seed(name, seed):
+  if not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f'{name}: seed must be a non-negative int, got {seed!r}.')
+  return int(seed)
+
+
 class Stream:
   """An iterator whose position can be saved with `get_state()` and restored with `set_state()`."""
 
@@ -246,7 +252,7 @@ class FromSequence(Source):
     if not (hasattr(data, '__len__') and hasattr(data, '__getitem__')):
       raise TypeError(f'FromSequence: data must support len() and indexing, got '
                       f'{type(data).__name__}.')
-    self._data, self._shuffle, self._seed = data, shuffle, int(seed)
+    self._data, self._shuffle, self._seed = data, shuffle, _seed('FromSequence', seed)
     self._repeat, self._transform = repeat, transform
 
   def __len__(self):
@@ -298,7 +304,7 @@ class Generate(Source):
   """
 
   def __init__(self, fn, seed=0, n=None):
-    self._fn, self._seed, self._n = fn, int(seed), n
+    self._fn, self._seed, self._n = fn, _seed('Generate', seed), n
 
   def open(self):
     return _GenerateStream(self)

@@ -62,7 +62,8 @@ def test_download_goes_to_the_cache(tmp_path, monkeypatch):
       return _BOOK.encode('utf-8')
 
   urls = []
-  monkeypatch.setattr(urllib.request, 'urlopen', lambda url, timeout: urls.append(url) or Response())
+  opener = lambda url, timeout: urls.append(url) or Response()
+  monkeypatch.setattr(urllib.request, 'urlopen', opener)
   assert 'hot evening' in pd.crime_and_punishment()
   assert (tmp_path / 'cache' / 'crime_and_punishment.txt').exists()
   assert '2554' in urls[0]

@@ -58,7 +58,8 @@ def test_unknown_dataset_name_is_a_clear_error():
 
 
 def test_unprepared_dataset_says_how_to_prepare_it(tmp_path):
-  with pytest.raises(ValueError, match='tfds build imagenet_resized/64x64 --file_format=array_record'):
+  prepare = 'tfds build imagenet_resized/64x64 --file_format=array_record'
+  with pytest.raises(ValueError, match=prepare):
     pd.TFDS('imagenet_resized/64x64', data_dir=str(tmp_path)).data_source()
 
 
