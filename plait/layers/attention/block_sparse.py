@@ -21,10 +21,12 @@ Design choices:
     or 3 + num_rand_blocks when causal) raises a ValueError, unless `dense_fallback=True`:
     then it runs dense attention under the same mask, which for such short sequences is
     full (causal) attention.
-  - Predict mode (causal only) keeps a KV cache of `max_len` positions and masks it with
-    the pattern's rows for the new positions: exactly what the full-sequence computation
-    sees (the causal pattern of a prefix is the prefix of the pattern). Each step costs
-    O(max_len), like dense cached attention.
+  - Predict mode (causal only) keeps a KV cache of `max_len` positions (rounded up to
+    whole blocks) and lets each new position see its pattern row: exactly what the
+    full-sequence computation sees (the causal pattern of a prefix is the prefix of the
+    pattern). One-token steps gather just that row's (3 + num_rand_blocks) key blocks
+    from the cache; a multi-token prompt is attended densely over the cache under the
+    pattern mask (O(prompt * max_len), like dense prefill).
 """
 import jax
 import jax.numpy as jnp
@@ -70,7 +72,10 @@ class BlockSparseKind(AttentionKind):
                              self.causal)
 
   def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
-    return init_kv_cache(length, d_head, dtype) if mode == 'predict' else ()
+    """Predict mode: a KV cache of `length` (max_len) rounded up to whole blocks."""
+    if mode != 'predict':
+      return ()
+    return init_kv_cache(n_blocks_for(length, self.block_size) * self.block_size, d_head, dtype)
 
   def check_length(self, length, mode):
     if mode == 'predict':
@@ -143,15 +148,55 @@ class BlockSparseKind(AttentionKind):
     return out[:, :, :length]
 
   def _predict(self, q, k, v, mask, cache):
-    """Causal decoding against the KV cache, masked by the pattern's rows."""
+    """Causal decoding against the KV cache; the new positions see their pattern rows."""
+    if q.shape[-2] == 1:
+      return self._decode_one(q, k, v, mask, cache)
+    # A prompt: dense over the cache, masked by the pattern (O(prompt * cache) like dense).
     bs = self.block_size
-    max_len = cache[0].shape[-2]
-    pattern = block_pattern(n_blocks_for(max_len, bs), self.num_rand_blocks, self.seed, True)
-    table = jnp.asarray(block_level_mask(pattern))
+    table = jnp.asarray(block_level_mask(self._cache_pattern(cache)))
     def allowed(q_pos, k_pos):
       return table[q_pos // bs, k_pos // bs] & (k_pos <= q_pos)
     mask = None if mask is None else mask[:, None, :]
     return cached_attention(q, k, v, mask, cache, allowed)
+
+  def _decode_one(self, q, k, v, mask, cache):
+    """One new position: appends it and gathers only its row's key blocks from the cache."""
+    k_cache, v_cache, valid, index = cache
+    bs, cache_len = self.block_size, k_cache.shape[-2]
+    n_blocks = cache_len // bs
+    pos = jnp.ravel(index)[0]  # Every pair is at the same position.
+    _check_room(pos, cache_len)
+    new_valid = (jnp.ones(q.shape[:-1], jnp.bool_) if mask is None
+                 else jnp.broadcast_to(mask[:, None, :], q.shape[:-1]))
+    k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, 0, pos, 0))
+    v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, 0, pos, 0))
+    valid = jax.lax.dynamic_update_slice(valid, new_valid, (0, 0, pos))
+    pattern = self._cache_pattern(cache)
+    row = jnp.minimum(pos // bs, n_blocks - 1)
+    blocks = jnp.asarray(pattern.key_blocks)[row]                       # (W,)
+    k_pos = (blocks[:, None] * bs + jnp.arange(bs)).reshape(-1)         # (W * bs,)
+    slot_ok = jnp.repeat(jnp.asarray(pattern.valid)[row], bs)
+    to_blocks = lambda t: t.reshape(t.shape[:2] + (n_blocks, bs) + t.shape[3:])
+    gather = lambda t: _merge_slots(jnp.take(to_blocks(t), blocks[None], axis=2))[:, :, 0]
+    allowed = slot_ok & (k_pos <= pos) & gather(valid)                   # (B, H, W * bs)
+    out = masked_attention(q, gather(k_cache).astype(q.dtype), gather(v_cache).astype(q.dtype),
+                           allowed[:, :, None, :])
+    out = jnp.where(pos < cache_len, out, jnp.nan)  # Past the end under jit: loud NaN.
+    return out, (k_cache, v_cache, valid, index + 1)
+
+  def _cache_pattern(self, cache):
+    n_blocks = n_blocks_for(cache[0].shape[-2], self.block_size)
+    return block_pattern(n_blocks, self.num_rand_blocks, self.seed, True)
+
+
+def _check_room(pos, cache_len):
+  try:
+    pos = int(pos)
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+    return  # Traced: the NaN guard is all we can do.
+  if pos >= cache_len:
+    raise ValueError(f'KV cache is full: {pos} positions cached + 1 new > {cache_len}; build '
+                     'the layer with a larger max_len.')
 
 
 def _merge_slots(t):
