@@ -63,8 +63,8 @@ class BlockSparseKind(AttentionKind):
 
   @property
   def min_length(self):
-    """Shortest length computed block-sparsely: min_blocks(...) full blocks."""
-    return min_blocks(self.num_rand_blocks, self.causal) * self.block_size
+    """Shortest length computed block-sparsely (the last of min_blocks blocks may be partial)."""
+    return (min_blocks(self.num_rand_blocks, self.causal) - 1) * self.block_size + 1
 
   def mask(self, length):
     """The (length, length) bool mask this kind equals dense attention under."""

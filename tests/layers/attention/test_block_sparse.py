@@ -120,6 +120,7 @@ def test_too_short_sequence_is_a_clear_error(causal, minimum):
                                       f'at least {minimum} blocks.*dense_fallback=True'):
     layer.init(ShapeDtype((B, length, 8)))
   layer.init(ShapeDtype((B, length + 1, 8)))  # a partial extra block is enough
+  assert layer.kind.min_length == length + 1
 
 
 @pytest.mark.parametrize('causal', [False, True])
