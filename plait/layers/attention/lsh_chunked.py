@@ -36,8 +36,14 @@ from plait.layers.attention.lsh_hashing import hash_vectors, shared_qk_keys, tot
 # itself get ~0 weight in the multi-round combination (its logsumexp is ~ -1e5), so
 # self is used only when no round offers another target. The paper uses 1e5 as well.
 SELF_PENALTY = 1e5
-# Masked logits: finite (no NaN when a whole row is masked), logits always float32.
+# Masked logits: finite (no NaN when a whole row is masked); float32's value also serves
+# float64 logits (it is still far below any real logit).
 MASKED = large_negative(jnp.float32)
+
+
+def logits_dtype(dtype):
+  """Logits and softmax run in float32, or float64 when the inputs are float64."""
+  return jnp.promote_types(dtype, jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,18 +72,20 @@ def hash_buckets(q, valid, rotations, cfg):
 
 
 def masked_logits(q, k, allowed, is_self, count=None):
-  """float32 logits q.k/sqrt(d) with the self penalty, -log(count) and the mask.
+  """Logits q.k/sqrt(d) with the self penalty, -log(count) and the mask.
 
+  At least float32 (float64 inputs stay float64, for gradient checks).
   q: (..., Lq, d); k: (..., Lk, d); allowed, is_self, count: (..., Lq, Lk).
   """
-  logits = jnp.einsum('...qd,...kd->...qk', q, k, preferred_element_type=jnp.float32)
+  dtype = logits_dtype(q.dtype)
+  logits = jnp.einsum('...qd,...kd->...qk', q, k, preferred_element_type=dtype)
   logits = logits / np.sqrt(q.shape[-1]) - SELF_PENALTY * is_self
   if count is not None:
-    logits = logits - jnp.log(jnp.maximum(count, 1).astype(jnp.float32))
+    logits = logits - jnp.log(jnp.maximum(count, 1).astype(dtype))
   return jnp.where(allowed, logits, MASKED)
 
 
-def lsh_attention(q, v, valid, rotations, cfg):
+def lsh_attention(q, v, valid, rotations, cfg, buckets=None):
   """LSH self-attention of one (batch, head) pair.
 
   Args:
@@ -86,22 +94,26 @@ def lsh_attention(q, v, valid, rotations, cfg):
     valid: (L,) bool, True = real token.
     rotations: (d, n_hashes, columns) from lsh_hashing.random_rotations.
     cfg: LSHConfig.
+    buckets: optional (n_hashes, L) int32 bucket ids returned by an earlier call; when
+      given, they are used instead of hashing q (rotations are then ignored). This is
+      exact bucket replay, e.g. for a reversible backward pass whose reconstructed q
+      differs from the original by rounding (which could flip a near-tie hash).
   Returns:
     (out (L, d_v) in q's dtype, buckets (n_hashes, L) int32 as used for sorting).
   """
-  rounds = _lsh_rounds(q, v, valid, rotations, cfg)
+  rounds = _lsh_rounds(q, v, valid, rotations, cfg, buckets)
   length = q.shape[0]
   return rounds['out'][:length].astype(q.dtype), rounds['buckets'][:, :length]
 
 
-def lsh_attention_weights(q, valid, rotations, cfg):
+def lsh_attention_weights(q, valid, rotations, cfg, buckets=None):
   """The effective (L, L) attention matrix of `lsh_attention` (for tests/inspection).
 
   Entry [i, j] is the total weight query i gives key j over all rounds, so
   out = weights @ v. O(L^2) memory: small inputs only.
   """
   length = q.shape[0]
-  r = _lsh_rounds(q, q, valid, rotations, cfg)
+  r = _lsh_rounds(q, q, valid, rotations, cfg, buckets)
   round_w = jnp.take_along_axis(r['round_weights'], r['q_pos'].reshape(cfg.n_hashes, -1),
                                 axis=1).reshape(r['q_pos'].shape)
   vals = r['probs'] * round_w[..., None]            # (R, n_chunks, c, W)
@@ -112,7 +124,7 @@ def lsh_attention_weights(q, valid, rotations, cfg):
   return dense[:length, :length]
 
 
-def _lsh_rounds(q, v, valid, rotations, cfg):
+def _lsh_rounds(q, v, valid, rotations, cfg, buckets=None):
   """All rounds; returns a dict of the combined output and per-round internals."""
   c = cfg.chunk_len
   length = q.shape[0]
@@ -121,7 +133,13 @@ def _lsh_rounds(q, v, valid, rotations, cfg):
   pad_rows = lambda t: jnp.pad(t, ((0, pad),) + ((0, 0),) * (t.ndim - 1))
   q, v, valid = pad_rows(q), pad_rows(v), pad_rows(valid.astype(jnp.bool_))
   padded = n_chunks * c
-  buckets = jax.lax.stop_gradient(hash_buckets(q, valid, rotations, cfg))
+  if buckets is None:
+    buckets = hash_buckets(q, valid, rotations, cfg)
+  else:
+    buckets = jnp.pad(jnp.asarray(buckets, jnp.int32), ((0, 0), (0, pad)),
+                      constant_values=cfg.n_buckets)
+    buckets = jnp.where(valid[None, :], buckets, cfg.n_buckets)
+  buckets = jax.lax.stop_gradient(buckets)
   order = jnp.argsort(buckets, axis=-1, stable=True)   # (R, Lp): sorted slot -> position
   ticker = jnp.arange(padded)
   sorted_slot = jax.vmap(lambda o: jnp.zeros_like(o).at[o].set(ticker))(order)
@@ -162,7 +180,7 @@ def _one_round(q, keys, v, valid, chunk_of, cfg, order):
   lse = jax.nn.logsumexp(logits, axis=-1)
   probs = jnp.exp(logits - lse[..., None])
   out = jnp.einsum('nqk,nkd->nqd', probs.astype(v.dtype), k_val,
-                   preferred_element_type=jnp.float32)
+                   preferred_element_type=logits_dtype(v.dtype))
   return out, lse, probs, q_pos, k_pos
 
 

@@ -29,7 +29,7 @@ which the duplicate correction makes equal to the chunked computation.
 import jax
 import jax.numpy as jnp
 
-from plait.layers.attention.lsh_chunked import hash_buckets, masked_logits
+from plait.layers.attention.lsh_chunked import hash_buckets, logits_dtype, masked_logits
 from plait.layers.attention.lsh_hashing import shared_qk_keys
 
 
@@ -88,7 +88,7 @@ def cached_lsh_attention(q, v, mask, cache, rotations, cfg):
   logits = masked_logits(q, keys_c, allowed, k_pos == q_pos)
   probs = jax.nn.softmax(logits, axis=-1)
   out = jnp.einsum('qk,kd->qd', probs.astype(values_c.dtype), values_c,
-                   preferred_element_type=jnp.float32).astype(q.dtype)
+                   preferred_element_type=logits_dtype(values_c.dtype)).astype(q.dtype)
   out = jnp.where(index + n_new <= max_len, out, jnp.nan)
   new_hist = prefix_hist[:, -1, :]
   return out, (keys_c, values_c, buckets_c, ranks_c, new_hist, valid_c, index + n_new)
