@@ -1,0 +1,105 @@
+"""The gin trainer: typo hints, config refusal/--overwrite, registry, CLI end to end."""
+import os
+import subprocess
+import sys
+
+import gin
+import pytest
+
+from plait.supervised import trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TINY_GIN = """
+import tests.supervised.gin_fixtures
+train.model = @tiny_lm
+tiny_lm.d_model = 16
+train.inputs = @random_tokens
+train.eval_inputs = @random_tokens
+train.optimizer = @Adam
+Adam.clip_gradient_norm = 1.0
+train.lr_schedule = @warmup
+warmup.n_warmup_steps = 2
+warmup.max_value = 0.01
+train.steps = 4
+train.checkpoint_every = 2
+train.n_eval_batches = 1
+train.progress = 'lines'
+train.log_every = 1
+"""
+
+
+@pytest.mark.parametrize('binding, close', [
+    ('Adma.b1 = 0.9', "No configurable matching 'Adma'.*close to 'Adma': .*Adam"),
+    ('Adam.lerning_rate = 0.1', "named 'lerning_rate'.*close to 'lerning_rate': learning_rate"),
+])
+def test_typo_binding_gives_gin_error_and_close_names(binding, close):
+  try:
+    with pytest.raises(ValueError, match=f'(?s){close}'):
+      trainer.parse_config([], [binding])
+  finally:
+    gin.clear_config()
+
+
+def test_different_config_is_refused_unless_overwrite(tmp_path):
+  trainer.check_config(str(tmp_path), 'train.steps = 5\nAdam.b1 = 0.9\n')  # fresh dir: fine
+  (tmp_path / 'config.gin').write_text('# old\ntrain.steps = 3\nAdam.b1 = 0.9\n')
+  trainer.check_config(str(tmp_path), 'train.steps = 5\nAdam.b1 = 0.9\n')  # only steps differ
+  with pytest.raises(trainer.ConfigMismatchError, match=r'(?s)-Adam.b1 = 0.9.*\+Adam.b1 = 0.8'
+                                                        '.*--overwrite'):
+    trainer.check_config(str(tmp_path), 'Adam.b1 = 0.8\n')
+  (tmp_path / 'checkpoints' / '2').mkdir(parents=True)
+  (tmp_path / 'metrics.jsonl').write_text('{}\n')
+  (tmp_path / 'notes.txt').write_text('mine')
+  trainer.check_config(str(tmp_path), 'Adam.b1 = 0.8\n', overwrite=True)
+  assert sorted(os.listdir(tmp_path)) == ['notes.txt']
+
+
+def test_configurables_are_idempotent_and_not_imported_by_plait():
+  code = ('import sys, importlib, plait, plait.layers\n'
+          'assert "plait.configurables" not in sys.modules\n'
+          'import plait.configurables as c\n'
+          'assert c.register_all() == 0\n'
+          'importlib.reload(c)\n'
+          'import gin\n'
+          'gin.parse_config("Dense.n_units = 3\\nAdam.b1 = 0.5\\nmultifactor.constant = 2.0")\n'
+          'print("ok")\n')
+  out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                       timeout=120, check=False)
+  assert out.returncode == 0 and 'ok' in out.stdout, out.stderr
+
+
+def _train_cli(*args):
+  env = dict(os.environ, PYTHONPATH=REPO)
+  return subprocess.run([sys.executable, '-m', 'plait.supervised.trainer', *args], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(tmp_path):
+  config = tmp_path / 'tiny.gin'
+  config.write_text(TINY_GIN)
+  out_dir = tmp_path / 'run'
+  run = _train_cli(f'--config_file={config}', f'--output_dir={out_dir}')
+  assert run.returncode == 0, run.stderr
+  assert 'step 4:' in run.stdout and 'eval:' in run.stdout
+  assert 'tiny_lm.d_model = 16' in (out_dir / 'config.gin').read_text()
+  assert sorted(os.listdir(out_dir / 'checkpoints')) == ['2', '4']
+  assert (out_dir / 'loss.png').exists() and (out_dir / 'metrics.jsonl').exists()
+  # More steps with the same config resumes.
+  more = _train_cli(f'--config_file={config}', f'--output_dir={out_dir}', '--steps=6')
+  assert more.returncode == 0 and 'Resumed from the checkpoint at step 4' in more.stdout
+  # A changed config is refused, then accepted with --overwrite.
+  changed = _train_cli(f'--config_file={config}', '--config=tiny_lm.d_model = 8',
+                       f'--output_dir={out_dir}')
+  assert changed.returncode == 1 and 'different config' in changed.stderr
+  assert '+tiny_lm.d_model = 8' in changed.stderr
+  fresh = _train_cli(f'--config_file={config}', '--config=tiny_lm.d_model = 8',
+                     f'--output_dir={out_dir}', '--overwrite', '--steps=2')
+  assert fresh.returncode == 0, fresh.stderr
+  assert sorted(os.listdir(out_dir / 'checkpoints')) == ['2']
+  # A typo'd binding: the gin error and the close names, exit code 2.
+  typo = _train_cli(f'--config_file={config}', '--config=tiny_lm.d_modle = 8',
+                    f'--output_dir={tmp_path / "typo"}')
+  assert typo.returncode == 2
+  assert "doesn't have a parameter named 'd_modle'" in typo.stderr and 'd_model' in typo.stderr
