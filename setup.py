@@ -38,6 +38,7 @@ setuptools.setup(
         "console_scripts": [
             "plait-train=plait.supervised.trainer:main",
             "plait-decode=plait.supervised.decode_cli:main",
+            "plait-plot=plait.supervised.plot:main",
         ],
     },
 )
