@@ -1,10 +1,143 @@
-"""The README demo: train a small ReformerLM on Crime and Punishment, then print a sample."""
+"""The README demo: train a tiny ReformerLM on Crime and Punishment, then print a sample.
+
+  python -m plait.demo [--output_dir=runs/crime_and_punishment_tiny] [--steps=N]
+
+is the same as
+
+  plait-train --config_file=plait/rl_free_configs/reformer_crime_and_punishment_tiny.gin \\
+      --output_dir=runs/crime_and_punishment_tiny
+  plait-decode --output_dir=runs/crime_and_punishment_tiny --prompt="Raskolnikov "
+
+Like the trainer, it resumes a finished or interrupted run in output_dir (a finished one
+just decodes again) and refuses an output_dir trained with another config.
+
+The helpers below rebuild a run's model from its saved config.gin, so notebooks can
+decode from a checkpoint in a few lines:
+
+  >>> model, weights, tokenizer = load_run('runs/crime_and_punishment_tiny')
+  >>> print(sample('runs/crime_and_punishment_tiny', 'Raskolnikov ', length=200))
+"""
+import argparse
+import os
 import sys
 
+CONFIG = 'reformer_crime_and_punishment_tiny'
+DEFAULT_OUTPUT_DIR = os.path.join('runs', 'crime_and_punishment_tiny')
+DEFAULT_PROMPT = 'Raskolnikov '
 
-def main():
-  print('plait demo: not yet available (the models, training and data work has not landed).')
+
+def configured_model(mode):
+  """The model bound to `train.model` in the parsed gin config, built in `mode`."""
+  import gin  # pylint: disable=import-outside-toplevel
+  reference = gin.query_parameter('train.model')
+  return reference.scoped_configurable_fn(mode=mode)
+
+
+def configured_signature(binding='train.inputs'):
+  """ShapeDtype of one batch's inputs for the parsed config, read from its bindings only.
+
+  Knows `lm_inputs` (batch_size, sequence_length) and `image_lm_inputs` (batch_size,
+  image_size**2 * 3); no data is read.
+  """
+  import gin  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from plait.shapes import ShapeDtype  # pylint: disable=import-outside-toplevel
+  reference = gin.query_parameter(binding)
+  name = reference.selector.rsplit('.', 1)[-1]
+  scope = f'{reference.scope}/' if getattr(reference, 'scope', None) else ''
+  def query(param):
+    for selector in (f'{scope}{name}.{param}', f'{name}.{param}'):
+      try:
+        return gin.query_parameter(selector)
+      except ValueError:
+        continue
+    raise ValueError(f'configured_signature: the config does not bind {name}.{param}; bind it '
+                     'so the batch shape is known without reading data.')
+  if name == 'lm_inputs':
+    length = query('sequence_length')
+  elif name == 'image_lm_inputs':
+    length = query('image_size') ** 2 * 3
+  else:
+    raise ValueError(f'configured_signature: unknown inputs {name!r}; expected lm_inputs or '
+                     'image_lm_inputs.')
+  return ShapeDtype((query('batch_size'), length), jnp.int32)
+
+
+def load_run(output_dir, step=None):
+  """(predict-mode model, weights, tokenizer or None) of a trained run in output_dir.
+
+  Parses output_dir/config.gin, restores the weights saved by plait-train (the weights tree
+  is the same in every mode) and loads the tokenizer saved next to the checkpoints.
+  """
+  import gin  # pylint: disable=import-outside-toplevel
+  from plait.data import Tokenizer  # pylint: disable=import-outside-toplevel
+  from plait.supervised import checkpoints, trainer  # pylint: disable=import-outside-toplevel
+  config = os.path.join(output_dir, trainer.CONFIG_FILE)
+  if not os.path.exists(config):
+    raise ValueError(f'load_run: {config} not found; train first (plait-train --output_dir='
+                     f'{output_dir}).')
+  gin.clear_config()
+  trainer.parse_config([config], [])
+  train_model = configured_model('train')
+  weights, _, _ = checkpoints.restore_model(output_dir, train_model, configured_signature(),
+                                            step=step)
+  tokenizer_dir = checkpoints.tokenizer_dir(output_dir)
+  tokenizer = Tokenizer.load(tokenizer_dir) if tokenizer_dir else None
+  return configured_model('predict'), weights, tokenizer
+
+
+def sample(output_dir, prompt=DEFAULT_PROMPT, length=300, temperature=0.8, seed=0):
+  """Text sampled from the run in output_dir, continuing `prompt` (prompt included)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from plait.supervised import decoding  # pylint: disable=import-outside-toplevel
+  model, weights, tokenizer = load_run(output_dir)
+  if tokenizer is None:
+    raise ValueError(f'sample: no tokenizer saved in {output_dir}; it is not a text model run.')
+  ids = np.asarray([tokenizer.encode(prompt)], np.int32)
+  capacity = decoding.predict_capacity(model)
+  if capacity is not None:
+    length = max(1, min(length, capacity - ids.shape[1] - 1))
+  out = decoding.autoregressive_sample(model, ids, temperature=temperature, max_length=length,
+                                       rng=jax.random.key(seed), weights=weights)
+  return prompt + tokenizer.decode([int(t) for t in out[0]])
+
+
+def _decode(output_dir, prompt, length, temperature):
+  """Prints a sample: with plait-decode when this plait has it, else with `sample`."""
+  try:
+    from plait.supervised import decode_cli  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    decode_cli = None
+  if decode_cli is not None:
+    return decode_cli.main([f'--output_dir={output_dir}', f'--prompt={prompt}',
+                            f'--max_length={length}', f'--temperature={temperature}'])
+  print(sample(output_dir, prompt, length, temperature))
   return 0
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      prog='python -m plait.demo',
+      description='Train a tiny ReformerLM on Crime and Punishment, then print a sample.')
+  parser.add_argument('--output_dir', default=DEFAULT_OUTPUT_DIR)
+  parser.add_argument('--steps', type=int, default=None, help='total training steps')
+  parser.add_argument('--prompt', default=DEFAULT_PROMPT)
+  parser.add_argument('--length', type=int, default=300, help='tokens to sample')
+  parser.add_argument('--temperature', type=float, default=0.8)
+  args = parser.parse_args(argv)
+  from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
+  from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
+  train_args = [f'--config_file={rl_free_configs.path(CONFIG)}',
+                f'--output_dir={args.output_dir}']
+  if args.steps is not None:
+    train_args.append(f'--steps={args.steps}')
+  print(f'plait demo: training {CONFIG} in {args.output_dir} (resumes if already there)')
+  code = trainer.main(train_args)
+  if code:
+    return code
+  print(f'\nplait demo: a sample from {args.output_dir}:\n')
+  return _decode(args.output_dir, args.prompt, args.length, args.temperature)
 
 
 if __name__ == '__main__':
