@@ -24,14 +24,17 @@ O(m * d_head), and a prompt then one token per call equals the full causal outpu
   >>> weights, state = layer.init(ShapeDtype((2, 1024, 512)))
   >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(step))
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from plait.layers.attention.base import Attention, AttentionKind
 from plait.layers.attention.favor_causal import causal_product, scan_product
 from plait.layers.attention.favor_features import (
-    KERNELS, NO_LOG_SCALE, favor_features, key_features, key_features_from_logits, key_logits,
-    max_key_logit, orthogonal_random_features, query_features)
+    KERNELS, NO_LOG_SCALE, favor_features, fixed_orthogonal_features, key_features,
+    key_features_from_logits, key_logits, max_key_logit, orthogonal_random_features,
+    query_features)
 
 
 class FavorAttention(AttentionKind):
@@ -88,9 +91,7 @@ class FavorAttention(AttentionKind):
                          'the rng: pass rng=jax.random.key(...) to pure_fn, or build with '
                          "redraw=False or mode='eval'.")
       return orthogonal_random_features(rng, self.nb_features, d_head)
-    with jax.ensure_compile_time_eval():  # A constant under jit: drawn once per trace.
-      return orthogonal_random_features(jax.random.key(self.feature_seed), self.nb_features,
-                                        d_head)
+    return _fixed_projection(self.feature_seed, self.nb_features, d_head)
 
   # ----- attention -----
   def attend(self, q, k, v, mask, state, rng, mode):
@@ -147,6 +148,13 @@ class FavorAttention(AttentionKind):
     new_state = (total[:, :-1], total[:, -1], new_scale.astype(log_scale.dtype),
                  position + qf.shape[0])
     return out, new_state
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed_projection(seed, nb_features, d_head):
+  projection = fixed_orthogonal_features(seed, nb_features, d_head)
+  projection.flags.writeable = False  # Shared by every call: keep the cached copy intact.
+  return projection
 
 
 def _normalize(out):

@@ -29,6 +29,7 @@ k(q, k) = sum_i relu(w_i . q') relu(w_i . k'); no exp, so no rescaling).
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 KERNELS = ('softmax', 'relu')
 
@@ -45,12 +46,28 @@ def orthogonal_random_features(rng, nb_features, d):
   """
   n_blocks = -(-nb_features // d)
   r_blocks, r_norms = jax.random.split(rng)
-  gaussian = jax.random.normal(r_blocks, (n_blocks, d, d), jnp.float32)
-  q, r = jnp.linalg.qr(gaussian)
-  q = q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
-  rows = jnp.swapaxes(q, -1, -2).reshape(n_blocks * d, d)[:nb_features]
-  norms = jnp.linalg.norm(jax.random.normal(r_norms, (nb_features, d), jnp.float32), axis=-1)
-  return rows * norms[:, None]
+  return _orthogonalize(jax.random.normal(r_blocks, (n_blocks, d, d), jnp.float32),
+                        jax.random.normal(r_norms, (nb_features, d), jnp.float32), jnp)
+
+
+def fixed_orthogonal_features(seed, nb_features, d):
+  """`orthogonal_random_features` drawn on the host with numpy from an integer seed.
+
+  For fixed features: a constant of the model that costs no JAX compilation (random
+  bit generation is slow to compile on CPU) and is the same inside and outside jit.
+  """
+  gen = np.random.default_rng(seed)
+  blocks = gen.standard_normal((-(-nb_features // d), d, d))
+  return _orthogonalize(blocks, gen.standard_normal((nb_features, d)), np).astype(np.float32)
+
+
+def _orthogonalize(blocks, norm_samples, xp):
+  """Gaussian (n_blocks, d, d) and (m, d) samples -> the (m, d) projection; xp: np or jnp."""
+  q, r = xp.linalg.qr(blocks)
+  q = q * xp.sign(xp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
+  m, d = norm_samples.shape
+  rows = xp.swapaxes(q, -1, -2).reshape(-1, d)[:m]
+  return rows * xp.linalg.norm(norm_samples, axis=-1)[:, None]
 
 
 def _projected(x, projection):
@@ -107,4 +124,4 @@ def favor_features(x, projection, kernel='softmax', is_query=False, stabilizer=1
   return key_features(x, projection, kernel, stabilizer, mask)
 
 
-__all__ = ['favor_features', 'orthogonal_random_features']
+__all__ = ['favor_features', 'fixed_orthogonal_features', 'orthogonal_random_features']
