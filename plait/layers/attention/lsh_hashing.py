@@ -77,10 +77,10 @@ def shared_qk_keys(q, epsilon=1e-6):
   """Keys of shared-QK attention: each query rescaled to unit RMS (norm sqrt(d_head)).
 
   With the usual 1/sqrt(d_head) logit scale this gives logits q_i . q_j / |q_j|: the
-  query dotted with the key's unit direction, as in Reformer (and Trax). Computed in
-  float32, returned in q's dtype.
+  query dotted with the key's unit direction, as in Reformer. Computed in at least
+  float32 (float64 stays float64), returned in q's dtype.
   """
-  q32 = q.astype(jnp.float32)
+  q32 = q.astype(jnp.promote_types(q.dtype, jnp.float32))
   k = q32 * jax.lax.rsqrt(jnp.mean(q32 * q32, axis=-1, keepdims=True) + epsilon)
   return k.astype(q.dtype)
 

@@ -1,0 +1,186 @@
+"""LSHSelfAttention as a layer: weights, rng rules, masks, bucket replay, gradients."""
+import jax
+import jax.numpy as jnp
+import jax.test_util
+import numpy as np
+import pytest
+
+from plait.layers.attention import lsh_chunked as lc
+from plait.layers.attention.lsh import LSHAttention, LSHSelfAttention
+from plait.shapes import ShapeDtype
+from tests.conftest import random_array
+from tests.layers.attention.conftest import randomize_biases
+from tests.layers.attention.lsh_oracle import shared_qk_oracle
+
+B, L, D, H = 2, 16, 16, 2
+
+
+def build(mode='train', **kw):
+  args = dict(n_heads=H, n_hashes=2, n_buckets=4, chunk_len=4, causal=True, mode=mode)
+  args.update(kw)
+  layer = LSHSelfAttention(D, **args)
+  sig = (ShapeDtype((B, L, D)), ShapeDtype((B, L), jnp.bool_)) if args.get('use_mask') else (
+      ShapeDtype((B, L, D)))
+  weights, state = layer.init(sig, rng=jax.random.key(0))
+  return layer, randomize_biases(weights), state
+
+
+# Built and jitted once, shared by the tests below (compiling the layer costs seconds).
+TRAIN, TRAIN_W, TRAIN_S = build()
+TRAIN_F = jax.jit(TRAIN.pure_fn)
+
+
+def heads(x, w_and_b):
+  t = np.asarray(x, np.float64) @ np.asarray(w_and_b[0], np.float64) + np.asarray(w_and_b[1])
+  return t.reshape(t.shape[0], t.shape[1], H, -1).transpose(0, 2, 1, 3)  # (B, H, L, d)
+
+
+def test_no_key_projection_and_state_holds_buckets():
+  weights, state = TRAIN_W, TRAIN_S
+  assert weights[1] == ()
+  assert state.shape == (B, H, 2, L) and state.dtype == jnp.int32
+  y, new_state = TRAIN_F(random_array((B, L, D)), weights, state, jax.random.key(1))
+  assert y.shape == (B, L, D) and new_state.shape == state.shape
+  assert 0 <= int(new_state.min()) and int(new_state.max()) < 4
+
+
+def test_train_mode_without_rng_raises():
+  layer, weights, state = TRAIN, TRAIN_W, TRAIN_S
+  with pytest.raises(Exception, match='rng=jax.random.key'):
+    layer.pure_fn(random_array((B, L, D)), weights, state, None)
+
+
+def test_bad_hyperparameters_raise():
+  with pytest.raises(ValueError, match='n_buckets'):
+    LSHSelfAttention(D, n_buckets=5)
+  with pytest.raises(ValueError, match='n_hashes'):
+    LSHSelfAttention(D, n_hashes=0)
+
+
+def test_same_rng_same_result_other_rng_other_buckets():
+  weights, state, f = TRAIN_W, TRAIN_S, TRAIN_F
+  x = random_array((B, L, D))
+  y1, s1 = f(x, weights, state, jax.random.key(5))
+  y2, s2 = f(x, weights, state, jax.random.key(5))
+  _, s3 = f(x, weights, state, jax.random.key(6))
+  np.testing.assert_array_equal(y1, y2)
+  np.testing.assert_array_equal(s1, s2)
+  assert not np.array_equal(s1, s3)  # train mode redraws rotations from the rng
+  assert not np.array_equal(s1[0, 0], s1[0, 1])  # ... separately per head
+
+
+def test_eval_mode_ignores_rng():
+  layer, weights, state = build(mode='eval')
+  f = jax.jit(layer.pure_fn)
+  x = random_array((B, L, D))
+  y1, s1 = f(x, weights, state, None)
+  y2, s2 = f(x, weights, state, jax.random.key(3))
+  np.testing.assert_array_equal(y1, y2)
+  np.testing.assert_array_equal(s1, s2)
+
+
+def test_one_bucket_one_chunk_layer_equals_numpy_shared_qk_attention():
+  layer, weights, state = build(mode='eval', n_hashes=1, n_buckets=1, chunk_len=L)
+  x = random_array((B, L, D), seed=1)
+  y, _ = jax.jit(layer.pure_fn)(x, weights, state, None)
+  q, v = heads(x, weights[0]), heads(x, weights[2])
+  per_head = np.stack([np.stack([shared_qk_oracle(q[b, h], v[b, h], causal=True)[0]
+                                 for h in range(H)]) for b in range(B)])
+  merged = per_head.transpose(0, 2, 1, 3).reshape(B, L, D)
+  want = merged @ np.asarray(weights[3][0], np.float64) + np.asarray(weights[3][1])
+  np.testing.assert_allclose(y, want, atol=5e-5, rtol=1e-4)
+
+
+def test_padding_mask_real_outputs_ignore_padded_values():
+  layer, weights, state = build(use_mask=True, causal=False)
+  f = jax.jit(layer.pure_fn)
+  x = random_array((B, L, D), seed=2)
+  mask = np.ones((B, L), bool)
+  mask[0, 11:] = False   # right padding
+  mask[1, :3] = False    # left padding
+  x2 = np.where(mask[..., None], x, random_array((B, L, D), seed=20))
+  (y1, m1), _ = f((x, mask), weights, state, jax.random.key(4))
+  (y2, _), _ = f((x2, mask), weights, state, jax.random.key(4))
+  np.testing.assert_array_equal(np.asarray(y1)[mask], np.asarray(y2)[mask])
+  np.testing.assert_array_equal(m1, mask)
+
+
+def test_length_not_multiple_of_chunk_len_is_padded_automatically():
+  layer = LSHSelfAttention(D, n_heads=H, n_hashes=2, n_buckets=4, chunk_len=4, causal=True)
+  weights, state = layer.init(ShapeDtype((B, 10, D)), rng=jax.random.key(0))
+  y, new_state = jax.jit(layer.pure_fn)(random_array((B, 10, D)), weights, state,
+                                        jax.random.key(1))
+  assert y.shape == (B, 10, D) and new_state.shape == (B, H, 2, 10)
+  assert np.all(np.isfinite(y))
+
+
+def test_state_buckets_replay_the_forward_exactly():
+  """The buckets in state are the ones the forward sorted by: feeding them back (as a
+  reversible backward pass may) reproduces every head's output even with other rotations."""
+  layer, weights, state = TRAIN, TRAIN_W, TRAIN_S
+  x = random_array((B, L, D), seed=3)
+  y, buckets = TRAIN_F(x, weights, state, jax.random.key(7))
+  q, v = heads(x, weights[0]), heads(x, weights[2])
+  cfg = layer.kind.config
+  replay = jax.jit(lc.lsh_attention, static_argnums=4)
+  fresh = layer.kind.rotations(None, 'eval', D // H)
+  for b in range(B):
+    for h in range(H):
+      qh, vh = jnp.asarray(q[b, h], jnp.float32), jnp.asarray(v[b, h], jnp.float32)
+      _, again = replay(qh, vh, jnp.ones(L, bool), fresh, cfg, buckets[b, h])
+      np.testing.assert_array_equal(again, buckets[b, h])
+  # And the layer output is that of the replayed per-head attention.
+  outs = np.stack([np.stack([replay(jnp.asarray(q[b, h], jnp.float32),
+                                    jnp.asarray(v[b, h], jnp.float32), jnp.ones(L, bool),
+                                    fresh, cfg, buckets[b, h])[0] for h in range(H)])
+                   for b in range(B)])
+  merged = outs.transpose(0, 2, 1, 3).reshape(B, L, D)
+  want = merged @ np.asarray(weights[3][0]) + np.asarray(weights[3][1])
+  np.testing.assert_allclose(y, want, atol=2e-5, rtol=1e-5)
+
+
+def test_rng_replay_gives_identical_outputs_in_forward_and_backward():
+  """A reversible backward re-runs the layer with the same rng and input state: it gets
+  the same buckets and outputs, so its vjp is the gradient of the original forward."""
+  layer, weights, state = TRAIN, TRAIN_W, TRAIN_S
+  x = jnp.asarray(random_array((B, L, D), seed=4))
+  ct = jnp.asarray(random_array((B, L, D), seed=5))
+  rng = jax.random.key(8)
+  y, s = TRAIN_F(x, weights, state, rng)
+
+  @jax.jit
+  def replay_vjp(x, w):
+    (y_again, s_again), pullback = jax.vjp(lambda a, b: layer.pure_fn(a, b, state, rng), x, w)
+    return y_again, s_again, pullback((ct, jnp.zeros_like(s_again)))
+
+  y_again, s_again, (gx, gw) = replay_vjp(x, weights)
+  np.testing.assert_array_equal(y_again, y)
+  np.testing.assert_array_equal(s_again, s)
+  assert gw[1] == () and np.all(np.isfinite(gx)) and float(jnp.abs(gx).max()) > 0
+
+
+def test_gradients_match_finite_differences_float64():
+  with jax.enable_x64(True):
+    kind = LSHAttention(n_hashes=2, n_buckets=4, chunk_len=4, n_chunks_before=1, causal=True)
+    state = kind.init_state(1, 1, 12, 6, jnp.float64, 'eval')
+
+    @jax.jit
+    def per_head(q, v):  # eval mode: fixed rotations, so deterministic
+      return kind.attend(q, None, v, None, state, None, 'eval')[0]
+    q = jnp.asarray(random_array((12, 6), seed=6), jnp.float64)
+    v = jnp.asarray(random_array((12, 6), seed=7), jnp.float64)
+    assert per_head(q, v).dtype == jnp.float64
+    jax.test_util.check_grads(per_head, (q, v), order=1, modes=('rev',), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_layer_gradients_match_finite_differences_float64():
+  with jax.enable_x64(True):
+    layer = LSHSelfAttention(8, n_heads=2, n_hashes=2, n_buckets=4, chunk_len=4, causal=True,
+                             mode='eval')
+    weights, state = layer.init(ShapeDtype((1, 8, 8)), rng=jax.random.key(0))
+    weights = jax.tree_util.tree_map(lambda w: jnp.asarray(w, jnp.float64),
+                                     randomize_biases(weights))
+    x = jnp.asarray(random_array((1, 8, 8), seed=8), jnp.float64)
+    f = jax.jit(lambda x, w: layer.pure_fn(x, w, state, None)[0])
+    jax.test_util.check_grads(f, (x, weights), order=1, modes=('rev',), atol=1e-6, rtol=1e-6)
