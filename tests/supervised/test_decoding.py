@@ -1,0 +1,125 @@
+"""Decoding: fast (predict-mode caches) == slow (re-run the prefix) for every LM; sampling."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from plait import models
+from plait.supervised import decoding
+from tests.models import helpers
+
+PROMPT_LEN, N_NEW = 5, 10
+
+
+@pytest.mark.parametrize('name', sorted(helpers.LMS))
+def test_fast_decoding_equals_rerun_decoding_greedy(name):
+  fn, kwargs, slow_mode, pad_multiple = helpers.LMS[name]
+  weights = helpers.random_weights(fn(**kwargs, mode='train'), helpers.token_signature(2, 16))
+  vocab = 256 if name.startswith('Image') else helpers.VOCAB
+  prompt = helpers.random_tokens((2, PROMPT_LEN), seed=1, high=vocab)
+  fast = decoding.autoregressive_sample(fn(**kwargs, mode='predict'), prompt, temperature=0.0,
+                                        max_length=N_NEW, weights=weights)
+  slow = decoding.rerun_sample(fn(**kwargs, mode=slow_mode), prompt, temperature=0.0,
+                               max_length=N_NEW, weights=weights, pad_multiple=pad_multiple)
+  assert fast.shape == (2, N_NEW)
+  np.testing.assert_array_equal(fast, slow)
+
+
+@pytest.fixture(scope='module')
+def tiny_lm():
+  """(predict model, eval model, weights) of a tiny TransformerLM."""
+  fn, kwargs, _, _ = helpers.LMS['TransformerLM']
+  weights = helpers.random_weights(fn(**kwargs, mode='train'), helpers.token_signature(2, 16),
+                                   scale=0.5)
+  return fn(**kwargs, mode='predict'), fn(**kwargs, mode='eval'), weights
+
+
+def test_sampling_equals_rerun_at_temperature_one(tiny_lm):
+  predict, eval_model, weights = tiny_lm
+  prompt = helpers.random_tokens((2, 3), seed=2)
+  kw = dict(temperature=1.0, top_k=8, max_length=N_NEW, weights=weights, rng=jax.random.key(3))
+  np.testing.assert_array_equal(decoding.autoregressive_sample(predict, prompt, **kw),
+                                decoding.rerun_sample(eval_model, prompt, pad_multiple=32, **kw))
+
+
+def test_same_rng_same_samples_and_other_rng_differs(tiny_lm):
+  predict, _, weights = tiny_lm
+  kw = dict(batch_size=3, temperature=1.0, max_length=N_NEW, weights=weights)
+  a = decoding.autoregressive_sample(predict, rng=jax.random.key(0), **kw)
+  b = decoding.autoregressive_sample(predict, rng=jax.random.key(0), **kw)
+  c = decoding.autoregressive_sample(predict, rng=jax.random.key(1), **kw)
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+def test_top_k_one_is_greedy(tiny_lm):
+  predict, _, weights = tiny_lm
+  prompt = helpers.random_tokens((2, 4), seed=4)
+  greedy = decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=N_NEW,
+                                          weights=weights)
+  top1 = decoding.autoregressive_sample(predict, prompt, temperature=0.7, top_k=1,
+                                        max_length=N_NEW, weights=weights, rng=jax.random.key(5))
+  np.testing.assert_array_equal(greedy, top1)
+
+
+def test_sample_logits_top_k_and_top_p_keep_only_the_likely_tokens():
+  logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]] * 400))
+  keys = jax.random.split(jax.random.key(0), 1)[0]
+  top_k = decoding.sample_logits(logits, keys, temperature=1.0, top_k=2)
+  assert set(np.unique(top_k)) == {0, 1}
+  top_p = decoding.sample_logits(logits, keys, temperature=1.0, top_p=0.7)  # 0.5 + 0.3 >= 0.7
+  assert set(np.unique(top_p)) == {0, 1}
+  everything = decoding.sample_logits(logits, keys, temperature=1.0)
+  assert set(np.unique(everything)) == {0, 1, 2, 3}
+
+
+def test_eos_stops_each_sequence(tiny_lm):
+  predict, _, weights = tiny_lm
+  prompt = helpers.random_tokens((2, 3), seed=6)
+  free = decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=N_NEW,
+                                        weights=weights)
+  eos = int(free[0, 2])
+  out = decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=N_NEW,
+                                       weights=weights, eos_id=eos)
+  first = int(np.argmax(free[0] == eos))
+  np.testing.assert_array_equal(out[0, :first + 1], free[0, :first + 1])
+  assert (out[0, first:] == eos).all()
+  for row in range(2):  # Before its first eos a row is unchanged.
+    hits = np.flatnonzero(free[row] == eos)
+    end = hits[0] if hits.size else out.shape[1]
+    np.testing.assert_array_equal(out[row, :end], free[row, :end])
+
+
+def test_stream_yields_one_token_per_sequence(tiny_lm):
+  predict, _, weights = tiny_lm
+  stream = decoding.autoregressive_sample_stream(predict, batch_size=2, temperature=0.0,
+                                                 weights=weights)
+  first = next(stream)
+  assert first.shape == (2,) and first.dtype == jnp.int32
+
+
+def test_decoding_past_max_len_is_a_clear_error(tiny_lm):
+  predict, _, weights = tiny_lm
+  prompt = helpers.random_tokens((1, 60), seed=7)
+  with pytest.raises(ValueError, match='max_len=64'):
+    decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=10,
+                                   weights=weights)
+
+
+def test_fast_decoding_needs_a_predict_mode_model(tiny_lm):
+  _, eval_model, weights = tiny_lm
+  with pytest.raises(ValueError, match="mode='predict'"):
+    decoding.autoregressive_sample(eval_model, batch_size=1, temperature=0.0, weights=weights)
+
+
+def test_sampling_without_rng_is_an_error(tiny_lm):
+  predict, _, weights = tiny_lm
+  with pytest.raises(ValueError, match='explicit rng'):
+    decoding.autoregressive_sample(predict, temperature=1.0, weights=weights)
+
+
+def test_missing_weights_is_a_clear_error():
+  model = models.TransformerLM(vocab_size=8, d_model=16, d_ff=16, n_layers=1, n_heads=2,
+                               max_len=16, mode='predict')
+  with pytest.raises(ValueError, match='no weights given'):
+    decoding.autoregressive_sample(model, temperature=0.0)
