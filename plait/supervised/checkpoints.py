@@ -14,10 +14,21 @@ Each checkpoint has two items:
 Restoring checks every leaf against the model first, so a checkpoint from a
 different model gives an error naming the mismatched weights.
 
+Integrity: every checkpoint also holds `manifest.json`, the size and SHA-256 of each
+of its files, written inside orbax's temporary directory just before the atomic
+rename (orbax's post-finalization hook), so a committed checkpoint always has one.
+Restoring verifies it first: a truncated, garbled or missing file raises
+CorruptCheckpointError naming the file. `Checkpointer.resume_step(on_corrupt=...)`
+either refuses ('error', the default) or moves damaged checkpoints aside to
+`output_dir/corrupt_checkpoints/<step>` and uses the newest intact one ('previous').
+Temporary directories of a save that was killed are never loaded (orbax ignores
+them) and are removed when the next Checkpointer opens the directory.
+
 Decoding loads weights with `restore_model`:
 
   >>> weights, state, step = restore_model('/tmp/run', model, ShapeDtype((1, 64), np.int32))
 """
+import hashlib
 import json
 import os
 import shutil
@@ -27,12 +38,88 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = 'checkpoints'
+CORRUPT_DIR = 'corrupt_checkpoints'
+MANIFEST_FILE = 'manifest.json'
 TOKENIZER_DIR = 'tokenizer'
+FORMAT = 2  # 2: with manifest.json; 1: before manifests (loaded unverified)
 _PREFIX = {'weights': 'w', 'state': 's', 'opt_state': 'o'}
 
 
 class CheckpointError(ValueError):
   """A checkpoint is missing, unreadable or does not match the model."""
+
+
+class CorruptCheckpointError(CheckpointError):
+  """A checkpoint's files differ from its manifest (truncated, garbled or missing)."""
+
+  def __init__(self, message, step, path):
+    super().__init__(message)
+    self.step, self.path = step, path
+
+
+def _file_digest(path):
+  with open(path, 'rb') as f:
+    return hashlib.file_digest(f, 'sha256').hexdigest()
+
+
+# orbax's own step bookkeeping, rewritten by orbax after the manifest (commit time, metrics).
+_UNLISTED = (MANIFEST_FILE, '_CHECKPOINT_METADATA')
+
+
+def write_manifest(step_dir):
+  """Writes `step_dir/manifest.json`: {relative path: {size, sha256}} of its data files."""
+  files = {}
+  for root, _, names in os.walk(step_dir):
+    for name in names:
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, step_dir)
+      if rel not in _UNLISTED:
+        files[rel] = {'size': os.path.getsize(path), 'sha256': _file_digest(path)}
+  tmp = os.path.join(step_dir, MANIFEST_FILE + '.tmp')
+  with open(tmp, 'w') as f:
+    json.dump({'format': 1, 'files': dict(sorted(files.items()))}, f, indent=1)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, os.path.join(step_dir, MANIFEST_FILE))
+
+
+def verify_checkpoint(step_dir, step=None):
+  """Checks every file of the checkpoint in `step_dir` against its manifest.
+
+  Raises CorruptCheckpointError naming the first damaged file. A checkpoint whose
+  metadata says format 1 (written before manifests existed) has nothing to check.
+  """
+  manifest_path = os.path.join(step_dir, MANIFEST_FILE)
+  def corrupt(path, problem):
+    return CorruptCheckpointError(
+        f'checkpoint {step} is damaged: {path} {problem}. plait refuses to load a damaged '
+        'checkpoint; restore the file, or resume training from the previous checkpoint '
+        '(plait-train --fallback_to_previous_checkpoint, '
+        "Loop(..., on_corrupt_checkpoint='previous')).", step, path)
+  if not os.path.exists(manifest_path):
+    meta_path = os.path.join(step_dir, 'meta', 'metadata')
+    try:
+      with open(meta_path) as f:
+        if json.load(f).get('format', 1) < FORMAT:
+          return  # an old checkpoint without a manifest
+    except (OSError, ValueError):
+      raise corrupt(meta_path, 'is missing or unreadable (and there is no manifest)') from None
+    raise corrupt(manifest_path, 'is missing')
+  try:
+    with open(manifest_path) as f:
+      files = json.load(f)['files']
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise corrupt(manifest_path, f'is unreadable ({type(e).__name__}: {e})') from None
+  for rel, expected in files.items():
+    path = os.path.join(step_dir, rel)
+    if not os.path.exists(path):
+      raise corrupt(path, 'is missing')
+    size = os.path.getsize(path)
+    if size != expected['size']:
+      raise corrupt(path, f'has {size} bytes, expected {expected["size"]} (truncated or '
+                    'overwritten)')
+    if _file_digest(path) != expected['sha256']:
+      raise corrupt(path, 'has the wrong checksum (its contents changed after it was saved)')
 
 
 def leaf_names(model, tree):
@@ -123,10 +210,12 @@ class Checkpointer:
     best_mode: 'min' or 'max': which values of `keep_best` are better.
     n_best: how many best checkpoints to keep.
     async_save: write checkpoints in the background.
+    cleanup: remove temporary directories left by a killed save (off for readers such as
+      `restore_model`, which may run while training is still writing).
   """
 
   def __init__(self, output_dir, keep_checkpoints=3, keep_best=None, best_mode='min',
-               n_best=1, async_save=True):
+               n_best=1, async_save=True, cleanup=True):
     if best_mode not in ('min', 'max'):
       raise ValueError(f"Checkpointer: best_mode must be 'min' or 'max', got {best_mode!r}.")
     if keep_checkpoints is not None and keep_checkpoints < 1:
@@ -140,10 +229,26 @@ class Checkpointer:
       policies.append(ocp.checkpoint_managers.BestN(
           get_metric_fn=lambda m: m.get(keep_best, worst), reverse=best_mode == 'min',
           n=n_best, keep_checkpoints_without_metrics=False))
+    # Always orbax's async path: its post-finalization hook writes the manifest into the
+    # temporary directory before the atomic rename. async_save=False waits after each save.
+    self._async = async_save
+    self._saving_step = None
     options = ocp.CheckpointManagerOptions(
         preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
-        enable_async_checkpointing=async_save, create=True)
+        enable_async_checkpointing=True, create=True, cleanup_tmp_directories=cleanup,
+        async_options=ocp.AsyncOptions(post_finalization_callback=self._write_manifest))
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def _write_manifest(self):
+    """Runs in orbax's save thread after the files are written, before the rename."""
+    step = self._saving_step
+    prefix = f'{step}.orbax-checkpoint-tmp'
+    tmp_dirs = [e for e in os.listdir(self.directory) if e.startswith(prefix)]
+    if len(tmp_dirs) != 1:
+      raise CheckpointError(f'Checkpointer: expected one temporary directory {prefix}* for '
+                            f'step {step} in {self.directory}, found {tmp_dirs}; the orbax '
+                            'version may have changed how it names them.')
+    write_manifest(os.path.join(self.directory, tmp_dirs[0]))
 
   def all_steps(self):
     return sorted(self._manager.all_steps())
@@ -153,7 +258,7 @@ class Checkpointer:
 
   def save(self, step, model, weights, state, opt_state, rng, data_position, metrics=None):
     """Starts writing checkpoint `step` (returns before the files are written if async)."""
-    arrays, meta = {}, {'format': 1, 'step': int(step), 'data': data_position,
+    arrays, meta = {}, {'format': FORMAT, 'step': int(step), 'data': data_position,
                         'metrics': dict(metrics or {})}
     for kind, tree in (('weights', weights), ('state', state), ('opt_state', opt_state)):
       leaves = jax.tree_util.tree_leaves(tree)
@@ -167,16 +272,68 @@ class Checkpointer:
     if arrays:
       items['arrays'] = ocp.args.PyTreeSave(arrays)
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
+    self._manager.wait_until_finished()  # the manifest hook reads _saving_step
+    self._saving_step = int(step)
     self._manager.save(int(step), args=ocp.args.Composite(**items), metrics=metrics or None,
                        force=True)
+    if not self._async:
+      self._manager.wait_until_finished()
+
+  def verify(self, step):
+    """Raises CorruptCheckpointError if checkpoint `step` differs from its manifest."""
+    verify_checkpoint(os.path.join(self.directory, str(step)), step)
+
+  def resume_step(self, on_corrupt='error', message_fn=None):
+    """The newest intact checkpoint's step (None if there is none).
+
+    on_corrupt: 'error' raises CorruptCheckpointError if the newest checkpoint is
+      damaged; 'previous' moves each damaged one to `output_dir/corrupt_checkpoints/`
+      (kept for inspection, never deleted) and tries the one before.
+    """
+    if on_corrupt not in ('error', 'previous'):
+      raise ValueError(f"Checkpointer: on_corrupt must be 'error' or 'previous', "
+                       f'got {on_corrupt!r}.')
+    for step in reversed(self.all_steps()):
+      try:
+        self.verify(step)
+        return step
+      except CorruptCheckpointError as e:
+        if on_corrupt == 'error':
+          raise
+        moved = self._set_aside(step)
+        if message_fn is not None:
+          message_fn(f'{e.path} is damaged; moved checkpoint {step} to {moved} and trying '
+                     'the previous one.')
+    if on_corrupt == 'previous' and os.path.isdir(self._corrupt_dir()):
+      raise CheckpointError(f'no intact checkpoint is left in {self.directory} (damaged ones are '
+                            f'in {self._corrupt_dir()}); refusing to start afresh over them. '
+                            'Use another output_dir, or plait-train --overwrite.')
+    return None
+
+  def _corrupt_dir(self):
+    return os.path.join(os.path.dirname(self.directory), CORRUPT_DIR)
+
+  def _set_aside(self, step):
+    target = os.path.join(self._corrupt_dir(), str(step))
+    n = 1
+    while os.path.exists(target):
+      target, n = os.path.join(self._corrupt_dir(), f'{step}.{n}'), n + 1
+    os.makedirs(self._corrupt_dir(), exist_ok=True)
+    os.rename(os.path.join(self.directory, str(step)), target)
+    self._manager.reload()
+    return target
 
   def read_meta(self, step):
     path = os.path.join(self.directory, str(step), 'meta', 'metadata')
     if not os.path.exists(path):
       raise CheckpointError(f'checkpoint {step} in {self.directory} has no metadata ({path}); '
                             'it is not a plait checkpoint or it is damaged.')
-    with open(path) as f:
-      return json.load(f)
+    try:
+      with open(path) as f:
+        return json.load(f)
+    except ValueError as e:
+      raise CheckpointError(f'checkpoint {step}: {path} is not valid JSON ({e}); the checkpoint '
+                            'is damaged.') from None
 
   def restore(self, step, model, weights, state, opt_state=None, sharding=None):
     """Loads checkpoint `step` into the structure of the given (initialized) trees.
@@ -184,6 +341,7 @@ class Checkpointer:
     Returns a dict with 'weights', 'state', 'opt_state' (None if not asked for), 'step',
     'rng' and 'data' (the stream position). Raises CheckpointError on any mismatch.
     """
+    self.verify(step)
     meta = self.read_meta(step)
     where = os.path.join(self.directory, str(step))
     targets = {'weights': weights, 'state': state}
@@ -275,7 +433,7 @@ def restore_model(output_dir, model, input_signature, step=None, rng=None):
                           f'available steps: {steps}.')
   rng = jax.random.key(0) if rng is None else rng
   weights, state = jax.eval_shape(lambda: model.init(input_signature, rng))
-  checkpointer = Checkpointer(output_dir, keep_checkpoints=None, async_save=False)
+  checkpointer = Checkpointer(output_dir, keep_checkpoints=None, async_save=False, cleanup=False)
   try:
     restored = checkpointer.restore(step, model, weights, state)
   finally:

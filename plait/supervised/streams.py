@@ -84,6 +84,10 @@ class BatchStream:
     try:
       return next(self._iter)
     except StopIteration:
+      if not self._count and not self._buffer:
+        raise DataError(f'{self._name} data is empty: it gave no batches. Check the data '
+                        'path, split and filters (e.g. a sequence_length longer than every '
+                        'example).') from None
       raise DataError(f'{self._name} data ran out after {self._count} batches; training '
                       'streams must be infinite (repeat the data set).') from None
 

@@ -17,6 +17,12 @@ The operative config is saved to `output_dir/config.gin`. Training resumes from
 the latest checkpoint in output_dir; if output_dir was trained with a different
 config the trainer refuses (showing the difference) unless `--overwrite`, which
 deletes the old run's checkpoints and metrics first.
+
+If the latest checkpoint is damaged (a file differs from its manifest) the trainer
+refuses to start, naming the file; `--fallback_to_previous_checkpoint` moves damaged
+checkpoints to output_dir/corrupt_checkpoints/ and resumes from the newest intact one.
+Every bad input (config, data, model/checkpoint pairing, vocabulary) is reported on
+stderr with a non-zero exit code before anything in output_dir is written.
 """
 import argparse
 import difflib
@@ -31,11 +37,13 @@ import jax.numpy as jnp
 
 from plait import configurables
 from plait.layers import base
+from plait.layers.base import LayerError
 from plait.layers import metrics as metric_layers
 from plait.supervised import checkpoints as ckpt_lib
 from plait.supervised import metrics_log
 from plait.supervised import optimizers
 from plait.supervised import plot as plot_lib
+from plait.supervised.streams import DataError
 from plait.supervised.tasks import EvalTask, TrainTask
 from plait.supervised.training import DivergedError, Loop
 
@@ -128,14 +136,15 @@ def check_config(output_dir, config_text, overwrite=False):
       '\nUse another --output_dir, or pass --overwrite to delete the old run and start afresh.')
 
 
-@gin.configurable(denylist=['output_dir', 'overwrite'], module='plait.supervised')
+@gin.configurable(denylist=['output_dir', 'overwrite', 'fallback_to_previous_checkpoint'],
+                  module='plait.supervised')
 def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
           loss=metric_layers.CrossEntropyLoss,
           metrics=(metric_layers.CrossEntropyLoss, metric_layers.Accuracy),
           optimizer=optimizers.Adam, lr_schedule=None, steps=1000, n_eval_batches=10,
           checkpoint_every=100, eval_every=None, keep_checkpoints=3, keep_best=None,
           best_mode='min', compute_dtype=None, seed=0, log_every=100, progress='auto',
-          tokenizer=None, overwrite=False, plot=True):
+          tokenizer=None, overwrite=False, plot=True, fallback_to_previous_checkpoint=False):
   """Trains `model` on `inputs` in `output_dir`, resuming from its latest checkpoint.
 
   Args:
@@ -158,6 +167,8 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
     tokenizer: saved next to checkpoints; default: the `inputs`' `.tokenizer` if any.
     overwrite: delete a previous run in output_dir instead of refusing a changed config.
     plot: write output_dir/loss.png at the end.
+    fallback_to_previous_checkpoint: if the latest checkpoint is damaged, set it aside and
+      resume from the previous intact one (default: refuse, naming the damaged file).
 
   Returns:
     The Loop (closed).
@@ -178,13 +189,14 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
   # Every configurable has been called now, so the operative config is complete.
   config_text = gin.operative_config_str()
   check_config(output_dir, config_text, overwrite)
-  with open(os.path.join(output_dir, CONFIG_FILE), 'w') as f:
-    f.write(config_text)
+  # The Loop checks data, model and checkpoint before writing anything; config.gin follows.
   loop = Loop(train_model, task, eval_model=eval_model, eval_tasks=eval_tasks,
               output_dir=output_dir, checkpoint_at=checkpoint_every,
               eval_at=eval_every or checkpoint_every, keep_checkpoints=keep_checkpoints,
               keep_best=keep_best, best_mode=best_mode, compute_dtype=compute_dtype, seed=seed,
-              log_every=log_every, progress=progress, tokenizer=tokenizer or data_tokenizer)
+              log_every=log_every, progress=progress, tokenizer=tokenizer or data_tokenizer,
+              on_corrupt_checkpoint='previous' if fallback_to_previous_checkpoint else 'error')
+  _write_if_changed(os.path.join(output_dir, CONFIG_FILE), config_text)
   try:
     loop.run(max(0, steps - loop.step))
   finally:
@@ -192,6 +204,15 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
   if plot and loop.history:
     plot_lib.plot_metrics(output_dir)
   return loop
+
+
+def _write_if_changed(path, text):
+  if os.path.exists(path):
+    with open(path) as f:
+      if f.read() == text:
+        return
+  with open(path, 'w') as f:
+    f.write(text)
 
 
 def close_names(error_text):
@@ -245,18 +266,22 @@ def main(argv=None):
   parser.add_argument('--steps', type=int, default=None, help='total training steps')
   parser.add_argument('--overwrite', action='store_true',
                       help='delete a previous run in output_dir trained with another config')
+  parser.add_argument('--fallback_to_previous_checkpoint', action='store_true',
+                      help='if the latest checkpoint is damaged, resume from the previous one')
   args = parser.parse_args(argv)
   try:
     parse_config(args.config_file, args.config)
-  except (ValueError, OSError) as e:
+  except (ValueError, OSError, KeyError) as e:  # gin: KeyError for an ambiguous name
     print(f'plait-train: bad config: {e}', file=sys.stderr)
     return 2
-  kwargs = {'overwrite': args.overwrite}
+  kwargs = {'overwrite': args.overwrite,
+            'fallback_to_previous_checkpoint': args.fallback_to_previous_checkpoint}
   if args.steps is not None:
     kwargs['steps'] = args.steps
   try:
     train(args.output_dir, **kwargs)
-  except (DivergedError, ConfigMismatchError, ckpt_lib.CheckpointError) as e:
+  except (DivergedError, ConfigMismatchError, ckpt_lib.CheckpointError, DataError,
+          LayerError) as e:
     print(f'plait-train: {e}', file=sys.stderr)
     return 1
   return 0

@@ -25,10 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from plait import shapes
+from plait.layers import core
 from plait.supervised import checkpoints as ckpt_lib
 from plait.supervised import distributed
 from plait.supervised import metrics_log
 from plait.supervised import train_step as step_lib
+from plait.supervised.streams import DataError
 from plait.supervised.tasks import EvalTask, TrainTask
 
 
@@ -77,18 +79,27 @@ class Loop:
     log_every: with plain-line progress, print every so many steps.
     progress: 'auto' (tqdm on a terminal, lines otherwise), 'bar', 'lines' or 'none'.
     mesh: 'auto' (a 'data' mesh over all devices when there are several), a
-      `jax.sharding.Mesh` with a 'data' axis, or None (default device only).
+      `jax.sharding.Mesh` with a 'data' axis, or None (default device only). A
+      'model' axis splits large weights, a 'seq' axis the length axis of batches
+      (`distributed.make_mesh(model=2)`; see `plait.supervised.distributed`).
     tokenizer: saved to output_dir/tokenizer (see `checkpoints.save_tokenizer`).
     async_checkpointing: write checkpoints in the background.
     tensorboard: also write TensorBoard event files.
     print_fn: where plain log lines go (default print).
+    on_corrupt_checkpoint: 'error' (default) refuses to start from a damaged latest
+      checkpoint (CorruptCheckpointError naming the file); 'previous' moves damaged ones
+      to output_dir/corrupt_checkpoints/ and resumes from the newest intact one.
+
+  Before anything in output_dir is written, the Loop checks the first batch against the
+  model (shapes, token ids within the Embedding's vocabulary, the tokenizer's size) and
+  the checkpoint against the model, so a bad input leaves a previous run untouched.
   """
 
   def __init__(self, model, tasks, eval_model=None, eval_tasks=None, output_dir=None,
                checkpoint_at=None, eval_at=None, keep_checkpoints=3, keep_best=None,
                best_mode='min', compute_dtype=None, seed=0, log_every=100, progress='auto',
                mesh='auto', tokenizer=None, async_checkpointing=True, tensorboard=True,
-               print_fn=None):
+               print_fn=None, on_corrupt_checkpoint='error'):
     tasks = [tasks] if isinstance(tasks, TrainTask) else list(tasks)
     if len(tasks) != 1 or not isinstance(tasks[0], TrainTask):
       raise ValueError(f'Loop: tasks must be one TrainTask (multi-task training is not '
@@ -119,19 +130,29 @@ class Loop:
       self._checkpointer = ckpt_lib.Checkpointer(
           self._output_dir, keep_checkpoints=keep_checkpoints, keep_best=keep_best,
           best_mode=best_mode, async_save=async_checkpointing)
-      latest = self._checkpointer.latest_step()
-      if tokenizer is not None:
-        ckpt_lib.save_tokenizer(tokenizer, self._output_dir)
+      latest = self._checkpointer.resume_step(on_corrupt_checkpoint, self._progress.message)
     meta = self._checkpointer.read_meta(latest) if latest is not None else None
     if meta is not None:
       self._task.stream.restore(meta.get('data', {}))
 
     # Initialize from the first batch's signature, then load the checkpoint over it.
-    self._input_signature = self._signature(self._task.stream.peek())
+    first_batch = self._task.stream.peek()
+    self._input_signature = self._signature(first_batch)
+    for t in eval_tasks:
+      t.stream.peek()  # an empty eval set fails now, not after the first training steps
     init_rng, self._rng = jax.random.split(jax.random.key(seed))
     weights, state = model.init(self._input_signature, init_rng)
+    _check_vocab(model, weights, first_batch, tokenizer)
     opt_state = self._task.optimizer.init(weights)
     self._step = 0
+    donate = (0, 1, 2) if jax.default_backend() != 'cpu' else ()
+    self._train_step = jax.jit(
+        step_lib.make_train_step(model, self._task.loss_layer, self._task.optimizer,
+                                 compute_dtype), donate_argnums=donate)
+    # Trace the whole step (model and loss) once on the first batch, so that shape or
+    # dtype errors (a LayerError naming the layer and shapes) come before any file is written.
+    jax.eval_shape(self._train_step, weights, state, opt_state,
+                   tuple(jnp.asarray(x) for x in first_batch), self._rng)
     if meta is not None:
       restored = self._checkpointer.restore(latest, model, weights, state, opt_state,
                                             sharding=self._replicated_sharding())
@@ -139,6 +160,8 @@ class Loop:
       self._step, self._rng = restored['step'], restored['rng']
       self._progress.message(f'Resumed from the checkpoint at step {self._step} in '
                              f'{self._checkpointer.directory}.')
+    if self._output_dir and tokenizer is not None:
+      ckpt_lib.save_tokenizer(tokenizer, self._output_dir)
     self._weights, self._state, self._opt_state = self._place((weights, state, opt_state))
     self._eval_state = self._eval_model_state(state)
     self._last_saved = self._step if meta is not None else None
@@ -148,10 +171,6 @@ class Loop:
     self._metrics = (metrics_log.MetricsWriter(self._output_dir, self._step, tensorboard)
                      if self._output_dir else None)
 
-    donate = (0, 1, 2) if jax.default_backend() != 'cpu' else ()
-    self._train_step = jax.jit(
-        step_lib.make_train_step(model, self._task.loss_layer, self._task.optimizer,
-                                 compute_dtype), donate_argnums=donate)
     self._eval_steps = [jax.jit(step_lib.make_eval_step(self._eval_model, t.metrics,
                                                         compute_dtype))
                         for t in eval_tasks]
@@ -216,7 +235,7 @@ class Loop:
                                    self._place_batch(batch), jax.random.fold_in(self._rng, step))
         loss = float(outputs[3])
         if not math.isfinite(loss):
-          self._diverged(step, loss)
+          self._diverged(step, loss, batch)
         self._weights, self._state, self._opt_state = outputs[:3]
         self._step = step
         now = time.perf_counter()
@@ -244,7 +263,7 @@ class Loop:
       if self._metrics is not None:
         self._metrics.flush()
 
-  def _diverged(self, step, loss):
+  def _diverged(self, step, loss, batch=()):
     if self._checkpointer is not None:
       self._checkpointer.wait()
       kept = self._checkpointer.latest_step()
@@ -252,9 +271,15 @@ class Loop:
                if kept is not None else 'no checkpoint was saved before it')
     else:
       where = 'no output_dir, so nothing was saved'
-    message = (f'Training stopped: the loss is {loss} at step {step}; {where}. '
-               'Try a lower learning rate, gradient clipping (clip_gradient_norm=1.0) or a '
+    bad = _non_finite_entries(batch)
+    if bad:
+      cause = (f'The batch of step {step} has non-finite values in {", ".join(bad)}: fix or '
+               'filter the input data.')
+    else:
+      cause = ('Try a lower learning rate, gradient clipping (clip_gradient_norm=1.0) or a '
                'learning-rate warmup.')
+    message = f'Training stopped: the loss is {loss} at step {step}; {where}. {cause}'
+
     self._progress.message(message)
     if self._metrics is not None:
       self._metrics.write('train', step, {'loss': loss, 'diverged': 1})
@@ -355,12 +380,57 @@ class Loop:
   def _place(self, tree):
     if self._mesh is None:
       return jax.device_put(tree)
-    return distributed.replicate(tree, self._mesh)
+    return distributed.place(tree, self._mesh)
 
   def _place_batch(self, batch):
     if self._mesh is None:
       return tuple(jnp.asarray(x) for x in batch)
     return distributed.shard_batch(batch, self._mesh)
+
+
+def _non_finite_entries(batch):
+  """'entry i (shape, n NaN/inf)' for the floating batch entries holding NaN or inf."""
+  bad = []
+  for i, x in enumerate(batch):
+    x = np.asarray(x)
+    if np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating):
+      n = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+      if n:
+        bad.append(f'entry {i} (shape {list(x.shape)}: {n} NaN/inf)')
+  return bad
+
+
+def _first_embedding(layer, weights):
+  """(name, vocab size) of the first Embedding in the layer tree, or None."""
+  if isinstance(layer, core.Embedding):
+    return layer.name, int(np.shape(weights[0])[0])
+  for i, sub in enumerate(layer.sublayers):
+    if isinstance(weights, tuple) and i < len(weights):
+      found = _first_embedding(sub, weights[i])
+      if found:
+        return found
+  return None
+
+
+def _check_vocab(model, weights, batch, tokenizer):
+  """Token ids of the first batch and the tokenizer must fit the model's Embedding."""
+  found = _first_embedding(model, weights)
+  if found is None:
+    return
+  name, vocab = found
+  size = getattr(tokenizer, 'vocab_size', None)
+  if isinstance(size, (int, np.integer)) and size > vocab:
+    raise DataError(f'Loop: the tokenizer has vocab_size {size} but the model '
+                    f'{model.name} embeds only {vocab} ids ({name}); build the model with '
+                    f'vocab_size >= {size} or use the tokenizer it was trained with.')
+  x = np.asarray(batch[0])
+  if np.issubdtype(x.dtype, np.integer) and x.size:
+    low, high = int(x.min()), int(x.max())
+    if low < 0 or high >= vocab:
+      raise DataError(f'Loop: the first training batch has token ids in [{low}, {high}] '
+                      f'(inputs {shapes.describe(batch[0])}) but the model {model.name} '
+                      f'embeds ids 0..{vocab - 1} ({name}); the data and the model use '
+                      'different vocabularies.')
 
 
 def _count_tokens(batch):
