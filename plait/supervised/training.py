@@ -146,9 +146,11 @@ class Loop:
     opt_state = self._task.optimizer.init(weights)
     self._step = 0
     donate = (0, 1, 2) if jax.default_backend() != 'cpu' else ()
-    self._train_step = jax.jit(
-        step_lib.make_train_step(model, self._task.loss_layer, self._task.optimizer,
-                                 compute_dtype), donate_argnums=donate)
+    train_step = step_lib.make_train_step(model, self._task.loss_layer, self._task.optimizer,
+                                          compute_dtype)
+    if self._mesh is not None:
+      train_step = distributed.keep_shardings(train_step, self._mesh)
+    self._train_step = jax.jit(train_step, donate_argnums=donate)
     # Trace the whole step (model and loss) once on the first batch, so that shape or
     # dtype errors (a LayerError naming the layer and shapes) come before any file is written.
     jax.eval_shape(self._train_step, weights, state, opt_state,
