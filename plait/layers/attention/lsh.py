@@ -17,8 +17,16 @@ rotations because training keeps redrawing them.
 
 Buckets in state. In train/eval the returned state is the (B, H, n_hashes, L) bucket ids
 the forward pass sorted by (padding = n_buckets), for inspection and for a backward pass
-that wants them. The forward never reads its input state: a reversible layer replays
-the same rng on the same inputs, which gives the same rotations, queries and buckets.
+that wants them. The forward never reads its input state (a training loop feeds each
+step the previous step's state, whose buckets belong to other data): a reversible layer
+replays the same rng and input state, which gives the same rotations and hence the same
+buckets, outputs and gradients (tested). Its reconstructed inputs differ from the
+originals by rounding, which can flip a hash only at an exact near-tie; to rule even that
+out, `lsh_chunked.lsh_attention(..., buckets=state_buckets)` replays stored buckets.
+
+Lengths. A length that is not a multiple of `chunk_len` is padded automatically (the
+padding sorts after every real token, so results equal those of a longer input with a
+padding mask); it never raises.
 
 Subtle dependence of causal LSH. With one chunk the output at i depends only on tokens
 <= i. With several chunks, which earlier tokens share i's chunk depends on i's slot in
@@ -43,8 +51,8 @@ class LSHAttention(AttentionKind):
   Args:
     n_hashes: hash rounds; more rounds approximate full attention better.
     n_buckets: int (1, or even) or a list of even factors whose product is the count.
-    chunk_len: length of the chunks the sorted sequence is cut into; the length is
-      padded to a multiple of it.
+    chunk_len: length of the chunks the sorted sequence is cut into; the input length is
+      padded automatically to a multiple of it.
     n_chunks_before, n_chunks_after: neighbouring chunks each chunk also attends to.
     causal: a position never attends to later positions (needed for predict mode).
     hash_seed: seed of the fixed rotations used in eval and predict mode.
