@@ -51,7 +51,7 @@ def test_self_attention_equals_handwritten_multihead():
   x = random_array((B, L, D), 1)
   weights, state = init(layer, x)
   weights = randomize_biases(weights)
-  y, _ = layer.pure_fn(x, weights, state)
+  y, _ = jax.jit(layer.pure_fn)(x, weights, state)
   np.testing.assert_allclose(y, numpy_multihead(x, weights, H), atol=1e-5, rtol=1e-5)
 
 
@@ -62,7 +62,7 @@ def test_causal_attention_with_mask_equals_handwritten_multihead():
   mask[:, 0] = True  # Every query sees a key (rows without one are tested in test_dense).
   weights, state = init(layer, x, mask)
   weights = randomize_biases(weights)
-  (y, mask_out), _ = layer.pure_fn((x, mask), weights, state)
+  (y, mask_out), _ = jax.jit(layer.pure_fn)((x, mask), weights, state)
   expected = numpy_multihead(x, weights, H, mask=mask, allowed=np.tril(np.ones((L, L), bool)))
   np.testing.assert_allclose(y, expected, atol=1e-5, rtol=1e-5)
   np.testing.assert_array_equal(mask_out, mask)
@@ -73,7 +73,7 @@ def test_explicit_d_head_sets_projection_sizes():
   x = random_array((B, L, D), 1)
   weights, state = init(layer, x)
   assert weights[0][0].shape == (D, 10) and weights[3][0].shape == (10, D)
-  y, _ = layer.pure_fn(x, weights, state)
+  y, _ = jax.jit(layer.pure_fn)(x, weights, state)
   np.testing.assert_allclose(y, numpy_multihead(x, weights, 2), atol=1e-5, rtol=1e-5)
 
 
@@ -82,7 +82,7 @@ def test_shared_qk_kind_has_no_key_projection():
   x = random_array((B, L, D), 1)
   weights, state = init(layer, x)
   assert weights[1] == ()
-  y, _ = layer.pure_fn(x, weights, state)
+  y, _ = jax.jit(layer.pure_fn)(x, weights, state)
   as_full = (weights[0], weights[0], weights[2], weights[3])  # keys = queries
   np.testing.assert_allclose(y, numpy_multihead(x, as_full, H), atol=1e-5, rtol=1e-5)
 
@@ -93,8 +93,8 @@ def test_head_chunking_equals_no_chunking(kind):
   whole = Attention(kind, D, n_heads=4, d_head=2, mode='eval')
   chunked = Attention(kind, D, n_heads=4, d_head=2, head_chunk_size=2, mode='eval')
   weights, state = init(whole, x)
-  np.testing.assert_allclose(chunked.pure_fn(x, weights, state)[0],
-                             whole.pure_fn(x, weights, state)[0], atol=1e-6)
+  np.testing.assert_allclose(jax.jit(chunked.pure_fn)(x, weights, state)[0],
+                             jax.jit(whole.pure_fn)(x, weights, state)[0], atol=1e-6)
 
 
 def test_head_chunking_keeps_each_pairs_rng():
@@ -103,8 +103,8 @@ def test_head_chunking_keeps_each_pairs_rng():
   chunked = Attention(NoiseKind(), D, n_heads=4, d_head=2, head_chunk_size=1, mode='eval')
   weights, state = init(whole, x)
   rng = jax.random.key(5)
-  np.testing.assert_allclose(chunked.pure_fn(x, weights, state, rng)[0],
-                             whole.pure_fn(x, weights, state, rng)[0], atol=1e-6)
+  np.testing.assert_allclose(jax.jit(chunked.pure_fn)(x, weights, state, rng)[0],
+                             jax.jit(whole.pure_fn)(x, weights, state, rng)[0], atol=1e-6)
 
 
 def test_each_batch_element_and_head_gets_a_distinct_rng():
@@ -112,7 +112,7 @@ def test_each_batch_element_and_head_gets_a_distinct_rng():
   x = np.broadcast_to(random_array((1, L, D), 1), (B, L, D))  # Same input in every row.
   weights, state = init(layer, x)
   identity = (weights[0], weights[1], weights[2], (jnp.eye(D),))
-  y, _ = layer.pure_fn(x, identity, state, jax.random.key(3))
+  y, _ = jax.jit(layer.pure_fn)(x, identity, state, jax.random.key(3))
   noise = np.asarray(y - jnp.dot(x, weights[2][0])).reshape(B, L, H, D // H)
   pairs = noise.transpose(0, 2, 1, 3).reshape(B * H, -1)
   assert len({tuple(np.round(p, 5)) for p in pairs}) == B * H
@@ -169,8 +169,9 @@ def test_dropout_applies_only_in_train_mode_and_needs_rng():
   x = random_array((B, L, D), 1)
   train = SelfAttention(D, n_heads=H, dropout=0.5, mode='train')
   weights, state = init(train, x)
-  y_eval, _ = SelfAttention(D, n_heads=H, dropout=0.5, mode='eval').pure_fn(x, weights, state)
-  y_train, _ = train.pure_fn(x, weights, state, jax.random.key(1))
+  y_eval, _ = jax.jit(SelfAttention(D, n_heads=H, dropout=0.5, mode='eval').pure_fn)(
+      x, weights, state)
+  y_train, _ = jax.jit(train.pure_fn)(x, weights, state, jax.random.key(1))
   zeros = np.isclose(np.asarray(y_train), 0.0)
   assert 0.3 < zeros.mean() < 0.7
   np.testing.assert_allclose(np.asarray(y_train)[~zeros], 2 * np.asarray(y_eval)[~zeros],

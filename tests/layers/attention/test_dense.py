@@ -17,6 +17,12 @@ def qkv(seed=0, dtype=np.float32, shape=(B, H, L, DH)):
   return tuple(random_array(shape, seed + i).astype(dtype) for i in range(3))
 
 
+def attend(kind, q, k, v, mask=None):
+  """kind.attend_batched in eval mode, jitted (one compile instead of many eager ops)."""
+  return jax.jit(lambda q, k, v, m: kind.attend_batched(q, k, v, m, (), None, 'eval')[0])(
+      q, k, v, mask)
+
+
 def padding_mask(seed=0, keep=0.7):
   mask = np.random.default_rng(seed).random((B, L)) < keep
   mask[:, 0] = True
@@ -28,7 +34,7 @@ def padding_mask(seed=0, keep=0.7):
 def test_dense_kind_equals_reference(causal, masked):
   q, k, v = qkv(1)
   mask = padding_mask(2) if masked else None
-  out, _ = DotProductAttention(causal=causal).attend_batched(q, k, v, mask, (), None, 'eval')
+  out = attend(DotProductAttention(causal=causal), q, k, v, mask)
   ref = reference_attention(q, k, v, mask=None if mask is None else mask[:, None], causal=causal)
   np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
 
@@ -48,7 +54,7 @@ def test_queries_that_see_no_valid_key_output_zero_like_the_reference(causal):
   mask = padding_mask(2)
   mask[0, :3] = False          # Left padding: causal queries 0..2 of row 0 see nothing.
   mask[1, :] = False           # A fully padded sequence: no query sees anything.
-  out, _ = DotProductAttention(causal=causal).attend_batched(q, k, v, mask, (), None, 'eval')
+  out = attend(DotProductAttention(causal=causal), q, k, v, mask)
   ref = reference_attention(q, k, v, mask=mask[:, None], causal=causal)
   np.testing.assert_array_equal(np.asarray(out)[1], 0.0)
   if causal:
@@ -59,8 +65,8 @@ def test_queries_that_see_no_valid_key_output_zero_like_the_reference(causal):
 def test_xla_and_auto_agree():
   q, k, v = qkv(1)
   mask = padding_mask(2)
-  auto, _ = DotProductAttention(True).attend_batched(q, k, v, mask, (), None, 'eval')
-  xla, _ = DotProductAttention(True, 'xla').attend_batched(q, k, v, mask, (), None, 'eval')
+  auto = attend(DotProductAttention(True), q, k, v, mask)
+  xla = attend(DotProductAttention(True, 'xla'), q, k, v, mask)
   np.testing.assert_allclose(auto, xla, atol=1e-6)
 
 
@@ -124,7 +130,7 @@ def test_cudnn_matches_reference_in_bf16(causal, masked):
 
 def test_bfloat16_inputs_give_bfloat16_outputs_close_to_reference():
   q, k, v = qkv(1, jnp.bfloat16)
-  out, _ = DotProductAttention(causal=True).attend_batched(q, k, v, None, (), None, 'eval')
+  out = attend(DotProductAttention(causal=True), q, k, v)
   assert out.dtype == jnp.bfloat16
   ref = reference_attention(q, k, v, causal=True)
   np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=3e-2, rtol=3e-2)
@@ -154,37 +160,30 @@ def decode(layer, weights, cache, x, prompt_len, mask=None, step=None):
 
 def test_predict_prompt_then_tokens_equals_causal_eval_on_the_full_sequence():
   eval_layer, pred_layer, weights, cache = predict_pair(CausalAttention)
-  x = random_array((B, 10, 12), 1)
-  full, _ = eval_layer.pure_fn(x, weights, ())
-  decoded, cache = decode(pred_layer, weights, cache, x, prompt_len=4)
+  x = random_array((B, 7, 12), 1)
+  full, _ = jax.jit(eval_layer.pure_fn)(x, weights, ())
+  decoded, cache = decode(pred_layer, weights, cache, x, prompt_len=4)  # Eager steps.
   np.testing.assert_allclose(decoded, full, atol=1e-5, rtol=1e-5)
-  np.testing.assert_array_equal(cache[3], 10)  # Position index per (batch, head).
+  np.testing.assert_array_equal(cache[3], 7)  # Position index per (batch, head).
 
 
-def test_predict_under_jit_equals_causal_eval():
-  eval_layer, pred_layer, weights, cache = predict_pair(CausalAttention)
-  x = random_array((B, 8, 12), 1)
-  full, _ = eval_layer.pure_fn(x, weights, ())
-  step = jax.jit(lambda inp, c: pred_layer.pure_fn(inp, weights, c))
-  decoded, _ = decode(pred_layer, weights, cache, x, prompt_len=3, step=step)
-  np.testing.assert_allclose(decoded, full, atol=1e-5, rtol=1e-5)
-
-
-def test_predict_with_left_padded_prompt_equals_masked_causal_eval():
+def test_predict_under_jit_with_left_padded_prompt_equals_masked_causal_eval():
   eval_layer, pred_layer, weights, cache = predict_pair(CausalAttention, use_mask=True)
   x = random_array((B, 8, 12), 1)
   mask = np.ones((B, 8), bool)
   mask[0, :2] = False  # Row 0's prompt is left-padded by 2.
-  (full, _), _ = eval_layer.pure_fn((x, mask), weights, ())
-  decoded, _ = decode(pred_layer, weights, cache, x, prompt_len=4, mask=mask)
+  (full, _), _ = jax.jit(eval_layer.pure_fn)((x, mask), weights, ())
+  step = jax.jit(lambda inp, c: pred_layer.pure_fn(inp, weights, c))
+  decoded, _ = decode(pred_layer, weights, cache, x, prompt_len=4, mask=mask, step=step)
   np.testing.assert_allclose(decoded, full, atol=1e-5, rtol=1e-5)
 
 
 def test_self_attention_predict_on_a_whole_sequence_equals_eval():
   eval_layer, pred_layer, weights, cache = predict_pair(SelfAttention)
   x = random_array((B, 6, 12), 1)
-  np.testing.assert_allclose(pred_layer.pure_fn(x, weights, cache)[0],
-                             eval_layer.pure_fn(x, weights, ())[0], atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(pred_layer.pure_fn)(x, weights, cache)[0],
+                             jax.jit(eval_layer.pure_fn)(x, weights, ())[0], atol=1e-5,
+                             rtol=1e-5)
 
 
 def test_decoding_past_max_len_raises_eagerly_and_gives_nan_under_jit():
