@@ -215,6 +215,41 @@ def _collect(stream, max_length, eos_id):
   return np.stack(out, axis=1).astype(np.int32)
 
 
+# ----- weights from a training checkpoint -----
+def restore_weights(output_dir, model, step=None):
+  """(weights, step) from the training checkpoint in `output_dir` (latest, or `step`).
+
+  `model` is built as for training (mode 'train' or 'eval', whose state layout the
+  checkpoint holds); the weights fit the predict-mode model too, since the weights tree is
+  the same in every mode. The checkpoint's layer state (e.g. LSH buckets, shaped like the
+  training batch) is read to match its layout and dropped: decoding starts from fresh
+  predict-mode state. Raises CheckpointError (a ValueError) when output_dir has no
+  checkpoint or the checkpoint was written for a different model.
+  """
+  from plait.supervised import checkpoints  # pylint: disable=g-import-not-at-top
+  if not checkpoints.has_checkpoint(output_dir):
+    raise checkpoints.CheckpointError(
+        f'no checkpoint in {output_dir}/{checkpoints.CHECKPOINT_DIR}: train first '
+        f'(plait-train --output_dir={output_dir} ...).')
+  checkpointer = checkpoints.Checkpointer(output_dir, keep_checkpoints=None, async_save=False)
+  try:
+    step = checkpointer.latest_step() if step is None else step
+    meta = checkpointer.read_meta(step)
+    length = min(predict_capacity(model) or 64, 64)
+    weights, state = jax.eval_shape(
+        lambda: copy.copy(model).init(shapes.ShapeDtype((1, length), jnp.int32))[:2])
+    # The saved state has the training batch's shapes: take its layout from the checkpoint.
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    if len(leaves) == len(meta['state']):
+      state = jax.tree_util.tree_unflatten(treedef, [
+          jax.ShapeDtypeStruct(tuple(shape), jnp.dtype(dtype))
+          for _, shape, dtype in meta['state']])
+    restored = checkpointer.restore(step, model, weights, state)
+  finally:
+    checkpointer.close()
+  return restored['weights'], restored['step']
+
+
 # ----- slow reference -----
 def rerun_sample_stream(model, inputs=None, batch_size=1, temperature=1.0, top_k=None,
                         top_p=None, rng=None, weights=None, start_id=0, pad_multiple=64):
@@ -261,4 +296,5 @@ def rerun_sample(model, inputs=None, batch_size=1, temperature=1.0, top_k=None, 
 
 
 __all__ = ['autoregressive_sample', 'autoregressive_sample_stream', 'fresh_state',
-           'predict_capacity', 'rerun_sample', 'rerun_sample_stream', 'sample_logits']
+           'predict_capacity', 'rerun_sample', 'rerun_sample_stream', 'restore_weights',
+           'sample_logits']

@@ -1,0 +1,75 @@
+"""plait-decode: from a run directory (config.gin, orbax checkpoint, tokenizer) to text."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from plait import models
+from plait.data.tokenizers import CharTokenizer
+from plait.supervised import checkpoints, decode_cli, decoding
+from tests.models import helpers
+
+TEXT = 'the quick brown fox jumps over the lazy dog'
+CONFIG = """
+train.model = @TransformerLM
+TransformerLM.vocab_size = {vocab}
+TransformerLM.d_model = 16
+TransformerLM.d_ff = 32
+TransformerLM.n_layers = 1
+TransformerLM.n_heads = 2
+TransformerLM.max_len = 64
+"""
+
+
+def _lm(tokenizer, mode):
+  return models.TransformerLM(vocab_size=tokenizer.vocab_size, d_model=16, d_ff=32, n_layers=1,
+                              n_heads=2, max_len=64, mode=mode)
+
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory):
+  """A run directory as plait-train leaves it, with a checkpoint at step 7."""
+  directory = tmp_path_factory.mktemp('run')
+  tokenizer = CharTokenizer.from_text(TEXT)
+  model = _lm(tokenizer, 'train')
+  sig = helpers.token_signature(2, 16)
+  weights = helpers.random_weights(model, sig, seed=3, scale=0.5)
+  state = helpers.initial_state(model, sig)
+  checkpointer = checkpoints.Checkpointer(str(directory), async_save=False)
+  checkpointer.save(7, model, weights, state, opt_state=(), rng=jax.random.key(0),
+                    data_position={})
+  checkpointer.close()
+  checkpoints.save_tokenizer(tokenizer, str(directory))
+  (directory / 'config.gin').write_text(CONFIG.format(vocab=tokenizer.vocab_size))
+  return directory, tokenizer, weights
+
+
+def test_restore_weights_reads_the_checkpoint(run_dir):
+  directory, tokenizer, weights = run_dir
+  restored, step = decoding.restore_weights(str(directory), _lm(tokenizer, 'eval'))
+  assert step == 7
+  for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(weights)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_cli_decodes_like_the_library(run_dir, capsys):
+  directory, tokenizer, weights = run_dir
+  code = decode_cli.main([f'--output_dir={directory}', '--prompt=the qu', '--max_length=12',
+                          '--temperature=0'])
+  assert code == 0
+  printed = capsys.readouterr().out.rstrip('\n')
+  prompt = jnp.asarray(tokenizer.encode('the qu'))[None]
+  ids = decoding.autoregressive_sample(_lm(tokenizer, 'predict'), prompt, temperature=0.0,
+                                       max_length=12, eos_id=tokenizer.eos_id, weights=weights)
+  assert printed == 'the qu' + tokenizer.decode(ids[0])
+
+
+def test_cli_without_checkpoint_fails_clearly(tmp_path, capsys):
+  (tmp_path / 'config.gin').write_text(CONFIG.format(vocab=8))
+  assert decode_cli.main([f'--output_dir={tmp_path}', '--prompt=a']) == 1
+  assert 'no checkpoint' in capsys.readouterr().err
+
+
+def test_cli_without_config_fails_clearly(tmp_path, capsys):
+  assert decode_cli.main([f'--output_dir={tmp_path}']) == 1
+  assert 'config.gin not found' in capsys.readouterr().err
