@@ -1,4 +1,6 @@
 """Causal FAVOR+: chunked prefix sums vs the naive L x L product, gradients, memory."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import jax.extend
@@ -31,9 +33,16 @@ def naive_favor(q, k, v, mask, kind, projection, causal=True):
   return (weights @ v) / jnp.where(den > 0, den, 1.0)
 
 
-def attend(kind, q, k, v, mask=None):
-  """kind.attend in eval mode, jitted (eager op-by-op dispatch is slow on CPU)."""
-  return jax.jit(lambda *a: kind.attend(*a, (), None, 'eval')[0])(q, k, v, mask)
+def attend(kind, q, k, v, mask=None, projection=None):
+  """kind.attend in eval mode (with kind's fixed features, or `projection`), jitted."""
+  if projection is None:
+    projection = kind.projection(None, q.shape[-1], 'eval')
+  return _attend_jit(kind, q, k, v, mask, projection)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _attend_jit(kind, q, k, v, mask, projection):
+  return kind.attend_with_projection(q, k, v, mask, (), projection, 'eval')[0]
 
 
 def kind_and_projection(kernel='softmax', chunk_size=3, m=M, d=DH, eps=1e-6):
