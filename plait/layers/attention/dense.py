@@ -269,7 +269,16 @@ def _attend_one_pair(kind, q, k, v, mask, state, rng, mode):
 def SelfAttention(d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False,  # pylint: disable=invalid-name
                   head_chunk_size=None, max_len=2048, implementation=None, use_bias=True,
                   mode='train'):
-  """Bidirectional dense multi-head attention: (B, L, d_model) -> (B, L, d_model)."""
+  """Bidirectional dense multi-head attention: (B, L, d_model) -> (B, L, d_model).
+
+  `implementation`: None (auto: cuDNN on GPU for bf16/fp16, else XLA), 'xla' or 'cudnn'
+  (raises rather than falls back where cuDNN can't run); see `DotProductAttention`.
+  The other arguments are `Attention`'s.
+
+    >>> layer = SelfAttention(d_model=256, n_heads=4, use_mask=True, mode='eval')
+    >>> weights, state = layer.init((ShapeDtype((2, 128, 256)), ShapeDtype((2, 128), bool)))
+    >>> (y, mask), state = layer.pure_fn((x, mask), weights, state)
+  """
   return Attention(DotProductAttention(causal=False, implementation=implementation), d_model,
                    n_heads=n_heads, d_head=d_head, dropout=dropout, use_mask=use_mask,
                    head_chunk_size=head_chunk_size, max_len=max_len, use_bias=use_bias,
@@ -279,7 +288,16 @@ def SelfAttention(d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False, 
 def CausalAttention(d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False,  # pylint: disable=invalid-name
                     head_chunk_size=None, max_len=2048, implementation=None, use_bias=True,
                     mode='train'):
-  """Causal dense multi-head attention (a decoder's); predict mode keeps a KV cache."""
+  """Causal dense multi-head attention (a decoder's); predict mode keeps a KV cache.
+
+  Arguments as `SelfAttention`. In predict mode call it with the prompt, then one token
+  per call; the outputs equal eval mode on the whole sequence.
+
+    >>> layer = CausalAttention(256, n_heads=4, max_len=512, mode='predict')
+    >>> weights, cache = layer.init(ShapeDtype((2, 1, 256)))   # or eval-mode weights
+    >>> y, cache = layer.pure_fn(prompt, weights, cache)         # (2, L_prompt, 256)
+    >>> y, cache = layer.pure_fn(next_token, weights, cache)     # (2, 1, 256)
+  """
   return Attention(DotProductAttention(causal=True, implementation=implementation), d_model,
                    n_heads=n_heads, d_head=d_head, dropout=dropout, use_mask=use_mask,
                    head_chunk_size=head_chunk_size, max_len=max_len, use_bias=use_bias,
