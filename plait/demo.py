@@ -86,6 +86,15 @@ def load_run(output_dir, step=None):
   return configured_model('predict'), weights, tokenizer
 
 
+def decode_ids(tokenizer, ids):
+  """Text of `ids`, skipping ids the tokenizer lacks.
+
+  Configs give the model a vocabulary that is an upper bound (e.g. 128 for ~90 characters);
+  a trained model gives the unused ids ~0 probability, a barely trained one may not.
+  """
+  return tokenizer.decode([int(i) for i in ids if 0 <= int(i) < tokenizer.vocab_size])
+
+
 def sample(output_dir, prompt=DEFAULT_PROMPT, length=300, temperature=0.8, seed=0):
   """Text sampled from the run in output_dir, continuing `prompt` (prompt included)."""
   import jax  # pylint: disable=import-outside-toplevel
@@ -100,7 +109,7 @@ def sample(output_dir, prompt=DEFAULT_PROMPT, length=300, temperature=0.8, seed=
     length = max(1, min(length, capacity - ids.shape[1] - 1))
   out = decoding.autoregressive_sample(model, ids, temperature=temperature, max_length=length,
                                        rng=jax.random.key(seed), weights=weights)
-  return prompt + tokenizer.decode([int(t) for t in out[0]])
+  return prompt + decode_ids(tokenizer, out[0])
 
 
 def _decode(output_dir, prompt, length, temperature):
