@@ -6,7 +6,10 @@ kernel). Bidirectional attention uses associativity: phi(k)^T [v, 1] is one (m, 
 matrix. Causal attention needs the prefix sums of phi(k_j) [v_j, 1]^T; `favor_causal.py`
 computes them chunk by chunk under a custom VJP that never builds an (L, m, d) tensor.
 Padded keys (mask False) get zero features, so they contribute exactly nothing; a query
-that sees no real key outputs 0 (the family convention).
+that sees no real key outputs 0 (the family convention). Key features are scaled by the
+max over all real keys (see favor_features.py: the output does not depend on it, so causal
+attention leaks nothing); a position all of whose visible keys sit e^87 below that max
+underflows and outputs 0 rather than NaN.
 
 Features and the redraw policy:
   - train mode with `redraw=True`: a fresh projection per call from the layer's rng, one
@@ -164,7 +167,8 @@ def _normalize(out):
 
 
 # ----- layers -----
-def Favor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,  # pylint: disable=invalid-name
+# pylint: disable=invalid-name
+def Favor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
           numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048, mode='train',
           d_head=None, head_chunk_size=None, feature_seed=0, use_bias=True):
   """Bidirectional FAVOR+ multi-head attention: (B, L, d_model) -> (B, L, d_model)."""
@@ -175,7 +179,7 @@ def Favor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,  #
                    use_bias=use_bias, mode=mode, name='Favor')
 
 
-def CausalFavor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,  # pylint: disable=invalid-name
+def CausalFavor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
                 numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
                 mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
                 chunk_size=128, use_bias=True):
@@ -186,6 +190,9 @@ def CausalFavor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=Tr
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
                    use_bias=use_bias, mode=mode, name='CausalFavor')
+
+
+# pylint: enable=invalid-name
 
 
 __all__ = ['CausalFavor', 'Favor', 'FavorAttention', 'causal_product', 'favor_features',

@@ -56,7 +56,8 @@ def test_causal_product_equals_cumulative_sum_definition():
   expected = np.zeros((L, 5), np.float32)
   for t in range(L):
     expected[t] = sum((a[t] @ b[j]) * c[j] for j in range(t + 1))
-  np.testing.assert_allclose(jax.jit(causal_product, static_argnums=3)(a, b, c, 4), expected, rtol=1e-5, atol=1e-5)
+  out = jax.jit(causal_product, static_argnums=3)(a, b, c, 4)
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_ones_queries_and_keys_with_one_hot_values_give_running_means():
