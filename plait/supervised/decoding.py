@@ -235,7 +235,7 @@ def restore_weights(output_dir, model, step=None):
   try:
     step = checkpointer.latest_step() if step is None else step
     meta = checkpointer.read_meta(step)
-    length = min(predict_capacity(model) or 64, 64)
+    length = predict_capacity(model) or 64
     weights, state = jax.eval_shape(
         lambda: copy.copy(model).init(shapes.ShapeDtype((1, length), jnp.int32))[:2])
     # The saved state has the training batch's shapes: take its layout from the checkpoint.
