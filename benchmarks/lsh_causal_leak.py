@@ -16,7 +16,10 @@ one causal shared-QK attention layer (residual), a ReLU MLP and a softmax. Compa
   lsh-fixed   the same trained AND evaluated with fixed rotations (mode='eval'): the
               worst case, since the model can then learn where every token hashes
 Accuracy is measured on fresh sequences (every batch is new data, so nothing can be
-memorized), over all positions but the last. Run:
+memorized), over all positions but the last. For a truly causal model each prediction is
+right with probability exactly 1 / vocab independently of all others (the target is a
+fresh uniform token), so the printed sigma is exact: |z| > 3 in the control would be a
+bug, while a reproducible z >> 3 for LSH is a leak. Run:
 
   python benchmarks/lsh_causal_leak.py [--steps 400] [--vocab 2]
 """
