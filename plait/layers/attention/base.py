@@ -29,6 +29,8 @@ Contract notes (stable; helpers B and C code against it):
     state with leading (B, H) axes, rng a (B, H) key array or None.
   - `init_state(batch_size, n_heads, length, d_head, dtype, mode)` returns ONE pair's state.
   - `check_length(length, mode)` (optional hook) raises a clear ValueError for bad lengths.
+  - An `attend_batched` that needs per-head values shared by the batch uses `vmap_pairs`
+    (the one batching loop) rather than its own vmaps.
 """
 import jax
 import jax.numpy as jnp
@@ -247,14 +249,30 @@ def attend_pairs(kind, q, k, v, mask, state, keys, mode):
   batched = getattr(kind, 'attend_batched', None)
   if batched is not None:
     return batched(q, k, v, mask, state, keys, mode)
-  def one(q1, k1, v1, m1, s1, r1):
+  def one(q1, k1, v1, m1, s1, r1, _):
     return kind.attend(q1, k1, v1, m1, s1, r1, mode)
-  kv_axis = None if k is None else 0
-  rng_axis = None if keys is None else 0
-  over_heads = jax.vmap(one, in_axes=(0, kv_axis, 0, None, 0, rng_axis))
-  mask_axis = None if mask is None else 0
-  over_batch = jax.vmap(over_heads, in_axes=(0, kv_axis, 0, mask_axis, 0, rng_axis))
-  return over_batch(q, k, v, mask, state, keys)
+  return vmap_pairs(one, q, k, v, mask, state, per_pair=keys)
+
+
+def vmap_pairs(fn, q, k, v, mask, state, per_pair=None, per_head=None):
+  """The family's one batching loop: fn on every (batch, head) pair via two vmaps.
+
+  A kind's `attend_batched` that needs something per head but shared by the batch (e.g.
+  one random projection per head) calls this instead of writing its own vmaps.
+  Args:
+    fn: (q1, k1, v1, mask1, state1, pair1, head1) -> (out (Lq, d), new_state1).
+    q, v: (B, H, L, d_head); k: the same or None; mask: (B, Lk) or None.
+    state: pytree with leading (B, H) axes.
+    per_pair: pytree with leading (B, H) axes (e.g. rng keys), or None.
+    per_head: pytree with a leading (H,) axis, the same for every batch element, or None.
+  Returns:
+    (out (B, H, Lq, d), new_state with leading (B, H)).
+  """
+  axis = lambda t: None if t is None else 0
+  over_heads = jax.vmap(fn, in_axes=(0, axis(k), 0, None, 0, axis(per_pair), axis(per_head)))
+  over_batch = jax.vmap(over_heads,
+                        in_axes=(0, axis(k), 0, axis(mask), 0, axis(per_pair), None))
+  return over_batch(q, k, v, mask, state, per_pair, per_head)
 
 
 def per_pair_keys(rng, batch, n_heads):
@@ -277,4 +295,5 @@ def kind_state_slice(state, b, h):
   return jax.tree_util.tree_map(lambda s: s[b, h], state)
 
 
-__all__ = ['Attention', 'AttentionKind', 'attend_pairs', 'large_negative', 'per_pair_keys']
+__all__ = ['Attention', 'AttentionKind', 'attend_pairs', 'large_negative', 'per_pair_keys',
+           'vmap_pairs']

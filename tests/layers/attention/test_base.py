@@ -7,7 +7,7 @@ from jax.test_util import check_grads
 
 from plait.layers.attention import (
     Attention, AttentionKind, CausalAttention, ChunkedAttention, ChunkedCausalAttention,
-    DotProductAttention, SelfAttention, reference_attention)
+    DotProductAttention, SelfAttention, reference_attention, vmap_pairs)
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 from tests.layers.attention.conftest import numpy_multihead, randomize_biases
@@ -116,6 +116,22 @@ def test_each_batch_element_and_head_gets_a_distinct_rng():
   noise = np.asarray(y - jnp.dot(x, weights[2][0])).reshape(B, L, H, D // H)
   pairs = noise.transpose(0, 2, 1, 3).reshape(B * H, -1)
   assert len({tuple(np.round(p, 5)) for p in pairs}) == B * H
+
+
+def test_vmap_pairs_gives_each_pair_its_slice_and_each_head_its_shared_value():
+  q, v = random_array((B, H, L, 2), 1), random_array((B, H, L, 2), 2)
+  per_pair = random_array((B, H), 3)
+  per_head = random_array((H, 2), 4)
+  mask = np.random.default_rng(5).random((B, L)) < 0.5
+  state = random_array((B, H), 6)
+  def one(q1, k1, v1, m1, s1, pair1, head1):
+    assert k1 is None and q1.shape == (L, 2) and m1.shape == (L,) and head1.shape == (2,)
+    return q1 * pair1 + v1 * head1 + m1[:, None], s1 + pair1
+  out, new_state = vmap_pairs(one, q, None, v, mask, state, per_pair=per_pair, per_head=per_head)
+  expected = (q * per_pair[..., None, None] + v * per_head[None, :, None, :]
+              + mask[:, None, :, None])
+  np.testing.assert_allclose(out, expected, atol=1e-6)
+  np.testing.assert_allclose(new_state, state + per_pair, atol=1e-6)
 
 
 def test_state_gets_leading_batch_and_head_axes_and_is_threaded():
