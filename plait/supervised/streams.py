@@ -42,6 +42,7 @@ class BatchStream:
     self._buffer = []  # at most one peeked batch
     self._state_before_peek = None
     self._count = 0
+    self._pulled = 0  # batches this iterator gave (0 at the end: the data set is empty)
 
   @property
   def stateful(self):
@@ -82,12 +83,15 @@ class BatchStream:
 
   def _pull(self):
     try:
-      return next(self._iter)
+      batch = next(self._iter)
+      self._pulled += 1
+      return batch
     except StopIteration:
-      if not self._count and not self._buffer:
-        raise DataError(f'{self._name} data is empty: it gave no batches. Check the data '
-                        'path, split and filters (e.g. a sequence_length longer than every '
-                        'example).') from None
+      if not self._pulled:
+        resumed = f' (resuming at batch {self._count})' if self._count else ''
+        raise DataError(f'{self._name} data is empty: it gave no batches{resumed}. Check the '
+                        'data path, split and filters (e.g. a sequence_length longer than '
+                        'every example).') from None
       raise DataError(f'{self._name} data ran out after {self._count} batches; training '
                       'streams must be infinite (repeat the data set).') from None
 

@@ -217,7 +217,7 @@ def _write_if_changed(path, text):
 
 def close_names(error_text):
   """Configurable or parameter names close to the unknown one in a gin error (for hints)."""
-  match = re.search(r"No configurable matching '([^']+)'", error_text)
+  match = re.search(r"No configurable matching (?:reference )?'@?([^']+)'", error_text)
   if match:
     wanted = match.group(1)
     names = configurables.registered_names()
