@@ -24,14 +24,15 @@ hashes are identical and the gradients equal plain backprop up to float rounding
 Gradients do not flow through state outputs (caches, counters, buckets).
 
 Numerics: `reverse` computes x1 = y1 - f(x2), which loses the bits of x1 that the sum
-y1 = x1 + f(x2) rounded away. In float32 the reconstruction error stays ~1e-6 relative
-for deep stacks; in bfloat16 (8 mantissa bits) it is ~1e-2 relative per block and adds
-up with depth, so keep the residual stream (x1, x2) in float32 when computing in bf16.
+y1 = x1 + f(x2) rounded away, and the loss adds up with depth. Measured on FF blocks
+(d=64; max error / max |x|): float32 6e-8 after 1 block, 7e-7 after 16; bfloat16 4e-3
+after 1 block, 3e-2 after 16. So the gradients of a bf16 reversible stack are noticeably
+off those of plain backprop; keep the residual stream (x1, x2) in float32 and cast to
+bf16 inside f when computing in bf16.
 """
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from plait.layers import base
@@ -279,7 +280,8 @@ def _run_reversible(layer, inputs, weights, state, rng):
 
 
 def _run_reversible_fwd(layer, inputs, weights, state, rng):
-  outputs, new_state = layer._plain_forward(inputs, weights, state, rng)  # pylint: disable=protected-access
+  plain_forward = layer._plain_forward  # pylint: disable=protected-access
+  outputs, new_state = plain_forward(inputs, weights, state, rng)
   # No per-layer activations: the backward rebuilds them from `outputs`.
   return (outputs, new_state), (outputs, weights, state, new_state, rng)
 
