@@ -1,0 +1,133 @@
+"""Attention fwd+bwd time and memory vs length: our kinds vs cuDNN flash and XLA dense.
+
+Every row is one `Attention` layer (same projections, 8 heads of 64, bf16, batch 1), so the
+kinds differ only in the per-head algorithm; `flash-core` is the bare
+`jax.nn.dot_product_attention(implementation='cudnn')` on (1, L, 8, 64) with no projections.
+Time: median of jitted grad-of-sum wall times after warm-up. Memory: the compiled
+executable's temp + argument + output bytes (`memory_analysis`), an upper-bound model of peak.
+
+  python benchmarks/attention_gpu.py --lengths 1024 4096 65536 --out results.json
+"""
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import plait.layers as tl
+from plait.shapes import ShapeDtype
+
+D_HEAD, N_HEADS = 64, 8
+D_MODEL = D_HEAD * N_HEADS
+
+
+def lsh(causal, length):
+  chunk = 256
+  n_buckets = max(2, length // chunk)
+  if n_buckets > 128:  # factorize large bucket counts (fewer rotation columns)
+    a = 2 ** int(math.log2(n_buckets) // 2)
+    n_buckets = [a, n_buckets // a]
+  return tl.LSHSelfAttention(D_MODEL, N_HEADS, n_hashes=2, n_buckets=n_buckets, chunk_len=chunk,
+                             n_chunks_before=1, causal=causal, mode='eval')
+
+
+MAKERS = {
+    'cudnn': lambda causal, L: (tl.CausalAttention if causal else tl.SelfAttention)(
+        D_MODEL, N_HEADS, implementation='cudnn', mode='eval'),
+    'xla': lambda causal, L: (tl.CausalAttention if causal else tl.SelfAttention)(
+        D_MODEL, N_HEADS, implementation='xla', mode='eval'),
+    'lsh': lsh,
+    'favor': lambda causal, L: (tl.CausalFavor if causal else tl.Favor)(
+        D_MODEL, N_HEADS, nb_features=256, mode='eval'),
+    'block_sparse': lambda causal, L: (
+        tl.CausalBlockSparseAttention if causal else tl.BlockSparseAttention)(
+            D_MODEL, N_HEADS, block_size=64, num_rand_blocks=3, mode='eval'),
+}
+
+
+def flash_core_step(causal, length):
+  shape = (1, length, N_HEADS, D_HEAD)
+  def loss(q, k, v):
+    y = jax.nn.dot_product_attention(q, k, v, is_causal=causal, implementation='cudnn')
+    return jnp.sum(y.astype(jnp.float32))
+  keys = jax.random.split(jax.random.key(0), 3)
+  args = [jax.random.normal(k, shape, jnp.bfloat16) for k in keys]
+  return jax.jit(jax.grad(loss, argnums=(0, 1, 2))), args
+
+
+def layer_step(layer, length):
+  sig = ShapeDtype((1, length, D_MODEL), jnp.bfloat16)
+  weights, state = layer.init(sig, rng=jax.random.key(0))
+  weights = jax.tree_util.tree_map(lambda w: w.astype(jnp.bfloat16), weights)
+  x = jax.random.normal(jax.random.key(1), sig.shape, jnp.bfloat16)
+  def loss(x, w):
+    y, _ = layer.pure_fn(x, w, state, rng=jax.random.key(2))
+    return jnp.sum(y.astype(jnp.float32))
+  return jax.jit(jax.grad(loss, argnums=(0, 1))), [x, weights]
+
+
+def measure(step, args, budget_s):
+  compiled = step.lower(*args).compile()
+  mem = compiled.memory_analysis()
+  total = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+  jax.block_until_ready(compiled(*args))  # warm-up
+  times, start = [], time.perf_counter()
+  while len(times) < 3 or (time.perf_counter() - start < budget_s and len(times) < 20):
+    t = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - t)
+  return statistics.median(times) * 1e3, total / 2 ** 30
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser()
+  p.add_argument('--lengths', type=int, nargs='+', default=[1024, 4096, 16384, 65536, 262144,
+                                                             1048576])
+  p.add_argument('--kinds', nargs='+', default=['flash-core'] + list(MAKERS))
+  p.add_argument('--causal', nargs='+', default=['causal', 'bidirectional'])
+  p.add_argument('--budget_s', type=float, default=2.0)
+  p.add_argument('--out', default=None)
+  args = p.parse_args(argv)
+  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
+  rows = []
+  for direction in args.causal:
+    causal = direction == 'causal'
+    for length in args.lengths:
+      for kind in args.kinds:
+        row = dict(kind=kind, direction=direction, length=length)
+        try:
+          if kind == 'flash-core':
+            step, xs = flash_core_step(causal, length)
+          else:
+            step, xs = layer_step(MAKERS[kind](causal, length), length)
+          row['ms'], row['gib'] = measure(step, xs, args.budget_s)
+        except Exception as e:  # pylint: disable=broad-except
+          row['error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:120]}'
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.out:
+          with open(args.out, 'w') as f:
+            json.dump(rows, f, indent=1)
+  print_table(rows)
+
+
+def print_table(rows):
+  base = {(r['direction'], r['length']): r.get('ms') for r in rows if r['kind'] == 'cudnn'}
+  print('\n| direction | length | kind | fwd+bwd ms | × cuDNN layer | memory GiB |')
+  print('| --- | --- | --- | --- | --- | --- |')
+  for r in rows:
+    ms = r.get('ms')
+    b = base.get((r['direction'], r['length']))
+    ratio = f'{ms / b:.2f}' if ms and b else '-'
+    cell = f'{ms:.2f}' if ms else r.get('error', '-')[:60]
+    gib = f"{r['gib']:.2f}" if 'gib' in r else '-'
+    print(f"| {r['direction']} | {r['length']} | {r['kind']} | {cell} | {ratio} | {gib} |")
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,248 @@
+"""Model-level GPU benchmarks: training throughput/MFU, a 1M-token ReformerLM step, decoding.
+
+  python benchmarks/models_gpu.py mfu            # ~125M-param LMs, 2k context, bf16 compute
+  python benchmarks/models_gpu.py reformer_long  # one 2^20-token sequence; peak memory
+  python benchmarks/models_gpu.py decode         # cached vs re-run decoding at 2k tokens
+
+Each prints JSON lines and a Markdown table. Training steps are plait's own
+`make_train_step` (f32 master weights, bf16 compute, Adam), jitted, timed as the median
+wall time of steps after compilation and warm-up. Peak memory is the device allocator's
+`peak_bytes_in_use` (run each section in its own process so it is that section's peak).
+"""
+import argparse
+import functools
+import json
+import math
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import plait.layers as tl
+from plait import models
+from plait.supervised import decoding, optimizers
+from plait.supervised.train_step import make_train_step
+
+
+def timed(fn, *args, reps=10, warmup=2):
+  for _ in range(warmup):
+    out = fn(*args)
+  jax.block_until_ready(out)
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    out = fn(*args)
+    jax.block_until_ready(out)
+    times.append(time.perf_counter() - t)
+  return statistics.median(times), out
+
+
+def peak_gib():
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats.get('peak_bytes_in_use', float('nan')) / 2 ** 30
+
+
+def matmul_ceiling():
+  """Measured bf16 matmul rate (TFLOP/s) on this device: the MFU denominator we can reach."""
+  a = jax.random.normal(jax.random.key(0), (8192, 8192), jnp.bfloat16)
+  b = jax.random.normal(jax.random.key(1), (8192, 8192), jnp.bfloat16)
+  f = jax.jit(lambda a, b: a @ b)
+  t, _ = timed(f, a, b, reps=20)
+  return 2 * 8192 ** 3 / t / 1e12
+
+
+def count(weights):
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(weights))
+
+
+def train_setup(model, batch, length, vocab):
+  tokens = jax.random.randint(jax.random.key(0), (batch, length), 1, vocab, jnp.int32)
+  data = (tokens, tokens, jnp.ones((batch, length), jnp.float32))
+  weights, state = model.init(jax.ShapeDtypeStruct(tokens.shape, jnp.int32), rng=jax.random.key(1))
+  opt = optimizers.Adam(1e-4)
+  opt_state = opt.init(weights)
+  step = jax.jit(make_train_step(model, tl.CrossEntropyLoss(), opt, compute_dtype=jnp.bfloat16),
+                 donate_argnums=(0, 2))
+  return step, weights, state, opt_state, data
+
+
+def run_steps(step, weights, state, opt_state, data, reps):
+  rng = jax.random.key(2)
+  t0 = time.perf_counter()
+  weights, state, opt_state, loss, _ = step(weights, state, opt_state, data, rng)
+  jax.block_until_ready(loss)
+  compile_s = time.perf_counter() - t0
+  for _ in range(2):
+    weights, state, opt_state, loss, _ = step(weights, state, opt_state, data, rng)
+  jax.block_until_ready(loss)
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    weights, state, opt_state, loss, _ = step(weights, state, opt_state, data, rng)
+    jax.block_until_ready(loss)
+    times.append(time.perf_counter() - t)
+  return statistics.median(times), compile_s, float(loss)
+
+
+def lm_flops_per_token(n_params_no_embed, n_layers, d_model, length, vocab, attention='dense'):
+  """6N for matmuls (fwd+bwd) + attention scores; causal dense counted at half (flash does)."""
+  matmul = 6 * (n_params_no_embed + d_model * vocab)
+  attn = 6 * n_layers * d_model * length if attention == 'dense' else 0.0  # 12*L*d*T/2 causal
+  return matmul + attn
+
+
+def sizes(args):
+  """(vocab, d_model, n_layers, n_heads, length, batch): ~125M params at 2k, or tiny."""
+  if args.tiny:
+    return 64, 32, 2, 2, 64, 2
+  return 32768, 768, 12, 12, 2048, args.batch
+
+
+def section_mfu(args):
+  ceiling = 1.0 if args.tiny else matmul_ceiling()
+  print(json.dumps({'matmul_bf16_tflops': ceiling}), flush=True)
+  vocab, d, layers, heads, length, batch = sizes(args)
+  common = dict(vocab_size=vocab, d_model=d, d_ff=4 * d, n_layers=layers, n_heads=heads,
+                max_len=length, dropout=0.0, mode='train')
+  configs = {
+      'TransformerLM': lambda: models.TransformerLM(**common),
+      'ReformerLM(lsh)': lambda: models.ReformerLM(
+          **common, attention_type=functools.partial(
+              tl.LSHSelfAttention, causal=True, n_hashes=2, n_buckets=max(2, length // 64), chunk_len=min(128, length // 2))),
+      'ReformerLM(chunked/lsh)': lambda: models.ReformerLM(**common,
+                                                           attention_type=['chunked', 'lsh']),
+      'PerformerLM': lambda: models.PerformerLM(**common),
+  }
+  rows = []
+  for name, make in configs.items():
+    if args.only and name not in args.only:
+      continue
+    row = {'model': name, 'batch': batch, 'length': length}
+    try:
+      model = make()
+      step, w, s, o, data = train_setup(model, batch, length, vocab)
+      n = count(w)
+      embed = vocab * d
+      t, compile_s, loss = run_steps(step, w, s, o, data, args.reps)
+      tokens_s = batch * length / t
+      flops = lm_flops_per_token(n - embed - d * vocab, layers, d, length, vocab,
+                                 'dense' if name == 'TransformerLM' else 'other')
+      row.update(params_m=n / 1e6, step_ms=t * 1e3, tokens_per_s=tokens_s,
+                 model_tflops=tokens_s * flops / 1e12, compile_s=compile_s, loss=loss,
+                 mfu_vs_989=tokens_s * flops / 989e12,
+                 mfu_vs_measured=tokens_s * flops / (ceiling * 1e12), peak_gib=peak_gib())
+    except Exception as e:  # pylint: disable=broad-except
+      row['error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+  return rows
+
+
+def section_reformer_long(args):
+  rows = []
+  for length in args.lengths:
+    side = int(math.isqrt(length))
+    assert side * side == length, 'use a square length (axial positions side x side)'
+    n_buckets = length // 128
+    a = 2 ** (int(math.log2(n_buckets)) // 2)
+    model = models.ReformerLM(
+        vocab_size=256, d_model=512, d_ff=2048, n_layers=args.layers, n_heads=8,
+        max_len=length, dropout=0.0, ff_chunk_size=16384,
+        axial_pos_shape=(side, side), d_axial_pos_embs=(256, 256),
+        attention_type=functools.partial(tl.LSHSelfAttention, causal=True, n_hashes=2,
+                                         n_buckets=[a, n_buckets // a], chunk_len=128,
+                                         head_chunk_size=1),
+        mode='train')
+    row = {'model': 'ReformerLM', 'length': length, 'layers': args.layers}
+    try:
+      step, w, s, o, data = train_setup(model, 1, length, 256)
+      compiled = step.lower(w, s, o, data, jax.random.key(2)).compile()
+      mem = compiled.memory_analysis()
+      row['compiled_temp_gib'] = mem.temp_size_in_bytes / 2 ** 30
+      if not args.compile_only:
+        t, compile_s, loss = run_steps(step, w, s, o, data, args.reps)
+        row.update(step_s=t, compile_s=compile_s, loss=loss, peak_gib=peak_gib(),
+                   params_m=count(w) / 1e6)
+    except Exception as e:  # pylint: disable=broad-except
+      row['error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+  return rows
+
+
+def section_decode(args):
+  vocab, d, layers, heads, length, batch = sizes(args)
+  rows = []
+  for name, make in {'TransformerLM': models.TransformerLM,
+                     'PerformerLM': models.PerformerLM}.items():
+    if args.only and name not in args.only:
+      continue
+    kw = dict(vocab_size=vocab, d_model=d, d_ff=4 * d, n_layers=layers, n_heads=heads,
+              max_len=length, dropout=0.0)
+    train_model = make(**kw, mode='eval')
+    sig = jax.ShapeDtypeStruct((batch, length), jnp.int32)
+    weights, state = train_model.init(sig, rng=jax.random.key(0))
+    weights = jax.tree_util.tree_map(lambda x: x.astype(jnp.bfloat16), weights)
+    predict = make(**kw, mode='predict')
+    pstate0 = decoding.fresh_state(predict, jax.ShapeDtypeStruct((batch, 1), jnp.int32))
+    step = jax.jit(lambda w, s, t: predict.pure_fn(t, w, s, None))
+    tok = jnp.ones((batch, 1), jnp.int32)
+    # Cached: per-token time over all 2k positions, and in the first/last 256.
+    s = pstate0
+    logits, s = step(weights, s, tok)
+    jax.block_until_ready(logits)
+    s = pstate0
+    per_token = []
+    for _ in range(length):
+      t = time.perf_counter()
+      logits, s = step(weights, s, tok)
+      jax.block_until_ready(logits)
+      per_token.append(time.perf_counter() - t)
+    cached = statistics.median(per_token)
+    first, last = statistics.median(per_token[:256]), statistics.median(per_token[-256:])
+    # Re-run: one full eval forward of the 2k prefix per token (fixed shape, one compile).
+    full = jax.jit(lambda w, x: train_model.pure_fn(x, w, state, None)[0][:, -1])
+    x = jax.random.randint(jax.random.key(1), (batch, length), 1, vocab, jnp.int32)
+    rerun, _ = timed(full, weights, x, reps=5)
+    row = {'model': name, 'batch': batch, 'positions': length,
+           'cached_ms_per_token': cached * 1e3, 'first256_ms': first * 1e3,
+           'last256_ms': last * 1e3, 'rerun_ms_per_token_at_2k': rerun * 1e3,
+           # Re-running costs grow with the prefix: averaged over 1..2k that is ~half the
+           # 2k-prefix forward when compute-bound; we report the 2k point and the mean bound.
+           'speedup_at_2k': rerun / cached, 'speedup_mean_prefix': 0.5 * rerun / cached,
+           'cached_tokens_per_s': batch / cached}
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+  return rows
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser()
+  p.add_argument('section', choices=['mfu', 'reformer_long', 'decode'])
+  p.add_argument('--batch', type=int, default=16)
+  p.add_argument('--reps', type=int, default=5)
+  p.add_argument('--layers', type=int, default=6)
+  p.add_argument('--lengths', type=int, nargs='+', default=[1048576])
+  p.add_argument('--compile_only', action='store_true')
+  p.add_argument('--tiny', action='store_true', help='CPU smoke sizes (numbers meaningless)')
+  p.add_argument('--only', nargs='*', default=None)
+  p.add_argument('--out', default=None)
+  args = p.parse_args(argv)
+  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
+  rows = {'mfu': section_mfu, 'reformer_long': section_reformer_long,
+          'decode': section_decode}[args.section](args)
+  if args.out:
+    with open(args.out, 'w') as f:
+      json.dump(rows, f, indent=1)
+  keys = sorted({k for r in rows for k in r})
+  print('\n| ' + ' | '.join(keys) + ' |\n|' + ' --- |' * len(keys))
+  for r in rows:
+    print('| ' + ' | '.join(f'{r[k]:.4g}' if isinstance(r.get(k), float) else str(r.get(k, ''))
+                            for k in keys) + ' |')
+
+
+if __name__ == '__main__':
+  sys.exit(main())
