@@ -107,7 +107,7 @@ def main(argv=None):
             step, xs = layer_step(MAKERS[kind](causal, length), length)
           row['ms'], row['gib'] = measure(step, xs, args.budget_s)
         except Exception as e:  # pylint: disable=broad-except
-          row['error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:120]}'
+          row['error'] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
         rows.append(row)
         print(json.dumps(row), flush=True)
         if args.out:

@@ -15,10 +15,10 @@ def run(*args):
 
 
 def test_attention_gpu_script_runs_every_kind_on_cpu():
-  out = run(str(BENCH / 'attention_gpu.py'), '--lengths', '256', '--causal', 'causal',
+  out = run(str(BENCH / 'attention_gpu.py'), '--lengths', '512', '--causal', 'causal',
             '--kinds', 'xla', 'lsh', 'favor', 'block_sparse', '--budget_s', '0')
   for kind in ('xla', 'lsh', 'favor', 'block_sparse'):
-    assert f'| causal | 256 | {kind} |' in out
+    assert f'| causal | 512 | {kind} |' in out
   assert 'Error' not in out.split('| direction')[1], out
 
 
