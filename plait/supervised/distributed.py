@@ -156,11 +156,16 @@ def weight_shardings(tree, mesh, min_size=MIN_SHARDED_SIZE):
   return jax.tree_util.tree_map(sharding, tree)
 
 
-def place(tree, mesh):
-  """Places weights/state/optimizer state on the mesh: replicated, or split over 'model'."""
+def layout(tree, mesh):
+  """Shardings of weights/state/optimizer state: replicated, or split over 'model'."""
   if axis_size(mesh, MODEL_AXIS) == 1:
-    return replicate(tree, mesh)
-  return jax.device_put(tree, weight_shardings(tree, mesh))
+    return jax.tree_util.tree_map(lambda _: replicated(mesh), tree)
+  return weight_shardings(tree, mesh)
+
+
+def place(tree, mesh):
+  """Puts weights/state/optimizer state on the mesh devices as `layout` says."""
+  return jax.device_put(tree, layout(tree, mesh))
 
 
 def batch_spec(mesh, ndim):
@@ -210,12 +215,50 @@ def keep_shardings(train_step, mesh):
   again.
   """
   def constrain(tree):
-    shardings = (weight_shardings(tree, mesh) if axis_size(mesh, MODEL_AXIS) > 1
-                 else jax.tree_util.tree_map(lambda _: replicated(mesh), tree))
-    return jax.tree_util.tree_map(jax.lax.with_sharding_constraint, tree, shardings)
+    return jax.tree_util.tree_map(jax.lax.with_sharding_constraint, tree, layout(tree, mesh))
 
   def step(weights, state, opt_state, batch, rng):
     outputs = train_step(weights, state, opt_state, batch, rng)
     return constrain(tuple(outputs[:3])) + tuple(outputs[3:])
 
   return step
+
+
+def train_step_memory(model, loss_layer, optimizer, batch_signature, mesh=None, rng=None):
+  """Per-device memory (bytes) of one compiled train step on `mesh`; nothing is run.
+
+  Weights and optimizer state are laid out as the Loop lays them out (`place`), the
+  batch as `shard_batch` would. Everything stays abstract, so this sizes steps far
+  too big to run (e.g. a 2M-token sequence). Returns {'arguments', 'outputs', 'temp',
+  'total'} from XLA's `memory_analysis()` of the SPMD program (one device's share).
+
+    >>> train_step_memory(model, tl.CrossEntropyLoss(), optax.adam(1e-3),
+    ...                   [ShapeDtype((8, 4096), jnp.int32)] * 2, make_mesh(seq=2))
+  """
+  from plait.supervised import train_step as step_lib  # pylint: disable=g-import-not-at-top
+  rng = jax.random.key(0) if rng is None else rng
+  n = model.n_in
+  sig = tuple(batch_signature[:n])
+  weights, state = jax.eval_shape(lambda: model.init(sig[0] if n == 1 else sig, rng))
+  opt_state = jax.eval_shape(optimizer.init, weights)
+  step = step_lib.make_train_step(model, loss_layer, optimizer)
+  def abstract(tree, shardings):
+    return jax.tree_util.tree_map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+  if mesh is not None:
+    step = keep_shardings(step, mesh)
+    trees = (weights, state, opt_state)
+    weights, state, opt_state = abstract(trees, layout(trees, mesh))
+    batch = tuple(jax.ShapeDtypeStruct(s.shape, s.dtype,
+                                       sharding=batch_sharding(mesh, len(s.shape)))
+                  for s in batch_signature)
+  else:
+    batch = tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in batch_signature)
+  compiled = jax.jit(step).lower(weights, state, opt_state, batch, rng).compile()
+  analysis = compiled.memory_analysis()
+  out = {'arguments': int(analysis.argument_size_in_bytes),
+         'outputs': int(analysis.output_size_in_bytes),
+         'temp': int(analysis.temp_size_in_bytes)}
+  out['total'] = out['arguments'] + out['outputs'] + out['temp'] - int(
+      getattr(analysis, 'alias_size_in_bytes', 0))
+  return out
