@@ -112,19 +112,6 @@ def sample(output_dir, prompt=DEFAULT_PROMPT, length=300, temperature=0.8, seed=
   return prompt + decode_ids(tokenizer, out[0])
 
 
-def _decode(output_dir, prompt, length, temperature):
-  """Prints a sample: with plait-decode when this plait has it, else with `sample`."""
-  try:
-    from plait.supervised import decode_cli  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    decode_cli = None
-  if decode_cli is not None:
-    return decode_cli.main([f'--output_dir={output_dir}', f'--prompt={prompt}',
-                            f'--max_length={length}', f'--temperature={temperature}'])
-  print(sample(output_dir, prompt, length, temperature))
-  return 0
-
-
 def main(argv=None):
   parser = argparse.ArgumentParser(
       prog='python -m plait.demo',
@@ -146,7 +133,8 @@ def main(argv=None):
   if code:
     return code
   print(f'\nplait demo: a sample from {args.output_dir}:\n')
-  return _decode(args.output_dir, args.prompt, args.length, args.temperature)
+  print(sample(args.output_dir, args.prompt, args.length, args.temperature))
+  return 0
 
 
 if __name__ == '__main__':

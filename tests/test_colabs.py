@@ -22,7 +22,7 @@ CELL_TIMEOUT_S = 240
 
 @pytest.fixture
 def kernel_env(tmp_path, monkeypatch):
-  """A kernel spec for sys.executable, the tiny size and a headless matplotlib."""
+  """A kernel spec for sys.executable, the tiny size and inline (headless) figures."""
   spec_dir = tmp_path / 'jupyter' / 'kernels' / KERNEL
   spec_dir.mkdir(parents=True)
   (spec_dir / 'kernel.json').write_text(json.dumps({
@@ -30,7 +30,8 @@ def kernel_env(tmp_path, monkeypatch):
       'display_name': 'plait tests', 'language': 'python'}))
   monkeypatch.setenv('JUPYTER_PATH', str(tmp_path / 'jupyter'))
   monkeypatch.setenv('PLAIT_DEMO_SIZE', 'tiny')
-  monkeypatch.setenv('MPLBACKEND', 'Agg')
+  # Headless, and figures still come back as image/png outputs.
+  monkeypatch.setenv('MPLBACKEND', 'module://matplotlib_inline.backend_inline')
   monkeypatch.setenv('PLAIT_CACHE_DIR', os.environ.get('PLAIT_CACHE_DIR',
                                                        str(tmp_path / 'cache')))
   work = tmp_path / 'work'
