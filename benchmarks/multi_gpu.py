@@ -103,10 +103,10 @@ def data_parallel(args):
 
 
 def sharded_memory(args):
-  """Per-device memory of one ReformerLM step at --memory_length: 1 device vs split."""
+  """Per-device memory of one --memory_model step at --memory_length: 1 device vs split."""
   n = jax.device_count()
   length = args.memory_length
-  model = build('reformer', args, length)
+  model = build(args.memory_model, args, length)
   sig = [ShapeDtype((1, length), jnp.int32)] * 2 + [ShapeDtype((1, length), jnp.float32)]
   loss, optimizer = tl.CrossEntropyLoss(), optimizers.Adam(args.learning_rate)
   meshes = {'1 device': distributed.make_mesh(devices=jax.devices()[:1]),
@@ -114,10 +114,10 @@ def sharded_memory(args):
             f'model x{n}': distributed.make_mesh(data=1, model=n)}
   rows = []
   for label, mesh in meshes.items():
-    row = {'layout': label, 'length': length,
+    row = {'model': args.memory_model, 'layout': label, 'length': length,
            **distributed.train_step_memory(model, loss, optimizer, sig, mesh)}
     rows.append(row)
-    print(f'ReformerLM length {length:>9d} {label:10s} per device: total '
+    print(f'{args.memory_model} length {length:>9d} {label:10s} per device: total '
           f'{row["total"] / MIB:9.1f} MiB (arguments {row["arguments"] / MIB:.1f}, '
           f'temp {row["temp"] / MIB:.1f})', flush=True)
   return rows
@@ -129,7 +129,7 @@ def measured_peak(args):
     return None
   saved = args.batch, args.length
   args.batch, args.length = 1, args.memory_length
-  model = build('reformer', args, args.memory_length)
+  model = build(args.memory_model, args, args.memory_length)
   train(model, args, distributed.make_mesh(data=1, seq=jax.device_count()), batches(args, 1))
   args.batch, args.length = saved
   return [d.memory_stats().get('peak_bytes_in_use') for d in jax.local_devices()]
@@ -152,6 +152,7 @@ def main(argv=None):
   parser.add_argument('--warmup', type=int, default=3, help='untimed first steps (compile)')
   parser.add_argument('--memory_length', type=int, default=2 ** 21,
                       help='sequence length for the sharded-memory table (2M tokens)')
+  parser.add_argument('--memory_model', default='reformer', choices=['transformer', 'reformer'])
   parser.add_argument('--run_memory', action='store_true',
                       help='on GPU, also run one sharded step at --memory_length')
   parser.add_argument('--json', help='write the results here')

@@ -54,6 +54,8 @@ def model(name):
   kwargs = dict(vocab_size=VOCAB, d_model=64, d_ff=128, n_heads=2, max_len=64, dropout=0.0)
   if name == 'stack':
     return stack_lm()
+  if name == 'tiny':  # no attention: the quickest to compile
+    return tl.Serial(tl.Embedding(VOCAB, 64), tl.Dense(64), tl.Relu(), tl.Dense(VOCAB))
   if name == 'transformer':
     return models.TransformerLM(n_layers=1, **kwargs)
   if name == 'reformer':
@@ -94,14 +96,16 @@ def data_parallel(names, n_steps=3):
   return out
 
 
-def sharding(n_steps=3):
-  """Losses and weight layouts with 'model' and 'seq' sharding vs one device."""
-  lps = {'none': loop('stack', None), 'model': loop('stack', distributed.make_mesh(model=2)),
+def sharding(n_steps=2):
+  """Losses and weight layouts with 'data', 'model' and 'seq' sharding vs one device."""
+  lps = {'none': loop('stack', None), 'data': loop('stack', 'auto'),
+         'model': loop('stack', distributed.make_mesh(model=2)),
          'seq': loop('stack', distributed.make_mesh(seq=2))}
   out = {}
   for key, lp in lps.items():
-    lp.run(n_steps)
+    lp.run(int(n_steps))
     out[key] = {'losses': losses(lp), 'specs': specs(lp.weights),
+                'mesh': dict(lp.mesh.shape) if lp.mesh is not None else None,
                 'opt_specs': specs(lp.opt_state),
                 'compiles': lp._train_step._cache_size()}  # pylint: disable=protected-access
   return out
@@ -125,9 +129,42 @@ def memory(length, d_model):
                                                distributed.make_mesh(seq=2))}
 
 
+def leaves(tree):
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def checkpoint(output_dir, expected_npz, out_npz):
+  """Resumes a run from output_dir on a 'model'-sharded mesh, trains a step, saves again."""
+  lp = loop('tiny', distributed.make_mesh(model=2), output_dir=output_dir)
+  expected = np.load(expected_npz)
+  restored = {'step': lp.step, 'equal': all(
+      np.array_equal(a, expected[f'arr_{i}']) for i, a in enumerate(leaves(lp.weights))),
+              'specs': specs(lp.weights)}
+  lp.run(1)
+  lp.close()
+  np.savez(out_npz, *leaves(lp.weights))
+  return {**restored, 'losses': losses(lp), 'final_step': lp.step}
+
+
+def multiprocess(process_id, port, n_processes=2, n_steps=2):
+  """One process of a multi-process job: initialize, all-gather, data-parallel steps."""
+  process_id, n_processes = int(process_id), int(n_processes)
+  joined = distributed.initialize(f'localhost:{port}', n_processes, process_id)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  gathered = multihost_utils.process_allgather(np.array([process_id * 10 + 1]))
+  lp = loop('tiny', 'auto', data=Tokens(batch=8, part=(process_id, n_processes)))
+  lp.run(int(n_steps))
+  return {'joined': joined, 'process_index': jax.process_index(),
+          'process_count': jax.process_count(), 'devices': jax.device_count(),
+          'local_devices': jax.local_device_count(), 'gathered': np.ravel(gathered).tolist(),
+          'mesh': dict(lp.mesh.shape), 'losses': losses(lp)}
+
+
 def main(argv):
   name, args = argv[1], argv[2:]
-  result = {'data_parallel': data_parallel, 'sharding': sharding, 'memory': memory}[name](*args)
+  tasks = {'data_parallel': data_parallel, 'sharding': sharding, 'memory': memory,
+           'checkpoint': checkpoint, 'multiprocess': multiprocess}
+  result = tasks[name](*args)
   print(json.dumps(result), flush=True)
 
 
