@@ -33,7 +33,21 @@ def lsh(causal, length):
     a = 2 ** int(math.log2(n_buckets) // 2)
     n_buckets = [a, n_buckets // a]
   return tl.LSHSelfAttention(D_MODEL, N_HEADS, n_hashes=2, n_buckets=n_buckets, chunk_len=chunk,
-                             n_chunks_before=1, causal=causal, mode='eval')
+                             n_chunks_before=1, causal=causal, mode='eval',
+                             head_chunk_size=head_chunk(length))
+
+
+def head_chunk(length):
+  """Heads processed together: all up to 64k tokens, fewer beyond (bounds scratch memory)."""
+  return None if length <= 65536 else 2
+
+
+def favor(chunk_size):
+  return lambda causal, L: (tl.CausalFavor(D_MODEL, N_HEADS, nb_features=256, mode='eval',
+                                           chunk_size=chunk_size, head_chunk_size=head_chunk(L))
+                            if causal else
+                            tl.Favor(D_MODEL, N_HEADS, nb_features=256, mode='eval',
+                                     head_chunk_size=head_chunk(L)))
 
 
 MAKERS = {
@@ -42,11 +56,13 @@ MAKERS = {
     'xla': lambda causal, L: (tl.CausalAttention if causal else tl.SelfAttention)(
         D_MODEL, N_HEADS, implementation='xla', mode='eval'),
     'lsh': lsh,
-    'favor': lambda causal, L: (tl.CausalFavor if causal else tl.Favor)(
-        D_MODEL, N_HEADS, nb_features=256, mode='eval'),
+    'favor': favor(128),
+    'favor_c512': favor(512),
+    'favor_c2048': favor(2048),
     'block_sparse': lambda causal, L: (
         tl.CausalBlockSparseAttention if causal else tl.BlockSparseAttention)(
-            D_MODEL, N_HEADS, block_size=64, num_rand_blocks=3, mode='eval'),
+            D_MODEL, N_HEADS, block_size=64, num_rand_blocks=3, mode='eval',
+            head_chunk_size=head_chunk(L)),
 }
 
 
@@ -88,7 +104,8 @@ def main(argv=None):
   p = argparse.ArgumentParser()
   p.add_argument('--lengths', type=int, nargs='+', default=[1024, 4096, 16384, 65536, 262144,
                                                              1048576])
-  p.add_argument('--kinds', nargs='+', default=['flash-core'] + list(MAKERS))
+  p.add_argument('--kinds', nargs='+', default=['flash-core', 'cudnn', 'xla', 'lsh', 'favor',
+                                                 'block_sparse'])
   p.add_argument('--causal', nargs='+', default=['causal', 'bidirectional'])
   p.add_argument('--budget_s', type=float, default=2.0)
   p.add_argument('--out', default=None)

@@ -105,7 +105,8 @@ class Attention(Layer):
     dropout: dropout rate on the output (train mode only).
     use_mask: if True, n_in = n_out = 2: (x, mask) -> (y, mask), mask (B, L) bool.
     head_chunk_size: if set, heads are processed in groups of this many with `lax.map`,
-      so only one group's attention intermediates are alive at a time (saves memory).
+      so only one group's attention intermediates are alive at a time, in the forward and
+      (by rematerialization) the backward pass: less memory for some recomputation.
     max_len: predict-mode cache length (the longest prompt + generation).
     use_bias: biases in the q/k/v and output projections.
     mode: 'train' | 'eval' | 'predict'.
@@ -232,6 +233,9 @@ class Attention(Layer):
       t = jnp.moveaxis(t, 0, 1)
       return t.reshape((t.shape[0], self._n_heads) + t.shape[3:])
     grouped = jax.tree_util.tree_map(to_groups, (q, k, v, state, keys))
+    # Remat: the backward pass recomputes each group's attention instead of keeping every
+    # group's intermediates, so training memory also holds only one group at a time.
+    @jax.checkpoint
     def one_group(args):
       gq, gk, gv, gstate, gkeys = args
       return attend_pairs(self._kind, gq, gk, gv, mask, gstate, gkeys, self._mode)

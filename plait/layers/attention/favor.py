@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from plait.layers.attention.base import Attention, AttentionKind
-from plait.layers.attention.favor_causal import causal_product, scan_product
+from plait.layers.attention.favor_causal import causal_product, chunked_product
 from plait.layers.attention.favor_features import (
     KERNELS, NO_LOG_SCALE, favor_features, fixed_orthogonal_features, key_features,
     key_features_from_logits, key_logits, max_key_logit, orthogonal_random_features,
@@ -147,7 +147,7 @@ class FavorAttention(AttentionKind):
       new_scale = jnp.maximum(log_scale, max_key_logit(logits, mask)[0, 0])
       total = total * jnp.exp(log_scale - new_scale)
       kf = key_features_from_logits(logits, new_scale, mask)
-    out, total = scan_product(qf, kf, v1.astype(total.dtype), self.chunk_size, initial=total)
+    out, total = chunked_product(qf, kf, v1.astype(total.dtype), self.chunk_size, initial=total)
     new_state = (total[:, :-1], total[:, -1], new_scale.astype(log_scale.dtype),
                  position + qf.shape[0])
     return out, new_state
