@@ -44,8 +44,12 @@ def build(name, args, length):
   if name == 'transformer':
     return models.TransformerLM(**kwargs)
   chunk = min(args.chunk_len, length // 2)
+  n_buckets = max(2, length // chunk)
+  if n_buckets > 256:  # factorized buckets: hashing costs (L, sum of factors), not (L, n_buckets)
+    first = 2 ** ((n_buckets.bit_length() - 1) // 2)
+    n_buckets = [first, max(2, n_buckets // first)]
   attention = lambda **kw: tl.LSHSelfAttention(causal=True, chunk_len=chunk, n_hashes=2,
-                                               n_buckets=max(2, length // chunk), **kw)
+                                               n_buckets=n_buckets, **kw)
   return models.ReformerLM(attention_type=attention, **kwargs)
 
 
