@@ -152,11 +152,12 @@ def section_reformer_long(args):
         vocab_size=256, d_model=512, d_ff=2048, n_layers=args.layers, n_heads=8,
         max_len=length, dropout=0.0, ff_chunk_size=16384,
         axial_pos_shape=(side, side), d_axial_pos_embs=(256, 256),
-        attention_type=functools.partial(tl.LSHSelfAttention, causal=True, n_hashes=2,
+        attention_type=functools.partial(tl.LSHSelfAttention, causal=True, n_hashes=args.n_hashes,
                                          n_buckets=[a, n_buckets // a], chunk_len=128,
                                          head_chunk_size=1),
         mode='train')
-    row = {'model': 'ReformerLM', 'length': length, 'layers': args.layers}
+    row = {'model': 'ReformerLM', 'length': length, 'layers': args.layers,
+           'n_hashes': args.n_hashes}
     try:
       step, w, s, o, data = train_setup(model, 1, length, 256)
       compiled = step.lower(w, s, o, data, jax.random.key(2)).compile()
@@ -225,6 +226,7 @@ def main(argv=None):
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--reps', type=int, default=5)
   p.add_argument('--layers', type=int, default=6)
+  p.add_argument('--n_hashes', type=int, default=2)
   p.add_argument('--lengths', type=int, nargs='+', default=[1048576])
   p.add_argument('--compile_only', action='store_true')
   p.add_argument('--tiny', action='store_true', help='CPU smoke sizes (numbers meaningless)')
