@@ -6,6 +6,8 @@
 
 Importing this package is light: TFDS, SentencePiece and image libraries load on first use.
 """
+from plait.data.duplication import DuplicationInputs
+from plait.data.duplication import duplication_inputs
 from plait.data.images import image_folder
 from plait.data.images import image_lm_inputs
 from plait.data.images import images_to_tokens
