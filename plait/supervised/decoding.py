@@ -188,15 +188,88 @@ def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1
 
 def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, top_k=None,
                           top_p=None, max_length=100, eos_id=None, rng=None, weights=None,
-                          start_id=0):
+                          start_id=0, on_device=True):
   """Returns (batch, n) sampled ids, n <= max_length, with predict-mode caches.
 
   Once a sequence emits `eos_id` its later entries are `eos_id`; decoding stops early
-  when every sequence has. Other arguments as in `autoregressive_sample_stream`.
+  when every sequence has. on_device=True (default) runs the prompt call and the whole
+  token loop inside one jit (`lax.while_loop`, no host round trip per token);
+  on_device=False steps `autoregressive_sample_stream` from Python. Both give the same
+  tokens. Other arguments as in `autoregressive_sample_stream`.
   """
-  stream = autoregressive_sample_stream(model, inputs, batch_size, temperature, top_k, top_p,
-                                        rng, weights, start_id)
-  return _collect(stream, max_length, eos_id)
+  if not on_device:
+    stream = autoregressive_sample_stream(model, inputs, batch_size, temperature, top_k, top_p,
+                                          rng, weights, start_id)
+    return _collect(stream, max_length, eos_id)
+  _check_predict_mode(model)
+  _check_sampling(temperature, top_k, top_p, rng)
+  weights = _weights_of(model, weights)
+  tokens = _start_tokens(inputs, batch_size, start_id)
+  if max_length <= 0:
+    return np.zeros((0, 0), np.int32)
+  # Step i feeds position tokens.shape[1] + i; the stream path raises once that passes the
+  # caches, unless every sequence has stopped at eos before then. Same here.
+  n_steps, capacity = max_length, predict_capacity(model)
+  if capacity is not None:
+    n_steps = min(max_length, capacity - tokens.shape[1] + 1)
+  overflow = ValueError(
+      f'{model.name}: decoding position {tokens.shape[1] + max(n_steps, 0)} exceeds the '
+      f'predict caches (max_len={capacity}); build the model with a larger max_len.')
+  if n_steps < max_length and (eos_id is None or n_steps <= 0):
+    raise overflow
+  generate = _generate(model, temperature, top_k, top_p, n_steps, eos_id, rng is not None)
+  key = rng if rng is not None else jax.random.key(0)
+  out, count = generate(weights, jnp.asarray(tokens), key)
+  count = int(count)
+  if n_steps < max_length and count == n_steps and not (np.asarray(out) == eos_id).any(
+      axis=1).all():
+    raise overflow
+  return np.asarray(out[:, :count]).astype(np.int32)
+
+
+@functools.lru_cache(maxsize=64)
+def _generate(model, temperature, top_k, top_p, n_steps, eos_id, fold_rng):
+  """jit((weights, prompt (B, n), rng) -> (ids (B, n_steps), steps taken)).
+
+  One jit for the whole decode: a fresh predict state, the prompt call, then a while loop
+  of one-token calls writing into a preallocated buffer. Step i samples with
+  fold_in(rng, i) (or key(0) without an rng), and sequences that emitted eos_id output
+  eos_id, exactly as `_collect` does for the stream; the loop exits once all have.
+  """
+  def step(weights, state, tokens, rng, i):
+    logits, state = model.pure_fn(tokens, weights, state, None)
+    step_rng = jax.random.fold_in(rng, i) if fold_rng else jax.random.key(0)
+    return sample_logits(logits[:, -1], step_rng, temperature, top_k, top_p), state
+
+  def mask(sampled, done):
+    if eos_id is None:
+      return sampled, done
+    out = jnp.where(done, eos_id, sampled)
+    return out, done | (out == eos_id)
+
+  def generate(weights, prompt, rng):
+    batch = prompt.shape[0]
+    sig = shapes.ShapeDtype((batch, 1), jnp.int32)
+    state = copy.copy(model).init(sig, jax.random.key(0))[1]   # as fresh_state
+    sampled, state = step(weights, state, prompt, rng, 0)
+    out, done = mask(sampled, jnp.zeros((batch,), bool))
+    buf = jnp.zeros((batch, n_steps), jnp.int32).at[:, 0].set(out)
+
+    def cond(carry):
+      i, _, _, _, done = carry
+      return (i < n_steps) & ~jnp.all(done)
+
+    def body(carry):
+      i, state, last, buf, done = carry
+      sampled, state = step(weights, state, last[:, None], rng, i)
+      out, done = mask(sampled, done)
+      buf = jax.lax.dynamic_update_slice(buf, out[:, None], (0, i))
+      return i + 1, state, sampled, buf, done
+
+    carry = (jnp.int32(1), state, sampled, buf, done)
+    i, _, _, buf, _ = jax.lax.while_loop(cond, body, carry)
+    return buf, i
+  return jax.jit(generate)
 
 
 def _collect(stream, max_length, eos_id):

@@ -123,3 +123,65 @@ def test_missing_weights_is_a_clear_error():
                                max_len=16, mode='predict')
   with pytest.raises(ValueError, match='no weights given'):
     decoding.autoregressive_sample(model, temperature=0.0)
+
+
+@pytest.mark.parametrize('name', ['TransformerLM', 'ReformerLM', 'PerformerLM'])
+def test_on_device_loop_equals_python_loop_and_rerun_when_sampling(name):
+  fn, kwargs, slow_mode, pad_multiple = helpers.LMS[name]
+  weights = helpers.random_weights(fn(**kwargs, mode='train'), helpers.token_signature(2, 16),
+                                   seed=3, scale=0.5)
+  predict = fn(**kwargs, mode='predict')
+  prompt = helpers.random_tokens((3, 4), seed=8)
+  kw = dict(temperature=0.9, top_p=0.95, max_length=N_NEW, weights=weights,
+            rng=jax.random.key(11))
+  on_device = decoding.autoregressive_sample(predict, prompt, on_device=True, **kw)
+  python = decoding.autoregressive_sample(predict, prompt, on_device=False, **kw)
+  rerun = decoding.rerun_sample(fn(**kwargs, mode=slow_mode), prompt,
+                                pad_multiple=pad_multiple, **kw)
+  assert on_device.shape == (3, N_NEW) and on_device.dtype == np.int32
+  assert len(np.unique(on_device)) > 3  # Really sampled, not a constant.
+  np.testing.assert_array_equal(on_device, python)
+  np.testing.assert_array_equal(on_device, rerun)
+  # With an eos that some row emits: same early stop and the same padding with eos.
+  eos = int(on_device[1, 3])
+  on_device_eos = decoding.autoregressive_sample(predict, prompt, eos_id=eos, on_device=True,
+                                                 **kw)
+  python_eos = decoding.autoregressive_sample(predict, prompt, eos_id=eos, on_device=False,
+                                              **kw)
+  assert (on_device_eos[1, 3:] == eos).all()
+  np.testing.assert_array_equal(on_device_eos, python_eos)
+
+
+def test_on_device_loop_stops_when_every_sequence_hit_eos(tiny_lm):
+  predict, _, weights = tiny_lm
+  prompt = helpers.random_tokens((1, 4), seed=9)
+  free = decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=N_NEW,
+                                        weights=weights)
+  eos = int(free[0, 2])
+  first = int(np.argmax(free[0] == eos))
+  for on_device in (True, False):
+    out = decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=N_NEW,
+                                         weights=weights, eos_id=eos, on_device=on_device)
+    np.testing.assert_array_equal(out, free[:, :first + 1])
+
+
+def test_on_device_loop_may_stop_at_eos_before_the_caches_are_full(tiny_lm):
+  predict, _, weights = tiny_lm
+  prompt = helpers.random_tokens((1, 59), seed=10)   # 60 fed: room for 5 new tokens
+  free = decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=5,
+                                        weights=weights)
+  assert free.shape == (1, 5)
+  with pytest.raises(ValueError, match='max_len=64'):
+    decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=6,
+                                   weights=weights)
+  eos = int(free[0, 4])
+  first = int(np.argmax(free[0] == eos))
+  for on_device in (True, False):
+    out = decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=20,
+                                         weights=weights, eos_id=eos, on_device=on_device)
+    np.testing.assert_array_equal(out, free[:, :first + 1])
+  no_stop = int(np.setdiff1d(np.arange(helpers.VOCAB), free[0])[0])
+  for on_device in (True, False):
+    with pytest.raises(ValueError, match='position 65 exceeds'):
+      decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=20,
+                                     weights=weights, eos_id=no_stop, on_device=on_device)
