@@ -315,8 +315,8 @@ def restore_weights(output_dir, model, step=None):
     leaves, treedef = jax.tree_util.tree_flatten(state)
     if len(leaves) == len(meta['state']):
       state = jax.tree_util.tree_unflatten(treedef, [
-          jax.ShapeDtypeStruct(tuple(shape), jnp.dtype(dtype))
-          for _, shape, dtype in meta['state']])
+          jax.ShapeDtypeStruct(tuple(entry[1]), jnp.dtype(entry[2]))  # [name, shape, dtype, ...]
+          for entry in meta['state']])
     restored = checkpointer.restore(step, model, weights, state)
   finally:
     checkpointer.close()

@@ -73,3 +73,22 @@ def test_cli_without_checkpoint_fails_clearly(tmp_path, capsys):
 def test_cli_without_config_fails_clearly(tmp_path, capsys):
   assert decode_cli.main([f'--output_dir={tmp_path}']) == 1
   assert 'config.gin not found' in capsys.readouterr().err
+
+
+def test_restore_weights_of_a_model_with_layer_state(tmp_path):
+  """LSH keeps buckets in state: the checkpoint's state layout is read from its metadata."""
+  make = lambda mode: models.ReformerLM(vocab_size=11, d_model=16, d_ff=32, n_layers=1,
+                                        n_heads=2, max_len=32, attention_type='lsh', mode=mode)
+  model = make('train')
+  sig = helpers.token_signature(2, 32)
+  weights = helpers.random_weights(model, sig, seed=4, scale=0.5)
+  state = helpers.initial_state(model, sig)
+  assert jax.tree_util.tree_leaves(state), 'the test needs a model with layer state'
+  checkpointer = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  checkpointer.save(3, model, weights, state, opt_state=(), rng=jax.random.key(0),
+                    data_position={})
+  checkpointer.close()
+  restored, step = decoding.restore_weights(str(tmp_path), make('eval'))
+  assert step == 3
+  for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(weights)):
+    np.testing.assert_array_equal(a, b)
