@@ -2,11 +2,13 @@
 
   python benchmarks/decode_speed_cpu.py [--tokens 512] [--models TransformerLM,ReformerLM]
 
-Fast decoding feeds one token per jitted call and keeps KV/LSH caches in state; the
-re-run reference runs the whole prefix (padded to a multiple of 64, so only a few lengths
-are compiled) for every token. Compile time is excluded: each is run once to warm up
-(with a short run for the re-run path covering every padded length it will use).
-Prints tokens/s both ways and the ratio, and checks both give the same greedy tokens.
+Cached decoding keeps KV/LSH caches in state and runs either as a Python loop of one
+jitted call per token (the stream, autoregressive_sample(on_device=False)) or as one jit
+holding the whole token loop (lax.while_loop, the default on_device=True); the re-run
+reference runs the whole prefix (padded to a multiple of 64, so only a few lengths are
+compiled) for every token. Compile time is excluded: each is run once to warm up with the
+same arguments. Prints tokens/s each way, speedups over re-run, and checks all three give
+the same greedy tokens.
 """
 import argparse
 import functools
@@ -51,14 +53,19 @@ def main():
     weights, _ = jax.jit(lambda r, m=train: m.init(  # pylint: disable=cell-var-from-loop
         decoding.shapes.ShapeDtype((1, 64), jnp.int32), r))(jax.random.key(0))
     predict, slow = make(mode='predict'), make(mode=slow_mode)
-    kw = dict(batch_size=1, temperature=0.0, weights=weights)
-    decoding.autoregressive_sample(predict, max_length=4, **kw)           # compile
-    fast, t_fast = timed(lambda: decoding.autoregressive_sample(predict, max_length=n, **kw))
-    decoding.rerun_sample(slow, max_length=n, **kw)                         # compile all lengths
-    rerun, t_slow = timed(lambda: decoding.rerun_sample(slow, max_length=n, **kw))
-    same = np.array_equal(fast, rerun)
-    print(f'{name}: cached {n / t_fast:8.1f} tok/s   re-run {n / t_slow:8.1f} tok/s   '
-          f'speedup x{t_slow / t_fast:.1f}   same tokens: {same}')
+    kw = dict(batch_size=1, temperature=0.0, weights=weights, max_length=n)
+    run_stream = functools.partial(decoding.autoregressive_sample, predict, on_device=False, **kw)
+    run_loop = functools.partial(decoding.autoregressive_sample, predict, on_device=True, **kw)
+    decoding.autoregressive_sample(predict, on_device=False, **dict(kw, max_length=4))  # compile
+    stream, t_stream = timed(run_stream)
+    run_loop()                                                              # compile
+    loop, t_loop = timed(run_loop)
+    decoding.rerun_sample(slow, **kw)                                       # compile all lengths
+    rerun, t_slow = timed(functools.partial(decoding.rerun_sample, slow, **kw))
+    same = np.array_equal(stream, rerun) and np.array_equal(loop, rerun)
+    print(f'{name}: stream {n / t_stream:8.1f} tok/s   on-device loop {n / t_loop:8.1f} tok/s   '
+          f're-run {n / t_slow:8.1f} tok/s   speedup stream x{t_slow / t_stream:.1f}  '
+          f'loop x{t_slow / t_loop:.1f}   same tokens: {same}')
 
 
 if __name__ == '__main__':
