@@ -250,9 +250,13 @@ class ReversibleSerial(ReversibleLayer):
       layer = self.sublayers[i]
       k = layer.n_out
       y, rest, g, g_rest = stack[:k], stack[k:], cts[:k], cts[k:]
+      # The barrier keeps XLA from merging this layer's recomputation with the
+      # forward pass (CSE), which would keep forward intermediates alive until here,
+      # and from starting it before the layer above is done.
+      y, g, w_i = jax.lax.optimization_barrier((y, g, weights[i]))
       x, (x_ct, weights_ct[i]) = self._guarded(
           i, 'reverse_and_grad', y, lambda l, y=y, g=g: l.reverse_and_grad(
-              _from_stack(y, k), _from_stack(g, k), weights[i], state[i], new_state[i],
+              _from_stack(y, k), _from_stack(g, k), w_i, state[i], new_state[i],
               base.sublayer_rng(rng, i)))
       stack = _to_stack(x, layer.n_in) + rest
       cts = _to_stack(x_ct, layer.n_in) + g_rest
