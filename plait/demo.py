@@ -36,8 +36,8 @@ def configured_model(mode):
 def configured_signature(binding='train.inputs'):
   """ShapeDtype of one batch's inputs for the parsed config, read from its bindings only.
 
-  Knows `lm_inputs` (batch_size, sequence_length) and `image_lm_inputs` (batch_size,
-  image_size**2 * 3); no data is read.
+  Knows `lm_inputs` (batch_size, sequence_length), `image_lm_inputs` (batch_size,
+  image_size**2 * 3) and `duplication_inputs` (batch_size, length); no data is read.
   """
   import gin  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
@@ -57,9 +57,11 @@ def configured_signature(binding='train.inputs'):
     length = query('sequence_length')
   elif name == 'image_lm_inputs':
     length = query('image_size') ** 2 * 3
+  elif name == 'duplication_inputs':
+    length = query('length')
   else:
-    raise ValueError(f'configured_signature: unknown inputs {name!r}; expected lm_inputs or '
-                     'image_lm_inputs.')
+    raise ValueError(f'configured_signature: unknown inputs {name!r}; expected lm_inputs, '
+                     'image_lm_inputs or duplication_inputs.')
   return ShapeDtype((query('batch_size'), length), jnp.int32)
 
 

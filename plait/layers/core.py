@@ -77,6 +77,7 @@ class Dropout(Layer):
     if rng is None:
       raise ValueError('Dropout in train mode needs an rng: pass rng=jax.random.key(...) '
                        "to pure_fn, or build the model with mode='eval'.")
+    x = jnp.asarray(x)  # numpy bf16 / float would promote to float32 before reaching jax
     mask_shape = list(x.shape)
     for a in self._shared_axes:
       mask_shape[a] = 1
