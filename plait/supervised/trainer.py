@@ -136,7 +136,8 @@ def check_config(output_dir, config_text, overwrite=False):
       '\nUse another --output_dir, or pass --overwrite to delete the old run and start afresh.')
 
 
-@gin.configurable(denylist=['output_dir', 'overwrite', 'fallback_to_previous_checkpoint'],
+@gin.configurable(denylist=['output_dir', 'overwrite', 'fallback_to_previous_checkpoint',
+                            'max_seconds'],
                   module='plait.supervised')
 def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
           loss=metric_layers.CrossEntropyLoss,
@@ -144,7 +145,8 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
           optimizer=optimizers.Adam, lr_schedule=None, steps=1000, n_eval_batches=10,
           checkpoint_every=100, eval_every=None, keep_checkpoints=3, keep_best=None,
           best_mode='min', compute_dtype=None, seed=0, log_every=100, progress='auto',
-          tokenizer=None, overwrite=False, plot=True, fallback_to_previous_checkpoint=False):
+          tokenizer=None, overwrite=False, plot=True, fallback_to_previous_checkpoint=False,
+          max_seconds=None):
   """Trains `model` on `inputs` in `output_dir`, resuming from its latest checkpoint.
 
   Args:
@@ -169,6 +171,8 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
     plot: write output_dir/loss.png at the end.
     fallback_to_previous_checkpoint: if the latest checkpoint is damaged, set it aside and
       resume from the previous intact one (default: refuse, naming the damaged file).
+    max_seconds: stop after this much training wall-clock time (evaluating and saving a
+      checkpoint first), even if `steps` is not reached; None: no limit.
 
   Returns:
     The Loop (closed).
@@ -198,7 +202,7 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
               on_corrupt_checkpoint='previous' if fallback_to_previous_checkpoint else 'error')
   _write_if_changed(os.path.join(output_dir, CONFIG_FILE), config_text)
   try:
-    loop.run(max(0, steps - loop.step))
+    loop.run(max(0, steps - loop.step), max_seconds=max_seconds)
   finally:
     loop.close()
   if plot and loop.history:
@@ -264,6 +268,9 @@ def main(argv=None):
                       help='a gin binding, e.g. "train.steps = 100" (repeatable)')
   parser.add_argument('--output_dir', required=True, help='training directory')
   parser.add_argument('--steps', type=int, default=None, help='total training steps')
+  parser.add_argument('--max_seconds', type=float, default=None,
+                      help='stop after this many seconds of training (evaluates and saves '
+                      'a checkpoint first)')
   parser.add_argument('--overwrite', action='store_true',
                       help='delete a previous run in output_dir trained with another config')
   parser.add_argument('--fallback_to_previous_checkpoint', action='store_true',
@@ -278,6 +285,8 @@ def main(argv=None):
             'fallback_to_previous_checkpoint': args.fallback_to_previous_checkpoint}
   if args.steps is not None:
     kwargs['steps'] = args.steps
+  if args.max_seconds is not None:
+    kwargs['max_seconds'] = args.max_seconds
   try:
     train(args.output_dir, **kwargs)
   except (DivergedError, ConfigMismatchError, ckpt_lib.CheckpointError, DataError,

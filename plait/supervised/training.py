@@ -217,18 +217,25 @@ class Loop:
     return self._mesh
 
   # ----- running -----
-  def run(self, n_steps=1):
+  def run(self, n_steps=1, max_seconds=None):
     """Runs `n_steps` more training steps (evaluating and checkpointing on schedule).
+
+    With `max_seconds`, stops early after the first step that ends that many seconds after
+    the call began, then evaluates (if it did not just do so) and saves a checkpoint, so
+    runs of equal wall-clock time can be compared and resumed. Train records carry
+    'elapsed_seconds' since the call began.
 
     Raises DivergedError if the loss becomes NaN or infinite; the weights stay at
     the last finite step and the last good checkpoint is kept.
     """
     if n_steps < 0:
       raise ValueError(f'Loop.run: n_steps must be >= 0, got {n_steps}.')
+    if max_seconds is not None and max_seconds < 0:
+      raise ValueError(f'Loop.run: max_seconds must be >= 0 or None, got {max_seconds}.')
     last_step = self._step + n_steps
     self._progress.start(self._step + 1, n_steps)
     try:
-      last_time = time.perf_counter()
+      start = last_time = time.perf_counter()
       while self._step < last_step:
         step = self._step + 1
         batch = next(self._task.stream)
@@ -248,13 +255,19 @@ class Loop:
           values['learning_rate'] = lr
         values['step_time'] = step_time
         values['tokens_per_second'] = tokens / max(step_time, 1e-9)
+        values['elapsed_seconds'] = now - start
         self._record('train', step, values)
         self._progress.train_step(step, last_step, values)
         self._losses_since_checkpoint.append(loss)
-        if self._eval_tasks and self._eval_at(step):
+        out_of_time = max_seconds is not None and now - start >= max_seconds
+        if self._eval_tasks and (self._eval_at(step) or out_of_time):
           self.run_evals()
         if self._output_dir and self._checkpoint_at(step):
           self.save_checkpoint()
+        if out_of_time:
+          self._progress.message(f'step {step}: stopping after {now - start:.0f} s '
+                                 f'(max_seconds={max_seconds}).')
+          break
         last_time = time.perf_counter()
       if self._output_dir and self._last_saved != self._step:
         self.save_checkpoint()

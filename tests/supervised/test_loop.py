@@ -154,3 +154,19 @@ def test_mixed_precision_keeps_float32_master_weights():
   np.testing.assert_allclose(m, f, rtol=2e-2)
   assert m != f  # bf16 compute really happened
   assert m[-1] < m[0]
+
+
+def test_max_seconds_stops_early_evaluates_and_checkpoints(tmp_path):
+  evals = EvalTask(lambda: helpers.RandomTokens(seed=7), [tl.CrossEntropyLoss()],
+                   n_eval_batches=1)
+  loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(every=100), eval_tasks=evals,
+                       output_dir=tmp_path, progress='none')
+  loop.run(50, max_seconds=0)  # Stops after the first step.
+  loop.close()
+  assert loop.step == 1
+  records = checkpoints_metrics(tmp_path)
+  assert [r['step'] for r in records if r['split'] == 'eval'] == [1]
+  assert records[0]['elapsed_seconds'] >= 0
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
+  with pytest.raises(ValueError, match='max_seconds'):
+    _loop(tmp_path / 'other').run(1, max_seconds=-1)
