@@ -65,7 +65,7 @@ def decode(output_dir, prompt='', max_length=100, temperature=1.0, top_k=None, t
   ids = decoding.autoregressive_sample(
       model, prompt_ids, temperature=temperature, top_k=top_k, top_p=top_p,
       max_length=max_length, eos_id=getattr(tokenizer, 'eos_id', None),
-      rng=jax.random.key(seed), weights=weights)
+      rng=jax.random.key(seed), weights=weights, vocab_size=tokenizer.vocab_size)
   return tokenizer.decode(ids[0])
 
 

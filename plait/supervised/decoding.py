@@ -31,13 +31,16 @@ from plait import shapes
 
 
 # ----- sampling -----
-def sample_logits(logits, rng, temperature=1.0, top_k=None, top_p=None):
+def sample_logits(logits, rng, temperature=1.0, top_k=None, top_p=None, vocab_size=None):
   """Samples ids (B,) from logits (B, V); temperature 0 is greedy (argmax).
 
   top_k keeps the k largest logits; top_p keeps the smallest set of most likely tokens
-  whose probability reaches top_p (nucleus sampling); both may be combined.
+  whose probability reaches top_p (nucleus sampling); both may be combined. vocab_size
+  (<= V) keeps only ids below it, e.g. a tokenizer smaller than the model's output layer.
   """
   logits = logits.astype(jnp.float32)
+  if vocab_size is not None and vocab_size < logits.shape[-1]:
+    logits = jnp.where(jnp.arange(logits.shape[-1]) < vocab_size, logits, -jnp.inf)
   if temperature == 0.0:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   if top_k is not None:
@@ -135,26 +138,27 @@ def _start_tokens(inputs, batch_size, start_id):
 
 # ----- jitted steps (cached per model and sampling settings, so repeated calls reuse them) -----
 @functools.lru_cache(maxsize=64)
-def _fast_step(model, temperature, top_k, top_p):
+def _fast_step(model, temperature, top_k, top_p, vocab_size):
   """jit((weights, state, tokens (B, n), rng) -> (next ids (B,), state))."""
   def step(weights, state, tokens, rng):
     logits, state = model.pure_fn(tokens, weights, state, None)
-    return sample_logits(logits[:, -1], rng, temperature, top_k, top_p), state
+    return sample_logits(logits[:, -1], rng, temperature, top_k, top_p, vocab_size), state
   return jax.jit(step)
 
 
 @functools.lru_cache(maxsize=64)
-def _rerun_step(model, temperature, top_k, top_p):
+def _rerun_step(model, temperature, top_k, top_p, vocab_size):
   """jit((weights, state, tokens (B, L), last, rng) -> next ids (B,)) from position `last`."""
   def step(weights, state, tokens, last, rng):
     logits, _ = model.pure_fn(tokens, weights, state, None)
-    return sample_logits(logits[:, last], rng, temperature, top_k, top_p)
+    return sample_logits(logits[:, last], rng, temperature, top_k, top_p, vocab_size)
   return jax.jit(step)
 
 
 # ----- fast decoding -----
 def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1.0, top_k=None,
-                                 top_p=None, rng=None, weights=None, start_id=0):
+                                 top_p=None, rng=None, weights=None, start_id=0,
+                                 vocab_size=None):
   """Yields sampled ids (batch,) one step at a time, using predict-mode caches.
 
   Args:
@@ -165,6 +169,7 @@ def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1
     rng: key for sampling (required unless temperature is 0); step i uses fold_in(rng, i).
     weights: the model's weights (default: `model.weights`).
     start_id: id fed before the prompt (ShiftRight's pad in training), or None.
+    vocab_size: sample only ids below this (see `sample_logits`).
   Raises ValueError when the model's caches (max_len) are full.
   """
   _check_predict_mode(model)
@@ -174,7 +179,7 @@ def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1
   state = fresh_state(model, shapes.ShapeDtype((tokens.shape[0], 1), jnp.int32))
   capacity = predict_capacity(model)
 
-  step = _fast_step(model, temperature, top_k, top_p)
+  step = _fast_step(model, temperature, top_k, top_p, vocab_size)
   fed = 0
   for i in range(np.iinfo(np.int32).max):
     fed += tokens.shape[1]
@@ -188,7 +193,7 @@ def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1
 
 def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, top_k=None,
                           top_p=None, max_length=100, eos_id=None, rng=None, weights=None,
-                          start_id=0, on_device=True):
+                          start_id=0, on_device=True, vocab_size=None):
   """Returns (batch, n) sampled ids, n <= max_length, with predict-mode caches.
 
   Once a sequence emits `eos_id` its later entries are `eos_id`; decoding stops early
@@ -199,7 +204,7 @@ def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, top
   """
   if not on_device:
     stream = autoregressive_sample_stream(model, inputs, batch_size, temperature, top_k, top_p,
-                                          rng, weights, start_id)
+                                          rng, weights, start_id, vocab_size)
     return _collect(stream, max_length, eos_id)
   _check_predict_mode(model)
   _check_sampling(temperature, top_k, top_p, rng)
@@ -217,7 +222,8 @@ def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, top
       f'predict caches (max_len={capacity}); build the model with a larger max_len.')
   if n_steps < max_length and (eos_id is None or n_steps <= 0):
     raise overflow
-  generate = _generate(model, temperature, top_k, top_p, n_steps, eos_id, rng is not None)
+  generate = _generate(model, temperature, top_k, top_p, n_steps, eos_id, rng is not None,
+                       vocab_size)
   key = rng if rng is not None else jax.random.key(0)
   out, count = generate(weights, jnp.asarray(tokens), key)
   count = int(count)
@@ -228,7 +234,7 @@ def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, top
 
 
 @functools.lru_cache(maxsize=64)
-def _generate(model, temperature, top_k, top_p, n_steps, eos_id, fold_rng):
+def _generate(model, temperature, top_k, top_p, n_steps, eos_id, fold_rng, vocab_size):
   """jit((weights, prompt (B, n), rng) -> (ids (B, n_steps), steps taken)).
 
   One jit for the whole decode: a fresh predict state, the prompt call, then a while loop
@@ -239,7 +245,8 @@ def _generate(model, temperature, top_k, top_p, n_steps, eos_id, fold_rng):
   def step(weights, state, tokens, rng, i):
     logits, state = model.pure_fn(tokens, weights, state, None)
     step_rng = jax.random.fold_in(rng, i) if fold_rng else jax.random.key(0)
-    return sample_logits(logits[:, -1], step_rng, temperature, top_k, top_p), state
+    return sample_logits(logits[:, -1], step_rng, temperature, top_k, top_p,
+                         vocab_size), state
 
   def mask(sampled, done):
     if eos_id is None:
@@ -325,7 +332,8 @@ def restore_weights(output_dir, model, step=None):
 
 # ----- slow reference -----
 def rerun_sample_stream(model, inputs=None, batch_size=1, temperature=1.0, top_k=None,
-                        top_p=None, rng=None, weights=None, start_id=0, pad_multiple=64):
+                        top_p=None, rng=None, weights=None, start_id=0, pad_multiple=64,
+                        vocab_size=None):
   """Like `autoregressive_sample_stream`, but re-runs the whole prefix for every token.
 
   `model` is an eval-mode model, or a predict-mode one (then started from a fresh cache on
@@ -342,7 +350,7 @@ def rerun_sample_stream(model, inputs=None, batch_size=1, temperature=1.0, top_k
     raise ValueError(f'{model.name}: re-running an eval-mode model needs start_id (the id its '
                      'ShiftRight pads with, 0 by default): the model shifts its input itself.')
 
-  step = _rerun_step(model, temperature, top_k, top_p)
+  step = _rerun_step(model, temperature, top_k, top_p, vocab_size)
   for i in range(np.iinfo(np.int32).max):
     n = seq.shape[1]
     padded_len = -(-n // pad_multiple) * pad_multiple
@@ -361,10 +369,10 @@ def rerun_sample_stream(model, inputs=None, batch_size=1, temperature=1.0, top_k
 
 def rerun_sample(model, inputs=None, batch_size=1, temperature=1.0, top_k=None, top_p=None,
                  max_length=100, eos_id=None, rng=None, weights=None, start_id=0,
-                 pad_multiple=64):
+                 pad_multiple=64, vocab_size=None):
   """Slow reference for `autoregressive_sample`: (batch, n) ids from re-running prefixes."""
   stream = rerun_sample_stream(model, inputs, batch_size, temperature, top_k, top_p, rng,
-                               weights, start_id, pad_multiple)
+                               weights, start_id, pad_multiple, vocab_size)
   return _collect(stream, max_length, eos_id)
 
 

@@ -71,6 +71,10 @@ def test_sample_logits_top_k_and_top_p_keep_only_the_likely_tokens():
   assert set(np.unique(top_p)) == {0, 1}
   everything = decoding.sample_logits(logits, keys, temperature=1.0)
   assert set(np.unique(everything)) == {0, 1, 2, 3}
+  below_3 = decoding.sample_logits(logits[:, ::-1], keys, temperature=1.0, vocab_size=3)
+  assert set(np.unique(below_3)) == {0, 1, 2}
+  greedy = decoding.sample_logits(logits[:, ::-1], keys, temperature=0.0, vocab_size=3)
+  assert set(np.unique(greedy)) == {2}
 
 
 def test_eos_stops_each_sequence(tiny_lm):

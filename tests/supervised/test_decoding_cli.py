@@ -92,3 +92,35 @@ def test_restore_weights_of_a_model_with_layer_state(tmp_path):
   assert step == 3
   for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(weights)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_cli_samples_only_ids_the_tokenizer_knows(tmp_path, capsys):
+  """A model vocabulary larger than the tokenizer's (as in the tiny demo configs): an
+  undertrained model may favour the unused ids; the CLI never samples them."""
+  tokenizer = CharTokenizer.from_text(TEXT)
+  big = tokenizer.vocab_size + 40
+  make = lambda mode: models.TransformerLM(vocab_size=big, d_model=16, d_ff=32, n_layers=1,
+                                           n_heads=2, max_len=64, mode=mode)
+  model = make('train')
+  sig = helpers.token_signature(2, 16)
+  weights = helpers.random_weights(model, sig, seed=3, scale=0.5)
+  # Make the unused ids the most likely: the output bias is the last weight of the model.
+  leaves, tree = jax.tree_util.tree_flatten(weights)
+  bias = np.asarray(leaves[-1]).copy()
+  assert bias.shape == (big,)
+  bias[tokenizer.vocab_size:] = 50.0
+  weights = jax.tree_util.tree_unflatten(tree, leaves[:-1] + [jnp.asarray(bias)])
+  checkpointer = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  checkpointer.save(1, model, weights, helpers.initial_state(model, sig), opt_state=(),
+                    rng=jax.random.key(0), data_position={})
+  checkpointer.close()
+  checkpoints.save_tokenizer(tokenizer, str(tmp_path))
+  (tmp_path / 'config.gin').write_text(CONFIG.format(vocab=big))
+  assert decode_cli.main([f'--output_dir={tmp_path}', '--prompt=the', '--max_length=20',
+                          '--temperature=1.0']) == 0
+  assert capsys.readouterr().out.startswith('the')
+  # Without the restriction, the library samples the unused ids.
+  ids = decoding.autoregressive_sample(make('predict'), jnp.asarray(tokenizer.encode('the'))[None],
+                                       temperature=1.0, max_length=20, rng=jax.random.key(0),
+                                       weights=weights)
+  assert (ids >= tokenizer.vocab_size).any()
