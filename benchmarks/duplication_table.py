@@ -70,8 +70,11 @@ def _weighted_loss_and_accuracy(logits, targets, weights):
   return jnp.sum(nll * weights) / total, jnp.sum(correct * weights) / total
 
 
-def train(kind, cfg, steps, seed=0, log_every=0):
-  """Trains the `kind` model for `steps` Adam steps; returns (weights, [(step, loss, acc)])."""
+def train(kind, cfg, steps, seed=0, log_every=0, max_seconds=None):
+  """Trains the `kind` model for `steps` Adam steps (or until `max_seconds` have passed).
+
+  Returns (weights, [(step, loss, acc)], steps done).
+  """
   net = model(kind, 'train', cfg)
   data = duplication_inputs(cfg['length'], cfg['vocab_size'], cfg['batch_size'], seed=seed)()
   sig = ShapeDtype((cfg['batch_size'], cfg['length']), jnp.int32)
@@ -91,14 +94,17 @@ def train(kind, cfg, steps, seed=0, log_every=0):
     updates, opt_state = optimizer.update(grads, opt_state, w)
     return optax.apply_updates(w, updates), opt_state, loss, acc
 
-  history, rng = [], jax.random.key(seed + 1)
+  history, rng, start, i = [], jax.random.key(seed + 1), time.time(), 0
   for i in range(1, steps + 1):
     rng, sub = jax.random.split(rng)
     weights, opt_state, loss, acc = step(weights, opt_state, next(data), sub)
-    if log_every and (i % log_every == 0 or i == steps):
+    out_of_time = max_seconds is not None and i % 50 == 0 and time.time() - start > max_seconds
+    if log_every and (i % log_every == 0 or i == steps or out_of_time):
       history.append((i, float(loss), float(acc)))
       print(f'  train {kind} step {i}: loss {float(loss):.3f} acc {float(acc):.3f}', flush=True)
-  return weights, history
+    if out_of_time:
+      break
+  return weights, history, i
 
 
 def evaluate(weights, kind, cfg, n_batches, seed=12345):
@@ -154,6 +160,8 @@ def main():
   p.add_argument('--lr', type=float, default=1e-3)
   p.add_argument('--steps', type=int, default=20000)
   p.add_argument('--eval_batches', type=int, default=8)
+  p.add_argument('--max_seconds', type=float, default=None,
+                 help='stop training each model after this long (checked every 50 steps)')
   p.add_argument('--train', nargs='+', default=list(TRAIN_KINDS))
   p.add_argument('--log_every', type=int, default=0)
   p.add_argument('--json', default=None, help='also write the results here')
@@ -162,17 +170,19 @@ def main():
                                        'chunk_len', 'batch_size', 'lr')}
   cfg['n_buckets'] = args.n_buckets or max(2, 2 * args.length // args.chunk_len)
   print(f'# {jax.devices()[0].device_kind}; {cfg}; {args.steps} steps', flush=True)
-  results, timings = {}, {}
+  results, timings, steps_done = {}, {}, {}
   for kind in args.train:
     start = time.time()
-    weights, _ = train(kind, cfg, args.steps, log_every=args.log_every)
+    weights, _, steps_done[kind] = train(kind, cfg, args.steps, log_every=args.log_every,
+                                         max_seconds=args.max_seconds)
     results[kind] = {e: evaluate(weights, e, cfg, args.eval_batches) for e in EVAL_KINDS}
     timings[kind] = time.time() - start
-    print(f'# trained {kind} in {timings[kind]:.0f}s: {results[kind]}', flush=True)
+    print(f'# trained {kind} for {steps_done[kind]} steps in {timings[kind]:.0f}s: '
+          f'{results[kind]}', flush=True)
   print(table(results, cfg))
   if args.json:
     with open(args.json, 'w') as f:
-      json.dump({'config': cfg, 'steps': args.steps, 'results': results, 'seconds': timings,
+      json.dump({'config': cfg, 'steps': steps_done, 'results': results, 'seconds': timings,
                  'device': jax.devices()[0].device_kind}, f, indent=1)
 
 

@@ -27,3 +27,18 @@ def test_attention_gpu_script_runs_every_kind_on_cpu():
 def test_models_gpu_script_runs_tiny_on_cpu(section):
   out = run(str(BENCH / 'models_gpu.py'), section, '--tiny', '--reps', '1')
   assert '"error"' not in out, out
+
+
+@pytest.mark.slow
+def test_novel_gpu_script_trains_evaluates_and_samples_both_models_on_cpu(tmp_path):
+  out = subprocess.run([sys.executable, str(BENCH / 'novel_gpu.py'), '--tiny', '--max_seconds',
+                        '1', '--out', str(tmp_path), '--sample_tokens', '8'],
+                       capture_output=True, text=True, timeout=900, cwd=BENCH.parent)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.count('Sample (') == 2 and '| ReformerLM' in out.stdout, out.stdout
+
+
+@pytest.mark.slow
+def test_image_gpu_script_trains_scores_and_saves_a_grid_on_cpu(tmp_path):
+  out = run(str(BENCH / 'image_gpu.py'), '--tiny', '--out', str(tmp_path))
+  assert '| ImageReformerLM' in out and (tmp_path / 'completions.png').exists()

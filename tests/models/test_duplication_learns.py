@@ -22,6 +22,6 @@ CHANCE = 1 / (CFG['vocab_size'] - 1)
 def test_lsh2_model_learns_to_copy_the_second_half():
   # Seeded and deterministic: accuracy jumps from ~chance to ~1 around step 350 (a phase
   # change, typical of this task), so 400 steps is short but not flaky.
-  weights, _ = duplication_table.train('lsh2', CFG, steps=400, seed=0)
+  weights, _, _ = duplication_table.train('lsh2', CFG, steps=400, seed=0)
   accuracy = duplication_table.evaluate(weights, 'lsh2', CFG, n_batches=4)
   assert accuracy > 0.9, (accuracy, CHANCE)
