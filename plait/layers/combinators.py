@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from plait import shapes
 from plait.layers import base
 from plait.layers.base import Fn, Layer
+from plait.layers.chunked_map import chunked_map
 
 
 def _flatten_layers(layers):
@@ -333,8 +334,11 @@ class Chunk(Layer):
   """Applies `layer` to chunks of `chunk_size` along the leading axis, one at a time.
 
   Saves memory for position-wise layers (e.g. Reformer's chunked feed-forward):
-  with remat, only one chunk's activations are alive at a time, also in the
-  backward pass. A last partial chunk is run on its own. chunk_size=0 disables it.
+  with remat (the default, via `chunked_map`), only one chunk's activations are alive
+  at a time, also in the backward pass, which recomputes each chunk; and its buffers are
+  made from its inputs, so in a reversible stack they do not pile up across layers.
+  remat=False runs `lax.map` and keeps every chunk's activations for the backward.
+  A last partial chunk is run on its own. chunk_size=0 disables chunking.
   """
 
   def __init__(self, layer, chunk_size, remat=True, name=None):
@@ -354,20 +358,25 @@ class Chunk(Layer):
         raise ValueError(f'Chunk: all inputs need the same leading size, got {shapes.describe(stack)}')
     if c == 0 or n <= c:
       return self.call_sublayer(0, inputs, weights[0], state[0], rng)[0], state
-    def run(x_stack, i):
+    def run(w, consts, x_stack, i):
+      # Everything arrives as an argument (chunked_map differentiates w and x_stack).
       # Each chunk gets its own rng so dropout masks differ between chunks.
-      chunk_rng = None if rng is None else jax.random.fold_in(rng, i)
-      return self.call_sublayer(0, _from_stack(list(x_stack), layer.n_in), weights[0],
-                                state[0], chunk_rng)[0]
-    if self._remat:
-      run = jax.checkpoint(run)
+      s, r = consts
+      chunk_rng = None if r is None else jax.random.fold_in(r, i)
+      y = self.call_sublayer(0, _from_stack(list(x_stack), layer.n_in), w, s, chunk_rng)[0]
+      return y, ()
     n_chunks, n_full = n // c, (n // c) * c
     chunked = tuple(x[:n_full].reshape((n_chunks, c) + x.shape[1:]) for x in stack)
-    ys = jax.lax.map(lambda a: run(*a), (chunked, jnp.arange(n_chunks)))
+    consts = (state[0], rng)
+    if self._remat:
+      ys, _ = chunked_map(run, chunked, weights[0], consts)
+    else:
+      ys, _ = jax.lax.map(lambda a: run(weights[0], consts, *a), (chunked, jnp.arange(n_chunks)))
     ys = [y.reshape((n_full,) + y.shape[2:]) for y in _push(ys, layer.n_out, [])]
     if n_full < n:
-      tail = _push(run(tuple(x[n_full:] for x in stack), n_chunks), layer.n_out, [])
-      ys = [jnp.concatenate([y, t], axis=0) for y, t in zip(ys, tail)]
+      tail_run = jax.checkpoint(run) if self._remat else run
+      tail, _ = tail_run(weights[0], consts, tuple(x[n_full:] for x in stack), n_chunks)
+      ys = [jnp.concatenate([y, t], axis=0) for y, t in zip(ys, _push(tail, layer.n_out, []))]
     return _from_stack(ys, self.n_out), state
 
   def init_with_signature(self, input_signature, rng):
