@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 from plait.layers import initializers
 from plait.layers.base import Layer
+from plait.layers.chunked_map import chunked_map
 from plait.layers.core import check_mode
 
 
@@ -104,9 +105,9 @@ class Attention(Layer):
     d_head: per-head size (default d_model // n_heads).
     dropout: dropout rate on the output (train mode only).
     use_mask: if True, n_in = n_out = 2: (x, mask) -> (y, mask), mask (B, L) bool.
-    head_chunk_size: if set, heads are processed in groups of this many with `lax.map`,
+    head_chunk_size: if set, heads are processed in groups of this many (`chunked_map`),
       so only one group's attention intermediates are alive at a time, in the forward and
-      (by rematerialization) the backward pass: less memory for some recomputation.
+      (by recomputation) the backward pass: less memory for some recomputation.
     max_len: predict-mode cache length (the longest prompt + generation).
     use_bias: biases in the q/k/v and output projections.
     mode: 'train' | 'eval' | 'predict'.
@@ -221,7 +222,7 @@ class Attention(Layer):
     return jnp.where(keep, y / (1.0 - self._dropout), jnp.zeros_like(y))
 
   def _attend_all(self, q, k, v, mask, state, keys):
-    """All (B, H) pairs; with head chunking, one group of heads at a time via lax.map."""
+    """All (B, H) pairs; with head chunking, one group of heads at a time (chunked_map)."""
     hc = self._head_chunk_size
     if hc is None or hc >= self._n_heads:
       return attend_pairs(self._kind, q, k, v, mask, state, keys, self._mode)
@@ -233,13 +234,15 @@ class Attention(Layer):
       t = jnp.moveaxis(t, 0, 1)
       return t.reshape((t.shape[0], self._n_heads) + t.shape[3:])
     grouped = jax.tree_util.tree_map(to_groups, (q, k, v, state, keys))
-    # Remat: the backward pass recomputes each group's attention instead of keeping every
-    # group's intermediates, so training memory also holds only one group at a time.
-    @jax.checkpoint
-    def one_group(args):
+    # chunked_map: the backward pass recomputes each group's attention instead of keeping
+    # every group's intermediates, and no buffer outlives (or precedes) its data, so in a
+    # reversible stack training memory holds one group of one layer at a time.
+    kind, mode = self._kind, self._mode
+    def one_group(params, group_mask, args, i):
+      del params, i
       gq, gk, gv, gstate, gkeys = args
-      return attend_pairs(self._kind, gq, gk, gv, mask, gstate, gkeys, self._mode)
-    out, new_state = jax.lax.map(one_group, grouped)
+      return attend_pairs(kind, gq, gk, gv, group_mask, gstate, gkeys, mode)
+    out, new_state = chunked_map(one_group, grouped, (), mask)
     return jax.tree_util.tree_map(from_groups, (out, new_state))
 
 
