@@ -38,6 +38,7 @@ import numpy as np
 from plait.layers import base
 from plait.layers.base import Layer, LayerError
 from plait.layers.combinators import Serial, serial_arity
+from plait.layers.serial_vjp import first_output_vjp
 
 __all__ = ['ReversibleLayer', 'ReversibleSelect', 'ReversibleSwap', 'ReversibleHalfResidual',
            'ReversibleSerial']
@@ -53,6 +54,13 @@ def _from_stack(stack, n):
 
 def _is_float0(x):
   return getattr(x, 'dtype', None) == jax.dtypes.float0
+
+
+def _zero_ct(x):
+  """Cotangent of a value f does not read: zeros, or float0 for ints and bools."""
+  if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact):
+    return jax.numpy.zeros_like(x)
+  return np.zeros(x.shape, jax.dtypes.float0)
 
 
 def _add_ct(a, b):
@@ -176,13 +184,30 @@ class ReversibleHalfResidual(ReversibleLayer):
     # One evaluation of f serves both the reconstruction and the vjp.
     y1, *context = outputs
     ct1, *ct_context = ct
-    def residual_fn(ctx, w):
-      return self._residual(ctx, w, state, rng)[0]
-    residual, vjp_fn = jax.vjp(residual_fn, context, weights)
-    ctx_ct, weights_ct = vjp_fn(ct1.astype(residual.dtype))
+    f = self.sublayers[0]
+    if len(f.sublayers) > 1 and f.n_in >= 1:
+      residual, ctx_ct, weights_ct = self._staged_vjp(context, ct1, weights, state, rng)
+    else:
+      def residual_fn(ctx, w):
+        return self._residual(ctx, w, state, rng)[0]
+      residual, vjp_fn = jax.vjp(residual_fn, context, weights)
+      ctx_ct, weights_ct = vjp_fn(ct1.astype(residual.dtype))
     inputs = (y1 - residual,) + tuple(context)
     inputs_ct = (ct1,) + tuple(_add_ct(a, b) for a, b in zip(ct_context, ctx_ct))
     return inputs, (inputs_ct, weights_ct)
+
+
+  def _staged_vjp(self, context, ct1, weights, state, rng):
+    """f's residual and vjp, one sublayer of f at a time (see serial_vjp)."""
+    f = self.sublayers[0]
+    try:
+      residual, (f_ct, f_weights_ct) = first_output_vjp(
+          f, self._f_inputs(context), weights[0], state[0], base.sublayer_rng(rng, 0), ct1)
+    except LayerError as e:
+      e.prepend(self.name, 0)
+      raise
+    unused = [_zero_ct(c) for c in context[f.n_in:]]
+    return residual, _to_stack(f_ct, f.n_in) + unused, (f_weights_ct,)
 
 
 class ReversibleSerial(ReversibleLayer):
