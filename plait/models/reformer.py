@@ -32,7 +32,7 @@ def ReversibleDecoderBlock(d_model, d_ff, n_heads, attention_type='lsh', dropout
 def ReformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max_len=2048,  # pylint: disable=invalid-name
                dropout=0.1, attention_type='lsh', ff_chunk_size=0, axial_pos_shape=None,
                d_axial_pos_embs=None, positional='sinusoidal', activation=tl.Gelu,
-               mode='train'):
+               output_chunk_size=0, mode='train'):
   """Reversible decoder-only LM: token ids (B, L) -> next-token logits (B, L, vocab_size).
 
   attention_type: a name ('lsh', 'chunked', 'dense', ...), a causal attention layer
@@ -41,6 +41,10 @@ def ReformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, ma
   ff_chunk_size: positions per feed-forward chunk (0 = all at once).
   axial_pos_shape, d_axial_pos_embs: axial positional encodings (prod(shape) positions).
   max_len: longest sequence, and the size of the predict-mode caches.
+  output_chunk_size: positions per chunk of the output head (Concatenate, LayerNorm,
+    Dropout, Dense), 0 = all at once. Chunked, the head's float32 LayerNorm temporaries
+    on (length, 2 * d_model) exist for one chunk at a time (at 2^20 tokens and d_model
+    512 each is 4 GiB whole). It nests the head's weights in a Chunk.
   """
   blocks.check_mode(mode, 'ReformerLM')
   layers = [
@@ -53,8 +57,20 @@ def ReformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, ma
                             d_axial_pos_embs, positional, mode),
       tl.Dup(),
       tl.ReversibleSerial(layers),
-      tl.Concatenate(),
-      tl.LayerNorm(),
-      tl.Dropout(dropout, mode=mode),
-      tl.Dense(vocab_size),
+      _output_head(vocab_size, dropout, output_chunk_size, mode),
       name='ReformerLM')
+
+
+def _output_head(vocab_size, dropout, chunk_size, mode):
+  """(y1, y2) -> logits: Concatenate, LayerNorm, Dropout, Dense; optionally by chunks."""
+  head = [tl.Concatenate(), tl.LayerNorm(), tl.Dropout(dropout, mode=mode), tl.Dense(vocab_size)]
+  if not chunk_size:
+    return head
+  flatten = tl.Fn('FlattenPositions', lambda y1, y2: (y1.reshape((-1, y1.shape[-1])),
+                                                      y2.reshape((-1, y2.shape[-1]))), n_out=2)
+  keep_first = tl.Select([0], n_in=2, name='KeepShape')
+  return tl.Serial(
+      tl.Branch(flatten, keep_first),   # [y1 (B*L, d), y2 (B*L, d), y1]: y1 only for its shape.
+      tl.Chunk(tl.Serial(head), chunk_size),
+      tl.Fn('UnflattenPositions', lambda logits, y1: logits.reshape(y1.shape[:-1] + (-1,))),
+      name='ChunkedOutputHead')
