@@ -1,6 +1,6 @@
 """A reversible stack with a chunked feed-forward: training memory is flat with depth.
 
-With `lax.map` + `jax.checkpoint` in `Chunk`, each half-block added ~2 activation-sized
+With `lax.map` + `jax.checkpoint` in `Chunk`, each half-block added ~3 activation-sized
 buffers (CPU, d=32, L=4096: 2 -> 8 blocks went 5.1 -> 23.1 MiB); `chunked_map` keeps
 them flat. Compile only (deterministic), CPU.
 """
