@@ -144,20 +144,21 @@ def section_mfu(args):
 def section_reformer_long(args):
   rows = []
   for length in args.lengths:
-    side = int(math.isqrt(length))
-    assert side * side == length, 'use a square length (axial positions side x side)'
+    rows_ = 2 ** (int(math.log2(length)) // 2)
+    assert rows_ * (length // rows_) == length, 'use a power-of-two length (axial positions)'
     n_buckets = length // 128
     a = 2 ** (int(math.log2(n_buckets)) // 2)
     model = models.ReformerLM(
         vocab_size=256, d_model=512, d_ff=2048, n_layers=args.layers, n_heads=8,
         max_len=length, dropout=0.0, ff_chunk_size=16384,
-        axial_pos_shape=(side, side), d_axial_pos_embs=(256, 256),
+        output_chunk_size=args.output_chunk_size,
+        axial_pos_shape=(rows_, length // rows_), d_axial_pos_embs=(256, 256),
         attention_type=functools.partial(tl.LSHSelfAttention, causal=True, n_hashes=args.n_hashes,
                                          n_buckets=[a, n_buckets // a], chunk_len=128,
                                          head_chunk_size=1),
         mode='train')
     row = {'model': 'ReformerLM', 'length': length, 'layers': args.layers,
-           'n_hashes': args.n_hashes}
+           'n_hashes': args.n_hashes, 'output_chunk_size': args.output_chunk_size}
     try:
       step, w, s, o, data = train_setup(model, 1, length, 256)
       compiled = step.lower(w, s, o, data, jax.random.key(2)).compile()
@@ -239,6 +240,8 @@ def main(argv=None):
   p.add_argument('--n_hashes', type=int, default=2)
   p.add_argument('--lengths', type=int, nargs='+', default=[1048576])
   p.add_argument('--compile_only', action='store_true')
+  p.add_argument('--output_chunk_size', type=int, default=16384,
+                 help='reformer_long: output head in chunks of this many positions (0: whole)')
   p.add_argument('--tiny', action='store_true', help='CPU smoke sizes (numbers meaningless)')
   p.add_argument('--only', nargs='*', default=None)
   p.add_argument('--out', default=None)
