@@ -85,6 +85,7 @@ def main(argv=None):
   p.add_argument('--steps', type=int, default=100000)
   p.add_argument('--max_seconds', type=float, default=150)
   p.add_argument('--held_out', type=int, default=3, help='photos held out for evaluation')
+  p.add_argument('--chunk_len', type=int, default=128, help='LSH chunk length')
   p.add_argument('--n_eval', type=int, default=32, help='held-out crops for bits/dim')
   p.add_argument('--n_complete', type=int, default=4, help='images completed in the grid')
   p.add_argument('--samples', type=int, default=2, help='completions per image')
@@ -97,7 +98,7 @@ def main(argv=None):
   os.makedirs(args.out, exist_ok=True)
   shape = (args.size, args.size, 3)
   length = int(np.prod(shape))
-  chunk = min(128, length // 2)
+  chunk = min(args.chunk_len, length // 2)
   attention = ('lsh' if args.tiny else
                dict(type='lsh', n_hashes=2, chunk_len=chunk, n_buckets=2 * length // chunk))
   make = lambda mode: ImageReformerLM(shape, args.d_model, args.d_ff, args.n_layers,
@@ -132,6 +133,8 @@ def main(argv=None):
   eval_batch = math.gcd(args.batch, len(held))  # LSH state is per batch shape: full batches
   _, eval_state = eval_model.init(jax.ShapeDtypeStruct((eval_batch, length), jnp.int32))
   ours = bits_per_dim(eval_model, weights, eval_state, held, eval_batch)
+  seen = crops(train_photos, args.size, len(held), seed=4321)  # new crops of training photos
+  ours_seen = bits_per_dim(eval_model, weights, eval_state, seen, eval_batch)
   png = png_bits_per_dim(held)
 
   predict = make('predict')
@@ -150,12 +153,16 @@ def main(argv=None):
   result = {'device': jax.devices()[0].device_kind, 'steps': i, 'train_seconds': train_seconds,
             'final_train_loss_bits': float(loss) / math.log(2), 'held_out_bits_per_dim': ours,
             'png_bits_per_dim': png, 'n_eval_images': len(held),
+            'train_photos_bits_per_dim': ours_seen, 'png_bits_per_dim_train_photos':
+            png_bits_per_dim(seen),
             'decode_seconds': decode_seconds, 'curve': curve, 'args': vars(args)}
   with open(os.path.join(args.out, 'image.json'), 'w') as f:
     json.dump(result, f, indent=1)
-  print(f'\n| model | steps ({train_seconds:.0f} s) | held-out bits/dim | PNG bits/dim |')
-  print('| --- | --- | --- | --- |')
-  print(f'| ImageReformerLM d{args.d_model} x{args.n_layers} | {i} | {ours:.3f} | {png:.3f} |')
+  print(f'\n| model | steps ({train_seconds:.0f} s) | held-out bits/dim | PNG bits/dim | '
+        'new crops of training photos: bits/dim |')
+  print('| --- | --- | --- | --- | --- |')
+  print(f'| ImageReformerLM d{args.d_model} x{args.n_layers} | {i} | {ours:.3f} | {png:.3f} | '
+        f'{ours_seen:.3f} |')
   print(f'completion grid: {grid_path} ({args.samples} samples of {len(originals)} images in '
         f'{decode_seconds:.0f} s)')
 
