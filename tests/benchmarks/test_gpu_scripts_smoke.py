@@ -42,3 +42,10 @@ def test_novel_gpu_script_trains_evaluates_and_samples_both_models_on_cpu(tmp_pa
 def test_image_gpu_script_trains_scores_and_saves_a_grid_on_cpu(tmp_path):
   out = run(str(BENCH / 'image_gpu.py'), '--tiny', '--out', str(tmp_path))
   assert '| ImageReformerLM' in out and (tmp_path / 'completions.png').exists()
+
+
+@pytest.mark.slow
+def test_run_all_runs_the_suite_and_prints_the_summary_table(tmp_path):
+  out = run(str(BENCH / 'run_all.py'), '--tiny', '--out', str(tmp_path))
+  assert '| benchmark | measured | target |' in out
+  assert '| decode TransformerLM cached vs re-run |' in out, out
