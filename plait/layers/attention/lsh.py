@@ -56,13 +56,23 @@ class LSHAttention(AttentionKind):
     n_chunks_before, n_chunks_after: neighbouring chunks each chunk also attends to.
     causal: a position never attends to later positions (needed for predict mode).
     hash_seed: seed of the fixed rotations used in eval and predict mode.
+    chunks_per_block: memory knob of train/eval mode (results are the same up to float
+      rounding). 'auto' (default): when all rounds' attention would hold more than
+      lsh_chunked.AUTO_BLOCK_LOGITS logits, compute it in blocks of query chunks holding
+      at most that many, one at a time (recomputed in the backward pass); an int: blocks
+      of that many query chunks per round; None: all rounds at once.
   """
 
   shared_qk = True
 
   def __init__(self, n_hashes=1, n_buckets=64, chunk_len=64, n_chunks_before=1,
-               n_chunks_after=0, causal=False, hash_seed=0):
+               n_chunks_after=0, causal=False, hash_seed=0, chunks_per_block='auto'):
     where = 'LSHAttention'
+    if not (chunks_per_block is None or chunks_per_block == 'auto' or (
+        isinstance(chunks_per_block, int) and not isinstance(chunks_per_block, bool)
+        and chunks_per_block >= 1)):
+      raise ValueError(f"{where}: chunks_per_block must be None, 'auto' or an int >= 1, got "
+                       f'{chunks_per_block!r}.')
     if not isinstance(n_hashes, int) or n_hashes < 1:
       raise ValueError(f'{where}: n_hashes must be an int >= 1, got {n_hashes!r}.')
     if not isinstance(chunk_len, int) or chunk_len < 1:
@@ -72,7 +82,8 @@ class LSHAttention(AttentionKind):
                        f'{n_chunks_before}, {n_chunks_after}.')
     self.config = LSHConfig(n_hashes=n_hashes, factors=check_n_buckets(n_buckets, where),
                             chunk_len=chunk_len, n_chunks_before=n_chunks_before,
-                            n_chunks_after=n_chunks_after, causal=causal)
+                            n_chunks_after=n_chunks_after, causal=causal,
+                            chunks_per_block=chunks_per_block)
     self.n_buckets, self.hash_seed = n_buckets, hash_seed
     self.name = f'LSH{n_hashes}x{self.config.n_buckets}'
 
@@ -109,16 +120,17 @@ class LSHAttention(AttentionKind):
 def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,  # pylint: disable=invalid-name
                      n_chunks_before=1, n_chunks_after=0, causal=False, max_len=2048,
                      d_head=None, dropout=0.0, use_mask=False, head_chunk_size=None,
-                     hash_seed=0, mode='train'):
+                     hash_seed=0, mode='train', chunks_per_block='auto'):
   """Reformer LSH self-attention layer: (B, L, d_model) -> (B, L, d_model).
 
   See `LSHAttention` for the hashing arguments and `Attention` for the rest
-  (max_len: predict-mode cache length). Weights have no key projection (shared QK).
+  (max_len: predict-mode cache length; chunks_per_block: the memory knob, see
+  `LSHAttention`). Weights have no key projection (shared QK).
   State: buckets (B, H, n_hashes, L) in train/eval, the decoding cache in predict.
   """
   kind = LSHAttention(n_hashes=n_hashes, n_buckets=n_buckets, chunk_len=chunk_len,
                       n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after,
-                      causal=causal, hash_seed=hash_seed)
+                      causal=causal, hash_seed=hash_seed, chunks_per_block=chunks_per_block)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
                    mode=mode, name='LSHSelfAttention')

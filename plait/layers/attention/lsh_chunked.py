@@ -15,7 +15,10 @@ softmax attention over the union of i's windows across rounds (each key counted 
 Padding (user-masked positions and the automatic padding of the length up to a multiple
 of `chunk_len`) goes to an extra bucket that sorts after all real buckets, so it never
 changes which real tokens share a chunk. Outputs at padding positions are unspecified
-(finite). Memory per round is O(L * (1 + n_before + n_after) * chunk_len).
+(finite). All rounds at once take O(n_hashes * L * (1 + n_before + n_after) * chunk_len)
+memory; with `cfg.chunks_per_block` (default 'auto': when that exceeds
+AUTO_BLOCK_LOGITS), lsh_blocked.py computes one block of query chunks at a time and
+recomputes it in the backward pass, with the same per-chunk math (lsh_window.py).
 """
 import dataclasses
 import functools
@@ -24,26 +27,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plait.layers.attention.base import large_negative
+from plait.layers.attention.lsh_blocked import blocked_rounds
 from plait.layers.attention.lsh_hashing import hash_vectors, shared_qk_keys, total_buckets
+from plait.layers.attention.lsh_window import (MASKED, SELF_PENALTY, chunk_in_range,
+                                               logits_dtype, masked_logits, window_attention)
 
-# Subtracted from the logit of a token attending to itself. Logits are bounded by
-# |l_ij| = |q_i . k_j| / sqrt(d) <= |q_i| (keys have norm sqrt(d)), so whenever any
-# other key is allowed, self gets weight exp(-1e5 + 2|q_i|), exactly 0 in float32 for
-# |q_i| < 5e4. It is a penalty, not a mask, so a token with no other target (e.g. the
-# first one under causal masking) still attends to itself; and it is far above the
-# masked value, so self beats masked keys. It also makes a round where i saw only
-# itself get ~0 weight in the multi-round combination (its logsumexp is ~ -1e5), so
-# self is used only when no round offers another target. The paper uses 1e5 as well.
-SELF_PENALTY = 1e5
-# Masked logits: finite (no NaN when a whole row is masked); float32's value also serves
-# float64 logits (it is still far below any real logit).
-MASKED = large_negative(jnp.float32)
-
-
-def logits_dtype(dtype):
-  """Logits and softmax run in float32, or float64 when the inputs are float64."""
-  return jnp.promote_types(dtype, jnp.float32)
+# Blocks of the default chunks_per_block='auto' hold at most this many logits (128 MiB
+# in float32); smaller inputs take the all-at-once path.
+AUTO_BLOCK_LOGITS = 2 ** 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +46,7 @@ class LSHConfig:
   n_chunks_before: int
   n_chunks_after: int
   causal: bool
+  chunks_per_block: object = 'auto'   # None, 'auto' or int >= 1: see resolve_block.
 
   @property
   def n_buckets(self):
@@ -64,25 +56,23 @@ class LSHConfig:
   def window_chunks(self):
     return self.n_chunks_before + 1 + self.n_chunks_after
 
+  def resolve_block(self, n_chunks):
+    """Query chunks per block for a round of n_chunks, or None for all rounds at once.
+
+    chunks_per_block None: all at once; an int: blocks of that many chunks (even if one
+    block holds everything); 'auto': blocks of at most AUTO_BLOCK_LOGITS logits, or all
+    at once when every round fits in one such block.
+    """
+    if self.chunks_per_block != 'auto':
+      return self.chunks_per_block
+    per_block = max(1, AUTO_BLOCK_LOGITS // (self.chunk_len ** 2 * self.window_chunks))
+    return None if self.n_hashes * n_chunks <= per_block else per_block
+
 
 def hash_buckets(q, valid, rotations, cfg):
   """(n_hashes, L) bucket ids; invalid positions get the extra bucket n_buckets."""
   buckets = hash_vectors(q, rotations, cfg.factors)
   return jnp.where(valid[None, :], buckets, cfg.n_buckets)
-
-
-def masked_logits(q, k, allowed, is_self, count=None):
-  """Logits q.k/sqrt(d) with the self penalty, -log(count) and the mask.
-
-  At least float32 (float64 inputs stay float64, for gradient checks).
-  q: (..., Lq, d); k: (..., Lk, d); allowed, is_self, count: (..., Lq, Lk).
-  """
-  dtype = logits_dtype(q.dtype)
-  logits = jnp.einsum('...qd,...kd->...qk', q, k, preferred_element_type=dtype)
-  logits = logits / np.sqrt(q.shape[-1]) - SELF_PENALTY * is_self
-  if count is not None:
-    logits = logits - jnp.log(jnp.maximum(count, 1).astype(dtype))
-  return jnp.where(allowed, logits, MASKED)
 
 
 def lsh_attention(q, v, valid, rotations, cfg, buckets=None):
@@ -113,6 +103,7 @@ def lsh_attention_weights(q, valid, rotations, cfg, buckets=None):
   out = weights @ v. O(L^2) memory: small inputs only.
   """
   length = q.shape[0]
+  cfg = dataclasses.replace(cfg, chunks_per_block=None)  # the path that keeps probs
   r = _lsh_rounds(q, q, valid, rotations, cfg, buckets)
   round_w = jnp.take_along_axis(r['round_weights'], r['q_pos'].reshape(cfg.n_hashes, -1),
                                 axis=1).reshape(r['q_pos'].shape)
@@ -144,9 +135,13 @@ def _lsh_rounds(q, v, valid, rotations, cfg, buckets=None):
   ticker = jnp.arange(padded)
   sorted_slot = jax.vmap(lambda o: jnp.zeros_like(o).at[o].set(ticker))(order)
   chunk_of = sorted_slot // c                           # (R, Lp): position -> its chunk
-  keys = shared_qk_keys(q)
-  one_round = functools.partial(_one_round, q, keys, v, valid, chunk_of, cfg)
-  out_s, lse_s, probs, q_pos, k_pos = jax.vmap(one_round)(order)
+  per_block = cfg.resolve_block(n_chunks)
+  if per_block is None:
+    one_round = functools.partial(_one_round, q, shared_qk_keys(q), v, valid, chunk_of, cfg)
+    out_s, lse_s, probs, q_pos, k_pos = jax.vmap(one_round)(order)
+  else:  # Internals are not kept: lsh_attention_weights uses the path above.
+    out_s, lse_s = blocked_rounds(q, v, valid, order, chunk_of, cfg, per_block)
+    probs = q_pos = k_pos = None
   # Back to original order: position p of round r sits at sorted slot sorted_slot[r, p].
   out_r = jnp.take_along_axis(out_s.reshape(cfg.n_hashes, padded, -1),
                               sorted_slot[..., None], axis=1)
@@ -164,23 +159,12 @@ def _one_round(q, keys, v, valid, chunk_of, cfg, order):
   q_pos = order.reshape(n_chunks, c)                    # original positions, sorted
   k_pos = _look_around(q_pos, cfg)                      # (n_chunks, W * c)
   k_vec, k_val, k_valid = (_look_around(t[q_pos], cfg) for t in (keys, v, valid))
-  shifts = jnp.arange(-cfg.n_chunks_before, cfg.n_chunks_after + 1)
-  neighbour = jnp.arange(n_chunks)[:, None] + shifts[None, :]
-  in_range = jnp.repeat((neighbour >= 0) & (neighbour < n_chunks), c, axis=1)
-  allowed = (k_valid & in_range)[:, None, :]
-  if cfg.causal:
-    allowed = allowed & (k_pos[:, None, :] <= q_pos[:, :, None])
-  is_self = k_pos[:, None, :] == q_pos[:, :, None]
-  count = None
+  in_range = chunk_in_range(0, n_chunks, cfg, n_chunks)
+  cq = ck = None
   if cfg.n_hashes > 1:
-    # N_ij: in how many rounds j's chunk lies in i's window.
-    diff = chunk_of[:, k_pos][:, :, None, :] - chunk_of[:, q_pos][:, :, :, None]
-    count = jnp.sum((diff >= -cfg.n_chunks_before) & (diff <= cfg.n_chunks_after), axis=0)
-  logits = masked_logits(q[q_pos], k_vec, allowed, is_self, count)  # (n_chunks, c, W * c)
-  lse = jax.nn.logsumexp(logits, axis=-1)
-  probs = jnp.exp(logits - lse[..., None])
-  out = jnp.einsum('nqk,nkd->nqd', probs.astype(v.dtype), k_val,
-                   preferred_element_type=logits_dtype(v.dtype))
+    cq, ck = (jnp.moveaxis(chunk_of[:, p], 0, -1) for p in (q_pos, k_pos))  # (..., R)
+  out, lse, probs = window_attention(q[q_pos], k_vec, k_val, k_valid, in_range, q_pos, k_pos,
+                                     cq, ck, cfg)
   return out, lse, probs, q_pos, k_pos
 
 
