@@ -288,11 +288,15 @@ def main(argv=None):
   if args.max_seconds is not None:
     kwargs['max_seconds'] = args.max_seconds
   try:
-    train(args.output_dir, **kwargs)
+    loop = train(args.output_dir, **kwargs)
   except (DivergedError, ConfigMismatchError, ckpt_lib.CheckpointError, DataError,
           LayerError) as e:
     print(f'plait-train: {e}', file=sys.stderr)
     return 1
+  if loop.stopped_by == 'SIGTERM':  # preempted: checkpoint saved; exit as killed by SIGTERM
+    print(f'plait-train: stopped by SIGTERM at step {loop.step}; the checkpoint is saved, '
+          'rerun the same command to resume.', file=sys.stderr)
+    return 128 + 15
   return 0
 
 

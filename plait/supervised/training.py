@@ -29,6 +29,7 @@ from plait.layers import core
 from plait.supervised import checkpoints as ckpt_lib
 from plait.supervised import distributed
 from plait.supervised import metrics_log
+from plait.supervised import preemption
 from plait.supervised import train_step as step_lib
 from plait.supervised.streams import DataError
 from plait.supervised.tasks import EvalTask, TrainTask
@@ -170,6 +171,7 @@ class Loop:
     self._losses_since_checkpoint = []
     self._eval_results = {}
     self._history = []
+    self.stopped_by = None  # 'SIGTERM' when the last run() stopped on that signal
     self._metrics = (metrics_log.MetricsWriter(self._output_dir, self._step, tensorboard)
                      if self._output_dir else None)
 
@@ -223,7 +225,8 @@ class Loop:
     With `max_seconds`, stops early after the first step that ends that many seconds after
     the call began, then evaluates (if it did not just do so) and saves a checkpoint, so
     runs of equal wall-clock time can be compared and resumed. Train records carry
-    'elapsed_seconds' since the call began.
+    'elapsed_seconds' since the call began. On SIGTERM (preemption) it finishes the current
+    step, saves a checkpoint and returns, with `stopped_by` set to 'SIGTERM'.
 
     Raises DivergedError if the loss becomes NaN or infinite; the weights stay at
     the last finite step and the last good checkpoint is kept.
@@ -233,7 +236,9 @@ class Loop:
     if max_seconds is not None and max_seconds < 0:
       raise ValueError(f'Loop.run: max_seconds must be >= 0 or None, got {max_seconds}.')
     last_step = self._step + n_steps
+    self.stopped_by = None
     self._progress.start(self._step + 1, n_steps)
+    guard = preemption.StopOnSignal().__enter__()
     try:
       start = last_time = time.perf_counter()
       while self._step < last_step:
@@ -268,10 +273,16 @@ class Loop:
           self._progress.message(f'step {step}: stopping after {now - start:.0f} s '
                                  f'(max_seconds={max_seconds}).')
           break
+        if guard.requested:
+          self.stopped_by = guard.requested
+          self._progress.message(f'step {step}: {guard.requested} received; saving a '
+                                 'checkpoint and stopping (rerun to resume).')
+          break
         last_time = time.perf_counter()
       if self._output_dir and self._last_saved != self._step:
         self.save_checkpoint()
     finally:
+      guard.__exit__(None, None, None)
       self._progress.close()
       if self._checkpointer is not None:
         self._checkpointer.wait()

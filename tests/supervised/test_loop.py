@@ -1,6 +1,7 @@
 """Loop: exact resume, checkpoint retention, NaN stop, mismatch errors, precision."""
 import json
 import os
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -170,3 +171,34 @@ def test_max_seconds_stops_early_evaluates_and_checkpoints(tmp_path):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
   with pytest.raises(ValueError, match='max_seconds'):
     _loop(tmp_path / 'other').run(1, max_seconds=-1)
+
+
+class _SigtermAt(helpers.RandomTokens):
+  """RandomTokens that sends this process SIGTERM while producing batch `at`."""
+
+  def __init__(self, at):
+    super().__init__()
+    self.at = at
+
+  def __next__(self):
+    batch = super().__next__()
+    if self.i == self.at:
+      signal.raise_signal(signal.SIGTERM)
+    return batch
+
+
+def test_sigterm_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path):
+  previous = signal.getsignal(signal.SIGTERM)
+  loop = _loop(tmp_path / 'stopped', data=_SigtermAt(3), checkpoint_at=100)
+  loop.run(6)
+  loop.close()
+  assert loop.step == 3 and loop.stopped_by == 'SIGTERM'
+  assert signal.getsignal(signal.SIGTERM) == previous  # the handler is restored
+  assert sorted(os.listdir(tmp_path / 'stopped' / 'checkpoints')) == ['3']
+  resumed = _loop(tmp_path / 'stopped', checkpoint_at=100)
+  resumed.run(3)
+  resumed.close()
+  full = _loop(tmp_path / 'full', checkpoint_at=100)
+  full.run(6)
+  full.close()
+  assert helpers.train_losses(loop) + helpers.train_losses(resumed) == helpers.train_losses(full)
