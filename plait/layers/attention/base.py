@@ -106,8 +106,9 @@ class Attention(Layer):
     dropout: dropout rate on the output (train mode only).
     use_mask: if True, n_in = n_out = 2: (x, mask) -> (y, mask), mask (B, L) bool.
     head_chunk_size: if set, heads are processed in groups of this many (`chunked_map`),
-      so only one group's attention intermediates are alive at a time, in the forward and
-      (by recomputation) the backward pass: less memory for some recomputation.
+      each group projecting its own q/k/v inside the loop, so only one group's q/k/v and
+      attention intermediates are alive at a time, in the forward and (by recomputation)
+      the backward pass: less memory for some recomputation.
     max_len: predict-mode cache length (the longest prompt + generation).
     use_bias: biases in the q/k/v and output projections.
     mode: 'train' | 'eval' | 'predict'.
@@ -185,14 +186,19 @@ class Attention(Layer):
                        f'max_len={self._max_len}; build the layer with a larger max_len.')
     self._kind.check_length(x.shape[1], self._mode)
     wq, wk, wv, wo = weights
-    q = self._split_heads(_project(x, wq))
-    k = None if self._kind.shared_qk else self._split_heads(_project(x, wk))
-    v = self._split_heads(_project(x, wv))
     rng_attend = rng_dropout = keys = None
     if rng is not None:
       rng_attend, rng_dropout = jax.random.split(rng)
       keys = per_pair_keys(rng_attend, x.shape[0], self._n_heads)
-    out, new_state = self._attend_all(q, k, v, mask, state, keys)
+    hc = self._head_chunk_size
+    if hc is None or hc >= self._n_heads:
+      q = _split_heads(_project(x, wq), self._n_heads, self._d_head)
+      k = None if self._kind.shared_qk else _split_heads(_project(x, wk), self._n_heads,
+                                                          self._d_head)
+      v = _split_heads(_project(x, wv), self._n_heads, self._d_head)
+      out, new_state = attend_pairs(self._kind, q, k, v, mask, state, keys, self._mode)
+    else:
+      out, new_state = self._attend_groups(x, (wq, wk, wv), mask, state, keys)
     y = _project(self._merge_heads(out).astype(x.dtype), wo)
     y = self._apply_dropout(y, rng_dropout)
     return ((y, inputs[1]) if self._use_mask else y), new_state
@@ -201,11 +207,6 @@ class Attention(Layer):
     if len(shape) != 3 or shape[-1] != self._d_model:
       raise ValueError(f'{self.name}: expected x of shape (batch, length, d_model={self._d_model}),'
                        f' got {tuple(shape)}.')
-
-  def _split_heads(self, t):
-    """(B, L, H * d_head) -> (B, H, L, d_head)."""
-    b, l, _ = t.shape
-    return t.reshape(b, l, self._n_heads, self._d_head).transpose(0, 2, 1, 3)
 
   def _merge_heads(self, t):
     """(B, H, L, d_head) -> (B, L, H * d_head)."""
@@ -221,28 +222,38 @@ class Attention(Layer):
     keep = jax.random.bernoulli(rng, 1.0 - self._dropout, y.shape)
     return jnp.where(keep, y / (1.0 - self._dropout), jnp.zeros_like(y))
 
-  def _attend_all(self, q, k, v, mask, state, keys):
-    """All (B, H) pairs; with head chunking, one group of heads at a time (chunked_map)."""
-    hc = self._head_chunk_size
-    if hc is None or hc >= self._n_heads:
-      return attend_pairs(self._kind, q, k, v, mask, state, keys, self._mode)
-    n_groups = self._n_heads // hc
+  def _attend_groups(self, x, qkv_weights, mask, state, keys):
+    """Head chunking: one group of heads at a time, each projecting its own q/k/v.
+
+    The loop maps over the group's columns of the q/k/v weights (sliced here, so the
+    weights pytree is unchanged) with x as a shared differentiated input, so full-width
+    q/k/v, their per-group copies and their cotangents never exist: a group's q/k/v are
+    made (and, in the backward pass, recomputed) inside its step. `chunked_map`'s backward
+    recomputes each group's attention instead of keeping every group's intermediates, and
+    no buffer outlives (or precedes) its data, so in a reversible stack training memory
+    holds one group of one layer at a time. Returns (out (B, H, L, d_head), new_state).
+    """
+    hc, n_groups = self._head_chunk_size, self._n_heads // self._head_chunk_size
     def to_groups(t):   # (B, H, ...) -> (G, B, hc, ...)
       t = t.reshape((t.shape[0], n_groups, hc) + t.shape[2:])
       return jnp.moveaxis(t, 1, 0)
     def from_groups(t):  # (G, B, hc, ...) -> (B, H, ...)
       t = jnp.moveaxis(t, 0, 1)
       return t.reshape((t.shape[0], self._n_heads) + t.shape[3:])
-    grouped = jax.tree_util.tree_map(to_groups, (q, k, v, state, keys))
-    # chunked_map: the backward pass recomputes each group's attention instead of keeping
-    # every group's intermediates, and no buffer outlives (or precedes) its data, so in a
-    # reversible stack training memory holds one group of one layer at a time.
-    kind, mode = self._kind, self._mode
-    def one_group(params, group_mask, args, i):
-      del params, i
-      gq, gk, gv, gstate, gkeys = args
+    def weight_groups(w_and_b):  # w (d_in, H * d_head) -> (G, d_in, hc * d_head); b likewise.
+      return tuple(jnp.moveaxis(t.reshape(t.shape[:-1] + (n_groups, -1)), -2, 0)
+                   for t in w_and_b)
+    grouped = (tuple(weight_groups(w) for w in qkv_weights),
+               jax.tree_util.tree_map(to_groups, (state, keys)))
+    kind, mode, d_head = self._kind, self._mode, self._d_head
+    def one_group(x, group_mask, args, i):
+      del i
+      (gwq, gwk, gwv), (gstate, gkeys) = args
+      gq = _split_heads(_project(x, gwq), hc, d_head)
+      gk = None if kind.shared_qk else _split_heads(_project(x, gwk), hc, d_head)
+      gv = _split_heads(_project(x, gwv), hc, d_head)
       return attend_pairs(kind, gq, gk, gv, group_mask, gstate, gkeys, mode)
-    out, new_state = chunked_map(one_group, grouped, (), mask)
+    out, new_state = chunked_map(one_group, grouped, x, mask)
     return jax.tree_util.tree_map(from_groups, (out, new_state))
 
 
@@ -288,6 +299,12 @@ def per_pair_keys(rng, batch, n_heads):
     rb = jax.random.fold_in(rng, b)
     return jax.vmap(lambda h: jax.random.fold_in(rb, h))(jnp.arange(n_heads))
   return jax.vmap(for_batch)(jnp.arange(batch))
+
+
+def _split_heads(t, n_heads, d_head):
+  """(B, L, n_heads * d_head) -> (B, n_heads, L, d_head)."""
+  b, l, _ = t.shape
+  return t.reshape(b, l, n_heads, d_head).transpose(0, 2, 1, 3)
 
 
 def _project(x, w_and_b):
