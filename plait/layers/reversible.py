@@ -37,30 +37,15 @@ import numpy as np
 
 from plait.layers import base
 from plait.layers.base import Layer, LayerError
-from plait.layers.combinators import Serial, serial_arity
-from plait.layers.serial_vjp import first_output_vjp
+from plait.layers.combinators import Serial, _from_stack, _to_stack, serial_arity
+from plait.layers.serial_vjp import first_output_vjp, zero_cotangent
 
 __all__ = ['ReversibleLayer', 'ReversibleSelect', 'ReversibleSwap', 'ReversibleHalfResidual',
            'ReversibleSerial']
 
 
-def _to_stack(values, n):
-  return [values] if n == 1 else list(values)
-
-
-def _from_stack(stack, n):
-  return stack[0] if n == 1 else tuple(stack)
-
-
 def _is_float0(x):
   return getattr(x, 'dtype', None) == jax.dtypes.float0
-
-
-def _zero_ct(x):
-  """Cotangent of a value f does not read: zeros, or float0 for ints and bools."""
-  if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact):
-    return jax.numpy.zeros_like(x)
-  return np.zeros(x.shape, jax.dtypes.float0)
 
 
 def _add_ct(a, b):
@@ -196,7 +181,6 @@ class ReversibleHalfResidual(ReversibleLayer):
     inputs_ct = (ct1,) + tuple(_add_ct(a, b) for a, b in zip(ct_context, ctx_ct))
     return inputs, (inputs_ct, weights_ct)
 
-
   def _staged_vjp(self, context, ct1, weights, state, rng):
     """f's residual and vjp, one sublayer of f at a time (see serial_vjp)."""
     f = self.sublayers[0]
@@ -206,7 +190,7 @@ class ReversibleHalfResidual(ReversibleLayer):
     except LayerError as e:
       e.prepend(self.name, 0)
       raise
-    unused = [_zero_ct(c) for c in context[f.n_in:]]
+    unused = [zero_cotangent(c) for c in context[f.n_in:]]
     return residual, _to_stack(f_ct, f.n_in) + unused, (f_weights_ct,)
 
 

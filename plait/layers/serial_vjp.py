@@ -13,19 +13,13 @@ forward of the earlier, cheap sublayers (a LayerNorm).
 import jax
 import numpy as np
 
-__all__ = ['first_output_vjp']
+from plait.layers.combinators import _from_stack, _to_stack
+
+__all__ = ['first_output_vjp', 'zero_cotangent']
 
 
-def _to_stack(values, n):
-  return [values] if n == 1 else list(values)
-
-
-def _from_stack(stack, n):
-  return stack[0] if n == 1 else tuple(stack)
-
-
-def _zero_ct(x):
-  """Cotangent of an output that does not reach the loss."""
+def zero_cotangent(x):
+  """Cotangent of a value that does not reach the loss: zeros, or float0 for ints/bools."""
   if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact):
     return jax.numpy.zeros_like(x)
   return np.zeros(x.shape, jax.dtypes.float0)
@@ -60,7 +54,7 @@ def first_output_vjp(serial, inputs, weights, state, rng, first_ct):
   x, rest = stack[:last.n_in], stack[last.n_in:]
   y, last_vjp = jax.vjp(lambda x, w: run(len(layers) - 1, x, w), x, weights[-1])
   outputs = _to_stack(y, last.n_out) + rest
-  cts = [first_ct.astype(outputs[0].dtype)] + [_zero_ct(v) for v in outputs[1:]]
+  cts = [first_ct.astype(outputs[0].dtype)] + [zero_cotangent(v) for v in outputs[1:]]
   weights_ct = [None] * len(layers)
   x_ct, weights_ct[-1] = last_vjp(_from_stack(cts[:last.n_out], last.n_out))
   cts = list(x_ct) + cts[last.n_out:]
