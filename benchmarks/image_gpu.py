@@ -12,6 +12,7 @@ saved: originals on the top row, completions below.
   python benchmarks/image_gpu.py --tiny --out /tmp/image              # CPU smoke
 """
 import argparse
+import functools
 import io
 import json
 import math
@@ -98,12 +99,12 @@ def main(argv=None):
   os.makedirs(args.out, exist_ok=True)
   shape = (args.size, args.size, 3)
   length = int(np.prod(shape))
-  chunk = min(args.chunk_len, length // 2)
-  attention = ('lsh' if args.tiny else
-               dict(type='lsh', n_hashes=2, chunk_len=chunk, n_buckets=2 * length // chunk))
+  # Causal LSH, 2 hashes; the tiny run uses 4 chunks and 8 buckets.
+  chunk = length // 4 if args.tiny else min(args.chunk_len, length // 2)
+  attention = functools.partial(tl.LSHSelfAttention, causal=True, n_hashes=2, chunk_len=chunk,
+                                n_buckets=8 if args.tiny else 2 * length // chunk)
   make = lambda mode: ImageReformerLM(shape, args.d_model, args.d_ff, args.n_layers,
-                                      args.n_heads, attention_type=_lsh(attention, length),
-                                      mode=mode)
+                                      args.n_heads, attention_type=attention, mode=mode)
   photos = image_lib.offline_photos()
   train_photos, held_photos = photos[:-args.held_out], photos[-args.held_out:]
   held = crops(held_photos, args.size, args.n_eval, seed=1234)
@@ -165,17 +166,6 @@ def main(argv=None):
         f'{ours_seen:.3f} |')
   print(f'completion grid: {grid_path} ({args.samples} samples of {len(originals)} images in '
         f'{decode_seconds:.0f} s)')
-
-
-def _lsh(attention, length):
-  """The LSH attention constructor for the config (defaults for the tiny run)."""
-  import functools  # pylint: disable=import-outside-toplevel
-  from plait.layers.attention.lsh import LSHSelfAttention  # pylint: disable=import-outside-toplevel
-  if attention == 'lsh':
-    return functools.partial(LSHSelfAttention, causal=True, n_hashes=2, chunk_len=length // 4,
-                             n_buckets=8)
-  kw = {k: v for k, v in attention.items() if k != 'type'}
-  return functools.partial(LSHSelfAttention, causal=True, **kw)
 
 
 if __name__ == '__main__':
