@@ -73,3 +73,13 @@ train.progress = 'lines'
 train.log_every = 1
 train.plot = False
 """
+
+
+def trainer_main(args):
+  """plait-train's main(args) in-process, with no gin bindings before or after."""
+  from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
+  gin.clear_config()
+  try:
+    return trainer.main(args)
+  finally:
+    gin.clear_config()

@@ -6,20 +6,11 @@ import shutil
 import subprocess
 import sys
 
-import gin
 import pytest
 
-from plait.supervised import checkpoints, trainer
+from plait.supervised import checkpoints
 from tests.reliability import fixtures
 from tests.reliability import kill_harness as kh
-
-
-def _main(args):
-  gin.clear_config()
-  try:
-    return trainer.main(args)
-  finally:
-    gin.clear_config()
 
 
 @pytest.fixture(scope='module')
@@ -29,7 +20,8 @@ def good_run(tmp_path_factory):
   config = directory / 'good.gin'
   config.write_text(fixtures.gin_text(steps=2, checkpoint_every=2) + "train.progress = 'none'\n"
                     "train.eval_inputs = @eval/rel_tokens\ntrain.n_eval_batches = 1\n")
-  assert _main([f'--config_file={config}', f'--output_dir={directory / "run"}']) == 0
+  run_dir = directory / 'run'
+  assert fixtures.trainer_main([f'--config_file={config}', f'--output_dir={run_dir}']) == 0
   return str(config), str(directory / 'run')
 
 
@@ -86,7 +78,8 @@ def test_bad_input_fails_clearly_and_changes_nothing(case, good_run, tmp_path, c
     os.remove(os.path.join(directory, 'config.gin'))
   before = _snapshot(directory)
   capsys.readouterr()
-  assert _main([f'--config_file={config}', f'--output_dir={directory}', *extra]) == code
+  args = [f'--config_file={config}', f'--output_dir={directory}', *extra]
+  assert fixtures.trainer_main(args) == code
   err = capsys.readouterr().err
   assert err.startswith('plait-train: ')
   assert re.search(pattern, err, flags=re.DOTALL), err

@@ -3,11 +3,10 @@ import json
 import os
 import shutil
 
-import gin
 import pytest
 
 import plait.layers as tl
-from plait.supervised import checkpoints, optimizers, schedules, trainer, training
+from plait.supervised import checkpoints, optimizers, schedules, training
 from plait.supervised.tasks import TrainTask
 from tests.reliability import fixtures
 
@@ -124,27 +123,19 @@ def test_manifest_lists_every_data_file(trained):
   assert any(name.startswith('arrays/') for name in listed) and 'meta/metadata' in listed
 
 
-def _main(args):
-  gin.clear_config()
-  try:
-    return trainer.main(args)
-  finally:
-    gin.clear_config()
-
-
 def test_cli_refuses_then_falls_back_with_the_flag(tmp_path, capsys):
   directory = str(tmp_path / 'run')
   config = tmp_path / 'run.gin'
   config.write_text(fixtures.gin_text(steps=4, checkpoint_every=2) +
                     "train.progress = 'none'\n")
   args = [f'--config_file={config}', f'--output_dir={directory}']
-  assert _main(args) == 0
+  assert fixtures.trainer_main(args) == 0
   _truncate(_largest_array_file(os.path.join(directory, 'checkpoints', '4')))
   capsys.readouterr()
-  assert _main(args + ['--steps=6']) == 1
+  assert fixtures.trainer_main(args + ['--steps=6']) == 1
   err = capsys.readouterr().err
   assert 'checkpoint 4 is damaged' in err and '--fallback_to_previous_checkpoint' in err
-  assert _main(args + ['--steps=6', '--fallback_to_previous_checkpoint']) == 0
+  assert fixtures.trainer_main(args + ['--steps=6', '--fallback_to_previous_checkpoint']) == 0
   assert sorted(os.listdir(os.path.join(directory, 'checkpoints'))) == ['2', '4', '6']
   assert os.listdir(os.path.join(directory, 'corrupt_checkpoints')) == ['4']
   steps = [json.loads(l)['step'] for l in open(os.path.join(directory, 'metrics.jsonl'))]
