@@ -58,13 +58,23 @@ def count(weights):
   return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(weights))
 
 
-def train_setup(model, batch, length, vocab):
+def log_softmax_loss():
+  """The cross-entropy by autodiff of log_softmax (the A/B baseline of plait's own vjp)."""
+  def loss(logits, targets, weights):
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    return jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1e-9)
+  return tl.Fn('LogSoftmaxLoss', loss)
+
+
+def train_setup(model, batch, length, vocab, loss=None):
   tokens = jax.random.randint(jax.random.key(0), (batch, length), 1, vocab, jnp.int32)
   data = (tokens, tokens, jnp.ones((batch, length), jnp.float32))
   weights, state = model.init(jax.ShapeDtypeStruct(tokens.shape, jnp.int32), rng=jax.random.key(1))
   opt = optimizers.Adam(1e-4)
   opt_state = opt.init(weights)
-  step = jax.jit(make_train_step(model, tl.CrossEntropyLoss(), opt, compute_dtype=jnp.bfloat16),
+  step = jax.jit(make_train_step(model, loss or tl.CrossEntropyLoss(), opt,
+                                 compute_dtype=jnp.bfloat16),
                  donate_argnums=(0, 2))
   return step, weights, state, opt_state, data
 
@@ -120,10 +130,11 @@ def section_mfu(args):
   for name, make in configs.items():
     if args.only and name not in args.only:
       continue
-    row = {'model': name, 'batch': batch, 'length': length}
+    row = {'model': name, 'batch': batch, 'length': length, 'loss_vjp': args.loss}
     try:
       model = make()
-      step, w, s, o, data = train_setup(model, batch, length, vocab)
+      loss_layer = log_softmax_loss() if args.loss == 'log_softmax' else None
+      step, w, s, o, data = train_setup(model, batch, length, vocab, loss_layer)
       n = count(w)
       embed = vocab * d
       t, compile_s, loss = run_steps(step, w, s, o, data, args.reps)
@@ -240,6 +251,8 @@ def main(argv=None):
   p.add_argument('--n_hashes', type=int, default=2)
   p.add_argument('--lengths', type=int, nargs='+', default=[1048576])
   p.add_argument('--compile_only', action='store_true')
+  p.add_argument('--loss', choices=['own_vjp', 'log_softmax'], default='own_vjp',
+                 help='mfu: plait\'s cross-entropy vjp, or autodiff of log_softmax (A/B)')
   p.add_argument('--output_chunk_size', type=int, default=16384,
                  help='reformer_long: output head in chunks of this many positions (0: whole)')
   p.add_argument('--tiny', action='store_true', help='CPU smoke sizes (numbers meaningless)')

@@ -5,8 +5,11 @@ All reduce to a scalar weighted mean, so padded positions (weight 0) never count
   >>> loss = CrossEntropyLoss()
   >>> loss((logits, targets, jnp.ones_like(targets, jnp.float32)))
 """
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from plait.layers.base import Fn
 
@@ -17,12 +20,40 @@ def _weighted_mean(values, weights):
 
 
 def cross_entropy(logits, targets, label_smoothing=0.0):
-  """Per-position cross-entropy of integer `targets` under `logits` (float32 math)."""
-  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  """Per-position cross-entropy of integer `targets` under `logits` (float32 math).
+
+  Written as logsumexp minus the target's logit, with its own vjp: the gradient
+  (softmax - smoothed one-hot) is made in one elementwise pass in the logits' dtype,
+  never a float32 log-softmax or a scattered one-hot cotangent of the (..., vocab) size
+  (at a 32k vocabulary those are the largest arrays of a language model's step).
+  """
+  return _cross_entropy(label_smoothing, logits, targets)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _cross_entropy(label_smoothing, logits, targets):
+  return _cross_entropy_fwd(label_smoothing, logits, targets)[0]
+
+
+def _cross_entropy_fwd(label_smoothing, logits, targets):
+  x = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+  lse = jax.nn.logsumexp(x, axis=-1)
+  nll = lse - jnp.take_along_axis(x, targets[..., None], axis=-1)[..., 0]
   if label_smoothing:
-    nll = (1.0 - label_smoothing) * nll - label_smoothing * jnp.mean(log_probs, axis=-1)
-  return nll
+    nll = (1.0 - label_smoothing) * nll + label_smoothing * (lse - jnp.mean(x, axis=-1))
+  return nll, (logits, targets, lse)
+
+
+def _cross_entropy_bwd(label_smoothing, residuals, g):
+  logits, targets, lse = residuals
+  x = logits.astype(lse.dtype)
+  hit = jnp.arange(logits.shape[-1]) == targets[..., None]
+  target = (1.0 - label_smoothing) * hit + label_smoothing / logits.shape[-1]
+  grad = (jnp.exp(x - lse[..., None]) - target) * g[..., None]
+  return grad.astype(logits.dtype), np.zeros(targets.shape, jax.dtypes.float0)
+
+
+_cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
 
 
 def WeightedCategoryCrossEntropy(label_smoothing=0.0):  # pylint: disable=invalid-name

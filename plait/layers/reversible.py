@@ -38,7 +38,7 @@ import numpy as np
 from plait.layers import base
 from plait.layers.base import Layer, LayerError
 from plait.layers.combinators import Serial, _from_stack, _to_stack, serial_arity
-from plait.layers.serial_vjp import first_output_vjp, zero_cotangent
+from plait.layers.serial_vjp import barrier as _barrier, first_output_vjp, zero_cotangent
 
 __all__ = ['ReversibleLayer', 'ReversibleSelect', 'ReversibleSwap', 'ReversibleHalfResidual',
            'ReversibleSerial']
@@ -261,8 +261,14 @@ class ReversibleSerial(ReversibleLayer):
       y, rest, g, g_rest = stack[:k], stack[k:], cts[:k], cts[k:]
       # The barrier keeps XLA from merging this layer's recomputation with the
       # forward pass (CSE), which would keep forward intermediates alive until here,
-      # and from starting it before the layer above is done.
-      y, g, w_i = jax.lax.optimization_barrier((y, g, weights[i]))
+      # and from starting it before the layer above is done. It also takes the layer
+      # above's weight cotangents: without that, XLA's GPU scheduler defers small
+      # weight gradients (LayerNorm's) to the end of the program, keeping each
+      # layer's activation and cotangent alive until then (memory growing with depth).
+      above = weights_ct[i + 1] if i + 1 < len(self.sublayers) else ()
+      y, g, w_i, above = _barrier((y, g, weights[i], above))
+      if i + 1 < len(self.sublayers):
+        weights_ct[i + 1] = above
       x, (x_ct, weights_ct[i]) = self._guarded(
           i, 'reverse_and_grad', y, lambda l, y=y, g=g: l.reverse_and_grad(
               _from_stack(y, k), _from_stack(g, k), w_i, state[i], new_state[i],

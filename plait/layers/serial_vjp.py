@@ -15,7 +15,7 @@ import numpy as np
 
 from plait.layers.combinators import _from_stack, _to_stack
 
-__all__ = ['first_output_vjp', 'zero_cotangent']
+__all__ = ['barrier', 'first_output_vjp', 'zero_cotangent']
 
 
 def zero_cotangent(x):
@@ -25,7 +25,7 @@ def zero_cotangent(x):
   return np.zeros(x.shape, jax.dtypes.float0)
 
 
-def _barrier(tree):
+def barrier(tree):
   """optimization_barrier over the leaves that are not float0 (those pass as they are)."""
   leaves, treedef = jax.tree_util.tree_flatten(tree)
   real = [i for i, v in enumerate(leaves) if v.dtype != jax.dtypes.float0]
@@ -62,8 +62,10 @@ def first_output_vjp(serial, inputs, weights, state, rng, first_ct):
     layer = layers[i]
     g, g_rest = cts[:layer.n_out], cts[layer.n_out:]
     # The barrier holds the recomputation (and its float32 temporaries) back until the
-    # cotangent exists, and keeps XLA from merging it with the forward above (CSE).
-    x, w, g = _barrier((saved[i], weights[i], g))
+    # cotangent exists, and keeps XLA from merging it with the forward above (CSE); it
+    # takes the later sublayer's weight cotangents so that they are not deferred (see
+    # ReversibleSerial.reverse_and_grad).
+    x, w, g, weights_ct[i + 1] = barrier((saved[i], weights[i], g, weights_ct[i + 1]))
     _, vjp_fn = jax.vjp(lambda x, w, i=i: run(i, x, w), x, w)
     x_ct, weights_ct[i] = vjp_fn(_from_stack(g, layer.n_out))
     cts = list(x_ct) + g_rest
