@@ -90,8 +90,36 @@ def Relu():  # pylint: disable=invalid-name
 
 
 def Gelu():  # pylint: disable=invalid-name
-  """Exact (erf) GELU."""
-  return Fn('Gelu', lambda x: jax.nn.gelu(x, approximate=False))
+  """Exact (erf) GELU, x * Phi(x); its vjp keeps only x (see `exact_gelu`)."""
+  return Fn('Gelu', exact_gelu)
+
+
+@jax.custom_vjp
+def exact_gelu(x):
+  """x * Phi(x) (float32 math inside), with a vjp that saves only x.
+
+  Autodiff of `jax.nn.gelu(x, approximate=False)` keeps three x-sized intermediates
+  for the backward pass; in a transformer's feed-forward (4 * d_model wide) those are
+  the largest activations. Here the backward recomputes Phi and phi from x.
+  """
+  return _gelu_fwd(x)[0]
+
+
+def _gelu_fwd(x):
+  x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  return (x32 * 0.5 * (1.0 + jax.lax.erf(x32 * _SQRT_HALF))).astype(x.dtype), x
+
+
+def _gelu_bwd(x, g):
+  x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  cdf = 0.5 * (1.0 + jax.lax.erf(x32 * _SQRT_HALF))
+  pdf = jnp.exp(-0.5 * x32 * x32) * _INV_SQRT_2PI
+  return ((cdf + x32 * pdf) * g.astype(x32.dtype)).astype(x.dtype),
+
+
+_SQRT_HALF = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+exact_gelu.defvjp(_gelu_fwd, _gelu_bwd)
 
 
 def FastGelu():  # pylint: disable=invalid-name

@@ -1,4 +1,4 @@
-"""cross_entropy's own vjp equals autodiff of the plain log-softmax formula."""
+"""Layers with their own vjp (cross_entropy, exact_gelu) equal autodiff of the plain formulas."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,3 +44,18 @@ def test_jit_and_second_call_agree():
   f = jax.jit(jax.value_and_grad(lambda x: metrics.cross_entropy(x, targets).mean()))
   np.testing.assert_allclose(f(logits)[1], f(logits)[1])
   np.testing.assert_allclose(f(logits)[0], reference(logits, targets, 0.0).mean(), rtol=1e-6)
+
+
+def test_exact_gelu_value_and_gradient_equal_jax_nn_gelu():
+  from plait.layers import core  # pylint: disable=import-outside-toplevel
+  x = 3 * jax.random.normal(jax.random.key(4), (7, 11))
+  g = jax.random.normal(jax.random.key(5), (7, 11))
+  np.testing.assert_allclose(core.exact_gelu(x), jax.nn.gelu(x, approximate=False),
+                             rtol=1e-6, atol=1e-6)
+  got = jax.vjp(core.exact_gelu, x)[1](g)[0]
+  want = jax.vjp(lambda x: jax.nn.gelu(x, approximate=False), x)[1](g)[0]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  xb = x.astype(jnp.bfloat16)
+  assert jax.vjp(core.exact_gelu, xb)[1](g.astype(jnp.bfloat16))[0].dtype == jnp.bfloat16
+  np.testing.assert_allclose(core.exact_gelu(xb).astype(jnp.float32),
+                             jax.nn.gelu(x, approximate=False), atol=3e-2)
