@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plait.layers.attention import dense
+from plait.layers.attention import decode_kernel, dense
 
 
 def einsum_masked(q, k, v, pos):
@@ -61,7 +61,16 @@ def jax_dpa_blhd(implementation):
   return attend
 
 
+def plait_kernel(q, k, v, pos):
+  """plait.layers.attention.decode_kernel: Pallas, reads only the filled blocks."""
+  b, h, length, d = k.shape
+  out = decode_kernel.decode_attention(q.reshape(b * h, d), k.reshape(b * h, length, d),
+                                       v.reshape(b * h, length, d), pos)
+  return out.reshape(q.shape)
+
+
 VARIANTS = {
+    'plait_pallas_kernel': (plait_kernel, 'bhld'),
     'einsum_masked (current)': (einsum_masked, 'bhld'),
     'split_k16': (split_k, 'bhld'),
     'dpa_xla_seqlens': (jax_dpa('xla'), 'bhld'),

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plait.layers.attention import decode_kernel
 from plait.layers.attention.base import Attention, AttentionKind, large_negative
 
 IMPLEMENTATIONS = (None, 'auto', 'xla', 'cudnn')
@@ -44,7 +45,7 @@ def init_kv_cache(max_len, d_head, dtype):
           jnp.zeros((max_len,), jnp.bool_), jnp.zeros((), jnp.int32))
 
 
-def cached_attention(q, k, v, mask, cache, allowed_fn):
+def cached_attention(q, k, v, mask, cache, allowed_fn, kernel=None):
   """Appends the new k/v to the cache and attends q to the cached positions allowed.
 
   Works on any leading axes (one pair, or (B, H) at once).
@@ -53,6 +54,9 @@ def cached_attention(q, k, v, mask, cache, allowed_fn):
     mask: bool, broadcastable to (..., L_new) (True = real token), or None.
     cache: as from `init_kv_cache`, with the same leading axes as q.
     allowed_fn: (q_positions (L_new, 1), k_positions (1, max_len)) -> bool (L_new, max_len).
+    kernel: None, or 'pallas' / 'interpret' to attend with `decode_kernel` (GPU / its
+      CPU interpreter), which reads only the filled cache. Only for one new position,
+      no mask, and an allowed_fn that lets every filled position through (causal).
   Returns:
     (out (..., L_new, d_head), new_cache). Writing past the cache's end raises when the
     position is concrete (eager calls); under jit it yields NaN outputs, loud rather than
@@ -71,8 +75,17 @@ def cached_attention(q, k, v, mask, cache, allowed_fn):
   valid = jax.lax.dynamic_update_slice(valid, new_valid, lead + (start,))
   q_pos = (start + jnp.arange(n_new))[:, None]
   k_pos = jnp.arange(max_len)[None, :]
-  allowed = allowed_fn(q_pos, k_pos) & (k_pos < start + n_new) & valid[..., None, :]
-  out = masked_attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), allowed)
+  if kernel is not None:
+    if n_new != 1 or mask is not None:
+      raise ValueError(f'cached_attention: kernel={kernel!r} takes one new position and no '
+                       f'mask, got {n_new} positions and mask={mask is not None}.')
+    flat = lambda t: t.reshape((-1,) + t.shape[-2:])
+    out = decode_kernel.decode_attention(
+        flat(q)[:, 0], flat(k_cache).astype(q.dtype), flat(v_cache).astype(q.dtype),
+        start + 1, interpret=kernel == 'interpret').reshape(q.shape)
+  else:
+    allowed = allowed_fn(q_pos, k_pos) & (k_pos < start + n_new) & valid[..., None, :]
+    out = masked_attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), allowed)
   out = jnp.where(start + n_new <= max_len, out, jnp.nan)
   return out, (k_cache, v_cache, valid, index + n_new)
 
@@ -121,7 +134,8 @@ class DotProductAttention(AttentionKind):
       mask = None if mask is None else mask[:, None, :]
       causal = self.causal
       return cached_attention(q, k, v, mask, state,
-                              lambda qp, kp: (kp <= qp) if causal else (kp >= 0))
+                              lambda qp, kp: (kp <= qp) if causal else (kp >= 0),
+                              self.pick_decode_kernel(q, mask, state))
     impl = self.pick_implementation(q, mask)
     if q.dtype == jnp.float64:
       # jax.nn.dot_product_attention takes its softmax in float32 whatever the input dtype;
@@ -139,6 +153,16 @@ class DotProductAttention(AttentionKind):
       sees = jnp.cumsum(mask, axis=-1) > 0 if self.causal else jnp.any(mask, -1, keepdims=True)
       out = jnp.where(sees[:, None, :, None], out, jnp.zeros((), out.dtype))
     return out, state
+
+  def pick_decode_kernel(self, q, mask, cache):
+    """'pallas' (decode_kernel) for a one-token step on GPU without a mask, else None.
+
+    implementation='xla' keeps XLA's path; so do CPUs and shapes the kernel lacks.
+    """
+    if self.implementation == 'xla' or mask is not None or jax.default_backend() != 'gpu':
+      return None
+    ok = decode_kernel.supported(q.shape, cache[0].shape[-2], q.dtype)
+    return 'pallas' if ok else None
 
   def pick_implementation(self, q, mask):
     """'xla' or 'cudnn' for these (B, H, L, d_head) queries (see the class docstring)."""
