@@ -62,43 +62,51 @@ def decode_attention(q, k, v, length, block_k=None, interpret=False):
   if not interpret:
     from jax.experimental.pallas import triton as plgpu  # pylint: disable=import-outside-toplevel
     params = plgpu.CompilerParams(num_warps=4, num_stages=2)
-  out, stats = pl.pallas_call(
+  row = lambda i, j: (i, j, 0)
+  out, block_max, block_sum = pl.pallas_call(
       kernel, grid=(n, blocks),
       in_specs=[pl.BlockSpec((), lambda i, j: ()),
                 pl.BlockSpec((None, d), lambda i, j: (i, 0)),
-                pl.BlockSpec((None, block_k, d), lambda i, j: (i, j, 0)),
-                pl.BlockSpec((None, block_k, d), lambda i, j: (i, j, 0))],
-      out_specs=[pl.BlockSpec((None, None, d), lambda i, j: (i, j, 0)),
-                 pl.BlockSpec((None, None, 2), lambda i, j: (i, j, 0))],
+                pl.BlockSpec((None, block_k, d), row),
+                pl.BlockSpec((None, block_k, d), row)],
+      out_specs=[pl.BlockSpec((None, None, d), row), pl.BlockSpec((None, None, 1), row),
+                 pl.BlockSpec((None, None, 1), row)],
       out_shape=[jax.ShapeDtypeStruct((n, blocks, d), jnp.float32),
-                 jax.ShapeDtypeStruct((n, blocks, 2), jnp.float32)],
+                 jax.ShapeDtypeStruct((n, blocks, 1), jnp.float32),
+                 jax.ShapeDtypeStruct((n, blocks, 1), jnp.float32)],
       compiler_params=params, interpret=interpret, name='plait_decode_attention',
   )(jnp.asarray(length, jnp.int32), q, k, v)
   # Combine the blocks' partial softmaxes by their maxima (empty blocks weigh 0).
-  block_max, block_sum = stats[..., 0], stats[..., 1]
   weight = jnp.exp(block_max - jnp.max(block_max, axis=1, keepdims=True))
   total = jnp.sum(weight * block_sum, axis=1)
-  return (jnp.einsum('nb,nbd->nd', weight, out) / total[:, None]).astype(q.dtype)
+  return (jnp.sum(weight * out, axis=1) / total).astype(q.dtype)
 
 
-def _block_kernel(length_ref, q_ref, k_ref, v_ref, out_ref, stats_ref, *, block_k, scale):
+def _block_kernel(length_ref, q_ref, k_ref, v_ref, out_ref, max_ref, sum_ref, *, block_k,
+                  scale):
+  """One (row, block) program: its block's max logit, sum of exp, and exp-weighted values.
+
+  Kept rank >= 1 throughout (Triton lowers no scalar stacks or stores).
+  """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   first = pl.program_id(1) * block_k
   length = length_ref[()]
 
   @pl.when(first < length)
   def _():
-    q = q_ref[...].astype(jnp.float32)
-    k = k_ref[...].astype(jnp.float32)
-    filled = first + jnp.arange(block_k) < length
-    logits = jnp.where(filled, jnp.sum(k * q[None, :], axis=1) * scale, _NEG)
-    block_max = jnp.max(logits)
-    p = jnp.exp(logits - block_max)
-    v = jnp.where(filled[:, None], v_ref[...].astype(jnp.float32), 0.0)  # 0 * NaN is NaN.
-    out_ref[...] = jnp.sum(p[:, None] * v, axis=0)
-    stats_ref[...] = jnp.stack([block_max, jnp.sum(p)])
+    filled = (first + jnp.arange(block_k) < length)[:, None]               # (block_k, 1)
+    q = q_ref[...].astype(jnp.float32)[None, :]                            # (1, d)
+    logits = jnp.sum(k_ref[...].astype(jnp.float32) * q, axis=1, keepdims=True) * scale
+    logits = jnp.where(filled, logits, _NEG)                               # (block_k, 1)
+    block_max = jnp.max(logits, axis=0)                                    # (1,)
+    p = jnp.exp(logits - block_max[None, :])
+    v = jnp.where(filled, v_ref[...].astype(jnp.float32), 0.0)  # 0 * NaN is NaN.
+    out_ref[...] = jnp.sum(p * v, axis=0)
+    max_ref[...] = block_max
+    sum_ref[...] = jnp.sum(p, axis=0)
 
   @pl.when(first >= length)
   def _():
     out_ref[...] = jnp.zeros(out_ref.shape, jnp.float32)
-    stats_ref[...] = jnp.where(jnp.arange(2) == 0, _NEG, 0.0).astype(jnp.float32)
+    max_ref[...] = jnp.full(max_ref.shape, _NEG, jnp.float32)
+    sum_ref[...] = jnp.zeros(sum_ref.shape, jnp.float32)

@@ -93,3 +93,18 @@ def test_transformer_lm_decoding_with_the_kernel_equals_rerun(monkeypatch):
   slow = decoding.rerun_sample(models.TransformerLM(**kwargs, mode='eval'), prompt,
                                temperature=0.0, max_length=8, weights=weights, pad_multiple=32)
   np.testing.assert_array_equal(fast, slow)
+
+
+def test_kernel_lowers_to_triton_without_a_gpu(monkeypatch):
+  """CI has no GPU: lower for CUDA with a stated compute capability (catches Triton-lowering
+  gaps, e.g. scalar stacks, that the interpreter accepts)."""
+  import types  # pylint: disable=import-outside-toplevel
+  reg = pytest.importorskip('jax._src.pallas.triton.pallas_call_registration')
+  monkeypatch.setattr(reg.gpu_info_lib, 'get_gpu_info',
+                      lambda: types.SimpleNamespace(compute_capability='90'))
+  q = jax.ShapeDtypeStruct((96, 64), jnp.bfloat16)
+  k = jax.ShapeDtypeStruct((96, 2048, 64), jnp.bfloat16)
+  n = jax.ShapeDtypeStruct((), jnp.int32)
+  lowered = jax.jit(decode_kernel.decode_attention).trace(q, k, k, n).lower(
+      lowering_platforms=('cuda',))
+  assert 'plait_decode_attention' in lowered.as_text()
