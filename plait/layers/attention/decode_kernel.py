@@ -44,7 +44,7 @@ def decode_attention(q, k, v, length, block_k=None, interpret=False):
   """softmax(q . k[:length] / sqrt(d)) . v[:length] for every row.
 
   Args:
-    q: (N, d) queries. k, v: (N, L, d) caches, L a multiple of block_k.
+    q: (N, d) queries. k, v: (N, L, d) caches (any float dtype), L a multiple of block_k.
     length: int scalar, the filled prefix of the caches (1 <= length <= L).
     block_k: keys per program (default `block_size(L)`).
   Returns:

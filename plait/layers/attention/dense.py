@@ -79,10 +79,11 @@ def cached_attention(q, k, v, mask, cache, allowed_fn, kernel=None):
     if n_new != 1 or mask is not None:
       raise ValueError(f'cached_attention: kernel={kernel!r} takes one new position and no '
                        f'mask, got {n_new} positions and mask={mask is not None}.')
+    # The kernel reads the caches in their own dtype (a cast here would copy all of them).
     flat = lambda t: t.reshape((-1,) + t.shape[-2:])
     out = decode_kernel.decode_attention(
-        flat(q)[:, 0], flat(k_cache).astype(q.dtype), flat(v_cache).astype(q.dtype),
-        start + 1, interpret=kernel == 'interpret').reshape(q.shape)
+        flat(q)[:, 0], flat(k_cache), flat(v_cache), start + 1,
+        interpret=kernel == 'interpret').reshape(q.shape)
   else:
     allowed = allowed_fn(q_pos, k_pos) & (k_pos < start + n_new) & valid[..., None, :]
     out = masked_attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), allowed)

@@ -108,3 +108,14 @@ def test_kernel_lowers_to_triton_without_a_gpu(monkeypatch):
   lowered = jax.jit(decode_kernel.decode_attention).trace(q, k, k, n).lower(
       lowering_platforms=('cuda',))
   assert 'plait_decode_attention' in lowered.as_text()
+
+
+def test_float32_caches_with_bf16_queries():
+  """Caches keep their init dtype (float32) when decoding with bf16 weights: no cast."""
+  k1, k2, k3 = jax.random.split(jax.random.key(9), 3)
+  q = jax.random.normal(k1, (3, 64), jnp.bfloat16)
+  k, v = jax.random.normal(k2, (3, 128, 64)), jax.random.normal(k3, (3, 128, 64))
+  got = decode_kernel.decode_attention(q, k, v, 70, interpret=True)
+  assert got.dtype == jnp.bfloat16
+  ref = _reference(q, k, v, 70)
+  assert float(jnp.linalg.norm(got.astype(jnp.float32) - ref) / jnp.linalg.norm(ref)) < 1e-2
