@@ -79,7 +79,11 @@ def train(kind, cfg, steps, seed=0, log_every=0, max_seconds=None):
   data = duplication_inputs(cfg['length'], cfg['vocab_size'], cfg['batch_size'], seed=seed)()
   sig = ShapeDtype((cfg['batch_size'], cfg['length']), jnp.int32)
   weights, state = net.init(sig, rng=jax.random.key(seed))
-  schedule = optax.warmup_constant_schedule(0.0, cfg['lr'], max(1, min(100, steps // 10)))
+  warmup = max(1, min(100, steps // 10))
+  if cfg.get('schedule', 'constant') == 'cosine':  # Decays to 0 at `steps`.
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg['lr'], warmup, max(steps, warmup + 1))
+  else:
+    schedule = optax.warmup_constant_schedule(0.0, cfg['lr'], warmup)
   optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
   opt_state = optimizer.init(weights)
 
@@ -158,6 +162,8 @@ def main():
                  help='default 2 * length / chunk_len (as in the Reformer configs)')
   p.add_argument('--batch_size', type=int, default=16)
   p.add_argument('--lr', type=float, default=1e-3)
+  p.add_argument('--schedule', choices=['constant', 'cosine'], default='constant',
+                 help='learning rate after warm-up: constant, or cosine decay to 0 at --steps')
   p.add_argument('--steps', type=int, default=20000)
   p.add_argument('--eval_batches', type=int, default=8)
   p.add_argument('--max_seconds', type=float, default=None,
@@ -167,7 +173,7 @@ def main():
   p.add_argument('--json', default=None, help='also write the results here')
   args = p.parse_args()
   cfg = {k: getattr(args, k) for k in ('length', 'vocab_size', 'd_model', 'd_ff', 'n_heads',
-                                       'chunk_len', 'batch_size', 'lr')}
+                                       'chunk_len', 'batch_size', 'lr', 'schedule')}
   cfg['n_buckets'] = args.n_buckets or max(2, 2 * args.length // args.chunk_len)
   print(f'# {jax.devices()[0].device_kind}; {cfg}; {args.steps} steps', flush=True)
   results, timings, steps_done = {}, {}, {}
