@@ -70,8 +70,11 @@ def cached_attention(q, k, v, mask, cache, allowed_fn, kernel=None):
   new_valid = jnp.ones(q.shape[:-1], jnp.bool_)
   if mask is not None:
     new_valid = jnp.broadcast_to(mask, q.shape[:-1])
-  k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), lead + (start, 0))
-  v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), lead + (start, 0))
+  # The caches take the dtype of what they store: a state made by a float32 init and then
+  # run with bf16 weights holds bf16 caches from the first call on (half the bytes to read
+  # per token); the first call casts once.
+  k_cache = jax.lax.dynamic_update_slice(k_cache.astype(k.dtype), k, lead + (start, 0))
+  v_cache = jax.lax.dynamic_update_slice(v_cache.astype(v.dtype), v, lead + (start, 0))
   valid = jax.lax.dynamic_update_slice(valid, new_valid, lead + (start,))
   q_pos = (start + jnp.arange(n_new))[:, None]
   k_pos = jnp.arange(max_len)[None, :]

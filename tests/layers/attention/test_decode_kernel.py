@@ -119,3 +119,21 @@ def test_float32_caches_with_bf16_queries():
   assert got.dtype == jnp.bfloat16
   ref = _reference(q, k, v, 70)
   assert float(jnp.linalg.norm(got.astype(jnp.float32) - ref) / jnp.linalg.norm(ref)) < 1e-2
+
+
+def test_caches_take_the_dtype_of_bf16_weights_and_decoding_still_matches():
+  kwargs = dict(helpers.LMS['TransformerLM'][1], attention_type='dense')
+  weights = helpers.random_weights(models.TransformerLM(**kwargs, mode='train'),
+                                   helpers.token_signature(2, 16))
+  weights = jax.tree_util.tree_map(lambda w: w.astype(jnp.bfloat16), weights)
+  predict = models.TransformerLM(**kwargs, mode='predict')
+  state = decoding.fresh_state(predict, jax.ShapeDtypeStruct((2, 1), jnp.int32))
+  _, state = predict.pure_fn(jnp.ones((2, 3), jnp.int32), weights, state, None)
+  caches = [x for x in jax.tree_util.tree_leaves(state) if x.ndim == 4]
+  assert caches and all(c.dtype == jnp.bfloat16 for c in caches)
+  prompt = helpers.random_tokens((2, 4), seed=5, high=helpers.VOCAB)
+  on_device = decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=6,
+                                             weights=weights)
+  stream = decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=6,
+                                          weights=weights, on_device=False)
+  np.testing.assert_array_equal(on_device, stream)
