@@ -30,6 +30,22 @@ def test_models_gpu_script_runs_tiny_on_cpu(section):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('section', ['train', 'decode'])
+def test_profile_gpu_script_traces_and_summarizes_on_cpu(section):
+  out = run(str(BENCH / 'profile_gpu.py'), section, '--tiny', '--steps', '1',
+            '--decode_tokens', '4')
+  assert '"wall_ms_per_step"' in out and '| kernel |' in out
+
+
+def test_decode_attention_script_checks_and_times_the_xla_variants_on_cpu():
+  out = run(str(BENCH / 'decode_attention_gpu.py'), '--batch', '1', '--heads', '2',
+            '--max_len', '128', '--layers', '1', '--positions', '50', '--reps', '1',
+            '--only', 'einsum_masked (current)', 'split_k16', 'dpa_xla_seqlens')
+  rows = [l for l in out.splitlines() if l.startswith('| ') and '| 50 |' in l]
+  assert len(rows) == 3 and all(float(r.split('|')[5]) < 1e-2 for r in rows), out
+
+
+@pytest.mark.slow
 def test_novel_gpu_script_trains_evaluates_and_samples_both_models_on_cpu(tmp_path):
   out = subprocess.run([sys.executable, str(BENCH / 'novel_gpu.py'), '--tiny', '--max_seconds',
                         '1', '--out', str(tmp_path), '--sample_tokens', '8'],
