@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench_rows import measured  # pylint: disable=g-bad-import-order
 import plait.layers as tl
 from plait.shapes import ShapeDtype
 
@@ -116,17 +117,13 @@ def main(argv=None):
     causal = direction == 'causal'
     for length in args.lengths:
       for kind in args.kinds:
-        row = dict(kind=kind, direction=direction, length=length)
-        try:
+        def fill(row, kind=kind, causal=causal, length=length):
           if kind == 'flash-core':
             step, xs = flash_core_step(causal, length)
           else:
             step, xs = layer_step(MAKERS[kind](causal, length), length)
           row['ms'], row['gib'] = measure(step, xs, args.budget_s)
-        except Exception as e:  # pylint: disable=broad-except
-          row['error'] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        rows.append(measured(dict(kind=kind, direction=direction, length=length), fill))
         if args.out:
           with open(args.out, 'w') as f:
             json.dump(rows, f, indent=1)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench_rows import measured  # pylint: disable=g-bad-import-order
 from plait.layers.attention import decode_kernel, dense
 
 
@@ -102,11 +103,10 @@ def main(argv=None):
     if args.only and name not in args.only:
       continue
     for pos in args.positions:
-      row = {'variant': name, 'pos': pos, 'batch': b}
-      try:
+      def fill(row, fn=fn, layout=layout, pos=pos):
         qq, kk, vv = (q, k, v) if layout == 'bhld' else (to_blhd(q), to_blhd(k), to_blhd(v))
         @jax.jit
-        def run(qq, kk, vv, pos, fn=fn):
+        def run(qq, kk, vv, pos):
           return [fn(qq[i], kk[i], vv[i], pos) for i in range(n)]
         out = run(qq, kk, vv, pos)
         out = out[0] if layout == 'bhld' else out[0].transpose(0, 2, 1, 3)
@@ -121,10 +121,7 @@ def main(argv=None):
           times.append(time.perf_counter() - t)
         row['us_per_layer'] = statistics.median(times) / n * 1e6
         row['cache_gb_s'] = 2 * b * h * pos * d * 2 / (row['us_per_layer'] * 1e-6) / 1e9
-      except Exception as e:  # pylint: disable=broad-except
-        row['error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'
-      rows.append(row)
-      print(json.dumps(row), flush=True)
+      rows.append(measured({'variant': name, 'pos': pos, 'batch': b}, fill))
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(rows, f, indent=1)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench_rows import measured  # pylint: disable=g-bad-import-order
 import plait.layers as tl
 from plait import models
 from plait.supervised import decoding, optimizers
@@ -130,8 +131,7 @@ def section_mfu(args):
   for name, make in configs.items():
     if args.only and name not in args.only:
       continue
-    row = {'model': name, 'batch': batch, 'length': length, 'loss_vjp': args.loss}
-    try:
+    def fill(row, make=make, name=name):
       model = make()
       loss_layer = log_softmax_loss() if args.loss == 'log_softmax' else None
       step, w, s, o, data = train_setup(model, batch, length, vocab, loss_layer)
@@ -145,10 +145,8 @@ def section_mfu(args):
                  model_tflops=tokens_s * flops / 1e12, compile_s=compile_s, loss=loss,
                  mfu_vs_989=tokens_s * flops / 989e12,
                  mfu_vs_measured=tokens_s * flops / (ceiling * 1e12), peak_gib=peak_gib())
-    except Exception as e:  # pylint: disable=broad-except
-      row['error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'
-    rows.append(row)
-    print(json.dumps(row), flush=True)
+    rows.append(measured({'model': name, 'batch': batch, 'length': length,
+                          'loss_vjp': args.loss}, fill))
   return rows
 
 
@@ -168,21 +166,17 @@ def section_reformer_long(args):
                                          n_buckets=[a, n_buckets // a], chunk_len=128,
                                          head_chunk_size=1),
         mode='train')
-    row = {'model': 'ReformerLM', 'length': length, 'layers': args.layers,
-           'n_hashes': args.n_hashes, 'output_chunk_size': args.output_chunk_size}
-    try:
+    def fill(row, model=model, length=length):
       step, w, s, o, data = train_setup(model, 1, length, 256)
       compiled = step.lower(w, s, o, data, jax.random.key(2)).compile()
-      mem = compiled.memory_analysis()
-      row['compiled_temp_gib'] = mem.temp_size_in_bytes / 2 ** 30
+      row['compiled_temp_gib'] = compiled.memory_analysis().temp_size_in_bytes / 2 ** 30
       if not args.compile_only:
         t, compile_s, loss = run_steps(step, w, s, o, data, args.reps)
         row.update(step_s=t, compile_s=compile_s, loss=loss, peak_gib=peak_gib(),
                    params_m=count(w) / 1e6)
-    except Exception as e:  # pylint: disable=broad-except
-      row['error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'
-    rows.append(row)
-    print(json.dumps(row), flush=True)
+    rows.append(measured({'model': 'ReformerLM', 'length': length, 'layers': args.layers,
+                          'n_hashes': args.n_hashes,
+                          'output_chunk_size': args.output_chunk_size}, fill))
   return rows
 
 
