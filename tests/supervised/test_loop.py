@@ -21,13 +21,17 @@ def _loop(output_dir, data=None, **kwargs):
                        **kwargs)
 
 
+def _ran(output_dir, n_steps, data=None, **kwargs):
+  """A Loop (see `_loop`) after run(n_steps) and close()."""
+  loop = _loop(output_dir, data, **kwargs)
+  loop.run(n_steps)
+  loop.close()
+  return loop
+
+
 def test_resume_reproduces_uninterrupted_losses(tmp_path):
-  full = _loop(tmp_path / 'full', checkpoint_at=100)
-  full.run(6)
-  full.close()
-  first = _loop(tmp_path / 'resumed', checkpoint_at=100)
-  first.run(3)
-  first.close()
+  full = _ran(tmp_path / 'full', 6, checkpoint_at=100)
+  first = _ran(tmp_path / 'resumed', 3, checkpoint_at=100)
   second = _loop(tmp_path / 'resumed', checkpoint_at=100)
   assert second.step == 3
   second.run(3)
@@ -74,9 +78,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_checkpoint_of_other_model_names_mismatched_weights(tmp_path):
-  loop = _loop(tmp_path)
-  loop.run(1)
-  loop.close()
+  loop = _ran(tmp_path, 1)
   other = tl.Serial(tl.Embedding(helpers.VOCAB, 16), tl.Dense(24), tl.Relu(),
                     tl.Dense(helpers.VOCAB))
   with pytest.raises(checkpoints.CheckpointError) as e:
@@ -89,9 +91,7 @@ def test_checkpoint_of_other_model_names_mismatched_weights(tmp_path):
 
 
 def test_restore_model_round_trip(tmp_path):
-  loop = _loop(tmp_path)
-  loop.run(2)
-  loop.close()
+  loop = _ran(tmp_path, 2)
   model = helpers.tiny_lm()
   sig = jax.ShapeDtypeStruct((1, helpers.LENGTH), jnp.int32)
   weights, state, step = checkpoints.restore_model(str(tmp_path), model, sig)
@@ -189,16 +189,10 @@ class _SigtermAt(helpers.RandomTokens):
 
 def test_sigterm_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path):
   previous = signal.getsignal(signal.SIGTERM)
-  loop = _loop(tmp_path / 'stopped', data=_SigtermAt(3), checkpoint_at=100)
-  loop.run(6)
-  loop.close()
+  loop = _ran(tmp_path / 'stopped', 6, data=_SigtermAt(3), checkpoint_at=100)
   assert loop.step == 3 and loop.stopped_by == 'SIGTERM'
   assert signal.getsignal(signal.SIGTERM) == previous  # the handler is restored
   assert sorted(os.listdir(tmp_path / 'stopped' / 'checkpoints')) == ['3']
-  resumed = _loop(tmp_path / 'stopped', checkpoint_at=100)
-  resumed.run(3)
-  resumed.close()
-  full = _loop(tmp_path / 'full', checkpoint_at=100)
-  full.run(6)
-  full.close()
+  resumed = _ran(tmp_path / 'stopped', 3, checkpoint_at=100)
+  full = _ran(tmp_path / 'full', 6, checkpoint_at=100)
   assert helpers.train_losses(loop) + helpers.train_losses(resumed) == helpers.train_losses(full)
