@@ -265,10 +265,9 @@ class ReversibleSerial(ReversibleLayer):
       # above's weight cotangents: without that, XLA's GPU scheduler defers small
       # weight gradients (LayerNorm's) to the end of the program, keeping each
       # layer's activation and cotangent alive until then (memory growing with depth).
-      above = weights_ct[i + 1] if i + 1 < len(self.sublayers) else ()
-      y, g, w_i, above = _barrier((y, g, weights[i], above))
-      if i + 1 < len(self.sublayers):
-        weights_ct[i + 1] = above
+      # (weights_ct[i + 1:i + 2] is that layer's cotangents, or [] for the top layer.)
+      y, g, w_i, weights_ct[i + 1:i + 2] = _barrier(
+          (y, g, weights[i], weights_ct[i + 1:i + 2]))
       x, (x_ct, weights_ct[i]) = self._guarded(
           i, 'reverse_and_grad', y, lambda l, y=y, g=g: l.reverse_and_grad(
               _from_stack(y, k), _from_stack(g, k), w_i, state[i], new_state[i],
