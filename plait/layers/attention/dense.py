@@ -76,8 +76,6 @@ def cached_attention(q, k, v, mask, cache, allowed_fn, kernel=None):
   k_cache = jax.lax.dynamic_update_slice(k_cache.astype(k.dtype), k, lead + (start, 0))
   v_cache = jax.lax.dynamic_update_slice(v_cache.astype(v.dtype), v, lead + (start, 0))
   valid = jax.lax.dynamic_update_slice(valid, new_valid, lead + (start,))
-  q_pos = (start + jnp.arange(n_new))[:, None]
-  k_pos = jnp.arange(max_len)[None, :]
   if kernel is not None:
     if n_new != 1 or mask is not None:
       raise ValueError(f'cached_attention: kernel={kernel!r} takes one new position and no '
@@ -88,6 +86,8 @@ def cached_attention(q, k, v, mask, cache, allowed_fn, kernel=None):
         flat(q)[:, 0], flat(k_cache), flat(v_cache), start + 1,
         interpret=kernel == 'interpret').reshape(q.shape)
   else:
+    q_pos = (start + jnp.arange(n_new))[:, None]
+    k_pos = jnp.arange(max_len)[None, :]
     allowed = allowed_fn(q_pos, k_pos) & (k_pos < start + n_new) & valid[..., None, :]
     out = masked_attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), allowed)
   out = jnp.where(start + n_new <= max_len, out, jnp.nan)
