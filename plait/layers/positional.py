@@ -57,13 +57,24 @@ class _PositionalBase(Layer):
 
 
 class PositionalEncoding(_PositionalBase):
-  """Sinusoidal (kind='sinusoidal', no weights) or learned (kind='learned') encodings."""
+  """Sinusoidal (kind='sinusoidal', no weights) or learned (kind='learned') encodings.
 
-  def __init__(self, max_len=2048, kind='sinusoidal', dropout=0.0, mode='train'):
+  Learned tables start as N(0, 1), the scale of `Embedding`'s token vectors (and of the
+  axial tables), so position is as visible as content from the first step. That matters
+  for hashing attention: with N(0, 0.02) tables the token part dominates every query, LSH
+  buckets by content alone, and a model that must attend by position (the duplication
+  task) sits at chance (benchmarks/RESULTS.md section 5). `initializer` overrides it.
+
+    >>> pe = PositionalEncoding(max_len=1024, kind='learned')
+    >>> (table,), _ = pe.init(ShapeDtype((8, 1024, 256)))   # (1024, 256), std 1
+  """
+
+  def __init__(self, max_len=2048, kind='sinusoidal', dropout=0.0, mode='train',
+               initializer=init.normal(1.0)):
     if kind not in ('sinusoidal', 'learned'):
       raise ValueError(f"PositionalEncoding kind must be 'sinusoidal' or 'learned', got {kind!r}.")
     super().__init__(max_len, dropout, mode, name=f'PositionalEncoding_{kind}')
-    self._kind = kind
+    self._kind, self._init = kind, initializer
 
   def _table(self, weights, d_feature):
     if self._kind == 'learned':
@@ -72,7 +83,7 @@ class PositionalEncoding(_PositionalBase):
 
   def init_weights_and_state(self, input_signature, rng):
     d = input_signature.shape[-1]
-    weights = (init.normal(0.02)(rng, (self._max_len, d)),) if self._kind == 'learned' else ()
+    weights = (self._init(rng, (self._max_len, d)),) if self._kind == 'learned' else ()
     return weights, self._position_state()
 
 
