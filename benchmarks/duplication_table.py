@@ -13,6 +13,9 @@ scored on fresh sequences (another data seed).
       --chunk_len 8 --steps 600
   # GPU, the paper's size (length 1024, d_model 256, 4 heads):
   python benchmarks/duplication_table.py --steps 20000
+  # ... or one process per trained model side by side on one GPU, then one table:
+  python benchmarks/duplication_table.py --train lsh4 --json lsh4.json &  # (and full, lsh1)
+  python benchmarks/duplication_table.py --table_from full.json lsh1.json lsh4.json
 
 Prints a Markdown table with the paper's numbers beside ours (and --json writes them).
 """
@@ -146,6 +149,19 @@ def table(results, cfg):
   return '\n'.join(rows)
 
 
+def merged_table(paths):
+  """The table of several --json files' rows (in the order given); their configs must agree."""
+  results, cfg = {}, None
+  for path in paths:
+    with open(path) as f:
+      run = json.load(f)
+    if cfg is not None and run['config'] != cfg:
+      raise ValueError(f'{path}: config {run["config"]} differs from {paths[0]}: {cfg}.')
+    cfg = run['config']
+    results.update(run['results'])
+  return table(results, cfg)
+
+
 def _label(kind):
   return 'full' if kind == 'full' else f'LSH-{kind[3:]}'
 
@@ -171,7 +187,13 @@ def main():
   p.add_argument('--train', nargs='+', default=list(TRAIN_KINDS))
   p.add_argument('--log_every', type=int, default=0)
   p.add_argument('--json', default=None, help='also write the results here')
+  p.add_argument('--table_from', nargs='+', default=None, metavar='JSON',
+                 help='train nothing: print one table of the rows in these --json files '
+                      '(e.g. one process per trained model, run side by side)')
   args = p.parse_args()
+  if args.table_from:
+    print(merged_table(args.table_from))
+    return
   cfg = {k: getattr(args, k) for k in ('length', 'vocab_size', 'd_model', 'd_ff', 'n_heads',
                                        'chunk_len', 'batch_size', 'lr', 'schedule')}
   cfg['n_buckets'] = args.n_buckets or max(2, 2 * args.length // args.chunk_len)
