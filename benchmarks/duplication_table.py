@@ -181,6 +181,8 @@ def main():
   p.add_argument('--schedule', choices=['constant', 'cosine'], default='constant',
                  help='learning rate after warm-up: constant, or cosine decay to 0 at --steps')
   p.add_argument('--steps', type=int, default=20000)
+  p.add_argument('--seed', type=int, default=0,
+                 help='weights, training data and hash seed (evaluation data is fixed)')
   p.add_argument('--eval_batches', type=int, default=8)
   p.add_argument('--max_seconds', type=float, default=None,
                  help='stop training each model after this long (checked every 50 steps)')
@@ -201,8 +203,8 @@ def main():
   results, timings, steps_done = {}, {}, {}
   for kind in args.train:
     start = time.time()
-    weights, _, steps_done[kind] = train(kind, cfg, args.steps, log_every=args.log_every,
-                                         max_seconds=args.max_seconds)
+    weights, _, steps_done[kind] = train(kind, cfg, args.steps, seed=args.seed,
+                                         log_every=args.log_every, max_seconds=args.max_seconds)
     results[kind] = {e: evaluate(weights, e, cfg, args.eval_batches) for e in EVAL_KINDS}
     timings[kind] = time.time() - start
     print(f'# trained {kind} for {steps_done[kind]} steps in {timings[kind]:.0f}s: '
@@ -210,7 +212,7 @@ def main():
   print(table(results, cfg))
   if args.json:
     with open(args.json, 'w') as f:
-      json.dump({'config': cfg, 'steps': steps_done, 'results': results, 'seconds': timings,
+      json.dump({'config': cfg, 'seed': args.seed, 'steps': steps_done, 'results': results, 'seconds': timings,
                  'device': jax.devices()[0].device_kind}, f, indent=1)
 
 
