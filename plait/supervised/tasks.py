@@ -6,6 +6,7 @@ fine: the model pops `model.n_in` values and the loss or metric layer pops its
 """
 import inspect
 
+import jax
 import optax
 
 from plait.supervised import schedules
@@ -40,10 +41,24 @@ class TrainTask:
     self.optimizer, self.lr_schedule = _build_optimizer(optimizer, lr_schedule)
 
   def learning_rate(self, step):
-    """The learning rate used for update number `step` (None if unknown)."""
+    """The learning rate used for update number `step` (None if unknown).
+
+    Evaluated on the host CPU: on an accelerator the schedule's small ops would queue
+    behind the training step being computed and wait for it (the Loop asks while that
+    step runs).
+    """
     if self.lr_schedule is None:
       return None
-    return float(self.lr_schedule(step))
+    with jax.default_device(_host_cpu()):
+      return float(self.lr_schedule(step))
+
+
+def _host_cpu():
+  """The host's CPU device, or None (= JAX's default) when the CPU backend is switched off."""
+  try:
+    return jax.local_devices(backend='cpu')[0]
+  except RuntimeError:
+    return None
 
 
 class EvalTask:

@@ -12,6 +12,11 @@ stream, and the checkpoint holds everything else (weights, state, optimizer
 state, rng, data position), so stopping after step k and resuming gives the
 same losses as an uninterrupted run.
 
+Overlap: while the device computes step k, the host reads batch k + 1 (a peek, so a
+checkpoint taken after step k still resumes at batch k + 1; a data error is raised when
+step k + 1 begins, after step k is checked, logged and saved) and the logged learning
+rate, then waits for step k's loss, which it checks before keeping the new weights.
+
 Multi-device: when more than one device is visible, batches are split over a
 `jax.sharding.Mesh` 'data' axis and everything else is replicated (see
 `plait.supervised.distributed`); the step is the same pure function.
@@ -169,6 +174,7 @@ class Loop:
     self._eval_state = self._eval_model_state(state)
     self._last_saved = self._step if meta is not None else None
     self._losses_since_checkpoint = []
+    self._prefetch_error = None
     self._eval_results = {}
     self._history = []
     self.stopped_by = None  # 'SIGTERM' when the last run() stopped on that signal
@@ -243,19 +249,22 @@ class Loop:
       start = last_time = time.perf_counter()
       while self._step < last_step:
         step = self._step + 1
-        batch = next(self._task.stream)
+        batch = self._next_batch()
         tokens = _count_tokens(batch)
         outputs = self._train_step(self._weights, self._state, self._opt_state,
                                    self._place_batch(batch), jax.random.fold_in(self._rng, step))
-        loss = float(outputs[3])
+        # While the device computes the step: the next batch and the logged learning rate.
+        if step < last_step:
+          self._prefetch_next_batch()
+        lr = self._task.learning_rate(step)
+        loss, gradient_norm = (float(v) for v in jax.device_get(outputs[3:5]))
         if not math.isfinite(loss):
           self._diverged(step, loss, batch)
         self._weights, self._state, self._opt_state = outputs[:3]
         self._step = step
         now = time.perf_counter()
         step_time, last_time = now - last_time, now
-        values = {'loss': loss, 'gradient_norm': float(outputs[4])}
-        lr = self._task.learning_rate(step)
+        values = {'loss': loss, 'gradient_norm': gradient_norm}
         if lr is not None:
           values['learning_rate'] = lr
         values['step_time'] = step_time
@@ -288,6 +297,23 @@ class Loop:
         self._checkpointer.wait()
       if self._metrics is not None:
         self._metrics.flush()
+
+  def _prefetch_next_batch(self):
+    """Reads the next training batch ahead (a peek: checkpointed positions exclude it).
+
+    A data error is kept and raised by `_next_batch`, where reading would have raised it,
+    so the step in flight is still checked, recorded and checkpointed first.
+    """
+    try:
+      self._task.stream.peek()
+    except Exception as e:  # pylint: disable=broad-except
+      self._prefetch_error = e
+
+  def _next_batch(self):
+    error, self._prefetch_error = self._prefetch_error, None
+    if error is not None:
+      raise error
+    return next(self._task.stream)
 
   def _diverged(self, step, loss, batch=()):
     if self._checkpointer is not None:
@@ -345,6 +371,7 @@ class Loop:
                             self._opt_state, self._rng, self._task.stream.position(), metrics)
     self._last_saved = self._step
     self._losses_since_checkpoint = []
+    self._prefetch_error = None
     self._eval_results = {}
 
   def close(self):

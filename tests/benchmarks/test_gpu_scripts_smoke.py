@@ -65,3 +65,9 @@ def test_run_all_runs_the_suite_and_prints_the_summary_table(tmp_path):
   out = run(str(BENCH / 'run_all.py'), '--tiny', '--out', str(tmp_path))
   assert '| benchmark | measured | target |' in out
   assert '| decode TransformerLM cached vs re-run |' in out, out
+
+
+def test_loop_overhead_script_times_both_loops_on_cpu():
+  out = run(str(BENCH / 'loop_overhead_gpu.py'), '--tiny', '--steps', '3', '--warmup', '2')
+  row = [l for l in out.splitlines() if 'duplication ReformerLM' in l]
+  assert len(row) == 1 and float(row[0].split('|')[-2]) > 0, out

@@ -77,6 +77,42 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert np.all(np.isfinite(np.asarray(loop.weights[3][0])))
 
 
+class _BreaksAt(helpers.RandomTokens):
+  """RandomTokens whose batch number `at` (1-based) raises `error`."""
+
+  def __init__(self, at, error):
+    super().__init__()
+    self.at, self.error = at, error
+
+  def __next__(self):
+    if self.i + 1 == self.at:
+      raise self.error
+    return super().__next__()
+
+
+@pytest.mark.parametrize('error, match', [(StopIteration(), 'ran out after 4 batches'),
+                                          (OSError('disk gone'), 'disk gone')])
+def test_data_error_read_ahead_surfaces_after_the_step_in_flight(tmp_path, error, match):
+  # The Loop reads batch 5 while step 4 runs; the error must still come after step 4 is
+  # recorded and checkpointed, as if batch 5 had been read when step 5 began.
+  loop = _loop(tmp_path, _BreaksAt(5, error), checkpoint_at=4)
+  with pytest.raises(Exception, match=match):
+    loop.run(10)
+  assert loop.step == 4
+  loop.close()
+  assert [r['step'] for r in loop.history if r['split'] == 'train'] == [1, 2, 3, 4]
+  assert sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints')) == [4]
+  assert checkpoints.Checkpointer(tmp_path).read_meta(4)['data']['batches'] == 4
+
+
+def test_read_ahead_batch_is_not_lost_between_runs(tmp_path):
+  # run(3) reads batch 4 ahead; the next run(3) in the same process must train on it.
+  split = _loop(None, checkpoint_at=100)
+  split.run(3)
+  split.run(3)
+  assert helpers.train_losses(split) == helpers.train_losses(_ran(None, 6, checkpoint_at=100))
+
+
 def test_checkpoint_of_other_model_names_mismatched_weights(tmp_path):
   loop = _ran(tmp_path, 1)
   other = tl.Serial(tl.Embedding(helpers.VOCAB, 16), tl.Dense(24), tl.Relu(),
@@ -189,7 +225,8 @@ class _SigtermAt(helpers.RandomTokens):
 
 def test_sigterm_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path):
   previous = signal.getsignal(signal.SIGTERM)
-  loop = _ran(tmp_path / 'stopped', 6, data=_SigtermAt(3), checkpoint_at=100)
+  # Batch 4 is read ahead while step 3 runs, so the signal comes during step 3.
+  loop = _ran(tmp_path / 'stopped', 6, data=_SigtermAt(4), checkpoint_at=100)
   assert loop.step == 3 and loop.stopped_by == 'SIGTERM'
   assert signal.getsignal(signal.SIGTERM) == previous  # the handler is restored
   assert sorted(os.listdir(tmp_path / 'stopped' / 'checkpoints')) == ['3']
