@@ -371,7 +371,6 @@ class Loop:
                             self._opt_state, self._rng, self._task.stream.position(), metrics)
     self._last_saved = self._step
     self._losses_since_checkpoint = []
-    self._prefetch_error = None
     self._eval_results = {}
 
   def close(self):

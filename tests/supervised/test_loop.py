@@ -78,15 +78,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 class _BreaksAt(helpers.RandomTokens):
-  """RandomTokens whose batch number `at` (1-based) raises `error`."""
+  """RandomTokens whose batch number `at` (1-based) raises `error` once, then goes on."""
 
   def __init__(self, at, error):
     super().__init__()
     self.at, self.error = at, error
 
   def __next__(self):
-    if self.i + 1 == self.at:
-      raise self.error
+    if self.i + 1 == self.at and self.error is not None:
+      error, self.error = self.error, None
+      raise error
     return super().__next__()
 
 
