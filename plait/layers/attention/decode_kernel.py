@@ -52,8 +52,12 @@ def decode_attention(q, k, v, length, block_k=None, interpret=False):
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   n, cache_len, d = k.shape
-  block_k = block_k or block_size(cache_len)
-  if block_k is None or cache_len % block_k:
+  if block_k is None:
+    block_k = block_size(cache_len)
+    if block_k is None:
+      raise ValueError(f'decode_attention: cache length {cache_len} has no power-of-two '
+                       'block of 16 to 128 keys dividing it; use a multiple of 16.')
+  if block_k < 1 or cache_len % block_k:
     raise ValueError(f'decode_attention: cache length {cache_len} is not a multiple of '
                      f'block_k={block_k}.')
   blocks = cache_len // block_k

@@ -64,9 +64,12 @@ def test_kernel_refuses_masks_prompts_and_odd_lengths():
   with pytest.raises(ValueError, match='one new position'):
     y = jnp.ones((2, 16))
     dense.cached_attention(y, y, y, None, cache, lambda qp, kp: kp <= qp, kernel='interpret')
-  with pytest.raises(ValueError, match='not a multiple'):
+  with pytest.raises(ValueError, match='length 40 has no power-of-two block.*multiple of 16'):
     decode_kernel.decode_attention(jnp.ones((1, 16)), jnp.ones((1, 40, 16)),
                                    jnp.ones((1, 40, 16)), 3, interpret=True)
+  with pytest.raises(ValueError, match='length 48 is not a multiple of block_k=32'):
+    decode_kernel.decode_attention(jnp.ones((1, 16)), jnp.ones((1, 48, 16)),
+                                   jnp.ones((1, 48, 16)), 3, block_k=32, interpret=True)
   assert decode_kernel.block_size(40) is None and decode_kernel.block_size(2048) == 128
   assert decode_kernel.block_size(48) == 16
 
