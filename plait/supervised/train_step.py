@@ -60,6 +60,30 @@ def make_train_step(model, loss_layer, optimizer, compute_dtype=None):
   return train_step
 
 
+def skip_non_finite(train_step):
+  """Wraps a train step so that a non-finite loss changes nothing, then or ever after.
+
+  step(weights, state, opt_state, batch, rng, stopped)
+      -> (weights, state, opt_state, loss, gradient_norm, stopped)
+
+  `stopped` is a bool scalar; it becomes True at the first non-finite loss, and while it
+  is True the step returns its weights, state and optimizer state unchanged. The Loop
+  passes each step's flag to the next without waiting for it, so it can check a loss
+  after the next step has been launched: the arrays it then holds are still those from
+  before the first bad step. The selects fuse into the optimizer's update.
+  """
+
+  def step(weights, state, opt_state, batch, rng, stopped):
+    new = train_step(weights, state, opt_state, batch, rng)
+    stopped = stopped | ~jnp.isfinite(new[3])
+    keep = lambda n, o: jnp.where(stopped, o, n)
+    kept = tuple(jax.tree_util.tree_map(keep, n, o)
+                 for n, o in zip(new[:3], (weights, state, opt_state)))
+    return kept + (new[3], new[4], stopped)
+
+  return step
+
+
 def make_eval_step(model, metric_layers, compute_dtype=None):
   """Returns eval_step(weights, state, batch, rng) -> tuple of metric values (float32)."""
 

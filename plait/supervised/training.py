@@ -12,10 +12,13 @@ stream, and the checkpoint holds everything else (weights, state, optimizer
 state, rng, data position), so stopping after step k and resuming gives the
 same losses as an uninterrupted run.
 
-Overlap: while the device computes step k, the host reads batch k + 1 (a peek, so a
-checkpoint taken after step k still resumes at batch k + 1; a data error is raised when
-step k + 1 begins, after step k is checked, logged and saved) and the logged learning
-rate, then waits for step k's loss, which it checks before keeping the new weights.
+Overlap: the host launches step k + 1 before it waits for step k's loss, and while step
+k + 1 runs it reads batch k + 2 (a peek, so a checkpoint's data position excludes it) and
+the logged learning rate. A non-finite loss is therefore found a step late; the step is
+wrapped in `train_step.skip_non_finite`, so the weights held then are still those before
+the bad step. Steps that evaluate, checkpoint or stop are waited for before anything else
+is launched, and a data error from reading ahead is raised only after the step in flight
+is checked and logged.
 
 Multi-device: when more than one device is visible, batches are split over a
 `jax.sharding.Mesh` 'data' axis and everything else is replicated (see
@@ -156,11 +159,11 @@ class Loop:
                                           compute_dtype)
     if self._mesh is not None:
       train_step = distributed.keep_shardings(train_step, self._mesh)
-    self._train_step = jax.jit(train_step, donate_argnums=donate)
+    self._train_step = jax.jit(step_lib.skip_non_finite(train_step), donate_argnums=donate)
     # Trace the whole step (model and loss) once on the first batch, so that shape or
     # dtype errors (a LayerError naming the layer and shapes) come before any file is written.
     jax.eval_shape(self._train_step, weights, state, opt_state,
-                   tuple(jnp.asarray(x) for x in first_batch), self._rng)
+                   tuple(jnp.asarray(x) for x in first_batch), self._rng, jnp.bool_(False))
     if meta is not None:
       restored = self._checkpointer.restore(latest, model, weights, state, opt_state,
                                             sharding=self._replicated_sharding())
@@ -171,6 +174,7 @@ class Loop:
     if self._output_dir and tokenizer is not None:
       ckpt_lib.save_tokenizer(tokenizer, self._output_dir)
     self._weights, self._state, self._opt_state = self._place((weights, state, opt_state))
+    self._stopped = self._no_bad_step_yet()
     self._eval_state = self._eval_model_state(state)
     self._last_saved = self._step if meta is not None else None
     self._losses_since_checkpoint = []
@@ -245,41 +249,35 @@ class Loop:
     self.stopped_by = None
     self._progress.start(self._step + 1, n_steps)
     guard = preemption.StopOnSignal().__enter__()
+    self._clock = {'start': time.perf_counter()}
+    self._clock['last'] = self._clock['start']
+    in_flight = None  # the last launched step, until its loss is checked (see _finish)
     try:
-      start = last_time = time.perf_counter()
-      while self._step < last_step:
-        step = self._step + 1
+      for step in range(self._step + 1, last_step + 1):
+        if in_flight is not None and self._prefetch_error is not None:
+          in_flight = self._finish(in_flight, last_step)  # the data error comes after it
         batch = self._next_batch()
-        tokens = _count_tokens(batch)
-        outputs = self._train_step(self._weights, self._state, self._opt_state,
-                                   self._place_batch(batch), jax.random.fold_in(self._rng, step))
-        # While the device computes the step: the next batch and the logged learning rate.
+        previous, in_flight = in_flight, self._launch(step, batch)
+        # While the device computes the step: the next batch, the logged learning rate and
+        # the check of the step before it.
         if step < last_step:
           self._prefetch_next_batch()
-        lr = self._task.learning_rate(step)
-        loss, gradient_norm = (float(v) for v in jax.device_get(outputs[3:5]))
-        if not math.isfinite(loss):
-          self._diverged(step, loss, batch)
-        self._weights, self._state, self._opt_state = outputs[:3]
-        self._step = step
-        now = time.perf_counter()
-        step_time, last_time = now - last_time, now
-        values = {'loss': loss, 'gradient_norm': gradient_norm}
-        if lr is not None:
-          values['learning_rate'] = lr
-        values['step_time'] = step_time
-        values['tokens_per_second'] = tokens / max(step_time, 1e-9)
-        values['elapsed_seconds'] = now - start
-        self._record('train', step, values)
-        self._progress.train_step(step, last_step, values)
-        self._losses_since_checkpoint.append(loss)
-        out_of_time = max_seconds is not None and now - start >= max_seconds
-        if self._eval_tasks and (self._eval_at(step) or out_of_time):
+        in_flight['lr'] = self._task.learning_rate(step)
+        if previous is not None:
+          self._finish(previous, last_step)
+        elapsed = time.perf_counter() - self._clock['start']
+        out_of_time = max_seconds is not None and elapsed >= max_seconds
+        evaluate = bool(self._eval_tasks) and (self._eval_at(step) or out_of_time)
+        save = bool(self._output_dir) and self._checkpoint_at(step)
+        if not (evaluate or save or out_of_time or guard.requested or step == last_step):
+          continue  # checked during the next step
+        in_flight = self._finish(in_flight, last_step)
+        if evaluate:
           self.run_evals()
-        if self._output_dir and self._checkpoint_at(step):
+        if save:
           self.save_checkpoint()
         if out_of_time:
-          self._progress.message(f'step {step}: stopping after {now - start:.0f} s '
+          self._progress.message(f'step {step}: stopping after {elapsed:.0f} s '
                                  f'(max_seconds={max_seconds}).')
           break
         if guard.requested:
@@ -287,7 +285,7 @@ class Loop:
           self._progress.message(f'step {step}: {guard.requested} received; saving a '
                                  'checkpoint and stopping (rerun to resume).')
           break
-        last_time = time.perf_counter()
+        self._clock['last'] = time.perf_counter()
       if self._output_dir and self._last_saved != self._step:
         self.save_checkpoint()
     finally:
@@ -297,6 +295,43 @@ class Loop:
         self._checkpointer.wait()
       if self._metrics is not None:
         self._metrics.flush()
+
+  def _launch(self, step, batch):
+    """Starts train step `step` on `batch` (returns at once); the Loop keeps its outputs."""
+    outputs = self._train_step(self._weights, self._state, self._opt_state,
+                               self._place_batch(batch), jax.random.fold_in(self._rng, step),
+                               self._stopped)
+    self._weights, self._state, self._opt_state, self._stopped = outputs[:3] + outputs[5:]
+    return {'step': step, 'batch': batch, 'tokens': _count_tokens(batch),
+            'loss': outputs[3], 'gradient_norm': outputs[4], 'lr': None}
+
+  def _finish(self, launched, last_step):
+    """Waits for a launched step's loss, checks and records it; returns None.
+
+    A non-finite loss raises DivergedError. By then skip_non_finite has kept the weights
+    from before that step (in this step and in any launched after it), so they are the
+    last finite ones.
+    """
+    step = launched['step']
+    loss, gradient_norm = (float(v) for v in
+                           jax.device_get((launched['loss'], launched['gradient_norm'])))
+    if not math.isfinite(loss):
+      self._step = step - 1
+      self._stopped = self._no_bad_step_yet()  # a later run() starts afresh from here
+      self._diverged(step, loss, launched['batch'])
+    self._step = step
+    now = time.perf_counter()
+    step_time, self._clock['last'] = now - self._clock['last'], now
+    values = {'loss': loss, 'gradient_norm': gradient_norm}
+    if launched['lr'] is not None:
+      values['learning_rate'] = launched['lr']
+    values['step_time'] = step_time
+    values['tokens_per_second'] = launched['tokens'] / max(step_time, 1e-9)
+    values['elapsed_seconds'] = now - self._clock['start']
+    self._record('train', step, values)
+    self._progress.train_step(step, last_step, values)
+    self._losses_since_checkpoint.append(loss)
+    return None
 
   def _prefetch_next_batch(self):
     """Reads the next training batch ahead (a peek: checkpointed positions exclude it).
@@ -425,6 +460,10 @@ class Loop:
       raise ValueError(f"Loop: the mesh needs a '{distributed.DATA_AXIS}' axis, "
                        f'got axes {mesh.axis_names}.')
     return mesh
+
+  def _no_bad_step_yet(self):
+    """skip_non_finite's flag, False, laid out as the step returns it (no recompile)."""
+    return self._place(jnp.zeros((), jnp.bool_))
 
   def _replicated_sharding(self):
     return distributed.replicated(self._mesh) if self._mesh is not None else None

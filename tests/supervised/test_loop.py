@@ -10,6 +10,7 @@ import pytest
 
 import plait.layers as tl
 from plait.supervised import checkpoints
+from plait.supervised import train_step as step_lib
 from plait.supervised import training
 from plait.supervised.tasks import EvalTask
 from tests.supervised import helpers
@@ -75,6 +76,34 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   loop.close()
   assert sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints')) == [2, 4]
   assert np.all(np.isfinite(np.asarray(loop.weights[3][0])))
+
+
+def test_nan_found_a_step_late_leaves_exactly_the_last_finite_weights():
+  # No checkpoint or eval at step 5, so its loss is checked only after step 6 is launched;
+  # skip_non_finite must have kept step 4's weights through both.
+  diverged = _loop(None, helpers.RandomTokens(nan_at=5), checkpoint_at=100)
+  with pytest.raises(training.DivergedError, match='at step 5'):
+    diverged.run(10)
+  assert diverged.step == 4
+  assert [r['step'] for r in diverged.history if r['split'] == 'train'] == [1, 2, 3, 4]
+  clean = _ran(None, 4, checkpoint_at=100)
+  for a, b in zip(jax.tree_util.tree_leaves((diverged.weights, diverged.opt_state)),
+                  jax.tree_util.tree_leaves((clean.weights, clean.opt_state))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_skip_non_finite_keeps_everything_from_the_first_bad_step_on():
+  def step(w, s, o, batch, rng):  # loss = batch; everything else moves by 1
+    return w + 1, s + 1, o + 1, batch, jnp.abs(batch)
+
+  guarded = jax.jit(step_lib.skip_non_finite(step))
+  ones = jnp.ones((2,))
+  out = guarded(ones, ones, ones, jnp.float32(3.0), None, jnp.bool_(False))
+  assert [float(x[0]) for x in out[:3]] == [2, 2, 2] and not out[5]
+  out = guarded(*out[:3], jnp.float32(np.nan), None, out[5])
+  assert [float(x[0]) for x in out[:3]] == [2, 2, 2] and out[5]
+  out = guarded(*out[:3], jnp.float32(1.0), None, out[5])  # finite again: still stopped
+  assert [float(x[0]) for x in out[:3]] == [2, 2, 2] and out[5] and float(out[3]) == 1.0
 
 
 class _BreaksAt(helpers.RandomTokens):
