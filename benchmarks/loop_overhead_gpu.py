@@ -9,7 +9,8 @@ step, blocks once at the end). Small models on a GPU show the Loop's host work p
   python benchmarks/loop_overhead_gpu.py                 # duplication-task ReformerLM, GPU
   python benchmarks/loop_overhead_gpu.py --tiny --steps 20   # CPU smoke test
 
-Prints one Markdown row per model (`--json` writes them): ms/step of each loop and the ratio.
+Prints one Markdown row (`--json` writes it): ms/step of each loop and their ratio.
+`--model transformer` times a mid-size TransformerLM instead (longer steps, same host work).
 """
 import argparse
 import functools
@@ -23,6 +24,7 @@ from plait import shapes
 from plait.data.duplication import duplication_inputs
 from plait.layers.attention.lsh import LSHSelfAttention
 from plait.models.reformer import ReformerLM
+from plait.models.transformer import TransformerLM
 from plait.supervised import optimizers, schedules, train_step as step_lib
 from plait.supervised.tasks import TrainTask
 from plait.supervised.training import Loop
@@ -35,6 +37,17 @@ def duplication_model(length, tiny):
                                 n_buckets=2 * length // chunk, chunk_len=chunk)
   return ReformerLM(vocab_size=128, d_model=d, d_ff=2 * d, n_layers=1, n_heads=heads,
                     max_len=length, positional='learned', attention_type=attention)
+
+
+def transformer_model(length, tiny):
+  """A mid-size TransformerLM (d_model 512, 8 layers; ~25M parameters) on the same data."""
+  d, layers = (32, 1) if tiny else (512, 8)
+  return TransformerLM(vocab_size=128, d_model=d, d_ff=4 * d, n_layers=layers,
+                       n_heads=8 if not tiny else 2, max_len=length)
+
+
+MODELS = {'duplication': ('duplication ReformerLM (LSH-4)', duplication_model),
+          'transformer': ('TransformerLM d512 x 8', transformer_model)}
 
 
 def task(length, batch):
@@ -84,14 +97,16 @@ def main():
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--steps', type=int, default=2000)
   p.add_argument('--warmup', type=int, default=20)
+  p.add_argument('--model', choices=sorted(MODELS), default='duplication')
   p.add_argument('--tiny', action='store_true', help='CPU smoke sizes (numbers meaningless)')
   p.add_argument('--json', default=None)
   args = p.parse_args()
   length = 64 if args.tiny else args.length
-  model = duplication_model(length, args.tiny)
+  name, build = MODELS[args.model]
+  model = build(length, args.tiny)
   bare = time_bare(model, length, args.batch, args.steps, args.warmup)
   looped = time_loop(model, length, args.batch, args.steps, args.warmup)
-  row = {'device': jax.devices()[0].device_kind, 'model': 'duplication ReformerLM (LSH-4)',
+  row = {'device': jax.devices()[0].device_kind, 'model': name,
          'length': length, 'batch': args.batch, 'steps': args.steps,
          'bare_ms': bare * 1e3, 'loop_ms': looped * 1e3, 'loop_over_bare': looped / bare}
   print('| device | model | length | batch | bare loop ms/step | Loop ms/step | Loop / bare |')
