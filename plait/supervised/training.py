@@ -249,13 +249,13 @@ class Loop:
     self.stopped_by = None
     self._progress.start(self._step + 1, n_steps)
     guard = preemption.StopOnSignal().__enter__()
-    self._clock = {'start': time.perf_counter()}
-    self._clock['last'] = self._clock['start']
+    self._run_start = self._last_step_end = time.perf_counter()  # for the step records
     in_flight = None  # the last launched step, until its loss is checked (see _finish)
     try:
       for step in range(self._step + 1, last_step + 1):
         if in_flight is not None and self._prefetch_error is not None:
-          in_flight = self._finish(in_flight, last_step)  # the data error comes after it
+          self._finish(in_flight, last_step)  # the data error comes after it
+          in_flight = None
         batch = self._next_batch()
         previous, in_flight = in_flight, self._launch(step, batch)
         # While the device computes the step: the next batch, the logged learning rate and
@@ -265,13 +265,14 @@ class Loop:
         in_flight['lr'] = self._task.learning_rate(step)
         if previous is not None:
           self._finish(previous, last_step)
-        elapsed = time.perf_counter() - self._clock['start']
+        elapsed = time.perf_counter() - self._run_start
         out_of_time = max_seconds is not None and elapsed >= max_seconds
         evaluate = bool(self._eval_tasks) and (self._eval_at(step) or out_of_time)
         save = bool(self._output_dir) and self._checkpoint_at(step)
         if not (evaluate or save or out_of_time or guard.requested or step == last_step):
           continue  # checked during the next step
-        in_flight = self._finish(in_flight, last_step)
+        self._finish(in_flight, last_step)
+        in_flight = None
         if evaluate:
           self.run_evals()
         if save:
@@ -285,7 +286,7 @@ class Loop:
           self._progress.message(f'step {step}: {guard.requested} received; saving a '
                                  'checkpoint and stopping (rerun to resume).')
           break
-        self._clock['last'] = time.perf_counter()
+        self._last_step_end = time.perf_counter()
       if self._output_dir and self._last_saved != self._step:
         self.save_checkpoint()
     finally:
@@ -306,7 +307,7 @@ class Loop:
             'loss': outputs[3], 'gradient_norm': outputs[4], 'lr': None}
 
   def _finish(self, launched, last_step):
-    """Waits for a launched step's loss, checks and records it; returns None.
+    """Waits for a launched step's loss, checks and records it.
 
     A non-finite loss raises DivergedError. By then skip_non_finite has kept the weights
     from before that step (in this step and in any launched after it), so they are the
@@ -321,17 +322,16 @@ class Loop:
       self._diverged(step, loss, launched['batch'])
     self._step = step
     now = time.perf_counter()
-    step_time, self._clock['last'] = now - self._clock['last'], now
+    step_time, self._last_step_end = now - self._last_step_end, now
     values = {'loss': loss, 'gradient_norm': gradient_norm}
     if launched['lr'] is not None:
       values['learning_rate'] = launched['lr']
     values['step_time'] = step_time
     values['tokens_per_second'] = launched['tokens'] / max(step_time, 1e-9)
-    values['elapsed_seconds'] = now - self._clock['start']
+    values['elapsed_seconds'] = now - self._run_start
     self._record('train', step, values)
     self._progress.train_step(step, last_step, values)
     self._losses_since_checkpoint.append(loss)
-    return None
 
   def _prefetch_next_batch(self):
     """Reads the next training batch ahead (a peek: checkpointed positions exclude it).
