@@ -4,6 +4,7 @@ A batch is a tuple `(inputs, targets, weights)` of arrays (more inputs are
 fine: the model pops `model.n_in` values and the loss or metric layer pops its
 `n_in` from what the model pushed followed by the rest of the batch).
 """
+import functools
 import inspect
 
 import jax
@@ -53,8 +54,12 @@ class TrainTask:
       return float(self.lr_schedule(step))
 
 
+@functools.cache
 def _host_cpu():
-  """The host's CPU device, or None (= JAX's default) when the CPU backend is switched off."""
+  """The host's CPU device, or None (= JAX's default) when the CPU backend is switched off.
+
+  Looked up once: the Loop asks for a learning rate on every step.
+  """
   try:
     return jax.local_devices(backend='cpu')[0]
   except RuntimeError:
