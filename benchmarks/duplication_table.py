@@ -212,8 +212,8 @@ def main():
   print(table(results, cfg))
   if args.json:
     with open(args.json, 'w') as f:
-      json.dump({'config': cfg, 'seed': args.seed, 'steps': steps_done, 'results': results, 'seconds': timings,
-                 'device': jax.devices()[0].device_kind}, f, indent=1)
+      json.dump({'config': cfg, 'seed': args.seed, 'steps': steps_done, 'results': results,
+                 'seconds': timings, 'device': jax.devices()[0].device_kind}, f, indent=1)
 
 
 if __name__ == '__main__':
