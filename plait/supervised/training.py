@@ -154,7 +154,10 @@ class Loop:
     _check_vocab(model, weights, first_batch, tokenizer)
     opt_state = self._task.optimizer.init(weights)
     self._step = 0
-    donate = (0, 1, 2) if jax.default_backend() != 'cpu' else ()
+    # Weights, state and optimizer state are donated on every backend (JAX implements
+    # donation on CPU too), so CPU tests run the GPU's aliasing rules: after a step, only
+    # the arrays it returned may be read.
+    donate = (0, 1, 2)
     train_step = step_lib.make_train_step(model, self._task.loss_layer, self._task.optimizer,
                                           compute_dtype)
     if self._mesh is not None:
@@ -175,7 +178,7 @@ class Loop:
       ckpt_lib.save_tokenizer(tokenizer, self._output_dir)
     self._weights, self._state, self._opt_state = self._place((weights, state, opt_state))
     self._stopped = self._no_bad_step_yet()
-    self._eval_state = self._eval_model_state(state)
+    self._eval_state = self._own_eval_state(state)
     self._last_saved = self._step if meta is not None else None
     self._losses_since_checkpoint = []
     self._prefetch_error = None
@@ -375,13 +378,16 @@ class Loop:
   def run_evals(self):
     """Evaluates every EvalTask now; returns {'<task>/<metric>': value}."""
     results = {}
+    # The training state as it is now (the arrays the last step returned: earlier ones were
+    # donated to it), unless the eval model's state differs in structure.
+    eval_state = self._state if self._eval_state is None else self._eval_state
     for task, eval_step in zip(self._eval_tasks, self._eval_steps):
       if task.stream.restartable:
         task.stream.reset()
       totals = np.zeros(len(task.metrics))
       rng = jax.random.fold_in(jax.random.fold_in(self._rng, self._step), 1 << 30)
       for i in range(task.n_eval_batches):
-        values = eval_step(self._weights, self._eval_state,
+        values = eval_step(self._weights, eval_state,
                            self._place_batch(next(task.stream)), jax.random.fold_in(rng, i))
         totals += np.array([float(v) for v in values])
       means = {n: float(v) for n, v in zip(task.metric_names, totals / task.n_eval_batches)}
@@ -440,9 +446,13 @@ class Loop:
     sig = shapes.signature(tuple(batch[:n]))
     return sig[0] if n == 1 else sig
 
-  def _eval_model_state(self, state):
+  def _own_eval_state(self, state):
+    """None when evaluation reads the training state, else the eval model's own state.
+
+    Never the training `state` itself: the first train step donates those arrays.
+    """
     if self._eval_model is self._model:
-      return state
+      return None
     weights_shape, eval_state = jax.eval_shape(
         lambda: self._eval_model.init(self._input_signature, jax.random.key(0)))
     if jax.tree_util.tree_structure(weights_shape) != jax.tree_util.tree_structure(
@@ -450,7 +460,7 @@ class Loop:
       raise ValueError(f'Loop: eval_model {self._eval_model.name} has different weights from '
                        f'model {self._model.name}; build both with the same settings except mode.')
     if jax.tree_util.tree_structure(eval_state) == jax.tree_util.tree_structure(state):
-      return state
+      return None
     return self._place(self._eval_model.init(self._input_signature, jax.random.key(0))[1])
 
   def _make_mesh(self, mesh):

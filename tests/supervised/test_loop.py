@@ -263,3 +263,30 @@ def test_sigterm_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path):
   resumed = _ran(tmp_path / 'stopped', 3, checkpoint_at=100)
   full = _ran(tmp_path / 'full', 6, checkpoint_at=100)
   assert helpers.train_losses(loop) + helpers.train_losses(resumed) == helpers.train_losses(full)
+
+
+class _CountCalls(tl.Layer):
+  """x + count / 1000; state: the count of calls (a stand-in for LSH's or BatchNorm's state)."""
+
+  def forward(self, x, weights, state, rng):
+    return x + state.astype(x.dtype) / 1000.0, state + 1
+
+  def init_weights_and_state(self, input_signature, rng):
+    return (), jnp.zeros((), jnp.int32)
+
+
+def test_eval_after_donating_train_steps_reads_the_current_state(tmp_path):
+  # The train step donates weights, state and optimizer state on every backend. Evaluation
+  # used to read the state captured before the first step (donated since): "Array has been
+  # deleted" at the first eval, which is how the full Reformer configs crashed on a GPU.
+  model = tl.Serial(helpers.tiny_lm(), _CountCalls())
+  evals = EvalTask(lambda: helpers.RandomTokens(seed=3), [tl.CrossEntropyLoss()],
+                   n_eval_batches=1)
+  loop = training.Loop(model, helpers.lm_task(every=2), eval_model=model, eval_tasks=evals,
+                       output_dir=tmp_path, progress='none')
+  before = jax.tree_util.tree_leaves((loop.weights, loop.state))
+  loop.run(4)
+  loop.close()
+  assert all(x.is_deleted() for x in before)   # donated, on CPU as on a GPU
+  assert int(loop.state[1]) == 4
+  assert [r['step'] for r in loop.history if r['split'] == 'eval'] == [2, 4]
