@@ -24,12 +24,19 @@ either refuses ('error', the default) or moves damaged checkpoints aside to
 Temporary directories of a save that was killed are never loaded (orbax ignores
 them) and are removed when the next Checkpointer opens the directory.
 
-Decoding loads weights with `restore_model`:
+Best checkpoint: with `keep_best` set, each checkpoint's meta also records the metric and
+mode the run ranks by (`'best': {'metric': 'eval/CrossEntropyLoss', 'mode': 'min'}`), and
+`best_step(output_dir)` finds the kept checkpoint with the best value.
+
+Decoding loads weights with `restore_model` (step: None = latest, an int, or 'best'):
 
   >>> weights, state, step = restore_model('/tmp/run', model, ShapeDtype((1, 64), np.int32))
+  >>> weights, state, step = restore_model('/tmp/run', model, signature, step='best')
 """
+import collections
 import hashlib
 import json
+import math
 import os
 import shutil
 
@@ -42,6 +49,7 @@ CORRUPT_DIR = 'corrupt_checkpoints'
 MANIFEST_FILE = 'manifest.json'
 TOKENIZER_DIR = 'tokenizer'
 FORMAT = 2  # 2: with manifest.json; 1: before manifests (loaded unverified)
+BEST = 'best'  # the `step` of restore_model / best_step: the best checkpoint by keep_best
 _PREFIX = {'weights': 'w', 'state': 's', 'opt_state': 'o'}
 
 
@@ -222,12 +230,15 @@ class Checkpointer:
       raise ValueError(f'Checkpointer: keep_checkpoints must be >= 1 or None, '
                        f'got {keep_checkpoints}.')
     self.directory = os.path.join(os.path.abspath(output_dir), CHECKPOINT_DIR)
-    self.keep_best = keep_best
+    self.keep_best, self.best_mode = keep_best, best_mode
     policies = [ocp.checkpoint_managers.LatestN(n=keep_checkpoints)]
     if keep_best is not None:
       worst = np.inf if best_mode == 'min' else -np.inf
+      def rank(metrics):  # NaN would make orbax's sort order arbitrary: never the best.
+        value = _finite(metrics.get(keep_best))
+        return worst if value is None else value
       policies.append(ocp.checkpoint_managers.BestN(
-          get_metric_fn=lambda m: m.get(keep_best, worst), reverse=best_mode == 'min',
+          get_metric_fn=rank, reverse=best_mode == 'min',
           n=n_best, keep_checkpoints_without_metrics=False))
     # Always orbax's async path: its post-finalization hook writes the manifest into the
     # temporary directory before the atomic rename. async_save=False waits after each save.
@@ -268,6 +279,8 @@ class Checkpointer:
         arrays[f'{_PREFIX[kind]}{i:05d}'] = _to_savable(x)
     meta['rng'] = {'impl': str(jax.random.key_impl(rng)),
                    'data': np.asarray(jax.random.key_data(rng)).tolist()}
+    if self.keep_best is not None:
+      meta['best'] = {'metric': self.keep_best, 'mode': self.best_mode}  # read by best_step
     items = {'meta': ocp.args.JsonSave(meta)}
     if arrays:
       items['arrays'] = ocp.args.PyTreeSave(arrays)
@@ -324,16 +337,7 @@ class Checkpointer:
     return target
 
   def read_meta(self, step):
-    path = os.path.join(self.directory, str(step), 'meta', 'metadata')
-    if not os.path.exists(path):
-      raise CheckpointError(f'checkpoint {step} in {self.directory} has no metadata ({path}); '
-                            'it is not a plait checkpoint or it is damaged.')
-    try:
-      with open(path) as f:
-        return json.load(f)
-    except ValueError as e:
-      raise CheckpointError(f'checkpoint {step}: {path} is not valid JSON ({e}); the checkpoint '
-                            'is damaged.') from None
+    return _read_meta(self.directory, step)
 
   def restore(self, step, model, weights, state, opt_state=None, sharding=None):
     """Loads checkpoint `step` into the structure of the given (initialized) trees.
@@ -386,6 +390,29 @@ class Checkpointer:
     self._manager.close()
 
 
+def _read_meta(directory, step):
+  """The meta JSON of checkpoint `step` in `directory` (output_dir/checkpoints)."""
+  path = os.path.join(directory, str(step), 'meta', 'metadata')
+  if not os.path.exists(path):
+    raise CheckpointError(f'checkpoint {step} in {directory} has no metadata ({path}); '
+                          'it is not a plait checkpoint or it is damaged.')
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError as e:
+    raise CheckpointError(f'checkpoint {step}: {path} is not valid JSON ({e}); the checkpoint '
+                          'is damaged.') from None
+
+
+def _finite(value):
+  """`value` as a float, or None if it is missing, not a number, NaN or infinite."""
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    return None
+  return value if math.isfinite(value) else None
+
+
 def _default_sharding(x):
   sharding = getattr(x, 'sharding', None)
   if sharding is not None and not isinstance(x, jax.ShapeDtypeStruct):
@@ -409,28 +436,92 @@ def _complete_steps(output_dir):
   return sorted(steps)
 
 
+Best = collections.namedtuple('Best', 'step metric mode value')
+
+
+def best_checkpoint(output_dir):
+  """Best(step, metric, mode, value) of the best complete checkpoint in `output_dir`.
+
+  The metric and mode are the run's `keep_best` and `best_mode`, as recorded in the
+  newest checkpoint that has them. Among the checkpoints that measured the metric
+  (finite values only), the best value wins; on ties, the later step.
+  Raises CheckpointError saying what to do if there is none.
+  """
+  steps = _require_steps(output_dir, 'best_step')
+  directory = os.path.join(output_dir, CHECKPOINT_DIR)
+  metas = {step: _read_meta(directory, step) for step in steps}
+  ranked = [meta['best'] for meta in metas.values() if meta.get('best')]
+  if not ranked:
+    raise CheckpointError(
+        f'best_step: the run in {output_dir} does not keep a best checkpoint (no keep_best '
+        f"metric recorded); set train.keep_best = 'eval/CrossEntropyLoss' in the config "
+        f"(Loop(keep_best=...) in Python) and train on, or pick a step: saved steps {steps}.")
+  metric, mode = ranked[-1]['metric'], ranked[-1].get('mode', 'min')
+  sign = 1.0 if mode == 'min' else -1.0
+  best = None
+  for step in steps:
+    value = _finite((metas[step].get('metrics') or {}).get(metric))
+    if value is not None and (best is None or sign * value <= sign * best.value):
+      best = Best(step, metric, mode, value)
+  if best is None:
+    raise CheckpointError(
+        f'best_step: no checkpoint in {output_dir} has a finite value of {metric!r} (saved '
+        f'steps {steps}); evaluate at checkpoint steps so they record it, or pick a step.')
+  return best
+
+
+def best_step(output_dir):
+  """The step of the best complete checkpoint by the run's keep_best metric.
+
+  See `best_checkpoint`, which also returns the metric and its value.
+  """
+  return best_checkpoint(output_dir).step
+
+
+def _require_steps(output_dir, caller):
+  """The complete checkpoints' steps, or CheckpointError saying to train first."""
+  steps = _complete_steps(output_dir)
+  if not steps:
+    raise CheckpointError(f'{caller}: no complete checkpoint in '
+                          f'{os.path.join(output_dir, CHECKPOINT_DIR)}; train first '
+                          f'(plait-train --output_dir={output_dir} ...).')
+  return steps
+
+
+def resolve_step(output_dir, step=None, caller='restore'):
+  """The checkpoint step to load: `step` (an int), the latest (None) or the best ('best').
+
+  Raises CheckpointError if there is no checkpoint or `step` is not saved (listing the
+  saved steps).
+  """
+  steps = _require_steps(output_dir, caller)
+  if step is None:
+    return steps[-1]
+  if isinstance(step, str):
+    if step != BEST:
+      raise CheckpointError(f"{caller}: step must be an int, None (latest) or 'best', "
+                            f'got {step!r}.')
+    return best_step(output_dir)
+  if step not in steps:
+    raise CheckpointError(f'{caller}: no checkpoint for step {step} in {output_dir}; '
+                          f'available steps: {steps}.')
+  return int(step)
+
+
 def restore_model(output_dir, model, input_signature, step=None, rng=None):
   """Loads a trained model's weights and state from `output_dir`.
 
   Initializes `model` for `input_signature` (abstractly, no compute) to get the
   expected structure, checks every leaf's name, shape and dtype against the
   checkpoint (raising CheckpointError naming any mismatched weights), and loads
-  the latest complete checkpoint (or `step`). The optimizer state is not read.
+  the latest complete checkpoint, checkpoint `step`, or with step='best' the best
+  one by the run's keep_best metric (see `best_step`). The optimizer state is not read.
   Also remembers the result on the model, so `model(x)` works afterwards.
 
   Returns:
     (weights, state, step).
   """
-  steps = _complete_steps(output_dir)
-  if not steps:
-    raise CheckpointError(f'restore_model: no complete checkpoint in '
-                          f'{os.path.join(output_dir, CHECKPOINT_DIR)}; train first '
-                          '(plait-train --output_dir=...).')
-  if step is None:
-    step = steps[-1]
-  elif step not in steps:
-    raise CheckpointError(f'restore_model: no checkpoint for step {step} in {output_dir}; '
-                          f'available steps: {steps}.')
+  step = resolve_step(output_dir, step, 'restore_model')
   rng = jax.random.key(0) if rng is None else rng
   weights, state = jax.eval_shape(lambda: model.init(input_signature, rng))
   checkpointer = Checkpointer(output_dir, keep_checkpoints=None, async_save=False, cleanup=False)

@@ -1,12 +1,14 @@
 """`plait-decode`: sample text from a trained run (its config.gin, checkpoint and tokenizer).
 
   plait-decode --output_dir=/tmp/run --prompt="It was a" --max_length=200 \\
-      --temperature=0.8 [--top_k=40] [--top_p=0.9] [--seed=0] [--step=N]
+      --temperature=0.8 [--top_k=40] [--top_p=0.9] [--seed=0] [--step=N|best]
 
 Reads `output_dir/config.gin` (written by plait-train; `train.model = @SomeLM`), builds
-that model in predict mode, loads the weights of the latest (or --step) checkpoint, and
-encodes/decodes text with the tokenizer saved next to the checkpoints. Exit status 1 with
-a message when output_dir has no checkpoint, config or tokenizer.
+that model in predict mode, loads the weights of the latest checkpoint (or --step=N, or
+--step=best: the best by the run's held-out metric, `train.keep_best`, e.g.
+'eval/CrossEntropyLoss'), and encodes/decodes text with the tokenizer saved next to the
+checkpoints. The checkpoint used is printed to stderr. Exit status 1 with a message when
+output_dir has no checkpoint, config or tokenizer, or keeps no best checkpoint.
 """
 import argparse
 import os
@@ -47,9 +49,33 @@ def load_tokenizer(output_dir):
   return Tokenizer.load(directory)
 
 
+def step_arg(text):
+  """argparse type of --step: an integer step or 'best'."""
+  if text == 'best':
+    return text
+  try:
+    return int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"expected a checkpoint step (an integer) or 'best', got {text!r}") from None
+
+
+def resolve_step(output_dir, step):
+  """(step to load, why: '' or e.g. 'best eval/CrossEntropyLoss 3.21') for --step."""
+  from plait.supervised import checkpoints  # pylint: disable=g-import-not-at-top
+  if step == checkpoints.BEST:
+    best = checkpoints.best_checkpoint(output_dir)
+    return best.step, f'best {best.metric} {best.value:.4g}'
+  return step, 'latest' if step is None else ''
+
+
 def decode(output_dir, prompt='', max_length=100, temperature=1.0, top_k=None, top_p=None,
-           seed=0, step=None):
-  """Returns the generated text (without the prompt)."""
+           seed=0, step=None, message_fn=None):
+  """Returns the generated text (without the prompt).
+
+  `step`: None (latest), a saved step or 'best'. `message_fn(text)`, if given, is told
+  which checkpoint was used.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from plait.supervised import decoding  # pylint: disable=g-import-not-at-top
@@ -59,7 +85,10 @@ def decode(output_dir, prompt='', max_length=100, temperature=1.0, top_k=None, t
     eval_model, model = factory(mode='eval'), factory(mode='predict')
   finally:
     gin.clear_config()  # Leave no bindings behind for the caller.
-  weights, _ = decoding.restore_weights(output_dir, eval_model, step=step)
+  step, why = resolve_step(output_dir, step)
+  weights, step = decoding.restore_weights(output_dir, eval_model, step=step)
+  if message_fn is not None:
+    message_fn(f'using checkpoint {step}' + (f' ({why})' if why else ''))
   tokenizer = load_tokenizer(output_dir)
   prompt_ids = np.asarray(tokenizer.encode(prompt), np.int32)[None, :]
   ids = decoding.autoregressive_sample(
@@ -78,11 +107,14 @@ def main(argv=None):
   parser.add_argument('--top_k', type=int, default=None)
   parser.add_argument('--top_p', type=float, default=None)
   parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--step', type=int, default=None, help='checkpoint step (default latest)')
+  parser.add_argument('--step', type=step_arg, default=None, metavar='N|best',
+                      help="checkpoint step, or 'best': the best by the run's keep_best metric "
+                           '(e.g. eval/CrossEntropyLoss; needs train.keep_best). Default: latest')
   args = parser.parse_args(argv)
+  log = lambda text: print(f'plait-decode: {text}', file=sys.stderr)
   try:
     text = decode(args.output_dir, args.prompt, args.max_length, args.temperature, args.top_k,
-                  args.top_p, args.seed, args.step)
+                  args.top_p, args.seed, args.step, message_fn=log)
   except (ValueError, FileNotFoundError) as e:  # CheckpointError and DecodeError included.
     print(f'plait-decode: {e}', file=sys.stderr)
     return 1

@@ -297,23 +297,23 @@ def _collect(stream, max_length, eos_id):
 
 # ----- weights from a training checkpoint -----
 def restore_weights(output_dir, model, step=None):
-  """(weights, step) from the training checkpoint in `output_dir` (latest, or `step`).
+  """(weights, step) from the training checkpoint in `output_dir`.
 
-  `model` is built as for training (mode 'train' or 'eval', whose state layout the
-  checkpoint holds); the weights fit the predict-mode model too, since the weights tree is
-  the same in every mode. The checkpoint's layer state (e.g. LSH buckets, shaped like the
-  training batch) is read to match its layout and dropped: decoding starts from fresh
-  predict-mode state. Raises CheckpointError (a ValueError) when output_dir has no
-  checkpoint or the checkpoint was written for a different model.
+  `step`: None (the latest), a saved step, or 'best' (the best by the run's keep_best
+  metric, see `checkpoints.best_step`). `model` is built as for training (mode 'train' or
+  'eval', whose state layout the checkpoint holds); the weights fit the predict-mode model
+  too, since the weights tree is the same in every mode. The checkpoint's layer state (e.g.
+  LSH buckets, shaped like the training batch) is read to match its layout and dropped:
+  decoding starts from fresh predict-mode state. Raises CheckpointError (a ValueError) when
+  output_dir has no checkpoint, `step` is not saved (listing the saved steps), or the
+  checkpoint was written for a different model.
   """
   from plait.supervised import checkpoints  # pylint: disable=g-import-not-at-top
-  if not checkpoints.has_checkpoint(output_dir):
-    raise checkpoints.CheckpointError(
-        f'no checkpoint in {output_dir}/{checkpoints.CHECKPOINT_DIR}: train first '
-        f'(plait-train --output_dir={output_dir} ...).')
-  checkpointer = checkpoints.Checkpointer(output_dir, keep_checkpoints=None, async_save=False)
+  step = checkpoints.resolve_step(output_dir, step, 'restore_weights')
+  # A reader: leave the temporary directories of a training run that may still be saving.
+  checkpointer = checkpoints.Checkpointer(output_dir, keep_checkpoints=None, async_save=False,
+                                          cleanup=False)
   try:
-    step = checkpointer.latest_step() if step is None else step
     meta = checkpointer.read_meta(step)
     length = predict_capacity(model) or 64
     weights, state = jax.eval_shape(

@@ -67,7 +67,7 @@ def test_cli_decodes_like_the_library(run_dir, capsys):
 def test_cli_without_checkpoint_fails_clearly(tmp_path, capsys):
   (tmp_path / 'config.gin').write_text(CONFIG.format(vocab=8))
   assert decode_cli.main([f'--output_dir={tmp_path}', '--prompt=a']) == 1
-  assert 'no checkpoint' in capsys.readouterr().err
+  assert 'no complete checkpoint in' in capsys.readouterr().err
 
 
 def test_cli_without_config_fails_clearly(tmp_path, capsys):
