@@ -110,12 +110,17 @@ def main(argv=None):
   parser.add_argument('--step', type=step_arg, default=None, metavar='N|best',
                       help="checkpoint step, or 'best': the best by the run's keep_best metric "
                            '(e.g. eval/CrossEntropyLoss; needs train.keep_best). Default: latest')
+  parser.add_argument('--compilation_cache_dir', default=None,
+                      help="JAX's persistent compilation cache (default: as plait-train's; "
+                      "'none': off)")
   args = parser.parse_args(argv)
+  from plait.supervised import compilation_cache  # pylint: disable=g-import-not-at-top
   log = lambda text: print(f'plait-decode: {text}', file=sys.stderr)
   try:
+    compilation_cache.enable(args.compilation_cache_dir)
     text = decode(args.output_dir, args.prompt, args.max_length, args.temperature, args.top_k,
                   args.top_p, args.seed, args.step, message_fn=log)
-  except (ValueError, FileNotFoundError) as e:  # CheckpointError and DecodeError included.
+  except (ValueError, OSError) as e:  # CheckpointError, DecodeError, missing files.
     print(f'plait-decode: {e}', file=sys.stderr)
     return 1
   print(args.prompt + text)

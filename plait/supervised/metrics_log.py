@@ -108,8 +108,10 @@ class Progress:
     self._log_every = max(1, int(log_every))
     self._print = print_fn or (lambda s: print(s, flush=True))
     self._bar = None
+    self._first_step = 1
 
   def start(self, first_step, n_steps):
+    self._first_step = first_step
     if self.mode == 'bar':
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
       self._bar = tqdm(total=n_steps, desc=f'train from step {first_step - 1}', unit='step',
@@ -120,7 +122,7 @@ class Progress:
       self._bar.update(1)
       self._bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
     elif self.mode == 'lines' and (step % self._log_every == 0 or step == last_step
-                                   or step == 1):
+                                   or step == self._first_step):
       self._print(f'step {step}: {format_values(values)}')
 
   def message(self, text):

@@ -40,6 +40,7 @@ from plait.layers import base
 from plait.layers.base import LayerError
 from plait.layers import metrics as metric_layers
 from plait.supervised import checkpoints as ckpt_lib
+from plait.supervised import compilation_cache
 from plait.supervised import metrics_log
 from plait.supervised import optimizers
 from plait.supervised import plot as plot_lib
@@ -275,7 +276,16 @@ def main(argv=None):
                       help='delete a previous run in output_dir trained with another config')
   parser.add_argument('--fallback_to_previous_checkpoint', action='store_true',
                       help='if the latest checkpoint is damaged, resume from the previous one')
+  parser.add_argument('--compilation_cache_dir', default=None,
+                      help="JAX's persistent compilation cache, so a resumed run and "
+                      'plait-decode reuse compiled programs (default: $PLAIT_COMPILATION_CACHE, '
+                      "else xla/ in plait's cache dir, e.g. ~/.cache/plait/xla; 'none': off)")
   args = parser.parse_args(argv)
+  try:
+    compilation_cache.enable(args.compilation_cache_dir)
+  except OSError as e:
+    print(f'plait-train: {e}', file=sys.stderr)
+    return 2
   try:
     parse_config(args.config_file, args.config)
   except (ValueError, OSError, KeyError) as e:  # gin: KeyError for an ambiguous name

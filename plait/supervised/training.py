@@ -24,6 +24,7 @@ Multi-device: when more than one device is visible, batches are split over a
 `jax.sharding.Mesh` 'data' axis and everything else is replicated (see
 `plait.supervised.distributed`); the step is the same pure function.
 """
+import contextlib
 import math
 import os
 import time
@@ -150,9 +151,13 @@ class Loop:
     for t in eval_tasks:
       t.stream.peek()  # an empty eval set fails now, not after the first training steps
     init_rng, self._rng = jax.random.split(jax.random.key(seed))
-    weights, state = model.init(self._input_signature, init_rng)
+    if meta is None:
+      weights, state = model.init(self._input_signature, init_rng)
+      opt_state = self._task.optimizer.init(weights)
+    else:  # the checkpoint replaces every value: initialize the structure only (no compute)
+      weights, state = jax.eval_shape(lambda: model.init(self._input_signature, init_rng))
+      opt_state = jax.eval_shape(self._task.optimizer.init, weights)
     _check_vocab(model, weights, first_batch, tokenizer)
-    opt_state = self._task.optimizer.init(weights)
     self._step = 0
     # Weights, state and optimizer state are donated on every backend (JAX implements
     # donation on CPU too), so CPU tests run the GPU's aliasing rules: after a step, only
@@ -191,6 +196,7 @@ class Loop:
     self._eval_steps = [jax.jit(step_lib.make_eval_step(self._eval_model, t.metrics,
                                                         compute_dtype))
                         for t in eval_tasks]
+    self._compiled = set()  # 'train', eval task names: steps compiled in this process
 
   # ----- properties -----
   @property
@@ -260,7 +266,8 @@ class Loop:
           self._finish(in_flight, last_step)  # the data error comes after it
           in_flight = None
         batch = self._next_batch()
-        previous, in_flight = in_flight, self._launch(step, batch)
+        with self._compiling('train'):
+          previous, in_flight = in_flight, self._launch(step, batch)
         # While the device computes the step: the next batch, the logged learning rate and
         # the check of the step before it.
         if step < last_step:
@@ -387,8 +394,9 @@ class Loop:
       totals = np.zeros(len(task.metrics))
       rng = jax.random.fold_in(jax.random.fold_in(self._rng, self._step), 1 << 30)
       for i in range(task.n_eval_batches):
-        values = eval_step(self._weights, eval_state,
-                           self._place_batch(next(task.stream)), jax.random.fold_in(rng, i))
+        with self._compiling(task.name):
+          values = eval_step(self._weights, eval_state,
+                             self._place_batch(next(task.stream)), jax.random.fold_in(rng, i))
         totals += np.array([float(v) for v in values])
       means = {n: float(v) for n, v in zip(task.metric_names, totals / task.n_eval_batches)}
       self._record(task.name, self._step, means)
@@ -433,6 +441,23 @@ class Loop:
     return plot.plot_metrics(self._output_dir, path)
 
   # ----- helpers -----
+  @contextlib.contextmanager
+  def _compiling(self, what):
+    """Around the first call of a step: says that it compiles, and how long that took.
+
+    The first call of a jitted step traces and compiles it before launching it (a minute
+    for a large model without the persistent compilation cache), so the user is told.
+    """
+    if what in self._compiled:
+      yield
+      return
+    name = 'train step' if what == 'train' else f'{what} step'
+    self._progress.message(f'compiling the {name}…')
+    start = time.perf_counter()
+    yield
+    self._compiled.add(what)
+    self._progress.message(f'compiled the {name} in {time.perf_counter() - start:.1f} s.')
+
   def _record(self, split, step, values):
     self._history.append({'split': split, 'step': step, **values})
     if self._metrics is not None:
@@ -479,8 +504,11 @@ class Loop:
     return distributed.replicated(self._mesh) if self._mesh is not None else None
 
   def _place(self, tree):
+    """On the mesh, or committed to the default device: restored checkpoints arrive
+    committed, and a step called with committed and uncommitted arrays in turn compiles twice.
+    """
     if self._mesh is None:
-      return jax.device_put(tree)
+      return jax.device_put(tree, jax.devices()[0])
     return distributed.place(tree, self._mesh)
 
   def _place_batch(self, batch):

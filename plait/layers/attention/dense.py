@@ -263,11 +263,13 @@ class ChunkedAttention(AttentionKind):
     shifts = np.arange(-min(self.n_chunks_before, n - 1), min(self.n_chunks_after, n - 1) + 1)
     k_w, v_w, valid_w = (_look_around(to_chunks(t), shifts) for t in (k, v, valid))
     # Key positions from each window slot's intended chunk; slots past either end are
-    # rejected here (jnp.roll wrapped real data into them).
-    k_chunk = np.arange(n)[:, None] + shifts[None, :]                    # (n, W)
-    k_pos = (k_chunk[:, :, None] * c + np.arange(c)).reshape(n, -1)     # (n, W * c)
-    in_range = np.repeat((k_chunk >= 0) & (k_chunk < n), c, axis=1)    # (n, W * c)
-    q_pos = np.arange(n * c).reshape(n, c)
+    # rejected here (jnp.roll wrapped real data into them). Built with jnp from iotas, not
+    # numpy: a numpy (n, c, W * c) mask would be baked into the program as a constant
+    # (3 x 128 MiB at 2^19 tokens, minutes of compilation).
+    k_chunk = jnp.arange(n)[:, None] + jnp.asarray(shifts)[None, :]     # (n, W)
+    k_pos = (k_chunk[:, :, None] * c + jnp.arange(c)).reshape(n, -1)    # (n, W * c)
+    in_range = jnp.repeat((k_chunk >= 0) & (k_chunk < n), c, axis=1)   # (n, W * c)
+    q_pos = jnp.arange(n * c).reshape(n, c)
     allowed = (self.allowed(q_pos[:, :, None], k_pos[:, None, :]) & in_range[:, None, :]
                & valid_w[..., None, :])                                  # (B, 1|H, n, c, W*c)
     out = masked_attention(to_chunks(q), k_w, v_w, allowed)             # (B, H, n, c, d)
