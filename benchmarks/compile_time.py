@@ -12,11 +12,14 @@ a second run of the script shows what a resumed run pays.
 """
 import argparse
 import json
+import os
 import sys
 import time
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-def measure(name, bindings=()):
+
+def measure(name, bindings=(), run_steps=0):
   """{'config', 'trace_s', 'lower_s', 'compile_s', 'hlo_kchars'} of `name`'s train step."""
   import gin  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
@@ -48,11 +51,34 @@ def measure(name, bindings=()):
   times['lower_s'] = time.perf_counter() - t
   hlo = lowered.as_text()
   t = time.perf_counter()
-  lowered.compile()
+  compiled = lowered.compile()
   times['compile_s'] = time.perf_counter() - t
+  if run_steps:
+    times['step_ms'] = _time_steps(compiled, model, opt, sig, run_steps)
   gin.clear_config()
   return {'config': name, 'backend': jax.default_backend(), **times,
           'hlo_kchars': len(hlo) // 1000}
+
+
+def _time_steps(compiled, model, opt, sig, n):
+  """Median ms of `n` runs of the compiled step on real (random) weights and tokens."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  device = jax.devices()[0]
+  weights, state = jax.jit(lambda r: model.init(sig, r))(jax.random.key(0))
+  args = jax.device_put((weights, state, opt.init(weights)), device)
+  tokens = np.random.default_rng(0).integers(1, 200, sig.shape).astype(np.int32)
+  batch = (jnp.asarray(tokens), jnp.asarray(tokens), jnp.ones(sig.shape, jnp.float32))
+  flag = jax.device_put(jnp.zeros((), jnp.bool_), device)
+  times = []
+  for i in range(n + 1):
+    start = time.perf_counter()
+    out = compiled(*args, batch, jax.random.key(i), flag)
+    jax.block_until_ready(out)
+    times.append(time.perf_counter() - start)
+    args, flag = out[:3], out[5]
+  return 1000 * float(np.median(times[1:]))
 
 
 def _bound(selector):
@@ -71,7 +97,10 @@ def main(argv=None):
   p.add_argument('--config', action='append', default=[], help='extra gin binding')
   p.add_argument('--cache_dir', default=None, help="JAX's persistent compilation cache")
   p.add_argument('--json', default=None)
+  p.add_argument('--run', type=int, default=0, help='also time this many steps (real arrays)')
+  p.add_argument('--source', default=REPO, help='the plait checkout to measure (e.g. an old one)')
   args = p.parse_args(argv)
+  sys.path.insert(0, args.source)
   import jax  # pylint: disable=import-outside-toplevel
   if args.cache_dir:
     jax.config.update('jax_compilation_cache_dir', args.cache_dir)
@@ -82,7 +111,7 @@ def main(argv=None):
     names += [n for n in rl_free_configs.names() if not n.endswith('_tiny')]
   rows = []
   for name in names:
-    row = measure(name, args.config)
+    row = measure(name, args.config, args.run)
     rows.append(row)
     print(json.dumps(row), flush=True)
   if args.json:

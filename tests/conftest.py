@@ -28,3 +28,9 @@ def data_dir():
     if c and (pathlib.Path(c) / 'crime_and_punishment.txt').exists():
       return pathlib.Path(c)
   pytest.skip('crime_and_punishment.txt not found: set PLAIT_DATA_DIR')
+
+
+@pytest.fixture(scope='session')
+def user_path_cache(tmp_path_factory):
+  """plait's cache for the user-path tests of one worker (SentencePiece models, XLA programs)."""
+  return str(tmp_path_factory.mktemp('plait_cache'))

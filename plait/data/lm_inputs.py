@@ -157,7 +157,7 @@ class _Windows:
 
 def lm_inputs(text_source='crime_and_punishment', tokenizer='char', vocab_size=None,
               sequence_length=None, batch_size=8, split='train', seed=0, whole_novel=False,
-              data_path=None, vocab_dir=None, eval_every=10):
+              data_path=None, vocab_dir=None, eval_every=10, max_tokens=None):
   """Batches `(inputs, targets, weights)` for language modelling on a text (gin-configurable).
 
   Args:
@@ -175,6 +175,9 @@ def lm_inputs(text_source='crime_and_punishment', tokenizer='char', vocab_size=N
     data_path: explicit location of the text (see `crime_and_punishment`).
     vocab_dir: where the tokenizer is loaded from / saved (the training output_dir).
     eval_every: every eval_every-th chapter is held out for 'eval'.
+    max_tokens: keep only the first `max_tokens` tokens of the split (None: all of it). The
+      size knob of a shrunk whole-novel config: `whole_novel` then takes that much text as
+      its one sequence.
 
   Returns:
     An `LMInputs`: call it with no arguments for a fresh resumable Pipeline of numpy batches,
@@ -192,6 +195,11 @@ def lm_inputs(text_source='crime_and_punishment', tokenizer='char', vocab_size=N
     train, eval_ = text_lib.split_chapters(text, eval_every)
     split_text = ''.join(train if split == 'train' else eval_)
   ids = tok.encode(split_text)
+  if max_tokens is not None:
+    if not isinstance(max_tokens, (int, np.integer)) or max_tokens < 1:
+      raise ValueError(f'lm_inputs: max_tokens must be a positive int or None, got '
+                       f'{max_tokens!r}.')
+    ids = ids[:max_tokens]
   if whole_novel:
     needed = _next_power_of_two(len(ids))
     if sequence_length is None:

@@ -243,7 +243,8 @@ class Loop:
 
     With `max_seconds`, stops early after the first step that ends that many seconds after
     the call began, then evaluates (if it did not just do so) and saves a checkpoint, so
-    runs of equal wall-clock time can be compared and resumed. Train records carry
+    runs of equal wall-clock time can be compared and resumed. The last step of the call is
+    always evaluated (with eval tasks) and checkpointed (with an output_dir). Train records carry
     'elapsed_seconds' since the call began. On SIGTERM (preemption) it finishes the current
     step, saves a checkpoint and returns, with `stopped_by` set to 'SIGTERM'.
 
@@ -277,7 +278,10 @@ class Loop:
           self._finish(previous, last_step)
         elapsed = time.perf_counter() - self._run_start
         out_of_time = max_seconds is not None and elapsed >= max_seconds
-        evaluate = bool(self._eval_tasks) and (self._eval_at(step) or out_of_time)
+        # The last step of a run is evaluated too, so its checkpoint carries the held-out
+        # metrics (keep_best ranks by them) and the run ends with its held-out loss.
+        evaluate = bool(self._eval_tasks) and (self._eval_at(step) or out_of_time
+                                               or step == last_step)
         save = bool(self._output_dir) and self._checkpoint_at(step)
         if not (evaluate or save or out_of_time or guard.requested or step == last_step):
           continue  # checked during the next step

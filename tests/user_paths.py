@@ -1,0 +1,190 @@
+"""What users run, as tests: a shipped config through plait-train -> eval -> checkpoint ->
+kill -9 -> resume -> plait-decode (CPU in CI: tests/test_user_paths_*.py; GPU: tests/gpu/).
+
+A full config is shrunk only by gin overrides of sizes: the bindings in which its `_tiny`
+config differs from it (`size_overrides`), which `SIZE_PARAMETERS` limits to lengths, widths,
+counts and steps. Nothing is dropped: eval, tokenizer, dtype, optimizer and schedule are the
+full config's own.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from plait import rl_free_configs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FULL = [n for n in rl_free_configs.names() if not n.endswith('_tiny')]
+# Parameters whose values may differ between a config and its _tiny shrink.
+SIZE_PARAMETERS = frozenset({
+    'vocab_size', 'd_model', 'd_ff', 'n_layers', 'n_heads', 'max_len', 'axial_pos_shape',
+    'd_axial_pos_embs', 'ff_chunk_size', 'chunk_len', 'n_buckets', 'block_size',
+    'num_rand_blocks', 'nb_features', 'image_shape', 'sequence_length', 'max_tokens', 'length',
+    'batch_size', 'image_size', 'n_eval_batches', 'n_warmup_steps', 'n_steps', 'steps',
+    'checkpoint_every', 'log_every'})
+# Not sizes, and why they may differ (anything else that differs fails the test).
+NOT_SIZES_ALLOWED = {
+    ('reformer_imagenet64', 'image_lm_inputs.source'):
+        "ImageNet needs a download: the tiny config reads the offline photos; the user-path "
+        "test runs the full config's 'tfds' source on mock TFDS data",
+}
+_BINDING = re.compile(r'^(?P<key>[\w./]+) = (?P<value>.+?)(?:\s+#.*)?$')
+
+
+def bindings(name):
+  """{selector: value text} of config `name`; every non-comment line must be a binding."""
+  result = {}
+  with open(rl_free_configs.path(name)) as f:
+    for number, line in enumerate(f, 1):
+      line = line.strip()
+      if not line or line.startswith('#'):
+        continue
+      match = _BINDING.match(line)
+      assert match, f'{name}.gin:{number}: not a one-line binding: {line!r}'
+      assert match['key'] not in result, f'{name}.gin:{number}: {match["key"]} bound twice'
+      result[match['key']] = match['value']
+  return result
+
+
+def size_overrides(name):
+  """The gin bindings of sizes that shrink full config `name` as its _tiny config does."""
+  full, tiny = bindings(name), bindings(f'{name}_tiny')
+  return [f'{key} = {tiny[key]}' for key in sorted(tiny)
+          if tiny[key] != full.get(key) and (name, key) not in NOT_SIZES_ALLOWED]
+
+
+def train_argv(name, output_dir, steps, every, shrink=True, extra=()):
+  """plait-train's arguments: config `name` (shrunk by sizes unless not `shrink`), `steps`
+  steps, a checkpoint and evaluation every `every` steps, one eval batch, plain log lines."""
+  run = [f'train.checkpoint_every = {every}', 'train.log_every = 1', 'train.n_eval_batches = 1',
+         "train.progress = 'lines'"]
+  overrides = size_overrides(name) if shrink else []
+  return [f'--config_file={rl_free_configs.path(name)}', f'--output_dir={output_dir}',
+          f'--steps={steps}', *[f'--config={b}' for b in (*overrides, *run, *extra)]]
+
+
+def environment(cache_dir, mock_tfds=False):
+  env = dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED='1', PLAIT_CACHE_DIR=cache_dir,
+             PLAIT_COMPILATION_CACHE=os.path.join(cache_dir, 'xla'))
+  if mock_tfds:
+    env['PLAIT_TEST_MOCK_TFDS'] = '1'
+  return env
+
+
+def command(argv):
+  """plait-train in a subprocess (through tests/user_paths_main.py, for mock TFDS data)."""
+  return [sys.executable, os.path.join(REPO, 'tests', 'user_paths_main.py'), 'train', *argv]
+
+
+def run_train(argv, env, timeout=600):
+  done = subprocess.run(command(argv), cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=timeout, check=False)
+  assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+  return done.stdout + done.stderr
+
+
+def kill_after_checkpoint(argv, env, output_dir, step, timeout=600):
+  """Starts plait-train, SIGKILLs it once checkpoint `step` is complete; True if killed."""
+  process = subprocess.Popen(command(argv), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  meta = os.path.join(output_dir, 'checkpoints', str(step), 'manifest.json')
+  deadline = time.monotonic() + timeout
+  try:
+    while time.monotonic() < deadline:
+      if os.path.exists(meta):
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return True
+      if process.poll() is not None:
+        assert process.returncode == 0, f'plait-train exited {process.returncode} before the kill'
+        return False
+      time.sleep(0.005)
+    raise TimeoutError(f'no checkpoint {step} in {output_dir} after {timeout} s')
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+
+
+def records(output_dir, split):
+  """{step: record} of metrics.jsonl for `split` ('train' or 'eval'); the last one wins."""
+  found = {}
+  with open(os.path.join(output_dir, 'metrics.jsonl')) as f:
+    for line in f:
+      record = json.loads(line)
+      if record.get('split') == split:
+        found[record['step']] = record
+  return found
+
+
+def run_decode(output_dir, env, *args, timeout=600):
+  done = subprocess.run([sys.executable, os.path.join(REPO, 'tests', 'user_paths_main.py'),
+                         'decode', f'--output_dir={output_dir}', *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout, check=False)
+  return done
+
+
+def check_user_path(name, work_dir, steps=4, every=2, shrink=True, extra=(),
+                    decode_prompt='Raskolnikov ', exact=True, cache_dir=None):
+  """train (reference) | train killed after its first checkpoint, rerun | decode, checked.
+
+  `cache_dir`: plait's cache (SentencePiece models, compiled programs), shareable by tests.
+
+  The rerun resumes from the kill's last checkpoint and ends with the reference's losses and
+  held-out metrics at every step: bit-identical on the CPU, as a resume must be (`exact`);
+  within 2 % on a GPU, whose reductions are not bit-reproducible run to run.
+  """
+  mock = 'imagenet' in name
+  env = environment(cache_dir or os.path.join(work_dir, 'cache'), mock_tfds=mock)
+  reference, resumed = os.path.join(work_dir, 'reference'), os.path.join(work_dir, 'resumed')
+  argv = lambda output_dir: train_argv(name, output_dir, steps, every, shrink, extra)
+  out = out_reference = run_train(argv(reference), env)
+  assert 'compiling the train step' in out and 'compiled the train step in' in out, out[-3000:]
+  ref_train, ref_eval = records(reference, 'train'), records(reference, 'eval')
+  assert sorted(ref_train) == list(range(1, steps + 1))
+  assert sorted(ref_eval) == list(range(every, steps + 1, every)), ref_eval  # eval never dropped
+  assert 0 < ref_eval[steps]['CrossEntropyLoss'] < 20
+
+  killed = kill_after_checkpoint(argv(resumed), env, resumed, every)
+  out = run_train(argv(resumed), env)
+  if killed:
+    assert 'Resumed from the checkpoint at step' in out, out[-3000:]
+  got_train, got_eval = records(resumed, 'train'), records(resumed, 'eval')
+  same = (lambda a, b: a == b) if exact else (lambda a, b: abs(a - b) <= 2e-2 * abs(b) + 1e-3)
+  for step in range(1, steps + 1):
+    assert same(got_train[step]['loss'], ref_train[step]['loss']), (step, got_train[step],
+                                                                    ref_train[step])
+  assert sorted(got_eval[steps]) == sorted(ref_eval[steps])
+  for key, value in ref_eval[steps].items():
+    assert key in ('split', 'step') or same(got_eval[steps][key], value), (key, got_eval[steps])
+  if decode_prompt is None:  # no tokenizer (image pixels, duplication symbols): decode ids
+    ids = decode_ids(resumed)
+    assert ids.shape == (1, 4) and ids.min() >= 0
+  else:
+    done = run_decode(resumed, env, f'--prompt={decode_prompt}', '--max_length=8', '--step=best')
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(decode_prompt) and len(done.stdout) > len(decode_prompt) + 1
+    assert 'using checkpoint' in done.stderr and 'best eval/CrossEntropyLoss' in done.stderr
+  return {'reference': out_reference, 'resumed': out, 'eval': ref_eval}
+
+
+def decode_ids(output_dir, n_tokens=4):
+  """Samples `n_tokens` ids after id 1 from the best checkpoint, as plait-decode does (no
+  tokenizer: the image and duplication runs have none)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from plait.supervised import decode_cli, decoding  # pylint: disable=import-outside-toplevel
+  import gin  # pylint: disable=import-outside-toplevel
+  factory = decode_cli.load_model_factory(output_dir)
+  try:
+    eval_model, model = factory(mode='eval'), factory(mode='predict')
+  finally:
+    gin.clear_config()
+  weights, _ = decoding.restore_weights(output_dir, eval_model, step='best')
+  ids = decoding.autoregressive_sample(model, np.ones((1, 1), np.int32), temperature=1.0,
+                                       max_length=n_tokens, rng=jax.random.key(0),
+                                       weights=weights)
+  return np.asarray(ids)
