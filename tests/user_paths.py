@@ -143,6 +143,7 @@ def check_user_path(name, work_dir, steps=4, every=2, shrink=True, extra=(),
   argv = lambda output_dir: train_argv(name, output_dir, steps, every, shrink, extra)
   out = out_reference = run_train(argv(reference), env)
   assert 'compiling the train step' in out and 'compiled the train step in' in out, out[-3000:]
+  assert os.listdir(env['PLAIT_COMPILATION_CACHE'])  # the resumed run and decode reuse them
   ref_train, ref_eval = records(reference, 'train'), records(reference, 'eval')
   assert sorted(ref_train) == list(range(1, steps + 1))
   assert sorted(ref_eval) == list(range(every, steps + 1, every)), ref_eval  # eval never dropped

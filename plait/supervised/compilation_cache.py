@@ -18,8 +18,9 @@ import os
 
 OFF = 'none'
 ENV = 'PLAIT_COMPILATION_CACHE'
-# Programs that compile faster than this are not worth a file (JAX's own default is 1 s).
-MIN_COMPILE_SECONDS = 0.5
+# Every program is kept (JAX's default keeps those that took >= 1 s): a resumed run also
+# compiles dozens of small ones (initializers, rng splits, casts), each 50-200 ms on a GPU.
+MIN_COMPILE_SECONDS = 0.0
 
 
 def default_directory():

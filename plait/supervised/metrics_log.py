@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import time
 
 METRICS_FILE = 'metrics.jsonl'
 TENSORBOARD_DIR = 'tensorboard'
@@ -58,7 +59,10 @@ class MetricsWriter:
   def _writer(self, split):
     if split not in self._writers:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._writers[split] = SummaryWriter(os.path.join(self._dir, TENSORBOARD_DIR, split))
+      # A suffix of its own: event files are named by the second, and a rerun (e.g. a resume)
+      # within the same second would otherwise write into the previous run's file.
+      self._writers[split] = SummaryWriter(os.path.join(self._dir, TENSORBOARD_DIR, split),
+                                           filename_suffix=f'.{os.getpid()}.{time.time_ns()}')
     return self._writers[split]
 
   def flush(self):

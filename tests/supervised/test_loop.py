@@ -1,6 +1,7 @@
 """Loop: exact resume, checkpoint retention, NaN stop, mismatch errors, precision."""
 import json
 import os
+import re
 import signal
 
 import jax
@@ -198,8 +199,13 @@ def test_plain_lines_when_not_a_tty_and_tqdm_bar_on_terminal(capsys, monkeypatch
   loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(), progress='auto', log_every=2,
                        print_fn=lines.append)
   loop.run(3)
-  assert [l.split(':')[0] for l in lines] == ['step 1', 'step 2', 'step 3']
-  assert 'loss' in lines[0] and 'tokens_per_second' in lines[0]
+  # The compile is announced before it starts (a large model takes a minute), then timed.
+  assert lines[0] == 'compiling the train step…'
+  assert re.fullmatch(r'compiled the train step in \d+\.\d s\.', lines[1]), lines[1]
+  assert [l.split(':')[0] for l in lines[2:]] == ['step 1', 'step 2', 'step 3']
+  assert 'loss' in lines[2] and 'tokens_per_second' in lines[2]
+  loop.run(2)  # compiled once per Loop; a later run() logs its own first step
+  assert [l.split(':')[0] for l in lines[5:]] == ['step 4', 'step 5']
   monkeypatch.setattr('sys.stderr.isatty', lambda: True, raising=False)
   bar = training.Loop(helpers.tiny_lm(), helpers.lm_task(), progress='auto')
   bar.run(2)
