@@ -170,8 +170,12 @@ class Layer:
 
   def call_sublayer(self, i, inputs, weights, state, rng):
     """Applies sublayer i, adding this layer to the path of any LayerError."""
+    return self.call_sublayer_with_rng(i, inputs, weights, state, sublayer_rng(rng, i))
+
+  def call_sublayer_with_rng(self, i, inputs, weights, state, sublayer_rng_i):
+    """call_sublayer with sublayer i's own rng given (`sublayer_rng(rng, i)`, e.g. scanned)."""
     try:
-      return self._sublayers[i].apply(inputs, weights, state, sublayer_rng(rng, i))
+      return self._sublayers[i].apply(inputs, weights, state, sublayer_rng_i)
     except LayerError as e:
       e.prepend(self._name, i)
       raise

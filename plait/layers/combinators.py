@@ -6,11 +6,14 @@ The data stack is a tuple whose first element is the top. A sublayer pops its
   >>> mlp = Serial(Dense(64), Relu(), Dense(10))
   >>> residual = Residual(LayerNorm(), Dense(512))
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from plait import shapes
 from plait.layers import base
+from plait.layers import scan_layers
 from plait.layers.base import Fn, Layer
 from plait.layers.chunked_map import chunked_map
 
@@ -67,12 +70,22 @@ class Serial(Layer):
 
   n_in is how many values the sequence needs that it did not produce itself;
   n_out is what is left on the stack at the end.
+
+  scan_layers=True runs consecutive repeats of identically built sublayers (e.g. a
+  model's decoder blocks, or groups like [dense, chunked] blocks) as one `lax.scan`
+  over their stacked weights, so XLA compiles the repeated body once (see
+  scan_layers.py). Same weights tree, same per-sublayer rng, same results.
+
+    >>> Serial(Embedding(256, 64), [DecoderBlock(64, 256, 4) for _ in range(6)],
+    ...        scan_layers=True)
   """
 
-  def __init__(self, *sublayers, name=None):
+  def __init__(self, *sublayers, name=None, scan_layers=False):
     layers = _flatten_layers(sublayers)
     n_in, n_out = serial_arity(layers) if layers else (1, 1)
     super().__init__(n_in=n_in, n_out=n_out, name=name or 'Serial', sublayers=layers)
+    self._scan_layers = scan_layers
+    self._plan = None
 
   def arity_note(self):
     """Names the sublayers that reach below what earlier sublayers pushed."""
@@ -87,6 +100,8 @@ class Serial(Layer):
   def forward(self, inputs, weights, state, rng):
     if not self.sublayers:
       return inputs, state
+    if self._scan_layers:
+      return run_scanned(self, inputs, weights, state, rng)
     stack = _to_stack(inputs, self.n_in)
     new_state = []
     for i, layer in enumerate(self.sublayers):
@@ -95,6 +110,12 @@ class Serial(Layer):
       stack = _push(y, layer.n_out, rest)
       new_state.append(s)
     return _from_stack(stack, self.n_out), tuple(new_state)
+
+  def scan_plan(self):
+    """Segments of the sublayers: an index (run alone) or (start, period, count) repeats."""
+    if self._plan is None:
+      self._plan = sublayer_repeats(self)
+    return self._plan
 
   def init_with_signature(self, input_signature, rng):
     if not self.sublayers:
@@ -108,6 +129,62 @@ class Serial(Layer):
       weights.append(w)
       state.append(s)
     return tuple(weights), tuple(state), _from_stack(stack, self.n_out)
+
+
+def sublayer_repeats(layer):
+  """repeat_plan of `layer`'s sublayers, keyed by how they are built (checked when run)."""
+  layers = layer.sublayers
+  keys = [(type(l), l.n_in, l.n_out, repr(l)) for l in layers]
+  def balanced(start, period):
+    n_in, n_out = serial_arity(layers[start:start + period])
+    return n_in == n_out and n_in > 0
+  return scan_layers.repeat_plan(keys, balanced)
+
+
+def run_scanned(layer, inputs, weights, state, rng):
+  """Serial.forward of `layer`, with its repeats (layer.scan_plan()) run by lax.scan."""
+  stack = _to_stack(inputs, layer.n_in)
+  new_state = [None] * len(layer.sublayers)
+  def run_one(i, stack):
+    x, rest = _pop(stack, layer.sublayers[i].n_in)
+    y, new_state[i] = layer.call_sublayer(i, x, weights[i], state[i], rng)
+    return _push(y, layer.sublayers[i].n_out, rest)
+  for segment in layer.scan_plan():
+    if isinstance(segment, int):
+      stack = run_one(segment, stack)
+      continue
+    start, period, count = segment
+    groups = [range(start + g * period, start + (g + 1) * period) for g in range(count)]
+    n_carry = serial_arity(layer.sublayers[start:start + period])[0]
+    args = [(tuple(weights[i] for i in g), tuple(state[i] for i in g),
+             None if rng is None else tuple(base.sublayer_rng(rng, i) for i in g))
+            for g in groups]
+    steps = [functools.partial(_group_step, layer, g) for g in groups]
+    result = scan_layers.scan_steps(steps, tuple(stack[:n_carry]), args)
+    if result is None:  # Not the same program: unrolled, as without scan_layers.
+      for i in range(start, start + period * count):
+        stack = run_one(i, stack)
+      continue
+    carry, group_states = result
+    for g, states in zip(groups, group_states):
+      for i, s in zip(g, states):
+        new_state[i] = s
+    stack = list(carry) + list(stack[n_carry:])
+  return _from_stack(stack, layer.n_out), tuple(new_state)
+
+
+def _group_step(layer, indices, carry, args):
+  """One scan step: sublayers `indices` of `layer` on the carried top of the stack."""
+  weights, state, rngs = args
+  stack, new_state = list(carry), []
+  for q, i in enumerate(indices):
+    sub = layer.sublayers[i]
+    x, rest = _pop(stack, sub.n_in)
+    y, s = layer.call_sublayer_with_rng(i, x, weights[q], state[q],
+                                        None if rngs is None else rngs[q])
+    stack = _push(y, sub.n_out, rest)
+    new_state.append(s)
+  return tuple(stack), tuple(new_state)
 
 
 class Branch(Layer):

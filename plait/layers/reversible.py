@@ -37,7 +37,9 @@ import numpy as np
 
 from plait.layers import base
 from plait.layers.base import Layer, LayerError
-from plait.layers.combinators import Serial, _from_stack, _to_stack, serial_arity
+from plait.layers.combinators import (
+    Serial, _from_stack, _to_stack, run_scanned, serial_arity, sublayer_repeats)
+from plait.layers.scan_layers import scan_steps
 from plait.layers.serial_vjp import barrier as _barrier, first_output_vjp, zero_cotangent
 
 __all__ = ['ReversibleLayer', 'ReversibleSelect', 'ReversibleSwap', 'ReversibleHalfResidual',
@@ -211,9 +213,14 @@ class ReversibleSerial(ReversibleLayer):
   Values on the stack that are not floats (e.g. a bool mask read by attention) pass
   through and get float0 cotangents. Without differentiation (eval, predict) the plain
   forward runs and nothing is recomputed.
+
+  scan_layers=True runs repeated groups of sublayers (e.g. the Reformer's layers, or
+  [chunked, LSH] pairs of them) as one lax.scan in the forward, and the backward as one
+  reverse scan whose step is a group's reverse_and_grad: XLA compiles one group each
+  way. Memory stays flat in depth; weights, rng and results are the unrolled stack's.
   """
 
-  def __init__(self, *layers, name=None):
+  def __init__(self, *layers, name=None, scan_layers=False):
     layers = Serial(*layers).sublayers  # Flattens lists, drops None.
     for i, l in enumerate(layers):
       if not isinstance(l, ReversibleLayer):
@@ -224,11 +231,22 @@ class ReversibleSerial(ReversibleLayer):
             'after the ReversibleSerial.')
     n_in, n_out = serial_arity(layers) if layers else (1, 1)
     super().__init__(n_in=n_in, n_out=n_out, name=name or 'ReversibleSerial', sublayers=layers)
+    self._scan_layers = scan_layers
+    self._plan = None
+
+  def scan_plan(self):
+    """Segments of the sublayers: an index (alone) or (start, period, count) repeats."""
+    if self._plan is None:
+      self._plan = (sublayer_repeats(self) if self._scan_layers
+                    else list(range(len(self.sublayers))))
+    return self._plan
 
   def forward(self, inputs, weights, state, rng):
     return _run_reversible(self, inputs, weights, state, rng)
 
   def _plain_forward(self, inputs, weights, state, rng):
+    if self._scan_layers:
+      return run_scanned(self, inputs, weights, state, rng)
     stack = _to_stack(inputs, self.n_in)
     new_state = []
     for i, layer in enumerate(self.sublayers):
@@ -255,26 +273,78 @@ class ReversibleSerial(ReversibleLayer):
   def reverse_and_grad(self, outputs, ct, weights=(), state=(), new_state=(), rng=None):
     stack, cts = _to_stack(outputs, self.n_out), _to_stack(ct, self.n_out)
     weights_ct = [None] * len(self.sublayers)
-    for i in reversed(range(len(self.sublayers))):
-      layer = self.sublayers[i]
-      k = layer.n_out
-      y, rest, g, g_rest = stack[:k], stack[k:], cts[:k], cts[k:]
-      # The barrier keeps XLA from merging this layer's recomputation with the
-      # forward pass (CSE), which would keep forward intermediates alive until here,
-      # and from starting it before the layer above is done. It also takes the layer
-      # above's weight cotangents: without that, XLA's GPU scheduler defers small
-      # weight gradients (LayerNorm's) to the end of the program, keeping each
-      # layer's activation and cotangent alive until then (memory growing with depth).
-      # (weights_ct[i + 1:i + 2] is that layer's cotangents, or [] for the top layer.)
-      y, g, w_i, weights_ct[i + 1:i + 2] = _barrier(
-          (y, g, weights[i], weights_ct[i + 1:i + 2]))
-      x, (x_ct, weights_ct[i]) = self._guarded(
-          i, 'reverse_and_grad', y, lambda l, y=y, g=g: l.reverse_and_grad(
-              _from_stack(y, k), _from_stack(g, k), w_i, state[i], new_state[i],
-              base.sublayer_rng(rng, i)))
-      stack = _to_stack(x, layer.n_in) + rest
-      cts = _to_stack(x_ct, layer.n_in) + g_rest
+    for segment in reversed(self.scan_plan()):
+      if isinstance(segment, int):
+        i = segment
+        above = weights_ct[i + 1:i + 2]
+        stack, cts, weights_ct[i + 1:i + 2], weights_ct[i] = self._reverse_one(
+            i, stack, cts, above, weights[i], state[i], new_state[i], base.sublayer_rng(rng, i))
+      else:
+        stack, cts = self._reverse_repeats(segment, stack, cts, weights_ct, weights, state,
+                                           new_state, rng)
     return _from_stack(stack, self.n_in), (_from_stack(cts, self.n_in), tuple(weights_ct))
+
+  def _reverse_one(self, i, stack, cts, above, weights_i, state_i, new_state_i, rng_i):
+    """(inputs stack, their cts, above, weights_ct[i]) of sublayer i from its outputs.
+
+    `above` is [] or [weight cotangents of the layer above], returned through the barrier.
+    """
+    layer = self.sublayers[i]
+    k = layer.n_out
+    y, rest, g, g_rest = stack[:k], stack[k:], cts[:k], cts[k:]
+    # The barrier keeps XLA from merging this layer's recomputation with the
+    # forward pass (CSE), which would keep forward intermediates alive until here,
+    # and from starting it before the layer above is done. It also takes the layer
+    # above's weight cotangents: without that, XLA's GPU scheduler defers small
+    # weight gradients (LayerNorm's) to the end of the program, keeping each
+    # layer's activation and cotangent alive until then (memory growing with depth).
+    # (`above` is that layer's cotangents as a 1-list, or [] for the top layer.)
+    y, g, w_i, above = _barrier((y, g, weights_i, list(above)))
+    x, (x_ct, weights_ct_i) = self._guarded(
+        i, 'reverse_and_grad', y, lambda l: l.reverse_and_grad(
+            _from_stack(y, k), _from_stack(g, k), w_i, state_i, new_state_i, rng_i))
+    return (_to_stack(x, layer.n_in) + rest, _to_stack(x_ct, layer.n_in) + g_rest, above,
+            weights_ct_i)
+
+  def _reverse_repeats(self, segment, stack, cts, weights_ct, weights, state, new_state, rng):
+    """reverse_and_grad of a (start, period, count) repeat: one reverse scan of its groups.
+
+    A scan step rebuilds one group's inputs and cotangents from its outputs; the groups'
+    weight cotangents come out stacked and go to their per-layer slots of `weights_ct`.
+    """
+    start, period, count = segment
+    groups = [tuple(range(start + g * period, start + (g + 1) * period)) for g in range(count)]
+    n = serial_arity(self.sublayers[start:start + period])[0]
+    args = [(tuple(weights[i] for i in g), tuple(state[i] for i in g),
+             tuple(new_state[i] for i in g),
+             None if rng is None else tuple(base.sublayer_rng(rng, i) for i in g))
+            for g in groups]
+    steps = [functools.partial(self._reverse_group, g) for g in groups]
+    result = scan_steps(steps, (tuple(stack[:n]), tuple(cts[:n])), args, reverse=True)
+    if result is None:  # Not the same program: unrolled, as without scan_layers.
+      for g, (w, s, ns, r) in reversed(list(zip(groups, args))):
+        for q in reversed(range(period)):
+          i = g[q]
+          stack, cts, weights_ct[i + 1:i + 2], weights_ct[i] = self._reverse_one(
+              i, stack, cts, weights_ct[i + 1:i + 2], w[q], s[q], ns[q],
+              None if r is None else r[q])
+      return stack, cts
+    (top, top_ct), group_cts = result
+    for g, cts_g in zip(groups, group_cts):
+      for i, c in zip(g, cts_g):
+        weights_ct[i] = c
+    return list(top) + list(stack[n:]), list(top_ct) + list(cts[n:])
+
+  def _reverse_group(self, indices, carry, args):
+    """One reverse scan step: sublayers `indices`, the top first, on the carried (y, ct)."""
+    (stack, cts), (weights, state, new_state, rngs) = carry, args
+    stack, cts = list(stack), list(cts)
+    weights_ct = [None] * len(indices)
+    for q in reversed(range(len(indices))):
+      stack, cts, weights_ct[q + 1:q + 2], weights_ct[q] = self._reverse_one(
+          indices[q], stack, cts, weights_ct[q + 1:q + 2], weights[q], state[q], new_state[q],
+          None if rngs is None else rngs[q])
+    return (tuple(stack), tuple(cts)), tuple(weights_ct)
 
   def _guarded(self, i, method, outputs, fn):
     """fn(sublayer i), with errors reported as LayerErrors on this layer's path."""

@@ -21,11 +21,13 @@ def _per_layer(constructor, n_layers, block_size, num_rand_blocks, dense_fallbac
 def BigBirdLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max_len=2048,  # pylint: disable=invalid-name
               dropout=0.1, block_size=64, num_rand_blocks=3, dense_fallback=False,
               ff_chunk_size=0, axial_pos_shape=None, d_axial_pos_embs=None,
-              positional='sinusoidal', activation=tl.Gelu, mode='train'):
+              positional='sinusoidal', activation=tl.Gelu, mode='train', scan_layers=True):
   """Decoder-only LM with causal block-sparse attention: ids (B, L) -> logits (B, L, vocab).
 
   Predict mode decodes with a `max_len` KV cache under the pattern of `max_len`
   positions, so it matches the full model run on `max_len` (padded) tokens.
+  scan_layers: see TransformerLM; the layers' random blocks (their only difference)
+    become per-layer inputs of the scan.
   """
   attention = _per_layer(tl.CausalBlockSparseAttention, n_layers, block_size, num_rand_blocks,
                          dense_fallback)
@@ -34,18 +36,21 @@ def BigBirdLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max
           vocab_size, d_model, d_ff, n_layers, n_heads, max_len, dropout, attention,
           ff_chunk_size, axial_pos_shape, d_axial_pos_embs, positional, activation,
           mode).sublayers,
-      name='BigBirdLM')
+      name='BigBirdLM', scan_layers=scan_layers)
 
 
 def BigBirdEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                    n_heads=8, max_len=4096, dropout=0.1, block_size=64, num_rand_blocks=3,
                    dense_fallback=False, positional='sinusoidal', activation=tl.Gelu,
-                   pad_id=0, mode='train'):
-  """Encoder classifier with BigBird ITC attention: ids (B, L) -> class logits (B, n_classes)."""
+                   pad_id=0, mode='train', scan_layers=True):
+  """Encoder classifier with BigBird ITC attention: ids (B, L) -> class logits (B, n_classes).
+
+  scan_layers: see TransformerEncoder.
+  """
   attention = _per_layer(tl.BlockSparseAttention, n_layers, block_size, num_rand_blocks,
                          dense_fallback)
   return tl.Serial(
       transformer.TransformerEncoder(
           vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len, dropout, attention,
           positional, activation, pad_id, mode).sublayers,
-      name='BigBirdEncoder')
+      name='BigBirdEncoder', scan_layers=scan_layers)

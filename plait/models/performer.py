@@ -20,23 +20,30 @@ def _favor(constructor, nb_features, kernel):
 def PerformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max_len=2048,  # pylint: disable=invalid-name
                 dropout=0.1, nb_features=256, kernel='softmax', ff_chunk_size=0,
                 axial_pos_shape=None, d_axial_pos_embs=None, positional='sinusoidal',
-                activation=tl.Gelu, mode='train'):
-  """Decoder-only LM with causal FAVOR+: token ids (B, L) -> logits (B, L, vocab_size)."""
+                activation=tl.Gelu, mode='train', scan_layers=True):
+  """Decoder-only LM with causal FAVOR+: token ids (B, L) -> logits (B, L, vocab_size).
+
+  scan_layers: see TransformerLM.
+  """
   return tl.Serial(
       transformer.TransformerLM(
           vocab_size, d_model, d_ff, n_layers, n_heads, max_len, dropout,
           _favor(tl.CausalFavor, nb_features, kernel), ff_chunk_size, axial_pos_shape,
           d_axial_pos_embs, positional, activation, mode).sublayers,
-      name='PerformerLM')
+      name='PerformerLM', scan_layers=scan_layers)
 
 
 def PerformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                      n_heads=8, max_len=2048, dropout=0.1, nb_features=256, kernel='softmax',
-                     positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train'):
-  """Encoder classifier with bidirectional FAVOR+: token ids (B, L) -> logits (B, n_classes)."""
+                     positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
+                     scan_layers=True):
+  """Encoder classifier with bidirectional FAVOR+: token ids (B, L) -> logits (B, n_classes).
+
+  scan_layers: see TransformerEncoder.
+  """
   return tl.Serial(
       transformer.TransformerEncoder(
           vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len, dropout,
           _favor(tl.Favor, nb_features, kernel), positional, activation, pad_id,
           mode).sublayers,
-      name='PerformerEncoder')
+      name='PerformerEncoder', scan_layers=scan_layers)

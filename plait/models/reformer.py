@@ -32,7 +32,7 @@ def ReversibleDecoderBlock(d_model, d_ff, n_heads, attention_type='lsh', dropout
 def ReformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max_len=2048,  # pylint: disable=invalid-name
                dropout=0.1, attention_type='lsh', ff_chunk_size=0, axial_pos_shape=None,
                d_axial_pos_embs=None, positional='sinusoidal', activation=tl.Gelu,
-               output_chunk_size=0, mode='train'):
+               output_chunk_size=0, mode='train', scan_layers=True):
   """Reversible decoder-only LM: token ids (B, L) -> next-token logits (B, L, vocab_size).
 
   attention_type: a name ('lsh', 'chunked', 'dense', ...), a causal attention layer
@@ -45,6 +45,9 @@ def ReformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, ma
     Dropout, Dense), 0 = all at once. Chunked, the head's float32 LayerNorm temporaries
     on (length, 2 * d_model) exist for one chunk at a time (at 2^20 tokens and d_model
     512 each is 4 GiB whole). It nests the head's weights in a Chunk.
+  scan_layers: run the layers as one lax.scan over groups of one period of
+    `attention_type` (forward), and the backward as one reverse scan: XLA compiles one
+    group instead of n_layers (same weights tree and results; see docs/reversible.md).
   """
   blocks.check_mode(mode, 'ReformerLM')
   layers = [
@@ -56,7 +59,7 @@ def ReformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, ma
       blocks.EmbeddingStack(vocab_size, d_model, max_len, dropout, axial_pos_shape,
                             d_axial_pos_embs, positional, mode),
       tl.Dup(),
-      tl.ReversibleSerial(layers),
+      tl.ReversibleSerial(layers, scan_layers=scan_layers),
       _output_head(vocab_size, dropout, output_chunk_size, mode),
       name='ReformerLM')
 

@@ -15,12 +15,14 @@ from plait.models import blocks
 def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,  # pylint: disable=invalid-name
                   max_len=2048, dropout=0.1, attention_type='dense', ff_chunk_size=0,
                   axial_pos_shape=None, d_axial_pos_embs=None, positional='sinusoidal',
-                  activation=tl.Gelu, mode='train'):
+                  activation=tl.Gelu, mode='train', scan_layers=True):
   """Decoder-only LM: token ids (B, L) -> next-token logits (B, L, vocab_size).
 
   Training sees ShiftRight(tokens), so output i predicts token i. In predict mode
   (decoding) ShiftRight is the identity and attention/positions keep caches in state
   sized by `max_len`; the weights tree is the same in every mode.
+  scan_layers: run the repeated blocks as one lax.scan over their stacked weights
+    (one block for XLA to compile; same weights tree and results; see docs/models.md).
   """
   blocks.check_mode(mode, 'TransformerLM')
   decoder_blocks = [
@@ -34,24 +36,28 @@ def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
       decoder_blocks,
       tl.LayerNorm(),
       tl.Dense(vocab_size),
-      name='TransformerLM')
+      name='TransformerLM', scan_layers=scan_layers)
 
 
 def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                        n_heads=8, max_len=2048, dropout=0.1, attention_type='dense',
-                       positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train'):
+                       positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
+                       scan_layers=True):
   """Encoder classifier: token ids (B, L) -> class logits (B, n_classes).
 
   Tokens equal to `pad_id` are masked out of attention and of the mean pooling.
+  scan_layers: run the repeated blocks as one lax.scan over their stacked weights
+    (one block for XLA to compile; same weights tree and results; see docs/models.md).
   """
   blocks.check_mode(mode, 'TransformerEncoder')
   return _encoder_classifier('TransformerEncoder', vocab_size, n_classes, d_model, d_ff,
                              n_layers, n_heads, max_len, dropout, attention_type, positional,
-                             activation, pad_id, mode)
+                             activation, pad_id, mode, scan_layers)
 
 
 def _encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_heads,
-                        max_len, dropout, attention_type, positional, activation, pad_id, mode):
+                        max_len, dropout, attention_type, positional, activation, pad_id, mode,
+                        scan_layers=True):
   """Embeddings + masked encoder blocks + masked mean pooling + Dense: shared by encoders."""
   encoder_blocks = [
       blocks.EncoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation, mode)
@@ -65,4 +71,4 @@ def _encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_
       tl.Parallel(tl.LayerNorm(), None),
       blocks.MaskedMean(),
       tl.Dense(n_classes),
-      name=name)
+      name=name, scan_layers=scan_layers)
