@@ -21,7 +21,7 @@ def _per_layer(constructor, n_layers, block_size, num_rand_blocks, dense_fallbac
 def BigBirdLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max_len=2048,  # pylint: disable=invalid-name
               dropout=0.1, block_size=64, num_rand_blocks=3, dense_fallback=False,
               ff_chunk_size=0, axial_pos_shape=None, d_axial_pos_embs=None,
-              positional='sinusoidal', activation=tl.Gelu, mode='train', scan_layers=True):
+              positional='sinusoidal', activation=tl.Gelu, mode='train', scan_layers=False):
   """Decoder-only LM with causal block-sparse attention: ids (B, L) -> logits (B, L, vocab).
 
   Predict mode decodes with a `max_len` KV cache under the pattern of `max_len`
@@ -42,7 +42,7 @@ def BigBirdLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max
 def BigBirdEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                    n_heads=8, max_len=4096, dropout=0.1, block_size=64, num_rand_blocks=3,
                    dense_fallback=False, positional='sinusoidal', activation=tl.Gelu,
-                   pad_id=0, mode='train', scan_layers=True):
+                   pad_id=0, mode='train', scan_layers=False):
   """Encoder classifier with BigBird ITC attention: ids (B, L) -> class logits (B, n_classes).
 
   scan_layers: see TransformerEncoder.

@@ -28,7 +28,7 @@ def _image_kwargs(image_shape, d_model, d_axial_pos_embs):
 
 def ImageReformerLM(image_shape=(64, 64, 3), d_model=512, d_ff=2048, n_layers=6, n_heads=8,  # pylint: disable=invalid-name
                     dropout=0.0, attention_type='lsh', ff_chunk_size=0, d_axial_pos_embs=None,
-                    mode='train', scan_layers=True):
+                    mode='train', scan_layers=False):
   """ReformerLM over flattened pixels: ids (B, prod(image_shape)) -> logits (B, L, 256)."""
   return reformer.ReformerLM(
       d_ff=d_ff, n_layers=n_layers, n_heads=n_heads, dropout=dropout,
@@ -39,7 +39,7 @@ def ImageReformerLM(image_shape=(64, 64, 3), d_model=512, d_ff=2048, n_layers=6,
 
 def ImageTransformerLM(image_shape=(64, 64, 3), d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                        n_heads=8, dropout=0.0, attention_type='dense', ff_chunk_size=0,
-                       d_axial_pos_embs=None, mode='train', scan_layers=True):
+                       d_axial_pos_embs=None, mode='train', scan_layers=False):
   """TransformerLM over flattened pixels (any attention_type, e.g. 'chunked')."""
   return transformer.TransformerLM(
       d_ff=d_ff, n_layers=n_layers, n_heads=n_heads, dropout=dropout,
@@ -50,7 +50,7 @@ def ImageTransformerLM(image_shape=(64, 64, 3), d_model=512, d_ff=2048, n_layers
 
 def ImagePerformerLM(image_shape=(64, 64, 3), d_model=512, d_ff=2048, n_layers=6, n_heads=8,  # pylint: disable=invalid-name
                      dropout=0.0, nb_features=256, ff_chunk_size=0, d_axial_pos_embs=None,
-                     mode='train', scan_layers=True):
+                     mode='train', scan_layers=False):
   """PerformerLM (causal FAVOR+) over flattened pixels."""
   return performer.PerformerLM(
       d_ff=d_ff, n_layers=n_layers, n_heads=n_heads, dropout=dropout, nb_features=nb_features,

@@ -20,7 +20,7 @@ def _favor(constructor, nb_features, kernel):
 def PerformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max_len=2048,  # pylint: disable=invalid-name
                 dropout=0.1, nb_features=256, kernel='softmax', ff_chunk_size=0,
                 axial_pos_shape=None, d_axial_pos_embs=None, positional='sinusoidal',
-                activation=tl.Gelu, mode='train', scan_layers=True):
+                activation=tl.Gelu, mode='train', scan_layers=False):
   """Decoder-only LM with causal FAVOR+: token ids (B, L) -> logits (B, L, vocab_size).
 
   scan_layers: see TransformerLM.
@@ -36,7 +36,7 @@ def PerformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, m
 def PerformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                      n_heads=8, max_len=2048, dropout=0.1, nb_features=256, kernel='softmax',
                      positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
-                     scan_layers=True):
+                     scan_layers=False):
   """Encoder classifier with bidirectional FAVOR+: token ids (B, L) -> logits (B, n_classes).
 
   scan_layers: see TransformerEncoder.

@@ -32,7 +32,7 @@ def ReversibleDecoderBlock(d_model, d_ff, n_heads, attention_type='lsh', dropout
 def ReformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max_len=2048,  # pylint: disable=invalid-name
                dropout=0.1, attention_type='lsh', ff_chunk_size=0, axial_pos_shape=None,
                d_axial_pos_embs=None, positional='sinusoidal', activation=tl.Gelu,
-               output_chunk_size=0, mode='train', scan_layers=True):
+               output_chunk_size=0, mode='train', scan_layers=False):
   """Reversible decoder-only LM: token ids (B, L) -> next-token logits (B, L, vocab_size).
 
   attention_type: a name ('lsh', 'chunked', 'dense', ...), a causal attention layer

@@ -15,7 +15,7 @@ from plait.models import blocks
 def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,  # pylint: disable=invalid-name
                   max_len=2048, dropout=0.1, attention_type='dense', ff_chunk_size=0,
                   axial_pos_shape=None, d_axial_pos_embs=None, positional='sinusoidal',
-                  activation=tl.Gelu, mode='train', scan_layers=True):
+                  activation=tl.Gelu, mode='train', scan_layers=False):
   """Decoder-only LM: token ids (B, L) -> next-token logits (B, L, vocab_size).
 
   Training sees ShiftRight(tokens), so output i predicts token i. In predict mode
@@ -42,7 +42,7 @@ def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
 def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                        n_heads=8, max_len=2048, dropout=0.1, attention_type='dense',
                        positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
-                       scan_layers=True):
+                       scan_layers=False):
   """Encoder classifier: token ids (B, L) -> class logits (B, n_classes).
 
   Tokens equal to `pad_id` are masked out of attention and of the mean pooling.
@@ -57,7 +57,7 @@ def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_l
 
 def _encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_heads,
                         max_len, dropout, attention_type, positional, activation, pad_id, mode,
-                        scan_layers=True):
+                        scan_layers=False):
   """Embeddings + masked encoder blocks + masked mean pooling + Dense: shared by encoders."""
   encoder_blocks = [
       blocks.EncoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation, mode)

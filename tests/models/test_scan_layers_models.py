@@ -1,4 +1,4 @@
-"""Every model with scan_layers=True (the default) equals its unrolled self (scan_layers=False).
+"""Every model with scan_layers=True (opt-in) equals its unrolled self (scan_layers=False).
 
 Train (dropout), eval and gradients on random tokens, and predict-mode decoding (caches
 carried through the scan): same numbers to float32 rounding, same decoded tokens.
