@@ -67,7 +67,9 @@ def train_argv(name, output_dir, steps, every, shrink=True, extra=()):
 
 
 def environment(cache_dir, mock_tfds=False):
-  env = dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED='1', PLAIT_CACHE_DIR=cache_dir,
+  path = os.pathsep.join([REPO] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep)
+                                    if p])
+  env = dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED='1', PLAIT_CACHE_DIR=cache_dir,
              PLAIT_COMPILATION_CACHE=os.path.join(cache_dir, 'xla'))
   if mock_tfds:
     env['PLAIT_TEST_MOCK_TFDS'] = '1'
@@ -128,16 +130,17 @@ def run_decode(output_dir, env, *args, timeout=600):
 
 
 def check_user_path(name, work_dir, steps=4, every=2, shrink=True, extra=(),
-                    decode_prompt='Raskolnikov ', exact=True, cache_dir=None):
+                    decode_prompt='Raskolnikov ', exact=True, cache_dir=None, mock_tfds=None):
   """train (reference) | train killed after its first checkpoint, rerun | decode, checked.
 
   `cache_dir`: plait's cache (SentencePiece models, compiled programs), shareable by tests.
+  `mock_tfds`: serve TFDS datasets from generated examples (default: for the ImageNet config).
 
   The rerun resumes from the kill's last checkpoint and ends with the reference's losses and
   held-out metrics at every step: bit-identical on the CPU, as a resume must be (`exact`);
   within 2 % on a GPU, whose reductions are not bit-reproducible run to run.
   """
-  mock = 'imagenet' in name
+  mock = 'imagenet' in name if mock_tfds is None else mock_tfds
   env = environment(cache_dir or os.path.join(work_dir, 'cache'), mock_tfds=mock)
   reference, resumed = os.path.join(work_dir, 'reference'), os.path.join(work_dir, 'resumed')
   argv = lambda output_dir: train_argv(name, output_dir, steps, every, shrink, extra)

@@ -44,8 +44,17 @@ def _train_eval(models, tokens, weights, rng):
   return out
 
 
-@pytest.mark.parametrize('name', sorted(helpers.LMS))
-@pytest.mark.parametrize('mode', ['train', 'eval'])
+# scan_layers is opt-in: the fast suite checks one plain and one reversible model in train
+# mode (dropout: the per-layer rngs) and one decoding; `pytest -m slow` checks the rest.
+FAST = {('TransformerLM', 'train'), ('ReformerLM', 'train'), ('TransformerLM', 'predict')}
+
+
+def _cases(names, modes):
+  return [pytest.param(n, m, marks=() if (n, m) in FAST else pytest.mark.slow)
+          for n in names for m in modes]
+
+
+@pytest.mark.parametrize('name, mode', _cases(sorted(helpers.LMS), ['train', 'eval']))
 def test_lm_scanned_equals_unrolled(name, mode):
   vocab = 256 if name.startswith('Image') else helpers.VOCAB
   models = {s: _lm(name, mode, s) for s in (False, True)}
@@ -57,6 +66,7 @@ def test_lm_scanned_equals_unrolled(name, mode):
   assert out[True][2] < 0.8 * out[False][2], 'scan_layers=True must scan the repeated layers'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(helpers.ENCODERS))
 def test_encoder_scanned_equals_unrolled(name):
   fn, kwargs = helpers.ENCODERS[name]
@@ -70,8 +80,8 @@ def test_encoder_scanned_equals_unrolled(name):
   assert out[True][2] < 0.8 * out[False][2]
 
 
-@pytest.mark.parametrize('name', sorted(helpers.LMS))
-def test_predict_mode_decoding_scanned_equals_unrolled(name):
+@pytest.mark.parametrize('name, mode', _cases(sorted(helpers.LMS), ['predict']))
+def test_predict_mode_decoding_scanned_equals_unrolled(name, mode):
   vocab = 256 if name.startswith('Image') else helpers.VOCAB
   weights = helpers.random_weights(_lm(name, 'train', False), helpers.token_signature(2, 16))
   prompt = helpers.random_tokens((2, 5), seed=1, high=vocab)

@@ -33,10 +33,12 @@ def test_none_turns_it_off(tmp_path):
   assert not jax.config.jax_enable_compilation_cache
 
 
-def test_compiled_programs_are_written_there(tmp_path):
+def test_compiled_programs_are_written_there_even_after_another_directory(tmp_path):
+  compilation_cache.enable(tmp_path / 'first')
+  jax.jit(lambda x: x - 2)(jax.numpy.arange(5.0)).block_until_ready()
   compilation_cache.enable(tmp_path)
   jax.jit(lambda x: x * 3 + 1)(jax.numpy.arange(7.0)).block_until_ready()
-  assert any(tmp_path.iterdir())
+  assert [p for p in tmp_path.iterdir() if p.name != 'first']
 
 
 def test_an_unwritable_directory_is_one_clear_error_and_exit_2(tmp_path, capsys):
