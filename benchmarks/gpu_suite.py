@@ -8,34 +8,68 @@ plait/layers, plait/models or plait/supervised done, and record its summary in R
    from the best checkpoint; configs run side by side (--workers processes on the one GPU).
 2. The GPU-only paths under the ordinary tests, now on the GPU: the Pallas decode kernel and
    the cuDNN attention (tests/layers/attention/test_decode_kernel.py, test_dense.py), buffer
-   donation in the Loop (tests/supervised/test_loop.py), bf16 (the configs' compute dtype).
+   donation and bf16 mixed precision in the Loop (tests/supervised/test_loop.py), besides the
+   configs' own bf16 compute.
 3. benchmarks/gpu_checks.py: cuDNN flash attention vs XLA vs float32, at real lengths.
 
-Writes --out/summary.md (date, GPU, each part's result, per-config compile times and held-out
-losses) and the logs beside it; exits non-zero if any part failed.
+The parts run side by side (--sequential: one at a time, for compile times without
+contention). Writes --out/summary.md (date, GPU, each part's result, per-config compile times
+and held-out losses) and the logs beside it; exits non-zero if any part failed or timed out.
 """
 import argparse
 import datetime
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPU_PATH_TESTS = ['tests/layers/attention/test_decode_kernel.py',
-                  'tests/layers/attention/test_dense.py', 'tests/supervised/test_loop.py']
+                  'tests/layers/attention/test_dense.py',
+                  'tests/supervised/test_loop.py::'
+                  'test_eval_after_donating_train_steps_reads_the_current_state',
+                  'tests/supervised/test_loop.py::test_mixed_precision_keeps_float32_master_weights']
 
 
-def _run(name, argv, out, env):
-  log = os.path.join(out, f'{name}.log')
-  print(f'== {name}: {" ".join(argv)}', flush=True)
-  with open(log, 'w') as f:
-    code = subprocess.run(argv, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT,
-                          check=False).returncode
-  with open(log) as f:
-    tail = f.read().strip().splitlines()[-1:] or ['']
-  print(f'   exit {code}: {tail[0]}', flush=True)
-  return code, tail[0]
+def _run_parts(parts, out, env, deadline_s, sequential):
+  """Runs each part (in parallel unless `sequential`) with its log in `out`; stops what is left
+  at `deadline_s`. Returns [(name, exit code or 'timed out', last log line)]."""
+  start, running, results = time.monotonic(), {}, {}
+  def launch(name, argv):
+    print(f'== {name}: {" ".join(argv)}', flush=True)
+    log = open(os.path.join(out, f'{name}.log'), 'w')  # pylint: disable=consider-using-with
+    running[name] = (subprocess.Popen(argv, cwd=REPO, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True), log)
+  queue = list(parts)
+  while queue or running:
+    while queue and (not sequential or not running):
+      launch(*queue.pop(0))
+    for name, (process, log) in list(running.items()):
+      if process.poll() is not None:
+        log.close()
+        results[name] = process.returncode
+        del running[name]
+    if deadline_s and time.monotonic() - start > deadline_s:
+      for name, (process, log) in running.items():
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        log.close()
+        results[name] = 'timed out'
+      running, queue = {}, []
+    time.sleep(0.5)
+  rows = []
+  for name, _ in parts:
+    with open(os.path.join(out, f'{name}.log')) as f:
+      lines = f.read().strip().splitlines() or ['']
+    # pytest's closing line ('3 passed, 1 skipped in 9.1s'), else the log's last line.
+    tail = next((l for l in reversed(lines) if re.search(r'\d+ (passed|failed|error)', l)),
+                lines[-1]).strip('= ')
+    rows.append((name, results.get(name, 'not run'), tail))
+    print(f'   {name}: exit {rows[-1][1]}: {tail}', flush=True)
+  return rows
 
 
 def main(argv=None):
@@ -43,6 +77,9 @@ def main(argv=None):
   p.add_argument('--out', default='runs/gpu_suite')
   p.add_argument('--workers', type=int, default=3, help='configs trained side by side')
   p.add_argument('--steps_scale', default='1', help='scales the configs\' step counts')
+  p.add_argument('--deadline_s', type=float, default=0, help='stop what is left after this')
+  p.add_argument('--sequential', action='store_true',
+                 help='one part at a time (compile times without contention; slower)')
   args = p.parse_args(argv)
   out = os.path.abspath(args.out)
   os.makedirs(out, exist_ok=True)
@@ -53,18 +90,20 @@ def main(argv=None):
       [REPO] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]),
              XLA_PYTHON_CLIENT_PREALLOCATE='false', PLAIT_GPU_SUITE_OUT=rows_path,
              PLAIT_GPU_SUITE_STEPS=args.steps_scale)
-  pytest = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-q']
+  pytest = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider']
   parts = [
-      ('full_configs', pytest + ['-m', 'gpu', '-n', str(args.workers), '--dist', 'load',
+      ('full_configs', pytest + ['-m', 'gpu', '-n', str(args.workers), '--dist', 'worksteal',
                                  'tests/gpu']),
       ('gpu_paths', pytest + ['-m', 'not slow', '-n', '0', *GPU_PATH_TESTS]),
       ('cudnn_checks', [sys.executable, 'benchmarks/gpu_checks.py']),
   ]
-  results = [(name, *_run(name, part, out, env)) for name, part in parts]
+  results = _run_parts(parts, out, env, args.deadline_s, args.sequential)
   import jax  # pylint: disable=import-outside-toplevel
   lines = [f'GPU suite, {datetime.date.today()}, {jax.devices()[0].device_kind}, '
            f'jax {jax.__version__}', '', '| part | exit | last line |', '| --- | --- | --- |']
   lines += [f'| {n} | {c} | {t} |' for n, c, t in results]
+  lines += ['', f'(parts run {"one at a time" if args.sequential else "side by side"}, configs '
+            f'{args.workers} at a time: compile times include that contention)']
   if os.path.exists(rows_path):
     lines += ['', '| config | steps | compile train / eval step (s) | resumed: train step (s) | '
               'held-out loss by step | wall (s) |', '| --- | --- | --- | --- | --- | --- |']
@@ -80,7 +119,7 @@ def main(argv=None):
   with open(os.path.join(out, 'summary.md'), 'w') as f:
     f.write(text)
   print(text)
-  return 1 if any(code for _, code, _ in results) else 0
+  return 1 if any(code != 0 for _, code, _ in results) else 0
 
 
 if __name__ == '__main__':
