@@ -192,3 +192,18 @@ def decode_ids(output_dir, n_tokens=4):
                                        max_length=n_tokens, rng=jax.random.key(0),
                                        weights=weights)
   return np.asarray(ids)
+
+
+def user_path_test(names):
+  """The CPU test of `names` (full configs): one per test file, so xdist spreads the files.
+
+    >>> test_full_config_shrunk_by_sizes = user_path_test(['bigbird_crime_and_punishment'])
+  """
+  import pytest  # pylint: disable=import-outside-toplevel
+
+  @pytest.mark.parametrize('name', names)
+  def test(name, tmp_path, user_path_cache):
+    text = 'imagenet' not in name and 'duplication' not in name
+    check_user_path(name, str(tmp_path), cache_dir=user_path_cache,
+                    decode_prompt='Raskolnikov ' if text else None)
+  return test
