@@ -244,8 +244,8 @@ class Loop:
     With `max_seconds`, stops early after the first step that ends that many seconds after
     the call began, then evaluates (if it did not just do so) and saves a checkpoint, so
     runs of equal wall-clock time can be compared and resumed. The last step of the call is
-    always evaluated (with eval tasks) and checkpointed (with an output_dir). Train records carry
-    'elapsed_seconds' since the call began. On SIGTERM (preemption) it finishes the current
+    always evaluated (with eval tasks) and checkpointed (with an output_dir). Train records
+    carry 'elapsed_seconds' since the call began. On SIGTERM (preemption) it finishes the current
     step, saves a checkpoint and returns, with `stopped_by` set to 'SIGTERM'.
 
     Raises DivergedError if the loss becomes NaN or infinite; the weights stay at
