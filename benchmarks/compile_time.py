@@ -1,6 +1,6 @@
 """Where a config's time to first step goes: tracing, lowering, XLA compilation of its train step.
 
-  python benchmarks/compile_time.py reformer_crime_and_punishment transformer_lm_crime_and_punishment
+  python benchmarks/compile_time.py reformer_crime_and_punishment bigbird_crime_and_punishment
   python benchmarks/compile_time.py --all --json runs/compile_time.json
 
 For each shipped config (gin bindings applied, no data read, nothing allocated: the inputs are
@@ -26,7 +26,8 @@ def measure(name, bindings=(), run_steps=0):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from plait import demo, rl_free_configs  # pylint: disable=import-outside-toplevel
   from plait.layers import metrics  # pylint: disable=import-outside-toplevel
-  from plait.supervised import tasks, train_step as step_lib, trainer  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from plait.supervised import tasks, train_step as step_lib, trainer
   gin.clear_config()
   trainer.parse_config([rl_free_configs.path(name)], list(bindings))
   sig = demo.configured_signature()

@@ -31,7 +31,8 @@ GPU_PATH_TESTS = ['tests/layers/attention/test_decode_kernel.py',
                   'tests/layers/attention/test_dense.py',
                   'tests/supervised/test_loop.py::'
                   'test_eval_after_donating_train_steps_reads_the_current_state',
-                  'tests/supervised/test_loop.py::test_mixed_precision_keeps_float32_master_weights']
+                  'tests/supervised/test_loop.py::'
+                  'test_mixed_precision_keeps_float32_master_weights']
 
 
 def _run_parts(parts, out, env, deadline_s, sequential):

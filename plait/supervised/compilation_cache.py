@@ -48,7 +48,8 @@ def enable(directory=None):
   except OSError as e:
     raise OSError(f'the compilation cache directory {directory} cannot be created ({e}); pass '
                   f"--compilation_cache_dir=<a writable directory> or 'none'.") from None
-  from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from jax.experimental.compilation_cache import compilation_cache
   jax.config.update('jax_enable_compilation_cache', True)
   jax.config.update('jax_compilation_cache_dir', directory)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', MIN_COMPILE_SECONDS)
