@@ -6,7 +6,7 @@ setuptools.setup(
     version="0.1.0",
     description="Trax-style functional layer combinators on JAX: Reformer, Performer, BigBird.",
     packages=setuptools.find_packages(include=["plait", "plait.*"]),
-    package_data={"plait": ["rl_free_configs/*.gin"]},
+    package_data={"plait": ["rl_free_configs/*.gin", "data/*.txt.xz"]},
     python_requires=">=3.12",
     install_requires=[
         "jax==0.11.2",

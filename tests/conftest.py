@@ -20,14 +20,19 @@ def random_array(shape, seed=0, dtype=np.float32):
 
 
 @pytest.fixture
-def data_dir():
-  """Directory holding crime_and_punishment.txt ($PLAIT_DATA_DIR, else ../shared/data)."""
+def data_dir(tmp_path_factory):
+  """Directory holding crime_and_punishment.txt ($PLAIT_DATA_DIR, else ../shared/data, else
+  the novel shipped with plait written to a temporary directory: no test skips for want of
+  data)."""
   candidates = [os.environ.get('PLAIT_DATA_DIR'),
                 pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data']
   for c in candidates:
     if c and (pathlib.Path(c) / 'crime_and_punishment.txt').exists():
       return pathlib.Path(c)
-  pytest.skip('crime_and_punishment.txt not found: set PLAIT_DATA_DIR')
+  from plait.data import text  # pylint: disable=import-outside-toplevel
+  directory = tmp_path_factory.mktemp('novel')
+  (directory / text.FILE_NAME).write_text(text.shipped_crime_and_punishment(), encoding='utf-8')
+  return directory
 
 
 @pytest.fixture(scope='session')

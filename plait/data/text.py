@@ -1,8 +1,14 @@
-"""Text sources: plain text files and Crime and Punishment (found locally or downloaded).
+"""Text sources: plain text files and Crime and Punishment (shipped with plait, no network).
 
     text = plait.data.crime_and_punishment()             # the novel without Gutenberg boilerplate
     train, eval_ = plait.data.split_chapters(text)        # disjoint lists of chapters
+
+The novel (public domain, Project Gutenberg #2554, header and footer stripped) ships inside
+the package as `crime_and_punishment.txt.xz` (340 KB); a copy at an explicit path, in
+$PLAIT_DATA_DIR or in the cache is used first, and `download=True` fetches the full Gutenberg
+file into the cache when there is none.
 """
+import lzma
 import os
 import pathlib
 import re
@@ -15,6 +21,7 @@ GUTENBERG_URLS = (
     f'https://www.gutenberg.org/files/{GUTENBERG_ID}/{GUTENBERG_ID}-0.txt',
 )
 FILE_NAME = 'crime_and_punishment.txt'
+SHIPPED = pathlib.Path(__file__).resolve().parent / (FILE_NAME + '.xz')
 
 
 def text_file(path):
@@ -120,10 +127,25 @@ def _download(target, looked):
   return target
 
 
-def crime_and_punishment(path=None, download=True):
-  """The text of Crime and Punishment, without the Project Gutenberg header and footer."""
-  found = find_crime_and_punishment(path, download)
+def crime_and_punishment(path=None, download=False):
+  """The text of Crime and Punishment, without the Project Gutenberg header and footer.
+
+  From `path` if given (an error if it does not exist), else $PLAIT_DATA_DIR, else plait's
+  cache, else the copy shipped with plait (works offline). `download=True` instead fetches
+  the Gutenberg file into the cache when no local copy exists (FileNotFoundError offline).
+  """
+  try:
+    found = find_crime_and_punishment(path, download)
+  except FileNotFoundError:
+    if path is not None or download:
+      raise
+    return shipped_crime_and_punishment()
   return strip_gutenberg(_decode_text(found.read_bytes(), str(found)))
+
+
+def shipped_crime_and_punishment():
+  """The stripped novel shipped inside the package (decompressed from SHIPPED)."""
+  return _decode_text(lzma.decompress(SHIPPED.read_bytes()), str(SHIPPED))
 
 
 _CHAPTER = re.compile(r'^(CHAPTER [IVXLC]+|[IVXLC]+)\s*$', re.M)

@@ -1,4 +1,5 @@
 """Text files and Crime and Punishment: lookup order, Gutenberg stripping, chapters, errors."""
+import hashlib
 import urllib.request
 
 import pytest
@@ -64,11 +65,46 @@ def test_download_goes_to_the_cache(tmp_path, monkeypatch):
   urls = []
   opener = lambda url, timeout: urls.append(url) or Response()
   monkeypatch.setattr(urllib.request, 'urlopen', opener)
-  assert 'hot evening' in pd.crime_and_punishment()
+  assert 'hot evening' in pd.crime_and_punishment(download=True)
   assert (tmp_path / 'cache' / 'crime_and_punishment.txt').exists()
   assert '2554' in urls[0]
+  pd.crime_and_punishment(download=True)
   pd.crime_and_punishment()
-  assert len(urls) == 1  # second call reads the cache
+  assert len(urls) == 1  # later calls read the cache
+
+
+def test_download_reads_a_local_gutenberg_file_through_urllib(tmp_path, monkeypatch):
+  # The real download code (no mock of urlopen) on a file:// URL: no network needed.
+  monkeypatch.delenv('PLAIT_DATA_DIR', raising=False)
+  monkeypatch.setenv('PLAIT_CACHE_DIR', str(tmp_path / 'cache'))
+  source = _write(tmp_path / 'mirror') / 'crime_and_punishment.txt'
+  monkeypatch.setattr(text_lib, 'GUTENBERG_URLS', (source.as_uri(),))
+  text = pd.crime_and_punishment(download=True)
+  assert text == pd.strip_gutenberg(_BOOK)
+  assert (tmp_path / 'cache' / 'crime_and_punishment.txt').read_text() == _BOOK
+
+
+def test_without_any_local_copy_the_shipped_novel_is_used_offline(tmp_path, monkeypatch):
+  monkeypatch.delenv('PLAIT_DATA_DIR', raising=False)
+  monkeypatch.setenv('PLAIT_CACHE_DIR', str(tmp_path / 'empty-cache'))
+  def offline(url, timeout):
+    raise AssertionError(f'no download by default, got {url}')
+  monkeypatch.setattr(urllib.request, 'urlopen', offline)
+  text = pd.crime_and_punishment()
+  assert text.startswith('CRIME AND PUNISHMENT') and len(text) > 1_000_000
+  assert text.rstrip().endswith('our present story is\nended.')
+  assert 'Gutenberg' not in text and len(pd.chapters(text)) > 40
+  assert not (tmp_path / 'empty-cache').exists()
+
+
+# SHA-256 of strip_gutenberg(the Gutenberg #2554 file whose own SHA-256 is d7a89d39...c84).
+_STRIPPED_SHA256 = '2149185f689ca11928292a671f204705fd075557c95af0f7e6fbd86eb11e2c1c'
+
+
+def test_shipped_novel_is_the_stripped_gutenberg_text():
+  shipped = text_lib.shipped_crime_and_punishment()
+  assert hashlib.sha256(shipped.encode('utf-8')).hexdigest() == _STRIPPED_SHA256
+  assert len(shipped) == 1_130_532
 
 
 def test_offline_download_error_mentions_plait_data_dir(tmp_path, monkeypatch):
@@ -80,7 +116,7 @@ def test_offline_download_error_mentions_plait_data_dir(tmp_path, monkeypatch):
 
   monkeypatch.setattr(urllib.request, 'urlopen', offline)
   with pytest.raises(FileNotFoundError, match='PLAIT_DATA_DIR') as info:
-    pd.crime_and_punishment()
+    pd.crime_and_punishment(download=True)
   assert 'no network' in str(info.value) and 'Gutenberg' in str(info.value)
 
 
