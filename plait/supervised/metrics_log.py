@@ -17,13 +17,39 @@ METRICS_FILE = 'metrics.jsonl'
 TENSORBOARD_DIR = 'tensorboard'
 
 
-def read_metrics(output_dir):
-  """All records of `output_dir/metrics.jsonl` as a list of dicts."""
+def read_metrics(output_dir, warn=None):
+  """The intact records of `output_dir/metrics.jsonl`, as a list of dicts.
+
+  A line that is not a JSON object (a write torn by a kill, or junk) is dropped, and
+  `warn(text)` (default: a line on stderr) names the file and the line numbers.
+  """
   path = os.path.join(output_dir, METRICS_FILE)
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  with open(path, 'rb') as f:
+    lines = f.read().split(b'\n')
+  records, damaged = [], []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line.decode('utf-8'))
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+      record = None
+    if isinstance(record, dict):
+      records.append(record)
+    else:
+      damaged.append(number)
+  if damaged:
+    shown = ', '.join(str(n) for n in damaged[:5]) + (' ...' if len(damaged) > 5 else '')
+    (warn or _warn)(f'{path}: dropped {len(damaged)} damaged line(s) (line {shown}: not a '
+                    f'JSON record, e.g. a write cut short by a kill); kept {len(records)} '
+                    'records.')
+  return records
+
+
+def _warn(text):
+  print(f'plait: warning: {text}', file=sys.stderr, flush=True)
 
 
 class MetricsWriter:
@@ -31,16 +57,22 @@ class MetricsWriter:
 
   On resume from step `resume_step`, records after that step (written by the
   interrupted run after its last checkpoint) are dropped, so the file reads like
-  one uninterrupted run.
+  one uninterrupted run. The file is rewritten atomically (a temporary file renamed over
+  it), so a kill during the rewrite leaves the old file whole; damaged lines are dropped
+  with a warning (see `read_metrics`).
   """
 
   def __init__(self, output_dir, resume_step=0, tensorboard=True):
     self._dir = output_dir
     self._path = os.path.join(output_dir, METRICS_FILE)
     records = [r for r in read_metrics(output_dir) if r.get('step', 0) <= resume_step]
-    with open(self._path, 'w') as f:
+    tmp = self._path + '.tmp'
+    with open(tmp, 'w') as f:
       for r in records:
         f.write(json.dumps(r) + '\n')
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, self._path)
     self._file = open(self._path, 'a')  # pylint: disable=consider-using-with
     self._tensorboard = tensorboard
     self._writers = {}
