@@ -44,6 +44,7 @@ from plait.supervised import compilation_cache
 from plait.supervised import metrics_log
 from plait.supervised import optimizers
 from plait.supervised import plot as plot_lib
+from plait.supervised import run_lock
 from plait.supervised.streams import DataError
 from plait.supervised.tasks import EvalTask, TrainTask
 from plait.supervised.training import DivergedError, Loop
@@ -178,7 +179,19 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
   Returns:
     The Loop (closed).
   """
-  os.makedirs(output_dir, exist_ok=True)
+  with run_lock.held(output_dir):  # one trainer per directory, before --overwrite deletes
+    return _train_locked(output_dir, model, inputs, eval_inputs, loss, metrics, optimizer,
+                         lr_schedule, steps, n_eval_batches, checkpoint_every, eval_every,
+                         keep_checkpoints, keep_best, best_mode, compute_dtype, seed, log_every,
+                         progress, tokenizer, overwrite, plot, fallback_to_previous_checkpoint,
+                         max_seconds)
+
+
+def _train_locked(output_dir, model, inputs, eval_inputs, loss, metrics, optimizer, lr_schedule,
+                  steps, n_eval_batches, checkpoint_every, eval_every, keep_checkpoints,
+                  keep_best, best_mode, compute_dtype, seed, log_every, progress, tokenizer,
+                  overwrite, plot, fallback_to_previous_checkpoint, max_seconds):
+  """`train`'s work, with output_dir's lock held."""
   if isinstance(compute_dtype, str):
     compute_dtype = jnp.dtype(compute_dtype)
   train_model = _build(model, mode='train')
@@ -300,7 +313,7 @@ def main(argv=None):
   try:
     loop = train(args.output_dir, **kwargs)
   except (DivergedError, ConfigMismatchError, ckpt_lib.CheckpointError, DataError,
-          LayerError) as e:
+          LayerError, run_lock.RunLockedError) as e:
     print(f'plait-train: {e}', file=sys.stderr)
     return 1
   if loop.stopped_by == 'SIGTERM':  # preempted: checkpoint saved; exit as killed by SIGTERM

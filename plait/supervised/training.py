@@ -39,6 +39,7 @@ from plait.supervised import checkpoints as ckpt_lib
 from plait.supervised import distributed
 from plait.supervised import metrics_log
 from plait.supervised import preemption
+from plait.supervised import run_lock
 from plait.supervised import train_step as step_lib
 from plait.supervised.streams import DataError
 from plait.supervised.tasks import EvalTask, TrainTask
@@ -110,6 +111,20 @@ class Loop:
                best_mode='min', compute_dtype=None, seed=0, log_every=100, progress='auto',
                mesh='auto', tokenizer=None, async_checkpointing=True, tensorboard=True,
                print_fn=None, on_corrupt_checkpoint='error'):
+    self._checkpointer = self._metrics = self._locked_dir = None
+    try:
+      self._setup(model, tasks, eval_model, eval_tasks, output_dir, checkpoint_at, eval_at,
+                  keep_checkpoints, keep_best, best_mode, compute_dtype, seed, log_every,
+                  progress, mesh, tokenizer, async_checkpointing, tensorboard, print_fn,
+                  on_corrupt_checkpoint)
+    except BaseException:
+      self.close()  # the directory lock too: a refused start leaves the directory free
+      raise
+
+  def _setup(self, model, tasks, eval_model, eval_tasks, output_dir, checkpoint_at, eval_at,
+             keep_checkpoints, keep_best, best_mode, compute_dtype, seed, log_every, progress,
+             mesh, tokenizer, async_checkpointing, tensorboard, print_fn, on_corrupt_checkpoint):
+    """__init__'s work (see the class docstring); __init__ cleans up if it raises."""
     tasks = [tasks] if isinstance(tasks, TrainTask) else list(tasks)
     if len(tasks) != 1 or not isinstance(tasks[0], TrainTask):
       raise ValueError(f'Loop: tasks must be one TrainTask (multi-task training is not '
@@ -136,7 +151,9 @@ class Loop:
     self._checkpointer = None
     latest = None
     if self._output_dir:
-      os.makedirs(self._output_dir, exist_ok=True)
+      # One trainer per directory, before anything in it is touched (RunLockedError).
+      run_lock.acquire(self._output_dir)
+      self._locked_dir = self._output_dir
       self._checkpointer = ckpt_lib.Checkpointer(
           self._output_dir, keep_checkpoints=keep_checkpoints, keep_best=keep_best,
           best_mode=best_mode, async_save=async_checkpointing)
@@ -427,13 +444,16 @@ class Loop:
     self._eval_results = {}
 
   def close(self):
-    """Waits for pending checkpoints and closes files."""
+    """Waits for pending checkpoints, closes files and releases the output_dir's lock."""
     if self._checkpointer is not None:
       self._checkpointer.close()
       self._checkpointer = None
     if self._metrics is not None:
       self._metrics.close()
       self._metrics = None
+    if self._locked_dir is not None:
+      run_lock.release(self._locked_dir)
+      self._locked_dir = None
 
   def plot(self, path=None):
     """Saves a PNG of the loss curves (train and eval) from metrics.jsonl; returns its path."""

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from plait.supervised import checkpoints
+from plait.supervised import run_lock
 from tests.reliability import fixtures
 from tests.reliability import kill_harness as kh
 
@@ -26,9 +27,12 @@ def good_run(tmp_path_factory):
 
 
 def _snapshot(directory):
+  """{file: (mtime, sha256)} of the run's files (not the lock, which names its last holder)."""
   out = {}
   for root, _, names in os.walk(directory):
     for name in names:
+      if name == run_lock.LOCK_FILE:
+        continue
       path = os.path.join(root, name)
       with open(path, 'rb') as f:
         out[os.path.relpath(path, directory)] = (os.stat(path).st_mtime_ns,
