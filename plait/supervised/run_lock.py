@@ -8,7 +8,9 @@ blocks the next run. The file keeps the holder's pid for the error message.
   >>> with run_lock.held('/tmp/run'):
   ...   ...          # a second process entering here gets RunLockedError naming this pid
 
-Within one process the lock is re-entrant (`train()` takes it, then its Loop does).
+Within one process the lock is re-entrant (`train()` takes it, then its Loop does). In a
+multi-process job (every process runs the same Loop on one shared output_dir) only process 0
+takes it, so the job's own processes never refuse each other.
 """
 import contextlib
 import fcntl
@@ -24,6 +26,9 @@ class RunLockedError(RuntimeError):
 
 def acquire(output_dir):
   """Takes the lock of `output_dir` (created if missing); RunLockedError if another holds it."""
+  import jax  # pylint: disable=import-outside-toplevel
+  if jax.process_index() != 0:
+    return
   os.makedirs(output_dir, exist_ok=True)
   path = os.path.join(os.path.abspath(output_dir), LOCK_FILE)
   if path in _HELD:
