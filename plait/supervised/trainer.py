@@ -259,8 +259,14 @@ def _parameters(configurable_name):
 
 
 def parse_config(config_files, bindings):
-  """Parses gin files and bindings; a ValueError's message gets a 'did you mean' list."""
+  """Parses gin files and bindings; a ValueError's message gets a 'did you mean' list.
+
+  A config file that is not UTF-8 text, or that leaves `train.model` or `train.inputs`
+  unbound, is a ValueError naming the file or the binding.
+  """
   configurables.register_all()
+  for path in config_files:
+    _check_text_file(path)
   try:
     gin.parse_config_files_and_bindings(config_files, bindings)
   except ValueError as e:
@@ -271,6 +277,42 @@ def parse_config(config_files, bindings):
               else f'\nNothing registered is close to {wanted!r}; see plait.configurables.')
       raise ValueError(text + hint) from e
     raise
+  missing = [name for name in ('train.model', 'train.inputs') if not _is_bound(name)]
+  if missing:
+    raise ValueError(f'the config does not bind {" or ".join(missing)} (e.g. train.model = '
+                     '@ReformerLM, train.inputs = @lm_inputs); start from a shipped config in '
+                     'plait/rl_free_configs/.')
+
+
+def _check_text_file(path):
+  """ValueError naming `path` if it exists but is not UTF-8 text (gin would not name it)."""
+  try:
+    with open(path, 'rb') as f:
+      f.read().decode('utf-8')
+  except FileNotFoundError:
+    return  # gin's own message names the file and the search path
+  except UnicodeDecodeError as e:
+    raise ValueError(f'{path} is not a gin config (not UTF-8 text: {e.reason} at byte '
+                     f'{e.start}).') from None
+
+
+def _is_bound(selector):
+  try:
+    gin.query_parameter(selector)
+    return True
+  except ValueError:
+    return False
+
+
+def _non_negative_int(text):
+  """argparse type: an int >= 0."""
+  try:
+    value = int(text)
+  except ValueError:
+    value = -1
+  if value < 0:
+    raise argparse.ArgumentTypeError(f'expected a whole number >= 0, got {text!r}')
+  return value
 
 
 def main(argv=None):
@@ -281,7 +323,8 @@ def main(argv=None):
   parser.add_argument('--config', action='append', default=[],
                       help='a gin binding, e.g. "train.steps = 100" (repeatable)')
   parser.add_argument('--output_dir', required=True, help='training directory')
-  parser.add_argument('--steps', type=int, default=None, help='total training steps')
+  parser.add_argument('--steps', type=_non_negative_int, default=None,
+                      help='total training steps')
   parser.add_argument('--max_seconds', type=float, default=None,
                       help='stop after this many seconds of training (evaluates and saves '
                       'a checkpoint first)')

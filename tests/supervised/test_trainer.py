@@ -103,3 +103,30 @@ def test_cli_end_to_end(tmp_path):
                     f'--output_dir={tmp_path / "typo"}')
   assert typo.returncode == 2
   assert "doesn't have a parameter named 'd_modle'" in typo.stderr and 'd_model' in typo.stderr
+
+
+@pytest.mark.parametrize('content, expected', [
+    (b'', 'does not bind train.model or train.inputs'),
+    (b'train.steps = 3\n\xa0\xff\xfe junk', 'is not a gin config (not UTF-8 text'),
+])
+def test_an_empty_or_binary_config_file_is_one_line_exit_2_and_no_output_dir(
+    tmp_path, capsys, content, expected):
+  config = tmp_path / 'bad.gin'
+  config.write_bytes(content)
+  try:
+    assert trainer.main([f'--config_file={config}', f'--output_dir={tmp_path / "run"}']) == 2
+  finally:
+    gin.clear_config()
+  err = capsys.readouterr().err
+  assert err.startswith('plait-train: bad config: ') and expected in err
+  if content:
+    assert str(config) in err
+  assert len(err.strip().splitlines()) == 1 and not (tmp_path / 'run').exists()
+
+
+def test_negative_steps_is_a_usage_error(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    trainer.main(['--config_file=x.gin', f'--output_dir={tmp_path / "run"}', '--steps=-5'])
+  assert exit_info.value.code == 2
+  assert "--steps: expected a whole number >= 0, got '-5'" in capsys.readouterr().err
+  assert not (tmp_path / 'run').exists()
