@@ -60,7 +60,7 @@ def step_arg(text):
         f"expected a checkpoint step (an integer) or 'best', got {text!r}") from None
 
 
-def resolve_step(output_dir, step):
+def _step_and_reason(output_dir, step):
   """(step to load, why: '' or e.g. 'best eval/CrossEntropyLoss 3.21') for --step."""
   from plait.supervised import checkpoints  # pylint: disable=g-import-not-at-top
   if step == checkpoints.BEST:
@@ -85,7 +85,7 @@ def decode(output_dir, prompt='', max_length=100, temperature=1.0, top_k=None, t
     eval_model, model = factory(mode='eval'), factory(mode='predict')
   finally:
     gin.clear_config()  # Leave no bindings behind for the caller.
-  step, why = resolve_step(output_dir, step)
+  step, why = _step_and_reason(output_dir, step)
   weights, step = decoding.restore_weights(output_dir, eval_model, step=step)
   if message_fn is not None:
     message_fn(f'using checkpoint {step}' + (f' ({why})' if why else ''))

@@ -277,7 +277,7 @@ def parse_config(config_files, bindings):
               else f'\nNothing registered is close to {wanted!r}; see plait.configurables.')
       raise ValueError(text + hint) from e
     raise
-  missing = [name for name in ('train.model', 'train.inputs') if not _is_bound(name)]
+  missing = [name for name in ('train.model', 'train.inputs') if not is_bound(name)]
   if missing:
     raise ValueError(f'the config does not bind {" or ".join(missing)} (e.g. train.model = '
                      '@ReformerLM, train.inputs = @lm_inputs); start from a shipped config in '
@@ -296,7 +296,8 @@ def _check_text_file(path):
                      f'{e.start}).') from None
 
 
-def _is_bound(selector):
+def is_bound(selector):
+  """Whether the parsed gin config binds `selector` (e.g. 'train.compute_dtype')."""
   try:
     gin.query_parameter(selector)
     return True

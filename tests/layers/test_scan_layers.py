@@ -7,6 +7,7 @@ import pytest
 import plait.layers as tl
 from plait.layers import combinators, scan_layers
 from tests.conftest import random_array
+from tests.layers.test_reversible import _grad_temp_bytes
 
 D = 8
 
@@ -195,17 +196,6 @@ def test_reversible_reverse_scan_catches_wrong_group_order(monkeypatch):
                       lambda steps, carry, args, **kw: real_scan(steps, carry, args[::-1], **kw))
   with pytest.raises(AssertionError):
     _assert_close(_run(scanned, x, weights, state, None)[1], g0)
-
-
-def _grad_temp_bytes(layer, d, length):
-  sig = (tl.ShapeDtype((1, length, d)),) * 2
-  weights, state = jax.eval_shape(lambda: layer.init(sig))
-  def loss(w, x):
-    y, _ = layer.pure_fn(x, w, state, None)
-    return jnp.sum(y[0] * y[1])
-  x = tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in sig)
-  compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(weights, x).compile()
-  return compiled.memory_analysis().temp_size_in_bytes
 
 
 def test_scanned_reversible_memory_flat_in_number_of_groups():
