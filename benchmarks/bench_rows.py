@@ -8,7 +8,7 @@ the failure, and is printed as a JSON line either way.
 """
 import json
 
-__all__ = ['measured']
+__all__ = ['config_rows', 'measured']
 
 
 def measured(row, fill, max_chars=300):
@@ -20,3 +20,23 @@ def measured(row, fill, max_chars=300):
     row['error'] = f'{type(e).__name__}: {lines[0][:max_chars]}'
   print(json.dumps(row), flush=True)
   return row
+
+
+def config_rows(names, every_full, measure, json_path=None):
+  """[measure(name)] for config `names` (plus every full, non-_tiny config if `every_full`).
+
+  Each row is printed as a JSON line and the list so far rewritten to `json_path`, so a
+  sweep cut short (a time limit) keeps what it measured.
+  """
+  from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
+  names = list(names)
+  if every_full:
+    names += [n for n in rl_free_configs.names() if not n.endswith('_tiny')]
+  rows = []
+  for name in names:
+    rows.append(measure(name))
+    print(json.dumps(rows[-1]), flush=True)
+    if json_path:
+      with open(json_path, 'w') as f:
+        json.dump(rows, f, indent=1)
+  return rows

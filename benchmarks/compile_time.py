@@ -11,10 +11,11 @@ StableHLO text size. With --cache_dir the compilation goes through JAX's persist
 a second run of the script shows what a resumed run pays.
 """
 import argparse
-import json
 import os
 import sys
 import time
+
+import bench_rows  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +36,8 @@ def measure(name, bindings=(), run_steps=0):
   optimizer = gin.query_parameter('train.optimizer').scoped_configurable_fn
   loss = metrics.CrossEntropyLoss()
   opt = tasks.TrainTask(iter(()), loss, optimizer, 1e-3).optimizer
-  dtype = gin.query_parameter('train.compute_dtype') if _bound('train.compute_dtype') else None
+  dtype = (gin.query_parameter('train.compute_dtype') if trainer.is_bound('train.compute_dtype')
+           else None)
   dtype = jnp.dtype(dtype) if dtype else None
   weights, state = jax.eval_shape(lambda: model.init(sig, jax.random.key(0)))
   opt_state = jax.eval_shape(opt.init, weights)
@@ -82,15 +84,6 @@ def _time_steps(compiled, model, opt, sig, n):
   return 1000 * float(np.median(times[1:]))
 
 
-def _bound(selector):
-  import gin  # pylint: disable=import-outside-toplevel
-  try:
-    gin.query_parameter(selector)
-    return True
-  except ValueError:
-    return False
-
-
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('configs', nargs='*')
@@ -106,18 +99,8 @@ def main(argv=None):
   if args.cache_dir:
     jax.config.update('jax_compilation_cache_dir', args.cache_dir)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-  from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
-  names = args.configs or []
-  if args.all:
-    names += [n for n in rl_free_configs.names() if not n.endswith('_tiny')]
-  rows = []
-  for name in names:
-    row = measure(name, args.config, args.run)
-    rows.append(row)
-    print(json.dumps(row), flush=True)
-  if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(rows, f, indent=1)
+  bench_rows.config_rows(args.configs, args.all,
+                         lambda name: measure(name, args.config, args.run), args.json)
   return 0
 
 

@@ -15,12 +15,13 @@ run is done ('step 1:' / 'step 3:'), or to the end of plait-decode; the process 
 finish. Extra `--config` bindings are passed to plait-train (e.g. a data location).
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+
+import bench_rows  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,19 +79,10 @@ def main(argv=None):
   p.add_argument('--json', default=None)
   args = p.parse_args(argv)
   sys.path.insert(0, REPO)
-  from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
-  names = list(args.configs)
-  if args.all:
-    names += [n for n in rl_free_configs.names() if not n.endswith('_tiny')]
-  rows = []
-  for name in names:
+  def measure_fresh(name):
     with tempfile.TemporaryDirectory() as work_dir:
-      row = measure(name, args.config, work_dir)
-    rows.append(row)
-    print(json.dumps(row), flush=True)
-    if args.json:
-      with open(args.json, 'w') as f:
-        json.dump(rows, f, indent=1)
+      return measure(name, args.config, work_dir)
+  bench_rows.config_rows(args.configs, args.all, measure_fresh, args.json)
   return 0
 
 
