@@ -10,8 +10,10 @@ sublayers, entry i of its weights is sublayer i's weights.
   >>> y.shape
   (2, 4)
 
-`layer.init` also remembers the result so that `layer(x)` works in notebooks;
-that cache is the only mutable part of a layer and `pure_fn` never reads it.
+`init` is pure: it returns weights and state and stores nothing (so it is safe inside
+`jax.eval_shape` or `jit`). Notebook sugar is separate: `layer(x)` initializes on its
+first call (rng 0, or weights set with `layer.weights = ...`) and remembers its weights
+and state; that cache is the only mutable part of a layer, and `pure_fn` never reads it.
 """
 import os
 import sys
@@ -194,7 +196,7 @@ class Layer:
 
   # ----- public pure API -----
   def init(self, input_signature, rng=None):
-    """Returns (weights, state) for inputs like `input_signature` and remembers them.
+    """Returns (weights, state) for inputs like `input_signature`; stores nothing.
 
     `input_signature`: a ShapeDtype, an array, or a tuple of those (one per input).
     """
@@ -202,10 +204,7 @@ class Layer:
       rng = jax.random.key(0)
     sig = shapes.signature(input_signature)
     weights, state, _ = self.init_guarded(sig, rng)
-    weights = self._compress(weights)
-    state = self._compress(state)
-    self._cache = (weights, state)
-    return weights, state
+    return self._compress(weights), self._compress(state)
 
   def pure_fn(self, inputs, weights, state, rng=None):
     """Returns (outputs, new_state); pure, so safe under jit, grad and vmap."""
@@ -231,11 +230,12 @@ class Layer:
   def __call__(self, inputs, weights=None, state=None, rng=None):
     """Runs the layer on concrete inputs with remembered (or given) weights.
 
-    Initializes from the inputs' signature on first use. Updates the remembered state.
+    On first use (nothing remembered), initializes from the inputs' signature with rng 0
+    and remembers the result. Updates the remembered state.
     """
     if weights is None or state is None:
       if self._cache is None:
-        self.init(shapes.signature(inputs))
+        self._cache = self.init(shapes.signature(inputs))
       weights = self._cache[0] if weights is None else weights
       state = self._cache[1] if state is None else state
     outputs, new_state = self.pure_fn(inputs, weights, state, rng)
@@ -246,7 +246,8 @@ class Layer:
   @property
   def weights(self):
     if self._cache is None:
-      raise ValueError(f'{self._name} has no remembered weights: call layer.init(signature) first.')
+      raise ValueError(f'{self._name} has no remembered weights: call layer(x) once, or set '
+                       'layer.weights = weights (init returns them and stores nothing).')
     return self._cache[0]
 
   @weights.setter
@@ -256,7 +257,8 @@ class Layer:
   @property
   def state(self):
     if self._cache is None:
-      raise ValueError(f'{self._name} has no remembered state: call layer.init(signature) first.')
+      raise ValueError(f'{self._name} has no remembered state: call layer(x) once, or set '
+                       'layer.state = state (init returns it and stores nothing).')
     return self._cache[1]
 
   @state.setter
@@ -317,7 +319,11 @@ class Fn(Layer):
       if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
         raise ValueError(f'Fn {name}: function may not take *args or **kwargs; '
                          'give it one parameter per input.')
-    n_in = sum(1 for p in params if p.default is p.empty)
+      if p.kind == p.KEYWORD_ONLY and p.default is p.empty:
+        raise ValueError(f'Fn {name}: keyword-only parameter {p.name!r} has no default, but '
+                         'Fn passes inputs by position; make it positional (an input) or give '
+                         'it a default (a setting, e.g. functools.partial).')
+    n_in = sum(1 for p in params if p.default is p.empty and p.kind != p.KEYWORD_ONLY)
     super().__init__(n_in=n_in, n_out=n_out, name=name)
     self._f = f
 

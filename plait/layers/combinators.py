@@ -416,6 +416,9 @@ class Chunk(Layer):
   made from its inputs, so in a reversible stack they do not pile up across layers.
   remat=False runs `lax.map` and keeps every chunk's activations for the backward.
   A last partial chunk is run on its own. chunk_size=0 disables chunking.
+
+  Chunks run independently, so `layer` must be stateless (no state leaves): a stateful
+  sublayer is refused at init (its state could not be threaded through the chunks).
   """
 
   def __init__(self, layer, chunk_size, remat=True, name=None):
@@ -458,13 +461,19 @@ class Chunk(Layer):
 
   def init_with_signature(self, input_signature, rng):
     w, s, out = self.init_sublayer(0, input_signature, rng)
+    if jax.tree_util.tree_leaves(s):
+      raise ValueError(f'{self.name}: sublayer {self.sublayers[0].name} has state '
+                       f'{shapes.describe(s)}, but chunks run independently and cannot thread '
+                       'state; chunk only stateless (position-wise) layers, or use Scan to '
+                       'carry state from chunk to chunk.')
     return (w,), (s,), out
 
 
 class Cond(Layer):
   """if cond(x) then true(x) else false(x), via lax.cond (false defaults to identity).
 
-  `cond` must return a scalar boolean; `true` and `false` must have equal arity.
+  `cond` must return a scalar boolean; `true` and `false` must have equal arity. The taken
+  branch's state is updated and the other's is kept, as if the branch had run alone.
   """
 
   def __init__(self, cond, true, false=None, name=None):
@@ -482,10 +491,15 @@ class Cond(Layer):
     pred, s_cond = self.call_sublayer(0, _pop(stack, cond.n_in)[0], weights[0], state[0], rng)
     x = _pop(stack, true.n_in)[0]
     def branch(i):
-      return lambda operands: self.call_sublayer(i, operands, weights[i], state[i], rng)
-    out, s_taken = jax.lax.cond(jnp.reshape(pred, ()).astype(bool), branch(1), branch(2), x)
-    del s_taken  # both branches' state shapes must match; we keep the declared structure.
-    return out, (s_cond, state[1], state[2])
+      def run(operands):
+        out, new = self.call_sublayer(i, operands, weights[i], state[i], rng)
+        branch_states = [state[1], state[2]]
+        branch_states[i - 1] = new
+        return out, tuple(branch_states)
+      return run
+    out, (s_true, s_false) = jax.lax.cond(jnp.reshape(pred, ()).astype(bool), branch(1),
+                                          branch(2), x)
+    return out, (s_cond, s_true, s_false)
 
   def init_with_signature(self, input_signature, rng):
     stack = _to_stack(input_signature, self.n_in)

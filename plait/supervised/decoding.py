@@ -20,7 +20,6 @@ the prefix to a multiple of `pad_multiple` so only a few lengths are compiled; p
 after the last real token cannot change a causal model's output there. Both use the same
 per-step rng, so at any temperature they must agree token for token.
 """
-import copy
 import functools
 
 import jax
@@ -98,13 +97,10 @@ def _check_predict_mode(model):
 
 
 def fresh_state(model, input_signature, rng=None):
-  """The model's initial state for inputs like `input_signature` (e.g. empty caches).
-
-  Does not touch the model's remembered weights (the notebook cache).
-  """
+  """The model's initial state for inputs like `input_signature` (e.g. empty caches)."""
   rng = jax.random.key(0) if rng is None else rng
   sig = shapes.signature(input_signature)
-  return jax.jit(lambda r: copy.copy(model).init(sig, r)[1])(rng)
+  return jax.jit(lambda r: model.init(sig, r)[1])(rng)
 
 
 def _weights_of(model, weights):
@@ -257,7 +253,7 @@ def _generate(model, temperature, top_k, top_p, n_steps, eos_id, fold_rng, vocab
   def generate(weights, prompt, rng):
     batch = prompt.shape[0]
     sig = shapes.ShapeDtype((batch, 1), jnp.int32)
-    state = copy.copy(model).init(sig, jax.random.key(0))[1]   # as fresh_state
+    state = model.init(sig, jax.random.key(0))[1]   # as fresh_state
     sampled, state = step(weights, state, prompt, rng, 0)
     out, done = mask(sampled, jnp.zeros((batch,), bool))
     buf = jnp.zeros((batch, n_steps), jnp.int32).at[:, 0].set(out)
@@ -317,7 +313,7 @@ def restore_weights(output_dir, model, step=None):
     meta = checkpointer.read_meta(step)
     length = predict_capacity(model) or 64
     weights, state = jax.eval_shape(
-        lambda: copy.copy(model).init(shapes.ShapeDtype((1, length), jnp.int32))[:2])
+        lambda: model.init(shapes.ShapeDtype((1, length), jnp.int32))[:2])
     # The saved state has the training batch's shapes: take its layout from the checkpoint.
     leaves, treedef = jax.tree_util.tree_flatten(state)
     if len(leaves) == len(meta['state']):

@@ -65,8 +65,28 @@ def test_call_sugar_initializes_and_uses_remembered_weights():
 
 
 def test_weights_property_without_init_explains():
-  with pytest.raises(ValueError, match='init'):
+  with pytest.raises(ValueError, match=r'layer\(x\) once, or set layer.weights'):
     _ = tl.Dense(3).weights
+
+
+def test_init_stores_nothing_so_eval_shape_leaves_no_tracers():
+  model = mlp()
+  x = random_array((2, 8))
+  jax.eval_shape(lambda: model.init(signature(x)))   # used to leave tracers in the cache
+  model.init(signature(x), rng=jax.random.key(3))    # and a plain init remembers nothing
+  with pytest.raises(ValueError, match='no remembered weights'):
+    _ = model.weights
+  y = model(x)                                       # sugar: initializes with rng 0
+  w, s = model.init(signature(x), rng=jax.random.key(0))
+  np.testing.assert_array_equal(y, model.pure_fn(x, w, s)[0])
+
+
+def test_fn_rejects_keyword_only_inputs_and_keeps_keyword_settings():
+  with pytest.raises(ValueError, match="keyword-only parameter 'y' has no default"):
+    tl.Fn('kw', lambda x, *, y: x + y)
+  scaled = tl.Fn('scaled', lambda x, *, scale=2.0: x * scale)
+  assert scaled.n_in == 1
+  np.testing.assert_array_equal(scaled(jnp.ones((2,))), 2.0 * jnp.ones((2,)))
 
 
 def test_vmap_over_pure_fn():

@@ -178,3 +178,30 @@ def test_too_few_inputs_is_explained():
     layer.init(signature(random_array((2, 3))))
   text = str(e.value)
   assert 'Serial' in text and '2' in text and 'Add' in text, text
+
+
+class _Counter(tl.Layer):
+  """y = x + count; state: how many times it ran."""
+
+  def forward(self, x, weights, state, rng):
+    return x + state, state + 1
+
+  def init_weights_and_state(self, input_signature, rng):
+    return (), jnp.zeros((), jnp.float32)
+
+
+def test_cond_updates_the_taken_branch_state_and_keeps_the_other():
+  pred = tl.Fn('positive', lambda x: jnp.sum(x) > 0)
+  layer = tl.Cond(pred, _Counter(), _Counter())
+  x = jnp.ones((3,))
+  w, s = layer.init(signature(x))
+  step = jax.jit(layer.pure_fn)
+  for _ in range(2):
+    _, s = step(x, w, s)
+  _, s = step(-x, w, s)
+  assert (float(s[1]), float(s[2])) == (2.0, 1.0)   # true ran twice, false once
+
+
+def test_chunk_refuses_a_stateful_sublayer_naming_it():
+  with pytest.raises(tl.LayerError, match='_Counter has state.*cannot thread state'):
+    tl.Chunk(_Counter(), chunk_size=2).init(signature(jnp.ones((4, 3))))
