@@ -262,39 +262,50 @@ class Parallel(Layer):
 
 
 class Residual(Layer):
-  """y = body(x) + shortcut(x); shortcut defaults to identity.
+  """(x, *side) -> (body(x, *side)[0] + shortcut(x), *body(x, *side)[1:]).
 
-    >>> Residual(LayerNorm(), Dense(d_model))
+  The body's first output is added to the shortcut (identity by default); its other
+  outputs pass through, so side inputs such as a mask ride along, as in Trax:
+
+    >>> Residual(LayerNorm(), Dense(d_model))                         # x -> x + f(x)
+    >>> Residual(LayerNorm(), SelfAttention(d, use_mask=True), Dropout(0.1))
+    ... # (x, mask) -> (x + attention, mask): LayerNorm pops only x
   """
 
   def __init__(self, *layers, shortcut=None, name=None):
     body = Serial(*layers)
+    if body.n_out < 1:
+      raise ValueError(f'Residual: {body.name} must have an output to add to, has none.')
+    if shortcut is not None and shortcut.n_out != 1:
+      raise ValueError(f'Residual: shortcut {shortcut.name} must have n_out=1 to be added, '
+                       f'has {shortcut.n_out}.')
     subs = [body] if shortcut is None else [body, shortcut]
-    for l in subs:
-      if l.n_out != 1:
-        raise ValueError(f'Residual: {l.name} must have n_out=1 to be added, has {l.n_out}.')
     n_in = max([body.n_in] + ([shortcut.n_in] if shortcut is not None else [1]))
-    super().__init__(n_in=n_in, n_out=1, name=name or 'Residual', sublayers=subs)
+    super().__init__(n_in=n_in, n_out=body.n_out, name=name or 'Residual', sublayers=subs)
+
+  def _add(self, body_out, shortcut):
+    outs = _push(body_out, self.n_out, [])
+    return _from_stack([outs[0] + shortcut] + outs[1:], self.n_out)
 
   def forward(self, inputs, weights, state, rng):
     stack = _to_stack(inputs, self.n_in)
     y, s_body = self.call_sublayer(0, _pop(stack, self.sublayers[0].n_in)[0],
                                    weights[0], state[0], rng)
     if len(self.sublayers) == 1:
-      return y + stack[0], (s_body,)
+      return self._add(y, stack[0]), (s_body,)
     sc, s_sc = self.call_sublayer(1, _pop(stack, self.sublayers[1].n_in)[0],
                                   weights[1], state[1], rng)
-    return y + sc, (s_body, s_sc)
+    return self._add(y, sc), (s_body, s_sc)
 
   def init_with_signature(self, input_signature, rng):
     stack = _to_stack(input_signature, self.n_in)
-    ws, ss = [], []
-    out = stack[0]
+    ws, ss, outs = [], [], []
     for i, l in enumerate(self.sublayers):
       w, s, out = self.init_sublayer(i, _pop(stack, l.n_in)[0], rng)
       ws.append(w)
       ss.append(s)
-    return tuple(ws), tuple(ss), out
+      outs.append(out)
+    return tuple(ws), tuple(ss), outs[0]
 
 
 class Select(Layer):

@@ -116,11 +116,8 @@ def EncoderBlock(d_model, d_ff, n_heads, attention_type='dense', dropout=0.0, ma
   """Pre-norm bidirectional block on (x, mask) -> (x', mask); mask (B, L) True = token."""
   attention = make_attention(attention_type, False, d_model=d_model, n_heads=n_heads,
                              dropout=dropout, max_len=max_len, use_mask=True, mode=mode)
-  attend = tl.Residual(
-      tl.Parallel(tl.LayerNorm(), None), attention, tl.Select([0], n_in=2),
-      tl.Dropout(dropout, mode=mode))
   return tl.Serial(
-      tl.Branch(attend, tl.Select([1], n_in=2)),   # [x + attention, mask]
+      tl.Residual(tl.LayerNorm(), attention, tl.Dropout(dropout, mode=mode)),  # (x, mask)
       tl.Residual(FeedForwardBlock(d_model, d_ff, dropout, activation, 0, mode)),
       name='EncoderBlock')
 
@@ -162,6 +159,3 @@ def MaskedMean():  # pylint: disable=invalid-name
   return tl.Fn('MaskedMean', mean)
 
 
-def check_mode(mode, model_name):
-  if mode not in ('train', 'eval', 'predict'):
-    raise ValueError(f"{model_name}: mode must be 'train', 'eval' or 'predict', got {mode!r}.")

@@ -12,6 +12,7 @@ n_layers, because the backward pass recomputes each layer's inputs from its outp
 alternates local (chunked) and LSH attention.
 """
 from plait import layers as tl
+from plait.layers.core import check_mode
 from plait.models import blocks
 
 
@@ -49,7 +50,7 @@ def ReformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, ma
     `attention_type` (forward), and the backward as one reverse scan: XLA compiles one
     group instead of n_layers (same weights tree and results; see docs/reversible.md).
   """
-  blocks.check_mode(mode, 'ReformerLM')
+  check_mode(mode, 'ReformerLM')
   layers = [
       ReversibleDecoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation,
                              ff_chunk_size, mode)

@@ -9,6 +9,7 @@ constructor, or a list cycled over layers), so the same function also builds loc
 mixed-attention baselines.
 """
 from plait import layers as tl
+from plait.layers.core import check_mode
 from plait.models import blocks
 
 
@@ -24,7 +25,7 @@ def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
   scan_layers: run the repeated blocks as one lax.scan over their stacked weights
     (one block for XLA to compile; same weights tree and results; see docs/models.md).
   """
-  blocks.check_mode(mode, 'TransformerLM')
+  check_mode(mode, 'TransformerLM')
   decoder_blocks = [
       blocks.DecoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation,
                           ff_chunk_size, mode)
@@ -49,7 +50,7 @@ def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_l
   scan_layers: run the repeated blocks as one lax.scan over their stacked weights
     (one block for XLA to compile; same weights tree and results; see docs/models.md).
   """
-  blocks.check_mode(mode, 'TransformerEncoder')
+  check_mode(mode, 'TransformerEncoder')
   return _encoder_classifier('TransformerEncoder', vocab_size, n_classes, d_model, d_ff,
                              n_layers, n_heads, max_len, dropout, attention_type, positional,
                              activation, pad_id, mode, scan_layers)

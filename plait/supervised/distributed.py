@@ -88,11 +88,6 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
   return True
 
 
-def maybe_initialize_distributed():
-  """Calls `initialize()` from the environment alone; returns whether this is a multi-process job."""
-  return initialize()
-
-
 def make_mesh(data=None, seq=1, model=1, devices=None):
   """A ('data', 'seq', 'model') mesh over `devices` (default: all devices of all hosts).
 
@@ -123,11 +118,6 @@ def axis_size(mesh, axis):
 
 def replicated(mesh):
   return NamedSharding(mesh, PartitionSpec())
-
-
-def replicate(tree, mesh):
-  """Places every array of `tree` on all devices of the mesh."""
-  return jax.device_put(tree, replicated(mesh))
 
 
 def weight_spec(shape, n_model, min_size=MIN_SHARDED_SIZE):
@@ -218,8 +208,9 @@ def keep_shardings(train_step, mesh):
     return jax.tree_util.tree_map(jax.lax.with_sharding_constraint, tree, layout(tree, mesh))
 
   def step(weights, state, opt_state, batch, rng):
-    outputs = train_step(weights, state, opt_state, batch, rng)
-    return constrain(tuple(outputs[:3])) + tuple(outputs[3:])
+    out = train_step(weights, state, opt_state, batch, rng)
+    weights, state, opt_state = constrain((out.weights, out.state, out.opt_state))
+    return out._replace(weights=weights, state=state, opt_state=opt_state)
 
   return step
 

@@ -205,3 +205,16 @@ def test_cond_updates_the_taken_branch_state_and_keeps_the_other():
 def test_chunk_refuses_a_stateful_sublayer_naming_it():
   with pytest.raises(tl.LayerError, match='_Counter has state.*cannot thread state'):
     tl.Chunk(_Counter(), chunk_size=2).init(signature(jnp.ones((4, 3))))
+
+
+def test_residual_adds_the_first_output_and_passes_side_outputs_through():
+  body = tl.Fn('ScaleWithMask', lambda x, mask: (2.0 * x * mask, mask), n_out=2)
+  layer = tl.Residual(tl.LayerNorm(), body)   # LayerNorm pops only x; the mask rides along
+  assert (layer.n_in, layer.n_out) == (2, 2)
+  x, mask = random_array((3, 4)), jnp.array([1.0, 0.0, 1.0, 1.0])
+  (y, kept), w = run(layer, (x, mask))
+  ln, _ = tl.LayerNorm().pure_fn(x, w[0][0], ())
+  np.testing.assert_allclose(y, x + 2.0 * ln * mask, rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(kept, mask)
+  with pytest.raises(ValueError, match='shortcut .* must have n_out=1'):
+    tl.Residual(tl.Dense(2), shortcut=tl.Dup())
