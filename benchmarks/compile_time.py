@@ -36,9 +36,7 @@ def measure(name, bindings=(), run_steps=0):
   optimizer = gin.query_parameter('train.optimizer').scoped_configurable_fn
   loss = metrics.CrossEntropyLoss()
   opt = tasks.TrainTask(iter(()), loss, optimizer, 1e-3).optimizer
-  dtype = (gin.query_parameter('train.compute_dtype') if trainer.is_bound('train.compute_dtype')
-           else None)
-  dtype = jnp.dtype(dtype) if dtype else None
+  dtype = trainer.ConfiguredLoopSettings().compute_jnp_dtype
   weights, state = jax.eval_shape(lambda: model.init(sig, jax.random.key(0)))
   opt_state = jax.eval_shape(opt.init, weights)
   batch = tuple(jax.ShapeDtypeStruct(sig.shape, t) for t in (jnp.int32, jnp.int32, jnp.float32))

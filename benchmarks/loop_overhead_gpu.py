@@ -26,6 +26,7 @@ from plait.layers.attention.lsh import LSHSelfAttention
 from plait.models.reformer import ReformerLM
 from plait.models.transformer import TransformerLM
 from plait.supervised import optimizers, schedules, train_step as step_lib
+from plait.supervised.loop_settings import LoopSettings
 from plait.supervised.tasks import TrainTask
 from plait.supervised.training import Loop
 
@@ -52,12 +53,12 @@ MODELS = {'duplication': ('duplication ReformerLM (LSH-4)', duplication_model),
 
 def task(length, batch):
   return TrainTask(duplication_inputs(length, 128, batch, seed=0), tl.CrossEntropyLoss(),
-                   optimizers.Adam, schedules.cosine(1e-3, 100_000, 100),
-                   n_steps_per_checkpoint=None)
+                   optimizers.Adam, schedules.cosine(1e-3, 100_000, 100))
 
 
 def time_loop(model, length, batch, steps, warmup):
-  loop = Loop(model, task(length, batch), progress='none')
+  loop = Loop(model, task(length, batch),
+              settings=LoopSettings(checkpoint_every=None, progress='none'))
   loop.run(warmup)
   start = time.perf_counter()
   loop.run(steps)

@@ -26,12 +26,12 @@ from plait.supervised.metrics_log import read_metrics
 CONFIGS = 'plait/rl_free_configs'
 RUNS = {
     'ReformerLM (whole novel, 2^19 tokens)': ('reformer_crime_and_punishment.gin', [
-        'train.eval_every = 50', 'train.checkpoint_every = 100', 'train.log_every = 10']),
+        'LoopSettings.eval_every = 50', 'LoopSettings.checkpoint_every = 100', 'LoopSettings.log_every = 10']),
     'TransformerLM (2048-token windows)': ('transformer_lm_crime_and_punishment.gin', [
         'TransformerLM.d_model = 256', 'TransformerLM.d_ff = 512', 'TransformerLM.n_heads = 2',
-        'train.eval_every = 500', 'train.checkpoint_every = 1000']),
+        'LoopSettings.eval_every = 500', 'LoopSettings.checkpoint_every = 1000']),
 }
-_TINY_EVAL = ['train.eval_every = 2', 'train.eval_inputs = @eval/lm_inputs',
+_TINY_EVAL = ['LoopSettings.eval_every = 2', 'train.eval_inputs = @eval/lm_inputs',
               "eval/lm_inputs.split = 'eval'", 'train.n_eval_batches = 1']
 TINY = {  # CPU smoke test: the same flow on the tiny configs (which have no eval data).
     'ReformerLM (whole novel, 2^19 tokens)': ('reformer_crime_and_punishment_tiny.gin',

@@ -50,8 +50,8 @@ def measure(name, bindings, work_dir):
   out = os.path.join(work_dir, 'run')
   train = [sys.executable, '-m', 'plait.supervised.trainer',
            f'--config_file={rl_free_configs.path(name)}', f'--output_dir={out}',
-           '--config=train.checkpoint_every = 2', '--config=train.eval_every = 1000000',
-           '--config=train.progress = "lines"', *[f'--config={b}' for b in bindings]]
+           '--config=LoopSettings.checkpoint_every = 2', '--config=LoopSettings.eval_every = 1000000',
+           '--config=LoopSettings.progress = "lines"', *[f'--config={b}' for b in bindings]]
   row = {'config': name}
   for key, steps, marker in (('fresh_s', 2, 'step 1:'), ('resumed_s', 3, 'step 3:')):
     seconds, log, code = _run_until(train + [f'--steps={steps}'], marker, env)

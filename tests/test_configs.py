@@ -75,7 +75,7 @@ def test_reformer_full_config_fits_the_training_text(monkeypatch, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize('name', TINY)
 def test_tiny_config_trains_and_checkpoints(name, tmp_path):
-  _parse(name, ['train.steps = 30', 'train.checkpoint_every = 30', 'train.log_every = 10'])
+  _parse(name, ['train.steps = 30', 'LoopSettings.checkpoint_every = 30', 'LoopSettings.log_every = 10'])
   loop = trainer.train(str(tmp_path))
   losses = [h['loss'] for h in loop.history if 'loss' in h]
   assert loop.step == 30

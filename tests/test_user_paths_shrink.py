@@ -25,8 +25,8 @@ def test_tiny_config_is_the_full_config_shrunk_by_sizes_only(name):
 
 def test_a_dropped_eval_or_a_changed_optimizer_is_not_a_shrink():
   full = {'train.eval_inputs': '@eval/lm_inputs', 'train.optimizer': '@Adafactor',
-          'train.compute_dtype': "'bfloat16'", 'ReformerLM.d_model': '256'}
-  tiny = {'train.optimizer': '@Adam', 'train.compute_dtype': "'bfloat16'",
+          'LoopSettings.compute_dtype': "'bfloat16'", 'ReformerLM.d_model': '256'}
+  tiny = {'train.optimizer': '@Adam', 'LoopSettings.compute_dtype': "'bfloat16'",
           'ReformerLM.d_model': '64'}
   assert shrink_problems('x', full, tiny) == [
       'train.eval_inputs: bound only in the full config',
@@ -37,4 +37,4 @@ def test_a_dropped_eval_or_a_changed_optimizer_is_not_a_shrink():
 def test_every_full_config_evaluates_and_keeps_its_best_checkpoint(name):
   full = user_paths.bindings(name)
   assert full['train.eval_inputs'].startswith('@eval/')
-  assert full['train.keep_best'] == "'eval/CrossEntropyLoss'"
+  assert full['LoopSettings.keep_best'] == "'eval/CrossEntropyLoss'"

@@ -59,8 +59,8 @@ def size_overrides(name):
 def train_argv(name, output_dir, steps, every, shrink=True, extra=()):
   """plait-train's arguments: config `name` (shrunk by sizes unless not `shrink`), `steps`
   steps, a checkpoint and evaluation every `every` steps, one eval batch, plain log lines."""
-  run = [f'train.checkpoint_every = {every}', 'train.log_every = 1', 'train.n_eval_batches = 1',
-         "train.progress = 'lines'"]
+  run = [f'LoopSettings.checkpoint_every = {every}', 'LoopSettings.log_every = 1', 'train.n_eval_batches = 1',
+         "LoopSettings.progress = 'lines'"]
   overrides = size_overrides(name) if shrink else []
   return [f'--config_file={rl_free_configs.path(name)}', f'--output_dir={output_dir}',
           f'--steps={steps}', *[f'--config={b}' for b in (*overrides, *run, *extra)]]

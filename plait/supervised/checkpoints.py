@@ -103,7 +103,7 @@ def verify_checkpoint(step_dir, step=None):
         f'checkpoint {step} is damaged: {path} {problem}. plait refuses to load a damaged '
         'checkpoint; restore the file, or resume training from the previous checkpoint '
         '(plait-train --fallback_to_previous_checkpoint, '
-        "Loop(..., on_corrupt_checkpoint='previous')).", step, path)
+        "LoopSettings(on_corrupt_checkpoint='previous')).", step, path)
   if not os.path.exists(manifest_path):
     meta_path = os.path.join(step_dir, 'meta', 'metadata')
     try:
@@ -454,8 +454,9 @@ def best_checkpoint(output_dir):
   if not ranked:
     raise CheckpointError(
         f'best_step: the run in {output_dir} does not keep a best checkpoint (no keep_best '
-        f"metric recorded); set train.keep_best = 'eval/CrossEntropyLoss' in the config "
-        f"(Loop(keep_best=...) in Python) and train on, or pick a step: saved steps {steps}.")
+        f"metric recorded); set LoopSettings.keep_best = 'eval/CrossEntropyLoss' in the config "
+        f'(LoopSettings(keep_best=...) in Python) and train on, or pick a step: saved steps '
+        f'{steps}.')
   metric, mode = ranked[-1]['metric'], ranked[-1].get('mode', 'min')
   sign = 1.0 if mode == 'min' else -1.0
   best = None

@@ -5,7 +5,7 @@
 
 Reads `output_dir/config.gin` (written by plait-train; `train.model = @SomeLM`), builds
 that model in predict mode, loads the weights of the latest checkpoint (or --step=N, or
---step=best: the best by the run's held-out metric, `train.keep_best`, e.g.
+--step=best: the best by the run's held-out metric, `LoopSettings.keep_best`, e.g.
 'eval/CrossEntropyLoss'), and encodes/decodes text with the tokenizer saved next to the
 checkpoints. The checkpoint used is printed to stderr. Exit status 1 with a message when
 output_dir has no checkpoint, config or tokenizer, or keeps no best checkpoint.
@@ -109,7 +109,8 @@ def main(argv=None):
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--step', type=step_arg, default=None, metavar='N|best',
                       help="checkpoint step, or 'best': the best by the run's keep_best metric "
-                           '(e.g. eval/CrossEntropyLoss; needs train.keep_best). Default: latest')
+                           '(e.g. eval/CrossEntropyLoss; needs LoopSettings.keep_best). '
+                           'Default: latest')
   parser.add_argument('--compilation_cache_dir', default=None,
                       help="JAX's persistent compilation cache (default: as plait-train's; "
                       "'none': off)")

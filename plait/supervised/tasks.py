@@ -27,18 +27,13 @@ class TrainTask:
       built `optax.GradientTransformation` (then `lr_schedule` must be None).
     lr_schedule: step -> learning rate (`plait.supervised.schedules`); None uses the
       optimizer factory's default learning rate.
-    n_steps_per_checkpoint: save a checkpoint (and, by default, evaluate) every so many steps.
-    loss_name: name of the loss in the metrics log.
+
+  How often to checkpoint and evaluate is the Loop's business (`LoopSettings`).
   """
 
-  def __init__(self, labeled_data, loss_layer, optimizer, lr_schedule=None,
-               n_steps_per_checkpoint=100, loss_name='loss'):
-    if n_steps_per_checkpoint is not None and n_steps_per_checkpoint < 1:
-      raise ValueError(f'n_steps_per_checkpoint must be >= 1 or None, got {n_steps_per_checkpoint}.')
+  def __init__(self, labeled_data, loss_layer, optimizer, lr_schedule=None):
     self.stream = BatchStream(labeled_data, name='train')
     self.loss_layer = loss_layer
-    self.n_steps_per_checkpoint = n_steps_per_checkpoint
-    self.loss_name = loss_name
     self.optimizer, self.lr_schedule = _build_optimizer(optimizer, lr_schedule)
 
   def learning_rate(self, step):

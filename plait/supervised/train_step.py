@@ -1,7 +1,7 @@
 """The pure train and eval steps (jitted by the Loop).
 
   train_step(weights, state, opt_state, batch, rng)
-      -> (weights, state, opt_state, loss, gradient_norm)
+      -> StepOutputs(weights, state, opt_state, loss, gradient_norm)
 
 The batch is the data stack: the model pops `model.n_in` values and pushes its
 outputs; the loss (or metric) layer then pops its `n_in` values from the top.
@@ -11,9 +11,20 @@ model inputs are cast to bf16 inside the step, so the forward and backward
 passes run in bf16, while the master weights, gradients (the cast's vjp casts
 them back) and optimizer state stay float32.
 """
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
+
+
+class StepOutputs(NamedTuple):
+  """What a train step returns (a pytree: jit and donation see through it)."""
+  weights: Any
+  state: Any
+  opt_state: Any
+  loss: Any
+  gradient_norm: Any
 
 
 def stack_after_model(model, batch, weights, state, rng, compute_dtype=None):
@@ -55,7 +66,7 @@ def make_train_step(model, loss_layer, optimizer, compute_dtype=None):
     new_state = _match_dtypes(new_state, state)
     updates, opt_state = optimizer.update(grads, opt_state, weights)
     weights = optax.apply_updates(weights, updates)
-    return weights, new_state, opt_state, loss, optax.tree.norm(grads)
+    return StepOutputs(weights, new_state, opt_state, loss, optax.tree.norm(grads))
 
   return train_step
 
@@ -63,8 +74,7 @@ def make_train_step(model, loss_layer, optimizer, compute_dtype=None):
 def skip_non_finite(train_step):
   """Wraps a train step so that a non-finite loss changes nothing, then or ever after.
 
-  step(weights, state, opt_state, batch, rng, stopped)
-      -> (weights, state, opt_state, loss, gradient_norm, stopped)
+  step(weights, state, opt_state, batch, rng, stopped) -> (StepOutputs, stopped)
 
   `stopped` is a bool scalar; it becomes True at the first non-finite loss, and while it
   is True the step returns its weights, state and optimizer state unchanged. The Loop
@@ -75,11 +85,12 @@ def skip_non_finite(train_step):
 
   def step(weights, state, opt_state, batch, rng, stopped):
     new = train_step(weights, state, opt_state, batch, rng)
-    stopped = stopped | ~jnp.isfinite(new[3])
+    stopped = stopped | ~jnp.isfinite(new.loss)
     keep = lambda n, o: jnp.where(stopped, o, n)
-    kept = tuple(jax.tree_util.tree_map(keep, n, o)
-                 for n, o in zip(new[:3], (weights, state, opt_state)))
-    return kept + (new[3], new[4], stopped)
+    kept = [jax.tree_util.tree_map(keep, n, o)
+            for n, o in zip((new.weights, new.state, new.opt_state),
+                            (weights, state, opt_state))]
+    return StepOutputs(*kept, new.loss, new.gradient_norm), stopped
 
   return step
 

@@ -3,7 +3,8 @@
   plait-train --config_file=reformer_lm.gin [--config_file=...] \\
       [--config="ReformerLM.d_model = 128"] --output_dir=/tmp/run [--steps=N] [--overwrite]
 
-A config binds `train`'s arguments, e.g.
+A config binds `train`'s arguments (what to train, on what, how long) and the Loop's
+settings (`LoopSettings`: checkpoints, evaluation, dtype, seed, logging), e.g.
 
   train.model = @ReformerLM          # called with mode='train' (and mode='eval' for eval)
   ReformerLM.d_model = 256
@@ -12,6 +13,7 @@ A config binds `train`'s arguments, e.g.
   train.optimizer = @Adam
   train.lr_schedule = @multifactor()
   train.steps = 1000
+  LoopSettings.checkpoint_every = 100
 
 The operative config is saved to `output_dir/config.gin`. Training resumes from
 the latest checkpoint in output_dir; if output_dir was trained with a different
@@ -32,8 +34,9 @@ import re
 import shutil
 import sys
 
+import dataclasses
+
 import gin
-import jax.numpy as jnp
 
 from plait import configurables
 from plait.layers import base
@@ -45,6 +48,7 @@ from plait.supervised import metrics_log
 from plait.supervised import optimizers
 from plait.supervised import plot as plot_lib
 from plait.supervised import run_lock
+from plait.supervised.loop_settings import LoopSettings
 from plait.supervised.streams import DataError
 from plait.supervised.tasks import EvalTask, TrainTask
 from plait.supervised.training import DivergedError, Loop
@@ -138,17 +142,19 @@ def check_config(output_dir, config_text, overwrite=False):
       '\nUse another --output_dir, or pass --overwrite to delete the old run and start afresh.')
 
 
-@gin.configurable(denylist=['output_dir', 'overwrite', 'fallback_to_previous_checkpoint',
-                            'max_seconds'],
+# LoopSettings as gin binds it (`LoopSettings.checkpoint_every = 500` in a config).
+ConfiguredLoopSettings = gin.external_configurable(LoopSettings, module='plait.supervised')
+
+
+@gin.configurable(denylist=['output_dir', 'settings', 'overwrite',
+                            'fallback_to_previous_checkpoint', 'max_seconds'],
                   module='plait.supervised')
 def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
           loss=metric_layers.CrossEntropyLoss,
           metrics=(metric_layers.CrossEntropyLoss, metric_layers.Accuracy),
           optimizer=optimizers.Adam, lr_schedule=None, steps=1000, n_eval_batches=10,
-          checkpoint_every=100, eval_every=None, keep_checkpoints=3, keep_best=None,
-          best_mode='min', compute_dtype=None, seed=0, log_every=100, progress='auto',
-          tokenizer=None, overwrite=False, plot=True, fallback_to_previous_checkpoint=False,
-          max_seconds=None):
+          tokenizer=None, plot=True, settings=None, overwrite=False,
+          fallback_to_previous_checkpoint=False, max_seconds=None):
   """Trains `model` on `inputs` in `output_dir`, resuming from its latest checkpoint.
 
   Args:
@@ -162,44 +168,44 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
     lr_schedule: a schedule, or a schedule factory with no required arguments.
     steps: total training steps (including those before a resume).
     n_eval_batches: batches per evaluation.
-    checkpoint_every: steps between checkpoints.
-    eval_every: steps between evaluations (default checkpoint_every).
-    keep_checkpoints, keep_best, best_mode: checkpoint retention (see Loop).
-    compute_dtype: None or 'bfloat16' (mixed precision; f32 master weights).
-    seed: weight init and step rngs.
-    log_every, progress: logging (see Loop).
     tokenizer: saved next to checkpoints; default: the `inputs`' `.tokenizer` if any.
-    overwrite: delete a previous run in output_dir instead of refusing a changed config.
     plot: write output_dir/loss.png at the end.
+    settings: a LoopSettings; default: `LoopSettings()` with the config's bindings.
+    overwrite: delete a previous run in output_dir instead of refusing a changed config.
     fallback_to_previous_checkpoint: if the latest checkpoint is damaged, set it aside and
-      resume from the previous intact one (default: refuse, naming the damaged file).
+      resume from the previous intact one (LoopSettings.on_corrupt_checkpoint='previous').
     max_seconds: stop after this much training wall-clock time (evaluating and saving a
       checkpoint first), even if `steps` is not reached; None: no limit.
 
   Returns:
     The Loop (closed).
   """
+  settings = ConfiguredLoopSettings() if settings is None else settings
+  if fallback_to_previous_checkpoint:
+    settings = dataclasses.replace(settings, on_corrupt_checkpoint='previous')
   with run_lock.held(output_dir):  # one trainer per directory, before --overwrite deletes
-    return _train_locked(output_dir, model, inputs, eval_inputs, loss, metrics, optimizer,
-                         lr_schedule, steps, n_eval_batches, checkpoint_every, eval_every,
-                         keep_checkpoints, keep_best, best_mode, compute_dtype, seed, log_every,
-                         progress, tokenizer, overwrite, plot, fallback_to_previous_checkpoint,
-                         max_seconds)
+    loop = _start(output_dir, model, inputs, eval_inputs, loss, metrics, optimizer,
+                  lr_schedule, n_eval_batches, tokenizer, settings, overwrite)
+    try:
+      loop.run(max(0, steps - loop.step), max_seconds=max_seconds)
+    finally:
+      loop.close()
+    if plot and loop.history:
+      plot_lib.plot_metrics(output_dir)
+    return loop
 
 
-def _train_locked(output_dir, model, inputs, eval_inputs, loss, metrics, optimizer, lr_schedule,
-                  steps, n_eval_batches, checkpoint_every, eval_every, keep_checkpoints,
-                  keep_best, best_mode, compute_dtype, seed, log_every, progress, tokenizer,
-                  overwrite, plot, fallback_to_previous_checkpoint, max_seconds):
-  """`train`'s work, with output_dir's lock held."""
-  if isinstance(compute_dtype, str):
-    compute_dtype = jnp.dtype(compute_dtype)
+def _start(output_dir, model, inputs, eval_inputs, loss, metrics, optimizer, lr_schedule,
+           n_eval_batches, tokenizer, settings, overwrite):
+  """Builds models, data and tasks, checks output_dir's config, and starts the Loop.
+
+  The Loop checks data, model and checkpoint before writing anything; config.gin follows.
+  """
   train_model = _build(model, mode='train')
   eval_model = _build(model, mode='eval')
   train_data, data_tokenizer = _open_data(inputs, 'inputs')
   eval_data, _ = _open_data(eval_inputs, 'eval_inputs')
-  task = TrainTask(train_data, _build(loss), optimizer, _schedule(lr_schedule),
-                   n_steps_per_checkpoint=checkpoint_every)
+  task = TrainTask(train_data, _build(loss), optimizer, _schedule(lr_schedule))
   eval_tasks = []
   if eval_data is not None:
     eval_tasks.append(EvalTask(eval_data, [_build(m) for m in metrics],
@@ -207,20 +213,10 @@ def _train_locked(output_dir, model, inputs, eval_inputs, loss, metrics, optimiz
   # Every configurable has been called now, so the operative config is complete.
   config_text = gin.operative_config_str()
   check_config(output_dir, config_text, overwrite)
-  # The Loop checks data, model and checkpoint before writing anything; config.gin follows.
   loop = Loop(train_model, task, eval_model=eval_model, eval_tasks=eval_tasks,
-              output_dir=output_dir, checkpoint_at=checkpoint_every,
-              eval_at=eval_every or checkpoint_every, keep_checkpoints=keep_checkpoints,
-              keep_best=keep_best, best_mode=best_mode, compute_dtype=compute_dtype, seed=seed,
-              log_every=log_every, progress=progress, tokenizer=tokenizer or data_tokenizer,
-              on_corrupt_checkpoint='previous' if fallback_to_previous_checkpoint else 'error')
+              output_dir=output_dir, settings=settings,
+              tokenizer=tokenizer or data_tokenizer)
   _write_if_changed(os.path.join(output_dir, CONFIG_FILE), config_text)
-  try:
-    loop.run(max(0, steps - loop.step), max_seconds=max_seconds)
-  finally:
-    loop.close()
-  if plot and loop.history:
-    plot_lib.plot_metrics(output_dir)
   return loop
 
 
@@ -297,7 +293,7 @@ def _check_text_file(path):
 
 
 def is_bound(selector):
-  """Whether the parsed gin config binds `selector` (e.g. 'train.compute_dtype')."""
+  """Whether the parsed gin config binds `selector` (e.g. 'LoopSettings.compute_dtype')."""
   try:
     gin.query_parameter(selector)
     return True
@@ -345,10 +341,11 @@ def main(argv=None):
     return 2
   try:
     parse_config(args.config_file, args.config)
+    settings = ConfiguredLoopSettings()  # a bad LoopSettings value is a config error
   except (ValueError, OSError, KeyError) as e:  # gin: KeyError for an ambiguous name
     print(f'plait-train: bad config: {e}', file=sys.stderr)
     return 2
-  kwargs = {'overwrite': args.overwrite,
+  kwargs = {'settings': settings, 'overwrite': args.overwrite,
             'fallback_to_previous_checkpoint': args.fallback_to_previous_checkpoint}
   if args.steps is not None:
     kwargs['steps'] = args.steps

@@ -1,11 +1,18 @@
-"""The training loop: `Loop(model, tasks, ...)` and `loop.run(n_steps)`.
+"""The training loop: `Loop(model, task, ...)` and `loop.run(n_steps)`.
 
   >>> task = TrainTask(batches, tl.CrossEntropyLoss(), optimizers.Adam,
-  ...                  schedules.warmup_and_rsqrt_decay(100, 1e-3), n_steps_per_checkpoint=500)
+  ...                  schedules.warmup_and_rsqrt_decay(100, 1e-3))
   >>> evals = EvalTask(eval_batches, [tl.CrossEntropyLoss(), tl.Accuracy()], n_eval_batches=10)
-  >>> loop = Loop(model, task, eval_tasks=evals, output_dir='/tmp/run')
+  >>> loop = Loop(model, task, eval_tasks=evals, output_dir='/tmp/run',
+  ...             settings=LoopSettings(checkpoint_every=500))
   >>> loop.run(2000)   # resumes automatically from /tmp/run's latest checkpoint
   >>> loop.plot()      # /tmp/run/loss.png
+
+Starting a Loop is a few named steps, in this order, so that a bad input fails before
+anything in output_dir is written: open the output directory (lock, resume point),
+read the first batch, build the weights' structure, compile the steps (tracing them on
+the first batch), then restore the checkpoint or initialize, then open the metrics files.
+`run` launches steps, evaluates (`run_evals`) and saves (`save_checkpoint`) on schedule.
 
 Determinism: step k uses rng `fold_in(train_rng, k)` and the k-th batch of the
 stream, and the checkpoint holds everything else (weights, state, optimizer
@@ -28,20 +35,21 @@ import contextlib
 import math
 import os
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from plait import shapes
-from plait.layers import core
+from plait.supervised import batch_checks
 from plait.supervised import checkpoints as ckpt_lib
 from plait.supervised import distributed
 from plait.supervised import metrics_log
 from plait.supervised import preemption
 from plait.supervised import run_lock
 from plait.supervised import train_step as step_lib
-from plait.supervised.streams import DataError
+from plait.supervised.loop_settings import LoopSettings
 from plait.supervised.tasks import EvalTask, TrainTask
 
 
@@ -49,20 +57,19 @@ class DivergedError(FloatingPointError):
   """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def _step_predicate(at, default_every, name):
-  """Turns `checkpoint_at`/`eval_at` (callable, int period, steps or None) into step -> bool."""
-  if at is None:
-    at = default_every
-  if at is None:
-    return lambda step: False
-  if callable(at):
-    return at
-  if isinstance(at, int):
-    if at < 1:
-      raise ValueError(f'Loop: {name} as a period must be >= 1, got {at}.')
-    return lambda step: step % at == 0
-  steps = {int(s) for s in at}
-  return lambda step: step in steps
+def _every(period):
+  """step -> bool: True every `period` steps (never for None)."""
+  return (lambda step: False) if period is None else (lambda step: step % period == 0)
+
+
+class _Launched(NamedTuple):
+  """A train step launched on the device and not yet checked (see `Loop._finish`)."""
+  step: int
+  batch: Any
+  tokens: int
+  loss: Any
+  gradient_norm: Any
+  learning_rate: float | None
 
 
 class Loop:
@@ -70,150 +77,158 @@ class Loop:
 
   Args:
     model: a Layer (built for training, e.g. mode='train').
-    tasks: a TrainTask (or a list with one TrainTask).
+    task: the TrainTask (data, loss, optimizer).
     eval_model: the model used for evaluation (e.g. the same architecture with
       mode='eval'); must have the same weights structure. Default: `model`.
-    eval_tasks: an EvalTask or a list of them.
+    eval_tasks: an EvalTask or a sequence of them (distinct names).
     output_dir: where checkpoints, metrics.jsonl and TensorBoard files go; if it
       holds a checkpoint, training resumes from the latest one. None: nothing saved.
-    checkpoint_at: step -> bool, a period, or a collection of steps
-      (default: every `n_steps_per_checkpoint` of the task). A checkpoint is also
-      written at the end of every `run`.
-    eval_at: like checkpoint_at (default: the same steps as checkpoints).
-    keep_checkpoints: keep the latest N checkpoints (None = all).
-    keep_best: also keep the best checkpoint by this metric: 'loss' (mean train loss
-      since the last checkpoint) or '<eval task name>/<metric name>', e.g.
-      'eval/CrossEntropyLoss'. `best_mode` says whether 'min' or 'max' is best.
-    compute_dtype: e.g. jnp.bfloat16 for mixed precision (float32 master weights and
-      optimizer state; forward and backward in bf16). None = as initialized.
-    seed: for weight init and the per-step rngs.
-    log_every: with plain-line progress, print every so many steps.
-    progress: 'auto' (tqdm on a terminal, lines otherwise), 'bar', 'lines' or 'none'.
+    settings: a LoopSettings (checkpoint and eval periods, retention, dtype, seed,
+      logging); default LoopSettings().
     mesh: 'auto' (a 'data' mesh over all devices when there are several), a
       `jax.sharding.Mesh` with a 'data' axis, or None (default device only). A
       'model' axis splits large weights, a 'seq' axis the length axis of batches
       (`distributed.make_mesh(model=2)`; see `plait.supervised.distributed`).
     tokenizer: saved to output_dir/tokenizer (see `checkpoints.save_tokenizer`).
-    async_checkpointing: write checkpoints in the background.
-    tensorboard: also write TensorBoard event files.
     print_fn: where plain log lines go (default print).
-    on_corrupt_checkpoint: 'error' (default) refuses to start from a damaged latest
-      checkpoint (CorruptCheckpointError naming the file); 'previous' moves damaged ones
-      to output_dir/corrupt_checkpoints/ and resumes from the newest intact one.
 
   Before anything in output_dir is written, the Loop checks the first batch against the
   model (shapes, token ids within the Embedding's vocabulary, the tokenizer's size) and
   the checkpoint against the model, so a bad input leaves a previous run untouched.
   """
 
-  def __init__(self, model, tasks, eval_model=None, eval_tasks=None, output_dir=None,
-               checkpoint_at=None, eval_at=None, keep_checkpoints=3, keep_best=None,
-               best_mode='min', compute_dtype=None, seed=0, log_every=100, progress='auto',
-               mesh='auto', tokenizer=None, async_checkpointing=True, tensorboard=True,
-               print_fn=None, on_corrupt_checkpoint='error'):
+  def __init__(self, model, task, eval_model=None, eval_tasks=(), output_dir=None,
+               settings=None, mesh='auto', tokenizer=None, print_fn=None):
     self._checkpointer = self._metrics = self._locked_dir = None
     try:
-      self._setup(model, tasks, eval_model, eval_tasks, output_dir, checkpoint_at, eval_at,
-                  keep_checkpoints, keep_best, best_mode, compute_dtype, seed, log_every,
-                  progress, mesh, tokenizer, async_checkpointing, tensorboard, print_fn,
-                  on_corrupt_checkpoint)
+      self._configure(model, task, eval_model, eval_tasks, output_dir, settings, mesh,
+                      print_fn)
+      resume_step = self._open_output_dir()
+      first_batch = self._first_batch(resume_step)
+      structure = self._structure(first_batch, tokenizer)
+      self._compile_steps(structure, first_batch)
+      self._restore_or_init(structure, resume_step)
+      self._open_outputs(tokenizer)
     except BaseException:
       self.close()  # the directory lock too: a refused start leaves the directory free
       raise
 
-  def _setup(self, model, tasks, eval_model, eval_tasks, output_dir, checkpoint_at, eval_at,
-             keep_checkpoints, keep_best, best_mode, compute_dtype, seed, log_every, progress,
-             mesh, tokenizer, async_checkpointing, tensorboard, print_fn, on_corrupt_checkpoint):
-    """__init__'s work (see the class docstring); __init__ cleans up if it raises."""
-    tasks = [tasks] if isinstance(tasks, TrainTask) else list(tasks)
-    if len(tasks) != 1 or not isinstance(tasks[0], TrainTask):
-      raise ValueError(f'Loop: tasks must be one TrainTask (multi-task training is not '
-                       f'supported); got {tasks!r}.')
-    eval_tasks = [eval_tasks] if isinstance(eval_tasks, EvalTask) else list(eval_tasks or [])
+  # ----- starting: the named steps of __init__ -----
+  def _configure(self, model, task, eval_model, eval_tasks, output_dir, settings, mesh,
+                 print_fn):
+    """Checks and stores the arguments (nothing touched yet)."""
+    if not isinstance(task, TrainTask):
+      raise TypeError(f'Loop: task must be one TrainTask, got {task!r}.')
+    settings = LoopSettings() if settings is None else settings
+    if not isinstance(settings, LoopSettings):
+      raise TypeError(f'Loop: settings must be a LoopSettings, got {settings!r}.')
+    eval_tasks = [eval_tasks] if isinstance(eval_tasks, EvalTask) else list(eval_tasks or ())
+    for t in eval_tasks:
+      if not isinstance(t, EvalTask):
+        raise TypeError(f'Loop: eval_tasks must be EvalTasks, got {t!r}.')
     names = [t.name for t in eval_tasks]
     if len(set(names)) != len(names):
       raise ValueError(f'Loop: eval task names must differ, got {names}; pass EvalTask(name=).')
     self._model = model
     self._eval_model = eval_model or model
-    self._task = tasks[0]
+    self._task = task
     self._eval_tasks = eval_tasks
+    self._settings = settings
     self._output_dir = os.path.abspath(output_dir) if output_dir else None
-    every = self._task.n_steps_per_checkpoint
-    self._checkpoint_at = _step_predicate(checkpoint_at, every, 'checkpoint_at')
-    self._eval_at = _step_predicate(eval_at if eval_at is not None else checkpoint_at, every,
-                                    'eval_at')
-    self._keep_best = keep_best
-    self._compute_dtype = compute_dtype
-    self._progress = metrics_log.Progress(progress, log_every, print_fn)
+    self._checkpoint_due = _every(settings.checkpoint_every)
+    self._eval_due = _every(settings.eval_period)
+    self._compute_dtype = settings.compute_jnp_dtype
+    self._progress = metrics_log.Progress(settings.progress, settings.log_every, print_fn)
     self._mesh = self._make_mesh(mesh)
-
-    # Resume point (read before touching the data so the stream can be moved there).
-    self._checkpointer = None
-    latest = None
-    if self._output_dir:
-      # One trainer per directory, before anything in it is touched (RunLockedError).
-      run_lock.acquire(self._output_dir)
-      self._locked_dir = self._output_dir
-      self._checkpointer = ckpt_lib.Checkpointer(
-          self._output_dir, keep_checkpoints=keep_checkpoints, keep_best=keep_best,
-          best_mode=best_mode, async_save=async_checkpointing)
-      latest = self._checkpointer.resume_step(on_corrupt_checkpoint, self._progress.message)
-    meta = self._checkpointer.read_meta(latest) if latest is not None else None
-    if meta is not None:
-      self._task.stream.restore(meta.get('data', {}))
-
-    # Initialize from the first batch's signature, then load the checkpoint over it.
-    first_batch = self._task.stream.peek()
-    self._input_signature = self._signature(first_batch)
-    for t in eval_tasks:
-      t.stream.peek()  # an empty eval set fails now, not after the first training steps
-    init_rng, self._rng = jax.random.split(jax.random.key(seed))
-    if meta is None:
-      weights, state = model.init(self._input_signature, init_rng)
-      opt_state = self._task.optimizer.init(weights)
-    else:  # the checkpoint replaces every value: initialize the structure only (no compute)
-      weights, state = jax.eval_shape(lambda: model.init(self._input_signature, init_rng))
-      opt_state = jax.eval_shape(self._task.optimizer.init, weights)
-    _check_vocab(model, weights, first_batch, tokenizer)
+    self._init_rng, self._rng = jax.random.split(jax.random.key(settings.seed))
     self._step = 0
+    self._compiled = set()  # 'train', eval task names: steps compiled in this process
+
+  def _open_output_dir(self):
+    """Locks output_dir and finds the step to resume from (None: start afresh)."""
+    if not self._output_dir:
+      return None
+    # One trainer per directory, before anything in it is touched (RunLockedError).
+    run_lock.acquire(self._output_dir)
+    self._locked_dir = self._output_dir
+    s = self._settings
+    self._checkpointer = ckpt_lib.Checkpointer(
+        self._output_dir, keep_checkpoints=s.keep_checkpoints, keep_best=s.keep_best,
+        best_mode=s.best_mode, async_save=s.async_checkpointing)
+    return self._checkpointer.resume_step(s.on_corrupt_checkpoint, self._progress.message)
+
+  def _first_batch(self, resume_step):
+    """Moves the training stream to the checkpoint's position; peeks at its next batch."""
+    if resume_step is not None:
+      self._task.stream.restore(self._checkpointer.read_meta(resume_step).get('data', {}))
+    first_batch = self._task.stream.peek()
+    for t in self._eval_tasks:
+      t.stream.peek()  # an empty eval set fails now, not after the first training steps
+    self._input_signature = self._signature(first_batch)
+    return first_batch
+
+  def _structure(self, first_batch, tokenizer):
+    """Shapes and dtypes of (weights, state, opt_state), computed without running anything.
+
+    Also checks the first batch's token ids and the tokenizer against the model's Embedding.
+    """
+    weights, state = jax.eval_shape(
+        lambda: self._model.init(self._input_signature, self._init_rng))
+    opt_state = jax.eval_shape(self._task.optimizer.init, weights)
+    batch_checks.check_vocabulary(self._model, weights, first_batch, tokenizer)
+    self._check_eval_model(weights)
+    return weights, state, opt_state
+
+  def _compile_steps(self, structure, first_batch):
+    """Builds the jitted train and eval steps and traces the train step on the first batch.
+
+    Tracing the whole step (model and loss) now makes a shape or dtype error (a LayerError
+    naming the layer and shapes) come before any file is written.
+    """
+    train_step = step_lib.make_train_step(self._model, self._task.loss_layer,
+                                          self._task.optimizer, self._compute_dtype)
+    if self._mesh is not None:
+      train_step = distributed.keep_shardings(train_step, self._mesh)
     # Weights, state and optimizer state are donated on every backend (JAX implements
     # donation on CPU too), so CPU tests run the GPU's aliasing rules: after a step, only
     # the arrays it returned may be read.
-    donate = (0, 1, 2)
-    train_step = step_lib.make_train_step(model, self._task.loss_layer, self._task.optimizer,
-                                          compute_dtype)
-    if self._mesh is not None:
-      train_step = distributed.keep_shardings(train_step, self._mesh)
-    self._train_step = jax.jit(step_lib.skip_non_finite(train_step), donate_argnums=donate)
-    # Trace the whole step (model and loss) once on the first batch, so that shape or
-    # dtype errors (a LayerError naming the layer and shapes) come before any file is written.
-    jax.eval_shape(self._train_step, weights, state, opt_state,
-                   tuple(jnp.asarray(x) for x in first_batch), self._rng, jnp.bool_(False))
-    if meta is not None:
-      restored = self._checkpointer.restore(latest, model, weights, state, opt_state,
+    self._train_step = jax.jit(step_lib.skip_non_finite(train_step), donate_argnums=(0, 1, 2))
+    jax.eval_shape(self._train_step, *structure, tuple(jnp.asarray(x) for x in first_batch),
+                   self._rng, jnp.bool_(False))
+    self._eval_steps = [jax.jit(step_lib.make_eval_step(self._eval_model, t.metrics,
+                                                        self._compute_dtype))
+                        for t in self._eval_tasks]
+
+  def _restore_or_init(self, structure, resume_step):
+    """The checkpoint's arrays (and step, rng) when resuming, else freshly initialized ones."""
+    if resume_step is None:
+      weights, state = self._model.init(self._input_signature, self._init_rng)
+      opt_state = self._task.optimizer.init(weights)
+    else:
+      restored = self._checkpointer.restore(resume_step, self._model, *structure,
                                             sharding=self._replicated_sharding())
       weights, state, opt_state = restored['weights'], restored['state'], restored['opt_state']
       self._step, self._rng = restored['step'], restored['rng']
       self._progress.message(f'Resumed from the checkpoint at step {self._step} in '
                              f'{self._checkpointer.directory}.')
-    if self._output_dir and tokenizer is not None:
-      ckpt_lib.save_tokenizer(tokenizer, self._output_dir)
     self._weights, self._state, self._opt_state = self._place((weights, state, opt_state))
     self._stopped = self._no_bad_step_yet()
     self._eval_state = self._own_eval_state(state)
-    self._last_saved = self._step if meta is not None else None
+    self._last_saved = self._step if resume_step is not None else None
+
+  def _open_outputs(self, tokenizer):
+    """Saves the tokenizer and opens the metrics files (the first writes to output_dir)."""
     self._losses_since_checkpoint = []
     self._prefetch_error = None
     self._eval_results = {}
     self._history = []
     self.stopped_by = None  # 'SIGTERM' when the last run() stopped on that signal
-    self._metrics = (metrics_log.MetricsWriter(self._output_dir, self._step, tensorboard)
-                     if self._output_dir else None)
-
-    self._eval_steps = [jax.jit(step_lib.make_eval_step(self._eval_model, t.metrics,
-                                                        compute_dtype))
-                        for t in eval_tasks]
-    self._compiled = set()  # 'train', eval task names: steps compiled in this process
+    if not self._output_dir:
+      return
+    if tokenizer is not None:
+      ckpt_lib.save_tokenizer(tokenizer, self._output_dir)
+    self._metrics = metrics_log.MetricsWriter(self._output_dir, self._step,
+                                              self._settings.tensorboard)
 
   # ----- properties -----
   @property
@@ -246,6 +261,10 @@ class Loop:
     return self._output_dir
 
   @property
+  def settings(self):
+    return self._settings
+
+  @property
   def history(self):
     """Records (dicts) of this process's train and eval metrics, in order."""
     return list(self._history)
@@ -275,67 +294,72 @@ class Loop:
     last_step = self._step + n_steps
     self.stopped_by = None
     self._progress.start(self._step + 1, n_steps)
-    guard = preemption.StopOnSignal().__enter__()
     self._run_start = self._last_step_end = time.perf_counter()  # for the step records
-    in_flight = None  # the last launched step, until its loss is checked (see _finish)
     try:
-      for step in range(self._step + 1, last_step + 1):
-        if in_flight is not None and self._prefetch_error is not None:
-          self._finish(in_flight, last_step)  # the data error comes after it
-          in_flight = None
-        batch = self._next_batch()
-        with self._compiling('train'):
-          previous, in_flight = in_flight, self._launch(step, batch)
-        # While the device computes the step: the next batch, the logged learning rate and
-        # the check of the step before it.
-        if step < last_step:
-          self._prefetch_next_batch()
-        in_flight['lr'] = self._task.learning_rate(step)
-        if previous is not None:
-          self._finish(previous, last_step)
-        elapsed = time.perf_counter() - self._run_start
-        out_of_time = max_seconds is not None and elapsed >= max_seconds
-        # The last step of a run is evaluated too, so its checkpoint carries the held-out
-        # metrics (keep_best ranks by them) and the run ends with its held-out loss.
-        evaluate = bool(self._eval_tasks) and (self._eval_at(step) or out_of_time
-                                               or step == last_step)
-        save = bool(self._output_dir) and self._checkpoint_at(step)
-        if not (evaluate or save or out_of_time or guard.requested or step == last_step):
-          continue  # checked during the next step
-        self._finish(in_flight, last_step)
-        in_flight = None
-        if evaluate:
-          self.run_evals()
-        if save:
+      with preemption.StopOnSignal() as signals:
+        self._run_steps(last_step, max_seconds, signals)
+        if self._output_dir and self._last_saved != self._step:
           self.save_checkpoint()
-        if out_of_time:
-          self._progress.message(f'step {step}: stopping after {elapsed:.0f} s '
-                                 f'(max_seconds={max_seconds}).')
-          break
-        if guard.requested:
-          self.stopped_by = guard.requested
-          self._progress.message(f'step {step}: {guard.requested} received; saving a '
-                                 'checkpoint and stopping (rerun to resume).')
-          break
-        self._last_step_end = time.perf_counter()
-      if self._output_dir and self._last_saved != self._step:
-        self.save_checkpoint()
     finally:
-      guard.__exit__(None, None, None)
       self._progress.close()
       if self._checkpointer is not None:
         self._checkpointer.wait()
       if self._metrics is not None:
         self._metrics.flush()
 
+  def _run_steps(self, last_step, max_seconds, signals):
+    """`run`'s loop: launch each step, then check the one before it while it computes."""
+    in_flight = None  # the last launched step, until its loss is checked (see _finish)
+    for step in range(self._step + 1, last_step + 1):
+      if in_flight is not None and self._prefetch_error is not None:
+        self._finish(in_flight, last_step)  # the data error comes after it
+        in_flight = None
+      batch = self._next_batch()
+      with self._compiling('train'):
+        previous, in_flight = in_flight, self._launch(step, batch)
+      # While the device computes the step: the next batch and the check of the step
+      # before it.
+      if step < last_step:
+        self._prefetch_next_batch()
+      if previous is not None:
+        self._finish(previous, last_step)
+      elapsed = time.perf_counter() - self._run_start
+      out_of_time = max_seconds is not None and elapsed >= max_seconds
+      # The last step of a run is evaluated too, so its checkpoint carries the held-out
+      # metrics (keep_best ranks by them) and the run ends with its held-out loss.
+      evaluate = bool(self._eval_tasks) and (self._eval_due(step) or out_of_time
+                                             or step == last_step)
+      save = bool(self._output_dir) and self._checkpoint_due(step)
+      if not (evaluate or save or out_of_time or signals.requested or step == last_step):
+        continue  # checked during the next step
+      self._finish(in_flight, last_step)
+      in_flight = None
+      if evaluate:
+        self.run_evals()
+      if save:
+        self.save_checkpoint()
+      if out_of_time:
+        self._progress.message(f'step {step}: stopping after {elapsed:.0f} s '
+                               f'(max_seconds={max_seconds}).')
+        return
+      if signals.requested:
+        self.stopped_by = signals.requested
+        self._progress.message(f'step {step}: {signals.requested} received; saving a '
+                               'checkpoint and stopping (rerun to resume).')
+        return
+      self._last_step_end = time.perf_counter()
+
   def _launch(self, step, batch):
-    """Starts train step `step` on `batch` (returns at once); the Loop keeps its outputs."""
-    outputs = self._train_step(self._weights, self._state, self._opt_state,
-                               self._place_batch(batch), jax.random.fold_in(self._rng, step),
-                               self._stopped)
-    self._weights, self._state, self._opt_state, self._stopped = outputs[:3] + outputs[5:]
-    return {'step': step, 'batch': batch, 'tokens': _count_tokens(batch),
-            'loss': outputs[3], 'gradient_norm': outputs[4], 'lr': None}
+    """Starts train step `step` on `batch` (returns at once); the Loop keeps its outputs.
+
+    The learning rate is read on the host while the step computes (see TrainTask).
+    """
+    out, self._stopped = self._train_step(
+        self._weights, self._state, self._opt_state, self._place_batch(batch),
+        jax.random.fold_in(self._rng, step), self._stopped)
+    self._weights, self._state, self._opt_state = out.weights, out.state, out.opt_state
+    return _Launched(step, batch, batch_checks.count_tokens(batch), out.loss,
+                     out.gradient_norm, self._task.learning_rate(step))
 
   def _finish(self, launched, last_step):
     """Waits for a launched step's loss, checks and records it.
@@ -344,21 +368,21 @@ class Loop:
     from before that step (in this step and in any launched after it), so they are the
     last finite ones.
     """
-    step = launched['step']
+    step = launched.step
     loss, gradient_norm = (float(v) for v in
-                           jax.device_get((launched['loss'], launched['gradient_norm'])))
+                           jax.device_get((launched.loss, launched.gradient_norm)))
     if not math.isfinite(loss):
       self._step = step - 1
       self._stopped = self._no_bad_step_yet()  # a later run() starts afresh from here
-      self._diverged(step, loss, launched['batch'])
+      self._diverged(step, loss, launched.batch)
     self._step = step
     now = time.perf_counter()
     step_time, self._last_step_end = now - self._last_step_end, now
     values = {'loss': loss, 'gradient_norm': gradient_norm}
-    if launched['lr'] is not None:
-      values['learning_rate'] = launched['lr']
+    if launched.learning_rate is not None:
+      values['learning_rate'] = launched.learning_rate
     values['step_time'] = step_time
-    values['tokens_per_second'] = launched['tokens'] / max(step_time, 1e-9)
+    values['tokens_per_second'] = launched.tokens / max(step_time, 1e-9)
     values['elapsed_seconds'] = now - self._run_start
     self._record('train', step, values)
     self._progress.train_step(step, last_step, values)
@@ -389,7 +413,7 @@ class Loop:
                if kept is not None else 'no checkpoint was saved before it')
     else:
       where = 'no output_dir, so nothing was saved'
-    bad = _non_finite_entries(batch)
+    bad = batch_checks.non_finite_entries(batch)
     if bad:
       cause = (f'The batch of step {step} has non-finite values in {", ".join(bad)}: fix or '
                'filter the input data.')
@@ -434,8 +458,9 @@ class Loop:
     metrics = dict(self._eval_results)
     if self._losses_since_checkpoint:
       metrics['loss'] = float(np.mean(self._losses_since_checkpoint))
-    if self._keep_best is not None and self._keep_best not in metrics:
-      self._progress.message(f'step {self._step}: keep_best metric {self._keep_best!r} not '
+    keep_best = self._settings.keep_best
+    if keep_best is not None and keep_best not in metrics:
+      self._progress.message(f'step {self._step}: keep_best metric {keep_best!r} not '
                              f'measured at this checkpoint (have {sorted(metrics)}).')
     self._checkpointer.save(self._step, self._model, self._weights, self._state,
                             self._opt_state, self._rng, self._task.stream.position(), metrics)
@@ -495,6 +520,16 @@ class Loop:
     sig = shapes.signature(tuple(batch[:n]))
     return sig[0] if n == 1 else sig
 
+  def _check_eval_model(self, weights):
+    """The eval model must take the training model's weights (same tree)."""
+    if self._eval_model is self._model:
+      return
+    eval_weights, _ = jax.eval_shape(
+        lambda: self._eval_model.init(self._input_signature, jax.random.key(0)))
+    if jax.tree_util.tree_structure(eval_weights) != jax.tree_util.tree_structure(weights):
+      raise ValueError(f'Loop: eval_model {self._eval_model.name} has different weights from '
+                       f'model {self._model.name}; build both with the same settings except mode.')
+
   def _own_eval_state(self, state):
     """None when evaluation reads the training state, else the eval model's own state.
 
@@ -502,12 +537,8 @@ class Loop:
     """
     if self._eval_model is self._model:
       return None
-    weights_shape, eval_state = jax.eval_shape(
+    _, eval_state = jax.eval_shape(
         lambda: self._eval_model.init(self._input_signature, jax.random.key(0)))
-    if jax.tree_util.tree_structure(weights_shape) != jax.tree_util.tree_structure(
-        self._weights):
-      raise ValueError(f'Loop: eval_model {self._eval_model.name} has different weights from '
-                       f'model {self._model.name}; build both with the same settings except mode.')
     if jax.tree_util.tree_structure(eval_state) == jax.tree_util.tree_structure(state):
       return None
     return self._place(self._eval_model.init(self._input_signature, jax.random.key(0))[1])
@@ -539,56 +570,3 @@ class Loop:
     if self._mesh is None:
       return tuple(jnp.asarray(x) for x in batch)
     return distributed.shard_batch(batch, self._mesh)
-
-
-def _non_finite_entries(batch):
-  """'entry i (shape, n NaN/inf)' for the floating batch entries holding NaN or inf."""
-  bad = []
-  for i, x in enumerate(batch):
-    x = np.asarray(x)
-    if np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating):
-      n = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-      if n:
-        bad.append(f'entry {i} (shape {list(x.shape)}: {n} NaN/inf)')
-  return bad
-
-
-def _first_embedding(layer, weights):
-  """(name, vocab size) of the first Embedding in the layer tree, or None."""
-  if isinstance(layer, core.Embedding):
-    return layer.name, int(np.shape(weights[0])[0])
-  for i, sub in enumerate(layer.sublayers):
-    if isinstance(weights, tuple) and i < len(weights):
-      found = _first_embedding(sub, weights[i])
-      if found:
-        return found
-  return None
-
-
-def _check_vocab(model, weights, batch, tokenizer):
-  """Token ids of the first batch and the tokenizer must fit the model's Embedding."""
-  found = _first_embedding(model, weights)
-  if found is None:
-    return
-  name, vocab = found
-  size = getattr(tokenizer, 'vocab_size', None)
-  if isinstance(size, (int, np.integer)) and size > vocab:
-    raise DataError(f'Loop: the tokenizer has vocab_size {size} but the model '
-                    f'{model.name} embeds only {vocab} ids ({name}); build the model with '
-                    f'vocab_size >= {size} or use the tokenizer it was trained with.')
-  x = np.asarray(batch[0])
-  if np.issubdtype(x.dtype, np.integer) and x.size:
-    low, high = int(x.min()), int(x.max())
-    if low < 0 or high >= vocab:
-      raise DataError(f'Loop: the first training batch has token ids in [{low}, {high}] '
-                      f'(inputs {shapes.describe(batch[0])}) but the model {model.name} '
-                      f'embeds ids 0..{vocab - 1} ({name}); the data and the model use '
-                      'different vocabularies.')
-
-
-def _count_tokens(batch):
-  """Tokens in a batch: elements of the inputs if they are token ids, else examples."""
-  x = batch[0]
-  if np.issubdtype(np.asarray(x).dtype if not hasattr(x, 'dtype') else x.dtype, np.integer):
-    return int(np.prod(np.shape(x)))
-  return int(np.shape(x)[0]) if np.ndim(x) else 1

@@ -64,14 +64,15 @@ def model(name):
 
 
 def task(data):
-  return TrainTask(data, tl.CrossEntropyLoss(), optimizers.Adam, schedules.constant(1e-2),
-                   n_steps_per_checkpoint=1000)
+  return TrainTask(data, tl.CrossEntropyLoss(), optimizers.Adam, schedules.constant(1e-2))
 
 
 def loop(name, mesh, data=None, output_dir=None):
   from plait.supervised import training  # pylint: disable=g-import-not-at-top
+  settings = training.LoopSettings(checkpoint_every=1000, progress='none', tensorboard=False,
+                                   async_checkpointing=False)
   return training.Loop(model(name), task(data or Tokens()), mesh=mesh, output_dir=output_dir,
-                       progress='none', tensorboard=False, async_checkpointing=False)
+                       settings=settings)
 
 
 def losses(lp):

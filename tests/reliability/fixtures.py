@@ -67,10 +67,10 @@ train.lr_schedule = @warmup
 warmup.n_warmup_steps = 2
 warmup.max_value = 0.01
 train.steps = {steps}
-train.checkpoint_every = {checkpoint_every}
-train.keep_checkpoints = {keep_checkpoints}
-train.progress = 'lines'
-train.log_every = 1
+LoopSettings.checkpoint_every = {checkpoint_every}
+LoopSettings.keep_checkpoints = {keep_checkpoints}
+LoopSettings.progress = 'lines'
+LoopSettings.log_every = 1
 train.plot = False
 """
 

@@ -19,7 +19,7 @@ def good_run(tmp_path_factory):
   """(config path, run dir): 2 steps trained with a checkpoint at step 2."""
   directory = tmp_path_factory.mktemp('good')
   config = directory / 'good.gin'
-  config.write_text(fixtures.gin_text(steps=2, checkpoint_every=2) + "train.progress = 'none'\n"
+  config.write_text(fixtures.gin_text(steps=2, checkpoint_every=2) + "LoopSettings.progress = 'none'\n"
                     "train.eval_inputs = @eval/rel_tokens\ntrain.n_eval_batches = 1\n")
   run_dir = directory / 'run'
   assert fixtures.trainer_main([f'--config_file={config}', f'--output_dir={run_dir}']) == 0

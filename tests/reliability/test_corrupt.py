@@ -7,16 +7,18 @@ import pytest
 
 import plait.layers as tl
 from plait.supervised import checkpoints, optimizers, schedules, training
+from plait.supervised.loop_settings import LoopSettings
 from plait.supervised.tasks import TrainTask
 from tests.reliability import fixtures
 
 
-def _loop(output_dir, **kwargs):
+def _loop(output_dir, print_fn=None, **settings):
   task = TrainTask(fixtures.Tokens(), tl.CrossEntropyLoss(), optimizers.Adam,
-                   schedules.constant(1e-2), n_steps_per_checkpoint=2)
-  kwargs.setdefault('progress', 'none')
-  return training.Loop(fixtures.rel_lm(), task, output_dir=output_dir,
-                       async_checkpointing=False, tensorboard=False, **kwargs)
+                   schedules.constant(1e-2))
+  settings = {'progress': 'none', 'checkpoint_every': 2, 'async_checkpointing': False,
+              'tensorboard': False, **settings}
+  return training.Loop(fixtures.rel_lm(), task, output_dir=output_dir, print_fn=print_fn,
+                       settings=LoopSettings(**settings))
 
 
 @pytest.fixture(scope='module')
@@ -127,7 +129,7 @@ def test_cli_refuses_then_falls_back_with_the_flag(tmp_path, capsys):
   directory = str(tmp_path / 'run')
   config = tmp_path / 'run.gin'
   config.write_text(fixtures.gin_text(steps=4, checkpoint_every=2) +
-                    "train.progress = 'none'\n")
+                    "LoopSettings.progress = 'none'\n")
   args = [f'--config_file={config}', f'--output_dir={directory}']
   assert fixtures.trainer_main(args) == 0
   _truncate(_largest_array_file(os.path.join(directory, 'checkpoints', '4')))

@@ -3,6 +3,7 @@ import numpy as np
 
 import plait.layers as tl
 from plait.supervised import optimizers, schedules
+from plait.supervised.loop_settings import LoopSettings
 from plait.supervised.tasks import TrainTask
 
 VOCAB, LENGTH, BATCH = 32, 8, 4
@@ -37,9 +38,16 @@ def tiny_lm(d_model=16):
   return tl.Serial(tl.Embedding(VOCAB, d_model), tl.Dense(d_model), tl.Relu(), tl.Dense(VOCAB))
 
 
-def lm_task(data=None, optimizer=optimizers.Adam, lr=1e-2, every=2):
+def lm_task(data=None, optimizer=optimizers.Adam, lr=1e-2):
   return TrainTask(data if data is not None else RandomTokens(), tl.CrossEntropyLoss(),
-                   optimizer, schedules.constant(lr), n_steps_per_checkpoint=every)
+                   optimizer, schedules.constant(lr))
+
+
+def settings(**kwargs):
+  """LoopSettings for tests: no progress output, a checkpoint every 2 steps unless told."""
+  kwargs.setdefault('progress', 'none')
+  kwargs.setdefault('checkpoint_every', 2)
+  return LoopSettings(**kwargs)
 
 
 def train_losses(loop):

@@ -15,7 +15,7 @@ from tests.supervised import helpers
 assert jax.device_count() == 8
 def losses(mesh):
   loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(helpers.RandomTokens(batch=16)),
-                       mesh=mesh, progress='none')
+                       mesh=mesh, settings=helpers.settings())
   loop.run(4)
   return loop, helpers.train_losses(loop)
 one, l1 = losses(Mesh(np.array(jax.devices()[:1]), ('data',)))

@@ -17,10 +17,10 @@ from plait.supervised.tasks import EvalTask
 from tests.supervised import helpers
 
 
-def _loop(output_dir, data=None, **kwargs):
-  kwargs.setdefault('progress', 'none')
-  return training.Loop(helpers.tiny_lm(), helpers.lm_task(data), output_dir=output_dir,
-                       **kwargs)
+def _loop(output_dir, data=None, eval_tasks=(), **settings):
+  """A Loop of the tiny LM; keyword arguments are LoopSettings (see helpers.settings)."""
+  return training.Loop(helpers.tiny_lm(), helpers.lm_task(data), eval_tasks=eval_tasks,
+                       output_dir=output_dir, settings=helpers.settings(**settings))
 
 
 def _ran(output_dir, n_steps, data=None, **kwargs):
@@ -32,9 +32,9 @@ def _ran(output_dir, n_steps, data=None, **kwargs):
 
 
 def test_resume_reproduces_uninterrupted_losses(tmp_path):
-  full = _ran(tmp_path / 'full', 6, checkpoint_at=100)
-  first = _ran(tmp_path / 'resumed', 3, checkpoint_at=100)
-  second = _loop(tmp_path / 'resumed', checkpoint_at=100)
+  full = _ran(tmp_path / 'full', 6, checkpoint_every=100)
+  first = _ran(tmp_path / 'resumed', 3, checkpoint_every=100)
+  second = _loop(tmp_path / 'resumed', checkpoint_every=100)
   assert second.step == 3
   second.run(3)
   second.close()
@@ -56,9 +56,8 @@ def test_keep_latest_n_and_keep_best(tmp_path):
   # so that the kept one (the highest loss, early in training) is not among the latest.
   evals = EvalTask(lambda: helpers.RandomTokens(seed=7), [tl.CrossEntropyLoss()],
                    n_eval_batches=1)
-  loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(every=1),
-                       eval_tasks=evals, output_dir=tmp_path, keep_checkpoints=2,
-                       keep_best='eval/CrossEntropyLoss', best_mode='max', progress='none')
+  loop = _loop(tmp_path, eval_tasks=evals, checkpoint_every=1, keep_checkpoints=2,
+               keep_best='eval/CrossEntropyLoss', best_mode='max')
   loop.run(8)
   loop.close()
   evals_by_step = {r['step']: r['CrossEntropyLoss'] for r in checkpoints_metrics(tmp_path)
@@ -70,7 +69,7 @@ def test_keep_latest_n_and_keep_best(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-  loop = _loop(tmp_path, helpers.RandomTokens(nan_at=5), checkpoint_at=2)
+  loop = _loop(tmp_path, helpers.RandomTokens(nan_at=5), checkpoint_every=2)
   with pytest.raises(training.DivergedError, match='at step 5.*checkpoint \\(step 4\\)'):
     loop.run(10)
   assert loop.step == 4
@@ -82,12 +81,12 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_nan_found_a_step_late_leaves_exactly_the_last_finite_weights():
   # No checkpoint or eval at step 5, so its loss is checked only after step 6 is launched;
   # skip_non_finite must have kept step 4's weights through both.
-  diverged = _loop(None, helpers.RandomTokens(nan_at=5), checkpoint_at=100)
+  diverged = _loop(None, helpers.RandomTokens(nan_at=5), checkpoint_every=100)
   with pytest.raises(training.DivergedError, match='at step 5'):
     diverged.run(10)
   assert diverged.step == 4
   assert [r['step'] for r in diverged.history if r['split'] == 'train'] == [1, 2, 3, 4]
-  clean = _ran(None, 4, checkpoint_at=100)
+  clean = _ran(None, 4, checkpoint_every=100)
   for a, b in zip(jax.tree_util.tree_leaves((diverged.weights, diverged.opt_state)),
                   jax.tree_util.tree_leaves((clean.weights, clean.opt_state))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -95,16 +94,17 @@ def test_nan_found_a_step_late_leaves_exactly_the_last_finite_weights():
 
 def test_skip_non_finite_keeps_everything_from_the_first_bad_step_on():
   def step(w, s, o, batch, rng):  # loss = batch; everything else moves by 1
-    return w + 1, s + 1, o + 1, batch, jnp.abs(batch)
+    return step_lib.StepOutputs(w + 1, s + 1, o + 1, batch, jnp.abs(batch))
 
   guarded = jax.jit(step_lib.skip_non_finite(step))
   ones = jnp.ones((2,))
-  out = guarded(ones, ones, ones, jnp.float32(3.0), None, jnp.bool_(False))
-  assert [float(x[0]) for x in out[:3]] == [2, 2, 2] and not out[5]
-  out = guarded(*out[:3], jnp.float32(np.nan), None, out[5])
-  assert [float(x[0]) for x in out[:3]] == [2, 2, 2] and out[5]
-  out = guarded(*out[:3], jnp.float32(1.0), None, out[5])  # finite again: still stopped
-  assert [float(x[0]) for x in out[:3]] == [2, 2, 2] and out[5] and float(out[3]) == 1.0
+  moved = lambda out: [float(x[0]) for x in out[:3]]
+  out, stopped = guarded(ones, ones, ones, jnp.float32(3.0), None, jnp.bool_(False))
+  assert moved(out) == [2, 2, 2] and not stopped
+  out, stopped = guarded(*out[:3], jnp.float32(np.nan), None, stopped)
+  assert moved(out) == [2, 2, 2] and stopped
+  out, stopped = guarded(*out[:3], jnp.float32(1.0), None, stopped)  # finite: still stopped
+  assert moved(out) == [2, 2, 2] and stopped and float(out.loss) == 1.0
 
 
 class _BreaksAt(helpers.RandomTokens):
@@ -126,7 +126,7 @@ class _BreaksAt(helpers.RandomTokens):
 def test_data_error_read_ahead_surfaces_after_the_step_in_flight(tmp_path, error, match):
   # The Loop reads batch 5 while step 4 runs; the error must still come after step 4 is
   # recorded and checkpointed, as if batch 5 had been read when step 5 began.
-  loop = _loop(tmp_path, _BreaksAt(5, error), checkpoint_at=4)
+  loop = _loop(tmp_path, _BreaksAt(5, error), checkpoint_every=4)
   with pytest.raises(Exception, match=match):
     loop.run(10)
   assert loop.step == 4
@@ -138,10 +138,10 @@ def test_data_error_read_ahead_surfaces_after_the_step_in_flight(tmp_path, error
 
 def test_read_ahead_batch_is_not_lost_between_runs(tmp_path):
   # run(3) reads batch 4 ahead; the next run(3) in the same process must train on it.
-  split = _loop(None, checkpoint_at=100)
+  split = _loop(None, checkpoint_every=100)
   split.run(3)
   split.run(3)
-  assert helpers.train_losses(split) == helpers.train_losses(_ran(None, 6, checkpoint_at=100))
+  assert helpers.train_losses(split) == helpers.train_losses(_ran(None, 6, checkpoint_every=100))
 
 
 def test_checkpoint_of_other_model_names_mismatched_weights(tmp_path):
@@ -149,7 +149,7 @@ def test_checkpoint_of_other_model_names_mismatched_weights(tmp_path):
   other = tl.Serial(tl.Embedding(helpers.VOCAB, 16), tl.Dense(24), tl.Relu(),
                     tl.Dense(helpers.VOCAB))
   with pytest.raises(checkpoints.CheckpointError) as e:
-    training.Loop(other, helpers.lm_task(), output_dir=tmp_path, progress='none')
+    training.Loop(other, helpers.lm_task(), output_dir=tmp_path, settings=helpers.settings())
   message = str(e.value)
   assert ('Serial/Dense_24[1]/w0: checkpoint [16, 16] float32 (saved as Serial/Dense_16[1]/w0), '
           'model [16, 24] float32') in message
@@ -175,7 +175,7 @@ def test_restore_model_round_trip(tmp_path):
 def test_metrics_jsonl_tensorboard_and_plot(tmp_path):
   evals = EvalTask(lambda: helpers.RandomTokens(seed=3), [tl.CrossEntropyLoss(), tl.Accuracy()],
                    n_eval_batches=2)
-  loop = _loop(tmp_path, eval_tasks=evals, checkpoint_at=2)
+  loop = _loop(tmp_path, eval_tasks=evals, checkpoint_every=2)
   loop.run(4)
   png = loop.plot()
   loop.close()
@@ -196,8 +196,8 @@ def test_metrics_jsonl_tensorboard_and_plot(tmp_path):
 
 def test_plain_lines_when_not_a_tty_and_tqdm_bar_on_terminal(capsys, monkeypatch):
   lines = []
-  loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(), progress='auto', log_every=2,
-                       print_fn=lines.append)
+  loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(), print_fn=lines.append,
+                       settings=helpers.settings(progress='auto', log_every=2))
   loop.run(3)
   # The compile is announced before it starts (a large model takes a minute), then timed.
   assert lines[0] == 'compiling the train step…'
@@ -207,7 +207,8 @@ def test_plain_lines_when_not_a_tty_and_tqdm_bar_on_terminal(capsys, monkeypatch
   loop.run(2)  # compiled once per Loop; a later run() logs its own first step
   assert [l.split(':')[0] for l in lines[5:]] == ['step 4', 'step 5']
   monkeypatch.setattr('sys.stderr.isatty', lambda: True, raising=False)
-  bar = training.Loop(helpers.tiny_lm(), helpers.lm_task(), progress='auto')
+  bar = training.Loop(helpers.tiny_lm(), helpers.lm_task(),
+                      settings=helpers.settings(progress='auto'))
   bar.run(2)
   err = capsys.readouterr().err
   assert '2/2' in err and 'loss=' in err
@@ -215,8 +216,7 @@ def test_plain_lines_when_not_a_tty_and_tqdm_bar_on_terminal(capsys, monkeypatch
 
 def test_mixed_precision_keeps_float32_master_weights():
   def run(dtype):
-    loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(), compute_dtype=dtype,
-                         progress='none')
+    loop = _loop(None, compute_dtype=dtype)
     loop.run(3)
     return loop
   full, mixed = run(None), run(jnp.bfloat16)
@@ -232,8 +232,7 @@ def test_mixed_precision_keeps_float32_master_weights():
 def test_max_seconds_stops_early_evaluates_and_checkpoints(tmp_path):
   evals = EvalTask(lambda: helpers.RandomTokens(seed=7), [tl.CrossEntropyLoss()],
                    n_eval_batches=1)
-  loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(every=100), eval_tasks=evals,
-                       output_dir=tmp_path, progress='none')
+  loop = _loop(tmp_path, eval_tasks=evals, checkpoint_every=100)
   loop.run(50, max_seconds=0)  # Stops after the first step.
   loop.close()
   assert loop.step == 1
@@ -262,12 +261,12 @@ class _SigtermAt(helpers.RandomTokens):
 def test_sigterm_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path):
   previous = signal.getsignal(signal.SIGTERM)
   # Batch 4 is read ahead while step 3 runs, so the signal comes during step 3.
-  loop = _ran(tmp_path / 'stopped', 6, data=_SigtermAt(4), checkpoint_at=100)
+  loop = _ran(tmp_path / 'stopped', 6, data=_SigtermAt(4), checkpoint_every=100)
   assert loop.step == 3 and loop.stopped_by == 'SIGTERM'
   assert signal.getsignal(signal.SIGTERM) == previous  # the handler is restored
   assert sorted(os.listdir(tmp_path / 'stopped' / 'checkpoints')) == ['3']
-  resumed = _ran(tmp_path / 'stopped', 3, checkpoint_at=100)
-  full = _ran(tmp_path / 'full', 6, checkpoint_at=100)
+  resumed = _ran(tmp_path / 'stopped', 3, checkpoint_every=100)
+  full = _ran(tmp_path / 'full', 6, checkpoint_every=100)
   assert helpers.train_losses(loop) + helpers.train_losses(resumed) == helpers.train_losses(full)
 
 
@@ -288,11 +287,34 @@ def test_eval_after_donating_train_steps_reads_the_current_state(tmp_path):
   model = tl.Serial(helpers.tiny_lm(), _CountCalls())
   evals = EvalTask(lambda: helpers.RandomTokens(seed=3), [tl.CrossEntropyLoss()],
                    n_eval_batches=1)
-  loop = training.Loop(model, helpers.lm_task(every=2), eval_model=model, eval_tasks=evals,
-                       output_dir=tmp_path, progress='none')
+  loop = training.Loop(model, helpers.lm_task(), eval_model=model, eval_tasks=evals,
+                       output_dir=tmp_path, settings=helpers.settings())
   before = jax.tree_util.tree_leaves((loop.weights, loop.state))
   loop.run(4)
   loop.close()
   assert all(x.is_deleted() for x in before)   # donated, on CPU as on a GPU
   assert int(loop.state[1]) == 4
   assert [r['step'] for r in loop.history if r['split'] == 'eval'] == [2, 4]
+
+
+def test_eval_model_runs_after_the_loop_built_it(tmp_path):
+  # The Loop inits models inside jax.eval_shape; init used to leave tracers in the layer's
+  # notebook cache, so calling the eval model afterwards raised UnexpectedTracerError.
+  eval_model = helpers.tiny_lm()
+  loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(), eval_model=eval_model,
+                       output_dir=tmp_path, settings=helpers.settings())
+  loop.close()
+  x = np.ones((1, helpers.LENGTH), np.int32)
+  assert loop.eval_model(x).shape == (1, helpers.LENGTH, helpers.VOCAB)
+
+
+def test_one_task_and_settings_are_checked_before_anything_is_touched(tmp_path):
+  with pytest.raises(TypeError, match='one TrainTask'):
+    training.Loop(helpers.tiny_lm(), [helpers.lm_task()], output_dir=tmp_path)
+  with pytest.raises(TypeError, match='LoopSettings'):
+    training.Loop(helpers.tiny_lm(), helpers.lm_task(), settings={'checkpoint_every': 2})
+  for bad in (dict(checkpoint_every=0), dict(best_mode='best'), dict(progress='loud'),
+              dict(compute_dtype='int8'), dict(on_corrupt_checkpoint='ignore')):
+    with pytest.raises(ValueError, match=f'LoopSettings.{next(iter(bad))}'):
+      helpers.settings(**bad)
+  assert os.listdir(tmp_path) == []

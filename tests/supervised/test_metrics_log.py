@@ -49,8 +49,8 @@ def test_a_kill_during_the_rewrite_leaves_every_record(tmp_path, monkeypatch):
 def test_a_loop_resumes_over_a_torn_metrics_file(tmp_path, capsys):
   from plait.supervised import training  # pylint: disable=import-outside-toplevel
   from tests.supervised import helpers  # pylint: disable=import-outside-toplevel
-  make = lambda: training.Loop(helpers.tiny_lm(), helpers.lm_task(every=2), output_dir=tmp_path,
-                               progress='none')
+  make = lambda: training.Loop(helpers.tiny_lm(), helpers.lm_task(), output_dir=tmp_path,
+                               settings=helpers.settings())
   loop = make()
   loop.run(2)
   loop.close()

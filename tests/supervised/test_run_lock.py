@@ -6,7 +6,9 @@ import textwrap
 
 import pytest
 
+import plait.layers as tl
 from plait.supervised import run_lock, training
+from plait.supervised.tasks import EvalTask
 from tests.supervised import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -33,13 +35,14 @@ def test_a_second_trainer_is_refused_naming_the_holder_and_nothing_is_written(tm
   try:
     with pytest.raises(run_lock.RunLockedError, match=f'in use by another trainer '
                                                        f'\\(pid {holder.pid}\\)'):
-      training.Loop(helpers.tiny_lm(), helpers.lm_task(), output_dir=tmp_path, progress='none')
+      training.Loop(helpers.tiny_lm(), helpers.lm_task(), output_dir=tmp_path,
+                    settings=helpers.settings())
     assert sorted(os.listdir(tmp_path)) == [run_lock.LOCK_FILE]
   finally:
     holder.stdin.close()
     holder.wait()
   loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(), output_dir=tmp_path,
-                       progress='none')   # free again once the holder exits
+                       settings=helpers.settings())   # free again once the holder exits
   loop.close()
 
 
@@ -54,7 +57,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 def test_the_lock_is_reentrant_in_a_process_and_released_by_close(tmp_path):
   with run_lock.held(tmp_path):
     loop = training.Loop(helpers.tiny_lm(), helpers.lm_task(), output_dir=tmp_path,
-                         progress='none')
+                         settings=helpers.settings())
     loop.close()
   holder = _holder(tmp_path)   # would block on a lock this process still held
   holder.stdin.close()
@@ -62,11 +65,13 @@ def test_the_lock_is_reentrant_in_a_process_and_released_by_close(tmp_path):
 
 
 def test_a_refused_start_releases_the_lock(tmp_path):
-  with pytest.raises(ValueError):
-    training.Loop(helpers.tiny_lm(), [], output_dir=tmp_path, progress='none')
+  with pytest.raises(Exception):
+    training.Loop(helpers.tiny_lm(), helpers.lm_task(), output_dir=tmp_path,
+                  eval_tasks=[EvalTask(iter([]), [tl.CrossEntropyLoss()])],
+                  settings=helpers.settings())
   with pytest.raises(Exception):
     training.Loop(helpers.tiny_lm(), helpers.lm_task(data=iter([])), output_dir=tmp_path,
-                  progress='none')
+                  settings=helpers.settings())
   holder = _holder(tmp_path)
   holder.stdin.close()
   holder.wait()

@@ -22,10 +22,10 @@ train.lr_schedule = @warmup
 warmup.n_warmup_steps = 2
 warmup.max_value = 0.01
 train.steps = 4
-train.checkpoint_every = 2
+LoopSettings.checkpoint_every = 2
 train.n_eval_batches = 1
-train.progress = 'lines'
-train.log_every = 1
+LoopSettings.progress = 'lines'
+LoopSettings.log_every = 1
 """
 
 
