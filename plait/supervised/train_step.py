@@ -72,20 +72,25 @@ def make_train_step(model, loss_layer, optimizer, compute_dtype=None):
 
 
 def skip_non_finite(train_step):
-  """Wraps a train step so that a non-finite loss changes nothing, then or ever after.
+  """Wraps a train step so that a bad step changes nothing, then or ever after.
 
   step(weights, state, opt_state, batch, rng, stopped) -> (StepOutputs, stopped)
 
-  `stopped` is a bool scalar; it becomes True at the first non-finite loss, and while it
-  is True the step returns its weights, state and optimizer state unchanged. The Loop
-  passes each step's flag to the next without waiting for it, so it can check a loss
-  after the next step has been launched: the arrays it then holds are still those from
-  before the first bad step. The selects fuse into the optimizer's update.
+  A step is bad when its loss, its gradient norm, or any floating value of the new weights
+  or optimizer state is NaN or infinite (a finite loss with a NaN gradient, or an update
+  that overflows, is as bad as a NaN loss: none of it may reach a checkpoint).
+  `stopped` is a bool scalar; it becomes True at the first bad step, and while it is True
+  the step returns its weights, state and optimizer state unchanged. The Loop passes each
+  step's flag to the next without waiting for it, so it can check a step after the next
+  one has been launched: the arrays it then holds are still those from before the first
+  bad step. The checks and selects fuse into the optimizer's update.
   """
 
   def step(weights, state, opt_state, batch, rng, stopped):
     new = train_step(weights, state, opt_state, batch, rng)
-    stopped = stopped | ~jnp.isfinite(new.loss)
+    finite = (jnp.isfinite(new.loss) & jnp.isfinite(new.gradient_norm)
+              & all_finite((new.weights, new.opt_state)))
+    stopped = stopped | ~finite
     keep = lambda n, o: jnp.where(stopped, o, n)
     kept = [jax.tree_util.tree_map(keep, n, o)
             for n, o in zip((new.weights, new.state, new.opt_state),
@@ -93,6 +98,13 @@ def skip_non_finite(train_step):
     return StepOutputs(*kept, new.loss, new.gradient_norm), stopped
 
   return step
+
+
+def all_finite(tree):
+  """A bool scalar: whether every floating leaf of `tree` is free of NaN and inf."""
+  checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 def make_eval_step(model, metric_layers, compute_dtype=None):

@@ -54,7 +54,10 @@ from plait.supervised.tasks import EvalTask, TrainTask
 
 
 class DivergedError(FloatingPointError):
-  """The loss became NaN or infinite; the last good checkpoint is kept."""
+  """A step's loss, gradient, weights or optimizer state became NaN or infinite.
+
+  The weights stay at the last good step and the last good checkpoint is kept.
+  """
 
 
 def _every(period):
@@ -69,6 +72,7 @@ class _Launched(NamedTuple):
   tokens: int
   loss: Any
   gradient_norm: Any
+  stopped: Any  # skip_non_finite's flag after this step: True from the first bad step on
   learning_rate: float | None
 
 
@@ -284,8 +288,9 @@ class Loop:
     carry 'elapsed_seconds' since the call began. On SIGTERM (preemption) it finishes the current
     step, saves a checkpoint and returns, with `stopped_by` set to 'SIGTERM'.
 
-    Raises DivergedError if the loss becomes NaN or infinite; the weights stay at
-    the last finite step and the last good checkpoint is kept.
+    Raises DivergedError if a step's loss, gradient, weights or optimizer state becomes
+    NaN or infinite; the weights stay at the last good step and the last good checkpoint
+    is kept.
     """
     if n_steps < 0:
       raise ValueError(f'Loop.run: n_steps must be >= 0, got {n_steps}.')
@@ -359,22 +364,24 @@ class Loop:
         jax.random.fold_in(self._rng, step), self._stopped)
     self._weights, self._state, self._opt_state = out.weights, out.state, out.opt_state
     return _Launched(step, batch, batch_checks.count_tokens(batch), out.loss,
-                     out.gradient_norm, self._task.learning_rate(step))
+                     out.gradient_norm, self._stopped, self._task.learning_rate(step))
 
   def _finish(self, launched, last_step):
     """Waits for a launched step's loss, checks and records it.
 
-    A non-finite loss raises DivergedError. By then skip_non_finite has kept the weights
-    from before that step (in this step and in any launched after it), so they are the
-    last finite ones.
+    A bad step (non-finite loss, gradient, weights or optimizer state; see
+    `train_step.skip_non_finite`) raises DivergedError. By then skip_non_finite has kept the
+    weights from before that step (in this step and in any launched after it), so they are
+    the last finite ones.
     """
     step = launched.step
-    loss, gradient_norm = (float(v) for v in
-                           jax.device_get((launched.loss, launched.gradient_norm)))
-    if not math.isfinite(loss):
+    loss, gradient_norm, bad = jax.device_get(
+        (launched.loss, launched.gradient_norm, launched.stopped))
+    loss, gradient_norm = float(loss), float(gradient_norm)
+    if bad:
       self._step = step - 1
       self._stopped = self._no_bad_step_yet()  # a later run() starts afresh from here
-      self._diverged(step, loss, launched.batch)
+      self._diverged(step, loss, gradient_norm, launched.batch)
     self._step = step
     now = time.perf_counter()
     step_time, self._last_step_end = now - self._last_step_end, now
@@ -405,7 +412,7 @@ class Loop:
       raise error
     return next(self._task.stream)
 
-  def _diverged(self, step, loss, batch=()):
+  def _diverged(self, step, loss, gradient_norm, batch=()):
     if self._checkpointer is not None:
       self._checkpointer.wait()
       kept = self._checkpointer.latest_step()
@@ -420,11 +427,19 @@ class Loop:
     else:
       cause = ('Try a lower learning rate, gradient clipping (clip_gradient_norm=1.0) or a '
                'learning-rate warmup.')
-    message = f'Training stopped: the loss is {loss} at step {step}; {where}. {cause}'
+    if not math.isfinite(loss):
+      what = f'the loss is {loss}'
+    elif not math.isfinite(gradient_norm):
+      what = f'the gradient norm is {gradient_norm} (the loss is {loss:.4g})'
+    else:
+      what = (f'the update made the weights or optimizer state non-finite (loss {loss:.4g}, '
+              f'gradient norm {gradient_norm:.4g})')
+    message = f'Training stopped: {what} at step {step}; {where}. {cause}'
 
     self._progress.message(message)
     if self._metrics is not None:
-      self._metrics.write('train', step, {'loss': loss, 'diverged': 1})
+      self._metrics.write('train', step, {'loss': loss, 'gradient_norm': gradient_norm,
+                                          'diverged': 1})
     raise DivergedError(message)
 
   def run_evals(self):

@@ -11,9 +11,10 @@ import pytest
 
 import plait.layers as tl
 from plait.supervised import checkpoints
+from plait.supervised import optimizers, schedules
 from plait.supervised import train_step as step_lib
 from plait.supervised import training
-from plait.supervised.tasks import EvalTask
+from plait.supervised.tasks import EvalTask, TrainTask
 from tests.supervised import helpers
 
 
@@ -105,6 +106,36 @@ def test_skip_non_finite_keeps_everything_from_the_first_bad_step_on():
   assert moved(out) == [2, 2, 2] and stopped
   out, stopped = guarded(*out[:3], jnp.float32(1.0), None, stopped)  # finite: still stopped
   assert moved(out) == [2, 2, 2] and stopped and float(out.loss) == 1.0
+
+
+@pytest.mark.parametrize('bad', ['gradient', 'weights', 'opt_state'])
+def test_skip_non_finite_stops_on_a_bad_gradient_or_update_with_a_finite_loss(bad):
+  def step(w, s, o, batch, rng):   # a finite loss; one of the others NaN
+    nan = jnp.float32(np.nan)
+    return step_lib.StepOutputs(w + (nan if bad == 'weights' else 1), s + 1,
+                                o + (nan if bad == 'opt_state' else 1), jnp.float32(2.0),
+                                nan if bad == 'gradient' else jnp.float32(1.0))
+
+  ones = jnp.ones((2,))
+  out, stopped = jax.jit(step_lib.skip_non_finite(step))(ones, ones, ones, None, None,
+                                                         jnp.bool_(False))
+  assert stopped and [float(x[0]) for x in out[:3]] == [1, 1, 1]
+
+
+def test_an_overflowing_update_with_a_finite_loss_never_reaches_a_checkpoint(tmp_path):
+  # A learning rate that is inf in float32: the loss and gradient of step 1 are finite, the
+  # updated weights are not. This used to be saved as "the last good checkpoint".
+  task = TrainTask(helpers.RandomTokens(), tl.CrossEntropyLoss(), optimizers.SGD,
+                   schedules.constant(1e39))
+  loop = training.Loop(helpers.tiny_lm(), task, output_dir=tmp_path,
+                       settings=helpers.settings(checkpoint_every=1))
+  with pytest.raises(training.DivergedError,
+                     match='the update made the weights or optimizer state non-finite .* '
+                           'at step 1; no checkpoint was saved before it'):
+    loop.run(3)
+  loop.close()
+  assert loop.step == 0 and not os.listdir(tmp_path / 'checkpoints')
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(loop.weights))
 
 
 class _BreaksAt(helpers.RandomTokens):
