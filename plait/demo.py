@@ -73,13 +73,13 @@ def load_run(output_dir, step=None):
   """
   import gin  # pylint: disable=import-outside-toplevel
   from plait.data import Tokenizer  # pylint: disable=import-outside-toplevel
-  from plait.supervised import checkpoints, trainer  # pylint: disable=import-outside-toplevel
-  config = os.path.join(output_dir, trainer.CONFIG_FILE)
-  if not os.path.exists(config):
-    raise ValueError(f'load_run: {config} not found; train first (plait-train --output_dir='
-                     f'{output_dir}).')
+  from plait.supervised import checkpoints, run_config, trainer  # pylint: disable=import-outside-toplevel
+  config = run_config.read(output_dir)
+  if config is None:
+    raise ValueError(f'load_run: {os.path.join(output_dir, run_config.CONFIG_FILE)} not found; '
+                     f'train first (plait-train --output_dir={output_dir}).')
   gin.clear_config()
-  trainer.parse_config([config], [])
+  trainer.parse_config([], [config])
   train_model = configured_model('train')
   weights, _, _ = checkpoints.restore_model(output_dir, train_model, configured_signature(),
                                             step=step)

@@ -14,7 +14,6 @@ import argparse
 import os
 import sys
 
-CONFIG_FILE = 'config.gin'
 
 
 class DecodeError(ValueError):
@@ -26,12 +25,14 @@ def load_model_factory(output_dir):
   import gin  # pylint: disable=g-import-not-at-top
   from plait import configurables  # pylint: disable=g-import-not-at-top
   from plait.supervised import trainer  # pylint: disable=g-import-not-at-top,unused-import
-  path = os.path.join(output_dir, CONFIG_FILE)
-  if not os.path.exists(path):
+  from plait.supervised import run_config  # pylint: disable=g-import-not-at-top
+  path = os.path.join(output_dir, run_config.CONFIG_FILE)
+  text = run_config.read(output_dir)
+  if text is None:
     raise DecodeError(f'{path} not found: is {output_dir} a plait-train output directory?')
   configurables.register_all()
   gin.clear_config()
-  gin.parse_config_file(path, skip_unknown=True)
+  gin.parse_config(text, skip_unknown=True)
   try:
     reference = gin.query_parameter('train.model')
   except ValueError as e:

@@ -15,8 +15,6 @@ naming it, before a model is built or a file is written.
 """
 import dataclasses
 
-import jax.numpy as jnp
-
 PROGRESS_STYLES = ('auto', 'bar', 'lines', 'none')
 CORRUPT_CHECKPOINT_POLICIES = ('error', 'previous')
 
@@ -71,6 +69,7 @@ class LoopSettings:
     if not isinstance(self.seed, int) or isinstance(self.seed, bool):
       raise ValueError(f'LoopSettings.seed must be an int, got {self.seed!r}.')
     if self.compute_dtype is not None:
+      import jax.numpy as jnp  # pylint: disable=g-import-not-at-top  (keeps the CLIs light)
       try:
         dtype = jnp.dtype(self.compute_dtype)
       except TypeError:
@@ -82,6 +81,7 @@ class LoopSettings:
   @property
   def compute_jnp_dtype(self):
     """`compute_dtype` as a numpy dtype (None stays None)."""
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     return None if self.compute_dtype is None else jnp.dtype(self.compute_dtype)
 
   @property

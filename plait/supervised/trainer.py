@@ -47,13 +47,14 @@ from plait.supervised import compilation_cache
 from plait.supervised import metrics_log
 from plait.supervised import optimizers
 from plait.supervised import plot as plot_lib
+from plait.supervised import run_config
 from plait.supervised import run_lock
 from plait.supervised.loop_settings import LoopSettings
 from plait.supervised.streams import DataError
 from plait.supervised.tasks import EvalTask, TrainTask
 from plait.supervised.training import DivergedError, Loop
 
-CONFIG_FILE = 'config.gin'
+CONFIG_FILE = run_config.CONFIG_FILE
 # Bindings that may change between a run and its resumption.
 _RESUMABLE_BINDINGS = ('train.steps',)
 # What --overwrite deletes (plait's own outputs only, never other files).
@@ -105,12 +106,13 @@ def _schedule(lr_schedule):
 
 
 def _config_lines(text):
+  """The bindings of a config text, sorted (gin's order of sections does not matter)."""
   lines = []
   for line in text.splitlines():
     line = line.strip()
     if line and not line.startswith('#') and not line.startswith(_RESUMABLE_BINDINGS):
       lines.append(line)
-  return lines
+  return sorted(lines)
 
 
 def check_config(output_dir, config_text, overwrite=False):
@@ -128,11 +130,8 @@ def check_config(output_dir, config_text, overwrite=False):
       elif os.path.exists(target):
         os.remove(target)
     return
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    old = f.read()
-  if _config_lines(old) == _config_lines(config_text):
+  old = run_config.read(output_dir)   # saved by any plait version, in today's names
+  if old is None or _config_lines(old) == _config_lines(config_text):
     return
   diff = list(difflib.unified_diff(_config_lines(old), _config_lines(config_text),
                                    f'{path} (previous run)', 'this run', lineterm='', n=0))
@@ -271,13 +270,24 @@ def parse_config(config_files, bindings):
     if wanted is not None:
       hint = (f'\nConfigurables/parameters close to {wanted!r}: {", ".join(close)}' if close
               else f'\nNothing registered is close to {wanted!r}; see plait.configurables.')
-      raise ValueError(text + hint) from e
+      raise ValueError(text + hint + _renamed_hint(text)) from e
     raise
   missing = [name for name in ('train.model', 'train.inputs') if not is_bound(name)]
   if missing:
     raise ValueError(f'the config does not bind {" or ".join(missing)} (e.g. train.model = '
                      '@ReformerLM, train.inputs = @lm_inputs); start from a shipped config in '
                      'plait/rl_free_configs/.')
+
+
+def _renamed_hint(error_text):
+  """Where a binding renamed since an earlier plait version went, if the error names one."""
+  wanted = re.search(r"Configurable 'train' doesn't have a parameter named '([^']+)'",
+                     error_text)
+  if wanted and wanted.group(1) in run_config.MOVED_TO_LOOP_SETTINGS:
+    return f'\ntrain.{wanted.group(1)} is now LoopSettings.{wanted.group(1)}.'
+  unknown = re.search(r"No configurable matching (?:reference )?'@?([^']+)'", error_text)
+  new = unknown and run_config.RENAMED_CONFIGURABLES.get(unknown.group(1).rsplit('.', 1)[-1])
+  return f'\n{unknown.group(1)} is now {new}.' if new else ''
 
 
 def _check_text_file(path):

@@ -1,0 +1,60 @@
+"""A run's saved config.gin, read in today's names (runs saved by earlier plait versions too).
+
+plait-train saves the operative config to `output_dir/config.gin`; resuming, plait-decode
+and `plait.demo.load_run` read it back. Bindings renamed since a run was saved are
+rewritten on reading (the file itself is never changed), so an older run still resumes
+and decodes:
+
+  >>> upgrade('train.checkpoint_every = 100\\ntrain.model = @PerformerLM')
+  ('LoopSettings.checkpoint_every = 100\\ntrain.model = @PerformerLM',
+   ['train.checkpoint_every -> LoopSettings.checkpoint_every'])
+
+Config files a user passes with --config_file are not rewritten: an old name there is a
+config error naming the new one.
+"""
+import dataclasses
+import os
+import re
+
+from plait.supervised.loop_settings import LoopSettings
+
+CONFIG_FILE = 'config.gin'
+
+# The Loop's settings moved from train(...) to LoopSettings (issue 23).
+MOVED_TO_LOOP_SETTINGS = tuple(f.name for f in dataclasses.fields(LoopSettings))
+# Configurables renamed: old name -> new name.
+RENAMED_CONFIGURABLES = {
+    'Favor': 'FavorAttention',
+    'CausalFavor': 'CausalFavorAttention',
+}
+
+_TRAIN_BINDING = re.compile(r'^(\s*)train\.(\w+)(\s*=.*)$')
+
+
+def upgrade(text):
+  """(text in today's names, ['old -> new', ...]) for config.gin text of any plait version."""
+  changes, lines = [], []
+  for line in text.splitlines():
+    match = _TRAIN_BINDING.match(line)
+    if match and match.group(2) in MOVED_TO_LOOP_SETTINGS:
+      indent, name, rest = match.groups()
+      line = f'{indent}LoopSettings.{name}{rest}'
+      changes.append(f'train.{name} -> LoopSettings.{name}')
+    for old, new in RENAMED_CONFIGURABLES.items():
+      # A configurable name as a selector (`Favor.x = `), a reference (`@Favor`) or a
+      # module-qualified name (`plait.layers.Favor`); not inside other names or strings.
+      pattern = rf'(?<![\w\'"]){re.escape(old)}(?=[\s.(),\]]|$)'
+      if re.search(pattern, line):
+        line = re.sub(pattern, new, line)
+        changes.append(f'{old} -> {new}')
+    lines.append(line)
+  return '\n'.join(lines) + ('\n' if text.endswith('\n') else ''), sorted(set(changes))
+
+
+def read(output_dir):
+  """The text of `output_dir/config.gin` in today's names, or None if there is none."""
+  path = os.path.join(output_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return upgrade(f.read())[0]
