@@ -21,6 +21,7 @@ after the last real token cannot change a causal model's output there. Both use 
 per-step rng, so at any temperature they must agree token for token.
 """
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -55,13 +56,21 @@ def sample_logits(logits, rng, temperature=1.0, top_k=None, top_p=None, vocab_si
   return jax.random.categorical(rng, logits / temperature, axis=-1).astype(jnp.int32)
 
 
-def _check_sampling(temperature, top_k, top_p, rng):
-  if temperature < 0:
-    raise ValueError(f'temperature must be >= 0 (0 = greedy), got {temperature}.')
+class SamplingArgumentError(ValueError):
+  """A sampling argument (temperature, top_k, top_p, max_length) out of its range."""
+
+
+def _check_sampling(temperature, top_k, top_p, rng, max_length=None):
+  if not (math.isfinite(temperature) and temperature >= 0):
+    raise SamplingArgumentError(
+        f'temperature must be a finite number >= 0 (0 = greedy), got {temperature}.')
   if top_k is not None and top_k < 1:
-    raise ValueError(f'top_k must be >= 1 or None, got {top_k}.')
+    raise SamplingArgumentError(f'top_k must be >= 1 or None, got {top_k}.')
   if top_p is not None and not 0.0 < top_p <= 1.0:
-    raise ValueError(f'top_p must be in (0, 1] or None, got {top_p}.')
+    raise SamplingArgumentError(f'top_p must be in (0, 1] or None, got {top_p}.')
+  if max_length is not None and (isinstance(max_length, bool) or
+                                 not isinstance(max_length, (int, np.integer)) or max_length < 0):
+    raise SamplingArgumentError(f'max_length must be a whole number >= 0, got {max_length!r}.')
   if temperature > 0 and rng is None:
     raise ValueError(f'sampling at temperature={temperature} needs an explicit rng, e.g. '
                      'rng=jax.random.key(0); temperature=0.0 decodes greedily without one.')
@@ -199,15 +208,16 @@ def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, top
   tokens. Other arguments as in `autoregressive_sample_stream`.
   """
   if not on_device:
+    _check_sampling(temperature, top_k, top_p, rng, max_length)
     stream = autoregressive_sample_stream(model, inputs, batch_size, temperature, top_k, top_p,
                                           rng, weights, start_id, vocab_size)
     return _collect(stream, max_length, eos_id)
   _check_predict_mode(model)
-  _check_sampling(temperature, top_k, top_p, rng)
+  _check_sampling(temperature, top_k, top_p, rng, max_length)
   weights = _weights_of(model, weights)
   tokens = _start_tokens(inputs, batch_size, start_id)
-  if max_length <= 0:
-    return np.zeros((0, 0), np.int32)
+  if max_length == 0:
+    return np.zeros((tokens.shape[0], 0), np.int32)
   # Step i feeds position tokens.shape[1] + i; the stream path raises once that passes the
   # caches, unless every sequence has stopped at eos before then. Same here.
   n_steps, capacity = max_length, predict_capacity(model)

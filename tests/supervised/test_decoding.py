@@ -189,3 +189,21 @@ def test_on_device_loop_may_stop_at_eos_before_the_caches_are_full(tiny_lm):
     with pytest.raises(ValueError, match='position 65 exceeds'):
       decoding.autoregressive_sample(predict, prompt, temperature=0.0, max_length=20,
                                      weights=weights, eos_id=no_stop, on_device=on_device)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(temperature=float('nan')), 'temperature must be a finite number'),
+    (dict(temperature=float('inf')), 'temperature must be a finite number'),
+    (dict(max_length=-3), 'max_length must be a whole number >= 0'),
+])
+def test_out_of_range_sampling_arguments_are_sampling_argument_errors(tiny_lm, kwargs, message):
+  predict, _, weights = tiny_lm
+  with pytest.raises(decoding.SamplingArgumentError, match=message):
+    decoding.autoregressive_sample(predict, rng=jax.random.key(0), weights=weights, **kwargs)
+
+
+def test_max_length_zero_gives_an_empty_row_per_sequence(tiny_lm):
+  predict, _, weights = tiny_lm
+  out = decoding.autoregressive_sample(predict, batch_size=3, temperature=0.0, max_length=0,
+                                       weights=weights)
+  assert out.shape == (3, 0)

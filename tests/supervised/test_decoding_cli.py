@@ -1,4 +1,6 @@
 """plait-decode: from a run directory (config.gin, orbax checkpoint, tokenizer) to text."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -124,3 +126,19 @@ def test_cli_samples_only_ids_the_tokenizer_knows(tmp_path, capsys):
                                        temperature=1.0, max_length=20, rng=jax.random.key(0),
                                        weights=weights)
   assert (ids >= tokenizer.vocab_size).any()
+
+
+@pytest.mark.parametrize('argument, message', [
+    ('--max_length=0', 'whole number >= 1'), ('--max_length=-3', 'whole number >= 1'),
+    (f'--seed={2 ** 70}', r'whole number in \[0, 4294967295\]'),
+    ('--temperature=nan', 'finite number >= 0'), ('--temperature=inf', 'finite number >= 0'),
+    ('--temperature=-1', 'finite number >= 0'), ('--top_k=0', 'whole number >= 1'),
+    ('--top_p=0', r'finite number > 0.0 and <= 1.0'), ('--top_p=nan', 'finite number'),
+])
+def test_sampling_arguments_out_of_range_are_one_usage_line_exit_2(run_dir, argument, message,
+                                                                  capsys):
+  with pytest.raises(SystemExit) as exit_info:   # before anything is loaded
+    decode_cli.main([f'--output_dir={run_dir[0]}', argument])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert re.search(message, err.splitlines()[-1]) and 'Traceback' not in err
