@@ -1,6 +1,8 @@
 """Host-side checks of training batches (numpy; nothing goes to the device).
 
-  >>> check_vocabulary(model, weights, first_batch, tokenizer)   # DataError if ids don't fit
+  >>> check_tokenizer(model, weights, tokenizer)    # DataError if its ids don't fit the model
+  >>> limits = id_limits(model, weights, output_signature, first_batch)   # {0: (256, ...)}
+  >>> check_id_ranges(batch, limits, step=7)        # DataError naming step, entry and position
   >>> non_finite_entries(batch)       # ['entry 2 (shape [4, 8]: 1 NaN/inf)']
   >>> count_tokens(batch)             # for tokens_per_second
 """
@@ -35,25 +37,55 @@ def first_embedding(layer, weights):
   return None
 
 
-def check_vocabulary(model, weights, batch, tokenizer):
-  """Token ids of the first batch and the tokenizer must fit the model's Embedding."""
+def check_tokenizer(model, weights, tokenizer):
+  """The tokenizer's ids must fit the model's (first) Embedding."""
   found = first_embedding(model, weights)
-  if found is None:
+  size = getattr(tokenizer, 'vocab_size', None)
+  if found is None or not isinstance(size, (int, np.integer)):
     return
   name, vocab = found
-  size = getattr(tokenizer, 'vocab_size', None)
-  if isinstance(size, (int, np.integer)) and size > vocab:
+  if size > vocab:
     raise DataError(f'Loop: the tokenizer has vocab_size {size} but the model '
                     f'{model.name} embeds only {vocab} ids ({name}); build the model with '
                     f'vocab_size >= {size} or use the tokenizer it was trained with.')
-  x = np.asarray(batch[0])
-  if np.issubdtype(x.dtype, np.integer) and x.size:
-    low, high = int(x.min()), int(x.max())
-    if low < 0 or high >= vocab:
-      raise DataError(f'Loop: the first training batch has token ids in [{low}, {high}] '
-                      f'(inputs {shapes.describe(batch[0])}) but the model {model.name} '
-                      f'embeds ids 0..{vocab - 1} ({name}); the data and the model use '
-                      'different vocabularies.')
+
+
+def id_limits(model, weights, output_signature, batch):
+  """{batch entry: (n, what)}: the integer entries that must hold ids in [0, n).
+
+  Entry 0, when integer, is token ids for the model's first Embedding. The entry after
+  the model's inputs, when integer and shaped like the model's first output without its
+  last axis (V), is class ids (targets) in [0, V). Out-of-range ids would otherwise pass
+  silently on a device (an Embedding gathers a clamped or NaN row; a loss reads NaN).
+  """
+  limits = {}
+  found = first_embedding(model, weights)
+  if found is not None and _is_int(batch[0]):
+    limits[0] = (found[1], f'token ids of the model {model.name} ({found[0]})')
+  out = output_signature[0] if isinstance(output_signature, (tuple, list)) else output_signature
+  n = model.n_in
+  if len(batch) > n and _is_int(batch[n]) and tuple(np.shape(batch[n])) == tuple(out.shape[:-1]):
+    limits[n] = (int(out.shape[-1]), f'classes of the model output {list(out.shape)}')
+  return limits
+
+
+def check_id_ranges(batch, limits, step):
+  """DataError naming the step, the entry and the first bad position if an id is out of range."""
+  for entry, (n, what) in limits.items():
+    x = np.asarray(batch[entry])
+    bad = (x < 0) | (x >= n)
+    if not bad.any():
+      continue
+    position = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise DataError(
+        f'Loop: the batch of step {step} has ids in [{int(x.min())}, {int(x.max())}] in entry '
+        f'{entry} ({shapes.describe(x)}), e.g. {int(x[position])} at position '
+        f'{list(position)}, but {what} must be in [0, {n - 1}]; the data and the model use '
+        'different vocabularies.')
+
+
+def _is_int(x):
+  return np.issubdtype(np.asarray(x).dtype if not hasattr(x, 'dtype') else x.dtype, np.integer)
 
 
 def count_tokens(batch):

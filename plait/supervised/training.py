@@ -163,6 +163,7 @@ class Loop:
 
   def _first_batch(self, resume_step):
     """Moves the training stream to the checkpoint's position; peeks at its next batch."""
+    self._first_step = 1 if resume_step is None else resume_step + 1
     if resume_step is not None:
       self._task.stream.restore(self._checkpointer.read_meta(resume_step).get('data', {}))
     first_batch = self._task.stream.peek()
@@ -174,12 +175,15 @@ class Loop:
   def _structure(self, first_batch, tokenizer):
     """Shapes and dtypes of (weights, state, opt_state), computed without running anything.
 
-    Also checks the first batch's token ids and the tokenizer against the model's Embedding.
+    Also checks the tokenizer, and the first batch's token and class ids, against the model.
     """
     weights, state = jax.eval_shape(
         lambda: self._model.init(self._input_signature, self._init_rng))
     opt_state = jax.eval_shape(self._task.optimizer.init, weights)
-    batch_checks.check_vocabulary(self._model, weights, first_batch, tokenizer)
+    batch_checks.check_tokenizer(self._model, weights, tokenizer)
+    self._id_limits = batch_checks.id_limits(
+        self._model, weights, self._model.output_signature(self._input_signature), first_batch)
+    batch_checks.check_id_ranges(first_batch, self._id_limits, self._first_step)
     self._check_eval_model(weights)
     return weights, state, opt_state
 
@@ -320,6 +324,12 @@ class Loop:
         self._finish(in_flight, last_step)  # the data error comes after it
         in_flight = None
       batch = self._next_batch()
+      try:  # every batch's ids, on the host, before the device sees them
+        batch_checks.check_id_ranges(batch, self._id_limits, step)
+      except batch_checks.DataError:
+        if in_flight is not None:
+          self._finish(in_flight, last_step)   # the step before it is still recorded
+        raise
       with self._compiling('train'):
         previous, in_flight = in_flight, self._launch(step, batch)
       # While the device computes the step: the next batch and the check of the step

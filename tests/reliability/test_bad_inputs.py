@@ -65,7 +65,8 @@ CASES = {
     'tokenizer_larger_than_model': (['--config=rel_tokens.tokenizer_vocab = 64'], False, 1,
                                     'tokenizer has vocab_size 64 but .* embeds only 32 ids'),
     'token_ids_beyond_vocab': (['--config=rel_tokens.vocab = 64'], False, 1,
-                               'token ids in \\[\\d+, \\d+\\].*embeds ids 0..31'),
+                               'batch of step \\d+ has ids in \\[\\d+, \\d+\\] in entry 0.*'
+                               'token ids of the model .*must be in \\[0, 31\\]'),
     'non_finite_inputs': (['--config=rel_tokens.nan_at = 3', '--steps=4'], False, 1,
                           'loss is nan at step 3.*checkpoint \\(step 2\\) is kept.*non-finite '
                           'values in entry 2'),

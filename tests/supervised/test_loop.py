@@ -14,6 +14,7 @@ from plait.supervised import checkpoints
 from plait.supervised import optimizers, schedules
 from plait.supervised import train_step as step_lib
 from plait.supervised import training
+from plait.supervised.streams import DataError
 from plait.supervised.tasks import EvalTask, TrainTask
 from tests.supervised import helpers
 
@@ -165,6 +166,38 @@ def test_data_error_read_ahead_surfaces_after_the_step_in_flight(tmp_path, error
   assert [r['step'] for r in loop.history if r['split'] == 'train'] == [1, 2, 3, 4]
   assert sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints')) == [4]
   assert checkpoints.Checkpointer(tmp_path).read_meta(4)['data']['batches'] == 4
+
+
+class _BadIdAt(helpers.RandomTokens):
+  """RandomTokens whose batch `at` has id `value` in entry `entry` at row 1, column 2."""
+
+  def __init__(self, at, entry, value):
+    super().__init__()
+    self.at, self.entry, self.value = at, entry, value
+
+  def __next__(self):
+    batch = list(super().__next__())
+    if self.i == self.at:
+      batch[self.entry] = batch[self.entry].copy()
+      batch[self.entry][1, 2] = self.value
+    return tuple(batch)
+
+
+@pytest.mark.parametrize('entry, value, what', [(0, -1, 'token ids of the model Serial'),
+                                                (0, helpers.VOCAB, 'token ids'),
+                                                (1, helpers.VOCAB + 3, 'classes of the model')])
+def test_an_out_of_range_id_in_any_batch_stops_before_the_device_sees_it(tmp_path, entry, value,
+                                                                        what):
+  # Only the first batch used to be checked: an id -1 in batch 3 trained silently, an id past
+  # the vocabulary became a NaN loss blamed on the learning rate.
+  loop = _loop(tmp_path, _BadIdAt(3, entry, value), checkpoint_every=100)
+  with pytest.raises(DataError,
+                     match=rf'batch of step 3 has ids .* in entry {entry} .* e\.g\. {value} at '
+                           rf'position \[1, 2\], but {what}.* must be in \[0, '
+                           rf'{helpers.VOCAB - 1}\]'):
+    loop.run(5)
+  assert loop.step == 2 and [r['step'] for r in loop.history] == [1, 2]
+  loop.close()
 
 
 def test_read_ahead_batch_is_not_lost_between_runs(tmp_path):
