@@ -15,6 +15,7 @@ config error naming the new one.
 import dataclasses
 import os
 import re
+import tokenize
 
 from plait.supervised.loop_settings import LoopSettings
 
@@ -51,10 +52,42 @@ def upgrade(text):
   return '\n'.join(lines) + ('\n' if text.endswith('\n') else ''), sorted(set(changes))
 
 
+class DamagedConfigError(ValueError):
+  """output_dir/config.gin is not readable gin (its checkpoints may well be intact)."""
+
+
 def read(output_dir):
-  """The text of `output_dir/config.gin` in today's names, or None if there is none."""
+  """The text of `output_dir/config.gin` in today's names, or None if there is none.
+
+  Raises DamagedConfigError (naming the file, the cause and how to recover) if the file
+  is not UTF-8 text or not gin syntax: a damaged config is not "a different config".
+  """
   path = os.path.join(output_dir, CONFIG_FILE)
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    return upgrade(f.read())[0]
+  try:
+    with open(path, 'rb') as f:
+      text = f.read().decode('utf-8')
+    _check_syntax(text)
+  except (UnicodeDecodeError, SyntaxError, ValueError, tokenize.TokenError) as e:
+    raise DamagedConfigError(
+        f'{path} is damaged ({type(e).__name__}: {e}); the checkpoints beside it are not '
+        f'touched. To resume, move it aside (mv {path} {path}.damaged) and rerun the same '
+        'plait-train command: it is written again from that command (plait-decode needs '
+        'it back first).') from None
+  return upgrade(text)[0]
+
+
+def _check_syntax(text):
+  """Raises if `text` is not gin syntax (nothing is bound or imported)."""
+  from gin import config_parser  # pylint: disable=g-import-not-at-top
+
+  class _Inert(config_parser.ParserDelegate):
+    def configurable_reference(self, scoped_name, evaluate):
+      return None
+
+    def macro(self, name):
+      return None
+
+  for _ in config_parser.ConfigParser(text, _Inert()):
+    pass

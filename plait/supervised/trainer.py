@@ -363,8 +363,8 @@ def main(argv=None):
     kwargs['max_seconds'] = args.max_seconds
   try:
     loop = train(args.output_dir, **kwargs)
-  except (DivergedError, ConfigMismatchError, ckpt_lib.CheckpointError, DataError,
-          LayerError, run_lock.RunLockedError) as e:
+  except (DivergedError, ConfigMismatchError, run_config.DamagedConfigError,
+          ckpt_lib.CheckpointError, DataError, LayerError, run_lock.RunLockedError) as e:
     print(f'plait-train: {e}', file=sys.stderr)
     return 1
   if loop.stopped_by == 'SIGTERM':  # preempted: checkpoint saved; exit as killed by SIGTERM

@@ -51,3 +51,20 @@ def test_an_old_name_in_a_users_config_file_is_a_config_error_naming_the_new_one
   with pytest.raises(ValueError, match='(?s)Favor.* is now FavorAttention'):
     trainer.parse_config([], ['Favor.nb_features = 2'])
   gin.clear_config()
+
+
+@pytest.mark.parametrize('junk', [b'\xa0\xff\xfe not text', b'train.steps = [1, 2\n',
+                                  b'a.b = 1\n\x00\x01 = =\n'])
+def test_a_damaged_config_gin_is_named_as_damaged_not_as_a_different_config(tmp_path, junk,
+                                                                           capsys):
+  _train(tmp_path, steps=2)
+  (tmp_path / run_config.CONFIG_FILE).write_bytes(junk)
+  before = sorted(p.name for p in tmp_path.rglob('*'))
+  with pytest.raises(run_config.DamagedConfigError, match='config.gin is damaged .*mv .*'
+                                                          'config.gin.damaged'):
+    _train(tmp_path, steps=4)
+  assert sorted(p.name for p in tmp_path.rglob('*')) == before   # nothing changed
+  assert decode_cli.main([f'--output_dir={tmp_path}']) == 1
+  assert 'config.gin is damaged' in capsys.readouterr().err
+  (tmp_path / run_config.CONFIG_FILE).rename(tmp_path / 'config.gin.damaged')
+  assert _train(tmp_path, steps=4).step == 4                      # the advice works
