@@ -1,4 +1,6 @@
 """Basic layers: Dense, Embedding, Dropout, activations, Flatten, ShiftRight."""
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -14,10 +16,18 @@ def check_mode(mode, name):
   return mode
 
 
-class Dense(Layer):
-  """y = x @ w + b over the last axis: (..., d_in) -> (..., n_units).
+class DenseWeights(NamedTuple):
+  """Dense's weights: kernel (d_in, n_units) and bias (n_units,), or () with use_bias=False."""
+  kernel: jax.Array
+  bias: jax.Array | tuple = ()
 
-    >>> Dense(64).init(ShapeDtype((8, 32)))[0][0].shape
+
+class Dense(Layer):
+  """y = x @ kernel + bias over the last axis: (..., d_in) -> (..., n_units).
+
+  Weights: `DenseWeights(kernel, bias)`.
+
+    >>> Dense(64).init(ShapeDtype((8, 32)))[0].kernel.shape
     (32, 64)
   """
 
@@ -28,22 +38,27 @@ class Dense(Layer):
     self._kernel_init, self._bias_init = kernel_initializer, bias_initializer
 
   def forward(self, x, weights, state, rng):
+    y = jnp.dot(x, weights.kernel.astype(x.dtype))
     if self._use_bias:
-      w, b = weights
-      return jnp.dot(x, w.astype(x.dtype)) + b.astype(x.dtype), state
-    return jnp.dot(x, weights[0].astype(x.dtype)), state
+      y = y + weights.bias.astype(x.dtype)
+    return y, state
 
   def init_weights_and_state(self, input_signature, rng):
     d_in = input_signature.shape[-1]
     rng_w, rng_b = jax.random.split(rng)
-    w = self._kernel_init(rng_w, (d_in, self._n_units))
+    kernel = self._kernel_init(rng_w, (d_in, self._n_units))
     if not self._use_bias:
-      return (w,), ()
-    return (w, self._bias_init(rng_b, (self._n_units,))), ()
+      return DenseWeights(kernel), ()
+    return DenseWeights(kernel, self._bias_init(rng_b, (self._n_units,))), ()
+
+
+class EmbeddingWeights(NamedTuple):
+  """Embedding's weights: the (vocab_size, d_feature) table."""
+  embedding: jax.Array
 
 
 class Embedding(Layer):
-  """Integer ids (...,) -> vectors (..., d_feature)."""
+  """Integer ids (...,) -> vectors (..., d_feature). Weights: `EmbeddingWeights(embedding)`."""
 
   def __init__(self, vocab_size, d_feature, initializer=init.normal(1.0)):
     super().__init__(name=f'Embedding_{vocab_size}_{d_feature}')
@@ -52,10 +67,10 @@ class Embedding(Layer):
   def forward(self, x, weights, state, rng):
     if not jnp.issubdtype(x.dtype, jnp.integer):
       raise TypeError(f'Embedding expects integer token ids, got dtype {x.dtype}.')
-    return jnp.take(weights[0], x, axis=0), state
+    return jnp.take(weights.embedding, x, axis=0), state
 
   def init_weights_and_state(self, input_signature, rng):
-    return (self._init(rng, (self._vocab_size, self._d_feature)),), ()
+    return EmbeddingWeights(self._init(rng, (self._vocab_size, self._d_feature))), ()
 
 
 class Dropout(Layer):

@@ -1,11 +1,23 @@
 """Normalization over the last axis: LayerNorm and RMSNorm (statistics in at least float32)."""
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 
 from plait.layers.base import Layer
 
 
+class LayerNormWeights(NamedTuple):
+  """LayerNorm's weights: scale and bias, (d,) float32; bias is () with center=False."""
+  scale: jax.Array
+  bias: jax.Array | tuple = ()
+
+
 class LayerNorm(Layer):
-  """(x - mean) / sqrt(var + epsilon) * scale + bias, over the last axis."""
+  """(x - mean) / sqrt(var + epsilon) * scale + bias, over the last axis.
+
+  Weights: `LayerNormWeights(scale, bias)`.
+  """
 
   def __init__(self, epsilon=1e-6, center=True):
     super().__init__(name='LayerNorm')
@@ -15,19 +27,26 @@ class LayerNorm(Layer):
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean = jnp.mean(x32, axis=-1, keepdims=True) if self._center else 0.0
     var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-    y = (x32 - mean) * jnp.reciprocal(jnp.sqrt(var + self._epsilon)) * weights[0]
+    y = (x32 - mean) * jnp.reciprocal(jnp.sqrt(var + self._epsilon)) * weights.scale
     if self._center:
-      y = y + weights[1]
+      y = y + weights.bias
     return y.astype(x.dtype), state
 
   def init_weights_and_state(self, input_signature, rng):
     d = input_signature.shape[-1]
     scale = jnp.ones((d,), jnp.float32)
-    return ((scale, jnp.zeros((d,), jnp.float32)) if self._center else (scale,)), ()
+    if not self._center:
+      return LayerNormWeights(scale), ()
+    return LayerNormWeights(scale, jnp.zeros((d,), jnp.float32)), ()
+
+
+class RMSNormWeights(NamedTuple):
+  """RMSNorm's weights: scale, (d,) float32."""
+  scale: jax.Array
 
 
 class RMSNorm(Layer):
-  """x / sqrt(mean(x^2) + epsilon) * scale, over the last axis."""
+  """x / sqrt(mean(x^2) + epsilon) * scale, over the last axis. Weights: `RMSNormWeights(scale)`."""
 
   def __init__(self, epsilon=1e-6):
     super().__init__(name='RMSNorm')
@@ -36,7 +55,8 @@ class RMSNorm(Layer):
   def forward(self, x, weights, state, rng):
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     ms = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
-    return (x32 * jnp.reciprocal(jnp.sqrt(ms + self._epsilon)) * weights[0]).astype(x.dtype), state
+    y = x32 * jnp.reciprocal(jnp.sqrt(ms + self._epsilon)) * weights.scale
+    return y.astype(x.dtype), state
 
   def init_weights_and_state(self, input_signature, rng):
-    return (jnp.ones((input_signature.shape[-1],), jnp.float32),), ()
+    return RMSNormWeights(jnp.ones((input_signature.shape[-1],), jnp.float32)), ()

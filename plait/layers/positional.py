@@ -5,6 +5,8 @@ position, so a prompt of any length followed by single tokens gets the same
 encodings as the whole sequence at once.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,6 +58,11 @@ class _PositionalBase(Layer):
     return jnp.zeros((), jnp.int32) if self._mode == 'predict' else ()
 
 
+class PositionalEncodingWeights(NamedTuple):
+  """A learned PositionalEncoding's weights: the (max_len, d_feature) table."""
+  table: jax.Array
+
+
 class PositionalEncoding(_PositionalBase):
   """Sinusoidal (kind='sinusoidal', no weights) or learned (kind='learned') encodings.
 
@@ -65,8 +72,11 @@ class PositionalEncoding(_PositionalBase):
   buckets by content alone, and a model that must attend by position (the duplication
   task) sits at chance (benchmarks/RESULTS.md section 5). `initializer` overrides it.
 
+  Weights: `PositionalEncodingWeights(table)` if learned, else ().
+
     >>> pe = PositionalEncoding(max_len=1024, kind='learned')
-    >>> (table,), _ = pe.init(ShapeDtype((8, 1024, 256)))   # (1024, 256), std 1
+    >>> pe.init(ShapeDtype((8, 1024, 256)))[0].table.shape   # std 1
+    (1024, 256)
   """
 
   def __init__(self, max_len=2048, kind='sinusoidal', dropout=0.0, mode='train',
@@ -78,13 +88,19 @@ class PositionalEncoding(_PositionalBase):
 
   def _table(self, weights, d_feature):
     if self._kind == 'learned':
-      return weights[0]
+      return weights.table
     return jnp.asarray(sinusoids(self._max_len, d_feature))
 
   def init_weights_and_state(self, input_signature, rng):
     d = input_signature.shape[-1]
-    weights = (self._init(rng, (self._max_len, d)),) if self._kind == 'learned' else ()
-    return weights, self._position_state()
+    if self._kind != 'learned':
+      return (), self._position_state()
+    return PositionalEncodingWeights(self._init(rng, (self._max_len, d))), self._position_state()
+
+
+class AxialPositionalWeights(NamedTuple):
+  """AxialPositionalEncoding's weights: one (shape[i], d_embs[i]) table per axis i."""
+  tables: tuple
 
 
 class AxialPositionalEncoding(_PositionalBase):
@@ -93,6 +109,12 @@ class AxialPositionalEncoding(_PositionalBase):
   Axis i has a (shape[i], d_embs[i]) table; the encoding of p is the concatenation
   of each axis' row, so sum(d_embs) must equal d_feature. Parameters grow with
   sum(shape) instead of prod(shape): (64, 64, 3) covers 12288 positions.
+
+  Weights: `AxialPositionalWeights(tables)`, a tuple of one table per axis.
+
+    >>> ape = AxialPositionalEncoding(shape=(64, 128), d_embs=(16, 48))
+    >>> [t.shape for t in ape.init(ShapeDtype((1, 8192, 64)))[0].tables]
+    [(64, 16), (128, 48)]
   """
 
   def __init__(self, shape=(64, 64, 3), d_embs=(384, 384, 256), dropout=0.0, mode='train'):
@@ -107,7 +129,7 @@ class AxialPositionalEncoding(_PositionalBase):
     if d_feature != sum(self._d_embs):
       raise ValueError(f'{self.name}: sum(d_embs)={sum(self._d_embs)} != d_feature={d_feature}.')
     parts = []
-    for i, w in enumerate(weights):
+    for i, w in enumerate(weights.tables):
       view = [1] * len(self._shape) + [w.shape[-1]]
       view[i] = self._shape[i]
       parts.append(jnp.broadcast_to(w.reshape(view), self._shape + (w.shape[-1],)))
@@ -115,5 +137,5 @@ class AxialPositionalEncoding(_PositionalBase):
 
   def init_weights_and_state(self, input_signature, rng):
     rngs = jax.random.split(rng, len(self._shape))
-    weights = tuple(init.normal(1.0)(r, (n, d)) for r, n, d in zip(rngs, self._shape, self._d_embs))
-    return weights, self._position_state()
+    tables = tuple(init.normal(1.0)(r, (n, d)) for r, n, d in zip(rngs, self._shape, self._d_embs))
+    return AxialPositionalWeights(tables), self._position_state()

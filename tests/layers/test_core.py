@@ -95,11 +95,30 @@ def test_positional_predict_mode_matches_full_sequence(make):
 def test_axial_positions_are_factorized():
   layer = tl.AxialPositionalEncoding(shape=(3, 4), d_embs=(2, 3))
   x = random_array((1, 12, 5))
-  y, (t0, t1) = run(layer, x)
+  y, weights = run(layer, x)
+  t0, t1 = weights.tables
   pos = np.asarray(y - x).reshape(3, 4, 5)
   np.testing.assert_allclose(pos[:, :, :2], np.broadcast_to(np.asarray(t0)[:, None], (3, 4, 2)), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(pos[:, :, 2:], np.broadcast_to(np.asarray(t1)[None], (3, 4, 3)), rtol=1e-5, atol=1e-6)
   assert tl.count_params(layer.init(signature(x))[0]) == 3 * 2 + 4 * 3
+
+
+def test_leaf_layers_name_their_weights_in_the_old_tuple_order():
+  sig = signature(random_array((2, 6, 4)))
+  def fields(layer):
+    weights = layer.init(sig)[0]
+    return type(weights).__name__, {k: np.shape(v) for k, v in weights._asdict().items()}
+  assert fields(tl.Dense(3)) == ('DenseWeights', {'kernel': (4, 3), 'bias': (3,)})
+  assert tl.Dense(3, use_bias=False).init(sig)[0].bias == ()   # no leaf
+  assert fields(tl.LayerNorm()) == ('LayerNormWeights', {'scale': (4,), 'bias': (4,)})
+  assert fields(tl.RMSNorm()) == ('RMSNormWeights', {'scale': (4,)})
+  assert fields(tl.PositionalEncoding(max_len=8, kind='learned')) == (
+      'PositionalEncodingWeights', {'table': (8, 4)})
+  embedding = tl.Embedding(10, 4).init(signature(np.zeros((2, 6), np.int32)))[0]
+  assert type(embedding).__name__ == 'EmbeddingWeights' and embedding.embedding.shape == (10, 4)
+  # Field order is the former tuple order: same leaves, same values for the same rng.
+  dense = tl.Dense(3).init(sig, rng=jax.random.key(3))[0]
+  assert [np.shape(x) for x in jax.tree_util.tree_leaves(dense)] == [(4, 3), (3,)]
 
 
 def test_losses_and_metrics_ignore_padding():
