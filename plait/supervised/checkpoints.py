@@ -6,13 +6,23 @@ Saving is asynchronous (training goes on while files are written) and atomic
 (orbax writes to a temporary directory and renames it when complete, so a
 killed run never leaves a half-written checkpoint that looks complete).
 
-Each checkpoint has two items:
-  arrays: a flat dict {'w00000': ..., 's00000': ..., 'o00000': ...} of the
-    weights (w), state (s) and optimizer state (o) leaves in tree order;
-  meta: JSON with the step, rng, data position, metrics and, for every leaf,
-    its readable name (e.g. `Serial/Dense_16[2]/w0`), shape and dtype.
+Each checkpoint directory holds orbax items (an empty tree is not written):
+  weights/, state/, opt_state/: orbax PyTrees of nested dicts keyed by the leaves'
+    paths (see `weight_paths`), so orbax alone reads a tree that reads like the model:
+      {'Serial': {'Dense_16[0]': {'kernel': (8, 16), 'bias': (16,)}, ...}}
+    and the optimizer state: {'0': {'count': (), 'mu': {'Serial': {...}}, ...}};
+  meta/: JSON with the format, step, rng, data position, metrics and, for every leaf,
+    [name, shape, dtype, path], e.g. ['Serial/Dense_16[0]/kernel', [8, 16], 'float32', [...]].
 Restoring checks every leaf against the model first, so a checkpoint from a
-different model gives an error naming the mismatched weights.
+different model gives an error naming the mismatched weights by their paths.
+
+  >>> import orbax.checkpoint as ocp
+  >>> weights = ocp.PyTreeCheckpointer().restore('/tmp/run/checkpoints/20/weights')
+  >>> weights['Serial']['Dense_16[0]']['kernel'].shape
+  (8, 16)
+
+Checkpoints of format 1 and 2 (one `arrays` item of flat keys `w00000`, `s00000`,
+`o00000` in tree order) still restore: their leaves are matched by position.
 
 Integrity: every checkpoint also holds `manifest.json`, the size and SHA-256 of each
 of its files, written inside orbax's temporary directory just before the atomic
@@ -44,13 +54,20 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from plait.supervised import weight_paths
+from plait.supervised.weight_paths import leaf_names  # pylint: disable=unused-import
+
 CHECKPOINT_DIR = 'checkpoints'
 CORRUPT_DIR = 'corrupt_checkpoints'
 MANIFEST_FILE = 'manifest.json'
 TOKENIZER_DIR = 'tokenizer'
-FORMAT = 2  # 2: with manifest.json; 1: before manifests (loaded unverified)
+# 3: named trees (weights/, state/, opt_state/); 2: flat `arrays` with manifest.json;
+# 1: flat `arrays` before manifests (loaded unverified).
+FORMAT = 3
+_FIRST_WITH_MANIFEST = 2
+KINDS = ('weights', 'state', 'opt_state')  # the array items, in this order
 BEST = 'best'  # the `step` of restore_model / best_step: the best checkpoint by keep_best
-_PREFIX = {'weights': 'w', 'state': 's', 'opt_state': 'o'}
+_FLAT_PREFIX = {'weights': 'w', 'state': 's', 'opt_state': 'o'}  # formats 1 and 2
 
 
 class CheckpointError(ValueError):
@@ -108,7 +125,7 @@ def verify_checkpoint(step_dir, step=None):
     meta_path = os.path.join(step_dir, 'meta', 'metadata')
     try:
       with open(meta_path) as f:
-        if json.load(f).get('format', 1) < FORMAT:
+        if json.load(f).get('format', 1) < _FIRST_WITH_MANIFEST:
           return  # an old checkpoint without a manifest
     except (OSError, ValueError):
       raise corrupt(meta_path, 'is missing or unreadable (and there is no manifest)') from None
@@ -130,32 +147,22 @@ def verify_checkpoint(step_dir, step=None):
       raise corrupt(path, 'has the wrong checksum (its contents changed after it was saved)')
 
 
-def leaf_names(model, tree):
-  """Readable names of the leaves of `tree` (weights or state of `model`), in flatten order.
+def _paths(kind, model, tree, weights):
+  """The leaves' paths of `tree`, one of the model's weights, state or opt_state."""
+  if kind == 'opt_state':
+    return weight_paths.opt_state_paths(model, weights, tree)
+  return weight_paths.leaf_paths(model, tree)
 
-  Sublayer entries are named after the sublayer with its index in its parent
-  (`Serial/Dense_16[2]`); a leaf layer's own arrays are `w0`, `w1`, ... .
+
+def _describe_leaves(paths, tree):
+  """[[name, shape, dtype, tree key, path], ...]: what meta records of each leaf of `tree`.
+
+  The tree key (`[1].kernel`) is the leaf's place in the tree, independent of layer
+  names (which hold sizes, e.g. Dense_16); the path is where the leaf is stored.
   """
-  names = []
-  for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    node, parts, own = model, [model.name] if model is not None else [], []
-    for key in path:
-      i = getattr(key, 'idx', getattr(key, 'key', key))
-      if node is not None and isinstance(i, int) and i < len(node.sublayers):
-        node = node.sublayers[i]
-        parts.append(f'{node.name}[{i}]')
-      else:
-        node = None
-        own.append(str(i))
-    names.append('/'.join(parts + (['w' + '.'.join(own)] if own else [])))
-  return names
-
-
-def _describe_leaves(names, tree):
-  """[[readable name, shape, dtype, tree key], ...] for the leaves of `tree`."""
   flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return [[n, list(np.shape(x)), _dtype_name(x), jax.tree_util.keystr(p)]
-          for n, (p, x) in zip(names, flat)]
+  return [['/'.join(p), list(np.shape(x)), _dtype_name(x), jax.tree_util.keystr(k), list(p)]
+          for p, (k, x) in zip(paths, flat)]
 
 
 def _dtype_name(x):
@@ -171,19 +178,16 @@ def _to_savable(x):
   return x
 
 
-def _opt_state_names(opt_state):
-  return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(opt_state)[0]]
+def _check_match(kind, saved, target, where, by_position):
+  """Raises CheckpointError naming every leaf whose path, shape or dtype differs.
 
-
-def _check_match(kind, saved, target, where):
-  """Raises CheckpointError naming every leaf whose position, shape or dtype differs.
-
-  Leaves are matched by their position in the tree; names are for the message.
+  Leaves are matched by their tree key (`[1].kernel`), or with `by_position` (formats
+  1 and 2, written before weights were NamedTuples) by their place in flatten order;
+  names are for the message.
   """
-  def key(entry):
-    return entry[3] if len(entry) > 3 else entry[0]
-  saved_by_key = {key(s): s for s in saved}
-  target_by_key = {key(t): t for t in target}
+  def keyed(entries):
+    return {(i if by_position else e[3]): e for i, e in enumerate(entries)}
+  saved_by_key, target_by_key = keyed(saved), keyed(target)
   problems = []
   for k, t in target_by_key.items():
     s = saved_by_key.get(k)
@@ -199,12 +203,19 @@ def _check_match(kind, saved, target, where):
   if not problems:
     return
   shown = problems[:20] + ([f'  ... and {len(problems) - 20} more'] if len(problems) > 20 else [])
-  owner = 'optimizer' if kind == 'optimizer state' else 'model'
+  owner = 'optimizer' if kind == 'opt_state' else 'model'
+  what = {'weights': 'weights', 'state': 'state', 'opt_state': 'optimizer state'}[kind]
   raise CheckpointError(
-      f'the checkpoint in {where} does not match: its {kind} differ from this {owner}\'s '
+      f'the checkpoint in {where} does not match: its {what} differ from this {owner}\'s '
       f'({len(problems)} mismatches):\n' + '\n'.join(shown) + '\nIt was written for a '
       'different model or settings: use another output_dir, or start afresh '
       '(plait-train --overwrite).')
+
+
+def _by_key(saved, target):
+  """The saved entries in the order of the target's (matched by tree key)."""
+  saved_by_key = {e[3]: e for e in saved}
+  return [saved_by_key[t[3]] for t in target]
 
 
 class Checkpointer:
@@ -269,21 +280,23 @@ class Checkpointer:
 
   def save(self, step, model, weights, state, opt_state, rng, data_position, metrics=None):
     """Starts writing checkpoint `step` (returns before the files are written if async)."""
-    arrays, meta = {}, {'format': FORMAT, 'step': int(step), 'data': data_position,
-                        'metrics': dict(metrics or {})}
-    for kind, tree in (('weights', weights), ('state', state), ('opt_state', opt_state)):
-      leaves = jax.tree_util.tree_leaves(tree)
-      names = _opt_state_names(tree) if kind == 'opt_state' else leaf_names(model, tree)
-      meta[kind] = _describe_leaves(names, tree)
-      for i, x in enumerate(leaves):
-        arrays[f'{_PREFIX[kind]}{i:05d}'] = _to_savable(x)
+    meta = {'format': FORMAT, 'step': int(step), 'data': data_position,
+            'metrics': dict(metrics or {})}
+    items = {}
+    for kind, tree in zip(KINDS, (weights, state, opt_state)):
+      paths, leaves = _paths(kind, model, tree, weights), jax.tree_util.tree_leaves(tree)
+      meta[kind] = _describe_leaves(paths, tree)
+      if leaves:
+        try:
+          items[kind] = ocp.args.PyTreeSave(
+              weight_paths.nest(paths, [_to_savable(x) for x in leaves]))
+        except ValueError as e:
+          raise CheckpointError(f'Checkpointer: cannot save the {kind}: {e}') from None
     meta['rng'] = {'impl': str(jax.random.key_impl(rng)),
                    'data': np.asarray(jax.random.key_data(rng)).tolist()}
     if self.keep_best is not None:
       meta['best'] = {'metric': self.keep_best, 'mode': self.best_mode}  # read by best_step
-    items = {'meta': ocp.args.JsonSave(meta)}
-    if arrays:
-      items['arrays'] = ocp.args.PyTreeSave(arrays)
+    items['meta'] = ocp.args.JsonSave(meta)
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
     self._manager.wait_until_finished()  # the manifest hook reads _saving_step
     self._saving_step = int(step)
@@ -342,44 +355,64 @@ class Checkpointer:
   def restore(self, step, model, weights, state, opt_state=None, sharding=None):
     """Loads checkpoint `step` into the structure of the given (initialized) trees.
 
-    Returns a dict with 'weights', 'state', 'opt_state' (None if not asked for), 'step',
-    'rng' and 'data' (the stream position). Raises CheckpointError on any mismatch.
+    `state` or `opt_state` None: not read. Returns a dict with 'weights', 'state',
+    'opt_state' (None where not read), 'step', 'rng' and 'data' (the stream position).
+    Raises CheckpointError naming the leaves that differ from the model.
     """
     self.verify(step)
     meta = self.read_meta(step)
     where = os.path.join(self.directory, str(step))
-    targets = {'weights': weights, 'state': state}
-    if opt_state is not None:
-      targets['opt_state'] = opt_state
-    abstract, treedefs = {}, {}
-    for kind, tree in targets.items():
-      leaves, treedefs[kind] = jax.tree_util.tree_flatten(tree)
-      names = _opt_state_names(tree) if kind == 'opt_state' else leaf_names(model, tree)
-      _check_match(kind if kind != 'opt_state' else 'optimizer state', meta[kind],
-                   _describe_leaves(names, tree), where)
-      for i, x in enumerate(leaves):
-        savable = jax.eval_shape(_to_savable, x)
-        abstract[f'{_PREFIX[kind]}{i:05d}'] = (x, jax.ShapeDtypeStruct(
-            savable.shape, savable.dtype, sharding=sharding or _default_sharding(x)))
-    loaded = {}
-    if abstract:
-      target = {k: v[1] for k, v in abstract.items()}
-      restore_args = jax.tree_util.tree_map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding),
-                                            target)
-      loaded = self._manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.PyTreeRestore(
-          target, restore_args=restore_args, partial_restore=True)))['arrays']
-    out = {'step': meta['step'], 'data': meta.get('data', {}), 'opt_state': None,
+    version = meta.get('format', 1)
+    if version > FORMAT:
+      raise CheckpointError(f'the checkpoint in {where} has format {version}, newer than this '
+                            f'plait reads ({FORMAT}); upgrade plait.')
+    named = version >= 3
+    targets = {kind: tree for kind, tree in zip(KINDS, (weights, state, opt_state))
+               if tree is not None}
+    flat = {kind: jax.tree_util.tree_flatten(tree) for kind, tree in targets.items()}
+    expected = {kind: _describe_leaves(_paths(kind, model, tree, weights), tree)
+                for kind, tree in targets.items()}
+    for kind in targets:
+      _check_match(kind, meta[kind], expected[kind], where, by_position=not named)
+    def abstract(x):
+      savable = jax.eval_shape(_to_savable, x)
+      return jax.ShapeDtypeStruct(savable.shape, savable.dtype,
+                                  sharding=sharding or _default_sharding(x))
+    if named:  # one item per kind: nested dicts keyed by the paths the leaves were saved at
+      saved_paths = {kind: [tuple(e[4]) for e in _by_key(meta[kind], expected[kind])]
+                     for kind in flat}
+      items = {kind: weight_paths.nest(saved_paths[kind], [abstract(x) for x in leaves])
+               for kind, (leaves, _) in flat.items() if leaves}
+      loaded = self._read_items(step, items)
+      values = {kind: [weight_paths.pick(loaded[kind], p) for p in saved_paths[kind]]
+                for kind in items}
+    else:  # formats 1 and 2: one flat item `arrays`, leaves in flatten order
+      keys = {kind: [f'{_FLAT_PREFIX[kind]}{i:05d}' for i in range(len(leaves))]
+              for kind, (leaves, _) in flat.items()}
+      target = {k: abstract(x) for kind, (leaves, _) in flat.items()
+                for k, x in zip(keys[kind], leaves)}
+      loaded = self._read_items(step, {'arrays': target} if target else {}, partial=True)
+      values = {kind: [loaded['arrays'][k] for k in keys[kind]] for kind in flat}
+    out = {'step': meta['step'], 'data': meta.get('data', {}), 'state': None, 'opt_state': None,
            'rng': jax.random.wrap_key_data(np.asarray(meta['rng']['data'], np.uint32),
                                            impl=meta['rng']['impl'])}
-    for kind, tree in targets.items():
-      leaves = []
-      for i, x in enumerate(jax.tree_util.tree_leaves(tree)):
-        value = loaded[f'{_PREFIX[kind]}{i:05d}']
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-          value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(x))
-        leaves.append(value)
-      out[kind] = jax.tree_util.tree_unflatten(treedefs[kind], leaves)
+    for kind, (leaves, treedef) in flat.items():
+      out[kind] = jax.tree_util.tree_unflatten(treedef, [
+          jax.random.wrap_key_data(v, impl=jax.random.key_impl(x))
+          if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else v
+          for x, v in zip(leaves, values.get(kind, []))])
     return out
+
+  def _read_items(self, step, items, partial=False):
+    """Restores orbax items {name: tree of ShapeDtypeStructs} of checkpoint `step`."""
+    if not items:
+      return {}
+    def restore_args(tree):
+      return jax.tree_util.tree_map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding), tree)
+    return self._manager.restore(step, args=ocp.args.Composite(**{
+        name: ocp.args.PyTreeRestore(tree, restore_args=restore_args(tree),
+                                     partial_restore=partial)
+        for name, tree in items.items()}))
 
   def wait(self):
     """Blocks until pending asynchronous saves are on disk."""
@@ -513,7 +546,7 @@ def restore_model(output_dir, model, input_signature, step=None, rng=None):
   """Loads a trained model's weights and state from `output_dir`.
 
   Initializes `model` for `input_signature` (abstractly, no compute) to get the
-  expected structure, checks every leaf's name, shape and dtype against the
+  expected structure, checks every leaf's path, shape and dtype against the
   checkpoint (raising CheckpointError naming any mismatched weights), and loads
   the latest complete checkpoint, checkpoint `step`, or with step='best' the best
   one by the run's keep_best metric (see `best_step`). The optimizer state is not read.
@@ -522,15 +555,27 @@ def restore_model(output_dir, model, input_signature, step=None, rng=None):
   Returns:
     (weights, state, step).
   """
-  step = resolve_step(output_dir, step, 'restore_model')
+  weights, state, step = read_model(output_dir, model, input_signature, step, rng)
+  model.weights, model.state = weights, state
+  return weights, state, step
+
+
+def read_model(output_dir, model, input_signature, step=None, rng=None, with_state=True,
+               caller='restore_model'):
+  """(weights, state, step) from `output_dir`'s checkpoint, leaving `model` untouched.
+
+  The one reader behind `restore_model` and `decoding.restore_weights`; with
+  `with_state=False` the layer state is not read (state is None).
+  """
+  step = resolve_step(output_dir, step, caller)
   rng = jax.random.key(0) if rng is None else rng
   weights, state = jax.eval_shape(lambda: model.init(input_signature, rng))
+  # A reader: leave the temporary directories of a training run that may still be saving.
   checkpointer = Checkpointer(output_dir, keep_checkpoints=None, async_save=False, cleanup=False)
   try:
-    restored = checkpointer.restore(step, model, weights, state)
+    restored = checkpointer.restore(step, model, weights, state if with_state else None)
   finally:
     checkpointer.close()
-  model.weights, model.state = restored['weights'], restored['state']
   return restored['weights'], restored['state'], restored['step']
 
 

@@ -33,8 +33,8 @@ def trained(tmp_path_factory):
 
 
 def _largest_array_file(step_dir):
-  files = [os.path.join(r, n) for r, _, ns in os.walk(os.path.join(step_dir, 'arrays'))
-           for n in ns]
+  files = [os.path.join(r, n) for kind in checkpoints.KINDS
+           for r, _, ns in os.walk(os.path.join(step_dir, kind)) for n in ns]
   return max(files, key=os.path.getsize)
 
 
@@ -122,7 +122,8 @@ def test_manifest_lists_every_data_file(trained):
   # orbax's own bookkeeping is written after the manifest (at and after the rename).
   assert listed == on_disk - {checkpoints.MANIFEST_FILE, '_CHECKPOINT_METADATA',
                               'commit_success.txt'}
-  assert any(name.startswith('arrays/') for name in listed) and 'meta/metadata' in listed
+  assert any(name.startswith('weights/') for name in listed) and 'meta/metadata' in listed
+  assert any(name.startswith('opt_state/') for name in listed)
 
 
 def test_cli_refuses_then_falls_back_with_the_flag(tmp_path, capsys):

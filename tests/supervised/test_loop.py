@@ -215,9 +215,9 @@ def test_checkpoint_of_other_model_names_mismatched_weights(tmp_path):
   with pytest.raises(checkpoints.CheckpointError) as e:
     training.Loop(other, helpers.lm_task(), output_dir=tmp_path, settings=helpers.settings())
   message = str(e.value)
-  assert ('Serial/Dense_24[1]/w0: checkpoint [16, 16] float32 (saved as Serial/Dense_16[1]/w0), '
-          'model [16, 24] float32') in message
-  assert 'Serial/Dense_32[3]/w0' in message
+  assert ('Serial/Dense_24[1]/kernel: checkpoint [16, 16] float32 (saved as '
+          'Serial/Dense_16[1]/kernel), model [16, 24] float32') in message
+  assert 'Serial/Dense_32[3]/kernel' in message
   assert 'tree_unflatten' not in message
 
 
