@@ -306,34 +306,18 @@ def restore_weights(output_dir, model, step=None):
   """(weights, step) from the training checkpoint in `output_dir`.
 
   `step`: None (the latest), a saved step, or 'best' (the best by the run's keep_best
-  metric, see `checkpoints.best_step`). `model` is built as for training (mode 'train' or
-  'eval', whose state layout the checkpoint holds); the weights fit the predict-mode model
-  too, since the weights tree is the same in every mode. The checkpoint's layer state (e.g.
-  LSH buckets, shaped like the training batch) is read to match its layout and dropped:
-  decoding starts from fresh predict-mode state. Raises CheckpointError (a ValueError) when
-  output_dir has no checkpoint, `step` is not saved (listing the saved steps), or the
-  checkpoint was written for a different model.
+  metric, see `checkpoints.best_step`). `model` is built as for training or decoding:
+  the weights tree is the same in every mode. The layer state is not read: decoding
+  starts from fresh predict-mode state. `checkpoints.read_model` does the work (as for
+  `checkpoints.restore_model`). Raises CheckpointError (a ValueError) when output_dir
+  has no checkpoint, `step` is not saved (listing the saved steps), or the checkpoint
+  was written for a different model.
   """
   from plait.supervised import checkpoints  # pylint: disable=g-import-not-at-top
-  step = checkpoints.resolve_step(output_dir, step, 'restore_weights')
-  # A reader: leave the temporary directories of a training run that may still be saving.
-  checkpointer = checkpoints.Checkpointer(output_dir, keep_checkpoints=None, async_save=False,
-                                          cleanup=False)
-  try:
-    meta = checkpointer.read_meta(step)
-    length = predict_capacity(model) or 64
-    weights, state = jax.eval_shape(
-        lambda: model.init(shapes.ShapeDtype((1, length), jnp.int32))[:2])
-    # The saved state has the training batch's shapes: take its layout from the checkpoint.
-    leaves, treedef = jax.tree_util.tree_flatten(state)
-    if len(leaves) == len(meta['state']):
-      state = jax.tree_util.tree_unflatten(treedef, [
-          jax.ShapeDtypeStruct(tuple(entry[1]), jnp.dtype(entry[2]))  # [name, shape, dtype, ...]
-          for entry in meta['state']])
-    restored = checkpointer.restore(step, model, weights, state)
-  finally:
-    checkpointer.close()
-  return restored['weights'], restored['step']
+  signature = shapes.ShapeDtype((1, predict_capacity(model) or 64), jnp.int32)
+  weights, _, step = checkpoints.read_model(output_dir, model, signature, step,
+                                            with_state=False, caller='restore_weights')
+  return weights, step
 
 
 # ----- slow reference -----
