@@ -41,8 +41,10 @@ def _layer_path(model, key_path):
 
 
 def leaf_paths(model, tree):
-  """Path (a tuple of strings) of each leaf of `tree` (weights or state of `model`), in
-  flatten order: ('Serial', 'Dense_16[2]', 'kernel')."""
+  """Each leaf's path in `tree` (weights or state of `model`), in flatten order.
+
+  A path is a tuple of strings: ('Serial', 'Dense_16[2]', 'kernel').
+  """
   return [_layer_path(model, path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
@@ -95,6 +97,8 @@ def pick(nested, path):
 
 
 def named_tree(model, tree):
-  """`tree` (weights or state of `model`) as nested dicts keyed by path parts:
-  {'Serial': {'Dense_16[0]': {'kernel': ..., 'bias': ...}, ...}}, as checkpoints store it."""
+  """`tree` (weights or state of `model`) as nested dicts keyed by path parts.
+
+  {'Serial': {'Dense_16[0]': {'kernel': ..., 'bias': ...}, ...}}, as checkpoints store it.
+  """
   return nest(leaf_paths(model, tree), jax.tree_util.tree_leaves(tree))
