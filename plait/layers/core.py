@@ -16,6 +16,14 @@ def check_mode(mode, name):
   return mode
 
 
+def require_float(x, name):
+  """TypeError unless `x` is floating: integer or bool inputs would be computed in their own
+  dtype (weights cast to int: outputs all 0 or truncated; bool stays bool)."""
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(f'{name} expects floating inputs, got {x.dtype}; cast them first, e.g. '
+                    'x.astype(jnp.float32) (token ids go through an Embedding).')
+
+
 class DenseWeights(NamedTuple):
   """Dense's weights: kernel (d_in, n_units) and bias (n_units,), or () with use_bias=False."""
   kernel: jax.Array
@@ -38,6 +46,7 @@ class Dense(Layer):
     self._kernel_init, self._bias_init = kernel_initializer, bias_initializer
 
   def forward(self, x, weights, state, rng):
+    require_float(x, 'Dense')
     y = jnp.dot(x, weights.kernel.astype(x.dtype))
     if self._use_bias:
       y = y + weights.bias.astype(x.dtype)
@@ -58,7 +67,10 @@ class EmbeddingWeights(NamedTuple):
 
 
 class Embedding(Layer):
-  """Integer ids (...,) -> vectors (..., d_feature). Weights: `EmbeddingWeights(embedding)`."""
+  """Integer ids (...,) -> vectors (..., d_feature). Weights: `EmbeddingWeights(embedding)`.
+
+  Ids must be in [0, vocab_size): eager calls raise on others; under jit they give NaN rows.
+  """
 
   def __init__(self, vocab_size, d_feature, initializer=init.normal(1.0)):
     super().__init__(name=f'Embedding_{vocab_size}_{d_feature}')
@@ -67,7 +79,15 @@ class Embedding(Layer):
   def forward(self, x, weights, state, rng):
     if not jnp.issubdtype(x.dtype, jnp.integer):
       raise TypeError(f'Embedding expects integer token ids, got dtype {x.dtype}.')
-    return jnp.take(weights.embedding, x, axis=0), state
+    vocab = weights.embedding.shape[0]
+    valid = (x >= 0) & (x < vocab)
+    if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(valid)):
+      raise ValueError(f'token ids must be in [0, {vocab - 1}], got ids in '
+                       f'[{int(jnp.min(x))}, {int(jnp.max(x))}].')
+    # Traced ids cannot raise: an out-of-range id (negative too) gives a NaN row, never
+    # another id's row, so it shows up as a NaN loss. The Loop checks every batch's ids.
+    rows = jnp.take(weights.embedding, jnp.clip(x, 0, vocab - 1), axis=0)
+    return jnp.where(valid[..., None], rows, jnp.nan), state
 
   def init_weights_and_state(self, input_signature, rng):
     return EmbeddingWeights(self._init(rng, (self._vocab_size, self._d_feature))), ()

@@ -38,9 +38,13 @@ def _cross_entropy(label_smoothing, logits, targets):
 def _cross_entropy_fwd(label_smoothing, logits, targets):
   x = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
   lse = jax.nn.logsumexp(x, axis=-1)
-  nll = lse - jnp.take_along_axis(x, targets[..., None], axis=-1)[..., 0]
+  n_classes = logits.shape[-1]
+  picked = jnp.take_along_axis(x, jnp.clip(targets, 0, n_classes - 1)[..., None], axis=-1)
+  nll = lse - picked[..., 0]
   if label_smoothing:
     nll = (1.0 - label_smoothing) * nll + label_smoothing * (lse - jnp.mean(x, axis=-1))
+  # A target outside [0, n_classes) is NaN, never another class's loss (negative ones too).
+  nll = jnp.where((targets >= 0) & (targets < n_classes), nll, jnp.nan)
   return nll, (logits, targets, lse)
 
 

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from plait.layers.base import Layer
+from plait.layers.core import require_float
 
 
 class LayerNormWeights(NamedTuple):
@@ -24,6 +25,7 @@ class LayerNorm(Layer):
     self._epsilon, self._center = epsilon, center
 
   def forward(self, x, weights, state, rng):
+    require_float(x, self.name)
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean = jnp.mean(x32, axis=-1, keepdims=True) if self._center else 0.0
     var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
@@ -53,6 +55,7 @@ class RMSNorm(Layer):
     self._epsilon = epsilon
 
   def forward(self, x, weights, state, rng):
+    require_float(x, self.name)
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     ms = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
     y = x32 * jnp.reciprocal(jnp.sqrt(ms + self._epsilon)) * weights.scale

@@ -167,3 +167,30 @@ def test_output_signature_matches_actual_outputs(name, shape, dtype):
   y, _ = run(layer, x)
   got = signature(y)
   assert got == predicted, (name, got, predicted)
+
+
+def test_embedding_out_of_range_ids_raise_eagerly_and_are_nan_under_jit():
+  layer = tl.Embedding(10, 4)
+  w, s = layer.init(tl.ShapeDtype((3,), jnp.int32))
+  for bad in ([1, -1, 3], [1, 10, 3]):   # -1 used to return row 9; 10 a NaN row
+    with pytest.raises(tl.LayerError, match=r'token ids must be in \[0, 9\]'):
+      layer.pure_fn(jnp.array(bad), w, s)
+  rows = np.asarray(jax.jit(layer.pure_fn)(jnp.array([2, -1, 12]), w, s)[0])
+  np.testing.assert_array_equal(rows[0], np.asarray(w.embedding[2]))
+  assert np.isnan(rows[1:]).all()
+
+
+def test_cross_entropy_of_a_target_outside_the_classes_is_nan_not_another_class():
+  loss = tl.CrossEntropyLoss()
+  logits, weights = jnp.zeros((1, 2, 5)), jnp.ones((1, 2))
+  value = lambda targets: float(loss.pure_fn((logits, jnp.array([targets]), weights), (), ())[0])
+  assert value([0, 4]) == pytest.approx(np.log(5.0))
+  assert np.isnan(value([0, -1])) and np.isnan(value([0, 5]))   # -1 used to be finite
+
+
+@pytest.mark.parametrize('make', [lambda: tl.Dense(3), tl.LayerNorm, tl.RMSNorm])
+@pytest.mark.parametrize('dtype', [jnp.int32, jnp.bool_])
+def test_dense_and_norms_refuse_non_float_inputs_naming_the_dtype(make, dtype):
+  # They used to compute in the input's dtype: weights cast to int (all 0) or bool out.
+  with pytest.raises(tl.LayerError, match=f'expects floating inputs, got {jnp.dtype(dtype)}'):
+    make().init(tl.ShapeDtype((2, 4), dtype))
