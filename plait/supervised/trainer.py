@@ -322,6 +322,11 @@ def _non_negative_int(text):
   return value
 
 
+def _without_gin_location(error):
+  """An error's message without the "In call to configurable 'train'" lines gin adds."""
+  return str(error).split("\n  In call to configurable")[0]
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(
       prog='plait-train', description='Train a plait model from gin configs.')
@@ -365,7 +370,11 @@ def main(argv=None):
     loop = train(args.output_dir, **kwargs)
   except (DivergedError, ConfigMismatchError, run_config.DamagedConfigError,
           ckpt_lib.CheckpointError, DataError, LayerError, run_lock.RunLockedError) as e:
-    print(f'plait-train: {e}', file=sys.stderr)
+    print(f'plait-train: {_without_gin_location(e)}', file=sys.stderr)
+    return 1
+  except OSError as e:  # the machine: a full disk, a read-only or missing directory
+    print(f'plait-train: {_without_gin_location(e)} (the run stopped; its last complete '
+          'checkpoint, if any, is kept)', file=sys.stderr)
     return 1
   if loop.stopped_by == 'SIGTERM':  # preempted: checkpoint saved; exit as killed by SIGTERM
     print(f'plait-train: stopped by SIGTERM at step {loop.step}; the checkpoint is saved, '

@@ -130,3 +130,17 @@ def test_negative_steps_is_a_usage_error(tmp_path, capsys):
   assert exit_info.value.code == 2
   assert "--steps: expected a whole number >= 0, got '-5'" in capsys.readouterr().err
   assert not (tmp_path / 'run').exists()
+
+
+def test_an_output_dir_that_cannot_be_made_is_one_line_exit_1(tmp_path, capsys):
+  config = tmp_path / 'tiny.gin'
+  config.write_text(TINY_GIN)
+  (tmp_path / 'a_file').write_text('not a directory')
+  try:
+    code = trainer.main([f'--config_file={config}', f'--output_dir={tmp_path}/a_file/run',
+                         '--compilation_cache_dir=none'])
+  finally:
+    gin.clear_config()
+  err = capsys.readouterr().err
+  assert code == 1 and err.count('\n') == 1, err     # was a 30-line traceback
+  assert err.startswith('plait-train: [Errno 20] Not a directory:') and 'a_file/run' in err
