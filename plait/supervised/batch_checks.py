@@ -28,7 +28,7 @@ def non_finite_entries(batch):
 def first_embedding(layer, weights):
   """(name, vocab size) of the first Embedding in the layer tree, or None."""
   if isinstance(layer, core.Embedding):
-    return layer.name, int(np.shape(weights[0])[0])
+    return layer.name, int(np.shape(weights.embedding)[0])
   for i, sub in enumerate(layer.sublayers):
     if isinstance(weights, tuple) and i < len(weights):
       found = first_embedding(sub, weights[i])
