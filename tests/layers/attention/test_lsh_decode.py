@@ -1,4 +1,4 @@
-"""Predict-mode LSH: predict(x)[t] == eval(x[:t + 1])[t] (see lsh_decode.py)."""
+"""Predict-mode LSH: predict(x)[t] == eval(x[:t + 1])[t] (see lsh/decode.py)."""
 import functools
 
 import jax

@@ -5,7 +5,7 @@ import jax.test_util
 import numpy as np
 import pytest
 
-from plait.layers.attention import lsh_chunked as lc
+from plait.layers.attention.lsh import chunked as lc
 from plait.layers.attention.lsh import LSHAttention, LSHSelfAttention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array

@@ -5,8 +5,8 @@
   >>> weights, state = layer.init(ShapeDtype((2, 4096, 256)))
   >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(step))
 
-The per-head math is in lsh_chunked.py (train/eval) and lsh_decode.py (predict); the
-hash in lsh_hashing.py. Choices made here:
+The per-head math is in chunked.py (train/eval) and decode.py (predict); the hash in
+hashing.py. Choices made here:
 
 Rotations (the random hash). Train mode draws fresh rotations from the layer rng every
 call (the shared path hands each (batch, head) pair its own key, so rotations differ per
@@ -22,7 +22,7 @@ step the previous step's state, whose buckets belong to other data): a reversibl
 replays the same rng and input state, which gives the same rotations and hence the same
 buckets, outputs and gradients (tested). Its reconstructed inputs differ from the
 originals by rounding, which can flip a hash only at an exact near-tie; to rule even that
-out, `lsh_chunked.lsh_attention(..., buckets=state_buckets)` replays stored buckets.
+out, `chunked.lsh_attention(..., buckets=state_buckets)` replays stored buckets.
 
 Lengths. A length that is not a multiple of `chunk_len` is padded automatically (the
 padding sorts after every real token, so results equal those of a longer input with a
@@ -34,15 +34,16 @@ the (bucket, position) sort, which LATER tokens in lower buckets shift. Attentio
 weights still never reach a later position, but the set of earlier positions seen can
 change with later tokens (benchmarks/lsh_causal_leak.py measures whether a model can
 exploit this). Predict mode is defined so that decoding is exactly causal; see
-lsh_decode.py for what it equals.
+decode.py for what it equals.
 """
 import jax
 import jax.numpy as jnp
 
 from plait.layers.attention.base import Attention, AttentionKind
-from plait.layers.attention.lsh_chunked import LSHConfig, lsh_attention
-from plait.layers.attention.lsh_decode import cached_lsh_attention, init_cache
-from plait.layers.attention.lsh_hashing import check_n_buckets, random_rotations
+from plait.layers.attention.lsh.chunked import lsh_attention
+from plait.layers.attention.lsh.config import LSHConfig
+from plait.layers.attention.lsh.decode import cached_lsh_attention, init_cache
+from plait.layers.attention.lsh.hashing import check_n_buckets, random_rotations
 
 
 class LSHAttention(AttentionKind):
@@ -58,7 +59,7 @@ class LSHAttention(AttentionKind):
     hash_seed: seed of the fixed rotations used in eval and predict mode.
     chunks_per_block: memory knob of train/eval mode (results are the same up to float
       rounding). 'auto' (default): when all rounds' attention would hold more than
-      lsh_chunked.AUTO_BLOCK_LOGITS logits, compute it in blocks of query chunks holding
+      config.AUTO_BLOCK_LOGITS logits, compute it in blocks of query chunks holding
       at most that many, one at a time (recomputed in the backward pass); an int: blocks
       of that many query chunks per round; None: all rounds at once.
   """

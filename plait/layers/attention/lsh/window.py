@@ -1,7 +1,7 @@
 """LSH attention of chunks of sorted queries, each to its window of neighbouring chunks.
 
-The per-chunk math of one hash round, shared by the all-at-once path (lsh_chunked) and
-the blocked path (lsh_blocked), so that both compute the same numbers. Inputs are in
+The per-chunk math of one hash round, shared by the all-at-once path (chunked.py) and
+the blocked path (blocked.py), so that both compute the same numbers. Inputs are in
 sorted order; masks are built here from small per-position vectors (positions, validity,
 chunk ids) by broadcasting.
 """
