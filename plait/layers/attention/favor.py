@@ -23,7 +23,7 @@ Predict mode (causal only) keeps S = sum_j phi(k_j) v_j^T (m, d_head), z = sum_j
 (m,), the log-scale c they are stored at, and the position: each new token costs
 O(m * d_head), and a prompt then one token per call equals the full causal output.
 
-  >>> layer = CausalFavor(d_model=512, n_heads=8, nb_features=256)   # a plait Layer
+  >>> layer = CausalFavorAttention(d_model=512, n_heads=8, nb_features=256)   # a plait Layer
   >>> weights, state = layer.init(ShapeDtype((2, 1024, 512)))
   >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(step))
 """
@@ -40,8 +40,9 @@ from plait.layers.attention.favor_features import (
     query_features)
 
 
-class FavorAttention(AttentionKind):
-  """The FAVOR+ per-head algorithm (wrap with `Attention`, or use `Favor` / `CausalFavor`).
+class FavorKind(AttentionKind):
+  """The FAVOR+ per-head algorithm (wrap with `Attention`, or use `FavorAttention` /
+  `CausalFavorAttention`).
 
   Args:
     nb_features: number of random features m (more = closer to softmax, cost O(L m d)).
@@ -79,7 +80,7 @@ class FavorAttention(AttentionKind):
     del length
     if mode == 'predict' and not self.causal:
       raise ValueError(f'{self.name}: predict mode (decoding) needs causal attention; '
-                       'use CausalFavor.')
+                       'use CausalFavorAttention.')
 
   # ----- features -----
   def redraws(self, mode):
@@ -168,32 +169,33 @@ def _normalize(out):
 
 # ----- layers -----
 # pylint: disable=invalid-name
-def Favor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
-          numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048, mode='train',
-          d_head=None, head_chunk_size=None, feature_seed=0, use_bias=True):
+def FavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
+                   numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
+                   mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
+                   use_bias=True):
   """Bidirectional FAVOR+ multi-head attention: (B, L, d_model) -> (B, L, d_model)."""
-  kind = FavorAttention(nb_features, kernel, causal=False, redraw=redraw,
-                        numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed)
+  kind = FavorKind(nb_features, kernel, causal=False, redraw=redraw,
+                   numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
-                   use_bias=use_bias, mode=mode, name='Favor')
+                   use_bias=use_bias, mode=mode, name='FavorAttention')
 
 
-def CausalFavor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
-                numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
-                mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
-                chunk_size=128, use_bias=True):
+def CausalFavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
+                         numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
+                         mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
+                         chunk_size=128, use_bias=True):
   """Causal FAVOR+ attention (a decoder's); predict mode keeps running sums, O(1) per token."""
-  kind = FavorAttention(nb_features, kernel, causal=True, redraw=redraw,
-                        numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed,
-                        chunk_size=chunk_size)
+  kind = FavorKind(nb_features, kernel, causal=True, redraw=redraw,
+                   numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed,
+                   chunk_size=chunk_size)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
-                   use_bias=use_bias, mode=mode, name='CausalFavor')
+                   use_bias=use_bias, mode=mode, name='CausalFavorAttention')
 
 
 # pylint: enable=invalid-name
 
 
-__all__ = ['CausalFavor', 'Favor', 'FavorAttention', 'causal_product', 'favor_features',
-           'orthogonal_random_features']
+__all__ = ['CausalFavorAttention', 'FavorAttention', 'FavorKind', 'causal_product',
+           'favor_features', 'orthogonal_random_features']

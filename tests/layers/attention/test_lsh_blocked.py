@@ -108,5 +108,5 @@ def test_layer_with_blocks_equals_layer_without():
 
 @pytest.mark.parametrize('bad', [0, -1, 2.5, 'big', True])
 def test_bad_chunks_per_block_raises_naming_the_layer(bad):
-  with pytest.raises(ValueError, match='LSHAttention: chunks_per_block'):
+  with pytest.raises(ValueError, match='LSHKind: chunks_per_block'):
     tl.LSHSelfAttention(d_model=16, n_heads=2, chunks_per_block=bad)

@@ -10,6 +10,6 @@
 
   >>> layer = LSHSelfAttention(d_model=256, n_heads=4, n_hashes=2, chunk_len=64, causal=True)
 """
-from plait.layers.attention.lsh.kind import LSHAttention, LSHSelfAttention
+from plait.layers.attention.lsh.kind import LSHKind, LSHSelfAttention
 
-__all__ = ['LSHAttention', 'LSHSelfAttention']
+__all__ = ['LSHKind', 'LSHSelfAttention']

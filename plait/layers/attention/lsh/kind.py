@@ -46,7 +46,7 @@ from plait.layers.attention.lsh.decode import cached_lsh_attention, init_cache
 from plait.layers.attention.lsh.hashing import check_n_buckets, random_rotations
 
 
-class LSHAttention(AttentionKind):
+class LSHKind(AttentionKind):
   """Per-head Reformer LSH attention with shared QK (wrap with `Attention`).
 
   Args:
@@ -68,7 +68,7 @@ class LSHAttention(AttentionKind):
 
   def __init__(self, n_hashes=1, n_buckets=64, chunk_len=64, n_chunks_before=1,
                n_chunks_after=0, causal=False, hash_seed=0, chunks_per_block='auto'):
-    where = 'LSHAttention'
+    where = 'LSHKind'
     if not (chunks_per_block is None or chunks_per_block == 'auto' or (
         isinstance(chunks_per_block, int) and not isinstance(chunks_per_block, bool)
         and chunks_per_block >= 1)):
@@ -95,14 +95,14 @@ class LSHAttention(AttentionKind):
 
   def check_length(self, length, mode):
     if mode == 'predict' and not self.config.causal:
-      raise ValueError('LSHAttention: predict mode (decoding) needs causal=True.')
+      raise ValueError('LSHKind: predict mode (decoding) needs causal=True.')
 
   def rotations(self, rng, mode, d_head):
     """The hash rotations: from rng in train mode, from hash_seed otherwise."""
     if mode == 'train':
       if rng is None:
         raise ValueError(
-            'LSHAttention: train mode draws fresh hash rotations each step from the rng; '
+            'LSHKind: train mode draws fresh hash rotations each step from the rng; '
             "pass rng=jax.random.key(...) to pure_fn, or use mode='eval' (fixed rotations).")
     else:
       rng = jax.random.key(self.hash_seed)
@@ -124,12 +124,12 @@ def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,
                      hash_seed=0, mode='train', chunks_per_block='auto'):
   """Reformer LSH self-attention layer: (B, L, d_model) -> (B, L, d_model).
 
-  See `LSHAttention` for the hashing arguments and `Attention` for the rest
+  See `LSHKind` for the hashing arguments and `Attention` for the rest
   (max_len: predict-mode cache length; chunks_per_block: the memory knob, see
-  `LSHAttention`). Weights have no key projection (shared QK).
+  `LSHKind`). Weights have no key projection (shared QK).
   State: buckets (B, H, n_hashes, L) in train/eval, the decoding cache in predict.
   """
-  kind = LSHAttention(n_hashes=n_hashes, n_buckets=n_buckets, chunk_len=chunk_len,
+  kind = LSHKind(n_hashes=n_hashes, n_buckets=n_buckets, chunk_len=chunk_len,
                       n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after,
                       causal=causal, hash_seed=hash_seed, chunks_per_block=chunks_per_block)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
@@ -137,4 +137,4 @@ def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,
                    mode=mode, name='LSHSelfAttention')
 
 
-__all__ = ['LSHAttention', 'LSHSelfAttention']
+__all__ = ['LSHKind', 'LSHSelfAttention']
