@@ -10,8 +10,8 @@ positions in state and accept a whole prompt, then one token per call.
   >>> layer = CausalAttention(d_model=512, n_heads=8)          # a plait Layer
   >>> layer = ChunkedCausalAttention(512, 8, chunk_len=128, n_chunks_before=1)
 
-Both kinds work on any leading axes, so `attend` (one pair) and `attend_batched` (B, H)
-are the same code: there is no batching loop here.
+Both kinds implement `attend_batched` on whole (B, H, L, d_head) arrays (their math works
+on any leading axes); `attend` on one pair is the base class's (1, 1) batch.
 """
 import jax
 import jax.numpy as jnp
@@ -127,10 +127,6 @@ class DotProductKind(AttentionKind):
   def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
     return init_kv_cache(length, d_head, dtype) if mode == 'predict' else ()
 
-  def attend(self, q, k, v, mask, state, rng, mode):
-    """One pair: the batched code on a (1, 1) batch."""
-    return _attend_one_pair(self, q, k, v, mask, state, rng, mode)
-
   def attend_batched(self, q, k, v, mask, state, rng, mode):
     """(B, H, L, d_head) arrays, mask (B, Lk) or None; rng unused (no randomness)."""
     del rng
@@ -242,10 +238,6 @@ class ChunkedKind(AttentionKind):
       ok = ok & (k_pos <= q_pos)
     return ok & (k_pos >= 0)
 
-  def attend(self, q, k, v, mask, state, rng, mode):
-    """One pair: the batched code on a (1, 1) batch."""
-    return _attend_one_pair(self, q, k, v, mask, state, rng, mode)
-
   def attend_batched(self, q, k, v, mask, state, rng, mode):
     """(B, H, L, d_head) arrays, mask (B, L) or None; rng unused."""
     del rng
@@ -284,15 +276,6 @@ def _look_around(t, shifts):
   """
   t = jnp.stack([jnp.roll(t, -int(s), axis=2) for s in shifts], axis=3)  # (B, H, n, W, c, ...)
   return t.reshape(t.shape[:3] + (t.shape[3] * t.shape[4],) + t.shape[5:])
-
-
-def _attend_one_pair(kind, q, k, v, mask, state, rng, mode):
-  """kind.attend via kind.attend_batched on a (1, 1) batch (same math, one code path)."""
-  add = lambda t: None if t is None else t[None, None]
-  state = jax.tree_util.tree_map(lambda s: s[None, None], state)
-  mask = None if mask is None else mask[None]
-  out, new_state = kind.attend_batched(add(q), add(k), add(v), mask, state, rng, mode)
-  return out[0, 0], jax.tree_util.tree_map(lambda s: s[0, 0], new_state)
 
 
 # ----- layers -----

@@ -14,9 +14,9 @@ underflows and outputs 0 rather than NaN.
 Features and the redraw policy:
   - train mode with `redraw=True`: a fresh projection per call from the layer's rng, one
     per head and shared by the whole batch (like the Performer's one matrix per layer;
-    `attend_batched` draws head h's from the rng key of pair (0, h)). A single-pair
-    `attend` draws from its own key, so vmapping `attend` draws per pair instead: same
-    distribution, not the same numbers. Train mode with redraw and no rng is an error.
+    `attend_batched` draws head h's from the rng key of pair (0, h)). `attend` on one pair
+    (a (1, 1) batch) draws from its own key, so vmapping `attend` draws per pair instead:
+    same distribution, not the same numbers. Train mode with redraw and no rng is an error.
   - otherwise (redraw=False, eval, predict): one fixed projection from `feature_seed`,
     shared by all heads, so eval and predict use exactly the same features.
 Predict mode (causal only) keeps S = sum_j phi(k_j) v_j^T (m, d_head), z = sum_j phi(k_j)
@@ -29,10 +29,9 @@ O(m * d_head), and a prompt then one token per call equals the full causal outpu
 """
 import functools
 
-import jax
 import jax.numpy as jnp
 
-from plait.layers.attention.base import Attention, AttentionKind
+from plait.layers.attention.base import Attention, AttentionKind, vmap_pairs
 from plait.layers.attention.favor_causal import causal_product, chunked_product
 from plait.layers.attention.favor_features import (
     KERNELS, NO_LOG_SCALE, favor_features, fixed_orthogonal_features, key_features,
@@ -98,25 +97,18 @@ class FavorKind(AttentionKind):
     return _fixed_projection(self.feature_seed, self.nb_features, d_head)
 
   # ----- attention -----
-  def attend(self, q, k, v, mask, state, rng, mode):
-    """One (batch, head) pair: q, k, v (L, d_head), mask (L,) or None."""
-    return self.attend_with_projection(q, k, v, mask, state,
-                                       self.projection(rng, q.shape[-1], mode), mode)
-
   def attend_batched(self, q, k, v, mask, state, rng, mode):
-    """(B, H, L, d_head) arrays; redrawn features are per head, shared across the batch."""
-    if self.redraws(mode):
-      if rng is None:
-        self.projection(None, q.shape[-1], mode)  # Raises the error.
-      draw = lambda key: orthogonal_random_features(key, self.nb_features, q.shape[-1])
-      projection, proj_axis = jax.vmap(draw)(rng[0]), 0
-    else:
-      projection, proj_axis = self.projection(None, q.shape[-1], mode), None
-    def one(q1, k1, v1, m1, s1, p1):
-      return self.attend_with_projection(q1, k1, v1, m1, s1, p1, mode)
-    over_heads = jax.vmap(one, in_axes=(0, 0, 0, None, 0, proj_axis))
-    over_batch = jax.vmap(over_heads, in_axes=(0, 0, 0, None if mask is None else 0, 0, None))
-    return over_batch(q, k, v, mask, state, projection)
+    """(B, H, L, d_head) arrays; redrawn features are per head, shared across the batch.
+
+    Head h draws its projection from the rng key of pair (0, h); `vmap_pairs` hands that
+    key to every batch element of the head (so the draw is made once per head).
+    """
+    d_head = q.shape[-1]
+    head_keys = rng[0] if rng is not None and self.redraws(mode) else None
+    def one(q1, k1, v1, mask1, state1, _, head_key):
+      projection = self.projection(head_key, d_head, mode)  # Raises if it needs a key.
+      return self.attend_with_projection(q1, k1, v1, mask1, state1, projection, mode)
+    return vmap_pairs(one, q, k, v, mask, state, per_head=head_keys)
 
   def attend_with_projection(self, q, k, v, mask, state, projection, mode):
     """One pair with a given (m, d_head) projection: returns (out (Lq, d_head), new_state)."""
