@@ -31,10 +31,10 @@ import functools
 
 import jax.numpy as jnp
 
-from plait.layers.attention.base import Attention, AttentionKind, vmap_pairs
+from plait.layers.attention.base import Attention, AttentionKind, large_negative, vmap_pairs
 from plait.layers.attention.favor_causal import causal_product, chunked_product
 from plait.layers.attention.favor_features import (
-    KERNELS, NO_LOG_SCALE, favor_features, fixed_orthogonal_features, key_features,
+    KERNELS, favor_features, fixed_orthogonal_features, key_features,
     key_features_from_logits, key_logits, max_key_logit, orthogonal_random_features,
     query_features)
 
@@ -73,7 +73,8 @@ class FavorKind(AttentionKind):
       return ()
     m = self.nb_features
     return (jnp.zeros((m, d_head), jnp.float32), jnp.zeros((m,), jnp.float32),
-            jnp.full((), NO_LOG_SCALE, jnp.float32), jnp.zeros((), jnp.int32))
+            jnp.full((), large_negative(jnp.float32), jnp.float32),  # No key seen yet.
+            jnp.zeros((), jnp.int32))
 
   def check_length(self, length, mode):
     del length

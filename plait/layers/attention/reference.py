@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plait.layers.attention.base import large_negative
 from plait.layers.attention.lsh.hashing import shared_qk_keys
 
 
@@ -90,7 +91,7 @@ def shared_qk_reference(q, v, valid=None, causal=False, allowed=None):
   q32 = jnp.asarray(q, jnp.float32)
   logits = jnp.einsum('qd,kd->qk', q32, shared_qk_keys(q32),
                       precision=jax.lax.Precision.HIGHEST) / np.sqrt(q.shape[-1])
-  probs = jax.nn.softmax(jnp.where(ok, logits, -1e30), axis=-1)
+  probs = jax.nn.softmax(jnp.where(ok, logits, large_negative(logits.dtype)), axis=-1)
   probs = jnp.where(jnp.any(ok, axis=1, keepdims=True), probs, 0.0)
   return jnp.einsum('qk,kd->qd', probs, jnp.asarray(v, jnp.float32),
                     precision=jax.lax.Precision.HIGHEST)
@@ -98,7 +99,7 @@ def shared_qk_reference(q, v, valid=None, causal=False, allowed=None):
 
 def _masked_softmax_values(logits, allowed, v):
   allowed = jnp.broadcast_to(allowed, logits.shape)
-  logits = jnp.where(allowed, logits, -1e30)
+  logits = jnp.where(allowed, logits, large_negative(logits.dtype))
   probs = jax.nn.softmax(logits, axis=-1)
   probs = jnp.where(jnp.any(allowed, axis=-1, keepdims=True), probs, 0.0)
   return jnp.einsum('...qk,...kd->...qd', probs, v, precision=jax.lax.Precision.HIGHEST)
