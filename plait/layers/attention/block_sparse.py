@@ -235,5 +235,4 @@ def CausalBlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_block
                    use_bias=use_bias, mode=mode, name='CausalBlockSparseAttention')
 
 
-__all__ = ['BlockSparseAttention', 'BlockSparseKind', 'CausalBlockSparseAttention',
-           'block_sparse_mask']
+__all__ = ['BlockSparseAttention', 'BlockSparseKind', 'CausalBlockSparseAttention']

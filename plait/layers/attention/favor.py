@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from plait.layers.attention.base import Attention, AttentionKind, large_negative, vmap_pairs
 from plait.layers.attention.favor_causal import causal_product, chunked_product
 from plait.layers.attention.favor_features import (
-    KERNELS, favor_features, fixed_orthogonal_features, key_features,
+    KERNELS, fixed_orthogonal_features, key_features,
     key_features_from_logits, key_logits, max_key_logit, orthogonal_random_features,
     query_features)
 
@@ -190,5 +190,4 @@ def CausalFavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', 
 # pylint: enable=invalid-name
 
 
-__all__ = ['CausalFavorAttention', 'FavorAttention', 'FavorKind', 'causal_product',
-           'favor_features', 'orthogonal_random_features']
+__all__ = ['CausalFavorAttention', 'FavorAttention', 'FavorKind']

@@ -6,8 +6,9 @@ import pytest
 from jax.test_util import check_grads
 
 from plait.layers.attention import (
-    Attention, AttentionKind, CausalAttention, ChunkedKind, ChunkedCausalAttention,
-    DotProductKind, SelfAttention, reference_attention, vmap_pairs)
+    Attention, AttentionKind, CausalAttention, ChunkedCausalAttention, ChunkedKind,
+    DotProductKind, SelfAttention, vmap_pairs)
+from plait.layers.attention.reference import reference_attention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 from tests.layers.attention.conftest import numpy_multihead, randomize_biases

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from plait.layers.attention import (
-    CausalAttention, ChunkedKind, ChunkedCausalAttention, ChunkedSelfAttention,
-    dense_mask_attention)
+    CausalAttention, ChunkedCausalAttention, ChunkedKind, ChunkedSelfAttention)
+from plait.layers.attention.reference import dense_mask_attention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 

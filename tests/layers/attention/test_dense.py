@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plait.layers.attention import (
-    CausalAttention, DotProductKind, SelfAttention, reference_attention)
+from plait.layers.attention import CausalAttention, DotProductKind, SelfAttention
+from plait.layers.attention.reference import reference_attention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 

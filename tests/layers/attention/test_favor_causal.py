@@ -8,9 +8,10 @@ import jax.test_util
 import numpy as np
 import pytest
 
-from plait.layers.attention import FavorKind, causal_product, favor_features
+from plait.layers.attention import FavorKind
+from plait.layers.attention.favor_causal import causal_product
 from plait.layers.attention.favor_features import (
-    fixed_orthogonal_features, orthogonal_random_features)
+    favor_features, fixed_orthogonal_features, orthogonal_random_features)
 from tests.conftest import random_array
 
 L, DH, M = 11, 4, 16
