@@ -44,10 +44,10 @@ def head_chunk(length):
 
 
 def favor(chunk_size):
-  return lambda causal, L: (tl.CausalFavor(D_MODEL, N_HEADS, nb_features=256, mode='eval',
+  return lambda causal, L: (tl.CausalFavorAttention(D_MODEL, N_HEADS, nb_features=256, mode='eval',
                                            chunk_size=chunk_size, head_chunk_size=head_chunk(L))
                             if causal else
-                            tl.Favor(D_MODEL, N_HEADS, nb_features=256, mode='eval',
+                            tl.FavorAttention(D_MODEL, N_HEADS, nb_features=256, mode='eval',
                                      head_chunk_size=head_chunk(L)))
 
 

@@ -29,8 +29,8 @@ def kind_configs(window):
       ('CausalAttention', {}),
       ('ChunkedCausalAttention', dict(chunk_len=window, n_chunks_before=1)),
       ('LSHSelfAttention', dict(chunk_len=window, n_hashes=2)),
-      ('Favor', dict(nb_features=256)),
-      ('CausalFavor', dict(nb_features=256)),
+      ('FavorAttention', dict(nb_features=256)),
+      ('CausalFavorAttention', dict(nb_features=256)),
       ('BlockSparseAttention', dict(block_size=window)),
       ('CausalBlockSparseAttention', dict(block_size=window)),
   ]

@@ -19,7 +19,7 @@ _ATTENTION_NAMES = {
     'dense': ('CausalAttention', 'SelfAttention'),
     'chunked': ('ChunkedCausalAttention', 'ChunkedSelfAttention'),
     'lsh': ('LSHSelfAttention', 'LSHSelfAttention'),
-    'favor': ('CausalFavor', 'Favor'),
+    'favor': ('CausalFavorAttention', 'FavorAttention'),
     'block_sparse': ('CausalBlockSparseAttention', 'BlockSparseAttention'),
 }
 

@@ -3,8 +3,8 @@
   >>> lm = PerformerLM(vocab_size=256, d_model=512, n_layers=6, nb_features=256)
   >>> classifier = PerformerEncoder(vocab_size=256, n_classes=10, nb_features=256)
 
-The same pre-norm blocks as the Transformer models, with `CausalFavor` (LM) or `Favor`
-(encoder) attention: O(L) time and memory, and in predict mode O(1) per decoded token
+The same pre-norm blocks as the Transformer models, with `CausalFavorAttention` (LM) or
+`FavorAttention` (encoder): O(L) time and memory, and in predict mode O(1) per decoded token
 (the attention state is a running sum, not a KV cache).
 """
 import functools
@@ -28,8 +28,8 @@ def PerformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, m
   return tl.Serial(
       transformer.TransformerLM(
           vocab_size, d_model, d_ff, n_layers, n_heads, max_len, dropout,
-          _favor(tl.CausalFavor, nb_features, kernel), ff_chunk_size, axial_pos_shape,
-          d_axial_pos_embs, positional, activation, mode).sublayers,
+          _favor(tl.CausalFavorAttention, nb_features, kernel), ff_chunk_size,
+          axial_pos_shape, d_axial_pos_embs, positional, activation, mode).sublayers,
       name='PerformerLM', scan_layers=scan_layers)
 
 
@@ -44,6 +44,6 @@ def PerformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_lay
   return tl.Serial(
       transformer.TransformerEncoder(
           vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len, dropout,
-          _favor(tl.Favor, nb_features, kernel), positional, activation, pad_id,
+          _favor(tl.FavorAttention, nb_features, kernel), positional, activation, pad_id,
           mode).sublayers,
       name='PerformerEncoder', scan_layers=scan_layers)

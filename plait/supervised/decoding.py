@@ -327,7 +327,7 @@ def rerun_sample_stream(model, inputs=None, batch_size=1, temperature=1.0, top_k
   """Like `autoregressive_sample_stream`, but re-runs the whole prefix for every token.
 
   `model` is an eval-mode model, or a predict-mode one (then started from a fresh cache on
-  each prefix: the definition LSH's decoding cache follows, see lsh_decode.py). No state
+  each prefix: the definition LSH's decoding cache follows, see attention/lsh/decode.py). No state
   is carried between steps. An eval-mode model gets the prefix without start_id, since
   its ShiftRight adds it back (so start_id must be the ShiftRight pad id, 0 by default). Prefixes are padded with zeros to a multiple of `pad_multiple`.
   """

@@ -16,7 +16,7 @@ CHUNKED = functools.partial(tl.ChunkedCausalAttention, chunk_len=4, n_chunks_bef
 
 # name -> (model function, kwargs, mode of the slow re-run reference, its pad_multiple).
 # ReformerLM with several LSH chunks re-runs in predict mode from a fresh cache (the
-# definition LSH decoding follows, see lsh_decode.py); BigBird pads to max_len because
+# definition LSH decoding follows, see attention/lsh/decode.py); BigBird pads to max_len because
 # its random pattern is drawn for the padded number of blocks.
 LMS = {
     'TransformerLM': (models.TransformerLM,

@@ -1,14 +1,30 @@
-"""Attention family: one shared batching path (base.py), one file per kind.
+"""Attention: one `Attention` layer (base.py) around a per-head kind, one module per kind.
 
-Each kind's module lists its public names in `__all__`; they are re-exported here.
+  >>> import plait.layers as tl
+  >>> layer = tl.CausalAttention(d_model=512, n_heads=8)              # a layer constructor
+  >>> layer = tl.Attention(tl.ChunkedKind(chunk_len=128), d_model=512)  # any kind
+
+Kinds are named `...Kind`, layer constructors `...Attention` (see docs/attention.md).
+The exact-attention oracles for tests live in `plait.layers.attention.reference`, and the
+kinds' building blocks in their modules; neither is re-exported here.
 """
-from plait.layers.attention.base import *  # noqa: F401,F403
-from plait.layers.attention.reference import *  # noqa: F401,F403
-from plait.layers.attention.dense import *  # noqa: F401,F403
-from plait.layers.attention.lsh import *  # noqa: F401,F403
-from plait.layers.attention.favor import *  # noqa: F401,F403
-from plait.layers.attention.block_sparse import *  # noqa: F401,F403
-from plait.layers.attention import base, block_sparse, dense, favor, lsh, reference
+from plait.layers.attention.base import (
+    Attention, AttentionKind, large_negative, vmap_pairs)
+from plait.layers.attention.block_sparse import (
+    BlockSparseAttention, BlockSparseKind, CausalBlockSparseAttention)
+from plait.layers.attention.dense import (
+    CausalAttention, ChunkedCausalAttention, ChunkedKind, ChunkedSelfAttention, DotProductKind,
+    SelfAttention)
+from plait.layers.attention.favor import CausalFavorAttention, FavorAttention, FavorKind
+from plait.layers.attention.lsh import LSHKind, LSHSelfAttention
 
-__all__ = (base.__all__ + reference.__all__ + dense.__all__ + lsh.__all__ + favor.__all__
-           + block_sparse.__all__)
+__all__ = [
+    # The layer and what a new kind needs.
+    'Attention', 'AttentionKind', 'large_negative', 'vmap_pairs',
+    # Kinds.
+    'BlockSparseKind', 'ChunkedKind', 'DotProductKind', 'FavorKind', 'LSHKind',
+    # Layer constructors.
+    'BlockSparseAttention', 'CausalAttention', 'CausalBlockSparseAttention',
+    'CausalFavorAttention', 'ChunkedCausalAttention', 'ChunkedSelfAttention', 'FavorAttention',
+    'LSHSelfAttention', 'SelfAttention',
+]

@@ -1,11 +1,13 @@
 """The one shared attention path: projections, heads, batching; kinds do the per-head math.
 
 An attention *kind* (dense, chunked, LSH, FAVOR+, block-sparse) is an `AttentionKind`: a
-plain object whose `attend` maps ONE (batch element, head) pair's q/k/v of shape
-(L, d_head) to an output of the same shape. `Attention` is the only Layer: it projects
-x (B, L, d_model) to q/k/v, splits heads, runs the kind over every (batch, head) pair with
-`vmap` (or the kind's own `attend_batched`), merges heads, projects back and applies
-dropout. So no kind contains a batching loop of its own.
+plain object that implements exactly one of `attend` (ONE (batch element, head) pair's
+q/k/v of shape (L, d_head) to an output of the same shape) or `attend_batched` (all pairs
+at once, (B, H, L, d_head)); the base class derives the other one, by `vmap_pairs` (the
+family's one batching loop) or by running `attend_batched` on a (1, 1) batch. `Attention`
+is the only Layer: it projects x (B, L, d_model) to q/k/v, splits heads, calls the kind's
+`attend_batched`, merges heads, projects back and applies dropout. So no kind contains a
+batching loop of its own.
 
   >>> layer = Attention(MyKind(), d_model=64, n_heads=4)
   >>> weights, state = layer.init(ShapeDtype((2, 10, 64)))
@@ -25,8 +27,9 @@ other kinds must at least stay finite there. Tests compare only rows that see a 
 Contract notes (stable; helpers B and C code against it):
   - `attend(q, k, v, mask, state, rng, mode)` sees ONE (batch, head) pair; q is not
     pre-scaled; `rng` is None when the layer got no rng.
-  - `attend_batched` (optional) takes (B, H, L, d_head) arrays, mask (B, Lk) or None,
-    state with leading (B, H) axes, rng a (B, H) key array or None.
+  - `attend_batched` takes (B, H, L, d_head) arrays, mask (B, Lk) or None, state with
+    leading (B, H) axes, rng a (B, H) key array or None.
+  - A kind overrides exactly one of the two (checked when the class is defined).
   - `init_state(batch_size, n_heads, length, d_head, dtype, mode)` returns ONE pair's state.
   - `check_length(length, mode)` (optional hook) raises a clear ValueError for bad lengths.
   - An `attend_batched` that needs per-head values shared by the batch uses `vmap_pairs`
@@ -54,15 +57,23 @@ def large_negative(dtype):
 class AttentionKind:
   """The per-head algorithm of an attention variant (a plain object, not a Layer).
 
-  Subclasses override `attend` and, if they keep state (caches, hashes), `init_state`.
-  A kind may also define `attend_batched` (same arguments over (B, H, L, d_head) arrays,
-  mask (B, Lk), state with leading (B, H) axes, rng a (B, H) key array or None); the
-  shared path then calls it instead of vmapping `attend` (dense uses this for cuDNN).
-  It must compute exactly what the vmapped `attend` would.
+  Subclasses override exactly one of `attend` (one (batch, head) pair; the base class
+  vmaps it over all pairs) or `attend_batched` (all pairs at once, e.g. dense attention
+  for cuDNN; the base class runs it on a (1, 1) batch for one pair), and, if they keep
+  state (caches, hashes), `init_state`.
   """
 
   shared_qk = False  # True (LSH): no K projection; `attend` gets k=None and uses q as keys.
   name = None        # Short name for the layer's repr; defaults to the class name.
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    own = [m for m in ('attend', 'attend_batched')
+           if getattr(cls, m) is not getattr(AttentionKind, m)]
+    if len(own) != 1:
+      raise TypeError(f'{cls.__name__}: an AttentionKind overrides exactly one of `attend` '
+                      '(one (batch, head) pair) and `attend_batched` (all pairs at once); '
+                      f'it overrides {" and ".join(own) or "neither"}.')
 
   def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
     """State pytree for ONE (batch, head) pair; the shared path adds the (B, H) axes.
@@ -84,8 +95,25 @@ class AttentionKind:
       state: as returned by `init_state` (this pair's slice).
       rng: a key distinct per batch element and head, or None.
       mode: 'train' | 'eval' | 'predict'.
+
+    Default (for kinds that implement `attend_batched`): that on a (1, 1) batch.
     """
-    raise NotImplementedError(f'{type(self).__name__}.attend')
+    add = lambda t: None if t is None else t[None, None]
+    out, new_state = self.attend_batched(
+        add(q), add(k), add(v), None if mask is None else mask[None],
+        jax.tree_util.tree_map(add, state), add(rng), mode)
+    return out[0, 0], jax.tree_util.tree_map(lambda s: s[0, 0], new_state)
+
+  def attend_batched(self, q, k, v, mask, state, rng, mode):
+    """All (batch, head) pairs: returns (out (B, H, Lq, d_head), new_state).
+
+    Arguments as `attend` with leading axes: q/k/v (B, H, L, d_head), mask (B, Lk) or
+    None, state with leading (B, H) axes, rng a (B, H) key array or None.
+    Default (for kinds that implement `attend`): `attend` on every pair by `vmap_pairs`.
+    """
+    def one(q1, k1, v1, mask1, state1, rng1, _):
+      return self.attend(q1, k1, v1, mask1, state1, rng1, mode)
+    return vmap_pairs(one, q, k, v, mask, state, per_pair=rng)
 
   def check_length(self, length, mode):
     """Hook: raise ValueError with a clear message if this kind can't take `length`."""
@@ -196,7 +224,7 @@ class Attention(Layer):
       k = None if self._kind.shared_qk else _split_heads(_project(x, wk), self._n_heads,
                                                           self._d_head)
       v = _split_heads(_project(x, wv), self._n_heads, self._d_head)
-      out, new_state = attend_pairs(self._kind, q, k, v, mask, state, keys, self._mode)
+      out, new_state = self._kind.attend_batched(q, k, v, mask, state, keys, self._mode)
     else:
       out, new_state = self._attend_groups(x, (wq, wk, wv), mask, state, keys)
     y = _project(self._merge_heads(out).astype(x.dtype), wo)
@@ -252,31 +280,17 @@ class Attention(Layer):
       gq = _split_heads(_project(x, gwq), hc, d_head)
       gk = None if kind.shared_qk else _split_heads(_project(x, gwk), hc, d_head)
       gv = _split_heads(_project(x, gwv), hc, d_head)
-      return attend_pairs(kind, gq, gk, gv, group_mask, gstate, gkeys, mode)
+      return kind.attend_batched(gq, gk, gv, group_mask, gstate, gkeys, mode)
     out, new_state = chunked_map(one_group, grouped, x, mask)
     return jax.tree_util.tree_map(from_groups, (out, new_state))
-
-
-def attend_pairs(kind, q, k, v, mask, state, keys, mode):
-  """Runs `kind` over every (batch, head) pair of (B, H, L, d_head) arrays.
-
-  Uses `kind.attend_batched` when the kind has one, else vmaps `kind.attend` over heads
-  and then batch. mask: (B, Lk) or None; state: leading (B, H); keys: (B, H) keys or None.
-  Returns (out (B, H, Lq, d_head), new_state with leading (B, H)).
-  """
-  batched = getattr(kind, 'attend_batched', None)
-  if batched is not None:
-    return batched(q, k, v, mask, state, keys, mode)
-  def one(q1, k1, v1, m1, s1, r1, _):
-    return kind.attend(q1, k1, v1, m1, s1, r1, mode)
-  return vmap_pairs(one, q, k, v, mask, state, per_pair=keys)
 
 
 def vmap_pairs(fn, q, k, v, mask, state, per_pair=None, per_head=None):
   """The family's one batching loop: fn on every (batch, head) pair via two vmaps.
 
-  A kind's `attend_batched` that needs something per head but shared by the batch (e.g.
-  one random projection per head) calls this instead of writing its own vmaps.
+  `AttentionKind.attend_batched` runs `attend` with it; a kind's own `attend_batched` that
+  needs something per head but shared by the batch (FAVOR+'s random projection per head)
+  calls it instead of writing its own vmaps.
   Args:
     fn: (q1, k1, v1, mask1, state1, pair1, head1) -> (out (Lq, d), new_state1).
     q, v: (B, H, L, d_head); k: the same or None; mask: (B, Lk) or None.
@@ -314,10 +328,4 @@ def _project(x, w_and_b):
   return y
 
 
-def kind_state_slice(state, b, h):
-  """State of pair (b, h) from a (B, H, ...) state pytree (for tests and debugging)."""
-  return jax.tree_util.tree_map(lambda s: s[b, h], state)
-
-
-__all__ = ['Attention', 'AttentionKind', 'attend_pairs', 'large_negative', 'per_pair_keys',
-           'vmap_pairs']
+__all__ = ['Attention', 'AttentionKind', 'large_negative', 'per_pair_keys', 'vmap_pairs']

@@ -92,14 +92,6 @@ class BlockSparseKind(AttentionKind):
           f' (padded to a multiple of block_size). Use longer sequences, a smaller '
           'block_size or num_rand_blocks, or dense_fallback=True to run dense attention.')
 
-  def attend(self, q, k, v, mask, state, rng, mode):
-    """One pair: the batched code on a (1, 1) batch."""
-    state = _map(lambda s: s[None, None], state)
-    mask = None if mask is None else mask[None]
-    out, new_state = self.attend_batched(q[None, None], k[None, None], v[None, None], mask,
-                                         state, rng, mode)
-    return out[0, 0], _map(lambda s: s[0, 0], new_state)
-
   def attend_batched(self, q, k, v, mask, state, rng, mode):
     """(B, H, L, d_head) arrays, mask (B, L) or None; rng unused (the pattern is fixed)."""
     del rng
@@ -204,10 +196,6 @@ def _merge_slots(t):
   return t.reshape(t.shape[:3] + (t.shape[3] * t.shape[4],) + t.shape[5:])
 
 
-def _map(fn, tree):
-  return jax.tree_util.tree_map(fn, tree)
-
-
 # ----- layers -----
 def BlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_blocks=3, seed=0,  # pylint: disable=invalid-name
                          d_head=None, use_mask=False, dropout=0.0, dense_fallback=False,
@@ -247,5 +235,4 @@ def CausalBlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_block
                    use_bias=use_bias, mode=mode, name='CausalBlockSparseAttention')
 
 
-__all__ = ['BlockSparseAttention', 'BlockSparseKind', 'CausalBlockSparseAttention',
-           'block_sparse_mask']
+__all__ = ['BlockSparseAttention', 'BlockSparseKind', 'CausalBlockSparseAttention']

@@ -17,9 +17,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from plait.layers.attention.base import large_negative
+
 __all__ = ['decode_attention', 'supported']
 
-_NEG = -1e30
+_NEG = large_negative(jnp.float32)  # Masked logits and the max of an empty block.
 
 
 def block_size(cache_len, largest=128):

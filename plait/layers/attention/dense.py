@@ -1,8 +1,8 @@
 """Dense (full softmax) attention and chunked local attention, as AttentionKinds.
 
-`DotProductAttention` computes exact softmax attention on whole (B, H, L, d_head) tensors
+`DotProductKind` computes exact softmax attention on whole (B, H, L, d_head) tensors
 with `jax.nn.dot_product_attention` (cuDNN flash attention on GPU for bf16/fp16, XLA
-elsewhere). `ChunkedAttention` splits the sequence into chunks of `chunk_len` and lets
+elsewhere). `ChunkedKind` splits the sequence into chunks of `chunk_len` and lets
 each chunk attend to itself and `n_chunks_before` / `n_chunks_after` neighbours, so memory
 is O(L * chunk_len) rather than O(L^2). In predict mode both keep a KV cache of `max_len`
 positions in state and accept a whole prompt, then one token per call.
@@ -10,8 +10,8 @@ positions in state and accept a whole prompt, then one token per call.
   >>> layer = CausalAttention(d_model=512, n_heads=8)          # a plait Layer
   >>> layer = ChunkedCausalAttention(512, 8, chunk_len=128, n_chunks_before=1)
 
-Both kinds work on any leading axes, so `attend` (one pair) and `attend_batched` (B, H)
-are the same code: there is no batching loop here.
+Both kinds implement `attend_batched` on whole (B, H, L, d_head) arrays (their math works
+on any leading axes); `attend` on one pair is the base class's (1, 1) batch.
 """
 import jax
 import jax.numpy as jnp
@@ -105,7 +105,7 @@ def _check_cache_room(start, n_new, max_len):
 
 
 # ----- dense -----
-class DotProductAttention(AttentionKind):
+class DotProductKind(AttentionKind):
   """Exact softmax attention (an AttentionKind; wrap with `Attention` or use the constructors).
 
   Args:
@@ -119,17 +119,13 @@ class DotProductAttention(AttentionKind):
 
   def __init__(self, causal=False, implementation=None):
     if implementation not in IMPLEMENTATIONS:
-      raise ValueError(f'DotProductAttention: implementation must be one of {IMPLEMENTATIONS}, '
+      raise ValueError(f'DotProductKind: implementation must be one of {IMPLEMENTATIONS}, '
                        f'got {implementation!r}.')
     self.causal, self.implementation = causal, implementation
     self.name = 'Causal' if causal else 'DotProduct'
 
   def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
     return init_kv_cache(length, d_head, dtype) if mode == 'predict' else ()
-
-  def attend(self, q, k, v, mask, state, rng, mode):
-    """One pair: the batched code on a (1, 1) batch."""
-    return _attend_one_pair(self, q, k, v, mask, state, rng, mode)
 
   def attend_batched(self, q, k, v, mask, state, rng, mode):
     """(B, H, L, d_head) arrays, mask (B, Lk) or None; rng unused (no randomness)."""
@@ -176,11 +172,11 @@ class DotProductAttention(AttentionKind):
     half = q.dtype in (jnp.bfloat16, jnp.float16)
     if self.implementation == 'cudnn':
       if not on_gpu:
-        raise ValueError("DotProductAttention: implementation='cudnn' needs a GPU, but JAX's "
+        raise ValueError("DotProductKind: implementation='cudnn' needs a GPU, but JAX's "
                          f"backend is {jax.default_backend()!r}; use implementation=None "
                          "(auto) or 'xla'.")
       if not half:
-        raise ValueError("DotProductAttention: implementation='cudnn' takes bfloat16 or "
+        raise ValueError("DotProductKind: implementation='cudnn' takes bfloat16 or "
                          f'float16 inputs, got {q.dtype}; compute in bf16 or use '
                          'implementation=None (auto) or \'xla\'.')
       return 'cudnn'
@@ -203,7 +199,7 @@ def _dense_allowed(mask, lq, lk, causal):
 
 
 # ----- chunked -----
-class ChunkedAttention(AttentionKind):
+class ChunkedKind(AttentionKind):
   """Local attention: chunk i attends to chunks i - n_chunks_before .. i + n_chunks_after.
 
   The length is padded to a multiple of `chunk_len` (padding keys are masked and padded
@@ -217,10 +213,10 @@ class ChunkedAttention(AttentionKind):
 
   def __init__(self, chunk_len, n_chunks_before=1, n_chunks_after=0, causal=True):
     if chunk_len < 1 or n_chunks_before < 0 or n_chunks_after < 0:
-      raise ValueError(f'ChunkedAttention: need chunk_len >= 1 and n_chunks_before/after >= 0, '
+      raise ValueError(f'ChunkedKind: need chunk_len >= 1 and n_chunks_before/after >= 0, '
                        f'got {chunk_len}, {n_chunks_before}, {n_chunks_after}.')
     if causal and n_chunks_after:
-      raise ValueError('ChunkedAttention: causal attention cannot look at later chunks; '
+      raise ValueError('ChunkedKind: causal attention cannot look at later chunks; '
                        f'set n_chunks_after=0 (got {n_chunks_after}).')
     self.chunk_len, self.causal = chunk_len, causal
     self.n_chunks_before, self.n_chunks_after = n_chunks_before, n_chunks_after
@@ -232,7 +228,7 @@ class ChunkedAttention(AttentionKind):
   def check_length(self, length, mode):
     del length
     if mode == 'predict' and not self.causal:
-      raise ValueError('ChunkedAttention: predict mode (decoding) needs causal=True.')
+      raise ValueError('ChunkedKind: predict mode (decoding) needs causal=True.')
 
   def allowed(self, q_pos, k_pos):
     """Whether query position q_pos may see key position k_pos (broadcasting ints)."""
@@ -241,10 +237,6 @@ class ChunkedAttention(AttentionKind):
     if self.causal:
       ok = ok & (k_pos <= q_pos)
     return ok & (k_pos >= 0)
-
-  def attend(self, q, k, v, mask, state, rng, mode):
-    """One pair: the batched code on a (1, 1) batch."""
-    return _attend_one_pair(self, q, k, v, mask, state, rng, mode)
 
   def attend_batched(self, q, k, v, mask, state, rng, mode):
     """(B, H, L, d_head) arrays, mask (B, L) or None; rng unused."""
@@ -286,15 +278,6 @@ def _look_around(t, shifts):
   return t.reshape(t.shape[:3] + (t.shape[3] * t.shape[4],) + t.shape[5:])
 
 
-def _attend_one_pair(kind, q, k, v, mask, state, rng, mode):
-  """kind.attend via kind.attend_batched on a (1, 1) batch (same math, one code path)."""
-  add = lambda t: None if t is None else t[None, None]
-  state = jax.tree_util.tree_map(lambda s: s[None, None], state)
-  mask = None if mask is None else mask[None]
-  out, new_state = kind.attend_batched(add(q), add(k), add(v), mask, state, rng, mode)
-  return out[0, 0], jax.tree_util.tree_map(lambda s: s[0, 0], new_state)
-
-
 # ----- layers -----
 def SelfAttention(d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False,  # pylint: disable=invalid-name
                   head_chunk_size=None, max_len=2048, implementation=None, use_bias=True,
@@ -302,14 +285,14 @@ def SelfAttention(d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False, 
   """Bidirectional dense multi-head attention: (B, L, d_model) -> (B, L, d_model).
 
   `implementation`: None (auto: cuDNN on GPU for bf16/fp16, else XLA), 'xla' or 'cudnn'
-  (raises rather than falls back where cuDNN can't run); see `DotProductAttention`.
+  (raises rather than falls back where cuDNN can't run); see `DotProductKind`.
   The other arguments are `Attention`'s.
 
     >>> layer = SelfAttention(d_model=256, n_heads=4, use_mask=True, mode='eval')
     >>> weights, state = layer.init((ShapeDtype((2, 128, 256)), ShapeDtype((2, 128), bool)))
     >>> (y, mask), state = layer.pure_fn((x, mask), weights, state)
   """
-  return Attention(DotProductAttention(causal=False, implementation=implementation), d_model,
+  return Attention(DotProductKind(causal=False, implementation=implementation), d_model,
                    n_heads=n_heads, d_head=d_head, dropout=dropout, use_mask=use_mask,
                    head_chunk_size=head_chunk_size, max_len=max_len, use_bias=use_bias,
                    mode=mode, name='SelfAttention')
@@ -328,7 +311,7 @@ def CausalAttention(d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False
     >>> y, cache = layer.pure_fn(prompt, weights, cache)         # (2, L_prompt, 256)
     >>> y, cache = layer.pure_fn(next_token, weights, cache)     # (2, 1, 256)
   """
-  return Attention(DotProductAttention(causal=True, implementation=implementation), d_model,
+  return Attention(DotProductKind(causal=True, implementation=implementation), d_model,
                    n_heads=n_heads, d_head=d_head, dropout=dropout, use_mask=use_mask,
                    head_chunk_size=head_chunk_size, max_len=max_len, use_bias=use_bias,
                    mode=mode, name='CausalAttention')
@@ -338,7 +321,7 @@ def ChunkedCausalAttention(d_model, n_heads=8, chunk_len=128, n_chunks_before=1,
                            dropout=0.0, use_mask=False, head_chunk_size=None, max_len=2048,
                            use_bias=True, mode='train'):
   """Causal local attention: each chunk sees itself and `n_chunks_before` earlier chunks."""
-  kind = ChunkedAttention(chunk_len, n_chunks_before=n_chunks_before, causal=True)
+  kind = ChunkedKind(chunk_len, n_chunks_before=n_chunks_before, causal=True)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
                    use_bias=use_bias, mode=mode, name='ChunkedCausalAttention')
@@ -348,12 +331,12 @@ def ChunkedSelfAttention(d_model, n_heads=8, chunk_len=128, n_chunks_before=1,  
                          n_chunks_after=1, d_head=None, dropout=0.0, use_mask=False,
                          head_chunk_size=None, use_bias=True, mode='train'):
   """Bidirectional local attention: chunk i sees chunks i - before .. i + after."""
-  kind = ChunkedAttention(chunk_len, n_chunks_before=n_chunks_before,
+  kind = ChunkedKind(chunk_len, n_chunks_before=n_chunks_before,
                           n_chunks_after=n_chunks_after, causal=False)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, use_bias=use_bias,
                    mode=mode, name='ChunkedSelfAttention')
 
 
-__all__ = ['CausalAttention', 'ChunkedAttention', 'ChunkedCausalAttention',
-           'ChunkedSelfAttention', 'DotProductAttention', 'SelfAttention']
+__all__ = ['CausalAttention', 'ChunkedKind', 'ChunkedCausalAttention',
+           'ChunkedSelfAttention', 'DotProductKind', 'SelfAttention']

@@ -14,34 +14,34 @@ underflows and outputs 0 rather than NaN.
 Features and the redraw policy:
   - train mode with `redraw=True`: a fresh projection per call from the layer's rng, one
     per head and shared by the whole batch (like the Performer's one matrix per layer;
-    `attend_batched` draws head h's from the rng key of pair (0, h)). A single-pair
-    `attend` draws from its own key, so vmapping `attend` draws per pair instead: same
-    distribution, not the same numbers. Train mode with redraw and no rng is an error.
+    `attend_batched` draws head h's from the rng key of pair (0, h)). `attend` on one pair
+    (a (1, 1) batch) draws from its own key, so vmapping `attend` draws per pair instead:
+    same distribution, not the same numbers. Train mode with redraw and no rng is an error.
   - otherwise (redraw=False, eval, predict): one fixed projection from `feature_seed`,
     shared by all heads, so eval and predict use exactly the same features.
 Predict mode (causal only) keeps S = sum_j phi(k_j) v_j^T (m, d_head), z = sum_j phi(k_j)
 (m,), the log-scale c they are stored at, and the position: each new token costs
 O(m * d_head), and a prompt then one token per call equals the full causal output.
 
-  >>> layer = CausalFavor(d_model=512, n_heads=8, nb_features=256)   # a plait Layer
+  >>> layer = CausalFavorAttention(d_model=512, n_heads=8, nb_features=256)   # a plait Layer
   >>> weights, state = layer.init(ShapeDtype((2, 1024, 512)))
   >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(step))
 """
 import functools
 
-import jax
 import jax.numpy as jnp
 
-from plait.layers.attention.base import Attention, AttentionKind
+from plait.layers.attention.base import Attention, AttentionKind, large_negative, vmap_pairs
 from plait.layers.attention.favor_causal import causal_product, chunked_product
 from plait.layers.attention.favor_features import (
-    KERNELS, NO_LOG_SCALE, favor_features, fixed_orthogonal_features, key_features,
+    KERNELS, fixed_orthogonal_features, key_features,
     key_features_from_logits, key_logits, max_key_logit, orthogonal_random_features,
     query_features)
 
 
-class FavorAttention(AttentionKind):
-  """The FAVOR+ per-head algorithm (wrap with `Attention`, or use `Favor` / `CausalFavor`).
+class FavorKind(AttentionKind):
+  """The FAVOR+ per-head algorithm (wrap with `Attention`, or use `FavorAttention` /
+  `CausalFavorAttention`).
 
   Args:
     nb_features: number of random features m (more = closer to softmax, cost O(L m d)).
@@ -73,13 +73,14 @@ class FavorAttention(AttentionKind):
       return ()
     m = self.nb_features
     return (jnp.zeros((m, d_head), jnp.float32), jnp.zeros((m,), jnp.float32),
-            jnp.full((), NO_LOG_SCALE, jnp.float32), jnp.zeros((), jnp.int32))
+            jnp.full((), large_negative(jnp.float32), jnp.float32),  # No key seen yet.
+            jnp.zeros((), jnp.int32))
 
   def check_length(self, length, mode):
     del length
     if mode == 'predict' and not self.causal:
       raise ValueError(f'{self.name}: predict mode (decoding) needs causal attention; '
-                       'use CausalFavor.')
+                       'use CausalFavorAttention.')
 
   # ----- features -----
   def redraws(self, mode):
@@ -97,25 +98,18 @@ class FavorAttention(AttentionKind):
     return _fixed_projection(self.feature_seed, self.nb_features, d_head)
 
   # ----- attention -----
-  def attend(self, q, k, v, mask, state, rng, mode):
-    """One (batch, head) pair: q, k, v (L, d_head), mask (L,) or None."""
-    return self.attend_with_projection(q, k, v, mask, state,
-                                       self.projection(rng, q.shape[-1], mode), mode)
-
   def attend_batched(self, q, k, v, mask, state, rng, mode):
-    """(B, H, L, d_head) arrays; redrawn features are per head, shared across the batch."""
-    if self.redraws(mode):
-      if rng is None:
-        self.projection(None, q.shape[-1], mode)  # Raises the error.
-      draw = lambda key: orthogonal_random_features(key, self.nb_features, q.shape[-1])
-      projection, proj_axis = jax.vmap(draw)(rng[0]), 0
-    else:
-      projection, proj_axis = self.projection(None, q.shape[-1], mode), None
-    def one(q1, k1, v1, m1, s1, p1):
-      return self.attend_with_projection(q1, k1, v1, m1, s1, p1, mode)
-    over_heads = jax.vmap(one, in_axes=(0, 0, 0, None, 0, proj_axis))
-    over_batch = jax.vmap(over_heads, in_axes=(0, 0, 0, None if mask is None else 0, 0, None))
-    return over_batch(q, k, v, mask, state, projection)
+    """(B, H, L, d_head) arrays; redrawn features are per head, shared across the batch.
+
+    Head h draws its projection from the rng key of pair (0, h); `vmap_pairs` hands that
+    key to every batch element of the head (so the draw is made once per head).
+    """
+    d_head = q.shape[-1]
+    head_keys = rng[0] if rng is not None and self.redraws(mode) else None
+    def one(q1, k1, v1, mask1, state1, _, head_key):
+      projection = self.projection(head_key, d_head, mode)  # Raises if it needs a key.
+      return self.attend_with_projection(q1, k1, v1, mask1, state1, projection, mode)
+    return vmap_pairs(one, q, k, v, mask, state, per_head=head_keys)
 
   def attend_with_projection(self, q, k, v, mask, state, projection, mode):
     """One pair with a given (m, d_head) projection: returns (out (Lq, d_head), new_state)."""
@@ -168,32 +162,32 @@ def _normalize(out):
 
 # ----- layers -----
 # pylint: disable=invalid-name
-def Favor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
-          numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048, mode='train',
-          d_head=None, head_chunk_size=None, feature_seed=0, use_bias=True):
+def FavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
+                   numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
+                   mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
+                   use_bias=True):
   """Bidirectional FAVOR+ multi-head attention: (B, L, d_model) -> (B, L, d_model)."""
-  kind = FavorAttention(nb_features, kernel, causal=False, redraw=redraw,
-                        numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed)
+  kind = FavorKind(nb_features, kernel, causal=False, redraw=redraw,
+                   numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
-                   use_bias=use_bias, mode=mode, name='Favor')
+                   use_bias=use_bias, mode=mode, name='FavorAttention')
 
 
-def CausalFavor(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
-                numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
-                mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
-                chunk_size=128, use_bias=True):
+def CausalFavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
+                         numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
+                         mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
+                         chunk_size=128, use_bias=True):
   """Causal FAVOR+ attention (a decoder's); predict mode keeps running sums, O(1) per token."""
-  kind = FavorAttention(nb_features, kernel, causal=True, redraw=redraw,
-                        numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed,
-                        chunk_size=chunk_size)
+  kind = FavorKind(nb_features, kernel, causal=True, redraw=redraw,
+                   numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed,
+                   chunk_size=chunk_size)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
-                   use_bias=use_bias, mode=mode, name='CausalFavor')
+                   use_bias=use_bias, mode=mode, name='CausalFavorAttention')
 
 
 # pylint: enable=invalid-name
 
 
-__all__ = ['CausalFavor', 'Favor', 'FavorAttention', 'causal_product', 'favor_features',
-           'orthogonal_random_features']
+__all__ = ['CausalFavorAttention', 'FavorAttention', 'FavorKind']

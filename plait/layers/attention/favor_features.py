@@ -31,10 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-KERNELS = ('softmax', 'relu')
+from plait.layers.attention.base import large_negative
 
-# "No key seen yet" log-scale: finite, so that exp(old - new) is 0 or 1, never NaN.
-NO_LOG_SCALE = -1e30
+KERNELS = ('softmax', 'relu')
 
 
 def orthogonal_random_features(rng, nb_features, d):
@@ -91,17 +90,21 @@ def key_logits(k, projection):
 
 
 def max_key_logit(logits, mask=None):
-  """The largest logit over real keys (stop_gradient), shape (..., 1, 1); NO_LOG_SCALE if none."""
+  """The largest logit over real keys (stop_gradient), shape (..., 1, 1).
+
+  With no real key it is `large_negative`: finite, so that a later exp(old - new) is 0 or
+  1, never NaN.
+  """
   if mask is not None:
-    logits = jnp.where(mask[..., None], logits, NO_LOG_SCALE)
+    logits = jnp.where(mask[..., None], logits, large_negative(logits.dtype))
   return jax.lax.stop_gradient(jnp.max(logits, axis=(-2, -1), keepdims=True))
 
 
 def key_features_from_logits(logits, log_scale, mask=None):
-  """exp(logits - log_scale), exactly 0 at padded keys (no inf, so gradients stay finite)."""
+  """exp(logits - log_scale), exactly 0 at padded keys (exp of `large_negative`)."""
   shifted = logits - log_scale
   if mask is not None:
-    shifted = jnp.where(mask[..., None], shifted, -jnp.inf)
+    shifted = jnp.where(mask[..., None], shifted, large_negative(shifted.dtype))
   return jnp.exp(shifted)
 
 

@@ -1,4 +1,4 @@
-"""Exact softmax attention in plain einsums: the test oracle for every attention kind.
+"""Exact attention in plain einsums: the test oracles for every attention kind.
 
 Slow (materializes the full (Lq, Lk) matrix) and always float32 at highest matmul
 precision, so a fast or approximate kind can be compared against it on random inputs.
@@ -10,6 +10,9 @@ their outputs on rows that see at least one key.
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from plait.layers.attention.base import large_negative
+from plait.layers.attention.lsh.hashing import shared_qk_keys
 
 
 def dense_mask_attention(q, k, v, bool_mask):
@@ -62,12 +65,44 @@ def causal_mask(lq, lk, q_offset=None):
   return (jnp.arange(lk)[None, :] <= (q_offset + jnp.arange(lq))[:, None])
 
 
+def shared_qk_reference(q, v, valid=None, causal=False, allowed=None):
+  """Dense exact shared-QK attention with the hard self rule: the oracle for LSH.
+
+  Keys are `shared_qk_keys(q)`; query i attends, with softmax over q_i.k_j/sqrt(d), to
+  every key j that is valid, (if causal) j <= i, and (if given) allowed[i, j]; itself
+  only if that set has no j != i. O(L^2), float32, highest precision.
+
+  Args:
+    q: (L, d); v: (L, d_v); valid: (L,) bool or None; allowed: (L, L) bool or None.
+  Returns:
+    (L, d_v) float32 (0 for rows that see nothing).
+  """
+  length = q.shape[0]
+  ok = jnp.ones((length, length), jnp.bool_)
+  if valid is not None:
+    ok = ok & jnp.asarray(valid, jnp.bool_)[None, :]
+  if causal:
+    ok = ok & (jnp.arange(length)[None, :] <= jnp.arange(length)[:, None])
+  if allowed is not None:
+    ok = ok & allowed
+  eye = jnp.eye(length, dtype=jnp.bool_)
+  others = jnp.any(ok & ~eye, axis=1, keepdims=True)
+  ok = ok & ~(eye & others)
+  q32 = jnp.asarray(q, jnp.float32)
+  logits = jnp.einsum('qd,kd->qk', q32, shared_qk_keys(q32),
+                      precision=jax.lax.Precision.HIGHEST) / np.sqrt(q.shape[-1])
+  probs = jax.nn.softmax(jnp.where(ok, logits, large_negative(logits.dtype)), axis=-1)
+  probs = jnp.where(jnp.any(ok, axis=1, keepdims=True), probs, 0.0)
+  return jnp.einsum('qk,kd->qd', probs, jnp.asarray(v, jnp.float32),
+                    precision=jax.lax.Precision.HIGHEST)
+
+
 def _masked_softmax_values(logits, allowed, v):
   allowed = jnp.broadcast_to(allowed, logits.shape)
-  logits = jnp.where(allowed, logits, -1e30)
+  logits = jnp.where(allowed, logits, large_negative(logits.dtype))
   probs = jax.nn.softmax(logits, axis=-1)
   probs = jnp.where(jnp.any(allowed, axis=-1, keepdims=True), probs, 0.0)
   return jnp.einsum('...qk,...kd->...qd', probs, v, precision=jax.lax.Precision.HIGHEST)
 
 
-__all__ = ['causal_mask', 'dense_mask_attention', 'reference_attention']
+__all__ = ['causal_mask', 'dense_mask_attention', 'reference_attention', 'shared_qk_reference']

@@ -6,8 +6,9 @@ import pytest
 from jax.test_util import check_grads
 
 from plait.layers.attention import (
-    Attention, AttentionKind, CausalAttention, ChunkedAttention, ChunkedCausalAttention,
-    DotProductAttention, SelfAttention, reference_attention, vmap_pairs)
+    Attention, AttentionKind, CausalAttention, ChunkedCausalAttention, ChunkedKind,
+    DotProductKind, SelfAttention, vmap_pairs)
+from plait.layers.attention.reference import reference_attention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 from tests.layers.attention.conftest import numpy_multihead, randomize_biases
@@ -87,7 +88,7 @@ def test_shared_qk_kind_has_no_key_projection():
   np.testing.assert_allclose(y, numpy_multihead(x, as_full, H), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize('kind', [DotProductAttention(causal=True), ChunkedAttention(3)])
+@pytest.mark.parametrize('kind', [DotProductKind(causal=True), ChunkedKind(3)])
 def test_head_chunking_equals_no_chunking(kind):
   x = random_array((B, L, D), 1)
   whole = Attention(kind, D, n_heads=4, d_head=2, mode='eval')

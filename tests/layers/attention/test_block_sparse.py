@@ -8,7 +8,9 @@ from jax.test_util import check_grads
 
 from plait.layers.attention import (
     BlockSparseAttention, BlockSparseKind, CausalAttention, CausalBlockSparseAttention,
-    SelfAttention, block_sparse_mask, dense_mask_attention)
+    SelfAttention)
+from plait.layers.attention.block_sparse_pattern import block_sparse_mask
+from plait.layers.attention.reference import dense_mask_attention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 from tests.layers.attention.conftest import numpy_multihead, randomize_biases

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from plait.layers.attention import block_sparse_mask
-from plait.layers.attention.block_sparse_pattern import block_pattern, min_blocks
+from plait.layers.attention.block_sparse_pattern import block_pattern, block_sparse_mask, min_blocks
 
 
 def block_view(mask, block_size, causal):

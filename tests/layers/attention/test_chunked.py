@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from plait.layers.attention import (
-    CausalAttention, ChunkedAttention, ChunkedCausalAttention, ChunkedSelfAttention,
-    dense_mask_attention)
+    CausalAttention, ChunkedCausalAttention, ChunkedKind, ChunkedSelfAttention)
+from plait.layers.attention.reference import dense_mask_attention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 
@@ -35,7 +35,7 @@ def banded_mask(length, chunk_len, before, after, causal):
                                                      (7, 8, 1), (10, 2, 9)])
 def test_causal_chunked_equals_dense_with_banded_causal_mask(length, chunk_len, before):
   q, k, v = qkv(length, 1)
-  kind = ChunkedAttention(chunk_len, n_chunks_before=before, causal=True)
+  kind = ChunkedKind(chunk_len, n_chunks_before=before, causal=True)
   out = attend(kind, q, k, v)
   ref = dense_mask_attention(q, k, v, banded_mask(length, chunk_len, before, 0, True))
   np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
@@ -47,7 +47,7 @@ def test_bidirectional_chunked_equals_dense_with_banded_mask(length, chunk_len, 
   # (8, 4, 1, 1) and (6, 2, 5, 5): windows wider than the sequence must not count a
   # chunk twice (jnp.roll wraps around).
   q, k, v = qkv(length, 1)
-  kind = ChunkedAttention(chunk_len, n_chunks_before=before, n_chunks_after=after, causal=False)
+  kind = ChunkedKind(chunk_len, n_chunks_before=before, n_chunks_after=after, causal=False)
   out = attend(kind, q, k, v)
   ref = dense_mask_attention(q, k, v, banded_mask(length, chunk_len, before, after, False))
   np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
@@ -57,7 +57,7 @@ def test_padding_mask_combines_with_the_band():
   length = 11
   q, k, v = qkv(length, 1)
   mask = np.random.default_rng(3).random((B, length)) < 0.6
-  kind = ChunkedAttention(3, n_chunks_before=1, causal=True)
+  kind = ChunkedKind(3, n_chunks_before=1, causal=True)
   out = attend(kind, q, k, v, mask)
   allowed = banded_mask(length, 3, 1, 0, True)[None, None] & mask[:, None, None, :]
   np.testing.assert_allclose(out, dense_mask_attention(q, k, v, allowed), atol=1e-5, rtol=1e-5)
@@ -98,14 +98,14 @@ def compiled_temp_bytes(length, kind_fn):
 
 
 def test_chunked_memory_grows_linearly_not_quadratically():
-  kind_fn = lambda: ChunkedAttention(64, n_chunks_before=1, causal=True)
+  kind_fn = lambda: ChunkedKind(64, n_chunks_before=1, causal=True)
   small, large = compiled_temp_bytes(512, kind_fn), compiled_temp_bytes(2048, kind_fn)
   assert large / small < 6, (small, large)  # 4x length: ~4x if linear, ~16x if quadratic.
 
 
 def test_causal_chunked_cannot_look_ahead():
   with pytest.raises(ValueError, match='causal attention cannot look at later chunks'):
-    ChunkedAttention(4, n_chunks_after=1, causal=True)
+    ChunkedKind(4, n_chunks_after=1, causal=True)
 
 
 def test_bidirectional_chunked_has_no_predict_mode():
@@ -116,4 +116,4 @@ def test_bidirectional_chunked_has_no_predict_mode():
 
 def test_bad_chunk_len_is_an_error():
   with pytest.raises(ValueError, match='chunk_len >= 1'):
-    ChunkedAttention(0)
+    ChunkedKind(0)

@@ -75,17 +75,17 @@ def test_kernel_refuses_masks_prompts_and_odd_lengths():
 
 
 def test_the_kernel_is_picked_only_on_gpu_without_masks():
-  kind = dense.DotProductAttention(causal=True)
+  kind = dense.DotProductKind(causal=True)
   cache = dense.init_kv_cache(128, 64, jnp.bfloat16)
   q = jnp.ones((2, 4, 1, 64), jnp.bfloat16)
   assert kind.pick_decode_kernel(q, None, cache) == (
       'pallas' if jax.default_backend() == 'gpu' else None)
   assert kind.pick_decode_kernel(q, jnp.ones((2, 1, 1), bool), cache) is None
-  assert dense.DotProductAttention(True, 'xla').pick_decode_kernel(q, None, cache) is None
+  assert dense.DotProductKind(True, 'xla').pick_decode_kernel(q, None, cache) is None
 
 
 def test_transformer_lm_decoding_with_the_kernel_equals_rerun(monkeypatch):
-  monkeypatch.setattr(dense.DotProductAttention, 'pick_decode_kernel',
+  monkeypatch.setattr(dense.DotProductKind, 'pick_decode_kernel',
                       lambda self, q, mask, cache: 'interpret' if q.shape[-2] == 1 else None)
   kwargs = dict(helpers.LMS['TransformerLM'][1], attention_type='dense')
   weights = helpers.random_weights(models.TransformerLM(**kwargs, mode='train'),

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plait.layers.attention import (
-    CausalAttention, DotProductAttention, SelfAttention, reference_attention)
+from plait.layers.attention import CausalAttention, DotProductKind, SelfAttention
+from plait.layers.attention.reference import reference_attention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 
@@ -34,7 +34,7 @@ def padding_mask(seed=0, keep=0.7):
 def test_dense_kind_equals_reference(causal, masked):
   q, k, v = qkv(1)
   mask = padding_mask(2) if masked else None
-  out = attend(DotProductAttention(causal=causal), q, k, v, mask)
+  out = attend(DotProductKind(causal=causal), q, k, v, mask)
   ref = reference_attention(q, k, v, mask=None if mask is None else mask[:, None], causal=causal)
   np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
 
@@ -42,7 +42,7 @@ def test_dense_kind_equals_reference(causal, masked):
 def test_per_pair_attend_equals_batched():
   q, k, v = qkv(1)
   mask = padding_mask(2)
-  kind = DotProductAttention(causal=True)
+  kind = DotProductKind(causal=True)
   batched, _ = kind.attend_batched(q, k, v, mask, (), None, 'eval')
   one, _ = kind.attend(q[1, 2], k[1, 2], v[1, 2], mask[1], (), None, 'eval')
   np.testing.assert_allclose(one, batched[1, 2], atol=1e-6)
@@ -54,7 +54,7 @@ def test_queries_that_see_no_valid_key_output_zero_like_the_reference(causal):
   mask = padding_mask(2)
   mask[0, :3] = False          # Left padding: causal queries 0..2 of row 0 see nothing.
   mask[1, :] = False           # A fully padded sequence: no query sees anything.
-  out = attend(DotProductAttention(causal=causal), q, k, v, mask)
+  out = attend(DotProductKind(causal=causal), q, k, v, mask)
   ref = reference_attention(q, k, v, mask=mask[:, None], causal=causal)
   np.testing.assert_array_equal(np.asarray(out)[1], 0.0)
   if causal:
@@ -65,20 +65,20 @@ def test_queries_that_see_no_valid_key_output_zero_like_the_reference(causal):
 def test_xla_and_auto_agree():
   q, k, v = qkv(1)
   mask = padding_mask(2)
-  auto = attend(DotProductAttention(True), q, k, v, mask)
-  xla = attend(DotProductAttention(True, 'xla'), q, k, v, mask)
+  auto = attend(DotProductKind(True), q, k, v, mask)
+  xla = attend(DotProductKind(True, 'xla'), q, k, v, mask)
   np.testing.assert_allclose(auto, xla, atol=1e-6)
 
 
 def test_auto_picks_xla_for_float32():
-  assert DotProductAttention().pick_implementation(jnp.zeros((1, 1, 8, 64)), None) == 'xla'
+  assert DotProductKind().pick_implementation(jnp.zeros((1, 1, 8, 64)), None) == 'xla'
 
 
 @pytest.mark.skipif(ON_GPU, reason='checks the error raised without a GPU')
 def test_explicit_cudnn_without_gpu_raises_instead_of_falling_back():
   q, k, v = qkv(1, jnp.bfloat16)
   with pytest.raises(ValueError, match="implementation='cudnn' needs a GPU"):
-    DotProductAttention(implementation='cudnn').attend_batched(q, k, v, None, (), None, 'eval')
+    DotProductKind(implementation='cudnn').attend_batched(q, k, v, None, (), None, 'eval')
 
 
 @pytest.mark.skipif(ON_GPU, reason='checks the error raised without a GPU')
@@ -94,7 +94,7 @@ def test_float64_stays_float64_and_matches_float64_einsum():
   with jax.enable_x64():
     q, k, v = (jnp.asarray(t, jnp.float64) for t in qkv(1))
     mask = padding_mask(2)
-    out, _ = DotProductAttention(causal=True).attend_batched(q, k, v, mask, (), None, 'eval')
+    out, _ = DotProductKind(causal=True).attend_batched(q, k, v, mask, (), None, 'eval')
     assert out.dtype == jnp.float64
     allowed = np.tril(np.ones((L, L), bool))[None, None] & mask[:, None, None, :]
     logits = np.where(allowed, np.einsum('bhqd,bhkd->bhqk', q, k) / np.sqrt(DH), -np.inf)
@@ -105,7 +105,7 @@ def test_float64_stays_float64_and_matches_float64_einsum():
 
 def test_unknown_implementation_is_an_error():
   with pytest.raises(ValueError, match="implementation must be one of"):
-    DotProductAttention(implementation='flash')
+    DotProductKind(implementation='flash')
 
 
 @pytest.mark.skipif(not ON_GPU, reason='cuDNN needs a GPU')
@@ -117,7 +117,7 @@ def test_cudnn_matches_reference_in_bf16(causal, masked):
   if masked:
     mask = np.random.default_rng(2).random((B, 64)) < 0.7
     mask[:, 0] = True
-  kind = DotProductAttention(causal=causal, implementation='cudnn')
+  kind = DotProductKind(causal=causal, implementation='cudnn')
   out, _ = kind.attend_batched(q, k, v, mask, (), None, 'eval')
   ref = reference_attention(q, k, v, mask=None if mask is None else mask[:, None], causal=causal)
   np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=3e-2, rtol=3e-2)
@@ -130,7 +130,7 @@ def test_cudnn_matches_reference_in_bf16(causal, masked):
 
 def test_bfloat16_inputs_give_bfloat16_outputs_close_to_reference():
   q, k, v = qkv(1, jnp.bfloat16)
-  out = attend(DotProductAttention(causal=True), q, k, v)
+  out = attend(DotProductKind(causal=True), q, k, v)
   assert out.dtype == jnp.bfloat16
   ref = reference_attention(q, k, v, causal=True)
   np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=3e-2, rtol=3e-2)

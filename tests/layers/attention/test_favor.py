@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plait.layers.attention import CausalFavor, Favor, FavorAttention, reference_attention
+from plait.layers.attention import CausalFavorAttention, FavorAttention, FavorKind
+from plait.layers.attention.reference import reference_attention
 from plait.layers.attention.favor_features import fixed_orthogonal_features
 from plait.layers.base import LayerError
 from plait.shapes import ShapeDtype
@@ -22,7 +23,7 @@ def qkv(seed=0, shape=(L, DH), scale=0.7):
 
 
 def eval_kind(causal, m=16, kernel='softmax', seed=0):
-  return FavorAttention(m, kernel, causal=causal, redraw=False, feature_seed=seed, chunk_size=4)
+  return FavorKind(m, kernel, causal=causal, redraw=False, feature_seed=seed, chunk_size=4)
 
 
 @pytest.mark.parametrize('causal', [False, True])
@@ -90,7 +91,7 @@ def test_attend_batched_equals_vmapped_attend_with_fixed_features():
 
 def test_redrawn_features_are_per_head_shared_across_batch_and_follow_the_rng():
   q, k, v = (np.broadcast_to(random_array((1, 1, L, DH), i), (2, 2, L, DH)) for i in range(3))
-  kind = FavorAttention(8, causal=False, redraw=True)
+  kind = FavorKind(8, causal=False, redraw=True)
   keys = jax.random.split(jax.random.key(0), 4).reshape(2, 2)
   run = jax.jit(lambda keys: kind.attend_batched(q, k, v, None, (), keys, 'train')[0])
   out = np.asarray(run(keys))
@@ -102,7 +103,7 @@ def test_redrawn_features_are_per_head_shared_across_batch_and_follow_the_rng():
 
 def _layer_and_input(mode, causal=True, redraw=True, **kw):
   """A small FAVOR+ layer, an input (2, 10, 16), weights with random biases, and state."""
-  make = CausalFavor if causal else Favor
+  make = CausalFavorAttention if causal else FavorAttention
   layer = make(16, n_heads=2, nb_features=16, redraw=redraw, mode=mode, max_len=12, **kw)
   x = random_array((2, 10, 16), 8)
   state = ()
@@ -150,11 +151,11 @@ def test_predict_prompt_then_one_token_per_call_equals_causal_eval(kernel):
 
 def test_bad_arguments_raise_clear_errors():
   with pytest.raises(ValueError, match='kernel must be one of'):
-    FavorAttention(kernel='cosine')
+    FavorKind(kernel='cosine')
   with pytest.raises(ValueError, match='predict mode .* needs causal'):
-    FavorAttention().check_length(8, 'predict')
+    FavorKind().check_length(8, 'predict')
   with pytest.raises(ValueError, match='nb_features >= 1'):
-    Favor(16, n_heads=2, nb_features=0)
+    FavorAttention(16, n_heads=2, nb_features=0)
 
 
 def test_head_chunking_does_not_change_the_output():
@@ -162,4 +163,4 @@ def test_head_chunking_does_not_change_the_output():
   plain = _layer_and_input('eval', causal=False)[0]
   y = jax.jit(layer.pure_fn)(x, weights, (), None)[0]
   np.testing.assert_allclose(y, jax.jit(plain.pure_fn)(x, weights, (), None)[0], atol=1e-6)
-  assert repr(layer.kind) == 'Favor' and CausalFavor(16, 2).kind.causal
+  assert repr(layer.kind) == 'Favor' and CausalFavorAttention(16, 2).kind.causal

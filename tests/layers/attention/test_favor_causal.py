@@ -8,9 +8,10 @@ import jax.test_util
 import numpy as np
 import pytest
 
-from plait.layers.attention import FavorAttention, causal_product, favor_features
+from plait.layers.attention import FavorKind
+from plait.layers.attention.favor_causal import causal_product
 from plait.layers.attention.favor_features import (
-    fixed_orthogonal_features, orthogonal_random_features)
+    favor_features, fixed_orthogonal_features, orthogonal_random_features)
 from tests.conftest import random_array
 
 L, DH, M = 11, 4, 16
@@ -46,7 +47,7 @@ def _attend_jit(kind, q, k, v, mask, projection):
 
 
 def kind_and_projection(kernel='softmax', chunk_size=3, m=M, d=DH, eps=1e-6):
-  kind = FavorAttention(m, kernel, causal=True, redraw=False, chunk_size=chunk_size,
+  kind = FavorKind(m, kernel, causal=True, redraw=False, chunk_size=chunk_size,
                         numerical_stabilizer=eps)
   return kind, kind.projection(None, d, 'eval')
 
@@ -63,7 +64,7 @@ def test_causal_product_equals_cumulative_sum_definition():
 def test_ones_queries_and_keys_with_one_hot_values_give_running_means():
   length = 8
   ones = np.ones((length, length), np.float32)
-  kind = FavorAttention(32, causal=True, redraw=False, chunk_size=3)
+  kind = FavorKind(32, causal=True, redraw=False, chunk_size=3)
   out = attend(kind, ones, ones, np.eye(length, dtype=np.float32))
   expected = np.tril(np.ones((length, length))) / np.arange(1, length + 1)[:, None]
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
@@ -107,14 +108,14 @@ def test_causal_favor_gradients_by_finite_differences(kernel):
   with jax.enable_x64():
     q, k, v = (t.astype(np.float64) for t in qkv(3, length=5, d=3))
     # eps=0: the per-query max then cancels exactly, so the stop_gradient on it is exact.
-    kind = FavorAttention(8, kernel, causal=True, redraw=False, chunk_size=2,
+    kind = FavorKind(8, kernel, causal=True, redraw=False, chunk_size=2,
                           numerical_stabilizer=0.0 if kernel == 'softmax' else 1e-3)
     f = jax.jit(lambda q, k, v: kind.attend(q, k, v, None, (), None, 'eval')[0])
     jax.test_util.check_grads(f, (q, k, v), order=1, modes=['rev'], atol=1e-5, rtol=1e-5)
 
 
 def _causal_grad(length, m, d):
-  kind = FavorAttention(m, causal=True, redraw=False, chunk_size=32)
+  kind = FavorKind(m, causal=True, redraw=False, chunk_size=32)
   def loss(q, k, v):
     return jnp.sum(kind.attend(q, k, v, None, (), None, 'eval')[0] ** 2)
   return jax.grad(loss, (0, 1, 2)), [jax.ShapeDtypeStruct((length, d), jnp.float32)] * 3

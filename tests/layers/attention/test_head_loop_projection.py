@@ -26,9 +26,9 @@ LAYERS = {
         D, n_heads=H, use_mask=True, head_chunk_size=h, mode=mode), True),
     'chunked_causal': (lambda h, mode: tl.ChunkedCausalAttention(
         D, n_heads=H, chunk_len=8, head_chunk_size=h, mode=mode), False),
-    'favor': (lambda h, mode: tl.Favor(
+    'favor': (lambda h, mode: tl.FavorAttention(
         D, n_heads=H, nb_features=8, use_mask=True, head_chunk_size=h, mode=mode), True),
-    'favor_causal': (lambda h, mode: tl.CausalFavor(
+    'favor_causal': (lambda h, mode: tl.CausalFavorAttention(
         D, n_heads=H, nb_features=8, chunk_size=8, head_chunk_size=h, max_len=L,
         mode=mode), False),
     'block_sparse': (lambda h, mode: tl.BlockSparseAttention(

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 import plait.layers as tl
-from plait.layers.attention import lsh_chunked as lc
-from plait.layers.attention import lsh_hashing as lh
+from plait.layers.attention.lsh import chunked as lc
+from plait.layers.attention.lsh import config
+from plait.layers.attention.lsh import hashing as lh
 from tests.conftest import random_array
 
 
 def make_cfg(n_hashes, n_buckets, chunk_len, before, after, causal, per_block):
-  return lc.LSHConfig(n_hashes=n_hashes, factors=lh.check_n_buckets(n_buckets),
+  return config.LSHConfig(n_hashes=n_hashes, factors=lh.check_n_buckets(n_buckets),
                       chunk_len=chunk_len, n_chunks_before=before, n_chunks_after=after,
                       causal=causal, chunks_per_block=per_block)
 
@@ -58,7 +59,7 @@ def test_blocked_equals_all_at_once_values_and_grads(case):
 
 def test_auto_blocks_only_beyond_the_logits_budget():
   cfg = make_cfg(2, 8, 128, 1, 0, True, 'auto')
-  per_block = lc.AUTO_BLOCK_LOGITS // (128 * 256)
+  per_block = config.AUTO_BLOCK_LOGITS // (128 * 256)
   assert cfg.resolve_block(per_block // 2) is None           # all rounds fit in one block
   assert cfg.resolve_block(per_block) == per_block
   assert dataclasses.replace(cfg, chunks_per_block=None).resolve_block(10 ** 6) is None
@@ -81,7 +82,7 @@ def test_blocks_cut_the_compiled_memory_of_the_gradient(monkeypatch):
   blocked = _grad_temp_bytes(make_cfg(2, 16, 64, 1, 0, True, 8), 8192)
   assert blocked * 3 < whole, (blocked, whole)
   # 'auto' blocks once the budget is exceeded (a tiny budget stands in for 2^25 logits).
-  monkeypatch.setattr(lc, 'AUTO_BLOCK_LOGITS', 8 * 64 * 128)
+  monkeypatch.setattr(config, 'AUTO_BLOCK_LOGITS', 8 * 64 * 128)
   auto = _grad_temp_bytes(make_cfg(2, 16, 64, 1, 0, True, 'auto'), 8192)
   assert auto * 3 < whole, (auto, whole)
 
@@ -107,5 +108,5 @@ def test_layer_with_blocks_equals_layer_without():
 
 @pytest.mark.parametrize('bad', [0, -1, 2.5, 'big', True])
 def test_bad_chunks_per_block_raises_naming_the_layer(bad):
-  with pytest.raises(ValueError, match='LSHAttention: chunks_per_block'):
+  with pytest.raises(ValueError, match='LSHKind: chunks_per_block'):
     tl.LSHSelfAttention(d_model=16, n_heads=2, chunks_per_block=bad)

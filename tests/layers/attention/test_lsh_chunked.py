@@ -4,8 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plait.layers.attention import lsh_chunked as lc
-from plait.layers.attention import lsh_hashing as lh
+from plait.layers.attention.lsh import chunked as lc
+from plait.layers.attention.lsh import config
+from plait.layers.attention.lsh import hashing as lh
 from tests.conftest import random_array
 from tests.layers.attention.lsh_oracle import numpy_hash, shared_qk_oracle, window_union
 
@@ -17,7 +18,7 @@ lsh_attention_replay = jax.jit(lc.lsh_attention, static_argnums=4)  # with bucke
 
 
 def make_cfg(n_hashes=1, n_buckets=4, chunk_len=4, before=1, after=0, causal=False):
-  return lc.LSHConfig(n_hashes=n_hashes, factors=lh.check_n_buckets(n_buckets),
+  return config.LSHConfig(n_hashes=n_hashes, factors=lh.check_n_buckets(n_buckets),
                       chunk_len=chunk_len, n_chunks_before=before, n_chunks_after=after,
                       causal=causal)
 

@@ -1,4 +1,4 @@
-"""Predict-mode LSH: predict(x)[t] == eval(x[:t + 1])[t] (see lsh_decode.py)."""
+"""Predict-mode LSH: predict(x)[t] == eval(x[:t + 1])[t] (see lsh/decode.py)."""
 import functools
 
 import jax
@@ -6,13 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plait.layers.attention.lsh import LSHAttention, LSHSelfAttention
+from plait.layers.attention.lsh import LSHKind, LSHSelfAttention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 from tests.layers.attention.lsh_oracle import shared_qk_oracle
 
 L, DH = 14, 8
-KIND = LSHAttention(n_hashes=3, n_buckets=4, chunk_len=4, n_chunks_before=1, causal=True)
+KIND = LSHKind(n_hashes=3, n_buckets=4, chunk_len=4, n_chunks_before=1, causal=True)
 
 
 @functools.partial(jax.jit, static_argnames='mode')

@@ -5,8 +5,8 @@ import jax.test_util
 import numpy as np
 import pytest
 
-from plait.layers.attention import lsh_chunked as lc
-from plait.layers.attention.lsh import LSHAttention, LSHSelfAttention
+from plait.layers.attention.lsh import chunked as lc
+from plait.layers.attention.lsh import LSHKind, LSHSelfAttention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 from tests.layers.attention.conftest import randomize_biases
@@ -162,7 +162,7 @@ def test_rng_replay_gives_identical_outputs_in_forward_and_backward():
 
 def test_gradients_match_finite_differences_float64():
   with jax.enable_x64(True):
-    kind = LSHAttention(n_hashes=2, n_buckets=4, chunk_len=4, n_chunks_before=1, causal=True)
+    kind = LSHKind(n_hashes=2, n_buckets=4, chunk_len=4, n_chunks_before=1, causal=True)
     state = kind.init_state(1, 1, 12, 6, jnp.float64, 'eval')
 
     @jax.jit

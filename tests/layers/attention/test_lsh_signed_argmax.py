@@ -1,9 +1,9 @@
-"""lsh_hashing.signed_argmax equals argmax over [x, -x] (ties, zeros, NaN) and saves memory."""
+"""hashing.signed_argmax equals argmax over [x, -x] (ties, zeros, NaN) and saves memory."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plait.layers.attention import lsh_hashing as lh
+from plait.layers.attention.lsh import hashing as lh
 
 
 def concat_argmax(x):

@@ -1,7 +1,7 @@
 """The exact attention oracle, checked against a loop-by-loop numpy softmax."""
 import numpy as np
 
-from plait.layers.attention import causal_mask, dense_mask_attention, reference_attention
+from plait.layers.attention.reference import causal_mask, dense_mask_attention, reference_attention
 from tests.conftest import random_array
 
 

@@ -1,4 +1,4 @@
-"""The Reformer LSH attention algorithm for one (batch, head) pair, plus its dense oracle.
+"""The Reformer LSH attention algorithm for one (batch, head) pair (train and eval mode).
 
 Per hash round: hash every position, sort positions by (bucket, position), cut the
 sorted order into chunks of `chunk_len`, and let each chunk attend to itself and to
@@ -17,63 +17,19 @@ of `chunk_len`) goes to an extra bucket that sorts after all real buckets, so it
 changes which real tokens share a chunk. Outputs at padding positions are unspecified
 (finite). All rounds at once take O(n_hashes * L * (1 + n_before + n_after) * chunk_len)
 memory; with `cfg.chunks_per_block` (default 'auto': when that exceeds
-AUTO_BLOCK_LOGITS), lsh_blocked.py computes one block of query chunks at a time and
-recomputes it in the backward pass, with the same per-chunk math (lsh_window.py).
+config.AUTO_BLOCK_LOGITS), blocked.py computes one block of query chunks at a time and
+recomputes it in the backward pass, with the same per-chunk math (window.py). The dense
+oracle is `plait.layers.attention.reference.shared_qk_reference`.
 """
 import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from plait.layers.attention.lsh_blocked import blocked_rounds
-from plait.layers.attention.lsh_hashing import hash_vectors, shared_qk_keys, total_buckets
-from plait.layers.attention.lsh_window import (MASKED, SELF_PENALTY, chunk_in_range,
-                                               logits_dtype, masked_logits, window_attention)
-
-# Blocks of the default chunks_per_block='auto' hold at most this many logits (128 MiB
-# in float32); smaller inputs take the all-at-once path.
-AUTO_BLOCK_LOGITS = 2 ** 25
-
-
-@dataclasses.dataclass(frozen=True)
-class LSHConfig:
-  """Hyperparameters of LSH attention (validated by LSHAttention)."""
-  n_hashes: int
-  factors: tuple        # bucket-count factors, from lsh_hashing.check_n_buckets.
-  chunk_len: int
-  n_chunks_before: int
-  n_chunks_after: int
-  causal: bool
-  chunks_per_block: object = 'auto'   # None, 'auto' or int >= 1: see resolve_block.
-
-  @property
-  def n_buckets(self):
-    return total_buckets(self.factors)
-
-  @property
-  def window_chunks(self):
-    return self.n_chunks_before + 1 + self.n_chunks_after
-
-  def resolve_block(self, n_chunks):
-    """Query chunks per block for a round of n_chunks, or None for all rounds at once.
-
-    chunks_per_block None: all at once; an int: blocks of that many chunks (even if one
-    block holds everything); 'auto': blocks of at most AUTO_BLOCK_LOGITS logits, or all
-    at once when every round fits in one such block.
-    """
-    if self.chunks_per_block != 'auto':
-      return self.chunks_per_block
-    per_block = max(1, AUTO_BLOCK_LOGITS // (self.chunk_len ** 2 * self.window_chunks))
-    return None if self.n_hashes * n_chunks <= per_block else per_block
-
-
-def hash_buckets(q, valid, rotations, cfg):
-  """(n_hashes, L) bucket ids; invalid positions get the extra bucket n_buckets."""
-  buckets = hash_vectors(q, rotations, cfg.factors)
-  return jnp.where(valid[None, :], buckets, cfg.n_buckets)
-
+from plait.layers.attention.lsh.blocked import blocked_rounds
+from plait.layers.attention.lsh.hashing import hash_buckets, shared_qk_keys
+from plait.layers.attention.lsh.window import chunk_in_range, window_attention
 
 def lsh_attention(q, v, valid, rotations, cfg, buckets=None):
   """LSH self-attention of one (batch, head) pair.
@@ -82,7 +38,7 @@ def lsh_attention(q, v, valid, rotations, cfg, buckets=None):
     q: (L, d) queries (not pre-scaled); keys are derived from them.
     v: (L, d_v) values.
     valid: (L,) bool, True = real token.
-    rotations: (d, n_hashes, columns) from lsh_hashing.random_rotations.
+    rotations: (d, n_hashes, columns) from hashing.random_rotations.
     cfg: LSHConfig.
     buckets: optional (n_hashes, L) int32 bucket ids returned by an earlier call; when
       given, they are used instead of hashing q (rotations are then ignored). This is
@@ -178,37 +134,4 @@ def _look_around(t, cfg):
   return t.reshape((t.shape[0], t.shape[1] * t.shape[2]) + t.shape[3:])
 
 
-def shared_qk_reference(q, v, valid=None, causal=False, allowed=None):
-  """Dense exact shared-QK attention with the hard self rule: the oracle for LSH.
-
-  Keys are `shared_qk_keys(q)`; query i attends, with softmax over q_i.k_j/sqrt(d), to
-  every key j that is valid, (if causal) j <= i, and (if given) allowed[i, j]; itself
-  only if that set has no j != i. O(L^2), float32, highest precision.
-
-  Args:
-    q: (L, d); v: (L, d_v); valid: (L,) bool or None; allowed: (L, L) bool or None.
-  Returns:
-    (L, d_v) float32 (0 for rows that see nothing).
-  """
-  length = q.shape[0]
-  ok = jnp.ones((length, length), jnp.bool_)
-  if valid is not None:
-    ok = ok & jnp.asarray(valid, jnp.bool_)[None, :]
-  if causal:
-    ok = ok & (jnp.arange(length)[None, :] <= jnp.arange(length)[:, None])
-  if allowed is not None:
-    ok = ok & allowed
-  eye = jnp.eye(length, dtype=jnp.bool_)
-  others = jnp.any(ok & ~eye, axis=1, keepdims=True)
-  ok = ok & ~(eye & others)
-  q32 = jnp.asarray(q, jnp.float32)
-  logits = jnp.einsum('qd,kd->qk', q32, shared_qk_keys(q32),
-                      precision=jax.lax.Precision.HIGHEST) / np.sqrt(q.shape[-1])
-  probs = jax.nn.softmax(jnp.where(ok, logits, -1e30), axis=-1)
-  probs = jnp.where(jnp.any(ok, axis=1, keepdims=True), probs, 0.0)
-  return jnp.einsum('qk,kd->qd', probs, jnp.asarray(v, jnp.float32),
-                    precision=jax.lax.Precision.HIGHEST)
-
-
-__all__ = ['LSHConfig', 'MASKED', 'SELF_PENALTY', 'hash_buckets', 'lsh_attention',
-           'lsh_attention_weights', 'masked_logits', 'shared_qk_reference']
+__all__ = ['lsh_attention', 'lsh_attention_weights']

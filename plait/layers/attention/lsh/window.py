@@ -1,7 +1,7 @@
 """LSH attention of chunks of sorted queries, each to its window of neighbouring chunks.
 
-The per-chunk math of one hash round, shared by the all-at-once path (lsh_chunked) and
-the blocked path (lsh_blocked), so that both compute the same numbers. Inputs are in
+The per-chunk math of one hash round, shared by the all-at-once path (chunked.py) and
+the blocked path (blocked.py), so that both compute the same numbers. Inputs are in
 sorted order; masks are built here from small per-position vectors (positions, validity,
 chunk ids) by broadcasting.
 """
@@ -20,9 +20,6 @@ from plait.layers.attention.base import large_negative
 # itself get ~0 weight in the multi-round combination (its logsumexp is ~ -1e5), so
 # self is used only when no round offers another target. The paper uses 1e5 as well.
 SELF_PENALTY = 1e5
-# Masked logits: finite (no NaN when a whole row is masked); float32's value also serves
-# float64 logits (it is still far below any real logit).
-MASKED = large_negative(jnp.float32)
 
 
 def logits_dtype(dtype):
@@ -31,7 +28,7 @@ def logits_dtype(dtype):
 
 
 def masked_logits(q, k, allowed, is_self, count=None):
-  """Logits q.k/sqrt(d) with the self penalty, -log(count) and the mask.
+  """Logits q.k/sqrt(d) with the self penalty, -log(count) and the mask (`large_negative`).
 
   At least float32 (float64 inputs stay float64, for gradient checks).
   q: (..., Lq, d); k: (..., Lk, d); allowed, is_self, count: (..., Lq, Lk).
@@ -41,7 +38,7 @@ def masked_logits(q, k, allowed, is_self, count=None):
   logits = logits / np.sqrt(q.shape[-1]) - SELF_PENALTY * is_self
   if count is not None:
     logits = logits - jnp.log(jnp.maximum(count, 1).astype(dtype))
-  return jnp.where(allowed, logits, MASKED)
+  return jnp.where(allowed, logits, large_negative(dtype))
 
 
 def window_count(cq, ck, cfg):
@@ -91,5 +88,5 @@ def chunk_in_range(first, n, cfg, n_chunks):
   return jnp.repeat((neighbour >= 0) & (neighbour < n_chunks), cfg.chunk_len, axis=1)
 
 
-__all__ = ['MASKED', 'SELF_PENALTY', 'chunk_in_range', 'logits_dtype', 'masked_logits',
+__all__ = ['SELF_PENALTY', 'chunk_in_range', 'logits_dtype', 'masked_logits',
            'window_attention', 'window_count']

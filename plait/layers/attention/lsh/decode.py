@@ -15,7 +15,7 @@ layer, and it is split-invariant: a prompt at once, token by token, or any mix g
 the same outputs, so "fast == slow" holds for a whole model when the slow decoder
 re-runs the model in predict mode from a fresh cache on each prefix. (Re-running a
 multi-layer model in EVAL mode instead differs at earlier positions, whose eval outputs
-depend on later tokens; see lsh.py.)
+depend on later tokens; see kind.py.)
 
 How. For the prefix ending at t, key j's slot in the (bucket, position) sort is
   #(prefix tokens in a lower bucket) + #(earlier tokens in j's bucket) = below_t[b_j] + rank_j,
@@ -29,8 +29,8 @@ which the duplicate correction makes equal to the chunked computation.
 import jax
 import jax.numpy as jnp
 
-from plait.layers.attention.lsh_chunked import hash_buckets, logits_dtype, masked_logits
-from plait.layers.attention.lsh_hashing import shared_qk_keys
+from plait.layers.attention.lsh.hashing import hash_buckets, shared_qk_keys
+from plait.layers.attention.lsh.window import logits_dtype, masked_logits
 
 
 def init_cache(max_len, d_head, dtype, cfg):

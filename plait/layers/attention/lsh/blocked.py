@@ -11,15 +11,15 @@ and `n_chunks_after` chunks after (a halo), gathered from the original arrays by
 position; windows are then static slices. Keys are derived from the block's queries
 inside the block (the shared-QK key of a row depends only on that row), so no key array
 is materialised. The last block of a round is padded with wrapped-around chunks whose
-outputs are dropped. The math per chunk is lsh_window.window_attention, the same
+outputs are dropped. The math per chunk is window.window_attention, the same
 as the all-at-once path.
 """
 import functools
 
 import jax.numpy as jnp
 
-from plait.layers.attention.lsh_hashing import shared_qk_keys
-from plait.layers.attention.lsh_window import chunk_in_range, window_attention
+from plait.layers.attention.lsh.hashing import shared_qk_keys
+from plait.layers.attention.lsh.window import chunk_in_range, window_attention
 from plait.layers.chunked_map import chunked_map
 
 

@@ -5,8 +5,8 @@
   >>> weights, state = layer.init(ShapeDtype((2, 4096, 256)))
   >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(step))
 
-The per-head math is in lsh_chunked.py (train/eval) and lsh_decode.py (predict); the
-hash in lsh_hashing.py. Choices made here:
+The per-head math is in chunked.py (train/eval) and decode.py (predict); the hash in
+hashing.py. Choices made here:
 
 Rotations (the random hash). Train mode draws fresh rotations from the layer rng every
 call (the shared path hands each (batch, head) pair its own key, so rotations differ per
@@ -22,7 +22,7 @@ step the previous step's state, whose buckets belong to other data): a reversibl
 replays the same rng and input state, which gives the same rotations and hence the same
 buckets, outputs and gradients (tested). Its reconstructed inputs differ from the
 originals by rounding, which can flip a hash only at an exact near-tie; to rule even that
-out, `lsh_chunked.lsh_attention(..., buckets=state_buckets)` replays stored buckets.
+out, `chunked.lsh_attention(..., buckets=state_buckets)` replays stored buckets.
 
 Lengths. A length that is not a multiple of `chunk_len` is padded automatically (the
 padding sorts after every real token, so results equal those of a longer input with a
@@ -34,18 +34,19 @@ the (bucket, position) sort, which LATER tokens in lower buckets shift. Attentio
 weights still never reach a later position, but the set of earlier positions seen can
 change with later tokens (benchmarks/lsh_causal_leak.py measures whether a model can
 exploit this). Predict mode is defined so that decoding is exactly causal; see
-lsh_decode.py for what it equals.
+decode.py for what it equals.
 """
 import jax
 import jax.numpy as jnp
 
 from plait.layers.attention.base import Attention, AttentionKind
-from plait.layers.attention.lsh_chunked import LSHConfig, lsh_attention
-from plait.layers.attention.lsh_decode import cached_lsh_attention, init_cache
-from plait.layers.attention.lsh_hashing import check_n_buckets, random_rotations
+from plait.layers.attention.lsh.chunked import lsh_attention
+from plait.layers.attention.lsh.config import LSHConfig
+from plait.layers.attention.lsh.decode import cached_lsh_attention, init_cache
+from plait.layers.attention.lsh.hashing import check_n_buckets, random_rotations
 
 
-class LSHAttention(AttentionKind):
+class LSHKind(AttentionKind):
   """Per-head Reformer LSH attention with shared QK (wrap with `Attention`).
 
   Args:
@@ -58,7 +59,7 @@ class LSHAttention(AttentionKind):
     hash_seed: seed of the fixed rotations used in eval and predict mode.
     chunks_per_block: memory knob of train/eval mode (results are the same up to float
       rounding). 'auto' (default): when all rounds' attention would hold more than
-      lsh_chunked.AUTO_BLOCK_LOGITS logits, compute it in blocks of query chunks holding
+      config.AUTO_BLOCK_LOGITS logits, compute it in blocks of query chunks holding
       at most that many, one at a time (recomputed in the backward pass); an int: blocks
       of that many query chunks per round; None: all rounds at once.
   """
@@ -67,7 +68,7 @@ class LSHAttention(AttentionKind):
 
   def __init__(self, n_hashes=1, n_buckets=64, chunk_len=64, n_chunks_before=1,
                n_chunks_after=0, causal=False, hash_seed=0, chunks_per_block='auto'):
-    where = 'LSHAttention'
+    where = 'LSHKind'
     if not (chunks_per_block is None or chunks_per_block == 'auto' or (
         isinstance(chunks_per_block, int) and not isinstance(chunks_per_block, bool)
         and chunks_per_block >= 1)):
@@ -94,14 +95,14 @@ class LSHAttention(AttentionKind):
 
   def check_length(self, length, mode):
     if mode == 'predict' and not self.config.causal:
-      raise ValueError('LSHAttention: predict mode (decoding) needs causal=True.')
+      raise ValueError('LSHKind: predict mode (decoding) needs causal=True.')
 
   def rotations(self, rng, mode, d_head):
     """The hash rotations: from rng in train mode, from hash_seed otherwise."""
     if mode == 'train':
       if rng is None:
         raise ValueError(
-            'LSHAttention: train mode draws fresh hash rotations each step from the rng; '
+            'LSHKind: train mode draws fresh hash rotations each step from the rng; '
             "pass rng=jax.random.key(...) to pure_fn, or use mode='eval' (fixed rotations).")
     else:
       rng = jax.random.key(self.hash_seed)
@@ -123,12 +124,12 @@ def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,
                      hash_seed=0, mode='train', chunks_per_block='auto'):
   """Reformer LSH self-attention layer: (B, L, d_model) -> (B, L, d_model).
 
-  See `LSHAttention` for the hashing arguments and `Attention` for the rest
+  See `LSHKind` for the hashing arguments and `Attention` for the rest
   (max_len: predict-mode cache length; chunks_per_block: the memory knob, see
-  `LSHAttention`). Weights have no key projection (shared QK).
+  `LSHKind`). Weights have no key projection (shared QK).
   State: buckets (B, H, n_hashes, L) in train/eval, the decoding cache in predict.
   """
-  kind = LSHAttention(n_hashes=n_hashes, n_buckets=n_buckets, chunk_len=chunk_len,
+  kind = LSHKind(n_hashes=n_hashes, n_buckets=n_buckets, chunk_len=chunk_len,
                       n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after,
                       causal=causal, hash_seed=hash_seed, chunks_per_block=chunks_per_block)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
@@ -136,4 +137,4 @@ def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,
                    mode=mode, name='LSHSelfAttention')
 
 
-__all__ = ['LSHAttention', 'LSHSelfAttention']
+__all__ = ['LSHKind', 'LSHSelfAttention']

@@ -100,5 +100,11 @@ def shared_qk_keys(q, epsilon=1e-6):
   return k.astype(q.dtype)
 
 
-__all__ = ['check_n_buckets', 'hash_vectors', 'random_rotations', 'rotation_columns',
-           'shared_qk_keys', 'signed_argmax', 'total_buckets']
+def hash_buckets(q, valid, rotations, cfg):
+  """(n_hashes, L) bucket ids; invalid positions get the extra bucket n_buckets."""
+  buckets = hash_vectors(q, rotations, cfg.factors)
+  return jnp.where(valid[None, :], buckets, cfg.n_buckets)
+
+
+__all__ = ['check_n_buckets', 'hash_buckets', 'hash_vectors', 'random_rotations',
+           'rotation_columns', 'shared_qk_keys', 'signed_argmax', 'total_buckets']
