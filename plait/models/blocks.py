@@ -13,14 +13,13 @@ import jax.numpy as jnp
 
 from plait import layers as tl
 
-# Attention kinds by name, for gin-friendly configs: name -> (causal, bidirectional).
-# Resolved lazily because some kinds live in modules that may be absent in a checkout.
+# Attention layers by name, for gin-friendly configs: name -> (causal, bidirectional).
 _ATTENTION_NAMES = {
-    'dense': ('CausalAttention', 'SelfAttention'),
-    'chunked': ('ChunkedCausalAttention', 'ChunkedSelfAttention'),
-    'lsh': ('LSHSelfAttention', 'LSHSelfAttention'),
-    'favor': ('CausalFavorAttention', 'FavorAttention'),
-    'block_sparse': ('CausalBlockSparseAttention', 'BlockSparseAttention'),
+    'dense': (tl.CausalAttention, tl.SelfAttention),
+    'chunked': (tl.ChunkedCausalAttention, tl.ChunkedSelfAttention),
+    'lsh': (tl.LSHSelfAttention, tl.LSHSelfAttention),
+    'favor': (tl.CausalFavorAttention, tl.FavorAttention),
+    'block_sparse': (tl.CausalBlockSparseAttention, tl.BlockSparseAttention),
 }
 
 
@@ -37,11 +36,7 @@ def attention_constructor(attention_type, causal):
   if not isinstance(attention_type, str) or attention_type not in _ATTENTION_NAMES:
     raise ValueError(f'attention_type must be one of {sorted(_ATTENTION_NAMES)} or a layer '
                      f'constructor such as plait.layers.SelfAttention, got {attention_type!r}.')
-  name = _ATTENTION_NAMES[attention_type][0 if causal else 1]
-  constructor = getattr(tl, name, None)
-  if constructor is None:
-    raise ValueError(f'attention_type={attention_type!r} needs plait.layers.{name}, which this '
-                     'version of plait does not have.')
+  constructor = _ATTENTION_NAMES[attention_type][0 if causal else 1]
   if attention_type == 'lsh':
     constructor = functools.partial(constructor, causal=causal)
   return constructor
