@@ -35,6 +35,8 @@ Contract notes (stable; helpers B and C code against it):
   - An `attend_batched` that needs per-head values shared by the batch uses `vmap_pairs`
     (the one batching loop) rather than its own vmaps.
 """
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -52,6 +54,24 @@ def large_negative(dtype):
   adding another logit-sized number cannot overflow to -inf.
   """
   return 0.7 * float(jnp.finfo(dtype).min)
+
+
+class ProjectionWeights(NamedTuple):
+  """One projection's weights: kernel (d_in, d_out) and bias (d_out,) or None."""
+  kernel: Any
+  bias: Any = None
+
+
+class AttentionWeights(NamedTuple):
+  """`Attention`'s weights; tree paths read `.../q/kernel`, `.../o/bias`.
+
+  Each field is a `ProjectionWeights`; k is None for kinds with `shared_qk` (no key
+  projection). The field order is the flatten order.
+  """
+  q: ProjectionWeights
+  k: Any
+  v: ProjectionWeights
+  o: ProjectionWeights
 
 
 class AttentionKind:
@@ -142,8 +162,9 @@ class Attention(Layer):
     mode: 'train' | 'eval' | 'predict'.
     name: repr/error name (default `Attention_<kind>`).
 
-  Weights: `(q, k, v, o)`, each `(w, b)` (or `(w,)` without bias); k is `()` when the
-  kind has `shared_qk`. q/k/v w: (d_model, n_heads * d_head); o w: (n_heads * d_head, d_model).
+  Weights: `AttentionWeights(q, k, v, o)`, each a `ProjectionWeights(kernel, bias)` (bias
+  None without `use_bias`); k is None when the kind has `shared_qk`. q/k/v kernel:
+  (d_model, n_heads * d_head); o kernel: (n_heads * d_head, d_model).
   State: the kind's per-pair state with leading (B, H) axes (`()` if it keeps none).
   """
 
@@ -185,10 +206,11 @@ class Attention(Layer):
     batch, length = x_sig.shape[:2]
     d_inner = self._n_heads * self._d_head
     rq, rk, rv, ro = jax.random.split(rng, 4)
-    weights = (self._projection(rq, self._d_model, d_inner),
-               () if self._kind.shared_qk else self._projection(rk, self._d_model, d_inner),
-               self._projection(rv, self._d_model, d_inner),
-               self._projection(ro, d_inner, self._d_model))
+    weights = AttentionWeights(
+        q=self._projection(rq, self._d_model, d_inner),
+        k=None if self._kind.shared_qk else self._projection(rk, self._d_model, d_inner),
+        v=self._projection(rv, self._d_model, d_inner),
+        o=self._projection(ro, d_inner, self._d_model))
     cache_len = self._max_len if self._mode == 'predict' else length
     one = self._kind.init_state(batch, self._n_heads, cache_len, self._d_head, x_sig.dtype,
                                 self._mode)
@@ -197,8 +219,9 @@ class Attention(Layer):
     return weights, state
 
   def _projection(self, rng, d_in, d_out):
-    w = initializers.glorot_uniform(rng, (d_in, d_out))
-    return (w, initializers.zeros(None, (d_out,))) if self._use_bias else (w,)
+    kernel = initializers.glorot_uniform(rng, (d_in, d_out))
+    bias = initializers.zeros(None, (d_out,)) if self._use_bias else None
+    return ProjectionWeights(kernel, bias)
 
   # ----- forward -----
   def forward(self, inputs, weights, state, rng):
@@ -268,10 +291,9 @@ class Attention(Layer):
     def from_groups(t):  # (G, B, hc, ...) -> (B, H, ...)
       t = jnp.moveaxis(t, 0, 1)
       return t.reshape((t.shape[0], self._n_heads) + t.shape[3:])
-    def weight_groups(w_and_b):  # w (d_in, H * d_head) -> (G, d_in, hc * d_head); b likewise.
-      return tuple(jnp.moveaxis(t.reshape(t.shape[:-1] + (n_groups, -1)), -2, 0)
-                   for t in w_and_b)
-    grouped = (tuple(weight_groups(w) for w in qkv_weights),
+    def weight_groups(t):  # kernel (d_in, H * d_head) -> (G, d_in, hc * d_head); bias likewise.
+      return jnp.moveaxis(t.reshape(t.shape[:-1] + (n_groups, -1)), -2, 0)
+    grouped = (jax.tree_util.tree_map(weight_groups, qkv_weights),
                jax.tree_util.tree_map(to_groups, (state, keys)))
     kind, mode, d_head = self._kind, self._mode, self._d_head
     def one_group(x, group_mask, args, i):
@@ -321,11 +343,11 @@ def _split_heads(t, n_heads, d_head):
   return t.reshape(b, l, n_heads, d_head).transpose(0, 2, 1, 3)
 
 
-def _project(x, w_and_b):
-  y = jnp.dot(x, w_and_b[0].astype(x.dtype))
-  if len(w_and_b) > 1:
-    y = y + w_and_b[1].astype(x.dtype)
-  return y
+def _project(x, weights):
+  """x @ kernel + bias for a `ProjectionWeights`."""
+  y = jnp.dot(x, weights.kernel.astype(x.dtype))
+  return y if weights.bias is None else y + weights.bias.astype(x.dtype)
 
 
-__all__ = ['Attention', 'AttentionKind', 'large_negative', 'per_pair_keys', 'vmap_pairs']
+__all__ = ['Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights', 'large_negative',
+           'per_pair_keys', 'vmap_pairs']

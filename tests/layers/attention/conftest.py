@@ -6,7 +6,7 @@ def numpy_multihead(x, weights, n_heads, mask=None, allowed=None):
   """Multi-head attention written out in float64 numpy, the oracle for `Attention` layers.
 
   Args:
-    x: (B, L, d_model); weights: the layer's ((wq, bq), (wk, bk), (wv, bv), (wo, bo)).
+    x: (B, L, d_model); weights: the layer's AttentionWeights (q, k, v, o), with biases.
     mask: (B, L) key validity or None; allowed: (L, L) query-may-see-key or None (all).
   Returns:
     (B, L, d_model); a query that sees no valid key contributes 0 before the output Dense.
@@ -34,5 +34,8 @@ def numpy_multihead(x, weights, n_heads, mask=None, allowed=None):
 def randomize_biases(weights, seed=1):
   """The layer's weights with random (not zero) biases, so the oracle checks them too."""
   rng = np.random.default_rng(seed)
-  return tuple(w if len(w) < 2 else (w[0], rng.standard_normal(w[1].shape).astype(np.float32))
-               for w in weights)
+  def randomize(w):
+    if w is None or w.bias is None:
+      return w
+    return w._replace(bias=rng.standard_normal(w.bias.shape).astype(np.float32))
+  return type(weights)(*(randomize(w) for w in weights))

@@ -7,7 +7,7 @@ from jax.test_util import check_grads
 
 from plait.layers.attention import (
     Attention, AttentionKind, CausalAttention, ChunkedCausalAttention, ChunkedKind,
-    DotProductKind, SelfAttention, vmap_pairs)
+    DotProductKind, ProjectionWeights, SelfAttention, vmap_pairs)
 from plait.layers.attention.reference import reference_attention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
@@ -73,7 +73,7 @@ def test_explicit_d_head_sets_projection_sizes():
   layer = SelfAttention(D, n_heads=2, d_head=5, mode='eval')
   x = random_array((B, L, D), 1)
   weights, state = init(layer, x)
-  assert weights[0][0].shape == (D, 10) and weights[3][0].shape == (10, D)
+  assert weights.q.kernel.shape == (D, 10) and weights.o.kernel.shape == (10, D)
   y, _ = jax.jit(layer.pure_fn)(x, weights, state)
   np.testing.assert_allclose(y, numpy_multihead(x, weights, 2), atol=1e-5, rtol=1e-5)
 
@@ -82,9 +82,9 @@ def test_shared_qk_kind_has_no_key_projection():
   layer = Attention(SharedQKKind(), D, n_heads=H, mode='eval')
   x = random_array((B, L, D), 1)
   weights, state = init(layer, x)
-  assert weights[1] == ()
+  assert weights.k is None
   y, _ = jax.jit(layer.pure_fn)(x, weights, state)
-  as_full = (weights[0], weights[0], weights[2], weights[3])  # keys = queries
+  as_full = weights._replace(k=weights.q)  # keys = queries
   np.testing.assert_allclose(y, numpy_multihead(x, as_full, H), atol=1e-5, rtol=1e-5)
 
 
@@ -112,9 +112,9 @@ def test_each_batch_element_and_head_gets_a_distinct_rng():
   layer = Attention(NoiseKind(), D, n_heads=H, use_bias=False, mode='eval')
   x = np.broadcast_to(random_array((1, L, D), 1), (B, L, D))  # Same input in every row.
   weights, state = init(layer, x)
-  identity = (weights[0], weights[1], weights[2], (jnp.eye(D),))
+  identity = weights._replace(o=ProjectionWeights(jnp.eye(D)))
   y, _ = jax.jit(layer.pure_fn)(x, identity, state, jax.random.key(3))
-  noise = np.asarray(y - jnp.dot(x, weights[2][0])).reshape(B, L, H, D // H)
+  noise = np.asarray(y - jnp.dot(x, weights.v.kernel)).reshape(B, L, H, D // H)
   pairs = noise.transpose(0, 2, 1, 3).reshape(B * H, -1)
   assert len({tuple(np.round(p, 5)) for p in pairs}) == B * H
 
@@ -235,3 +235,24 @@ def test_predict_prompt_longer_than_max_len_is_a_clear_error():
   weights, state = layer.init(ShapeDtype((B, 1, D)))
   with pytest.raises(Exception, match=r'length 6 exceeds max_len=4'):
     layer.pure_fn(x, weights, state)
+
+
+def test_weights_are_named_q_k_v_o_each_with_kernel_and_bias():
+  weights, _ = init(SelfAttention(D, n_heads=H, mode='eval'), random_array((B, L, D), 1))
+  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(weights)[0]]
+  assert paths == [f'.{w}.{part}' for w in 'qkvo' for part in ('kernel', 'bias')]
+  no_bias, _ = init(Attention(SharedQKKind(), D, n_heads=H, use_bias=False, mode='eval'),
+                    random_array((B, L, D), 1))
+  assert no_bias.k is None and no_bias.q.bias is None
+  assert [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(no_bias)[0]
+          ] == ['.q.kernel', '.v.kernel', '.o.kernel']
+
+
+def test_a_models_weight_paths_name_the_attention_projections():
+  from plait import models  # pylint: disable=import-outside-toplevel
+  model = models.TransformerLM(vocab_size=16, d_model=8, d_ff=16, n_layers=1, n_heads=2)
+  weights, _ = jax.eval_shape(
+      lambda: model.init_guarded(ShapeDtype((1, 4), jnp.int32), jax.random.key(0))[:2])
+  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(weights)[0]]
+  for name in ('q', 'k', 'v', 'o'):
+    assert any(p.endswith(f'.{name}.kernel') for p in paths), (name, paths)

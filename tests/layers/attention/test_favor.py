@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plait.layers.attention import CausalFavorAttention, FavorAttention, FavorKind
+from plait.layers.attention import (
+    AttentionWeights, CausalFavorAttention, FavorAttention, FavorKind, ProjectionWeights)
 from plait.layers.attention.reference import reference_attention
 from plait.layers.attention.favor_features import fixed_orthogonal_features
 from plait.layers.base import LayerError
@@ -115,8 +116,9 @@ def _layer_and_input(mode, causal=True, redraw=True, **kw):
 
 @functools.lru_cache(maxsize=1)
 def _weights():
-  """((w, b) for q, k, v, o), random: one set shared by every layer test here."""
-  return tuple((random_array((16, 16), 20 + i), random_array((16,), 30 + i)) for i in range(4))
+  """AttentionWeights with random kernels and biases, shared by every layer test here."""
+  return AttentionWeights(*(ProjectionWeights(random_array((16, 16), 20 + i),
+                                              random_array((16,), 30 + i)) for i in range(4)))
 
 
 def test_train_mode_redraw_without_rng_is_a_clear_error():

@@ -30,14 +30,15 @@ TRAIN, TRAIN_W, TRAIN_S = build()
 TRAIN_F = jax.jit(TRAIN.pure_fn)
 
 
-def heads(x, w_and_b):
-  t = np.asarray(x, np.float64) @ np.asarray(w_and_b[0], np.float64) + np.asarray(w_and_b[1])
+def heads(x, projection):
+  t = (np.asarray(x, np.float64) @ np.asarray(projection.kernel, np.float64)
+       + np.asarray(projection.bias))
   return t.reshape(t.shape[0], t.shape[1], H, -1).transpose(0, 2, 1, 3)  # (B, H, L, d)
 
 
 def test_no_key_projection_and_state_holds_buckets():
   weights, state = TRAIN_W, TRAIN_S
-  assert weights[1] == ()
+  assert weights.k is None
   assert state.shape == (B, H, 2, L) and state.dtype == jnp.int32
   y, new_state = TRAIN_F(random_array((B, L, D)), weights, state, jax.random.key(1))
   assert y.shape == (B, L, D) and new_state.shape == state.shape
@@ -83,11 +84,11 @@ def test_one_bucket_one_chunk_layer_equals_numpy_shared_qk_attention():
   layer, weights, state = build(mode='eval', n_hashes=1, n_buckets=1, chunk_len=L)
   x = random_array((B, L, D), seed=1)
   y, _ = jax.jit(layer.pure_fn)(x, weights, state, None)
-  q, v = heads(x, weights[0]), heads(x, weights[2])
+  q, v = heads(x, weights.q), heads(x, weights.v)
   per_head = np.stack([np.stack([shared_qk_oracle(q[b, h], v[b, h], causal=True)[0]
                                  for h in range(H)]) for b in range(B)])
   merged = per_head.transpose(0, 2, 1, 3).reshape(B, L, D)
-  want = merged @ np.asarray(weights[3][0], np.float64) + np.asarray(weights[3][1])
+  want = merged @ np.asarray(weights.o.kernel, np.float64) + np.asarray(weights.o.bias)
   np.testing.assert_allclose(y, want, atol=5e-5, rtol=1e-4)
 
 
@@ -121,7 +122,7 @@ def test_state_buckets_replay_the_forward_exactly():
   layer, weights, state = TRAIN, TRAIN_W, TRAIN_S
   x = random_array((B, L, D), seed=3)
   y, buckets = TRAIN_F(x, weights, state, jax.random.key(7))
-  q, v = heads(x, weights[0]), heads(x, weights[2])
+  q, v = heads(x, weights.q), heads(x, weights.v)
   cfg = layer.kind.config
   replay = jax.jit(lc.lsh_attention, static_argnums=4)
   fresh = layer.kind.rotations(None, 'eval', D // H)
@@ -136,7 +137,7 @@ def test_state_buckets_replay_the_forward_exactly():
                                     fresh, cfg, buckets[b, h])[0] for h in range(H)])
                    for b in range(B)])
   merged = outs.transpose(0, 2, 1, 3).reshape(B, L, D)
-  want = merged @ np.asarray(weights[3][0]) + np.asarray(weights[3][1])
+  want = merged @ np.asarray(weights.o.kernel) + np.asarray(weights.o.bias)
   np.testing.assert_allclose(y, want, atol=2e-5, rtol=1e-5)
 
 
@@ -157,7 +158,7 @@ def test_rng_replay_gives_identical_outputs_in_forward_and_backward():
   y_again, s_again, (gx, gw) = replay_vjp(x, weights)
   np.testing.assert_array_equal(y_again, y)
   np.testing.assert_array_equal(s_again, s)
-  assert gw[1] == () and np.all(np.isfinite(gx)) and float(jnp.abs(gx).max()) > 0
+  assert gw.k is None and np.all(np.isfinite(gx)) and float(jnp.abs(gx).max()) > 0
 
 
 def test_gradients_match_finite_differences_float64():
