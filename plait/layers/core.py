@@ -107,17 +107,25 @@ class Dropout(Layer):
     self._mode = check_mode(mode, 'Dropout')
 
   def forward(self, x, weights, state, rng):
-    if self._mode != 'train' or self._rate == 0.0:
+    if self._mode != 'train':
       return x, state
-    if rng is None:
-      raise ValueError('Dropout in train mode needs an rng: pass rng=jax.random.key(...) '
-                       "to pure_fn, or build the model with mode='eval'.")
-    x = jnp.asarray(x)  # numpy bf16 / float would promote to float32 before reaching jax
-    mask_shape = list(x.shape)
-    for a in self._shared_axes:
-      mask_shape[a] = 1
-    keep = jax.random.bernoulli(rng, 1.0 - self._rate, mask_shape)
-    return jnp.where(keep, x / (1.0 - self._rate), jnp.zeros_like(x)), state
+    return dropout(x, self._rate, rng, self._shared_axes, 'Dropout'), state
+
+
+def dropout(x, rate, rng, shared_axes=(), who='Dropout'):
+  """Train-mode dropout: zeroes a `rate` fraction of `x` (one mask along `shared_axes`) and
+  rescales the rest by 1 / (1 - rate). The one implementation (Dropout, Attention use it)."""
+  if rate == 0.0:
+    return x
+  if rng is None:
+    raise ValueError(f'{who}: dropout={rate} in train mode needs an rng: pass '
+                     "rng=jax.random.key(...) to pure_fn, or build with mode='eval'.")
+  x = jnp.asarray(x)  # numpy bf16 / float would promote to float32 before reaching jax
+  mask_shape = list(x.shape)
+  for a in shared_axes:
+    mask_shape[a] = 1
+  keep = jax.random.bernoulli(rng, 1.0 - rate, mask_shape)
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
 def Relu():  # pylint: disable=invalid-name

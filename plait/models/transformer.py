@@ -69,7 +69,7 @@ def _encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_
                                 mode=mode),
           blocks.PaddingMask(pad_id)),      # [x, mask]
       encoder_blocks,
-      tl.Parallel(tl.LayerNorm(), None),
+      tl.LayerNorm(),                       # pops x only: [LayerNorm(x), mask]
       blocks.MaskedMean(),
       tl.Dense(n_classes),
       name=name, scan_layers=scan_layers)

@@ -152,3 +152,18 @@ def test_checkpoint_of_a_newer_format_is_refused(tmp_path):
   checkpoints.write_manifest(str(tmp_path / 'checkpoints' / '2'))
   with pytest.raises(checkpoints.CheckpointError, match='newer than this plait reads'):
     checkpoints.restore_model(str(tmp_path), helpers.tiny_lm(), SIG)
+
+
+def test_old_flat_checkpoint_of_an_attention_model_restores_into_named_attention_weights(
+    tmp_path):
+  # Attention weights were a plain tuple ((w, b), (w, b), (w, b), (w, b)); they are now
+  # AttentionWeights(q, k, v, o). Old checkpoints match by position, so they still restore.
+  from plait import models  # pylint: disable=import-outside-toplevel
+  make = lambda: models.TransformerLM(vocab_size=helpers.VOCAB, d_model=16, d_ff=32, n_layers=1,
+                                      n_heads=2, max_len=32)
+  weights, state = make().init(SIG, jax.random.key(5))
+  _write_old_checkpoint(str(tmp_path), 2, make(), weights, state, (), jax.random.key(1), 2)
+  restored, _, _ = checkpoints.restore_model(str(tmp_path), make(), SIG)
+  _assert_trees_equal(restored, weights)
+  names = checkpoints.leaf_names(make(), restored)
+  assert any(n.endswith('/q/kernel') for n in names) and any(n.endswith('/o/bias') for n in names)

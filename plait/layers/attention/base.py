@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from plait.layers import initializers
 from plait.layers.base import Layer
 from plait.layers.chunked_map import chunked_map
-from plait.layers.core import check_mode
+from plait.layers.core import check_mode, dropout
 
 
 def large_negative(dtype):
@@ -265,13 +265,9 @@ class Attention(Layer):
     return t.transpose(0, 2, 1, 3).reshape(b, l, h * d)
 
   def _apply_dropout(self, y, rng):
-    if self._mode != 'train' or self._dropout == 0.0:
+    if self._mode != 'train':
       return y
-    if rng is None:
-      raise ValueError(f'{self.name}: dropout={self._dropout} in train mode needs an rng: pass '
-                       "rng=jax.random.key(...) to pure_fn, or build with mode='eval'.")
-    keep = jax.random.bernoulli(rng, 1.0 - self._dropout, y.shape)
-    return jnp.where(keep, y / (1.0 - self._dropout), jnp.zeros_like(y))
+    return dropout(y, self._dropout, rng, who=self.name)
 
   def _attend_groups(self, x, qkv_weights, mask, state, keys):
     """Head chunking: one group of heads at a time, each projecting its own q/k/v.
