@@ -21,10 +21,10 @@ from plait.layers.metrics import (
 from plait.layers.reversible import (
     ReversibleHalfResidual, ReversibleLayer, ReversibleSelect, ReversibleSerial, ReversibleSwap)
 from plait.layers.attention import (
-    Attention, AttentionKind, BlockSparseAttention, BlockSparseKind, CausalAttention,
+    Attention, AttentionKind, AttentionWeights, BlockSparseAttention, BlockSparseKind, CausalAttention,
     CausalBlockSparseAttention, CausalFavorAttention, ChunkedCausalAttention, ChunkedKind,
     ChunkedSelfAttention, DotProductKind, FavorAttention, FavorKind, LSHKind, LSHSelfAttention,
-    SelfAttention, large_negative, vmap_pairs)
+    ProjectionWeights, SelfAttention, large_negative, vmap_pairs)
 
 __all__ = [
     # The contract and shapes.
@@ -45,8 +45,8 @@ __all__ = [
     'ReversibleLayer', 'ReversibleSelect', 'ReversibleSwap', 'ReversibleHalfResidual',
     'ReversibleSerial',
     # Attention: the layer, the kind contract, kinds, layer constructors.
-    'Attention', 'AttentionKind', 'large_negative', 'vmap_pairs',
-    'BlockSparseKind', 'ChunkedKind', 'DotProductKind', 'FavorKind', 'LSHKind',
+    'Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights', 'large_negative',
+    'vmap_pairs', 'BlockSparseKind', 'ChunkedKind', 'DotProductKind', 'FavorKind', 'LSHKind',
     'BlockSparseAttention', 'CausalAttention', 'CausalBlockSparseAttention',
     'CausalFavorAttention', 'ChunkedCausalAttention', 'ChunkedSelfAttention', 'FavorAttention',
     'LSHSelfAttention', 'SelfAttention',
