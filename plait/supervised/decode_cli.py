@@ -11,9 +11,10 @@ checkpoints. The checkpoint used is printed to stderr. Exit status 1 with a mess
 output_dir has no checkpoint, config or tokenizer, or keeps no best checkpoint.
 """
 import argparse
-import math
 import os
 import sys
+
+from plait.supervised import arg_types
 
 
 
@@ -62,37 +63,6 @@ def step_arg(text):
         f"expected a checkpoint step (an integer) or 'best', got {text!r}") from None
 
 
-def _whole_number(low, high=None):
-  """argparse type: an int in [low, high] (high None: no upper bound)."""
-  def parse(text):
-    try:
-      value = int(text)
-    except ValueError:
-      value = None
-    if value is None or value < low or (high is not None and value > high):
-      bounds = f'>= {low}' if high is None else f'in [{low}, {high}]'
-      raise argparse.ArgumentTypeError(f'expected a whole number {bounds}, got {text!r}')
-    return value
-  return parse
-
-
-def _number(low, high=None, low_open=False):
-  """argparse type: a finite float >= low (> low if low_open), <= high if given."""
-  def parse(text):
-    try:
-      value = float(text)
-    except ValueError:
-      value = math.nan
-    bad = (not math.isfinite(value) or value < low or (low_open and value == low)
-           or (high is not None and value > high))
-    if bad:
-      lower = f'> {low}' if low_open else f'>= {low}'
-      bounds = lower if high is None else f'{lower} and <= {high}'
-      raise argparse.ArgumentTypeError(f'expected a finite number {bounds}, got {text!r}')
-    return value
-  return parse
-
-
 def _step_and_reason(output_dir, step):
   """(step to load, why: '' or e.g. 'best eval/CrossEntropyLoss 3.21') for --step."""
   from plait.supervised import checkpoints  # pylint: disable=g-import-not-at-top
@@ -135,13 +105,14 @@ def main(argv=None):
   parser = argparse.ArgumentParser(prog='plait-decode', description=__doc__.split('\n')[0])
   parser.add_argument('--output_dir', required=True, help='a plait-train output directory')
   parser.add_argument('--prompt', default='', help='text to continue')
-  parser.add_argument('--max_length', type=_whole_number(1), default=100,
+  parser.add_argument('--max_length', type=arg_types.whole_number(1), default=100,
                       help='tokens to generate (>= 1)')
-  parser.add_argument('--temperature', type=_number(0.0), default=1.0, help='0 = greedy')
-  parser.add_argument('--top_k', type=_whole_number(1), default=None)
-  parser.add_argument('--top_p', type=_number(0.0, 1.0, low_open=True), default=None,
-                      help='in (0, 1]')
-  parser.add_argument('--seed', type=_whole_number(0, 2 ** 32 - 1), default=0,
+  parser.add_argument('--temperature', type=arg_types.finite_number(0.0), default=1.0,
+                      help='0 = greedy')
+  parser.add_argument('--top_k', type=arg_types.whole_number(1), default=None)
+  parser.add_argument('--top_p', type=arg_types.finite_number(0.0, 1.0, low_open=True),
+                      default=None, help='in (0, 1]')
+  parser.add_argument('--seed', type=arg_types.whole_number(0, 2 ** 32 - 1), default=0,
                       help='sampling seed, in [0, 2**32 - 1]')
   parser.add_argument('--step', type=step_arg, default=None, metavar='N|best',
                       help="checkpoint step, or 'best': the best by the run's keep_best metric "

@@ -27,6 +27,7 @@ Every bad input (config, data, model/checkpoint pairing, vocabulary) is reported
 stderr with a non-zero exit code before anything in output_dir is written.
 """
 import argparse
+import dataclasses
 import difflib
 import inspect
 import os
@@ -34,14 +35,13 @@ import re
 import shutil
 import sys
 
-import dataclasses
-
 import gin
 
 from plait import configurables
 from plait.layers import base
 from plait.layers.base import LayerError
 from plait.layers import metrics as metric_layers
+from plait.supervised import arg_types
 from plait.supervised import checkpoints as ckpt_lib
 from plait.supervised import compilation_cache
 from plait.supervised import metrics_log
@@ -228,15 +228,19 @@ def _write_if_changed(path, text):
     f.write(text)
 
 
+# gin's words for an unknown configurable, and for an unknown parameter of a known one.
+_UNKNOWN_CONFIGURABLE = re.compile(r"No configurable matching (?:reference )?'@?([^']+)'")
+_UNKNOWN_PARAMETER = re.compile(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'")
+
+
 def close_names(error_text):
   """Configurable or parameter names close to the unknown one in a gin error (for hints)."""
-  match = re.search(r"No configurable matching (?:reference )?'@?([^']+)'", error_text)
+  match = _UNKNOWN_CONFIGURABLE.search(error_text)
   if match:
     wanted = match.group(1)
     names = configurables.registered_names()
     return wanted, difflib.get_close_matches(wanted, names, n=8, cutoff=0.5)
-  match = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'",
-                    error_text)
+  match = _UNKNOWN_PARAMETER.search(error_text)
   if match:
     params = _parameters(match.group(1))
     return match.group(2), difflib.get_close_matches(match.group(2), params, n=8, cutoff=0.4)
@@ -281,11 +285,10 @@ def parse_config(config_files, bindings):
 
 def _renamed_hint(error_text):
   """Where a binding renamed since an earlier plait version went, if the error names one."""
-  wanted = re.search(r"Configurable 'train' doesn't have a parameter named '([^']+)'",
-                     error_text)
-  if wanted and wanted.group(1) in run_config.MOVED_TO_LOOP_SETTINGS:
-    return f'\ntrain.{wanted.group(1)} is now LoopSettings.{wanted.group(1)}.'
-  unknown = re.search(r"No configurable matching (?:reference )?'@?([^']+)'", error_text)
+  wanted = _UNKNOWN_PARAMETER.search(error_text)
+  if wanted and wanted.group(1) == 'train' and wanted.group(2) in run_config.MOVED_TO_LOOP_SETTINGS:
+    return f'\ntrain.{wanted.group(2)} is now LoopSettings.{wanted.group(2)}.'
+  unknown = _UNKNOWN_CONFIGURABLE.search(error_text)
   new = unknown and run_config.RENAMED_CONFIGURABLES.get(unknown.group(1).rsplit('.', 1)[-1])
   return f'\n{unknown.group(1)} is now {new}.' if new else ''
 
@@ -311,17 +314,6 @@ def is_bound(selector):
     return False
 
 
-def _non_negative_int(text):
-  """argparse type: an int >= 0."""
-  try:
-    value = int(text)
-  except ValueError:
-    value = -1
-  if value < 0:
-    raise argparse.ArgumentTypeError(f'expected a whole number >= 0, got {text!r}')
-  return value
-
-
 def _without_gin_location(error):
   """An error's message without the "In call to configurable 'train'" lines gin adds."""
   return str(error).split("\n  In call to configurable")[0]
@@ -335,7 +327,7 @@ def main(argv=None):
   parser.add_argument('--config', action='append', default=[],
                       help='a gin binding, e.g. "train.steps = 100" (repeatable)')
   parser.add_argument('--output_dir', required=True, help='training directory')
-  parser.add_argument('--steps', type=_non_negative_int, default=None,
+  parser.add_argument('--steps', type=arg_types.whole_number(0), default=None,
                       help='total training steps')
   parser.add_argument('--max_seconds', type=float, default=None,
                       help='stop after this many seconds of training (evaluates and saves '
