@@ -181,10 +181,11 @@ class Loop:
         lambda: self._model.init(self._input_signature, self._init_rng))
     opt_state = jax.eval_shape(self._task.optimizer.init, weights)
     batch_checks.check_tokenizer(self._model, weights, tokenizer)
-    self._id_limits = batch_checks.id_limits(
-        self._model, weights, self._model.output_signature(self._input_signature), first_batch)
+    outputs = jax.eval_shape(lambda x, w, s: self._model.pure_fn(x, w, s, self._rng)[0],
+                             shapes.to_structs(self._input_signature), weights, state)
+    self._id_limits = batch_checks.id_limits(self._model, weights, outputs, first_batch)
     batch_checks.check_id_ranges(first_batch, self._id_limits, self._first_step)
-    self._check_eval_model(weights)
+    self._check_eval_model(weights, state)
     return weights, state, opt_state
 
   def _compile_steps(self, structure, first_batch):
@@ -221,7 +222,7 @@ class Loop:
                              f'{self._checkpointer.directory}.')
     self._weights, self._state, self._opt_state = self._place((weights, state, opt_state))
     self._stopped = self._no_bad_step_yet()
-    self._eval_state = self._own_eval_state(state)
+    self._eval_state = self._own_eval_state()
     self._last_saved = self._step if resume_step is not None else None
 
   def _open_outputs(self, tokenizer):
@@ -545,26 +546,29 @@ class Loop:
     sig = shapes.signature(tuple(batch[:n]))
     return sig[0] if n == 1 else sig
 
-  def _check_eval_model(self, weights):
-    """The eval model must take the training model's weights (same tree)."""
+  def _check_eval_model(self, weights, state):
+    """The eval model must take the training model's weights (same tree).
+
+    Notes whether its state differs in structure from the training model's (then it
+    evaluates with its own state, see `_own_eval_state`).
+    """
+    self._eval_has_own_state = False
     if self._eval_model is self._model:
       return
-    eval_weights, _ = jax.eval_shape(
+    eval_weights, eval_state = jax.eval_shape(
         lambda: self._eval_model.init(self._input_signature, jax.random.key(0)))
     if jax.tree_util.tree_structure(eval_weights) != jax.tree_util.tree_structure(weights):
       raise ValueError(f'Loop: eval_model {self._eval_model.name} has different weights from '
                        f'model {self._model.name}; build both with the same settings except mode.')
+    self._eval_has_own_state = (jax.tree_util.tree_structure(eval_state)
+                                != jax.tree_util.tree_structure(state))
 
-  def _own_eval_state(self, state):
+  def _own_eval_state(self):
     """None when evaluation reads the training state, else the eval model's own state.
 
     Never the training `state` itself: the first train step donates those arrays.
     """
-    if self._eval_model is self._model:
-      return None
-    _, eval_state = jax.eval_shape(
-        lambda: self._eval_model.init(self._input_signature, jax.random.key(0)))
-    if jax.tree_util.tree_structure(eval_state) == jax.tree_util.tree_structure(state):
+    if not self._eval_has_own_state:
       return None
     return self._place(self._eval_model.init(self._input_signature, jax.random.key(0))[1])
 
