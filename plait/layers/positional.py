@@ -2,7 +2,8 @@
 
 Inputs are (batch, length, d_feature). In predict mode the state holds the next
 position, so a prompt of any length followed by single tokens gets the same
-encodings as the whole sequence at once.
+encodings as the whole sequence at once. Positions past max_len are an error in every
+mode: eager calls raise, and under jit their encodings are NaN (never a reused row).
 """
 
 from typing import NamedTuple
@@ -43,16 +44,29 @@ class _PositionalBase(Layer):
       raise ValueError(f'{self.name} expects (batch, length, d_feature), got shape {x.shape}.')
     length, d = x.shape[1], x.shape[2]
     table = self._table(weights, d)
+    if length > self._max_len:
+      raise ValueError(f'{self.name}: input length {length} > max_len {self._max_len}.')
     if self._mode == 'predict':
-      pos = state
-      rows = jax.lax.dynamic_slice_in_dim(table, pos, length, axis=0)
-      new_state = pos + length
+      rows, new_state = self._rows_from(table, state, length), state + length
     else:
-      if length > self._max_len:
-        raise ValueError(f'{self.name}: input length {length} > max_len {self._max_len}.')
       rows, new_state = table[:length], state
     y = x + rows[None].astype(x.dtype)
     return self._dropout.forward(y, (), (), rng)[0], new_state
+
+  def _rows_from(self, table, pos, length):
+    """Rows [pos, pos + length) of the table; positions past max_len are never clamped.
+
+    Eagerly they raise; under jit (no Python error possible) their rows are NaN, so the
+    output shows it instead of silently repeating the last row.
+    """
+    if not isinstance(pos, jax.core.Tracer) and int(pos) + length > self._max_len:
+      raise ValueError(f'{self.name}: predict mode reached positions {int(pos)}..'
+                       f'{int(pos) + length - 1} but max_len is {self._max_len}; build the '
+                       'model with a larger max_len or decode fewer tokens.')
+    rows = jax.lax.dynamic_slice_in_dim(table, jnp.minimum(pos, self._max_len - length),
+                                        length, axis=0)
+    inside = pos + jnp.arange(length) < self._max_len
+    return jnp.where(inside[:, None], rows, jnp.nan)
 
   def _position_state(self):
     return jnp.zeros((), jnp.int32) if self._mode == 'predict' else ()

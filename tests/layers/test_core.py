@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import plait.layers as tl
+from plait.layers import base
 from plait.shapes import ShapeDtype, signature
 from tests.conftest import random_array
 
@@ -90,6 +91,32 @@ def test_positional_predict_mode_matches_full_sequence(make):
     outs.append(y)
   np.testing.assert_allclose(np.concatenate(outs, 1), want, rtol=1e-6)
   assert int(s) == 11
+
+
+@pytest.mark.parametrize('make', [
+    lambda mode: tl.PositionalEncoding(max_len=4, mode=mode),
+    lambda mode: tl.PositionalEncoding(max_len=4, kind='learned', mode=mode),
+    lambda mode: tl.AxialPositionalEncoding(shape=(2, 2), d_embs=(4, 4), mode=mode),
+])
+def test_positions_past_max_len_are_an_error_in_predict_mode(make):
+  """Positions 4 and 5 of a max_len-4 table: eager raises, jit gives NaN rows (never row 3)."""
+  layer = make('predict')
+  x = random_array((2, 2, 8))
+  weights, state = layer.init(signature(x))
+  _, state = layer.pure_fn(x, weights, state)           # positions 0, 1
+  _, full = layer.pure_fn(x, weights, state)            # 2, 3: the table's end, fine
+  with pytest.raises(base.LayerError, match=r'positions 4\.\.5 but max_len is 4'):
+    layer.pure_fn(x, weights, full)
+  step = jax.jit(layer.pure_fn)
+  y, _ = step(x, weights, state)
+  assert np.isfinite(np.asarray(y)).all()
+  y, s = step(x, weights, full)
+  assert np.isnan(np.asarray(y)).all() and int(s) == 6
+  half = jnp.asarray(3, jnp.int32)                        # positions 3 (inside) and 4 (past)
+  y, _ = step(x, weights, half)
+  assert np.isfinite(np.asarray(y[:, 0])).all() and np.isnan(np.asarray(y[:, 1])).all()
+  with pytest.raises(base.LayerError, match='input length 5 > max_len 4'):
+    layer.pure_fn(random_array((2, 5, 8)), weights, state)
 
 
 def test_axial_positions_are_factorized():
