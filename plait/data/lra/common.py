@@ -46,12 +46,45 @@ def pad_bytes(data, max_length):
   return np.pad(ids, (0, max_length - len(ids)))
 
 
-def lra_data_dir(data_dir, task):
-  """The directory of a downloaded task: `data_dir`, else `$PLAIT_DATA_DIR/lra/<task>`, or None."""
-  if data_dir is not None:
-    return os.fspath(data_dir)
-  root = os.environ.get('PLAIT_DATA_DIR')
-  return os.path.join(root, 'lra', task) if root else None
+def as_bytes(text):
+  """UTF-8 bytes of a str; bytes (and numpy bytes scalars) unchanged."""
+  if isinstance(text, np.ndarray):
+    text = text.item()
+  return text.encode('utf-8') if isinstance(text, str) else bytes(text)
+
+
+class Mapped:
+  """A random-access sequence `fn(data[i])` (data: anything with len() and indexing)."""
+
+  def __init__(self, data, fn):
+    self.data, self.fn = data, fn
+
+  def __len__(self):
+    return len(self.data)
+
+  def __getitem__(self, i):
+    return self.fn(self.data[i])
+
+
+_TFDS_PREPARE = ('prepare it once (needs internet, may need TensorFlow for this step only): '
+                 'tfds build {name} --file_format=array_record --data_dir=DIR, then pass '
+                 'data_dir=DIR (see docs/lra.md, "Data").')
+
+
+def open_tfds(caller, name, split, data_dir):
+  """The tfds random-access data source of a prepared array_record split, or FileNotFoundError.
+
+  data_dir None is TFDS's default ($TFDS_DATA_DIR, else ~/tensorflow_datasets).
+  """
+  from plait.data import tfds_source  # pylint: disable=import-outside-toplevel
+  try:
+    return tfds_source.TFDS(name, split=split, data_dir=data_dir).data_source()
+  except (ValueError, KeyError, OSError, AssertionError, NotImplementedError, ImportError) as e:
+    where = data_dir or "TFDS's default data_dir ($TFDS_DATA_DIR, else ~/tensorflow_datasets)"
+    raise FileNotFoundError(f'{caller}: TFDS {name!r} split {split!r} is not prepared in '
+                            f'array_record format under {where}; '
+                            + _TFDS_PREPARE.format(name=name)
+                            + f' [{type(e).__name__}: {str(e).splitlines()[0]}]') from None
 
 
 class LRAInputs:
