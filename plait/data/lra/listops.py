@@ -25,7 +25,7 @@ Token ids (VOCAB_SIZE = 16): 0 = padding, 1..10 = digits 0..9, 11 = '[MIN', 12 =
 """
 import numpy as np
 
-from plait.data.lra.common import LRAInputs, check_int, check_split, example
+from plait.data.lra.common import GeneratedExamples, LRAInputs, check_int, check_split
 
 TOKENS = ('<pad>',) + tuple(str(d) for d in range(10)) + ('[MIN', '[MAX', '[MED', '[SM', ']')
 VOCAB_SIZE = len(TOKENS)
@@ -108,26 +108,21 @@ def listops_text(ids):
   return ' '.join(TOKENS[int(i)] for i in np.asarray(ids).ravel() if i)
 
 
-class ListOpsExamples:
+class ListOpsExamples(GeneratedExamples):
   """The examples of one split: item i is `(tokens padded to max_length, label, 1.0)`."""
 
   def __init__(self, split, seed, n_examples, min_length, max_length):
     self.split, self.seed, self.n_examples = split, seed, n_examples
-    self.min_length, self.max_length = min_length, max_length
+    self.min_length, self.max_length, self.length = min_length, max_length, max_length
 
-  def __len__(self):
-    return self.n_examples
-
-  def __getitem__(self, i):
-    if not 0 <= i < self.n_examples:
-      raise IndexError(f'ListOpsExamples: index {i} out of range [0, {self.n_examples}).')
+  def generate(self, i):
     rng = np.random.default_rng([self.seed, _SPLIT_IDS[self.split], int(i)])
     tokens, value = listops_expression(rng, self.min_length, self.max_length)
-    return example(np.pad(tokens, (0, self.max_length - len(tokens))), value)
+    return np.pad(tokens, (0, self.max_length - len(tokens))), value
 
 
 def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENGTH,
-                       min_length=MIN_LENGTH, n_examples=None):
+                       min_length=MIN_LENGTH, n_examples=None, workers=0):
   """Batches of LRA ListOps (gin-configurable); generated, so always available.
 
   Args:
@@ -138,6 +133,8 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
     max_length: expressions have fewer tokens than this and are zero-padded to it (LRA: 2000).
     min_length: expressions have more tokens than this (LRA: 500).
     n_examples: examples in the split (default: LRA's split size).
+    workers: 0 makes examples as the pipeline reads them (about 700/s); N > 0 makes the whole
+      split now with N processes. Either way each is made once and kept in memory.
 
   Returns:
     An `LRAInputs`: call it for a resumable Pipeline of (inputs int32 (B, max_length),
@@ -154,6 +151,9 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
                      f'got min_length={min_length}, max_length={max_length}.')
   n_examples = check_int(name, 'n_examples',
                          SPLIT_SIZES[split] if n_examples is None else n_examples)
+  workers = check_int(name, 'workers', workers, low=0)
   examples = ListOpsExamples(split, seed, n_examples, min_length, max_length)
+  if workers:
+    examples.fill(workers)
   return LRAInputs('listops', examples, split, batch_size, seed, VOCAB_SIZE, N_CLASSES,
                    max_length)
