@@ -24,6 +24,7 @@ from plait.data.lra.common import GeneratedExamples, LRAInputs, check_int, check
 VOCAB_SIZE = 256
 N_CLASSES = 2
 RESOLUTIONS = (32, 64, 128)
+MAX_LENGTH = 32 * 32  # at the default resolution; resolution ** 2 in general
 SPLIT_SIZES = {'train': 160_000, 'validation': 20_000, 'test': 20_000}
 
 CANVAS = 32.0          # scene units per image side

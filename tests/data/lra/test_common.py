@@ -53,3 +53,11 @@ def test_bytes_become_ids_plus_one_cut_and_padded():
   np.testing.assert_array_equal(common.pad_bytes(b'\x00\xffab', 3), [1, 256, 98])
   np.testing.assert_array_equal(common.pad_bytes(b'a', 3), [98, 0, 0])
   assert common.as_bytes('é') == b'\xc3\xa9' and common.as_bytes(np.array(b'x')) == b'x'
+
+
+def test_every_task_module_exports_the_agreed_constants():
+  from plait.data.lra import image, listops, pathfinder, retrieval, text  # pylint: disable=g-import-not-at-top
+  agreed = {listops: (16, 10, 2000), pathfinder: (256, 2, 1024), image: (256, 10, 1024),
+            text: (257, 2, 4000), retrieval: (257, 2, 4000)}
+  for module, constants in agreed.items():
+    assert (module.VOCAB_SIZE, module.N_CLASSES, module.MAX_LENGTH) == constants, module
