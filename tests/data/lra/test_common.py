@@ -5,6 +5,11 @@ import numpy as np
 import pytest
 
 from plait.data.lra import common
+from plait.data.lra import image
+from plait.data.lra import listops
+from plait.data.lra import pathfinder
+from plait.data.lra import retrieval
+from plait.data.lra import text
 
 
 class Squares(common.GeneratedExamples):
@@ -56,7 +61,6 @@ def test_bytes_become_ids_plus_one_cut_and_padded():
 
 
 def test_every_task_module_exports_the_agreed_constants():
-  from plait.data.lra import image, listops, pathfinder, retrieval, text  # pylint: disable=g-import-not-at-top
   agreed = {listops: (16, 10, 2000), pathfinder: (256, 2, 1024), image: (256, 10, 1024),
             text: (257, 2, 4000), retrieval: (257, 2, 4000)}
   for module, constants in agreed.items():
