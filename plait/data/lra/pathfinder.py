@@ -30,7 +30,7 @@ SPLIT_SIZES = {'train': 160_000, 'validation': 20_000, 'test': 20_000}
 CANVAS = 32.0          # scene units per image side
 CONTOUR_LENGTH = 14    # dashes per main contour
 DISTRACTOR_LENGTH = 5  # dashes per distractor
-N_DISTRACTORS = 4
+N_DISTRACTORS = 6  # as the original generator's defaults (6 of a third the length)
 STEP = 2.0             # distance between consecutive dash centres
 DASH_LENGTH = 0.5      # length of a dash's centre segment (its ink is DASH_RADIUS wider)
 DASH_RADIUS = 0.4
@@ -55,15 +55,17 @@ class Scene:
 
 
 class _Occupancy:
-  """Cells (GRID per unit) within SEPARATION of a placed dash centre, conservatively rounded.
+  """Grid cells (GRID per unit) too close to a placed dash centre for another contour's dash.
 
-  A cell is blocked when its centre is within SEPARATION + half a cell diagonal of a dash
-  centre, so a point in a free cell is at least SEPARATION from every stamped centre.
+  Stamping a point blocks every cell whose centre is within SEPARATION + one cell diagonal of
+  the centre of the point's cell: two points in cells whose centres are further apart than that
+  are more than SEPARATION apart (each is within half a diagonal of its cell's centre), so a
+  point in a free cell is at least SEPARATION from every stamped point.
   """
   GRID = 4
 
   def __init__(self):
-    reach = SEPARATION + np.sqrt(0.5) / self.GRID
+    reach = SEPARATION + np.sqrt(2) / self.GRID
     self.pad = int(np.ceil(reach * self.GRID)) + 1
     offsets = np.arange(-self.pad, self.pad + 1) / self.GRID
     self.disk = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= reach ** 2
