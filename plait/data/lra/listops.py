@@ -15,7 +15,7 @@ when 500 < its token count < 2000. (LRA's generator draws the root the same way;
 root as an operator since a lone digit is always rejected: the kept trees are distributed the
 same.) 96,000 / 2,000 / 2,000 examples. Unlike LRA's files, example i of a split is a pure
 function of (seed, split, i): nothing to download, and the splits are disjoint streams.
-Generated on the fly, about 700 examples/s on one core.
+Generated on the fly, 500-700 examples/s on one core.
 
 Token ids (VOCAB_SIZE = 16): 0 = padding, 1..10 = digits 0..9, 11 = '[MIN', 12 = '[MAX',
 13 = '[MED', 14 = '[SM', 15 = ']'. `TOKENS[id]` is the text of an id.
@@ -133,7 +133,7 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
     max_length: expressions have fewer tokens than this and are zero-padded to it (LRA: 2000).
     min_length: expressions have more tokens than this (LRA: 500).
     n_examples: examples in the split (default: LRA's split size).
-    workers: 0 makes examples as the pipeline reads them (about 700/s); N > 0 makes the whole
+    workers: 0 makes examples as the pipeline reads them (500-700/s); N > 0 makes the whole
       split now with N processes. Either way each is made once and kept in memory.
 
   Returns:

@@ -250,7 +250,7 @@ def lra_pathfinder_inputs(split='train', batch_size=32, seed=0, resolution=32, n
     seed: non-negative data seed: the scenes and the training order.
     resolution: 32, 64 or 128 (Path-X) pixels per side; the scenes are the same at each.
     n_examples: examples in the split (default: 80/10/10 % of LRA's 200,000).
-    workers: 0 makes images as the pipeline reads them (about 400/s at 32x32); N > 0 makes the
+    workers: 0 makes images as the pipeline reads them (300-400/s at 32x32); N > 0 makes the
       whole split now with N processes. Either way each is made once and kept in memory
       (n_examples x resolution**2 bytes): LRA trains 200 epochs of batch 512.
 
