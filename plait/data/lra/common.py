@@ -41,6 +41,24 @@ def example(tokens, label):
           np.asarray(1.0, np.float32))
 
 
+class Uniforms:
+  """Uniform [0, 1) Python floats from a numpy Generator, drawn a block at a time.
+
+  Pure-Python generators (ListOps trees, Pathfinder walks) take one number at a time; a Python
+  float from a list is far cheaper than a scalar numpy draw. Same generator, same numbers.
+  """
+
+  def __init__(self, rng, block=1024):
+    self._rng, self._block, self._buffer = rng, block, iter(())
+
+  def __call__(self):
+    value = next(self._buffer, None)
+    if value is None:
+      self._buffer = iter(self._rng.random(self._block).tolist())
+      value = next(self._buffer)
+    return value
+
+
 def pad_bytes(data, max_length):
   """Bytes -> int32 (max_length,) ids b + 1, cut to max_length, zero-padded (0 = padding)."""
   ids = np.frombuffer(bytes(data)[:max_length], np.uint8).astype(np.int32) + 1

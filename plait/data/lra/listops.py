@@ -25,7 +25,8 @@ Token ids (VOCAB_SIZE = 16): 0 = padding, 1..10 = digits 0..9, 11 = '[MIN', 12 =
 """
 import numpy as np
 
-from plait.data.lra.common import GeneratedExamples, LRAInputs, check_int, check_split
+from plait.data.lra.common import GeneratedExamples, LRAInputs, Uniforms, check_int
+from plait.data.lra.common import check_split
 
 TOKENS = ('<pad>',) + tuple(str(d) for d in range(10)) + ('[MIN', '[MAX', '[MED', '[SM', ']')
 VOCAB_SIZE = len(TOKENS)
@@ -50,20 +51,6 @@ def _median(values):
 _APPLY = (min, max, _median, lambda values: sum(values) % 10)  # in OPERATORS order
 
 
-class _Uniforms:
-  """Uniform [0, 1) Python floats from a numpy Generator, drawn 1024 at a time (fast to use)."""
-
-  def __init__(self, rng):
-    self._rng, self._buffer = rng, iter(())
-
-  def __call__(self):
-    value = next(self._buffer, None)
-    if value is None:
-      self._buffer = iter(self._rng.random(1024).tolist())
-      value = next(self._buffer)
-    return value
-
-
 def listops_expression(rng, min_length=MIN_LENGTH, max_length=MAX_LENGTH):
   """One random expression with min_length < len < max_length: (int32 token ids, int value).
 
@@ -71,9 +58,9 @@ def listops_expression(rng, min_length=MIN_LENGTH, max_length=MAX_LENGTH):
   tree is abandoned as soon as its tokens plus the brackets still open reach max_length, and
   drawn again until one fits, so the result is a pure function of the generator's state.
   """
-  uniform = _Uniforms(rng)
+  uniform = Uniforms(rng)
   while True:
-    op = int(uniform() * 4)
+    op = int(uniform() * len(OPERATORS))
     tokens = [11 + op]
     open_ops = [[op, 2 + int(uniform() * (MAX_ARGS - 1)), []]]  # operator, args to draw, values
     value = None
@@ -90,7 +77,7 @@ def listops_expression(rng, min_length=MIN_LENGTH, max_length=MAX_LENGTH):
         continue
       node[1] -= 1
       if len(open_ops) < MAX_DEPTH - 1 and uniform() < OPERATOR_PROBABILITY:  # child depth < 10
-        op = int(uniform() * 4)
+        op = int(uniform() * len(OPERATORS))
         tokens.append(11 + op)
         open_ops.append([op, 2 + int(uniform() * (MAX_ARGS - 1)), []])
       else:

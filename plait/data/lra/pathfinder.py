@@ -19,7 +19,8 @@ import math
 
 import numpy as np
 
-from plait.data.lra.common import GeneratedExamples, LRAInputs, check_int, check_split
+from plait.data.lra.common import GeneratedExamples, LRAInputs, Uniforms, check_int
+from plait.data.lra.common import check_split
 
 VOCAB_SIZE = 256
 N_CLASSES = 2
@@ -94,20 +95,6 @@ def _clear_of(points, x, y):
   return all((x - px) ** 2 + (y - py) ** 2 >= limit for px, py in points)
 
 
-class _Uniforms:
-  """Uniform [0, 1) floats from a numpy Generator, drawn 256 at a time (Python floats are fast)."""
-
-  def __init__(self, rng):
-    self._rng, self._buffer = rng, iter(())
-
-  def __call__(self):
-    value = next(self._buffer, None)
-    if value is None:
-      self._buffer = iter(self._rng.random(256).tolist())
-      value = next(self._buffer)
-    return value
-
-
 def _walk(uniform, n_dashes, occupancy):
   """Dash centres (n_dashes, 2) of one contour clear of `occupancy` (then stamped), or None."""
   low, high = MARGIN, CANVAS - MARGIN
@@ -137,7 +124,7 @@ def _walk(uniform, n_dashes, occupancy):
 
 def draw_scene(rng, label):
   """A random `Scene` with the given label (0 or 1), drawn from the numpy Generator `rng`."""
-  uniform = _Uniforms(rng)
+  uniform = Uniforms(rng, block=256)
   while True:
     occupancy = _Occupancy()
     contours = []
