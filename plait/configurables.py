@@ -5,6 +5,7 @@ again is harmless):
   * every public layer of `plait.layers` (module `plait.layers`),
   * every name in `plait.models.__all__` (module `plait.models`),
   * every name in `plait.data.__all__` (module `plait.data`),
+  * every name in `plait.data.lra.__all__` (module `plait.data.lra`),
   * the optimizers and learning-rate schedules of `plait.supervised`.
 Lists are read when `register_all()` runs, so models and data stages added
 later are picked up without editing this file. `mode` is never configurable:
@@ -79,6 +80,7 @@ def register_all():
   groups = [('plait.layers', _public_layers()),
             ('plait.models', _names_in('plait.models')),
             ('plait.data', _names_in('plait.data')),
+            ('plait.data.lra', _names_in('plait.data.lra')),
             ('plait.supervised.optimizers', [(n, getattr(optimizers, n))
                                              for n in optimizers.__all__]),
             ('plait.supervised.schedules', [(n, getattr(schedules, n))

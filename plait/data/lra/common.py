@@ -1,0 +1,110 @@
+"""What every Long Range Arena source shares: splits, argument checks and the batch pipeline.
+
+Every task is a random-access sequence of examples `(inputs, target, weight)` (int32 tokens,
+an int32 class id, float32 1.0). `LRAInputs` turns one into the zero-argument callable the
+trainer takes; each call gives a fresh resumable Pipeline of batches
+
+    inputs int32 (B, L) (Retrieval: (B, 2, L)), targets int32 (B,), weights float32 (B,).
+
+Every split repeats forever: 'train' in a fresh seeded permutation per epoch, 'validation' and
+'test' in their fixed order, so each evaluation (n_eval_batches from a fresh pipeline) scores
+the same examples.
+"""
+import os
+
+import numpy as np
+
+from plait.data.pipeline import FromSequence, Serial
+from plait.data.stages import Batch
+
+SPLITS = ('train', 'validation', 'test')
+
+
+def check_split(name, split):
+  """`split` if it is 'train', 'validation' or 'test'; else a ValueError naming `name`."""
+  if split not in SPLITS:
+    raise ValueError(f'{name}: split must be one of {SPLITS}, got {split!r}.')
+  return split
+
+
+def check_int(name, arg, value, low=1):
+  """`int(value)` if it is an int >= low; else a ValueError naming the function and argument."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    raise ValueError(f'{name}: {arg} must be an int >= {low}, got {value!r}.')
+  return int(value)
+
+
+def example(tokens, label):
+  """One example `(inputs, target, weight)`: int32 tokens, int32 scalar label, float32 1.0."""
+  return (np.asarray(tokens, np.int32), np.asarray(label, np.int32),
+          np.asarray(1.0, np.float32))
+
+
+def pad_bytes(data, max_length):
+  """Bytes -> int32 (max_length,) ids b + 1, cut to max_length, zero-padded (0 = padding)."""
+  ids = np.frombuffer(bytes(data)[:max_length], np.uint8).astype(np.int32) + 1
+  return np.pad(ids, (0, max_length - len(ids)))
+
+
+def as_bytes(text):
+  """UTF-8 bytes of a str; bytes (and numpy bytes scalars) unchanged."""
+  if isinstance(text, np.ndarray):
+    text = text.item()
+  return text.encode('utf-8') if isinstance(text, str) else bytes(text)
+
+
+class Mapped:
+  """A random-access sequence `fn(data[i])` (data: anything with len() and indexing)."""
+
+  def __init__(self, data, fn):
+    self.data, self.fn = data, fn
+
+  def __len__(self):
+    return len(self.data)
+
+  def __getitem__(self, i):
+    return self.fn(self.data[i])
+
+
+_TFDS_PREPARE = ('prepare it once (needs internet, may need TensorFlow for this step only): '
+                 'tfds build {name} --file_format=array_record --data_dir=DIR, then pass '
+                 'data_dir=DIR (see docs/lra.md, "Data").')
+
+
+def open_tfds(caller, name, split, data_dir):
+  """The tfds random-access data source of a prepared array_record split, or FileNotFoundError.
+
+  data_dir None is TFDS's default ($TFDS_DATA_DIR, else ~/tensorflow_datasets).
+  """
+  from plait.data import tfds_source  # pylint: disable=import-outside-toplevel
+  try:
+    return tfds_source.TFDS(name, split=split, data_dir=data_dir).data_source()
+  except (ValueError, KeyError, OSError, AssertionError, NotImplementedError, ImportError) as e:
+    where = data_dir or "TFDS's default data_dir ($TFDS_DATA_DIR, else ~/tensorflow_datasets)"
+    raise FileNotFoundError(f'{caller}: TFDS {name!r} split {split!r} is not prepared in '
+                            f'array_record format under {where}; '
+                            + _TFDS_PREPARE.format(name=name)
+                            + f' [{type(e).__name__}: {str(e).splitlines()[0]}]') from None
+
+
+class LRAInputs:
+  """A zero-argument callable returning a fresh resumable batch Pipeline over one LRA split.
+
+  Attributes (for models and benchmarks): task, split, vocab_size, n_classes, max_length
+  (tokens per example, per document for Retrieval), batch_size, seed, and `examples`, the
+  random-access sequence of single examples.
+  """
+
+  def __init__(self, task, examples, split, batch_size, seed, vocab_size, n_classes, max_length):
+    self.task, self.examples, self.split = task, examples, split
+    self.batch_size, self.seed = batch_size, seed
+    self.vocab_size, self.n_classes, self.max_length = vocab_size, n_classes, max_length
+
+  def __call__(self):
+    source = FromSequence(self.examples, shuffle=self.split == 'train', seed=self.seed,
+                          repeat=True)
+    return Serial(source, Batch(self.batch_size))
+
+  def __repr__(self):
+    return (f'LRAInputs[{self.task}:{self.split}, {len(self.examples)} examples, '
+            f'batch {self.batch_size}, seed {self.seed}]')
