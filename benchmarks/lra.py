@@ -3,7 +3,7 @@ the paper's numbers (Tay et al. 2020, Tables 1 and 2).
 
   python benchmarks/lra.py --tasks listops --steps 2000 --budget_s 420 --out results/lra
   python benchmarks/lra.py --speed_only --out results/lra_speed
-  python benchmarks/lra.py --smoke --out /tmp/lra_smoke          # CPU, < 60 s, sizes only
+  python benchmarks/lra.py --smoke --out /tmp/lra_smoke          # CPU check: ~1 min, sizes only
 
 Accuracy (Table 1): each run is plait-train's own `trainer.train` on the shipped config
 `lra_<task>_<model>.gin` (`_tiny` with --smoke), with `train.steps = --steps` and an even
@@ -33,6 +33,8 @@ import numpy as np
 
 MODELS = ('transformer', 'reformer', 'performer', 'bigbird', 'local')
 TASKS = ('listops', 'pathfinder', 'image', 'text', 'retrieval')
+ENCODERS = {'transformer': 'TransformerEncoder', 'reformer': 'ReformerEncoder',
+            'performer': 'PerformerEncoder', 'bigbird': 'BigBirdEncoder', 'local': 'LocalEncoder'}
 # LRA paper Table 1 (test accuracy %); None: not in LRA.
 PAPER_ACCURACY = {
     'transformer': {'listops': 36.37, 'text': 64.27, 'retrieval': 57.46, 'image': 42.44,
@@ -63,7 +65,8 @@ def parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   p.add_argument('--tasks', nargs='+', choices=TASKS, default=None,
                  help='default: every task whose data is present')
-  p.add_argument('--models', nargs='+', choices=MODELS, default=list(MODELS))
+  p.add_argument('--models', nargs='+', choices=MODELS, default=None,
+                 help='default: all (with --smoke: transformer and performer)')
   p.add_argument('--steps', type=int, default=None, help="default: each config's own")
   p.add_argument('--budget_s', type=float, default=None,
                  help='wall-clock seconds for all training runs together (shared evenly)')
@@ -73,14 +76,17 @@ def parse_args(argv):
   p.add_argument('--speed_only', action='store_true')
   p.add_argument('--accuracy_only', action='store_true')
   p.add_argument('--smoke', action='store_true',
-                 help='tiny configs, 2 steps, lengths 64 and 128, batch 2: checks the script')
+                 help='checks the script on a CPU: tiny configs with 1 layer, 2 steps, ListOps '
+                      'only unless --tasks, length 128, batch 2')
   p.add_argument('--out', required=True)
   args = p.parse_args(argv)
   if args.smoke:
-    args.tasks = args.tasks or ['listops', 'pathfinder']
+    args.tasks = args.tasks or ['listops']
+    args.models = args.models or ['transformer', 'performer']
     args.steps = args.steps or 2
     args.test_batches, args.reps = 1, 1
-    args.lengths = [64, 128]
+    args.lengths = [128]
+  args.models = args.models or list(MODELS)
   return args
 
 
@@ -95,10 +101,13 @@ def train_one(task, model, args, max_seconds, runs_dir):
   bindings = ["LoopSettings.progress = 'none'", 'LoopSettings.tensorboard = False',
               'train.plot = False']
   if args.steps:
-    every = max(1, args.steps // 4)
+    every = args.steps if args.smoke else max(1, args.steps // 4)
     bindings += [f'train.steps = {args.steps}', f'LoopSettings.checkpoint_every = {every}']
   if args.smoke:
-    bindings += ['train.n_eval_batches = 1']
+    encoder = ENCODERS[model]
+    bindings += ['train.n_eval_batches = 1', f'{encoder}.n_layers = 1', f'{encoder}.d_model = 16',
+                 f'{encoder}.d_ff = 16', f'{encoder}.head_d_ff = 16' if task != 'retrieval'
+                 else 'TwoTowerClassifier.d_ff = 16']
   output_dir = os.path.join(runs_dir, name)
   gin.clear_config()
   trainer.parse_config([rl_free_configs.path(name)], bindings)
@@ -254,7 +263,7 @@ def _pct(value):
   return '—' if value is None else f'{value:.2f}'
 
 
-def plots(out, accuracy_rows, speed_rows, tasks, models, lengths):
+def plots(out, accuracy_rows, speed_rows, tasks, models, lengths, batch):
   """accuracy.png (bars: plait and paper per task and model) and speed.png (steps/s vs length)."""
   try:
     import matplotlib  # pylint: disable=import-outside-toplevel
@@ -288,7 +297,7 @@ def plots(out, accuracy_rows, speed_rows, tasks, models, lengths):
       if points:
         ax.plot(*zip(*points), marker='o', label=m)
     ax.set_xlabel('tokens')
-    ax.set_ylabel('train steps/s (batch 32)')
+    ax.set_ylabel(f'train steps/s (batch {batch})')
     ax.set_xticks(lengths)
     ax.legend()
     fig.tight_layout()
@@ -346,7 +355,7 @@ def main(argv=None):
   with open(os.path.join(args.out, 'lra.md'), 'w') as f:
     f.write('\n'.join(text))
   written = plots(args.out, results['accuracy'], results['speed'], tasks, args.models,
-                  args.lengths)
+                  args.lengths, 2 if args.smoke else 32)
   print('\n'.join(text))
   print(f'wrote {path}, lra.md' + ''.join(f', {w}' for w in written))
   return results
