@@ -10,6 +10,7 @@ Every split repeats forever: 'train' in a fresh seeded permutation per epoch, 'v
 'test' in their fixed order, so each evaluation (n_eval_batches from a fresh pipeline) scores
 the same examples.
 """
+import multiprocessing
 import os
 
 import numpy as np
@@ -38,6 +39,24 @@ def example(tokens, label):
   """One example `(inputs, target, weight)`: int32 tokens, int32 scalar label, float32 1.0."""
   return (np.asarray(tokens, np.int32), np.asarray(label, np.int32),
           np.asarray(1.0, np.float32))
+
+
+class Uniforms:
+  """Uniform [0, 1) Python floats from a numpy Generator, drawn a block at a time.
+
+  Pure-Python generators (ListOps trees, Pathfinder walks) take one number at a time; a Python
+  float from a list is far cheaper than a scalar numpy draw. Same generator, same numbers.
+  """
+
+  def __init__(self, rng, block=1024):
+    self._rng, self._block, self._buffer = rng, block, iter(())
+
+  def __call__(self):
+    value = next(self._buffer, None)
+    if value is None:
+      self._buffer = iter(self._rng.random(self._block).tolist())
+      value = next(self._buffer)
+    return value
 
 
 def pad_bytes(data, max_length):
@@ -85,6 +104,68 @@ def open_tfds(caller, name, split, data_dir):
                             f'array_record format under {where}; '
                             + _TFDS_PREPARE.format(name=name)
                             + f' [{type(e).__name__}: {str(e).splitlines()[0]}]') from None
+
+
+def _generate_range(task):
+  examples, start, stop = task
+  made = [examples.generate(i) for i in range(start, stop)]
+  return (np.stack([tokens for tokens, _ in made]).astype(np.uint8),
+          np.array([label for _, label in made], np.int32))
+
+
+class GeneratedExamples:
+  """A generated split (ListOps, Pathfinder): item i is a pure function of i, memoized once made.
+
+  Subclasses set `n_examples` and `length` and define `generate(i) -> (tokens, label)`, tokens
+  a 1-D array of `length` ids < 256. Each example made is kept (uint8) so every epoch after the
+  first, and every evaluation after the first, reads memory: n_examples x length bytes
+  (Pathfinder 32x32: 164 MB for the training split), touched only as filled. `fill(workers)`
+  makes them all up front in parallel.
+  """
+  n_examples = length = None
+  _memo = None  # (tokens uint8 (n, length), labels int32 (n,), done bool (n,)), made on first use
+
+  def __len__(self):
+    return self.n_examples
+
+  def generate(self, i):
+    raise NotImplementedError
+
+  def _arrays(self):
+    if self._memo is None:
+      n = self.n_examples
+      self._memo = (np.zeros((n, self.length), np.uint8), np.zeros((n,), np.int32),
+                    np.zeros((n,), bool))
+    return self._memo
+
+  def __getitem__(self, i):
+    if not 0 <= i < self.n_examples:
+      raise IndexError(f'{type(self).__name__}: index {i} out of range [0, {self.n_examples}).')
+    tokens, labels, done = self._arrays()
+    if not done[i]:
+      tokens[i], labels[i] = self.generate(i)
+      done[i] = True
+    return example(tokens[i], labels[i])
+
+  def fill(self, workers, chunk=256):
+    """Makes every example not made yet, with `workers` processes (1: in this one)."""
+    tokens, labels, done = self._arrays()
+    starts = [a for a in range(0, self.n_examples, chunk) if not done[a:a + chunk].all()]
+    if workers <= 1:
+      for i in np.flatnonzero(~done):
+        self[int(i)]
+      return self
+    tasks = [(self, a, min(a + chunk, self.n_examples)) for a in starts]
+    # spawn, not fork: the parent may run JAX threads, which a fork would copy mid-flight.
+    with multiprocessing.get_context('spawn').Pool(workers) as pool:
+      for (_, a, b), (made, made_labels) in zip(tasks, pool.imap(_generate_range, tasks)):
+        tokens[a:b], labels[a:b], done[a:b] = made, made_labels, True
+    return self
+
+  def __getstate__(self):  # worker processes get the recipe, not the memo
+    state = dict(self.__dict__)
+    state.pop('_memo', None)
+    return state
 
 
 class LRAInputs:

@@ -15,7 +15,7 @@ when 500 < its token count < 2000. (LRA's generator draws the root the same way;
 root as an operator since a lone digit is always rejected: the kept trees are distributed the
 same.) 96,000 / 2,000 / 2,000 examples. Unlike LRA's files, example i of a split is a pure
 function of (seed, split, i): nothing to download, and the splits are disjoint streams.
-Generated on the fly, about 700 examples/s on one core.
+Generated on the fly, 500-700 examples/s on one core.
 
 Token ids (VOCAB_SIZE = 16): 0 = padding, 1..10 = digits 0..9, 11 = '[MIN', 12 = '[MAX',
 13 = '[MED', 14 = '[SM', 15 = ']'. `TOKENS[id]` is the text of an id.
@@ -25,7 +25,8 @@ Token ids (VOCAB_SIZE = 16): 0 = padding, 1..10 = digits 0..9, 11 = '[MIN', 12 =
 """
 import numpy as np
 
-from plait.data.lra.common import LRAInputs, check_int, check_split, example
+from plait.data.lra.common import GeneratedExamples, LRAInputs, Uniforms, check_int
+from plait.data.lra.common import check_split
 
 TOKENS = ('<pad>',) + tuple(str(d) for d in range(10)) + ('[MIN', '[MAX', '[MED', '[SM', ']')
 VOCAB_SIZE = len(TOKENS)
@@ -50,20 +51,6 @@ def _median(values):
 _APPLY = (min, max, _median, lambda values: sum(values) % 10)  # in OPERATORS order
 
 
-class _Uniforms:
-  """Uniform [0, 1) Python floats from a numpy Generator, drawn 1024 at a time (fast to use)."""
-
-  def __init__(self, rng):
-    self._rng, self._buffer = rng, iter(())
-
-  def __call__(self):
-    value = next(self._buffer, None)
-    if value is None:
-      self._buffer = iter(self._rng.random(1024).tolist())
-      value = next(self._buffer)
-    return value
-
-
 def listops_expression(rng, min_length=MIN_LENGTH, max_length=MAX_LENGTH):
   """One random expression with min_length < len < max_length: (int32 token ids, int value).
 
@@ -71,9 +58,9 @@ def listops_expression(rng, min_length=MIN_LENGTH, max_length=MAX_LENGTH):
   tree is abandoned as soon as its tokens plus the brackets still open reach max_length, and
   drawn again until one fits, so the result is a pure function of the generator's state.
   """
-  uniform = _Uniforms(rng)
+  uniform = Uniforms(rng)
   while True:
-    op = int(uniform() * 4)
+    op = int(uniform() * len(OPERATORS))
     tokens = [11 + op]
     open_ops = [[op, 2 + int(uniform() * (MAX_ARGS - 1)), []]]  # operator, args to draw, values
     value = None
@@ -90,7 +77,7 @@ def listops_expression(rng, min_length=MIN_LENGTH, max_length=MAX_LENGTH):
         continue
       node[1] -= 1
       if len(open_ops) < MAX_DEPTH - 1 and uniform() < OPERATOR_PROBABILITY:  # child depth < 10
-        op = int(uniform() * 4)
+        op = int(uniform() * len(OPERATORS))
         tokens.append(11 + op)
         open_ops.append([op, 2 + int(uniform() * (MAX_ARGS - 1)), []])
       else:
@@ -108,26 +95,21 @@ def listops_text(ids):
   return ' '.join(TOKENS[int(i)] for i in np.asarray(ids).ravel() if i)
 
 
-class ListOpsExamples:
+class ListOpsExamples(GeneratedExamples):
   """The examples of one split: item i is `(tokens padded to max_length, label, 1.0)`."""
 
   def __init__(self, split, seed, n_examples, min_length, max_length):
     self.split, self.seed, self.n_examples = split, seed, n_examples
-    self.min_length, self.max_length = min_length, max_length
+    self.min_length, self.max_length, self.length = min_length, max_length, max_length
 
-  def __len__(self):
-    return self.n_examples
-
-  def __getitem__(self, i):
-    if not 0 <= i < self.n_examples:
-      raise IndexError(f'ListOpsExamples: index {i} out of range [0, {self.n_examples}).')
+  def generate(self, i):
     rng = np.random.default_rng([self.seed, _SPLIT_IDS[self.split], int(i)])
     tokens, value = listops_expression(rng, self.min_length, self.max_length)
-    return example(np.pad(tokens, (0, self.max_length - len(tokens))), value)
+    return np.pad(tokens, (0, self.max_length - len(tokens))), value
 
 
 def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENGTH,
-                       min_length=MIN_LENGTH, n_examples=None):
+                       min_length=MIN_LENGTH, n_examples=None, workers=0):
   """Batches of LRA ListOps (gin-configurable); generated, so always available.
 
   Args:
@@ -138,6 +120,8 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
     max_length: expressions have fewer tokens than this and are zero-padded to it (LRA: 2000).
     min_length: expressions have more tokens than this (LRA: 500).
     n_examples: examples in the split (default: LRA's split size).
+    workers: 0 makes examples as the pipeline reads them (500-700/s); N > 0 makes the whole
+      split now with N processes. Either way each is made once and kept in memory.
 
   Returns:
     An `LRAInputs`: call it for a resumable Pipeline of (inputs int32 (B, max_length),
@@ -154,6 +138,9 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
                      f'got min_length={min_length}, max_length={max_length}.')
   n_examples = check_int(name, 'n_examples',
                          SPLIT_SIZES[split] if n_examples is None else n_examples)
+  workers = check_int(name, 'workers', workers, low=0)
   examples = ListOpsExamples(split, seed, n_examples, min_length, max_length)
+  if workers:
+    examples.fill(workers)
   return LRAInputs('listops', examples, split, batch_size, seed, VOCAB_SIZE, N_CLASSES,
                    max_length)

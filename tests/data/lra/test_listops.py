@@ -163,3 +163,13 @@ def test_bad_arguments_are_clear_errors(kwargs, message):
 
 def test_text_shows_the_expression():
   assert listops.listops_text([12, 3, 10, 15, 0, 0]) == '[MAX 2 9 ]'
+
+
+def test_examples_made_in_parallel_equal_those_made_lazily():
+  lazy = lra_listops_inputs(split='test', min_length=10, max_length=60, n_examples=300).examples
+  filled = lra_listops_inputs(split='test', min_length=10, max_length=60, n_examples=300,
+                              workers=2).examples
+  for i in (0, 1, 255, 256, 299):
+    for a, b in zip(lazy[i], filled[i]):
+      np.testing.assert_array_equal(a, b)
+      assert a.dtype == b.dtype
