@@ -39,9 +39,11 @@ class ClsToken(tl.Layer):
   """Prepends a learned vector to every sequence: (B, L, d) -> (B, L + 1, d).
 
   With `masked`, the layer takes and returns (x, mask) and the CLS position is always a real
-  token (mask True). It comes after the positional encodings, so the token positions are
-  those of the input and CLS is told apart by its learned vector alone (LRA adds a position
-  to it; here no position is spent, so max_len stays the data's length).
+  token (mask True); when L + 1 is odd a masked slot is appended too (L + 2), because cuDNN's
+  masked attention kernels need an even length (the slot is padding: it changes no output).
+  It comes after the positional encodings, so the token positions are those of the input and
+  CLS is told apart by its learned vector alone (LRA adds a position to it; here no position
+  is spent, so max_len stays the data's length).
   """
 
   def __init__(self, masked=True):
@@ -56,6 +58,9 @@ class ClsToken(tl.Layer):
     if mask is None:
       return x, state
     mask = jnp.concatenate([jnp.ones((mask.shape[0], 1), mask.dtype), mask], axis=1)
+    if x.shape[1] % 2:   # keep the length even for cuDNN: one more (masked) slot
+      x = jnp.pad(x, ((0, 0), (0, 1), (0, 0)))
+      mask = jnp.pad(mask, ((0, 0), (0, 1)))
     return (x, mask), state
 
   def init_weights_and_state(self, input_signature, rng):

@@ -100,6 +100,20 @@ def test_cls_pooling_reads_the_learned_token():
   assert not np.allclose(run(tokens), other(tokens), atol=1e-4)
 
 
+def test_cls_token_keeps_a_masked_length_even_for_cudnn():
+  x = jnp.ones((2, 6, 4))
+  weights = classifier.ClsTokenWeights(jnp.full((4,), 2.0))
+  (y, mask), _ = classifier.ClsToken(masked=True).pure_fn((x, jnp.ones((2, 6), bool)), weights,
+                                                          (), None)
+  assert y.shape == (2, 8, 4) and mask.tolist() == [[True] * 7 + [False]] * 2
+  assert np.all(y[:, 0] == 2.0) and np.all(y[:, 1:7] == 1.0)
+  (y, mask), _ = classifier.ClsToken(masked=True).pure_fn(
+      (x[:, :5], jnp.ones((2, 5), bool)), weights, (), None)
+  assert y.shape == (2, 6, 4) and bool(mask.all())
+  y, _ = classifier.ClsToken(masked=False).pure_fn(x, weights, (), None)
+  assert y.shape == (2, 7, 4)   # unmasked attention has no length rule
+
+
 def test_unknown_pooling_is_refused_by_name():
   with pytest.raises(ValueError, match=r"TransformerEncoder: pooling must be one of .*'max'"):
     build('TransformerEncoder', pooling='max')
