@@ -9,6 +9,9 @@ from plait.supervised import trainer
 
 CONFIGS = rl_free_configs.names()
 TINY = [n for n in CONFIGS if n.endswith('_tiny')]
+# The language models' configs; the LRA classifiers' (lra_*) are tests/test_lra_configs.py's.
+LM_CONFIGS = [n for n in CONFIGS if not n.startswith('lra_')]
+LM_TINY = [n for n in LM_CONFIGS if n.endswith('_tiny')]
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +38,7 @@ def test_unknown_config_name_lists_the_available_ones():
     rl_free_configs.path('reformer_imagenet')
 
 
-@pytest.mark.parametrize('name', CONFIGS)
+@pytest.mark.parametrize('name', LM_CONFIGS)
 def test_config_builds_model_and_output_signature(name):
   _parse(name)
   sig = demo.configured_signature()
@@ -73,7 +76,7 @@ def test_reformer_full_config_fits_the_training_text(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', TINY)
+@pytest.mark.parametrize('name', LM_TINY)
 def test_tiny_config_trains_and_checkpoints(name, tmp_path):
   _parse(name, ['train.steps = 30', 'LoopSettings.checkpoint_every = 30', 'LoopSettings.log_every = 10'])
   loop = trainer.train(str(tmp_path))

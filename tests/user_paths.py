@@ -18,13 +18,17 @@ from plait import rl_free_configs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FULL = [n for n in rl_free_configs.names() if not n.endswith('_tiny')]
+# The language models' configs (train, resume and decode); the LRA classifiers' are checked by
+# tests/test_lra_configs.py.
+LM_FULL = [n for n in FULL if not n.startswith('lra_')]
 # Parameters whose values may differ between a config and its _tiny shrink.
 SIZE_PARAMETERS = frozenset({
     'vocab_size', 'd_model', 'd_ff', 'n_layers', 'n_heads', 'max_len', 'axial_pos_shape',
     'd_axial_pos_embs', 'ff_chunk_size', 'chunk_len', 'n_buckets', 'block_size',
     'num_rand_blocks', 'nb_features', 'image_shape', 'sequence_length', 'max_tokens', 'length',
     'batch_size', 'image_size', 'n_eval_batches', 'n_warmup_steps', 'n_steps', 'steps',
-    'checkpoint_every', 'log_every'})
+    'checkpoint_every', 'log_every', 'head_d_ff', 'max_length', 'min_length', 'warmup_steps',
+    'steps_per_cycle'})
 # Not sizes, and why they may differ (anything else that differs fails the test).
 NOT_SIZES_ALLOWED = {
     ('reformer_imagenet64', 'image_lm_inputs.source'):

@@ -8,11 +8,14 @@ set from gin). The weights tree is the same in every mode, so a predict-mode mod
 with the weights trained in train mode (see plait.supervised.decoding).
 """
 from plait.models.bigbird import BigBirdEncoder, BigBirdLM
+from plait.models.classifier import TwoTowerClassifier
 from plait.models.image import ImagePerformerLM, ImageReformerLM, ImageTransformerLM
+from plait.models.local import LocalEncoder
 from plait.models.performer import PerformerEncoder, PerformerLM
-from plait.models.reformer import ReformerLM
+from plait.models.reformer import ReformerEncoder, ReformerLM
 from plait.models.transformer import TransformerEncoder, TransformerLM
 
 __all__ = ['BigBirdEncoder', 'BigBirdLM', 'ImagePerformerLM', 'ImageReformerLM',
-           'ImageTransformerLM', 'PerformerEncoder', 'PerformerLM', 'ReformerLM',
-           'TransformerEncoder', 'TransformerLM']
+           'ImageTransformerLM', 'LocalEncoder', 'PerformerEncoder', 'PerformerLM',
+           'ReformerEncoder', 'ReformerLM', 'TransformerEncoder', 'TransformerLM',
+           'TwoTowerClassifier']

@@ -107,10 +107,13 @@ def DecoderBlock(d_model, d_ff, n_heads, attention_type='dense', dropout=0.0, ma
 
 
 def EncoderBlock(d_model, d_ff, n_heads, attention_type='dense', dropout=0.0, max_len=2048,  # pylint: disable=invalid-name
-                 activation=tl.Gelu, mode='train'):
-  """Pre-norm bidirectional block on (x, mask) -> (x', mask); mask (B, L) True = token."""
+                 activation=tl.Gelu, mode='train', use_mask=True):
+  """Pre-norm bidirectional block on (x, mask) -> (x', mask); mask (B, L) True = token.
+
+  use_mask=False: x -> x' with unmasked attention (inputs without padding).
+  """
   attention = make_attention(attention_type, False, d_model=d_model, n_heads=n_heads,
-                             dropout=dropout, max_len=max_len, use_mask=True, mode=mode)
+                             dropout=dropout, max_len=max_len, use_mask=use_mask, mode=mode)
   return tl.Serial(
       tl.Residual(tl.LayerNorm(), attention, tl.Dropout(dropout, mode=mode)),  # (x, mask)
       tl.Residual(FeedForwardBlock(d_model, d_ff, dropout, activation, 0, mode)),

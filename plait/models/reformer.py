@@ -10,10 +10,17 @@ Dropout -> Dense(vocab). Training memory for activations is that of one layer, w
 n_layers, because the backward pass recomputes each layer's inputs from its outputs.
 `attention_type` may be a list cycled over layers: the Reformer paper's enwik8 model
 alternates local (chunked) and LSH attention.
+
+ReformerEncoder is the classifier Long Range Arena calls Reformer: the shared encoder
+(plait.models.classifier) with bidirectional LSH attention and padding masks, not reversible
+(LRA's is not either; at LRA's lengths activations are small).
 """
+import functools
+
 from plait import layers as tl
 from plait.layers.core import check_mode
 from plait.models import blocks
+from plait.models import classifier
 
 
 def ReversibleDecoderBlock(d_model, d_ff, n_heads, attention_type='lsh', dropout=0.0,  # pylint: disable=invalid-name
@@ -78,3 +85,25 @@ def _output_head(vocab_size, dropout, chunk_size, mode):
       tl.Chunk(tl.Serial(head), chunk_size),
       tl.Fn('UnflattenPositions', lambda logits, y1: logits.reshape(y1.shape[:-1] + (-1,))),
       name='ChunkedOutputHead')
+
+
+def ReformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
+                    n_heads=8, max_len=2048, dropout=0.1, n_hashes=2, n_buckets=32,
+                    chunk_len=64, n_chunks_before=1, n_chunks_after=0,
+                    positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
+                    scan_layers=False, pooling='mean', head_d_ff=0):
+  """Encoder classifier with bidirectional LSH attention: ids (B, L) -> logits (B, n_classes).
+
+  n_hashes, n_buckets, chunk_len, n_chunks_before, n_chunks_after: see LSHKind (padding
+  tokens are masked out of every bucket; lengths are padded to chunk_len automatically).
+  pad_id, pooling, head_d_ff, n_classes=None, scan_layers: see TransformerEncoder.
+
+    >>> model = ReformerEncoder(vocab_size=20, n_classes=10, n_buckets=32, chunk_len=64)
+  """
+  check_mode(mode, 'ReformerEncoder')
+  attention = functools.partial(tl.LSHSelfAttention, causal=False, n_hashes=n_hashes,
+                                n_buckets=n_buckets, chunk_len=chunk_len,
+                                n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after)
+  return classifier.encoder_classifier(
+      'ReformerEncoder', vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len,
+      dropout, attention, positional, activation, pad_id, mode, scan_layers, pooling, head_d_ff)

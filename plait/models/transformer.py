@@ -11,6 +11,7 @@ mixed-attention baselines.
 from plait import layers as tl
 from plait.layers.core import check_mode
 from plait.models import blocks
+from plait.models import classifier
 
 
 def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,  # pylint: disable=invalid-name
@@ -43,33 +44,20 @@ def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
 def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                        n_heads=8, max_len=2048, dropout=0.1, attention_type='dense',
                        positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
-                       scan_layers=False):
+                       scan_layers=False, pooling='mean', head_d_ff=0):
   """Encoder classifier: token ids (B, L) -> class logits (B, n_classes).
 
-  Tokens equal to `pad_id` are masked out of attention and of the mean pooling.
+  Tokens equal to `pad_id` are masked out of attention and of the mean pooling; pad_id=None:
+  no padding (pixel inputs), attention unmasked.
+  pooling: 'mean' over real tokens, or 'cls' (a learned token put before the sequence).
+  head_d_ff: 0 = a Dense(n_classes) head; > 0 = LRA's Dense(head_d_ff) -> Relu -> Dense.
+  n_classes=None: no head, pooled features (B, d_model) (a TwoTowerClassifier tower).
   scan_layers: run the repeated blocks as one lax.scan over their stacked weights
     (one block for XLA to compile; same weights tree and results; see docs/models.md).
+  See plait.models.classifier for the structure every encoder shares.
   """
   check_mode(mode, 'TransformerEncoder')
-  return _encoder_classifier('TransformerEncoder', vocab_size, n_classes, d_model, d_ff,
-                             n_layers, n_heads, max_len, dropout, attention_type, positional,
-                             activation, pad_id, mode, scan_layers)
-
-
-def _encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_heads,
-                        max_len, dropout, attention_type, positional, activation, pad_id, mode,
-                        scan_layers=False):
-  """Embeddings + masked encoder blocks + masked mean pooling + Dense: shared by encoders."""
-  encoder_blocks = [
-      blocks.EncoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation, mode)
-      for attention in blocks.attention_types_per_layer(attention_type, n_layers)]
-  return tl.Serial(
-      tl.Branch(
-          blocks.EmbeddingStack(vocab_size, d_model, max_len, dropout, positional=positional,
-                                mode=mode),
-          blocks.PaddingMask(pad_id)),      # [x, mask]
-      encoder_blocks,
-      tl.LayerNorm(),                       # pops x only: [LayerNorm(x), mask]
-      blocks.MaskedMean(),
-      tl.Dense(n_classes),
-      name=name, scan_layers=scan_layers)
+  return classifier.encoder_classifier(
+      'TransformerEncoder', vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len,
+      dropout, attention_type, positional, activation, pad_id, mode, scan_layers, pooling,
+      head_d_ff)

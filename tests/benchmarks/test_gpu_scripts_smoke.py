@@ -1,4 +1,5 @@
 """The GPU benchmark scripts still run (tiny sizes on CPU; numbers meaningless, no timing asserts)."""
+import json
 import pathlib
 import subprocess
 import sys
@@ -71,3 +72,17 @@ def test_loop_overhead_script_times_both_loops_on_cpu():
   out = run(str(BENCH / 'loop_overhead_gpu.py'), '--tiny', '--steps', '3', '--warmup', '2')
   row = [l for l in out.splitlines() if 'duplication ReformerLM' in l]
   assert len(row) == 1 and float(row[0].split('|')[-2]) > 0, out
+
+
+@pytest.mark.slow
+def test_lra_script_trains_scores_times_and_tabulates_on_cpu(tmp_path):
+  """--smoke: ListOps with the tiny Transformer and Performer configs, 2 steps each through
+  plait-train's train(), test accuracy from the best checkpoint, one speed length."""
+  out = run(str(BENCH / 'lra.py'), '--smoke', '--out', str(tmp_path))
+  results = json.loads((tmp_path / 'lra.json').read_text())
+  assert [(r['task'], r['model'], r['steps']) for r in results['accuracy']] == [
+      ('listops', 'transformer', 2), ('listops', 'performer', 2)]
+  assert all(0 <= r['test'] <= 100 for r in results['accuracy'])
+  assert [r['model'] for r in results['speed'] if 'error' not in r] == ['transformer', 'performer']
+  assert '| performer | ' in out and '(18.01)' in out and '| 1.00 |' in out
+  assert (tmp_path / 'lra.md').is_file()

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.gpu,
 STEPS = {'reformer_crime_and_punishment': 100, 'reformer_imagenet64': 20}
 
 
-@pytest.mark.parametrize('name', user_paths.FULL)
+@pytest.mark.parametrize('name', user_paths.LM_FULL)
 def test_full_config_on_one_gpu_trains_resumes_and_decodes(name, tmp_path):
   scale = float(os.environ.get('PLAIT_GPU_SUITE_STEPS', '1'))
   steps = max(4, 2 * round(scale * STEPS.get(name, 200) / 2))

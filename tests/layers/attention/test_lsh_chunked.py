@@ -83,6 +83,7 @@ UNION_CASES = {  # name: (n_hashes, n_buckets, chunk_len, before, after, causal,
     'main': (3, 4, 4, 1, 0, True, 16, False),
     'main_padding_mask': (3, 4, 4, 1, 0, True, 16, True),
     'one_round_bidirectional': (1, 4, 4, 1, 0, False, 16, False),
+    'bidirectional_padding_mask': (2, 4, 4, 1, 1, False, 16, True),   # ReformerEncoder's case
     'duplicates_4x2': (4, 2, 4, 1, 0, True, 16, False),
     'factorized_look_ahead': (3, [2, 4], 4, 1, 1, False, 20, False),
     'length_not_multiple_of_chunk': (2, 4, 4, 0, 0, True, 10, False),

@@ -1,0 +1,399 @@
+"""Long Range Arena on one GPU: every model kind on every task whose data is present, beside
+the paper's numbers (Tay et al. 2020, Tables 1 and 2).
+
+  python benchmarks/lra.py --tasks listops --steps 2000 --budget_s 420 --out results/lra
+  python benchmarks/lra.py --speed_only --out results/lra_speed
+  python benchmarks/lra.py --smoke --out /tmp/lra_smoke          # CPU check: ~1 min, sizes only
+
+Accuracy (Table 1): each run is plait-train's own `trainer.train` on the shipped config
+`lra_<task>_<model>.gin` (`_tiny` with --smoke), with `train.steps = --steps` and an even
+share of --budget_s as its time limit (the Loop evaluates and saves when it is reached); the
+best checkpoint by held-out (validation) accuracy is then scored on `--test_batches` batches of
+the test split. ListOps and Pathfinder are generated here (same recipe as LRA, not LRA's files);
+Image, Text and Retrieval run when their data is prepared (docs/lra.md, "Data").
+
+Speed (Table 2): for each length (byte-level text: vocab 257, batch 32, the Text config's
+4 layers of d_model 256), every kind's jitted train step (`train_step.make_train_step`, the step
+the Loop runs; bf16 compute, AdamW) timed as the median of --reps steps, and its memory from
+the compiled program (XLA's memory analysis: arguments + outputs + temporaries - aliased), both
+relative to plait's Transformer (cuDNN flash attention on the GPU).
+
+Writes `--out`/lra.json, lra.md (both tables) and, with matplotlib, accuracy.png and speed.png.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MODELS = ('transformer', 'reformer', 'performer', 'bigbird', 'local')
+TASKS = ('listops', 'pathfinder', 'image', 'text', 'retrieval')
+ENCODERS = {'transformer': 'TransformerEncoder', 'reformer': 'ReformerEncoder',
+            'performer': 'PerformerEncoder', 'bigbird': 'BigBirdEncoder', 'local': 'LocalEncoder'}
+# LRA paper Table 1 (test accuracy %); None: not in LRA.
+PAPER_ACCURACY = {
+    'transformer': {'listops': 36.37, 'text': 64.27, 'retrieval': 57.46, 'image': 42.44,
+                    'pathfinder': 71.40},
+    'reformer': {'listops': 37.27, 'text': 56.10, 'retrieval': 53.40, 'image': 38.07,
+                 'pathfinder': 68.50},
+    'performer': {'listops': 18.01, 'text': 65.40, 'retrieval': 53.82, 'image': 42.77,
+                  'pathfinder': 77.05},
+    'bigbird': {'listops': 36.05, 'text': 64.02, 'retrieval': 59.29, 'image': 40.83,
+                'pathfinder': 74.87},
+    'local': {'listops': 15.82, 'text': 52.98, 'retrieval': 53.39, 'image': 41.46,
+              'pathfinder': 66.63},
+}
+# The FlashAttention paper's GPU re-run of the Transformer (Dao et al. 2022, Table 3).
+FLASH_TRANSFORMER = {'listops': 37.6, 'text': 63.9, 'retrieval': 81.4, 'image': 43.5,
+                     'pathfinder': 72.7}
+# LRA paper Table 2: steps/s relative to the Transformer on TPU, at 1K, 2K, 3K, 4K tokens.
+PAPER_SPEED = {'transformer': (1.0, 1.0, 1.0, 1.0), 'reformer': (0.5, 0.4, 0.7, 0.8),
+               'performer': (1.2, 1.9, 3.8, 5.7), 'bigbird': (0.9, 0.8, 1.2, 1.1),
+               'local': (1.1, 1.7, 3.2, 5.3)}
+PAPER_MEMORY = {'transformer': (1.0, 1.0, 1.0, 1.0), 'reformer': (0.56, 0.37, 0.28, 0.24),
+                'performer': (0.37, 0.23, 0.17, 0.14), 'bigbird': (0.77, 0.49, 0.39, 0.30),
+                'local': (0.49, 0.29, 0.19, 0.14)}
+SPEED_LENGTHS = (1024, 2048, 3072, 4096)
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  p.add_argument('--tasks', nargs='+', choices=TASKS, default=None,
+                 help='default: every task whose data is present')
+  p.add_argument('--models', nargs='+', choices=MODELS, default=None,
+                 help='default: all (with --smoke: transformer and performer)')
+  p.add_argument('--steps', type=int, default=None, help="default: each config's own")
+  p.add_argument('--budget_s', type=float, default=None,
+                 help='wall-clock seconds for all training runs together (shared evenly)')
+  p.add_argument('--test_batches', type=int, default=20)
+  p.add_argument('--data_workers', type=int, default=None,
+                 help='processes that make a generated training split up front, once per task '
+                      '(on-the-fly generation, 300-700 examples/s, cannot feed a GPU); default: '
+                      'the CPU count - 2 (0 with --smoke: made as read)')
+  p.add_argument('--lengths', type=int, nargs='+', default=list(SPEED_LENGTHS))
+  p.add_argument('--reps', type=int, default=10)
+  p.add_argument('--speed_only', action='store_true')
+  p.add_argument('--accuracy_only', action='store_true')
+  p.add_argument('--smoke', action='store_true',
+                 help='checks the script on a CPU: tiny configs with 1 layer, 2 steps, ListOps '
+                      'only unless --tasks, length 128, batch 2')
+  p.add_argument('--out', required=True)
+  args = p.parse_args(argv)
+  if args.smoke:
+    args.tasks = args.tasks or ['listops']
+    args.models = args.models or ['transformer', 'performer']
+    args.steps = args.steps or 2
+    args.test_batches, args.reps = 1, 1
+    args.lengths = [128]
+  args.models = args.models or list(MODELS)
+  if args.data_workers is None:
+    args.data_workers = 0 if args.smoke else max(0, (os.cpu_count() or 1) - 2)
+  return args
+
+
+# ----- accuracy -----
+
+def train_one(task, model, args, max_seconds, runs_dir, data_cache):
+  """Trains lra_<task>_<model> with plait-train's train(); {'val', 'test', 'steps', ...}.
+
+  The task's data callables are made once (`data_cache`) and given to every model's run, so a
+  generated split is made once, up front with `--data_workers` processes.
+  """
+  import gin  # pylint: disable=import-outside-toplevel
+  from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
+  from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
+  name = f'lra_{task}_{model}' + ('_tiny' if args.smoke else '')
+  bindings = ["LoopSettings.progress = 'none'", 'LoopSettings.tensorboard = False',
+              'train.plot = False']
+  if args.steps:
+    every = args.steps if args.smoke else max(1, args.steps // 4)
+    bindings += [f'train.steps = {args.steps}', f'LoopSettings.checkpoint_every = {every}']
+  if args.smoke:
+    encoder = ENCODERS[model]
+    bindings += ['train.n_eval_batches = 1', f'{encoder}.n_layers = 1', f'{encoder}.d_model = 16',
+                 f'{encoder}.d_ff = 16', f'{encoder}.head_d_ff = 16' if task != 'retrieval'
+                 else 'TwoTowerClassifier.d_ff = 16']
+  output_dir = os.path.join(runs_dir, name)
+  gin.clear_config()
+  trainer.parse_config([rl_free_configs.path(name)], bindings)
+  if task not in data_cache:
+    data_cache[task] = task_data(task, args.data_workers)
+  train_inputs, eval_inputs = data_cache[task]
+  start = time.perf_counter()
+  loop = trainer.train(output_dir, inputs=train_inputs, eval_inputs=eval_inputs, overwrite=True,
+                       max_seconds=max_seconds)
+  wall = time.perf_counter() - start
+  evals = [h for h in loop.history if h.get('split') == 'eval' and 'Accuracy' in h]
+  test = test_accuracy(output_dir, task, args.test_batches)
+  gin.clear_config()
+  return {'task': task, 'model': model, 'config': name, 'steps': loop.step,
+          'wall_s': round(wall, 1),
+          'val': round(100 * max(h['Accuracy'] for h in evals), 2) if evals else None,
+          'test': None if test is None else round(100 * test, 2)}
+
+
+def task_data(task, workers):
+  """(train, eval) data callables as the parsed config binds them; generated training splits
+  made up front with `workers` processes (0: as read)."""
+  import gin  # pylint: disable=import-outside-toplevel
+  make = gin.query_parameter('train.inputs').scoped_configurable_fn
+  extra = {'workers': workers} if workers and task in ('listops', 'pathfinder') else {}
+  start = time.perf_counter()
+  train_inputs = make(**extra)
+  with gin.config_scope('eval'):
+    eval_inputs = make()
+  if extra:
+    print(f'lra.py: made the {task} training split with {workers} processes in '
+          f'{time.perf_counter() - start:.0f} s', file=sys.stderr)
+  return train_inputs, eval_inputs
+
+
+def test_accuracy(output_dir, task, n_batches):
+  """Accuracy of the best checkpoint (by validation accuracy) on n_batches test batches."""
+  import gin  # pylint: disable=import-outside-toplevel
+  from plait.supervised import checkpoints  # pylint: disable=import-outside-toplevel
+  model = gin.query_parameter('train.model').scoped_configurable_fn(mode='eval')
+  batch_size = gin.query_parameter(f'lra_{task}_inputs.batch_size')
+  inputs_fn = gin.query_parameter('train.inputs').scoped_configurable_fn
+  with gin.config_scope('eval'):
+    batches = inputs_fn(split='test', batch_size=batch_size)()
+  first = next(iter(batches))
+  sig = jax.ShapeDtypeStruct(first[0].shape, jnp.int32)
+  weights, state, _ = checkpoints.read_model(output_dir, model, sig, step='best')
+  forward = jax.jit(lambda x: jnp.argmax(model.pure_fn(x, weights, state, None)[0], axis=-1))
+  right = total = 0
+  batch = first
+  for i in range(n_batches):
+    if i:
+      batch = next(batches)
+    inputs, targets, batch_weights = batch
+    right += float(np.sum((np.asarray(forward(inputs)) == targets) * batch_weights))
+    total += float(np.sum(batch_weights))
+  return right / max(total, 1.0)
+
+
+# ----- speed -----
+
+def speed_model(model, smoke):
+  """The Text task's encoder of `model` (byte-level, 4 layers of 256, padding masked), or a
+  tiny one."""
+  from plait import models  # pylint: disable=import-outside-toplevel
+  # Mean pooling: the length stays the given one for every kind (and even, as cuDNN's masked
+  # kernels need for the Transformer).
+  size = dict(vocab_size=257, n_classes=2, d_model=256, d_ff=1024, n_layers=4, n_heads=4,
+              max_len=max(SPEED_LENGTHS), pooling='mean', head_d_ff=1024, mode='train')
+  chunk = 64
+  if smoke:
+    size.update(d_model=32, d_ff=64, n_layers=1, n_heads=2, head_d_ff=64)
+    chunk = 16
+  kinds = {
+      'transformer': (models.TransformerEncoder, {}),
+      'reformer': (models.ReformerEncoder, dict(n_hashes=2, n_buckets=8 if smoke else 64,
+                                                chunk_len=chunk)),
+      'performer': (models.PerformerEncoder, dict(nb_features=16 if smoke else 256)),
+      'bigbird': (models.BigBirdEncoder, dict(block_size=chunk, num_rand_blocks=1 if smoke
+                                              else 3)),
+      'local': (models.LocalEncoder, dict(chunk_len=chunk)),
+  }
+  constructor, settings = kinds[model]
+  return constructor(**size, **settings)
+
+
+def time_one(model_name, length, args):
+  """{'steps_per_s', 'memory_gib'} of one training step of `model_name` at `length` tokens."""
+  import plait.layers as tl  # pylint: disable=import-outside-toplevel
+  from plait.supervised import optimizers  # pylint: disable=import-outside-toplevel
+  from plait.supervised.train_step import make_train_step  # pylint: disable=import-outside-toplevel
+  batch = 2 if args.smoke else 32
+  model = speed_model(model_name, args.smoke)
+  rng = np.random.default_rng(0)
+  tokens = jnp.asarray(rng.integers(1, 257, (batch, length)), jnp.int32)
+  data = (tokens, jnp.asarray(rng.integers(0, 2, (batch,)), jnp.int32),
+          jnp.ones((batch,), jnp.float32))
+  weights, state = model.init(jax.ShapeDtypeStruct(tokens.shape, jnp.int32),
+                              rng=jax.random.key(1))
+  optimizer = optimizers.AdamW(1e-4, weight_decay=0.1)
+  opt_state = optimizer.init(weights)
+  step = jax.jit(make_train_step(model, tl.CrossEntropyLoss(), optimizer,
+                                 compute_dtype=jnp.bfloat16), donate_argnums=(0, 2))
+  call_args = (weights, state, opt_state, data, jax.random.key(2))
+  compiled = step.lower(*call_args).compile()
+  memory = compiled.memory_analysis()
+  gib = None
+  if memory is not None:
+    gib = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+           + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2 ** 30
+  times = []
+  for i in range(args.reps + 2):
+    start = time.perf_counter()
+    out = compiled(*call_args)
+    jax.block_until_ready(out)
+    call_args = (out.weights, out.state, out.opt_state) + call_args[3:]
+    if i >= 2:
+      times.append(time.perf_counter() - start)
+  return {'model': model_name, 'length': length, 'steps_per_s': 1.0 / statistics.median(times),
+          'memory_gib': gib}
+
+
+# ----- tables and plots -----
+
+def accuracy_table(rows, tasks, models):
+  by = {(r['task'], r['model']): r for r in rows}
+  head = ('| model | ' + ' | '.join(f'{t} plait (paper)' for t in tasks) +
+          ' | average plait (paper) |')
+  lines = [head, '|' + ' --- |' * (len(tasks) + 2)]
+  for m in models:
+    cells, ours, theirs = [], [], []
+    for t in tasks:
+      r = by.get((t, m))
+      value = None if r is None else (r['test'] if r['test'] is not None else r['val'])
+      paper = PAPER_ACCURACY[m].get(t)
+      cells.append(f'{_pct(value)} ({_pct(paper)})')
+      if value is not None and paper is not None:
+        ours.append(value)
+        theirs.append(paper)
+    average = f'{_pct(np.mean(ours) if ours else None)} ({_pct(np.mean(theirs) if theirs else None)})'
+    lines.append(f'| {m} | ' + ' | '.join(cells) + f' | {average} |')
+  flash = ' | '.join(_pct(FLASH_TRANSFORMER.get(t)) for t in tasks)
+  lines.append(f'| transformer, FlashAttention paper (GPU) | {flash} | |')
+  return '\n'.join(lines)
+
+
+def speed_table(rows, lengths, models):
+  by = {(r['model'], r['length']): r for r in rows}
+  head = ('| model | ' + ' | '.join(f'{n} steps/s × (paper)' for n in lengths) + ' | ' +
+          ' | '.join(f'{n} memory × (paper)' for n in lengths) + ' |')
+  lines = [head, '|' + ' --- |' * (2 * len(lengths) + 1)]
+  for m in models:
+    speed, memory = [], []
+    for i, n in enumerate(lengths):
+      r, base = by.get((m, n)), by.get(('transformer', n))
+      paper_i = SPEED_LENGTHS.index(n) if n in SPEED_LENGTHS else None
+      ps = '' if paper_i is None else f' ({PAPER_SPEED[m][paper_i]})'
+      pm = '' if paper_i is None else f' ({PAPER_MEMORY[m][paper_i]})'
+      if r is None or base is None or 'error' in r or 'error' in base:
+        speed.append('—' + ps)
+        memory.append('—' + pm)
+        continue
+      speed.append(f'{r["steps_per_s"] / base["steps_per_s"]:.2f}{ps}')
+      mem = (r['memory_gib'] / base['memory_gib']) if r['memory_gib'] and base['memory_gib'] else None
+      memory.append(('—' if mem is None else f'{mem:.2f}') + pm)
+    lines.append(f'| {m} | ' + ' | '.join(speed + memory) + ' |')
+  base_rows = [by.get(('transformer', n)) for n in lengths]
+  lines.append('| transformer (absolute) | ' + ' | '.join(
+      '—' if r is None or 'error' in r else f'{r["steps_per_s"]:.2f} steps/s' for r in base_rows)
+      + ' | ' + ' | '.join('—' if r is None or not r.get('memory_gib') else
+                           f'{r["memory_gib"]:.2f} GiB' for r in base_rows) + ' |')
+  return '\n'.join(lines)
+
+
+def _pct(value):
+  return '—' if value is None else f'{value:.2f}'
+
+
+def plots(out, accuracy_rows, speed_rows, tasks, models, lengths, batch):
+  """accuracy.png (bars: plait and paper per task and model) and speed.png (steps/s vs length)."""
+  try:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    print('matplotlib is not installed: no plots (pip install matplotlib).', file=sys.stderr)
+    return []
+  written = []
+  if accuracy_rows:
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
+    by = {(r['task'], r['model']): r for r in accuracy_rows}
+    for ax, t in zip(axes[0], tasks):
+      x = np.arange(len(models))
+      ours = [(by[(t, m)]['test'] if by[(t, m)]['test'] is not None else by[(t, m)]['val'])
+              if (t, m) in by else 0 for m in models]
+      ax.bar(x - 0.2, [v or 0 for v in ours], 0.4, label='plait')
+      ax.bar(x + 0.2, [PAPER_ACCURACY[m].get(t) or 0 for m in models], 0.4, label='LRA paper')
+      ax.set_xticks(x, models, rotation=30)
+      ax.set_title(t)
+      ax.set_ylabel('accuracy %')
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, 'accuracy.png'), dpi=120)
+    written.append('accuracy.png')
+  if speed_rows:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for m in models:
+      points = [(r['length'], r['steps_per_s']) for r in speed_rows
+                if r['model'] == m and 'error' not in r]
+      if points:
+        ax.plot(*zip(*points), marker='o', label=m)
+    ax.set_xlabel('tokens')
+    ax.set_ylabel(f'train steps/s (batch {batch})')
+    ax.set_xticks(lengths)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, 'speed.png'), dpi=120)
+    written.append('speed.png')
+  return written
+
+
+def main(argv=None):
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  os.makedirs(args.out, exist_ok=True)
+  from plait.data import lra  # pylint: disable=import-outside-toplevel
+  tasks = args.tasks or lra.available_tasks()
+  results = {'device': jax.devices()[0].device_kind, 'args': vars(args), 'accuracy': [],
+             'speed': []}
+  path = os.path.join(args.out, 'lra.json')
+
+  def save():
+    with open(path, 'w') as f:
+      json.dump(results, f, indent=1)
+
+  if not args.speed_only:
+    missing = {t: lra.missing_data(t) for t in tasks}
+    runnable = [t for t in tasks if missing[t] is None]
+    for t in tasks:
+      if missing[t] is not None:
+        print(f'lra.py: skipping {t}: {missing[t]}', file=sys.stderr)
+    n_runs = len(runnable) * len(args.models)
+    share = None if args.budget_s is None else args.budget_s / max(n_runs, 1)
+    runs_dir = os.path.join(args.out, 'runs')
+    data_cache = {}
+    for t in runnable:
+      for m in args.models:
+        row = train_one(t, m, args, share, runs_dir, data_cache)
+        print(json.dumps(row), flush=True)
+        results['accuracy'].append(row)
+        save()
+    tasks = runnable
+  if not args.accuracy_only:
+    for n in args.lengths:
+      for m in args.models:
+        try:
+          row = time_one(m, n, args)
+        except Exception as e:  # pylint: disable=broad-except
+          row = {'model': m, 'length': n, 'error': f'{type(e).__name__}: {str(e)[:300]}'}
+        print(json.dumps(row), flush=True)
+        results['speed'].append(row)
+        save()
+  text = [f'# Long Range Arena, plait on {results["device"]}', '',
+          'Accuracy % (test split, best checkpoint by validation accuracy; LRA paper Table 1 in '
+          'parentheses). ListOps and Pathfinder are generated here with LRA\'s recipe, not LRA\'s '
+          'files.', '', accuracy_table(results['accuracy'], tasks, args.models), '',
+          'Training steps/s and memory relative to plait\'s Transformer (byte-level text shape, '
+          f'batch {2 if args.smoke else 32}; LRA paper Table 2, TPU, in parentheses).', '',
+          speed_table(results['speed'], args.lengths, args.models), '']
+  with open(os.path.join(args.out, 'lra.md'), 'w') as f:
+    f.write('\n'.join(text))
+  written = plots(args.out, results['accuracy'], results['speed'], tasks, args.models,
+                  args.lengths, 2 if args.smoke else 32)
+  print('\n'.join(text))
+  print(f'wrote {path}, lra.md' + ''.join(f', {w}' for w in written))
+  return results
+
+
+if __name__ == '__main__':
+  main()
