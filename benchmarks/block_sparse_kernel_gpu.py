@@ -1,17 +1,21 @@
 """Correctness on the GPU: the fused block-sparse kernel equals the XLA path, values and grads.
 
   python benchmarks/block_sparse_kernel_gpu.py   # prints relative errors; exits 1 if too large
+  python benchmarks/block_sparse_kernel_gpu.py --tune 16384 65536   # Triton warps/stages
 
 float32 inputs against the float32 XLA path (the kernel's float32 dots may use TF32), and
 bf16 inputs against the same float32 reference; padded and odd lengths, both directions.
 """
+import argparse
+import json
 import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plait.layers.attention import BlockSparseKind
+from attention_gpu import block_sparse_core_step, measure  # pylint: disable=g-bad-import-order
+from plait.layers.attention import BlockSparseKind, sparse_kernel
 
 TOLERANCE = {'float32': 1e-2, 'bfloat16': 3e-2}
 
@@ -30,8 +34,38 @@ def value_and_grads(kind, q, k, v, mask):
   return jax.jit(run)(q, k, v)
 
 
-def main():
+def tune(lengths, configs=((4, 2), (4, 3), (8, 2), (8, 3), (2, 2))):
+  """Times the bare kernel (fwd alone, fwd+bwd) with every kernel at each (warps, stages)."""
+  for causal in (False, True):
+    for length in lengths:
+      for warps, stages in configs:
+        for name in sparse_kernel.COMPILER_PARAMS:
+          sparse_kernel.COMPILER_PARAMS[name] = (warps, stages)
+        step, args, flops = block_sparse_core_step(causal, length)
+        row = dict(causal=causal, length=length, warps=warps, stages=stages)
+        row['fwd_bwd_ms'] = measure(step, args, 0.5)[0]
+        row['fwd_ms'] = measure(fwd_step(causal, length), args, 0.5)[0]
+        row['tflops'] = flops / (row['fwd_bwd_ms'] * 1e-3) / 1e12
+        print(json.dumps(row), flush=True)
+
+
+def fwd_step(causal, length):
+  """The forward alone of `block_sparse_core_step`."""
+  from plait.layers.attention import block_sparse  # pylint: disable=import-outside-toplevel
+  n_blocks = -(-length // 64)
+  plan = block_sparse._kernel_plan(n_blocks, 3, 0, causal)  # pylint: disable=protected-access
+  pos = jnp.arange(n_blocks * 64, dtype=jnp.int32)[None, None]
+  return jax.jit(lambda q, k, v: sparse_kernel.sparse_attention(q, k, v, pos, pos, plan, causal))
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser()
+  p.add_argument('--tune', type=int, nargs='*', help='time configs at these lengths instead')
+  args = p.parse_args(argv)
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
+  if args.tune:
+    tune(args.tune)
+    return 0
   bad = 0
   for causal in (False, True):
     for length, masked in ((4096, False), (3037, True)):

@@ -8,8 +8,8 @@ gradients), so no program runs much longer than the others. The backward pass fo
 needs the transposed lists (per key block, the query blocks that see it), cut the same way.
 
   >>> plan = block_plan([[0, 1], [0, 1, 2], [1, 2]], width=2)
-  >>> plan.fwd.owner       # array([0, 1, 1, 2]): query block 1 got two work rows
-  >>> plan.bwd.owner       # per key block: array([0, 1, 1, 2])
+  >>> plan.fwd.owner       # array([0, 1, 2, 1]): query block 1 got two work rows (1 and 3)
+  >>> plan.bwd.owner       # per key block: array([0, 1, 2, 1])
 
 Everything here is static numpy, built once per pattern at trace time.
 """
@@ -26,13 +26,12 @@ class WorkRows(NamedTuple):
   owner: (R,) the block each work row belongs to (query block forward, key block backward).
   table: (R * width,) the other side's blocks per row, row-major; unused slots hold 0.
   counts: (R,) used slots per row (0 for a block with an empty list).
-  first: (n_blocks,) the first work row of each block.
+  Work row b < n_blocks is block b's first (often only) part.
   extra: (E,) the other work rows of split blocks; extra_owner: (E,) their blocks.
   """
   owner: np.ndarray
   table: np.ndarray
   counts: np.ndarray
-  first: np.ndarray
   extra: np.ndarray
   extra_owner: np.ndarray
 
@@ -79,18 +78,20 @@ def block_plan(key_lists, width):
 
 
 def _work_rows(lists, width):
-  owner, table, counts, first, extra, extra_owner = [], [], [], [], [], []
+  """Work row b is block b's first part (so per-block results are a slice); extras follow."""
+  owner, table, counts, extra, extra_owner = [], [], [], [], []
+  def add(block, part):
+    owner.append(block)
+    counts.append(len(part))
+    table.extend(part + [0] * (width - len(part)))
+  lists = [[int(c) for c in items] for items in lists]
   for block, items in enumerate(lists):
-    items = [int(c) for c in items]
-    first.append(len(owner))
-    for start in range(0, max(len(items), 1), width):
-      if start:
-        extra.append(len(owner))
-        extra_owner.append(block)
-      part = items[start:start + width]
-      owner.append(block)
-      counts.append(len(part))
-      table.extend(part + [0] * (width - len(part)))
+    add(block, items[:width])
+  for block, items in enumerate(lists):
+    for start in range(width, len(items), width):
+      extra.append(len(owner))
+      extra_owner.append(block)
+      add(block, items[start:start + width])
   as_int = lambda a: np.asarray(a, np.int32)
-  return WorkRows(as_int(owner), as_int(table), as_int(counts), as_int(first), as_int(extra),
+  return WorkRows(as_int(owner), as_int(table), as_int(counts), as_int(extra),
                   as_int(extra_owner))

@@ -30,6 +30,8 @@ __all__ = ['sparse_attention', 'supported']
 
 _NEG = large_negative(jnp.float32)  # Masked logits; the log-sum-exp of a row seeing nothing.
 _BLOCKS = (16, 32, 64, 128)
+# Triton (num_warps, num_stages) per kernel, measured on an H200 (see docs/attention.md).
+COMPILER_PARAMS = {'fwd_kernel': (4, 2), 'dq_kernel': (4, 2), 'dkv_kernel': (4, 2)}
 _HEAD_DIMS = (16, 32, 64, 128)
 
 
@@ -85,7 +87,7 @@ def _attention_bwd(plan, causal, interpret, residuals, d_out):
              [q, k, v, q_pos, k_pos, d_out, lse, delta])[0]
   dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, causal, interpret, 2,
                  [jnp.float32, jnp.float32], [q, k, v, q_pos, k_pos, d_out, lse, delta])
-  dq, dk, dv = (_sum_rows(g, w).astype(t.dtype)
+  dq, dk, dv = (_sum_rows(g, w, plan.n_blocks).astype(t.dtype)
                 for g, w, t in ((dq, rows, q), (dk, plan.bwd, k), (dv, plan.bwd, v)))
   return dq, dk, dv, None, None
 
@@ -97,28 +99,33 @@ def _forward(q, k, v, q_pos, k_pos, plan, causal, interpret):
   """(out (B, H, L, d), lse (B, H, L) float32)."""
   bs = q.shape[-2] // plan.n_blocks
   rows = plan.fwd
-  out, lse = _call(_fwd_kernel, rows, bs, q, causal, interpret, 1,
-                   [jnp.float32, jnp.float32], [q, k, v, q_pos, k_pos])
-  first = jnp.asarray(rows.first)
-  o, m = out[:, :, first], lse[:, :, first]                      # (B, H, n, bs, d), (..., bs)
-  if len(rows.extra):  # Combine split rows by log-sum-exp.
-    extra, owner = jnp.asarray(rows.extra), jnp.asarray(rows.extra_owner)
-    lse_x, out_x = lse[:, :, extra], out[:, :, extra]
-    top = m.at[:, :, owner].max(lse_x)
-    w = jnp.exp(m - top)
-    w_x = jnp.exp(lse_x - top[:, :, owner])
-    num = (o * w[..., None]).at[:, :, owner].add(out_x * w_x[..., None])
-    den = w.at[:, :, owner].add(w_x)
-    o, m = num / den[..., None], top + jnp.log(den)
+  out, lse = _call(_fwd_kernel, rows, bs, q, causal, interpret, 1, [q.dtype, jnp.float32],
+                   [q, k, v, q_pos, k_pos])
+  n = plan.n_blocks
+  o, m = out[:, :, :n], lse[:, :, :n]                             # (B, H, n, bs, d), (..., bs)
+  if len(rows.extra):  # Combine the parts of split blocks by log-sum-exp.
+    split = np.unique(rows.extra_owner)
+    parts = [split, rows.extra]
+    owner = np.concatenate([np.arange(len(split)), np.searchsorted(split, rows.extra_owner)])
+    o_p = jnp.concatenate([out[:, :, p] for p in parts], axis=2).astype(jnp.float32)
+    lse_p = jnp.concatenate([lse[:, :, p] for p in parts], axis=2)
+    top = jnp.full(lse_p.shape[:2] + (len(split), bs), _NEG, jnp.float32).at[
+        :, :, owner].max(lse_p)
+    w = jnp.exp(lse_p - top[:, :, owner])
+    den = jnp.zeros_like(top).at[:, :, owner].add(w)
+    num = jnp.zeros(o_p.shape[:2] + top.shape[2:] + o_p.shape[-1:], jnp.float32).at[
+        :, :, owner].add(o_p * w[..., None])
+    o = o.at[:, :, split].set((num / den[..., None]).astype(o.dtype))
+    m = m.at[:, :, split].set(top + jnp.log(den))
   merge = lambda t: t.reshape(t.shape[:2] + (-1,) + t.shape[4:])
-  return merge(o).astype(q.dtype), merge(m)
+  return merge(o), merge(m)
 
 
-def _sum_rows(parts, rows):
+def _sum_rows(parts, rows, n):
   """(B, H, R, bs, d) per-work-row partials -> (B, H, n * bs, d) per-block sums."""
-  total = parts[:, :, jnp.asarray(rows.first)]
+  total = parts[:, :, :n]
   if len(rows.extra):
-    total = total.at[:, :, jnp.asarray(rows.extra_owner)].add(parts[:, :, jnp.asarray(rows.extra)])
+    total = total.at[:, :, rows.extra_owner].add(parts[:, :, rows.extra])
   return total.reshape(total.shape[:2] + (-1,) + total.shape[4:])
 
 
@@ -126,8 +133,8 @@ def _call(kernel, rows, bs, q, causal, interpret, n_row_outputs, out_dtypes, arr
   """Runs `kernel` with one program per (work row, batch, head).
 
   Tables and the (B, H, L, ...) arrays go in whole (the kernel slices its blocks); outputs
-  are per work row: (B, H, R, bs, d) for the first, (B, H, R, bs) for a following lse,
-  or (B, H, R, bs, d) for every output when n_row_outputs == 2 (dk, dv).
+  are per work row: (B, H, R, bs, d) for the first n_row_outputs, (B, H, R, bs) for
+  the others (the forward's lse).
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   batch, heads, length, d = q.shape
@@ -152,7 +159,8 @@ def _call(kernel, rows, bs, q, causal, interpret, n_row_outputs, out_dtypes, arr
   params = None
   if not interpret:
     from jax.experimental.pallas import triton as plgpu  # pylint: disable=import-outside-toplevel
-    params = plgpu.CompilerParams(num_warps=4, num_stages=2)
+    warps, stages = COMPILER_PARAMS[kernel.__name__.strip('_')]
+    params = plgpu.CompilerParams(num_warps=warps, num_stages=stages)
   body = functools.partial(kernel, bs=bs, width=len(rows.table) // n_rows, scale=d ** -0.5,
                            causal=causal)
   return pl.pallas_call(
@@ -214,7 +222,7 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
   acc, top, total = jax.lax.fori_loop(0, counts_ref[row], step, init)
   seen = total > 0
   safe = jnp.where(seen, total, 1.0)
-  out_ref[...] = acc / safe[:, None]
+  out_ref[...] = (acc / safe[:, None]).astype(out_ref.dtype)
   lse_ref[...] = jnp.where(seen, top + jnp.log(safe), _NEG)
 
 

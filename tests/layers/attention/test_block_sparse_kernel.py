@@ -34,11 +34,10 @@ def assert_close(got, want, tol=2e-5):
 
 def test_plan_splits_long_lists_and_transposes():
   plan = block_plan([[0, 1], [0, 1, 2], [], [2]], width=2)
-  np.testing.assert_array_equal(plan.fwd.owner, [0, 1, 1, 2, 3])
-  np.testing.assert_array_equal(plan.fwd.counts, [2, 2, 1, 0, 1])
-  np.testing.assert_array_equal(plan.fwd.table, [0, 1, 0, 1, 2, 0, 0, 0, 2, 0])
-  np.testing.assert_array_equal(plan.fwd.first, [0, 1, 3, 4])
-  np.testing.assert_array_equal(plan.fwd.extra, [2])
+  np.testing.assert_array_equal(plan.fwd.owner, [0, 1, 2, 3, 1])  # block b's first part: row b
+  np.testing.assert_array_equal(plan.fwd.counts, [2, 2, 0, 1, 1])
+  np.testing.assert_array_equal(plan.fwd.table, [0, 1, 0, 1, 0, 0, 2, 0, 2, 0])
+  np.testing.assert_array_equal(plan.fwd.extra, [4])
   np.testing.assert_array_equal(plan.fwd.extra_owner, [1])
   # Key block 0 is seen by query blocks 0, 1; block 2 by 1 and 3; block 3 by none.
   np.testing.assert_array_equal(plan.bwd.owner, [0, 1, 2, 3])
