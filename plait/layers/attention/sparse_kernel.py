@@ -29,6 +29,7 @@ from plait.layers.attention.base import large_negative
 __all__ = ['sparse_attention', 'supported']
 
 _NEG = large_negative(jnp.float32)  # Masked logits; the log-sum-exp of a row seeing nothing.
+_LOG2E = 1.4426950408889634  # Kernels work in base 2: exp(x) = exp2(x * log2(e)).
 _BLOCKS = (16, 32, 64, 128)
 # Triton (num_warps, num_stages) per kernel, measured on an H200 (see docs/attention.md).
 COMPILER_PARAMS = {'fwd_kernel': (4, 2), 'dq_kernel': (4, 2), 'dkv_kernel': (4, 2)}
@@ -81,6 +82,8 @@ def _attention_bwd(plan, causal, interpret, residuals, d_out):
   q, k, v, q_pos, k_pos, out, lse = residuals
   delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)
   d_out = d_out.astype(q.dtype)
+  # Base-2 log-sum-exp; a row that sees no key gets -_NEG, so exp2(s - lse) is 0 for all.
+  lse = jnp.where(lse > 0.5 * _NEG, lse * _LOG2E, -_NEG)
   bs = q.shape[-2] // plan.n_blocks
   rows = plan.fwd
   dq = _call(_dq_kernel, rows, bs, q, causal, interpret, 1, [jnp.float32],
@@ -209,29 +212,33 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
     acc, top, total = carry
     kb = table_ref[row * width + j]
     k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-    ok = _visible(q_pos, k_pos, causal)
-    s = jnp.where(ok, _dot(q, k, trans_b=True) * scale, _NEG)
+    s = jnp.where(_visible(q_pos, k_pos, causal), _dot(q, k, trans_b=True) * scale2, _NEG)
     new_top = jnp.maximum(top, jnp.max(s, axis=1))
-    p = jnp.where(ok, jnp.exp(s - new_top[:, None]), 0.0)
-    fade = jnp.exp(top - new_top)
+    # While a row has seen no key, top is _NEG and masked entries get p = 1: garbage that
+    # the first visible key fades to 0 (exp2(_NEG - real) = 0), or that `seen` drops.
+    p = jnp.exp2(s - new_top[:, None])
+    fade = jnp.exp2(top - new_top)
     acc = acc * fade[:, None] + _dot(p.astype(v.dtype), v)
     return acc, new_top, total * fade + jnp.sum(p, axis=1)
 
   init = (jnp.zeros((bs, q.shape[-1]), jnp.float32), jnp.full((bs,), _NEG, jnp.float32),
           jnp.zeros((bs,), jnp.float32))
+  scale2 = scale * _LOG2E
   acc, top, total = jax.lax.fori_loop(0, counts_ref[row], step, init)
-  seen = total > 0
+  seen = top > 0.5 * _NEG
   safe = jnp.where(seen, total, 1.0)
-  out_ref[...] = (acc / safe[:, None]).astype(out_ref.dtype)
-  lse_ref[...] = jnp.where(seen, top + jnp.log(safe), _NEG)
+  out_ref[...] = jnp.where(seen[:, None], acc / safe[:, None], 0.0).astype(out_ref.dtype)
+  lse_ref[...] = jnp.where(seen, top / _LOG2E + jnp.log(safe), _NEG)
 
 
 def _probs_and_dscores(q, k, v, q_pos, k_pos, d_out, lse, delta, causal, scale):
-  """Recomputed probabilities p and score gradients ds (both (bs_q, bs_k) float32)."""
-  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  ok = _visible(q_pos, k_pos, causal)
-  s = _dot(q, k, trans_b=True) * scale
-  p = jnp.where(ok, jnp.exp(s - lse[:, None]), 0.0)
+  """Recomputed probabilities p and score gradients ds (both (bs_q, bs_k) float32).
+
+  lse is base 2 (-_NEG for rows that see nothing), so masked entries get exp2(-huge) = 0.
+  """
+  s = jnp.where(_visible(q_pos, k_pos, causal), _dot(q, k, trans_b=True) * (scale * _LOG2E),
+                _NEG)
+  p = jnp.exp2(s - lse[:, None])
   dp = _dot(d_out, v, trans_b=True)
   return p, p * (dp - delta[:, None])
 
