@@ -34,15 +34,17 @@ def value_and_grads(kind, q, k, v, mask):
   return jax.jit(run)(q, k, v)
 
 
-def tune(lengths, configs=((4, 2), (4, 3), (8, 2), (8, 3), (2, 2))):
-  """Times the bare kernel (fwd alone, fwd+bwd) with every kernel at each (warps, stages)."""
+def tune(lengths, configs=((4, 2),), fused=(False, True)):
+  """Times the bare kernel (fwd alone, fwd+bwd): every kernel at each (warps, stages), the
+  fused backward or not."""
   for causal in (False, True):
     for length in lengths:
-      for warps, stages in configs:
+      for (warps, stages), fuse in ((c, f) for c in configs for f in fused):
         for name in sparse_kernel.COMPILER_PARAMS:
           sparse_kernel.COMPILER_PARAMS[name] = (warps, stages)
+        sparse_kernel.FUSED_BACKWARD = fuse
         step, args, flops = block_sparse_core_step(causal, length)
-        row = dict(causal=causal, length=length, warps=warps, stages=stages)
+        row = dict(causal=causal, length=length, warps=warps, stages=stages, fused=fuse)
         row['fwd_bwd_ms'] = measure(step, args, 0.5)[0]
         row['fwd_ms'] = measure(fwd_step(causal, length), args, 0.5)[0]
         row['tflops'] = flops / (row['fwd_bwd_ms'] * 1e-3) / 1e12
@@ -61,27 +63,34 @@ def fwd_step(causal, length):
 def main(argv=None):
   p = argparse.ArgumentParser()
   p.add_argument('--tune', type=int, nargs='*', help='time configs at these lengths instead')
+  p.add_argument('--warps_stages', type=int, nargs='+', default=[4, 2],
+                 help='--tune: (num_warps, num_stages) pairs, flattened')
+  p.add_argument('--cases', type=int, nargs='+', default=[4096, 0, 3037, 1],
+                 help='check: (length, padded) pairs, flattened')
   args = p.parse_args(argv)
+  pairs = lambda xs: list(zip(xs[::2], xs[1::2]))
+  args.cases = [(n, bool(m)) for n, m in pairs(args.cases)]
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
   if args.tune:
-    tune(args.tune)
+    tune(args.tune, pairs(args.warps_stages))
     return 0
   bad = 0
   for causal in (False, True):
-    for length, masked in ((4096, False), (3037, True)):
+    for length, masked in args.cases:
       keys = jax.random.split(jax.random.key(length), 3)
       q, k, v = (jax.random.normal(key, (2, 4, length, 64), jnp.float32) for key in keys)
       mask = (jnp.arange(length)[None, :] < jnp.array([[length], [length * 3 // 4]])
               if masked else None)
       make = lambda impl: BlockSparseKind(64, 3, seed=1, causal=causal, implementation=impl)
       ref = value_and_grads(make('xla'), q, k, v, mask)
-      for dtype in (jnp.float32, jnp.bfloat16):
-        args = (t.astype(dtype) for t in (q, k, v))
-        got = value_and_grads(make('pallas'), *args, mask)
+      for dtype, fused in ((d, f) for d in (jnp.float32, jnp.bfloat16) for f in (False, True)):
+        sparse_kernel.FUSED_BACKWARD = fused
+        got = value_and_grads(make('pallas'), *(t.astype(dtype) for t in (q, k, v)), mask)
         errors = [rel(a.astype(jnp.float32), b) for a, b in zip(got, ref)]
         ok = max(errors) < TOLERANCE[jnp.dtype(dtype).name]
         bad += not ok
-        print(f'causal={causal} length={length} masked={masked} {jnp.dtype(dtype).name}: '
+        print(f'causal={causal} length={length} masked={masked} {jnp.dtype(dtype).name} '
+              f'fused_backward={fused}: '
               f'rel err out/dq/dk/dv = {", ".join(f"{e:.2e}" for e in errors)} '
               f'{"ok" if ok else "TOO LARGE"}', flush=True)
   return 1 if bad else 0

@@ -97,6 +97,14 @@ def test_layer_kernel_equals_xla_values_and_gradients(causal, length, bs, r, see
   assert_close(value_and_grads(run('interpret'), *args), value_and_grads(run('xla'), *args))
 
 
+@pytest.mark.parametrize('causal', [False, True])
+def test_fused_backward_equals_xla(monkeypatch, causal):
+  run, args = layer_case(causal, *LAYER_CASES[1])
+  want = value_and_grads(run('xla'), *args)
+  monkeypatch.setattr(sparse_kernel, 'FUSED_BACKWARD', True)
+  assert_close(value_and_grads(run('interpret'), *args), want)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('causal', [False, True])
 def test_bf16_kernel_is_close_to_float32_xla_on_a_longer_sequence(causal):
@@ -131,8 +139,8 @@ def test_selection_on_gpu(monkeypatch):
     BlockSparseKind(48, implementation='pallas').pick_implementation(bf16)
 
 
-@pytest.mark.parametrize('causal', [False, True])
-def test_kernels_lower_to_triton_without_a_gpu(monkeypatch, causal):
+@pytest.mark.parametrize('causal,fused', [(False, False), (True, False), (True, True)])
+def test_kernels_lower_to_triton_without_a_gpu(monkeypatch, causal, fused):
   """CI has no GPU: lower the layer's fwd+bwd for CUDA (catches Triton-lowering gaps that
   the interpreter accepts); all three kernels must appear."""
   import types  # pylint: disable=import-outside-toplevel
@@ -140,6 +148,7 @@ def test_kernels_lower_to_triton_without_a_gpu(monkeypatch, causal):
   monkeypatch.setattr(reg.gpu_info_lib, 'get_gpu_info',
                       lambda: types.SimpleNamespace(compute_capability='90'))
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  monkeypatch.setattr(sparse_kernel, 'FUSED_BACKWARD', fused)
   kind = BlockSparseKind(64, 3, causal=causal, implementation='pallas')
   x = jax.ShapeDtypeStruct((1, 2, 1000, 64), jnp.bfloat16)
   mask = jax.ShapeDtypeStruct((1, 1000), jnp.bool_)
@@ -148,5 +157,7 @@ def test_kernels_lower_to_triton_without_a_gpu(monkeypatch, causal):
     return jnp.sum(out.astype(jnp.float32))
   grads = jax.grad(loss, argnums=(0, 1, 2))
   text = jax.jit(grads).trace(x, x, x, mask).lower(lowering_platforms=('cuda',)).as_text()
-  for name in ('plait_sparse_fwd_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_dkv_kernel'):
+  names = (('plait_sparse_fwd_kernel', 'plait_sparse_bwd_kernel') if fused else
+           ('plait_sparse_fwd_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_dkv_kernel'))
+  for name in names:
     assert name in text
