@@ -34,17 +34,15 @@ def value_and_grads(kind, q, k, v, mask):
   return jax.jit(run)(q, k, v)
 
 
-def tune(lengths, configs=((4, 2),), fused=(False, True)):
-  """Times the bare kernel (fwd alone, fwd+bwd): every kernel at each (warps, stages), the
-  fused backward or not."""
+def tune(lengths, configs=((4, 2),)):
+  """Times the bare kernel (fwd alone, fwd+bwd) with every kernel at each (warps, stages)."""
   for causal in (False, True):
     for length in lengths:
-      for (warps, stages), fuse in ((c, f) for c in configs for f in fused):
+      for warps, stages in configs:
         for name in sparse_kernel.COMPILER_PARAMS:
           sparse_kernel.COMPILER_PARAMS[name] = (warps, stages)
-        sparse_kernel.FUSED_BACKWARD = fuse
         step, args, flops = block_sparse_core_step(causal, length)
-        row = dict(causal=causal, length=length, warps=warps, stages=stages, fused=fuse)
+        row = dict(causal=causal, length=length, warps=warps, stages=stages)
         row['fwd_bwd_ms'] = measure(step, args, 0.5)[0]
         row['fwd_ms'] = measure(fwd_step(causal, length), args, 0.5)[0]
         row['tflops'] = flops / (row['fwd_bwd_ms'] * 1e-3) / 1e12
@@ -83,14 +81,12 @@ def main(argv=None):
               if masked else None)
       make = lambda impl: BlockSparseKind(64, 3, seed=1, causal=causal, implementation=impl)
       ref = value_and_grads(make('xla'), q, k, v, mask)
-      for dtype, fused in ((d, f) for d in (jnp.float32, jnp.bfloat16) for f in (False, True)):
-        sparse_kernel.FUSED_BACKWARD = fused
+      for dtype in (jnp.float32, jnp.bfloat16):
         got = value_and_grads(make('pallas'), *(t.astype(dtype) for t in (q, k, v)), mask)
         errors = [rel(a.astype(jnp.float32), b) for a, b in zip(got, ref)]
         ok = max(errors) < TOLERANCE[jnp.dtype(dtype).name]
         bad += not ok
-        print(f'causal={causal} length={length} masked={masked} {jnp.dtype(dtype).name} '
-              f'fused_backward={fused}: '
+        print(f'causal={causal} length={length} masked={masked} {jnp.dtype(dtype).name}: '
               f'rel err out/dq/dk/dv = {", ".join(f"{e:.2e}" for e in errors)} '
               f'{"ok" if ok else "TOO LARGE"}', flush=True)
   return 1 if bad else 0

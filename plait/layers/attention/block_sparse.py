@@ -27,6 +27,9 @@ Design choices:
     pattern). One-token steps gather just that row's (3 + num_rand_blocks) key blocks
     from the cache; a multi-token prompt is attended densely over the cache under the
     pattern mask (O(prompt * max_len), like dense prefill).
+  - On GPU (bf16/fp16) training and eval run the fused Pallas kernel of
+    `sparse_kernel.py` over the same pattern (`implementation=`; see BlockSparseKind and
+    docs/attention.md); the XLA path above stays the portable path and the tests' oracle.
 """
 import functools
 
