@@ -81,7 +81,7 @@ def block_sparse_layer(causal, length, implementation):
 def block_sparse_core_step(causal, length):
   """The bare fused kernel, fwd+bwd, on (1, 8, L, 64); returns (step, args, flops)."""
   n_blocks = -(-length // BLOCK)
-  plan = block_sparse._kernel_plan(n_blocks, RAND_BLOCKS, 0, causal)  # pylint: disable=protected-access
+  plan = block_sparse.kernel_plan(n_blocks, RAND_BLOCKS, 0, causal)
   shape = (1, N_HEADS, n_blocks * BLOCK, D_HEAD)
   pos = jnp.arange(shape[2], dtype=jnp.int32)[None, None]
   def loss(q, k, v):

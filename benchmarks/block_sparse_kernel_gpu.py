@@ -53,7 +53,7 @@ def fwd_step(causal, length):
   """The forward alone of `block_sparse_core_step`."""
   from plait.layers.attention import block_sparse  # pylint: disable=import-outside-toplevel
   n_blocks = -(-length // 64)
-  plan = block_sparse._kernel_plan(n_blocks, 3, 0, causal)  # pylint: disable=protected-access
+  plan = block_sparse.kernel_plan(n_blocks, 3, 0, causal)
   pos = jnp.arange(n_blocks * 64, dtype=jnp.int32)[None, None]
   return jax.jit(lambda q, k, v: sparse_kernel.sparse_attention(q, k, v, pos, pos, plan, causal))
 

@@ -157,7 +157,7 @@ class BlockSparseKind(AttentionKind):
     q, k, v, valid = (pad_len(t) for t in (q, k, v, valid))
     positions = jnp.arange(n_blocks * self.block_size, dtype=jnp.int32)
     k_pos = jnp.where(valid, positions, -1)                            # (B, 1, L_padded)
-    plan = _kernel_plan(n_blocks, self.num_rand_blocks, self.seed, self.causal)
+    plan = kernel_plan(n_blocks, self.num_rand_blocks, self.seed, self.causal)
     out = sparse_kernel.sparse_attention(q, k, v, positions[None, None], k_pos, plan,
                                          causal=self.causal, interpret=interpret)
     return out[:, :, :length]
@@ -238,8 +238,8 @@ class BlockSparseKind(AttentionKind):
 
 
 @functools.lru_cache(maxsize=64)
-def _kernel_plan(n_blocks, num_rand_blocks, seed, causal):
-  """The kernel's work rows for the pattern (global rows list every block)."""
+def kernel_plan(n_blocks, num_rand_blocks, seed, causal):
+  """The `BlockPlan` of the pattern for `sparse_kernel` (global rows list every block)."""
   pattern = block_pattern(n_blocks, num_rand_blocks, seed, causal)
   lists = [range(n_blocks) if row in pattern.global_rows
            else pattern.key_blocks[row][pattern.valid[row]] for row in range(n_blocks)]
