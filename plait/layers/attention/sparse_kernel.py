@@ -31,9 +31,9 @@ __all__ = ['sparse_attention', 'supported']
 _NEG = large_negative(jnp.float32)  # Masked logits; the log-sum-exp of a row seeing nothing.
 _LOG2E = 1.4426950408889634  # Kernels work in base 2: exp(x) = exp2(x * log2(e)).
 _BLOCKS = (16, 32, 64, 128)
+_HEAD_DIMS = (16, 32, 64, 128)
 # Triton (num_warps, num_stages) per kernel, measured on an H200 (see docs/attention.md).
 COMPILER_PARAMS = {'fwd_kernel': (4, 2), 'dq_kernel': (4, 2), 'dkv_kernel': (4, 2)}
-_HEAD_DIMS = (16, 32, 64, 128)
 
 
 def supported(block_size, d_head, dtype):
@@ -107,7 +107,9 @@ def _forward(q, k, v, q_pos, k_pos, plan, causal, interpret):
                    [q, k, v, q_pos, k_pos])
   n = plan.n_blocks
   o, m = out[:, :, :n], lse[:, :, :n]                             # (B, H, n, bs, d), (..., bs)
-  if len(rows.extra):  # Combine the parts of split blocks by log-sum-exp.
+  if len(rows.extra):
+    # Combine the parts of split blocks (stored in q's dtype, like the output) by
+    # log-sum-exp; only those blocks are touched, the others are a slice.
     split = np.unique(rows.extra_owner)
     parts = [split, rows.extra]
     owner = np.concatenate([np.arange(len(split)), np.searchsorted(split, rows.extra_owner)])
