@@ -14,6 +14,10 @@ positions need not be sorted (they are the original positions of a permuted sequ
 
   >>> plan = block_plan(key_lists, width=8)              # static, from the pattern
   >>> out = sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False)
+  >>> out, lse = sparse_attention(q, k, v, q_pos, k_pos, plan, return_lse=True)
+
+The log-sum-exp is differentiable too, so attention over several key sets (e.g. LSH's
+hash rounds) can be combined exactly: softmax over the rounds' lse weighs their outputs.
 
 `interpret=True` runs the same kernels through the Pallas interpreter (CPU tests). The
 XLA path of each layer is the oracle; tests compare values and gradients.
@@ -42,7 +46,8 @@ def supported(block_size, d_head, dtype):
           and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16, jnp.float32))
 
 
-def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False):
+def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
+                     return_lse=False):
   """softmax(q k^T / sqrt(d)) v over the plan's blocks, masked by positions.
 
   Args:
@@ -51,8 +56,11 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False)
     plan: a `BlockPlan` (static).
     causal: a query sees only keys with k_pos <= q_pos.
     interpret: run through the Pallas interpreter (CPU).
+    return_lse: also return the (B, H, L) float32 log-sum-exp of each query's visible
+      logits (large_negative(float32) for a query that sees no key).
   Returns:
-    (B, H, L, d) in q's dtype; a query that sees no key outputs 0.
+    (B, H, L, d) in q's dtype; a query that sees no key outputs 0. With return_lse,
+    (output, lse).
   """
   n, length = plan.n_blocks, q.shape[-2]
   if length % n or q.shape != k.shape or k.shape != v.shape:
@@ -64,23 +72,26 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False)
         pos.shape[1] not in (1, q.shape[1])):
       raise ValueError(f'sparse_attention: {name} must be (B | 1, H | 1, {length}), got '
                        f'{pos.shape}.')
-  return _attention(q, k, v, q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), plan, causal,
-                    interpret)
+  out, lse = _attention(q, k, v, q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), plan,
+                        causal, interpret)
+  return (out, lse) if return_lse else out
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
 def _attention(q, k, v, q_pos, k_pos, plan, causal, interpret):
-  return _forward(q, k, v, q_pos, k_pos, plan, causal, interpret)[0]
+  return _forward(q, k, v, q_pos, k_pos, plan, causal, interpret)
 
 
 def _attention_fwd(q, k, v, q_pos, k_pos, plan, causal, interpret):
   out, lse = _forward(q, k, v, q_pos, k_pos, plan, causal, interpret)
-  return out, (q, k, v, q_pos, k_pos, out, lse)
+  return (out, lse), (q, k, v, q_pos, k_pos, out, lse)
 
 
-def _attention_bwd(plan, causal, interpret, residuals, d_out):
+def _attention_bwd(plan, causal, interpret, residuals, cotangents):
   q, k, v, q_pos, k_pos, out, lse = residuals
-  delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)
+  d_out, d_lse = cotangents
+  # d logit = p * (dp - delta) with delta = <d_out, out> - d_lse (d lse / d logit = p).
+  delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1) - d_lse
   d_out = d_out.astype(q.dtype)
   # Base-2 log-sum-exp; a row that sees no key gets -_NEG, so exp2(s - lse) is 0 for all.
   lse = jnp.where(lse > 0.5 * _NEG, lse * _LOG2E, -_NEG)

@@ -74,6 +74,38 @@ def test_kernel_equals_masked_attention_on_random_lists(causal):
   assert_close(value_and_grads(kernel, q, k, v), value_and_grads(oracle, q, k, v))
 
 
+@pytest.mark.parametrize('causal', [False, True])
+def test_log_sum_exp_output_and_its_gradient(causal):
+  """lse equals logsumexp of the visible logits, and gradients flow through it."""
+  n, bs, d = 4, 8, 8
+  lists = [[0, 2], [0, 1], [0, 1, 2, 3], [1, 3]]  # each block sees itself (no empty rows)
+  plan = block_plan(lists, width=3)
+  length = n * bs
+  q, k, v = (jnp.asarray(random_array((B, H, length, d), 10 + i)) for i in range(3))
+  k_pos = np.tile(np.arange(length), (B, 1, 1))
+  k_pos[1, 0, 13:15] = -1
+  q_pos = np.arange(length)[None, None]
+  blocks = np.zeros((n, n), bool)
+  for row, keys in enumerate(lists):
+    blocks[row, keys] = True
+  allowed = np.kron(blocks, np.ones((bs, bs), bool))[None, None] & (k_pos[:, :, None] >= 0)
+  if causal:
+    allowed = allowed & np.tri(length, dtype=bool)
+  w = jnp.asarray(random_array((B, H, length), 50))
+  def combine(out, lse):  # a loss that needs both, as LSH's round combination does
+    return jnp.sum(out * jax.nn.sigmoid(lse)[..., None]) + jnp.sum(w * lse)
+  def kernel(q, k, v):
+    return combine(*sparse_kernel.sparse_attention(
+        q, k, v, jnp.asarray(q_pos), jnp.asarray(k_pos), plan, causal, interpret=True,
+        return_lse=True))
+  def oracle(q, k, v):
+    logits = jnp.einsum('bhqd,bhkd->bhqk', q, k) / np.sqrt(d)
+    lse = jax.nn.logsumexp(jnp.where(allowed, logits, -jnp.inf), axis=-1)
+    return combine(masked_attention(q, k, v, jnp.asarray(allowed)), lse)
+  got = jax.jit(jax.value_and_grad(kernel, argnums=(0, 1, 2)))(q, k, v)
+  assert_close(got, jax.value_and_grad(oracle, argnums=(0, 1, 2))(q, k, v), tol=5e-5)
+
+
 def layer_case(causal, length, bs, r, seed, masked, dtype=np.float32, d=8):
   q, k, v = (jnp.asarray(random_array((B, H, length, d), seed + i, dtype)) for i in range(3))
   mask = None
