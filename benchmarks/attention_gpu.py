@@ -2,7 +2,12 @@
 
 Every row is one `Attention` layer (same projections, 8 heads of 64, bf16, batch 1), so the
 kinds differ only in the per-head algorithm; `flash-core` is the bare
-`jax.nn.dot_product_attention(implementation='cudnn')` on (1, L, 8, 64) with no projections.
+`jax.nn.dot_product_attention(implementation='cudnn')` on (1, L, 8, 64) with no projections,
+and `block_sparse-core` the bare fused block-sparse kernel (`sparse_kernel.py`) on the same
+shapes. `block_sparse` is the XLA path of the block-sparse layer, `block_sparse_pallas` the
+layer with the fused kernel. Core rows also report `tflops`: fwd+bwd FLOPs counted as 3.5x
+the forward's 4 * d per (query, key) pair computed (all pairs of the computed blocks for
+the sparse kernel; half the square for causal flash), over the measured time.
 Time: median of jitted grad-of-sum wall times after warm-up. Memory: the compiled
 executable's temp + argument + output bytes (`memory_analysis`), an upper-bound model of peak.
 
@@ -21,6 +26,7 @@ import numpy as np
 
 from bench_rows import measured  # pylint: disable=g-bad-import-order
 import plait.layers as tl
+from plait.layers.attention import block_sparse, sparse_kernel
 from plait.shapes import ShapeDtype
 
 D_HEAD, N_HEADS = 64, 8
@@ -60,11 +66,31 @@ MAKERS = {
     'favor': favor(128),
     'favor_c512': favor(512),
     'favor_c2048': favor(2048),
-    'block_sparse': lambda causal, L: (
-        tl.CausalBlockSparseAttention if causal else tl.BlockSparseAttention)(
-            D_MODEL, N_HEADS, block_size=64, num_rand_blocks=3, mode='eval',
-            head_chunk_size=head_chunk(L)),
+    'block_sparse': lambda causal, L: block_sparse_layer(causal, L, 'xla'),
+    'block_sparse_pallas': lambda causal, L: block_sparse_layer(causal, L, 'pallas'),
 }
+BLOCK, RAND_BLOCKS = 64, 3
+
+
+def block_sparse_layer(causal, length, implementation):
+  return (tl.CausalBlockSparseAttention if causal else tl.BlockSparseAttention)(
+      D_MODEL, N_HEADS, block_size=BLOCK, num_rand_blocks=RAND_BLOCKS, mode='eval',
+      head_chunk_size=head_chunk(length), implementation=implementation)
+
+
+def block_sparse_core_step(causal, length):
+  """The bare fused kernel, fwd+bwd, on (1, 8, L, 64); returns (step, args, flops)."""
+  n_blocks = -(-length // BLOCK)
+  plan = block_sparse.kernel_plan(n_blocks, RAND_BLOCKS, 0, causal)
+  shape = (1, N_HEADS, n_blocks * BLOCK, D_HEAD)
+  pos = jnp.arange(shape[2], dtype=jnp.int32)[None, None]
+  def loss(q, k, v):
+    y = sparse_kernel.sparse_attention(q, k, v, pos, pos, plan, causal=causal)
+    return jnp.sum(y.astype(jnp.float32))
+  keys = jax.random.split(jax.random.key(0), 3)
+  args = [jax.random.normal(k, shape, jnp.bfloat16) for k in keys]
+  flops = 3.5 * 4 * D_HEAD * N_HEADS * plan.computed_blocks * BLOCK ** 2
+  return jax.jit(jax.grad(loss, argnums=(0, 1, 2))), args, flops
 
 
 def flash_core_step(causal, length):
@@ -74,7 +100,8 @@ def flash_core_step(causal, length):
     return jnp.sum(y.astype(jnp.float32))
   keys = jax.random.split(jax.random.key(0), 3)
   args = [jax.random.normal(k, shape, jnp.bfloat16) for k in keys]
-  return jax.jit(jax.grad(loss, argnums=(0, 1, 2))), args
+  flops = 3.5 * 4 * D_HEAD * N_HEADS * length ** 2 * (0.5 if causal else 1.0)
+  return jax.jit(jax.grad(loss, argnums=(0, 1, 2))), args, flops
 
 
 def layer_step(layer, length):
@@ -101,12 +128,16 @@ def measure(step, args, budget_s):
   return statistics.median(times) * 1e3, total / 2 ** 30
 
 
+CORES = {'flash-core': flash_core_step, 'block_sparse-core': block_sparse_core_step}
+
+
 def main(argv=None):
   p = argparse.ArgumentParser()
   p.add_argument('--lengths', type=int, nargs='+', default=[1024, 4096, 16384, 65536, 262144,
                                                              1048576])
   p.add_argument('--kinds', nargs='+', default=['flash-core', 'cudnn', 'xla', 'lsh', 'favor',
-                                                 'block_sparse'])
+                                                 'block_sparse', 'block_sparse_pallas',
+                                                 'block_sparse-core'])
   p.add_argument('--causal', nargs='+', default=['causal', 'bidirectional'])
   p.add_argument('--budget_s', type=float, default=2.0)
   p.add_argument('--out', default=None)
@@ -118,11 +149,14 @@ def main(argv=None):
     for length in args.lengths:
       for kind in args.kinds:
         def fill(row, kind=kind, causal=causal, length=length):
-          if kind == 'flash-core':
-            step, xs = flash_core_step(causal, length)
+          flops = None
+          if kind in CORES:
+            step, xs, flops = CORES[kind](causal, length)
           else:
             step, xs = layer_step(MAKERS[kind](causal, length), length)
           row['ms'], row['gib'] = measure(step, xs, args.budget_s)
+          if flops:
+            row['tflops'] = flops / (row['ms'] * 1e-3) / 1e12
         rows.append(measured(dict(kind=kind, direction=direction, length=length), fill))
         if args.out:
           with open(args.out, 'w') as f:
@@ -132,15 +166,17 @@ def main(argv=None):
 
 def print_table(rows):
   base = {(r['direction'], r['length']): r.get('ms') for r in rows if r['kind'] == 'cudnn'}
-  print('\n| direction | length | kind | fwd+bwd ms | × cuDNN layer | memory GiB |')
-  print('| --- | --- | --- | --- | --- | --- |')
+  print('\n| direction | length | kind | fwd+bwd ms | × cuDNN layer | memory GiB | TFLOP/s |')
+  print('| --- | --- | --- | --- | --- | --- | --- |')
   for r in rows:
     ms = r.get('ms')
     b = base.get((r['direction'], r['length']))
     ratio = f'{ms / b:.2f}' if ms and b else '-'
     cell = f'{ms:.2f}' if ms else r.get('error', '-')[:60]
     gib = f"{r['gib']:.2f}" if 'gib' in r else '-'
-    print(f"| {r['direction']} | {r['length']} | {r['kind']} | {cell} | {ratio} | {gib} |")
+    tflops = f"{r['tflops']:.0f}" if 'tflops' in r else '-'
+    print(f"| {r['direction']} | {r['length']} | {r['kind']} | {cell} | {ratio} | {gib} | "
+          f'{tflops} |')
 
 
 if __name__ == '__main__':

@@ -11,6 +11,8 @@ plait/layers, plait/models or plait/supervised done, and record its summary in R
    donation and bf16 mixed precision in the Loop (tests/supervised/test_loop.py), besides the
    configs' own bf16 compute.
 3. benchmarks/gpu_checks.py: cuDNN flash attention vs XLA vs float32, at real lengths.
+4. benchmarks/block_sparse_kernel_gpu.py: the fused block-sparse kernel vs XLA, values and
+   gradients, bf16 and float32, padded and odd lengths, both directions.
 
 The parts run side by side (--sequential: one at a time, for compile times without
 contention). Writes --out/summary.md (date, GPU, each part's result, per-config compile times
@@ -97,6 +99,7 @@ def main(argv=None):
                                  'tests/gpu']),
       ('gpu_paths', pytest + ['-m', 'not slow', '-n', '0', *GPU_PATH_TESTS]),
       ('cudnn_checks', [sys.executable, 'benchmarks/gpu_checks.py']),
+      ('block_sparse_kernel_checks', [sys.executable, 'benchmarks/block_sparse_kernel_gpu.py']),
   ]
   results = _run_parts(parts, out, env, args.deadline_s, args.sequential)
   import jax  # pylint: disable=import-outside-toplevel

@@ -27,15 +27,25 @@ Design choices:
     pattern). One-token steps gather just that row's (3 + num_rand_blocks) key blocks
     from the cache; a multi-token prompt is attended densely over the cache under the
     pattern mask (O(prompt * max_len), like dense prefill).
+  - On GPU (bf16/fp16) training and eval run the fused Pallas kernel of
+    `sparse_kernel.py` over the same pattern (`implementation=`; see BlockSparseKind and
+    docs/attention.md); the XLA path above stays the portable path and the tests' oracle.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plait.layers.attention import sparse_kernel
 from plait.layers.attention.base import Attention, AttentionKind
+from plait.layers.attention.block_plan import block_plan
 from plait.layers.attention.block_sparse_pattern import (
-    block_level_mask, block_pattern, block_sparse_mask, min_blocks, n_blocks_for)
+    block_level_mask, block_pattern, block_sparse_mask, min_blocks, n_blocks_for,
+    window_width)
 from plait.layers.attention.dense import cached_attention, init_kv_cache, masked_attention
+
+IMPLEMENTATIONS = (None, 'auto', 'xla', 'pallas', 'interpret')
 
 
 class BlockSparseKind(AttentionKind):
@@ -48,10 +58,20 @@ class BlockSparseKind(AttentionKind):
     causal: the LM variant (window + first block + random earlier blocks, no look-ahead).
     dense_fallback: for sequences too short for the pattern, use dense attention (with the
       equivalent, full pattern) instead of raising.
+    implementation: None/'auto' runs the fused Pallas kernel (`sparse_kernel.py`) on GPU
+      for bf16/fp16 inputs whose block and head sizes it takes, XLA otherwise; 'xla'
+      forces XLA (the portable path and the oracle); 'pallas' forces the kernel and
+      raises when it can't run; 'interpret' runs the kernel through the Pallas
+      interpreter (any backend, slow: for tests). Predict mode and dense_fallback always
+      use XLA.
   """
 
   def __init__(self, block_size=64, num_rand_blocks=3, seed=0, causal=False,
-               dense_fallback=False):
+               dense_fallback=False, implementation=None):
+    if implementation not in IMPLEMENTATIONS:
+      raise ValueError(f'BlockSparseKind: implementation must be one of {IMPLEMENTATIONS}, '
+                       f'got {implementation!r}.')
+    self.implementation = implementation
     if block_size < 1 or num_rand_blocks < 0:
       raise ValueError(f'BlockSparseKind: need block_size >= 1 and num_rand_blocks >= 0, got '
                        f'block_size={block_size}, num_rand_blocks={num_rand_blocks}.')
@@ -104,7 +124,43 @@ class BlockSparseKind(AttentionKind):
     if n_blocks < min_blocks(self.num_rand_blocks, self.causal):  # dense_fallback=True.
       allowed = jnp.asarray(self.mask(length)) & valid[..., None, :]
       return masked_attention(q, k, v, allowed), state
+    impl = self.pick_implementation(q)
+    if impl != 'xla':
+      return self._kernel(q, k, v, valid, n_blocks, impl == 'interpret'), state
     return self._blockwise(q, k, v, valid, n_blocks), state
+
+  def pick_implementation(self, q):
+    """'xla', 'pallas' or 'interpret' for these (B, H, L, d_head) queries (see the class)."""
+    if self.implementation in ('xla', 'interpret'):
+      return self.implementation
+    on_gpu = jax.default_backend() == 'gpu'
+    ok = sparse_kernel.supported(self.block_size, q.shape[-1], q.dtype)
+    if self.implementation == 'pallas':
+      if not on_gpu:
+        raise ValueError(f"{self.name}: implementation='pallas' needs a GPU, but JAX's backend "
+                         f"is {jax.default_backend()!r}; use implementation=None (auto), "
+                         "'xla', or 'interpret' (tests).")
+      if not ok:
+        raise ValueError(f"{self.name}: implementation='pallas' takes block_size and d_head "
+                         f'in (16, 32, 64, 128) and float inputs; got block_size='
+                         f'{self.block_size}, d_head={q.shape[-1]}, dtype={q.dtype}. Use '
+                         "implementation=None (auto) or 'xla'.")
+      return 'pallas'
+    half = q.dtype in (jnp.bfloat16, jnp.float16)
+    return 'pallas' if on_gpu and half and ok else 'xla'
+
+  def _kernel(self, q, k, v, valid, n_blocks, interpret):
+    """The fused kernel over the pattern's blocks; padded keys get position -1."""
+    length = q.shape[-2]
+    pad = n_blocks * self.block_size - length
+    pad_len = lambda t: jnp.pad(t, [(0, 0), (0, 0), (0, pad)] + [(0, 0)] * (t.ndim - 3))
+    q, k, v, valid = (pad_len(t) for t in (q, k, v, valid))
+    positions = jnp.arange(n_blocks * self.block_size, dtype=jnp.int32)
+    k_pos = jnp.where(valid, positions, -1)                            # (B, 1, L_padded)
+    plan = kernel_plan(n_blocks, self.num_rand_blocks, self.seed, self.causal)
+    out = sparse_kernel.sparse_attention(q, k, v, positions[None, None], k_pos, plan,
+                                         causal=self.causal, interpret=interpret)
+    return out[:, :, :length]
 
   def _blockwise(self, q, k, v, valid, n_blocks):
     """Pads to n_blocks * block_size, attends block by block, strips the padding."""
@@ -181,6 +237,15 @@ class BlockSparseKind(AttentionKind):
     return block_pattern(n_blocks, self.num_rand_blocks, self.seed, True)
 
 
+@functools.lru_cache(maxsize=64)
+def kernel_plan(n_blocks, num_rand_blocks, seed, causal):
+  """The `BlockPlan` of the pattern for `sparse_kernel` (global rows list every block)."""
+  pattern = block_pattern(n_blocks, num_rand_blocks, seed, causal)
+  lists = [range(n_blocks) if row in pattern.global_rows
+           else pattern.key_blocks[row][pattern.valid[row]] for row in range(n_blocks)]
+  return block_plan(lists, window_width(num_rand_blocks, causal))
+
+
 def _check_room(pos, cache_len):
   try:
     pos = int(pos)
@@ -199,18 +264,21 @@ def _merge_slots(t):
 # ----- layers -----
 def BlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_blocks=3, seed=0,  # pylint: disable=invalid-name
                          d_head=None, use_mask=False, dropout=0.0, dense_fallback=False,
-                         head_chunk_size=None, use_bias=True, mode='train'):
+                         head_chunk_size=None, use_bias=True, implementation=None,
+                         mode='train'):
   """Bidirectional BigBird ITC attention (an encoder's): (B, L, d_model) -> (B, L, d_model).
 
   Global first/last blocks, a 3-block window and `num_rand_blocks` random blocks drawn
   from `seed`. Lengths need not be block multiples (padded automatically); sequences
   shorter than (5 + num_rand_blocks) blocks raise unless `dense_fallback=True`.
+  `implementation`: None (auto: the Pallas kernel on GPU where it applies), 'xla',
+  'pallas' or 'interpret' (see `BlockSparseKind`).
 
     >>> layer = BlockSparseAttention(256, n_heads=4, block_size=32, num_rand_blocks=2)
     >>> weights, state = layer.init(ShapeDtype((2, 1000, 256)))
   """
   kind = BlockSparseKind(block_size, num_rand_blocks, seed, causal=False,
-                         dense_fallback=dense_fallback)
+                         dense_fallback=dense_fallback, implementation=implementation)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, use_bias=use_bias,
                    mode=mode, name='BlockSparseAttention')
@@ -219,17 +287,17 @@ def BlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_blocks=3, s
 def CausalBlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_blocks=3, seed=0,  # pylint: disable=invalid-name
                                d_head=None, use_mask=False, dropout=0.0, dense_fallback=False,
                                head_chunk_size=None, max_len=2048, use_bias=True,
-                               mode='train'):
+                               implementation=None, mode='train'):
   """Causal block-sparse attention for LMs: window + first block + random earlier blocks.
 
   Never looks ahead. Sequences shorter than (3 + num_rand_blocks) blocks raise unless
   `dense_fallback=True`. Predict mode decodes with a `max_len` KV cache and sees exactly
-  the full-sequence pattern.
+  the full-sequence pattern. `implementation` as for `BlockSparseAttention`.
 
     >>> layer = CausalBlockSparseAttention(256, n_heads=4, block_size=32, mode='predict')
   """
   kind = BlockSparseKind(block_size, num_rand_blocks, seed, causal=True,
-                         dense_fallback=dense_fallback)
+                         dense_fallback=dense_fallback, implementation=implementation)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
                    use_bias=use_bias, mode=mode, name='CausalBlockSparseAttention')

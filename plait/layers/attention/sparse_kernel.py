@@ -1,0 +1,301 @@
+"""Flash-style attention over a per-query-block list of key blocks, as Pallas (Triton) GPU kernels.
+
+One program per work row (a query block and up to `plan.width` of its key blocks; see
+`block_plan.py`) walks its key blocks with an online softmax, never materializing more
+than one (block, block) score tile, and writes its partial output and log-sum-exp; split
+rows are combined by log-sum-exp. The backward pass runs two kernels: dq over the same
+work rows, dk/dv over the transposed ones (per key block, the query blocks that see it),
+recomputing the probabilities from the saved log-sum-exp (FlashAttention-2).
+
+Masks are computed in the kernel from position vectors: key position -1 marks a padded
+(invisible) key, and `causal` lets a query see only keys at positions <= its own. So the
+same kernel serves any pattern whose blocks are contiguous runs of the sequence; the
+positions need not be sorted (they are the original positions of a permuted sequence).
+
+  >>> plan = block_plan(key_lists, width=8)              # static, from the pattern
+  >>> out = sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False)
+  >>> out, lse = sparse_attention(q, k, v, q_pos, k_pos, plan, return_lse=True)
+
+The log-sum-exp is differentiable too, so attention over several key sets (e.g. LSH's
+hash rounds) can be combined exactly: softmax over the rounds' lse weighs their outputs.
+
+`interpret=True` runs the same kernels through the Pallas interpreter (CPU tests). The
+XLA path of each layer is the oracle; tests compare values and gradients.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from plait.layers.attention.base import large_negative
+
+__all__ = ['sparse_attention', 'supported']
+
+_NEG = large_negative(jnp.float32)  # Masked logits; the log-sum-exp of a row seeing nothing.
+_LOG2E = 1.4426950408889634  # Kernels work in base 2: exp(x) = exp2(x * log2(e)).
+_BLOCKS = (16, 32, 64, 128)
+_HEAD_DIMS = (16, 32, 64, 128)
+# Triton (num_warps, num_stages) per kernel, measured on an H200 (see docs/attention.md).
+COMPILER_PARAMS = {'fwd_kernel': (4, 2), 'dq_kernel': (4, 2), 'dkv_kernel': (4, 2)}
+
+
+def supported(block_size, d_head, dtype):
+  """Whether the GPU kernels take these: power-of-two block and d_head in 16..128, float."""
+  return (block_size in _BLOCKS and d_head in _HEAD_DIMS
+          and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16, jnp.float32))
+
+
+def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
+                     return_lse=False):
+  """softmax(q k^T / sqrt(d)) v over the plan's blocks, masked by positions.
+
+  Args:
+    q, k, v: (B, H, L, d) with L = plan.n_blocks * block_size.
+    q_pos, k_pos: (B | 1, H | 1, L) int32 positions; k_pos = -1 marks keys no query sees.
+    plan: a `BlockPlan` (static).
+    causal: a query sees only keys with k_pos <= q_pos.
+    interpret: run through the Pallas interpreter (CPU).
+    return_lse: also return the (B, H, L) float32 log-sum-exp of each query's visible
+      logits (large_negative(float32) for a query that sees no key).
+  Returns:
+    (B, H, L, d) in q's dtype; a query that sees no key outputs 0. With return_lse,
+    (output, lse).
+  """
+  n, length = plan.n_blocks, q.shape[-2]
+  if length % n or q.shape != k.shape or k.shape != v.shape:
+    raise ValueError(f'sparse_attention: q/k/v must share a shape (B, H, L, d) with L a '
+                     f'multiple of the plan\'s {n} blocks; got {q.shape}, {k.shape}, '
+                     f'{v.shape}.')
+  for name, pos in (('q_pos', q_pos), ('k_pos', k_pos)):
+    if pos.ndim != 3 or pos.shape[-1] != length or pos.shape[0] not in (1, q.shape[0]) or (
+        pos.shape[1] not in (1, q.shape[1])):
+      raise ValueError(f'sparse_attention: {name} must be (B | 1, H | 1, {length}), got '
+                       f'{pos.shape}.')
+  out, lse = _attention(q, k, v, q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), plan,
+                        causal, interpret)
+  return (out, lse) if return_lse else out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _attention(q, k, v, q_pos, k_pos, plan, causal, interpret):
+  return _forward(q, k, v, q_pos, k_pos, plan, causal, interpret)
+
+
+def _attention_fwd(q, k, v, q_pos, k_pos, plan, causal, interpret):
+  out, lse = _forward(q, k, v, q_pos, k_pos, plan, causal, interpret)
+  return (out, lse), (q, k, v, q_pos, k_pos, out, lse)
+
+
+def _attention_bwd(plan, causal, interpret, residuals, cotangents):
+  q, k, v, q_pos, k_pos, out, lse = residuals
+  d_out, d_lse = cotangents
+  # d logit = p * (dp - delta) with delta = <d_out, out> - d_lse (d lse / d logit = p).
+  delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1) - d_lse
+  d_out = d_out.astype(q.dtype)
+  # Base-2 log-sum-exp; a row that sees no key gets -_NEG, so exp2(s - lse) is 0 for all.
+  lse = jnp.where(lse > 0.5 * _NEG, lse * _LOG2E, -_NEG)
+  bs = q.shape[-2] // plan.n_blocks
+  arrays = [q, k, v, q_pos, k_pos, d_out, lse, delta]
+  # dq per forward work row and dk/dv per backward one: no atomics (a single kernel adding
+  # dq atomically measured 1.3-1.7x slower on an H200, contended by the global blocks).
+  dq = _call(_dq_kernel, plan.fwd, bs, q, causal, interpret, 1, [jnp.float32], arrays)[0]
+  dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, causal, interpret, 2,
+                 [jnp.float32, jnp.float32], arrays)
+  dq, dk, dv = (_sum_rows(g, w, plan.n_blocks).astype(t.dtype)
+                for g, w, t in ((dq, plan.fwd, q), (dk, plan.bwd, k), (dv, plan.bwd, v)))
+  return dq, dk, dv, None, None
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)
+
+
+def _forward(q, k, v, q_pos, k_pos, plan, causal, interpret):
+  """(out (B, H, L, d), lse (B, H, L) float32)."""
+  bs = q.shape[-2] // plan.n_blocks
+  rows = plan.fwd
+  out, lse = _call(_fwd_kernel, rows, bs, q, causal, interpret, 1, [q.dtype, jnp.float32],
+                   [q, k, v, q_pos, k_pos])
+  n = plan.n_blocks
+  o, m = out[:, :, :n], lse[:, :, :n]                             # (B, H, n, bs, d), (..., bs)
+  if len(rows.extra):
+    # Combine the parts of split blocks (stored in q's dtype, like the output) by
+    # log-sum-exp; only those blocks are touched, the others are a slice.
+    split = np.unique(rows.extra_owner)
+    parts = [split, rows.extra]
+    owner = np.concatenate([np.arange(len(split)), np.searchsorted(split, rows.extra_owner)])
+    o_p = jnp.concatenate([out[:, :, p] for p in parts], axis=2).astype(jnp.float32)
+    lse_p = jnp.concatenate([lse[:, :, p] for p in parts], axis=2)
+    top = jnp.full(lse_p.shape[:2] + (len(split), bs), _NEG, jnp.float32).at[
+        :, :, owner].max(lse_p)
+    w = jnp.exp(lse_p - top[:, :, owner])
+    den = jnp.zeros_like(top).at[:, :, owner].add(w)
+    num = jnp.zeros(o_p.shape[:2] + top.shape[2:] + o_p.shape[-1:], jnp.float32).at[
+        :, :, owner].add(o_p * w[..., None])
+    o = o.at[:, :, split].set((num / den[..., None]).astype(o.dtype))
+    m = m.at[:, :, split].set(top + jnp.log(den))
+  merge = lambda t: t.reshape(t.shape[:2] + (-1,) + t.shape[4:])
+  return merge(o), merge(m)
+
+
+def _sum_rows(parts, rows, n):
+  """(B, H, R, bs, d) per-work-row partials -> (B, H, n * bs, d) per-block sums."""
+  total = parts[:, :, :n]
+  if len(rows.extra):
+    total = total.at[:, :, rows.extra_owner].add(parts[:, :, rows.extra])
+  return total.reshape(total.shape[:2] + (-1,) + total.shape[4:])
+
+
+def _call(kernel, rows, bs, q, causal, interpret, n_row_outputs, out_dtypes, arrays):
+  """Runs `kernel` with one program per (work row, batch, head).
+
+  Tables and the (B, H, L, ...) arrays go in whole (the kernel slices its blocks); outputs
+  are per work row: (B, H, R, bs, d) for the first n_row_outputs, (B, H, R, bs) for
+  the others (the forward's lse).
+  """
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  batch, heads, length, d = q.shape
+  n_rows = len(rows.owner)
+  whole = lambda a: pl.BlockSpec(a.shape, lambda i, b, h: (0,) * a.ndim)
+
+  def per_pair(a):
+    block = (None, None) + a.shape[2:]
+    pick = lambda size, idx: idx if size > 1 else 0
+    return pl.BlockSpec(block, lambda i, b, h: (pick(a.shape[0], b), pick(a.shape[1], h))
+                        + (0,) * (a.ndim - 2))
+
+  tables = [_padded(rows.owner), _padded(rows.table), _padded(rows.counts)]
+  in_specs = [whole(t) for t in tables] + [per_pair(a) for a in arrays]
+  out_shapes, out_specs = [], []
+  for j, dtype in enumerate(out_dtypes):
+    full = j < n_row_outputs
+    shape = (batch, heads, n_rows, bs) + ((d,) if full else ())
+    out_shapes.append(jax.ShapeDtypeStruct(shape, dtype))
+    out_specs.append(pl.BlockSpec((None, None, None, bs) + ((d,) if full else ()),
+                                  lambda i, b, h, full=full: (b, h, i, 0) + ((0,) if full else ())))
+  params = None
+  if not interpret:
+    from jax.experimental.pallas import triton as plgpu  # pylint: disable=import-outside-toplevel
+    warps, stages = COMPILER_PARAMS[kernel.__name__.strip('_')]
+    params = plgpu.CompilerParams(num_warps=warps, num_stages=stages)
+  body = functools.partial(kernel, bs=bs, width=len(rows.table) // n_rows, scale=d ** -0.5,
+                           causal=causal)
+  return pl.pallas_call(
+      body, grid=(n_rows, batch, heads), in_specs=in_specs, out_specs=out_specs,
+      out_shape=out_shapes, compiler_params=params, interpret=interpret,
+      name=f'plait_sparse_{kernel.__name__.strip("_")}')(*tables, *arrays)
+
+
+def _padded(table):
+  """A table as an int32 array padded to a power-of-two length (Triton's block shapes)."""
+  size = 1 << max(len(table) - 1, 0).bit_length()
+  return jnp.asarray(np.pad(table, (0, size - len(table))), jnp.int32)
+
+
+def _block(ref, block, bs):
+  """Rows [block * bs, (block + 1) * bs) of a (L, ...) ref."""
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  rows = pl.ds(pl.multiple_of(block * bs, bs), bs)
+  return ref[rows] if len(ref.shape) == 1 else ref[rows, :]
+
+
+def _dot(a, b, trans_a=False, trans_b=False):
+  """a @ b of 2-D blocks (either transposed) accumulated in float32."""
+  dims = (((0 if trans_a else 1,), (1 if trans_b else 0,)), ((), ()))
+  return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+
+
+def _visible(q_pos, k_pos, causal):
+  """(bs_q, bs_k) bool: key valid (position >= 0) and, if causal, not after the query."""
+  ok = (k_pos >= 0)[None, :]
+  if causal:
+    ok = ok & (k_pos[None, :] <= q_pos[:, None])
+  return ok
+
+
+def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
+                out_ref, lse_ref, *, bs, width, scale, causal):
+  """One work row: online softmax over its key blocks; partial output and log-sum-exp."""
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  row = pl.program_id(0)
+  qb = owner_ref[row]
+  q = _block(q_ref, qb, bs)
+  q_pos = _block(qpos_ref, qb, bs)
+
+  def step(j, carry):
+    acc, top, total = carry
+    kb = table_ref[row * width + j]
+    k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
+    s = jnp.where(_visible(q_pos, k_pos, causal), _dot(q, k, trans_b=True) * scale2, _NEG)
+    new_top = jnp.maximum(top, jnp.max(s, axis=1))
+    # While a row has seen no key, top is _NEG and masked entries get p = 1: garbage that
+    # the first visible key fades to 0 (exp2(_NEG - real) = 0), or that `seen` drops.
+    p = jnp.exp2(s - new_top[:, None])
+    fade = jnp.exp2(top - new_top)
+    acc = acc * fade[:, None] + _dot(p.astype(v.dtype), v)
+    return acc, new_top, total * fade + jnp.sum(p, axis=1)
+
+  init = (jnp.zeros((bs, q.shape[-1]), jnp.float32), jnp.full((bs,), _NEG, jnp.float32),
+          jnp.zeros((bs,), jnp.float32))
+  scale2 = scale * _LOG2E
+  acc, top, total = jax.lax.fori_loop(0, counts_ref[row], step, init)
+  seen = top > 0.5 * _NEG
+  safe = jnp.where(seen, total, 1.0)
+  out_ref[...] = jnp.where(seen[:, None], acc / safe[:, None], 0.0).astype(out_ref.dtype)
+  lse_ref[...] = jnp.where(seen, top / _LOG2E + jnp.log(safe), _NEG)
+
+
+def _probs_and_dscores(q, k, v, q_pos, k_pos, d_out, lse, delta, causal, scale):
+  """Recomputed probabilities p and score gradients ds (both (bs_q, bs_k) float32).
+
+  lse is base 2 (-_NEG for rows that see nothing), so masked entries get exp2(-huge) = 0.
+  """
+  s = jnp.where(_visible(q_pos, k_pos, causal), _dot(q, k, trans_b=True) * (scale * _LOG2E),
+                _NEG)
+  p = jnp.exp2(s - lse[:, None])
+  dp = _dot(d_out, v, trans_b=True)
+  return p, p * (dp - delta[:, None])
+
+
+def _dq_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
+               dout_ref, lse_ref, delta_ref, dq_ref, *, bs, width, scale, causal):
+  """One forward work row: dq over its key blocks."""
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  row = pl.program_id(0)
+  qb = owner_ref[row]
+  q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
+  lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
+
+  def step(j, dq):
+    kb = table_ref[row * width + j]
+    k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
+    _, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, d_out, lse, delta, causal, scale)
+    return dq + _dot(ds.astype(k.dtype), k)
+
+  dq = jax.lax.fori_loop(0, counts_ref[row], step, jnp.zeros((bs, q.shape[-1]), jnp.float32))
+  dq_ref[...] = dq * scale
+
+
+def _dkv_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
+                dout_ref, lse_ref, delta_ref, dk_ref, dv_ref, *, bs, width, scale, causal):
+  """One backward work row (a key block and query blocks that see it): dk and dv."""
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  row = pl.program_id(0)
+  kb = owner_ref[row]
+  k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
+
+  def step(j, carry):
+    dk, dv = carry
+    qb = table_ref[row * width + j]
+    q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
+    lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
+    p, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, d_out, lse, delta, causal, scale)
+    dv = dv + _dot(p.astype(d_out.dtype), d_out, trans_a=True)
+    dk = dk + _dot(ds.astype(q.dtype), q, trans_a=True)
+    return dk, dv
+
+  zeros = jnp.zeros((bs, k.shape[-1]), jnp.float32)
+  dk, dv = jax.lax.fori_loop(0, counts_ref[row], step, (zeros, zeros))
+  dk_ref[...] = dk * scale
+  dv_ref[...] = dv
+

@@ -1,0 +1,186 @@
+"""The fused sparse-attention kernel (Pallas interpreter on CPU) equals the XLA paths.
+
+Values and gradients of q, k, v, on random inputs with padding, odd lengths, empty rows,
+split (global) rows, bidirectional and causal.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from plait.layers.attention import BlockSparseKind, sparse_kernel
+from plait.layers.attention.block_plan import block_plan
+from plait.layers.attention.dense import masked_attention
+from tests.conftest import random_array
+
+B, H = 2, 2
+
+
+def value_and_grads(fn, q, k, v, seed=0):
+  """fn's output and the gradients of <fn(q, k, v), w> for a random w, in one jit."""
+  out_shape = jax.eval_shape(fn, q, k, v)
+  w = jnp.asarray(random_array(out_shape.shape, seed + 100))
+  def run(q, k, v):
+    out, pull = jax.vjp(fn, q, k, v)
+    return out, pull(w.astype(out.dtype))
+  return jax.jit(run)(q, k, v)
+
+
+def assert_close(got, want, tol=2e-5):
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                               atol=tol, rtol=tol)
+
+
+def test_plan_splits_long_lists_and_transposes():
+  plan = block_plan([[0, 1], [0, 1, 2], [], [2]], width=2)
+  np.testing.assert_array_equal(plan.fwd.owner, [0, 1, 2, 3, 1])  # block b's first part: row b
+  np.testing.assert_array_equal(plan.fwd.counts, [2, 2, 0, 1, 1])
+  np.testing.assert_array_equal(plan.fwd.table, [0, 1, 0, 1, 0, 0, 2, 0, 2, 0])
+  np.testing.assert_array_equal(plan.fwd.extra, [4])
+  np.testing.assert_array_equal(plan.fwd.extra_owner, [1])
+  # Key block 0 is seen by query blocks 0, 1; block 2 by 1 and 3; block 3 by none.
+  np.testing.assert_array_equal(plan.bwd.owner, [0, 1, 2, 3])
+  np.testing.assert_array_equal(plan.bwd.table.reshape(4, 2), [[0, 1], [0, 1], [1, 3], [0, 0]])
+  np.testing.assert_array_equal(plan.bwd.counts, [2, 2, 2, 0])
+  assert plan.computed_blocks == 6
+  with pytest.raises(ValueError, match='query block 1 lists key blocks \\[2, 2\\]'):
+    block_plan([[0], [2, 2], [1]], width=2)
+
+
+@pytest.mark.parametrize('causal', [False, True])
+def test_kernel_equals_masked_attention_on_random_lists(causal):
+  """Random lists (some empty, some longer than a work row), padded keys, causal or not."""
+  rng = np.random.default_rng(int(causal))
+  n, bs, d = 5, 8, 8
+  lists = [sorted(rng.choice(n, size, replace=False).tolist()) for size in (5, 0, 2, 4)]
+  lists.append([4])  # In batch 1 all its keys are padding: a row that sees nothing.
+  plan = block_plan(lists, width=2)
+  length = n * bs
+  q, k, v = (jnp.asarray(random_array((B, H, length, d), i)) for i in range(3))
+  k_pos = np.tile(np.arange(length), (B, 1, 1))
+  k_pos[0, 0, 3:11] = -1   # padding inside a block and across a block boundary
+  k_pos[1, 0, 30:] = -1
+  q_pos = np.arange(length)[None, None]
+  blocks = np.zeros((n, n), bool)
+  for row, keys in enumerate(lists):
+    blocks[row, keys] = True
+  allowed = np.kron(blocks, np.ones((bs, bs), bool))[None, None] & (k_pos[:, :, None] >= 0)
+  if causal:
+    allowed = allowed & np.tri(length, dtype=bool)
+  kernel = lambda q, k, v: sparse_kernel.sparse_attention(
+      q, k, v, jnp.asarray(q_pos), jnp.asarray(k_pos), plan, causal, interpret=True)
+  oracle = lambda q, k, v: masked_attention(q, k, v, jnp.asarray(allowed))
+  assert_close(value_and_grads(kernel, q, k, v), value_and_grads(oracle, q, k, v))
+
+
+@pytest.mark.parametrize('causal', [False, True])
+def test_log_sum_exp_output_and_its_gradient(causal):
+  """lse equals logsumexp of the visible logits, and gradients flow through it."""
+  n, bs, d = 4, 8, 8
+  lists = [[0, 2], [0, 1], [0, 1, 2, 3], [1, 3]]  # each block sees itself (no empty rows)
+  plan = block_plan(lists, width=3)
+  length = n * bs
+  q, k, v = (jnp.asarray(random_array((B, H, length, d), 10 + i)) for i in range(3))
+  k_pos = np.tile(np.arange(length), (B, 1, 1))
+  k_pos[1, 0, 13:15] = -1
+  q_pos = np.arange(length)[None, None]
+  blocks = np.zeros((n, n), bool)
+  for row, keys in enumerate(lists):
+    blocks[row, keys] = True
+  allowed = np.kron(blocks, np.ones((bs, bs), bool))[None, None] & (k_pos[:, :, None] >= 0)
+  if causal:
+    allowed = allowed & np.tri(length, dtype=bool)
+  w = jnp.asarray(random_array((B, H, length), 50))
+  def combine(out, lse):  # a loss that needs both, as LSH's round combination does
+    return jnp.sum(out * jax.nn.sigmoid(lse)[..., None]) + jnp.sum(w * lse)
+  def kernel(q, k, v):
+    return combine(*sparse_kernel.sparse_attention(
+        q, k, v, jnp.asarray(q_pos), jnp.asarray(k_pos), plan, causal, interpret=True,
+        return_lse=True))
+  def oracle(q, k, v):
+    logits = jnp.einsum('bhqd,bhkd->bhqk', q, k) / np.sqrt(d)
+    lse = jax.nn.logsumexp(jnp.where(allowed, logits, -jnp.inf), axis=-1)
+    return combine(masked_attention(q, k, v, jnp.asarray(allowed)), lse)
+  got = jax.jit(jax.value_and_grad(kernel, argnums=(0, 1, 2)))(q, k, v)
+  assert_close(got, jax.value_and_grad(oracle, argnums=(0, 1, 2))(q, k, v), tol=5e-5)
+
+
+def layer_case(causal, length, bs, r, seed, masked, dtype=np.float32, d=8):
+  q, k, v = (jnp.asarray(random_array((B, H, length, d), seed + i, dtype)) for i in range(3))
+  mask = None
+  if masked:
+    mask = jnp.asarray(np.random.default_rng(seed).random((B, length)) < 0.7)
+  def run(implementation):
+    kind = BlockSparseKind(bs, r, seed=seed, causal=causal, implementation=implementation)
+    return lambda q, k, v: kind.attend_batched(q, k, v, mask, (), None, 'eval')[0]
+  return run, (q, k, v)
+
+
+# (length, block_size, num_rand_blocks, seed, padding mask): an odd length (a partial last
+# block) with padding, and a block multiple. Both split rows: the global rows (8 or 12 key
+# blocks > width 6 or 7) forward, key block 0 (seen by every row) backward.
+LAYER_CASES = [(61, 8, 1, 3, True), pytest.param(96, 8, 2, 5, False, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize('causal', [False, True])
+@pytest.mark.parametrize('length,bs,r,seed,masked', LAYER_CASES)
+def test_layer_kernel_equals_xla_values_and_gradients(causal, length, bs, r, seed, masked):
+  run, args = layer_case(causal, length, bs, r, seed, masked)
+  assert_close(value_and_grads(run('interpret'), *args), value_and_grads(run('xla'), *args))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('causal', [False, True])
+def test_bf16_kernel_is_close_to_float32_xla_on_a_longer_sequence(causal):
+  run, (q, k, v) = layer_case(causal, 1000, 32, 3, 11, True, d=32)
+  got = value_and_grads(run('interpret'), *(t.astype(jnp.bfloat16) for t in (q, k, v)))
+  want = value_and_grads(run('xla'), q, k, v)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    a = np.asarray(a, np.float32)
+    assert np.linalg.norm(a - b) / np.linalg.norm(b) < 2e-2
+
+
+@pytest.mark.skipif(jax.default_backend() == 'gpu', reason='checks the CPU choices')
+def test_selection_auto_uses_xla_off_gpu_and_explicit_kernels_raise():
+  q = jnp.ones((1, 2, 64, 16), jnp.bfloat16)
+  assert BlockSparseKind(16).pick_implementation(q) == 'xla'          # CPU: auto is XLA
+  assert BlockSparseKind(16, implementation='interpret').pick_implementation(q) == 'interpret'
+  with pytest.raises(ValueError, match="implementation='pallas' needs a GPU.*'cpu'"):
+    BlockSparseKind(16, implementation='pallas').pick_implementation(q)
+  with pytest.raises(ValueError, match="implementation must be one of.*'cudnn'"):
+    BlockSparseKind(16, implementation='cudnn')
+
+
+def test_selection_on_gpu(monkeypatch):
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  bf16 = jnp.ones((1, 2, 64, 64), jnp.bfloat16)
+  assert BlockSparseKind(64).pick_implementation(bf16) == 'pallas'
+  assert BlockSparseKind(64).pick_implementation(bf16.astype(jnp.float32)) == 'xla'
+  assert BlockSparseKind(48).pick_implementation(bf16) == 'xla'     # block not a power of 2
+  assert BlockSparseKind(64, implementation='xla').pick_implementation(bf16) == 'xla'
+  assert BlockSparseKind(64, implementation='pallas').pick_implementation(
+      bf16.astype(jnp.float32)) == 'pallas'
+  with pytest.raises(ValueError, match='block_size=48, d_head=64'):
+    BlockSparseKind(48, implementation='pallas').pick_implementation(bf16)
+
+
+@pytest.mark.parametrize('causal', [False, True])
+def test_kernels_lower_to_triton_without_a_gpu(monkeypatch, causal):
+  """CI has no GPU: lower the layer's fwd+bwd for CUDA (catches Triton-lowering gaps that
+  the interpreter accepts); all three kernels must appear."""
+  import types  # pylint: disable=import-outside-toplevel
+  reg = pytest.importorskip('jax._src.pallas.triton.pallas_call_registration')
+  monkeypatch.setattr(reg.gpu_info_lib, 'get_gpu_info',
+                      lambda: types.SimpleNamespace(compute_capability='90'))
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  kind = BlockSparseKind(64, 3, causal=causal, implementation='pallas')
+  x = jax.ShapeDtypeStruct((1, 2, 1000, 64), jnp.bfloat16)
+  mask = jax.ShapeDtypeStruct((1, 1000), jnp.bool_)
+  def loss(q, k, v, mask):
+    out = kind.attend_batched(q, k, v, mask, (), None, 'eval')[0]
+    return jnp.sum(out.astype(jnp.float32))
+  grads = jax.grad(loss, argnums=(0, 1, 2))
+  text = jax.jit(grads).trace(x, x, x, mask).lower(lowering_platforms=('cuda',)).as_text()
+  for name in ('plait_sparse_fwd_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_dkv_kernel'):
+    assert name in text
