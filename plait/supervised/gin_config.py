@@ -193,25 +193,44 @@ def binding_values(text):
   return values
 
 
-def differences(old_text, new_text, defaults_text='', ignore=()):
+def default_value(key, missing=None):
+  """The code's default of binding `key` ('scope/Name.param'), or `missing` if it has none."""
+  name, _, param = key.rpartition('/')[-1].rpartition('.')
+  try:
+    target = gin.config._REGISTRY.get_match(name).wrapped  # pylint: disable=protected-access
+    target = target.__init__ if inspect.isclass(target) else target
+    default = inspect.signature(target).parameters[param].default
+  except (KeyError, ValueError, TypeError, AttributeError):
+    return missing
+  return missing if default is inspect.Parameter.empty else default
+
+
+def differences(old_text, new_text, ignore=()):
   """Sorted ['-key = old', '+key = new'] where the two configs' values differ.
 
-  A binding present in one config only is compared with its default (from `defaults_text`,
-  gin's operative config of the new run): a config saved with every default listed equals
-  one listing only what it set.
+  A binding present in one config only is compared with the code's default (registered
+  configurables): a config saved with every default listed (gin's operative config, as
+  older plait saved) equals one listing only what it set.
   """
   old, new = binding_values(old_text), binding_values(new_text)
-  defaults = binding_values(defaults_text) if defaults_text else {}
   missing = object()
   lines = []
   for key in sorted(set(old) | set(new)):
     if key in ignore:
       continue
-    before, after = old.get(key, defaults.get(key, missing)), new.get(key, defaults.get(key, missing))
-    if before is missing and after is missing or before == after:
+    before = old[key] if key in old else default_value(key, missing)
+    after = new[key] if key in new else default_value(key, missing)
+    if before is missing and after is missing or _same(before, after):
       continue
     if before is not missing:
       lines.append(f'-{key} = {before!r}')
     if after is not missing:
       lines.append(f'+{key} = {after!r}')
   return lines
+
+
+def _same(a, b):
+  try:
+    return bool(a == b)
+  except Exception:  # pylint: disable=broad-except  (e.g. arrays: ambiguous truth value)
+    return False

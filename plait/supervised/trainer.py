@@ -125,12 +125,11 @@ def _schedule(lr_schedule):
   return lr_schedule() if not required else lr_schedule
 
 
-def check_config(output_dir, config_text, overwrite=False, defaults_text=''):
+def check_config(output_dir, config_text, overwrite=False):
   """Refuses to reuse an output_dir trained with a different config (unless overwrite).
 
-  Configs are compared by their values, a binding missing on one side by its default
-  (from `defaults_text`, gin's operative config), so a run saved by an older plait (which
-  listed every default) resumes. With `overwrite`, deletes the previous run's outputs
+  Configs are compared by their values, a binding missing on one side by the code's
+  default, so a run saved by an older plait (which listed every default) resumes. With `overwrite`, deletes the previous run's outputs
   (checkpoints, metrics, TensorBoard files, config.gin, tokenizer) so training starts afresh.
   """
   path = os.path.join(output_dir, CONFIG_FILE)
@@ -145,7 +144,7 @@ def check_config(output_dir, config_text, overwrite=False, defaults_text=''):
   old = run_config.read(output_dir)   # saved by any plait version, in today's names
   if old is None:
     return
-  diff = gin_config.differences(old, config_text, defaults_text, ignore=_RESUMABLE_BINDINGS)
+  diff = gin_config.differences(old, config_text, ignore=_RESUMABLE_BINDINGS)
   if diff:
     raise ConfigMismatchError(
         f'{output_dir} was trained with a different config; refusing to mix runs. '
@@ -263,9 +262,8 @@ def _start(output_dir, parts, tokenizer, settings, overwrite):
   The Loop checks data, model and checkpoint before writing anything.
   """
   from plait.supervised.training import Loop  # pylint: disable=g-import-not-at-top
-  # Every configurable has been called now, so the operative config lists all defaults.
   config_text = gin_config.effective_config()
-  check_config(output_dir, config_text, overwrite, defaults_text=gin.operative_config_str())
+  check_config(output_dir, config_text, overwrite)
   loop = Loop(parts['train_model'], parts['task'], eval_model=parts['eval_model'],
               eval_tasks=parts['eval_tasks'], output_dir=output_dir, settings=settings,
               tokenizer=tokenizer or parts['data_tokenizer'])
