@@ -90,10 +90,10 @@ def parse_config(config_files, bindings):
   the file or the binding. Registers plait's configurables (imports JAX) first; `train` and
   `LoopSettings` are registered by `plait.supervised.trainer`, which re-exports this.
   """
-  from plait import configurables  # pylint: disable=g-import-not-at-top
   paths = [find_config_file(name) for name in config_files]
   for path in paths:
     _check_text_file(path)
+  from plait import configurables  # pylint: disable=g-import-not-at-top
   configurables.register_all()
   _add_search_path()
   try:
