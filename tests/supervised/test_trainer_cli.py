@@ -74,9 +74,11 @@ def test_a_config_file_not_found_lists_where_it_was_looked_for(tmp_path, monkeyp
 
 
 def _main(*args):
+  """plait-train in-process, with the session's compilation cache (conftest.py)."""
+  import jax  # pylint: disable=import-outside-toplevel
   gin.clear_config()
   try:
-    return trainer.main([*args, '--compilation_cache_dir=none'])
+    return trainer.main([*args, f'--compilation_cache_dir={jax.config.jax_compilation_cache_dir}'])
   finally:
     gin.clear_config()
 
@@ -89,7 +91,8 @@ def _train_losses(run_dir):
 
 def test_saved_config_is_the_effective_config_and_reruns_the_run(tmp_path, capsys):
   config = tmp_path / 'tiny.gin'
-  config.write_text(TINY_GIN + 'train.plot = False\nLoopSettings.progress = "none"\n')
+  config.write_text(TINY_GIN + 'train.plot = False\nLoopSettings.progress = "none"\n'
+                    'train.eval_inputs = None\n')
   first, second = tmp_path / 'first', tmp_path / 'second'
   assert _main(f'--config_file={config}', '--config=tiny_lm.d_model = 8', '--steps=3',
                f'--output_dir={first}') == 0
