@@ -218,7 +218,7 @@ def sample(run, prompt='', max_length=None, temperature=1.0, top_k=None, top_p=N
   return images.tokens_to_images(pixels, run.image_shape)
 
 
-def decode(output_dir, prompt='', max_length=DEFAULT_MAX_LENGTH, temperature=1.0, top_k=None,
+def decode(output_dir, prompt='', max_length=None, temperature=1.0, top_k=None,
            top_p=None, seed=0, step=None, message_fn=None):
   """Returns the text generated after `prompt` by a text run (see `sample`)."""
   run = open_run(output_dir)

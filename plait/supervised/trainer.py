@@ -198,19 +198,18 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
     settings = dataclasses.replace(settings, on_corrupt_checkpoint='previous')
   parts = _build_parts(model, inputs, eval_inputs, loss, metrics, optimizer, lr_schedule,
                        n_eval_batches)
-  created, started = not os.path.exists(output_dir), False
-  try:
-    with run_lock.held(output_dir):  # one trainer per directory, before --overwrite deletes
+  created = not os.path.exists(output_dir)
+  with run_lock.held(output_dir):  # one trainer per directory, before --overwrite deletes
+    try:
       loop = _start(output_dir, parts, tokenizer, settings, overwrite)
-      started = True
-      try:
-        loop.run(max(0, steps - loop.step), max_seconds=max_seconds)
-      finally:
-        loop.close()
-  except BaseException:
-    if created and not started:
-      shutil.rmtree(output_dir, ignore_errors=True)
-    raise
+    except BaseException:
+      if created:  # made by this run (we hold its lock) and nothing trained: leave no trace
+        shutil.rmtree(output_dir, ignore_errors=True)
+      raise
+    try:
+      loop.run(max(0, steps - loop.step), max_seconds=max_seconds)
+    finally:
+      loop.close()
   if plot and loop.history:
     plot_lib.plot_metrics(output_dir)
   return loop

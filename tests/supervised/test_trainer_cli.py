@@ -65,6 +65,18 @@ def test_shipped_configs_are_found_by_name_from_any_directory(name, tmp_path, mo
     gin.clear_config()
 
 
+def test_a_user_config_can_include_a_shipped_config_by_name(tmp_path, monkeypatch):
+  (tmp_path / 'mine.gin').write_text("include 'reformer_duplication_tiny.gin'\n"
+                                     'ReformerLM.n_layers = 2\n')
+  monkeypatch.chdir(tmp_path)
+  try:
+    trainer.parse_config(['mine.gin'], [])
+    assert gin.query_parameter('ReformerLM.n_layers') == 2
+    assert gin.query_parameter('ReformerLM.max_len') == 64
+  finally:
+    gin.clear_config()
+
+
 def test_a_config_file_not_found_lists_where_it_was_looked_for(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   with pytest.raises(gin_config.ConfigError, match=(
