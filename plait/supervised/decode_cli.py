@@ -156,6 +156,18 @@ def _check_max_length(max_length, fits, capacity):
         f'prompt takes {capacity - fits}; the longest that fits is --max_length={fits}.')
 
 
+def _check_prompt_ids(prompt_ids, model, weights):
+  """DecodeArgumentError unless the prompt ids are in the model's (first) Embedding's range."""
+  from plait.supervised import batch_checks  # pylint: disable=g-import-not-at-top
+  found = batch_checks.first_embedding(model, weights)
+  if found is None or not prompt_ids.size:
+    return
+  name, vocab = found
+  if prompt_ids.min() < 0 or prompt_ids.max() >= vocab:
+    raise DecodeArgumentError(f'--prompt ids must be in [0, {vocab - 1}] (the model embeds '
+                              f'{vocab} ids, {name}); got {prompt_ids[0].tolist()}.')
+
+
 class Run(collections.namedtuple('Run', 'output_dir kind eval_model model tokenizer image_shape')):
   """A trained run opened for sampling; kind: 'text', 'image' or 'ids' (see the module doc)."""
 
@@ -204,6 +216,7 @@ def sample(run, prompt='', max_length=None, temperature=1.0, top_k=None, top_p=N
   _check_max_length(max_length, fits, decoding.predict_capacity(run.model))
   weights, step = decoding.restore_weights(run.output_dir, run.eval_model, step=step)
   note(f'using checkpoint {step}' + (f' ({why})' if why else ''))
+  _check_prompt_ids(prompt_ids, run.eval_model, weights)
   prompts = np.repeat(prompt_ids, num_samples, axis=0)
   ids = decoding.autoregressive_sample(
       run.model, prompts, temperature=temperature, top_k=top_k, top_p=top_p,

@@ -175,6 +175,8 @@ def test_a_run_without_tokenizer_samples_ids(run_dir, tmp_path, capsys):
   assert capsys.readouterr().out == ' '.join(map(str, [3, 4, 5, *ids[0].tolist()])) + '\n'
   assert decode_cli.main([f'--output_dir={tmp_path}', '--prompt=the']) == 2
   assert 'token ids separated by spaces' in capsys.readouterr().err
+  assert decode_cli.main([f'--output_dir={tmp_path}', '--prompt=3 999']) == 2
+  assert f'--prompt ids must be in [0, {tokenizer.vocab_size - 1}]' in capsys.readouterr().err
   with pytest.raises(decode_cli.DecodeError, match='no tokenizer saved in .*an ids run'):
     decode_cli.decode(str(tmp_path))
 
