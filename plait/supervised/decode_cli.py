@@ -21,8 +21,9 @@ depends on the run:
 
 Exit status 2 for an argument the run cannot honour (--max_length longer than the model's
 max_len fits after the prompt: the message names the longest that fits; --output missing
-for an image run), 1 with a message when output_dir has no checkpoint or config, or not
-the --step asked for (the saved steps are listed).
+for an image run; prompt ids outside the vocabulary), 1 with a message when output_dir has no
+checkpoint or config, or not the --step asked for (the saved steps are listed). `--debug`
+shows the traceback instead of the message.
 """
 import argparse
 import collections
