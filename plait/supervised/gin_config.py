@@ -202,15 +202,20 @@ def default_value(key, missing=None):
     default = inspect.signature(target).parameters[param].default
   except (KeyError, ValueError, TypeError, AttributeError):
     return missing
-  return missing if default is inspect.Parameter.empty else default
+  if default is inspect.Parameter.empty:
+    return missing
+  if callable(default) and hasattr(default, '__name__'):  # e.g. activation=tl.Gelu: '@Gelu'
+    return _Ref(f'@{default.__name__}')
+  return default
 
 
 def differences(old_text, new_text, ignore=()):
   """Sorted ['-key = old', '+key = new'] where the two configs' values differ.
 
-  A binding present in one config only is compared with the code's default (registered
-  configurables): a config saved with every default listed (gin's operative config, as
-  older plait saved) equals one listing only what it set.
+  A binding present in one config only is compared with what is in force on the other side:
+  the binding of an outer scope (`eval/lm_inputs.x` inherits `lm_inputs.x`), else the code's
+  default (registered configurables). So a config saved with every default listed (gin's
+  operative config, as older plait saved) equals one listing only what it set.
   """
   old, new = binding_values(old_text), binding_values(new_text)
   missing = object()
@@ -218,8 +223,7 @@ def differences(old_text, new_text, ignore=()):
   for key in sorted(set(old) | set(new)):
     if key in ignore:
       continue
-    before = old[key] if key in old else default_value(key, missing)
-    after = new[key] if key in new else default_value(key, missing)
+    before, after = _value(old, key, missing), _value(new, key, missing)
     if before is missing and after is missing or _same(before, after):
       continue
     if before is not missing:
@@ -227,6 +231,16 @@ def differences(old_text, new_text, ignore=()):
     if after is not missing:
       lines.append(f'+{key} = {after!r}')
   return lines
+
+
+def _value(values, key, missing):
+  """The value in force for `key`: bound, else bound in an outer scope, else the default."""
+  scopes, _, name = key.rpartition('/')
+  while True:
+    found = values.get(f'{scopes}/{name}' if scopes else name, missing)
+    if found is not missing or not scopes:
+      return found if found is not missing else default_value(key, missing)
+    scopes = scopes.rpartition('/')[0]
 
 
 def _same(a, b):

@@ -143,6 +143,37 @@ def test_a_run_saved_with_every_default_listed_resumes(tmp_path):
     trainer.check_config(str(tmp_path), 'train.model = @ReformerLM\nAdam.b1 = 0.5\n')
 
 
+class _Stop(Exception):
+  pass
+
+
+def test_gins_operative_config_of_a_run_equals_its_effective_config(monkeypatch):
+  """What older plait saved (every default of every configurable called, scoped copies of
+  unscoped bindings) compares equal to today's config.gin of the same run."""
+  def stop(*args):
+    del args
+    raise _Stop()
+  monkeypatch.setattr(trainer, '_build_parts', stop)   # train() is called, nothing built
+  try:
+    trainer.parse_config(['reformer_duplication_tiny.gin'], ['train.steps = 5'])
+    for name in ('train.model', 'train.inputs', 'train.eval_inputs', 'train.optimizer',
+                 'train.lr_schedule'):
+      reference = gin.query_parameter(name)
+      call = reference.scoped_configurable_fn
+      call(mode='eval') if name == 'train.model' else call()
+    with pytest.raises(_Stop):
+      trainer.train('/nonexistent/never_made', settings=trainer.ConfiguredLoopSettings())
+    operative, effective = gin.operative_config_str(), gin_config.effective_config()
+  finally:
+    gin.clear_config()
+  assert 'eval/duplication_inputs.batch_size = 16' in operative and 'Adam.b1' in operative
+  assert gin_config.differences(operative, effective) == []
+  assert gin_config.differences(operative, effective.replace('batch_size = 16',
+                                                             'batch_size = 8')) == [
+      '-duplication_inputs.batch_size = 16', '+duplication_inputs.batch_size = 8',
+      '-eval/duplication_inputs.batch_size = 16', '+eval/duplication_inputs.batch_size = 8']
+
+
 DUPLICATION = '--config_file=reformer_duplication_tiny.gin'
 # (arguments, exit code, message). Each fails before training: one line, no output_dir.
 USER_ERRORS = {
