@@ -14,6 +14,7 @@ import difflib
 import inspect
 import os
 import re
+import tokenize
 
 import gin
 from gin import config_parser
@@ -92,13 +93,16 @@ def parse_config(config_files, bindings):
   """
   paths = [find_config_file(name) for name in config_files]
   for path in paths:
-    _check_text_file(path)
+    _check_syntax(_read_text_file(path), path)
+  for binding in bindings:
+    _check_syntax(binding, f'--config={binding!r}')
   from plait import configurables  # pylint: disable=g-import-not-at-top
   configurables.register_all()
   _add_search_path()
   try:
     gin.parse_config_files_and_bindings(paths, bindings)
-  except (ValueError, KeyError, OSError) as e:  # gin: KeyError for an ambiguous name
+  except (ValueError, KeyError, OSError, SyntaxError, tokenize.TokenError) as e:  # KeyError:
+    # an ambiguous name
     text = str(e)
     wanted, close = close_names(text)
     if wanted is not None:
@@ -125,14 +129,27 @@ def _renamed_hint(error_text):
   return f'\n{unknown.group(1)} is now {new}.' if new else ''
 
 
-def _check_text_file(path):
-  """ConfigError naming `path` if it is not UTF-8 text (gin would not name it)."""
+def _read_text_file(path):
+  """The text of `path`; ConfigError naming it if it is not UTF-8 text (gin would not name it)."""
   try:
     with open(path, 'rb') as f:
-      f.read().decode('utf-8')
+      return f.read().decode('utf-8')
   except UnicodeDecodeError as e:
     raise ConfigError(f'{path} is not a gin config (not UTF-8 text: {e.reason} at byte '
                       f'{e.start}).') from None
+
+
+def _check_syntax(text, source):
+  """ConfigError naming `source` if `text` is not gin syntax (checked before JAX is imported)."""
+  try:
+    run_config.check_syntax(text)
+  except SyntaxError as e:
+    raise ConfigError(f'{source} is not valid gin: {e.msg}' + (
+        f' (line {e.lineno})' if e.lineno else '') + '.') from None
+  except tokenize.TokenError as e:
+    line = e.args[1][0] if len(e.args) > 1 else None
+    raise ConfigError(f'{source} is not valid gin: {e.args[0]}' + (
+        f' (line {line})' if line else '') + ' (an unclosed bracket or string?).') from None
 
 
 def is_bound(selector):

@@ -46,6 +46,18 @@ def test_help_imports_nothing_heavy(module):
   assert code == 0 and loaded == [], loaded    # JAX alone takes ~1 s to import
 
 
+@pytest.mark.parametrize('binding, message', [
+    ('ReformerLM.d_model = (', 'is not valid gin: unexpected EOF'),   # was a tokenize traceback
+    ('a b c', "is not valid gin: Couldn't parse statement"),
+])
+def test_a_gin_syntax_error_is_reported_before_jax_is_imported(binding, message, tmp_path):
+  code, loaded, err = _probe('plait.supervised.trainer', '--config_file=reformer_duplication_tiny.gin',
+                             f'--config={binding}', f'--output_dir={tmp_path / "run"}')
+  assert code == 2 and loaded == [], loaded
+  assert err.startswith(f'plait-train: bad config: --config={binding!r} {message}'), err
+  assert len(err.strip().splitlines()) == 1 and not (tmp_path / 'run').exists()
+
+
 def test_a_gin_typo_is_reported_before_the_loop_and_orbax_are_imported(tmp_path):
   code, loaded, err = _probe('plait.supervised.trainer', '--config_file=reformer_duplication_tiny.gin',
                              '--config=ReformerLM.d_modle = 3', f'--output_dir={tmp_path / "run"}',
