@@ -181,34 +181,23 @@ def check_user_path(name, work_dir, steps=4, every=2, shrink=True, extra=(),
   for key in compared:
     assert same(got_eval[steps][key], ref_eval[steps][key]), (key, got_eval[steps],
                                                               ref_eval[steps])
-  if decode_prompt is None:  # no tokenizer (image pixels, duplication symbols): decode ids
-    ids = decode_ids(resumed)
-    assert ids.shape == (1, 4) and ids.min() >= 0
+  if 'imagenet' in name:  # an image run: a PNG grid of samples (pixels beyond 4 stay black)
+    grid = os.path.join(work_dir, 'grid.png')
+    done = run_decode(resumed, env, '--num_samples=2', '--max_length=4', f'--output={grid}',
+                      '--step=best')
+    assert done.returncode == 0 and os.path.getsize(grid) > 0, done.stdout + done.stderr
+    assert 'wrote 2 image(s)' in done.stderr
+  elif decode_prompt is None:  # no tokenizer (duplication symbols): the CLI samples ids
+    done = run_decode(resumed, env, '--prompt=0 5 9', '--max_length=4', '--step=best')
+    assert done.returncode == 0, done.stdout + done.stderr
+    ids = [int(i) for i in done.stdout.split()]
+    assert ids[:3] == [0, 5, 9] and len(ids) == 7 and min(ids) >= 0
   else:
     done = run_decode(resumed, env, f'--prompt={decode_prompt}', '--max_length=8', '--step=best')
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith(decode_prompt) and len(done.stdout) > len(decode_prompt) + 1
     assert 'using checkpoint' in done.stderr and 'best eval/CrossEntropyLoss' in done.stderr
   return {'reference': out_reference, 'resumed': out, 'eval': ref_eval}
-
-
-def decode_ids(output_dir, n_tokens=4):
-  """Samples `n_tokens` ids after id 1 from the best checkpoint, as plait-decode does (no
-  tokenizer: the image and duplication runs have none)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from plait.supervised import decode_cli, decoding  # pylint: disable=import-outside-toplevel
-  import gin  # pylint: disable=import-outside-toplevel
-  factory = decode_cli.load_model_factory(output_dir)
-  try:
-    eval_model, model = factory(mode='eval'), factory(mode='predict')
-  finally:
-    gin.clear_config()
-  weights, _ = decoding.restore_weights(output_dir, eval_model, step='best')
-  ids = decoding.autoregressive_sample(model, np.ones((1, 1), np.int32), temperature=1.0,
-                                       max_length=n_tokens, rng=jax.random.key(0),
-                                       weights=weights)
-  return np.asarray(ids)
 
 
 def user_path_test(names):

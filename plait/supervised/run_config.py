@@ -68,7 +68,7 @@ def read(output_dir):
   try:
     with open(path, 'rb') as f:
       text = f.read().decode('utf-8')
-    _check_syntax(text)
+    check_syntax(text)
   except (UnicodeDecodeError, SyntaxError, ValueError, tokenize.TokenError) as e:
     raise DamagedConfigError(
         f'{path} is damaged ({type(e).__name__}: {e}); the checkpoints beside it are not '
@@ -78,7 +78,7 @@ def read(output_dir):
   return upgrade(text)[0]
 
 
-def _check_syntax(text):
+def check_syntax(text):
   """Raises if `text` is not gin syntax (nothing is bound or imported)."""
   from gin import config_parser  # pylint: disable=g-import-not-at-top
 

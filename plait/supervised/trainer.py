@@ -1,10 +1,12 @@
 """The gin-configured trainer: `plait-train` and `python -m plait.supervised.trainer`.
 
-  plait-train --config_file=reformer_lm.gin [--config_file=...] \\
+  plait-train --config_file=reformer_duplication_tiny.gin [--config_file=...] \\
       [--config="ReformerLM.d_model = 128"] --output_dir=/tmp/run [--steps=N] [--overwrite]
 
-A config binds `train`'s arguments (what to train, on what, how long) and the Loop's
-settings (`LoopSettings`: checkpoints, evaluation, dtype, seed, logging), e.g.
+A config file is found as given or by name among the shipped configs
+(`plait/rl_free_configs/`). A config binds `train`'s arguments (what to train, on what,
+how long) and the Loop's settings (`LoopSettings`: checkpoints, evaluation, dtype, seed,
+logging), e.g.
 
   train.model = @ReformerLM          # called with mode='train' (and mode='eval' for eval)
   ReformerLM.d_model = 256
@@ -15,21 +17,24 @@ settings (`LoopSettings`: checkpoints, evaluation, dtype, seed, logging), e.g.
   train.steps = 1000
   LoopSettings.checkpoint_every = 100
 
-The operative config is saved to `output_dir/config.gin`. Training resumes from
-the latest checkpoint in output_dir; if output_dir was trained with a different
-config the trainer refuses (showing the difference) unless `--overwrite`, which
-deletes the old run's checkpoints and metrics first.
+The effective config (the files, then --config bindings, then --steps as `train.steps`) is
+saved to `output_dir/config.gin`; `plait-train --config_file=output_dir/config.gin` reruns
+the run. Training resumes from the latest checkpoint in output_dir; if output_dir was
+trained with a different config the trainer refuses (showing the difference) unless
+`--overwrite`, which deletes the old run's checkpoints and metrics first.
 
 If the latest checkpoint is damaged (a file differs from its manifest) the trainer
 refuses to start, naming the file; `--fallback_to_previous_checkpoint` moves damaged
 checkpoints to output_dir/corrupt_checkpoints/ and resumes from the newest intact one.
-Every bad input (config, data, model/checkpoint pairing, vocabulary) is reported on
-stderr with a non-zero exit code before anything in output_dir is written.
+
+Every user error is one line on stderr and a non-zero exit, before anything in output_dir
+is written (a directory this run created is removed again): exit 2 for the command line and
+the config (a missing file, a gin error, a value a configurable refuses), exit 1 for data,
+model/checkpoint pairing and the machine. `--debug` shows the traceback instead. JAX and
+the models are imported only once the arguments are read, so `--help` answers at once.
 """
 import argparse
 import dataclasses
-import difflib
-import inspect
 import os
 import re
 import shutil
@@ -37,37 +42,35 @@ import sys
 
 import gin
 
-from plait import configurables
-from plait.layers import base
-from plait.layers.base import LayerError
-from plait.layers import metrics as metric_layers
 from plait.supervised import arg_types
-from plait.supervised import checkpoints as ckpt_lib
-from plait.supervised import compilation_cache
+from plait.supervised import gin_config
 from plait.supervised import metrics_log
-from plait.supervised import optimizers
 from plait.supervised import plot as plot_lib
 from plait.supervised import run_config
 from plait.supervised import run_lock
+from plait.supervised.gin_config import ConfigError, is_bound, parse_config  # pylint: disable=unused-import
 from plait.supervised.loop_settings import LoopSettings
 from plait.supervised.streams import DataError
-from plait.supervised.tasks import EvalTask, TrainTask
-from plait.supervised.training import DivergedError, Loop
 
 CONFIG_FILE = run_config.CONFIG_FILE
 # Bindings that may change between a run and its resumption.
 _RESUMABLE_BINDINGS = ('train.steps',)
-# What --overwrite deletes (plait's own outputs only, never other files).
-_RUN_OUTPUTS = (ckpt_lib.CHECKPOINT_DIR, ckpt_lib.TOKENIZER_DIR, metrics_log.METRICS_FILE,
-                metrics_log.TENSORBOARD_DIR, CONFIG_FILE, plot_lib.PLOT_FILE)
 
 
 class ConfigMismatchError(ValueError):
   """output_dir holds a run trained with a different config."""
 
 
+def _run_outputs():
+  """What --overwrite deletes (plait's own outputs only, never other files)."""
+  from plait.supervised import checkpoints as ckpt_lib  # pylint: disable=g-import-not-at-top
+  return (ckpt_lib.CHECKPOINT_DIR, ckpt_lib.TOKENIZER_DIR, metrics_log.METRICS_FILE,
+          metrics_log.TENSORBOARD_DIR, CONFIG_FILE, plot_lib.PLOT_FILE)
+
+
 def _build(factory, **kwargs):
   """Calls a configured constructor, or returns an already built object."""
+  from plait.layers import base  # pylint: disable=g-import-not-at-top
   if isinstance(factory, base.Layer) or not callable(factory):
     return factory
   return factory(**kwargs)
@@ -78,6 +81,7 @@ def _open_data(inputs, what):
 
   Accepts a function returning an iterator, or one returning such a callable (e.g.
   `@lm_inputs` gives a function that returns an LMInputs, itself a zero-arg callable).
+  Opening the data (missing files, an unprepared TFDS data set) raises DataError.
   """
   if inputs is None:
     return None, None
@@ -86,14 +90,30 @@ def _open_data(inputs, what):
   if not callable(inputs):
     raise TypeError(f'train: {what} must be a zero-argument callable returning batches '
                     f'(e.g. train.{what} = @lm_inputs()), got {inputs!r}.')
-  made = inputs()
+  made = _data_errors(inputs, what)()
   if callable(made) and not hasattr(made, '__next__') and not hasattr(made, '__iter__'):
-    return made, getattr(made, 'tokenizer', None)
-  return inputs, getattr(made, 'tokenizer', None) or getattr(inputs, 'tokenizer', None)
+    return _data_errors(made, what), getattr(made, 'tokenizer', None)
+  return (_data_errors(inputs, what),
+          getattr(made, 'tokenizer', None) or getattr(inputs, 'tokenizer', None))
+
+
+def _data_errors(open_data, what):
+  """`open_data` whose failure to open the data (OSError, ValueError) is a DataError."""
+  def opened():
+    try:
+      return open_data()
+    except DataError:
+      raise
+    except (OSError, ValueError) as e:
+      if isinstance(e, ValueError) and _GIN_CALL.search(str(e)):  # a refused value: config
+        raise
+      raise DataError(f'train.{what}: {_without_gin_location(e)}') from e
+  return opened
 
 
 def _schedule(lr_schedule):
   """A schedule, from a schedule or a configured factory with no required arguments."""
+  import inspect  # pylint: disable=g-import-not-at-top
   if lr_schedule is None or not callable(lr_schedule):
     return lr_schedule
   try:
@@ -105,25 +125,16 @@ def _schedule(lr_schedule):
   return lr_schedule() if not required else lr_schedule
 
 
-def _config_lines(text):
-  """The bindings of a config text, sorted (gin's order of sections does not matter)."""
-  lines = []
-  for line in text.splitlines():
-    line = line.strip()
-    if line and not line.startswith('#') and not line.startswith(_RESUMABLE_BINDINGS):
-      lines.append(line)
-  return sorted(lines)
-
-
 def check_config(output_dir, config_text, overwrite=False):
   """Refuses to reuse an output_dir trained with a different config (unless overwrite).
 
-  With `overwrite`, deletes the previous run's outputs (checkpoints, metrics,
-  TensorBoard files, config.gin, tokenizer) so training starts afresh.
+  Configs are compared by their values, a binding missing on one side by the code's
+  default, so a run saved by an older plait (which listed every default) resumes. With `overwrite`, deletes the previous run's outputs
+  (checkpoints, metrics, TensorBoard files, config.gin, tokenizer) so training starts afresh.
   """
   path = os.path.join(output_dir, CONFIG_FILE)
   if overwrite:
-    for name in _RUN_OUTPUTS:
+    for name in _run_outputs():
       target = os.path.join(output_dir, name)
       if os.path.isdir(target):
         shutil.rmtree(target)
@@ -131,14 +142,14 @@ def check_config(output_dir, config_text, overwrite=False):
         os.remove(target)
     return
   old = run_config.read(output_dir)   # saved by any plait version, in today's names
-  if old is None or _config_lines(old) == _config_lines(config_text):
+  if old is None:
     return
-  diff = list(difflib.unified_diff(_config_lines(old), _config_lines(config_text),
-                                   f'{path} (previous run)', 'this run', lineterm='', n=0))
-  raise ConfigMismatchError(
-      f'{output_dir} was trained with a different config; refusing to mix runs. '
-      f'Differences:\n' + '\n'.join(diff[:40]) +
-      '\nUse another --output_dir, or pass --overwrite to delete the old run and start afresh.')
+  diff = gin_config.differences(old, config_text, ignore=_RESUMABLE_BINDINGS)
+  if diff:
+    raise ConfigMismatchError(
+        f'{output_dir} was trained with a different config; refusing to mix runs. '
+        f'Differences ({path} -, this run +):\n' + '\n'.join(diff[:40]) +
+        '\nUse another --output_dir, or pass --overwrite to delete the old run and start afresh.')
 
 
 # LoopSettings as gin binds it (`LoopSettings.checkpoint_every = 500` in a config).
@@ -149,10 +160,8 @@ ConfiguredLoopSettings = gin.external_configurable(LoopSettings, module='plait.s
                             'fallback_to_previous_checkpoint', 'max_seconds'],
                   module='plait.supervised')
 def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
-          loss=metric_layers.CrossEntropyLoss,
-          metrics=(metric_layers.CrossEntropyLoss, metric_layers.Accuracy),
-          optimizer=optimizers.Adam, lr_schedule=None, steps=1000, n_eval_batches=10,
-          tokenizer=None, plot=True, settings=None, overwrite=False,
+          loss=None, metrics=None, optimizer=None, lr_schedule=None, steps=1000,
+          n_eval_batches=10, tokenizer=None, plot=True, settings=None, overwrite=False,
           fallback_to_previous_checkpoint=False, max_seconds=None):
   """Trains `model` on `inputs` in `output_dir`, resuming from its latest checkpoint.
 
@@ -161,9 +170,10 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
     model: a model constructor taking `mode` (called with 'train' and 'eval').
     inputs: zero-argument callable returning an iterator of training batches.
     eval_inputs: the same for evaluation batches (None: no evaluation).
-    loss: loss layer constructor (or layer).
-    metrics: eval metric layer constructors (or layers).
-    optimizer: optimizer factory from plait.supervised.optimizers (or optax transformation).
+    loss: loss layer constructor (or layer); None: CrossEntropyLoss.
+    metrics: eval metric layer constructors (or layers); None: (CrossEntropyLoss, Accuracy).
+    optimizer: optimizer factory from plait.supervised.optimizers (or optax
+      transformation); None: Adam.
     lr_schedule: a schedule, or a schedule factory with no required arguments.
     steps: total training steps (including those before a resume).
     n_eval_batches: batches per evaluation.
@@ -176,45 +186,86 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
     max_seconds: stop after this much training wall-clock time (evaluating and saving a
       checkpoint first), even if `steps` is not reached; None: no limit.
 
+  Raises ConfigError when a configured constructor refuses its values (nothing written),
+  DataError when the data cannot be opened; the Loop's errors as it raises them. If
+  output_dir did not exist and training never started, it is removed again.
+
   Returns:
     The Loop (closed).
   """
   settings = ConfiguredLoopSettings() if settings is None else settings
   if fallback_to_previous_checkpoint:
     settings = dataclasses.replace(settings, on_corrupt_checkpoint='previous')
+  parts = _build_parts(model, inputs, eval_inputs, loss, metrics, optimizer, lr_schedule,
+                       n_eval_batches)
+  created = not os.path.exists(output_dir)
   with run_lock.held(output_dir):  # one trainer per directory, before --overwrite deletes
-    loop = _start(output_dir, model, inputs, eval_inputs, loss, metrics, optimizer,
-                  lr_schedule, n_eval_batches, tokenizer, settings, overwrite)
+    try:
+      loop = _start(output_dir, parts, tokenizer, settings, overwrite)
+    except BaseException:
+      if created:  # made by this run (we hold its lock) and nothing trained: leave no trace
+        shutil.rmtree(output_dir, ignore_errors=True)
+      raise
     try:
       loop.run(max(0, steps - loop.step), max_seconds=max_seconds)
     finally:
       loop.close()
-    if plot and loop.history:
-      plot_lib.plot_metrics(output_dir)
-    return loop
+  if plot and loop.history:
+    plot_lib.plot_metrics(output_dir)
+  return loop
 
 
-def _start(output_dir, model, inputs, eval_inputs, loss, metrics, optimizer, lr_schedule,
-           n_eval_batches, tokenizer, settings, overwrite):
-  """Builds models, data and tasks, checks output_dir's config, and starts the Loop.
+# Raised by a constructor refusing a configured value (d_model not divisible by n_heads, a
+# string for a number, a required argument left unbound); other errors are bugs: tracebacks.
+_VALUE_ERRORS = (ValueError, TypeError, KeyError)
+_GIN_CALL = re.compile(r"\n\s*In call to configurable '([^']+)'")
 
-  The Loop checks data, model and checkpoint before writing anything; config.gin follows.
-  """
-  train_model = _build(model, mode='train')
-  eval_model = _build(model, mode='eval')
-  train_data, data_tokenizer = _open_data(inputs, 'inputs')
-  eval_data, _ = _open_data(eval_inputs, 'eval_inputs')
-  task = TrainTask(train_data, _build(loss), optimizer, _schedule(lr_schedule))
+
+def _built(what, make):
+  """make(); a value error becomes a ConfigError naming the configurables called (or `what`)."""
+  try:
+    return make()
+  except _VALUE_ERRORS as e:
+    if isinstance(e, DataError):
+      raise
+    chain = ' <- '.join(_GIN_CALL.findall(str(e))) or what
+    raise ConfigError(f'{chain}: {type(e).__name__}: {_without_gin_location(e)}') from e
+
+
+def _build_parts(model, inputs, eval_inputs, loss, metrics, optimizer, lr_schedule,
+                 n_eval_batches):
+  """Models, data and tasks built from the config; nothing is written."""
+  from plait.layers import metrics as metric_layers  # pylint: disable=g-import-not-at-top
+  from plait.supervised import optimizers  # pylint: disable=g-import-not-at-top
+  from plait.supervised.tasks import EvalTask, TrainTask  # pylint: disable=g-import-not-at-top
+  loss = metric_layers.CrossEntropyLoss if loss is None else loss
+  metrics = (metric_layers.CrossEntropyLoss, metric_layers.Accuracy) if metrics is None else metrics
+  optimizer = optimizers.Adam if optimizer is None else optimizer
+  train_model = _built('train.model', lambda: _build(model, mode='train'))
+  eval_model = _built('train.model', lambda: _build(model, mode='eval'))
+  train_data, data_tokenizer = _built('train.inputs', lambda: _open_data(inputs, 'inputs'))
+  eval_data, _ = _built('train.eval_inputs', lambda: _open_data(eval_inputs, 'eval_inputs'))
+  task = _built('train', lambda: TrainTask(train_data, _build(loss), optimizer,
+                                           _schedule(lr_schedule)))
   eval_tasks = []
   if eval_data is not None:
-    eval_tasks.append(EvalTask(eval_data, [_build(m) for m in metrics],
-                               n_eval_batches=n_eval_batches))
-  # Every configurable has been called now, so the operative config is complete.
-  config_text = gin.operative_config_str()
+    eval_tasks.append(_built('train.metrics', lambda: EvalTask(
+        eval_data, [_build(m) for m in metrics], n_eval_batches=n_eval_batches)))
+  return dict(train_model=train_model, eval_model=eval_model, task=task,
+              eval_tasks=eval_tasks, data_tokenizer=data_tokenizer)
+
+
+def _start(output_dir, parts, tokenizer, settings, overwrite):
+  """Checks output_dir's config and starts the Loop; config.gin is written after its checks.
+
+  The Loop checks data, model and checkpoint before writing anything.
+  """
+  from plait.supervised.training import Loop  # pylint: disable=g-import-not-at-top
+  config_text = gin_config.effective_config()
   check_config(output_dir, config_text, overwrite)
-  loop = Loop(train_model, task, eval_model=eval_model, eval_tasks=eval_tasks,
-              output_dir=output_dir, settings=settings,
-              tokenizer=tokenizer or data_tokenizer)
+  loop = Loop(parts['train_model'], parts['task'], eval_model=parts['eval_model'],
+              eval_tasks=parts['eval_tasks'], output_dir=output_dir, settings=settings,
+              tokenizer=tokenizer or parts['data_tokenizer'])
   _write_if_changed(os.path.join(output_dir, CONFIG_FILE), config_text)
   return loop
 
@@ -228,107 +279,37 @@ def _write_if_changed(path, text):
     f.write(text)
 
 
-# gin's words for an unknown configurable, and for an unknown parameter of a known one.
-_UNKNOWN_CONFIGURABLE = re.compile(r"No configurable matching (?:reference )?'@?([^']+)'")
-_UNKNOWN_PARAMETER = re.compile(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'")
-
-
-def close_names(error_text):
-  """Configurable or parameter names close to the unknown one in a gin error (for hints)."""
-  match = _UNKNOWN_CONFIGURABLE.search(error_text)
-  if match:
-    wanted = match.group(1)
-    names = configurables.registered_names()
-    return wanted, difflib.get_close_matches(wanted, names, n=8, cutoff=0.5)
-  match = _UNKNOWN_PARAMETER.search(error_text)
-  if match:
-    params = _parameters(match.group(1))
-    return match.group(2), difflib.get_close_matches(match.group(2), params, n=8, cutoff=0.4)
-  return None, []
-
-
-def _parameters(configurable_name):
-  try:
-    found = gin.config._REGISTRY.get_match(configurable_name)  # pylint: disable=protected-access
-    target = found.wrapped
-    target = target.__init__ if inspect.isclass(target) else target
-    return [p for p in inspect.signature(target).parameters if p not in ('self', 'mode')]
-  except Exception:  # pylint: disable=broad-except
-    return []
-
-
-def parse_config(config_files, bindings):
-  """Parses gin files and bindings; a ValueError's message gets a 'did you mean' list.
-
-  A config file that is not UTF-8 text, or that leaves `train.model` or `train.inputs`
-  unbound, is a ValueError naming the file or the binding.
-  """
-  configurables.register_all()
-  for path in config_files:
-    _check_text_file(path)
-  try:
-    gin.parse_config_files_and_bindings(config_files, bindings)
-  except ValueError as e:
-    text = str(e)
-    wanted, close = close_names(text)
-    if wanted is not None:
-      hint = (f'\nConfigurables/parameters close to {wanted!r}: {", ".join(close)}' if close
-              else f'\nNothing registered is close to {wanted!r}; see plait.configurables.')
-      raise ValueError(text + hint + _renamed_hint(text)) from e
-    raise
-  missing = [name for name in ('train.model', 'train.inputs') if not is_bound(name)]
-  if missing:
-    raise ValueError(f'the config does not bind {" or ".join(missing)} (e.g. train.model = '
-                     '@ReformerLM, train.inputs = @lm_inputs); start from a shipped config in '
-                     'plait/rl_free_configs/.')
-
-
-def _renamed_hint(error_text):
-  """Where a binding renamed since an earlier plait version went, if the error names one."""
-  wanted = _UNKNOWN_PARAMETER.search(error_text)
-  if wanted and wanted.group(1) == 'train' and wanted.group(2) in run_config.MOVED_TO_LOOP_SETTINGS:
-    return f'\ntrain.{wanted.group(2)} is now LoopSettings.{wanted.group(2)}.'
-  unknown = _UNKNOWN_CONFIGURABLE.search(error_text)
-  new = unknown and run_config.RENAMED_CONFIGURABLES.get(unknown.group(1).rsplit('.', 1)[-1])
-  return f'\n{unknown.group(1)} is now {new}.' if new else ''
-
-
-def _check_text_file(path):
-  """ValueError naming `path` if it exists but is not UTF-8 text (gin would not name it)."""
-  try:
-    with open(path, 'rb') as f:
-      f.read().decode('utf-8')
-  except FileNotFoundError:
-    return  # gin's own message names the file and the search path
-  except UnicodeDecodeError as e:
-    raise ValueError(f'{path} is not a gin config (not UTF-8 text: {e.reason} at byte '
-                     f'{e.start}).') from None
-
-
-def is_bound(selector):
-  """Whether the parsed gin config binds `selector` (e.g. 'LoopSettings.compute_dtype')."""
-  try:
-    gin.query_parameter(selector)
-    return True
-  except ValueError:
-    return False
-
-
 def _without_gin_location(error):
   """An error's message without the "In call to configurable 'train'" lines gin adds."""
   return str(error).split("\n  In call to configurable")[0]
 
 
-def main(argv=None):
+def _exit_code(error):
+  """plait-train's exit code for a user error (see docs/reliability.md), None for a bug."""
+  if isinstance(error, ConfigError):
+    return 2
+  run_errors = [ConfigMismatchError, run_config.DamagedConfigError, DataError,
+                run_lock.RunLockedError, OSError]
+  # Errors of modules not imported yet cannot have been raised (and importing them is slow).
+  for module, name in (('plait.layers.base', 'LayerError'),
+                       ('plait.supervised.checkpoints', 'CheckpointError'),
+                       ('plait.supervised.training', 'DivergedError')):
+    if module in sys.modules:
+      run_errors.append(getattr(sys.modules[module], name))
+  return 1 if isinstance(error, tuple(run_errors)) else None
+
+
+def _parser():
   parser = argparse.ArgumentParser(
       prog='plait-train', description='Train a plait model from gin configs.')
   parser.add_argument('--config_file', action='append', default=[],
-                      help='a gin file (repeatable; later files override earlier ones)')
+                      help='a gin file, as a path or the name of a shipped config in '
+                      'plait/rl_free_configs/ (repeatable; later files override earlier ones)')
   parser.add_argument('--config', action='append', default=[],
                       help='a gin binding, e.g. "train.steps = 100" (repeatable)')
   parser.add_argument('--output_dir', required=True, help='training directory')
   parser.add_argument('--steps', type=arg_types.whole_number(0), default=None,
-                      help='total training steps')
+                      help='total training steps (recorded in config.gin as train.steps)')
   parser.add_argument('--max_seconds', type=float, default=None,
                       help='stop after this many seconds of training (evaluates and saves '
                       'a checkpoint first)')
@@ -340,34 +321,38 @@ def main(argv=None):
                       help="JAX's persistent compilation cache, so a resumed run and "
                       'plait-decode reuse compiled programs (default: $PLAIT_COMPILATION_CACHE, '
                       "else xla/ in plait's cache dir, e.g. ~/.cache/plait/xla; 'none': off)")
-  args = parser.parse_args(argv)
+  parser.add_argument('--debug', action='store_true',
+                      help='show the traceback of an error instead of its one-line message')
+  return parser
+
+
+def main(argv=None):
+  args = _parser().parse_args(argv)
+  bindings = list(args.config)
+  if args.steps is not None:  # a binding, so config.gin records it
+    bindings.append(f'train.steps = {args.steps}')
   try:
-    compilation_cache.enable(args.compilation_cache_dir)
-  except OSError as e:
-    print(f'plait-train: {e}', file=sys.stderr)
-    return 2
-  try:
-    parse_config(args.config_file, args.config)
-    settings = ConfiguredLoopSettings()  # a bad LoopSettings value is a config error
-  except (ValueError, OSError, KeyError) as e:  # gin: KeyError for an ambiguous name
-    print(f'plait-train: bad config: {e}', file=sys.stderr)
-    return 2
-  kwargs = {'settings': settings, 'overwrite': args.overwrite,
-            'fallback_to_previous_checkpoint': args.fallback_to_previous_checkpoint}
-  if args.steps is not None:
-    kwargs['steps'] = args.steps
-  if args.max_seconds is not None:
-    kwargs['max_seconds'] = args.max_seconds
-  try:
-    loop = train(args.output_dir, **kwargs)
-  except (DivergedError, ConfigMismatchError, run_config.DamagedConfigError,
-          ckpt_lib.CheckpointError, DataError, LayerError, run_lock.RunLockedError) as e:
-    print(f'plait-train: {_without_gin_location(e)}', file=sys.stderr)
-    return 1
-  except OSError as e:  # the machine: a full disk, a read-only or missing directory
-    print(f'plait-train: {_without_gin_location(e)} (the run stopped; its last complete '
-          'checkpoint, if any, is kept)', file=sys.stderr)
-    return 1
+    parse_config(args.config_file, bindings)
+    settings = _built('LoopSettings', ConfiguredLoopSettings)
+    from plait.supervised import compilation_cache  # pylint: disable=g-import-not-at-top
+    try:
+      compilation_cache.enable(args.compilation_cache_dir)
+    except OSError as e:
+      raise ConfigError(f'--compilation_cache_dir: {e}') from e
+    loop = train(args.output_dir, settings=settings, overwrite=args.overwrite,
+                 fallback_to_previous_checkpoint=args.fallback_to_previous_checkpoint,
+                 max_seconds=args.max_seconds)
+  except Exception as e:  # pylint: disable=broad-except
+    code = _exit_code(e)
+    if code is None or args.debug:
+      raise
+    message = _without_gin_location(e)
+    if isinstance(e, ConfigError):
+      message = f'bad config: {message}'
+    elif isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+      message += ' (the run stopped; its last complete checkpoint, if any, is kept)'
+    print(f'plait-train: {message}', file=sys.stderr)
+    return code
   if loop.stopped_by == 'SIGTERM':  # preempted: checkpoint saved; exit as killed by SIGTERM
     print(f'plait-train: stopped by SIGTERM at step {loop.step}; the checkpoint is saved, '
           'rerun the same command to resume.', file=sys.stderr)

@@ -13,3 +13,12 @@ def tiny_lm(d_model=16, mode='train'):
 @gin.configurable
 def random_tokens(seed=0, batch=helpers.BATCH):
   return helpers.RandomTokens(seed, batch)
+
+
+@gin.configurable
+def file_tokens(path='/nonexistent/tokens.npy'):
+  """Data read from `path` when opened (a missing file fails there, as real data does)."""
+  def open_data():
+    with open(path, 'rb'):
+      return helpers.RandomTokens()
+  return open_data

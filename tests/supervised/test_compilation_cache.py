@@ -1,4 +1,5 @@
 """The persistent compilation cache that plait-train and plait-decode turn on."""
+import gin
 import jax
 import pytest
 
@@ -46,8 +47,14 @@ def test_an_unwritable_directory_is_one_clear_error_and_exit_2(tmp_path, capsys)
   blocker.write_text('not a directory')
   with pytest.raises(OSError, match="cannot be created.*'none'"):
     compilation_cache.enable(blocker / 'xla')
-  code = trainer.main([f'--compilation_cache_dir={blocker / "xla"}',
-                       f'--output_dir={tmp_path / "run"}'])
+  config = tmp_path / 'tiny.gin'   # the config is read first: a valid one
+  config.write_text('import tests.supervised.gin_fixtures\ntrain.model = @tiny_lm\n'
+                    'train.inputs = @random_tokens\n')
+  try:
+    code = trainer.main([f'--config_file={config}', f'--compilation_cache_dir={blocker / "xla"}',
+                         f'--output_dir={tmp_path / "run"}'])
+  finally:
+    gin.clear_config()
   assert code == 2
   assert 'compilation cache directory' in capsys.readouterr().err
   assert not (tmp_path / 'run').exists()

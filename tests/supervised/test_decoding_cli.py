@@ -1,5 +1,6 @@
 """plait-decode: from a run directory (config.gin, orbax checkpoint, tokenizer) to text."""
 import re
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -142,3 +143,74 @@ def test_sampling_arguments_out_of_range_are_one_usage_line_exit_2(run_dir, argu
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert re.search(message, err.splitlines()[-1]) and 'Traceback' not in err
+
+
+def test_max_length_beyond_max_len_is_exit_2_naming_the_longest_that_fits(run_dir, capsys):
+  directory = run_dir[0]
+  args = [f'--output_dir={directory}', '--prompt=the qu', '--temperature=0']
+  assert decode_cli.main(args + ['--max_length=1000']) == 2   # was: no text, a vague error
+  err = capsys.readouterr().err
+  assert ("--max_length=1000 does not fit: the model's max_len is 64 and the prompt takes 6; "
+          'the longest that fits is --max_length=58.') in err and len(err.splitlines()) == 1
+  assert decode_cli.main(args + ['--max_length=58']) == 0
+
+
+def test_prompt_characters_the_tokenizer_cannot_encode_are_named(run_dir, capsys):
+  directory = run_dir[0]
+  assert decode_cli.main([f'--output_dir={directory}', '--prompt=the Zé q', '--max_length=2',
+                          '--temperature=0']) == 0
+  err = capsys.readouterr().err
+  assert "warning: the tokenizer cannot encode 'Z', 'é' in the prompt" in err
+
+
+def test_a_run_without_tokenizer_samples_ids(run_dir, tmp_path, capsys):
+  """Duplication runs save no tokenizer: the prompt and the output are token ids."""
+  directory, tokenizer, weights = run_dir
+  shutil.copytree(directory / 'checkpoints', tmp_path / 'checkpoints')
+  shutil.copy(directory / 'config.gin', tmp_path / 'config.gin')
+  assert decode_cli.main([f'--output_dir={tmp_path}', '--prompt=3 4 5', '--max_length=6',
+                          '--temperature=0']) == 0
+  ids = decoding.autoregressive_sample(_lm(tokenizer, 'predict'), np.array([[3, 4, 5]]),
+                                       temperature=0.0, max_length=6, weights=weights)
+  assert capsys.readouterr().out == ' '.join(map(str, [3, 4, 5, *ids[0].tolist()])) + '\n'
+  assert decode_cli.main([f'--output_dir={tmp_path}', '--prompt=the']) == 2
+  assert 'token ids separated by spaces' in capsys.readouterr().err
+  assert decode_cli.main([f'--output_dir={tmp_path}', '--prompt=3 999']) == 2
+  assert f'--prompt ids must be in [0, {tokenizer.vocab_size - 1}]' in capsys.readouterr().err
+  with pytest.raises(decode_cli.DecodeError, match='no tokenizer saved in .*an ids run'):
+    decode_cli.decode(str(tmp_path))
+
+
+IMAGE_CONFIG = """
+train.model = @ImageTransformerLM
+ImageTransformerLM.image_shape = (2, 3, 1)
+ImageTransformerLM.d_model = 16
+ImageTransformerLM.d_ff = 32
+ImageTransformerLM.n_layers = 1
+ImageTransformerLM.n_heads = 2
+"""
+
+
+def test_an_image_run_is_sampled_to_a_png_grid(tmp_path, capsys):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from plait.data import images  # pylint: disable=import-outside-toplevel
+  make = lambda mode: models.ImageTransformerLM(image_shape=(2, 3, 1), d_model=16, d_ff=32,
+                                                n_layers=1, n_heads=2, mode=mode)
+  sig = helpers.token_signature(2, 6)
+  weights = helpers.random_weights(make('train'), sig, seed=5, scale=0.5)
+  checkpointer = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  checkpointer.save(2, make('train'), weights, helpers.initial_state(make('train'), sig),
+                    opt_state=(), rng=jax.random.key(0), data_position={})
+  checkpointer.close()
+  (tmp_path / 'config.gin').write_text(IMAGE_CONFIG)
+  args = [f'--output_dir={tmp_path}', '--num_samples=3', '--seed=4']
+  assert decode_cli.main(args) == 2       # before anything is sampled
+  assert 'is an image run: pass --output=grid.png' in capsys.readouterr().err
+  grid_path = tmp_path / 'grid.png'
+  assert decode_cli.main(args + [f'--output={grid_path}']) == 0
+  ids = decoding.autoregressive_sample(make('predict'), np.zeros((3, 0), np.int32),
+                                       max_length=6, rng=jax.random.key(4), weights=weights)
+  samples = images.tokens_to_images(ids, (2, 3, 1))[..., 0]       # (3, 2, 3)
+  expected = np.zeros((4, 6), np.uint8)                            # 2 x 2 grid, one empty
+  expected[:2, :3], expected[:2, 3:], expected[2:, :3] = samples
+  np.testing.assert_array_equal(np.asarray(Image.open(grid_path)), expected)
