@@ -48,6 +48,7 @@ from plait.supervised import distributed
 from plait.supervised import metrics_log
 from plait.supervised import preemption
 from plait.supervised import run_lock
+from plait.supervised import step_timing
 from plait.supervised import train_step as step_lib
 from plait.supervised.loop_settings import LoopSettings
 from plait.supervised.tasks import EvalTask, TrainTask
@@ -74,6 +75,7 @@ class _Launched(NamedTuple):
   gradient_norm: Any
   stopped: Any  # skip_non_finite's flag after this step: True from the first bad step on
   learning_rate: float | None
+  timed: bool  # False for the launch that compiled the step (see Loop._finish)
 
 
 class Loop:
@@ -304,13 +306,16 @@ class Loop:
     last_step = self._step + n_steps
     self.stopped_by = None
     self._progress.start(self._step + 1, n_steps)
-    self._run_start = self._last_step_end = time.perf_counter()  # for the step records
+    self._run_start = time.perf_counter()
+    self._step_timer = step_timing.StepTimer(start=self._run_start)
+    self._completions = step_timing.CompletionWatcher()
     try:
       with preemption.StopOnSignal() as signals:
         self._run_steps(last_step, max_seconds, signals)
         if self._output_dir and self._last_saved != self._step:
           self.save_checkpoint()
     finally:
+      self._completions.close()
       self._progress.close()
       if self._checkpointer is not None:
         self._checkpointer.wait()
@@ -350,6 +355,7 @@ class Loop:
         continue  # checked during the next step
       self._finish(in_flight, last_step)
       in_flight = None
+      pause_start = time.perf_counter()  # no step in flight from here to the next launch
       if evaluate:
         self.run_evals()
       if save:
@@ -363,19 +369,22 @@ class Loop:
         self._progress.message(f'step {step}: {signals.requested} received; saving a '
                                'checkpoint and stopping (rerun to resume).')
         return
-      self._last_step_end = time.perf_counter()
+      self._step_timer.pause(time.perf_counter() - pause_start)
 
   def _launch(self, step, batch):
     """Starts train step `step` on `batch` (returns at once); the Loop keeps its outputs.
 
     The learning rate is read on the host while the step computes (see TrainTask).
     """
+    timed = 'train' in self._compiled
     out, self._stopped = self._train_step(
         self._weights, self._state, self._opt_state, self._place_batch(batch),
         jax.random.fold_in(self._rng, step), self._stopped)
     self._weights, self._state, self._opt_state = out.weights, out.state, out.opt_state
+    # `stopped` is computed from the new weights and optimizer state: ready at the step's end.
+    self._completions.watch(step, (out.loss, self._stopped))
     return _Launched(step, batch, batch_checks.count_tokens(batch), out.loss,
-                     out.gradient_norm, self._stopped, self._task.learning_rate(step))
+                     out.gradient_norm, self._stopped, self._task.learning_rate(step), timed)
 
   def _finish(self, launched, last_step):
     """Waits for a launched step's loss, checks and records it.
@@ -384,6 +393,12 @@ class Loop:
     `train_step.skip_non_finite`) raises DivergedError. By then skip_non_finite has kept the
     weights from before that step (in this step and in any launched after it), so they are
     the last finite ones.
+
+    The step's time (and tokens per second) is device time since the previous step's
+    completion, less the Loop's pauses (see `step_timing`), not host time between looks,
+    which depends on when the host looked. The step that compiled the train step has none:
+    its launch held the compilation (and, on a backend that runs a step before the launch
+    returns, the step itself), and its batch was read when the Loop started.
     """
     step = launched.step
     loss, gradient_norm, bad = jax.device_get(
@@ -394,14 +409,15 @@ class Loop:
       self._stopped = self._no_bad_step_yet()  # a later run() starts afresh from here
       self._diverged(step, loss, gradient_norm, launched.batch)
     self._step = step
-    now = time.perf_counter()
-    step_time, self._last_step_end = now - self._last_step_end, now
+    completed = self._completions.completed_at(step)
+    step_time = self._step_timer.step_done(completed)
     values = {'loss': loss, 'gradient_norm': gradient_norm}
     if launched.learning_rate is not None:
       values['learning_rate'] = launched.learning_rate
-    values['step_time'] = step_time
-    values['tokens_per_second'] = launched.tokens / max(step_time, 1e-9)
-    values['elapsed_seconds'] = now - self._run_start
+    if launched.timed:
+      values['step_time'] = step_time
+      values['tokens_per_second'] = launched.tokens / max(step_time, 1e-9)
+    values['elapsed_seconds'] = completed - self._run_start
     self._record('train', step, values)
     self._progress.train_step(step, last_step, values)
     self._losses_since_checkpoint.append(loss)
