@@ -37,4 +37,4 @@ def test_a_dropped_eval_or_a_changed_optimizer_is_not_a_shrink():
 def test_every_full_config_evaluates_and_keeps_its_best_checkpoint(name):
   full = user_paths.bindings(name)
   assert full['train.eval_inputs'].startswith('@eval/')
-  assert full['LoopSettings.keep_best'] == "'eval/CrossEntropyLoss'"
+  assert full['LoopSettings.keep_best'] == "'eval/loss'"

@@ -135,6 +135,10 @@ class Loop:
     names = [t.name for t in eval_tasks]
     if len(set(names)) != len(names):
       raise ValueError(f'Loop: eval task names must differ, got {names}; pass EvalTask(name=).')
+    # The held-out training loss is recorded as 'loss', like the train records.
+    self._eval_metric_names = [
+        metrics_log.eval_metric_names(t.metrics, t.metric_names, task.loss_layer, t.name)
+        for t in eval_tasks]
     self._model = model
     self._eval_model = eval_model or model
     self._task = task
@@ -411,7 +415,7 @@ class Loop:
     self._step = step
     completed = self._completions.completed_at(step)
     step_time = self._step_timer.step_done(completed)
-    values = {'loss': loss, 'gradient_norm': gradient_norm}
+    values = {metrics_log.LOSS: loss, 'gradient_norm': gradient_norm}
     if launched.learning_rate is not None:
       values['learning_rate'] = launched.learning_rate
     if launched.timed:
@@ -465,17 +469,22 @@ class Loop:
 
     self._progress.message(message)
     if self._metrics is not None:
-      self._metrics.write('train', step, {'loss': loss, 'gradient_norm': gradient_norm,
+      self._metrics.write('train', step, {metrics_log.LOSS: loss, 'gradient_norm': gradient_norm,
                                           'diverged': 1})
     raise DivergedError(message)
 
   def run_evals(self):
-    """Evaluates every EvalTask now; returns {'<task>/<metric>': value}."""
+    """Evaluates every EvalTask now; returns {'<task>/<metric>': value}.
+
+    The metric that computes the training loss is named 'loss' (e.g. 'eval/loss'; see
+    `metrics_log.eval_metric_names`), the others by their EvalTask names.
+    """
     results = {}
     # The training state as it is now (the arrays the last step returned: earlier ones were
     # donated to it), unless the eval model's state differs in structure.
     eval_state = self._state if self._eval_state is None else self._eval_state
-    for task, eval_step in zip(self._eval_tasks, self._eval_steps):
+    for task, names, eval_step in zip(self._eval_tasks, self._eval_metric_names,
+                                      self._eval_steps):
       if task.stream.restartable:
         task.stream.reset()
       totals = np.zeros(len(task.metrics))
@@ -485,7 +494,7 @@ class Loop:
           values = eval_step(self._weights, eval_state,
                              self._place_batch(next(task.stream)), jax.random.fold_in(rng, i))
         totals += np.array([float(v) for v in values])
-      means = {n: float(v) for n, v in zip(task.metric_names, totals / task.n_eval_batches)}
+      means = {n: float(v) for n, v in zip(names, totals / task.n_eval_batches)}
       self._record(task.name, self._step, means)
       self._progress.message(f'step {self._step} {task.name}: '
                              f'{metrics_log.format_values(means)}')
@@ -499,7 +508,7 @@ class Loop:
       raise ValueError('Loop.save_checkpoint: this Loop has no output_dir.')
     metrics = dict(self._eval_results)
     if self._losses_since_checkpoint:
-      metrics['loss'] = float(np.mean(self._losses_since_checkpoint))
+      metrics[metrics_log.LOSS] = float(np.mean(self._losses_since_checkpoint))
     keep_best = self._settings.keep_best
     if keep_best is not None and keep_best not in metrics:
       self._progress.message(f'step {self._step}: keep_best metric {keep_best!r} not '

@@ -59,10 +59,10 @@ def test_keep_latest_n_and_keep_best(tmp_path):
   evals = EvalTask(lambda: helpers.RandomTokens(seed=7), [tl.CrossEntropyLoss()],
                    n_eval_batches=1)
   loop = _loop(tmp_path, eval_tasks=evals, checkpoint_every=1, keep_checkpoints=2,
-               keep_best='eval/CrossEntropyLoss', best_mode='max')
+               keep_best='eval/loss', best_mode='max')
   loop.run(8)
   loop.close()
-  evals_by_step = {r['step']: r['CrossEntropyLoss'] for r in checkpoints_metrics(tmp_path)
+  evals_by_step = {r['step']: r['loss'] for r in checkpoints_metrics(tmp_path)
                    if r['split'] == 'eval'}
   best = max(evals_by_step, key=evals_by_step.get)
   kept = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints') if s.isdigit())
