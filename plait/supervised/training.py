@@ -25,7 +25,9 @@ the logged learning rate. A non-finite loss is therefore found a step late; the 
 wrapped in `train_step.skip_non_finite`, so the weights held then are still those before
 the bad step. Steps that evaluate, checkpoint or stop are waited for before anything else
 is launched, and a data error from reading ahead is raised only after the step in flight
-is checked and logged.
+is checked and logged. So the host's clock between launches or reads says nothing about a
+step's duration; each step's `step_time` is measured from the steps' completions instead
+(`plait.supervised.step_timing`).
 
 Multi-device: when more than one device is visible, batches are split over a
 `jax.sharding.Mesh` 'data' axis and everything else is replicated (see
