@@ -99,8 +99,8 @@ def test_step_time_on_eval_and_checkpoint_steps_matches_the_others(tmp_path, bou
   later = {r['step']: r['step_time'] for r in train if r['step'] > 3}
   typical = statistics.median(later.values())
   assert SLEEP <= typical < 3 * SLEEP, later
-  for step, seconds in later.items():
-    assert typical / 2 < seconds < 2 * typical, (step, later)
+  for step, seconds in later.items():  # within a factor 3 (the old figure was 100x off)
+    assert typical / 3 < seconds < 3 * typical, (step, later)
   assert 'step_time' not in train[0]  # the step that compiled: no figure rather than a wrong one
   for r in train[1:]:
     tokens = helpers.BATCH * helpers.LENGTH
