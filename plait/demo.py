@@ -128,7 +128,7 @@ def loss_summary(output_dir, window=50):
     return None
   last = train[-window:]
   mean = sum(r[metrics_log.LOSS] for r in last) / len(last)
-  text = (f'step {train[-1]['step']}: train loss {mean:.4f} (mean of the last {len(last)} '
+  text = (f"step {train[-1]['step']}: train loss {mean:.4f} (mean of the last {len(last)} "
           'steps)')
   held_out = [r for r in records if r.get('split') not in (None, 'train')
               and metrics_log.LOSS in r]
