@@ -54,9 +54,11 @@ def curve(output_dir):
   records = read_metrics(output_dir)
   elapsed = {r['step']: r['elapsed_seconds'] for r in records if r['split'] == 'train'}
   chars = held_out_chars_per_token(output_dir)
-  return [(r['step'], elapsed.get(r['step'], float('nan')),
-           r['CrossEntropyLoss'] / math.log(2) / chars)
-          for r in records if r['split'] != 'train' and 'CrossEntropyLoss' in r]
+  # The held-out loss is 'loss' (named 'CrossEntropyLoss' in runs before issue 21).
+  held_out = [(r, r.get('loss', r.get('CrossEntropyLoss'))) for r in records
+              if r['split'] != 'train']
+  return [(r['step'], elapsed.get(r['step'], float('nan')), loss / math.log(2) / chars)
+          for r, loss in held_out if loss is not None]
 
 
 def _run(cmd):

@@ -1,4 +1,5 @@
-"""The README demo: train a tiny ReformerLM on Crime and Punishment, then print a sample.
+"""The README demo: train a tiny ReformerLM on Crime and Punishment, print its train and
+held-out loss, then a sample.
 
   python -m plait.demo [--output_dir=runs/crime_and_punishment_tiny] [--steps=N]
 
@@ -114,6 +115,29 @@ def sample(output_dir, prompt=DEFAULT_PROMPT, length=300, temperature=0.8, seed=
   return prompt + decode_ids(tokenizer, out[0])
 
 
+def loss_summary(output_dir, window=50):
+  """'step N: train loss T (mean of the last W steps), held-out loss H' from metrics.jsonl.
+
+  The held-out loss is the last evaluation's `loss` (the tiny config evaluates at every
+  checkpoint and at the last step). None if the run has no train records yet.
+  """
+  from plait.supervised import metrics_log  # pylint: disable=import-outside-toplevel
+  records = metrics_log.read_metrics(output_dir)
+  train = [r for r in records if r.get('split') == 'train' and metrics_log.LOSS in r]
+  if not train:
+    return None
+  last = train[-window:]
+  mean = sum(r[metrics_log.LOSS] for r in last) / len(last)
+  text = (f"step {train[-1]['step']}: train loss {mean:.4f} (mean of the last {len(last)} "
+          'steps)')
+  held_out = [r for r in records if r.get('split') not in (None, 'train')
+              and metrics_log.LOSS in r]
+  if held_out:
+    text += f", held-out loss {held_out[-1][metrics_log.LOSS]:.4f} ({held_out[-1]['split']} at "
+    text += f"step {held_out[-1]['step']})"
+  return text
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(
       prog='python -m plait.demo',
@@ -134,6 +158,9 @@ def main(argv=None):
   code = trainer.main(train_args)
   if code:
     return code
+  summary = loss_summary(args.output_dir)
+  if summary:
+    print(f'\nplait demo: {summary}')
   print(f'\nplait demo: a sample from {args.output_dir}:\n')
   print(sample(args.output_dir, args.prompt, args.length, args.temperature))
   return 0

@@ -41,4 +41,4 @@ def test_every_full_config_evaluates_and_keeps_its_best_checkpoint(name):
     assert full['LoopSettings.keep_best'] == "'eval/Accuracy'"
     assert full['LoopSettings.best_mode'] == "'max'"
     return
-  assert full['LoopSettings.keep_best'] == "'eval/CrossEntropyLoss'"
+  assert full['LoopSettings.keep_best'] == "'eval/loss'"

@@ -156,7 +156,7 @@ def check_user_path(name, work_dir, steps=4, every=2, shrink=True, extra=(),
   ref_train, ref_eval = records(reference, 'train'), records(reference, 'eval')
   assert sorted(ref_train) == list(range(1, steps + 1))
   assert sorted(ref_eval) == list(range(every, steps + 1, every)), ref_eval  # eval never dropped
-  assert 0 < ref_eval[steps]['CrossEntropyLoss'] < 20
+  assert 0 < ref_eval[steps]['loss'] < 20
 
   killed = kill_after_checkpoint(argv(resumed), env, resumed, every)
   out = run_train(argv(resumed), env)
@@ -177,7 +177,7 @@ def check_user_path(name, work_dir, steps=4, every=2, shrink=True, extra=(),
   # On a GPU only the held-out loss is compared: a 50-step model's accuracy moves by a tenth
   # between two runs whose losses agree within 1.3 % (H200, RESULTS.md section 11).
   compared = [k for k in ref_eval[steps] if k not in ('split', 'step')
-              and (exact or k == 'CrossEntropyLoss')]
+              and (exact or k == 'loss')]
   for key in compared:
     assert same(got_eval[steps][key], ref_eval[steps][key]), (key, got_eval[steps],
                                                               ref_eval[steps])
@@ -196,7 +196,7 @@ def check_user_path(name, work_dir, steps=4, every=2, shrink=True, extra=(),
     done = run_decode(resumed, env, f'--prompt={decode_prompt}', '--max_length=8', '--step=best')
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith(decode_prompt) and len(done.stdout) > len(decode_prompt) + 1
-    assert 'using checkpoint' in done.stderr and 'best eval/CrossEntropyLoss' in done.stderr
+    assert 'using checkpoint' in done.stderr and 'best eval/loss' in done.stderr
   return {'reference': out_reference, 'resumed': out, 'eval': ref_eval}
 
 

@@ -35,7 +35,7 @@ Temporary directories of a save that was killed are never loaded (orbax ignores
 them) and are removed when the next Checkpointer opens the directory.
 
 Best checkpoint: with `keep_best` set, each checkpoint's meta also records the metric and
-mode the run ranks by (`'best': {'metric': 'eval/CrossEntropyLoss', 'mode': 'min'}`), and
+mode the run ranks by (`'best': {'metric': 'eval/loss', 'mode': 'min'}`), and
 `best_step(output_dir)` finds the kept checkpoint with the best value.
 
 Decoding loads weights with `restore_model` (step: None = latest, an int, or 'best'):
@@ -225,7 +225,7 @@ class Checkpointer:
     output_dir: the training directory.
     keep_checkpoints: keep the latest N checkpoints (None = keep all).
     keep_best: also keep the best `n_best` checkpoints by this metric (a key of the
-      `metrics` passed to `save`, e.g. 'eval/CrossEntropyLoss'); None = off.
+      `metrics` passed to `save`, e.g. 'eval/loss'); None = off.
     best_mode: 'min' or 'max': which values of `keep_best` are better.
     n_best: how many best checkpoints to keep.
     async_save: write checkpoints in the background.
@@ -487,7 +487,7 @@ def best_checkpoint(output_dir):
   if not ranked:
     raise CheckpointError(
         f'best_step: the run in {output_dir} does not keep a best checkpoint (no keep_best '
-        f"metric recorded); set LoopSettings.keep_best = 'eval/CrossEntropyLoss' in the config "
+        f"metric recorded); set LoopSettings.keep_best = 'eval/loss' in the config "
         f'(LoopSettings(keep_best=...) in Python) and train on, or pick a step: saved steps '
         f'{steps}.')
   metric, mode = ranked[-1]['metric'], ranked[-1].get('mode', 'min')

@@ -4,7 +4,7 @@ One small frozen object for the Loop's knobs, shared by `Loop(settings=...)` in 
 and `plait-train` (gin binds it by name):
 
   >>> Loop(model, task, output_dir='/tmp/run',
-  ...      settings=LoopSettings(checkpoint_every=500, keep_best='eval/CrossEntropyLoss'))
+  ...      settings=LoopSettings(checkpoint_every=500, keep_best='eval/loss'))
 
   # in a gin config
   LoopSettings.checkpoint_every = 500
@@ -29,7 +29,7 @@ class LoopSettings:
       every run is evaluated too.
     keep_checkpoints: keep the latest N checkpoints (None: all).
     keep_best: also keep the best checkpoint by this metric: 'loss' (mean train loss since
-      the last checkpoint) or '<eval task>/<metric>', e.g. 'eval/CrossEntropyLoss'.
+      the last checkpoint) or '<eval task>/<metric>', e.g. 'eval/loss'.
     best_mode: 'min' or 'max': which value of `keep_best` is best.
     compute_dtype: None (as initialized) or e.g. 'bfloat16': forward and backward in that
       dtype, float32 master weights and optimizer state.
@@ -65,7 +65,7 @@ class LoopSettings:
                   CORRUPT_CHECKPOINT_POLICIES)
     if self.keep_best is not None and not isinstance(self.keep_best, str):
       raise ValueError(f'LoopSettings.keep_best must be a metric name such as '
-                       f"'eval/CrossEntropyLoss' or None, got {self.keep_best!r}.")
+                       f"'eval/loss' or None, got {self.keep_best!r}.")
     if not isinstance(self.seed, int) or isinstance(self.seed, bool):
       raise ValueError(f'LoopSettings.seed must be an int, got {self.seed!r}.')
     if self.compute_dtype is not None:

@@ -2,8 +2,10 @@
 
 `metrics.jsonl` has one JSON object per line, e.g.
   {"split": "train", "step": 12, "loss": 3.21, "learning_rate": 0.001, ...}
-  {"split": "eval", "step": 100, "CrossEntropyLoss": 3.05, "Accuracy": 0.31}
-TensorBoard event files are in `tensorboard/train` and `tensorboard/<eval task>`.
+  {"split": "eval", "step": 100, "loss": 3.05, "Accuracy": 0.31}
+TensorBoard event files are in `tensorboard/train` and `tensorboard/<eval task>`. The loss
+has one name, `loss`, in train and eval records (see `eval_metric_names`), so the curves
+overlay in TensorBoard and `plait-plot`.
 On a terminal a tqdm bar shows progress; otherwise (logs, CI) plain lines are
 printed every `log_every` steps.
 """
@@ -15,6 +17,29 @@ import time
 
 METRICS_FILE = 'metrics.jsonl'
 TENSORBOARD_DIR = 'tensorboard'
+LOSS = 'loss'  # the training loss, in train records and (held out) in eval records
+
+
+def eval_metric_names(metric_layers, metric_names, loss_layer, task_name='eval'):
+  """The names an EvalTask's metrics are recorded under.
+
+  A metric computed by a layer named like the training loss layer, and left under that
+  name, is recorded as 'loss', as in the train records; the others keep their names:
+
+    >>> eval_metric_names([CrossEntropyLoss(), Accuracy()], ['CrossEntropyLoss', 'Accuracy'],
+    ...                   CrossEntropyLoss())
+    ['loss', 'Accuracy']
+
+  So a run ranks its best checkpoint by 'eval/loss' whatever its loss layer is. Raises
+  ValueError if that gives two metrics the name 'loss'.
+  """
+  names = [LOSS if name == layer.name == loss_layer.name else name
+           for layer, name in zip(metric_layers, metric_names)]
+  if names.count(LOSS) > 1:
+    raise ValueError(f'EvalTask {task_name!r}: metrics {list(metric_names)} would all be '
+                     f'recorded as {LOSS!r} (a metric named like the training loss '
+                     f'{loss_layer.name} is recorded as {LOSS!r}); pass other metric_names.')
+  return names
 
 
 def read_metrics(output_dir, warn=None):
@@ -156,7 +181,7 @@ class Progress:
   def train_step(self, step, last_step, values):
     if self.mode == 'bar':
       self._bar.update(1)
-      self._bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+      self._bar.set_postfix(loss=f'{values[LOSS]:.4f}', refresh=False)
     elif self.mode == 'lines' and (step % self._log_every == 0 or step == last_step
                                    or step == self._first_step):
       self._print(f'step {step}: {format_values(values)}')

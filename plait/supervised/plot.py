@@ -1,7 +1,8 @@
 """A PNG of the loss curves of a training run: `python -m plait.supervised.plot OUTPUT_DIR`.
 
-Reads `OUTPUT_DIR/metrics.jsonl` and draws the train loss and every eval metric
-whose name contains 'loss' or 'entropy' against the step, in one figure.
+Reads `OUTPUT_DIR/metrics.jsonl` and draws the `loss` of every split (train and each eval
+task) against the step, in one figure. Eval records of runs saved before the held-out loss
+was named `loss` have their metrics named like a loss drawn instead (e.g. CrossEntropyLoss).
 
   >>> plot_metrics('/tmp/run')        # writes /tmp/run/loss.png
 """
@@ -26,16 +27,11 @@ def plot_metrics(output_dir, path=None):
                      '; train first.')
   curves = {}
   for r in records:
-    for key, value in r.items():
-      if key in ('split', 'step') or not isinstance(value, (int, float)):
-        continue
-      if r['split'] == 'train' and key != 'loss':
-        continue
-      if r['split'] != 'train' and not any(w in key.lower() for w in ('loss', 'entropy')):
-        continue
-      curves.setdefault(f"{r['split']}/{key}", ([], []))
-      curves[f"{r['split']}/{key}"][0].append(r['step'])
-      curves[f"{r['split']}/{key}"][1].append(value)
+    for key in _loss_keys(r):
+      if isinstance(r[key], (int, float)):
+        steps, values = curves.setdefault(f"{r['split']}/{key}", ([], []))
+        steps.append(r['step'])
+        values.append(r[key])
   fig, ax = plt.subplots(figsize=(8, 5))
   for name, (steps, values) in sorted(curves.items()):
     ax.plot(steps, values, label=name, marker='o' if len(steps) < 30 else None)
@@ -48,6 +44,17 @@ def plot_metrics(output_dir, path=None):
   fig.savefig(path, dpi=100, bbox_inches='tight')
   plt.close(fig)
   return path
+
+
+def _loss_keys(record):
+  """The keys of a record's loss values: 'loss', or in an eval record of an older run, the
+  metrics named like a loss."""
+  if metrics_log.LOSS in record:
+    return [metrics_log.LOSS]
+  if record.get('split') == 'train':
+    return []
+  return [k for k in record if k not in ('split', 'step')
+          and any(w in k.lower() for w in ('loss', 'entropy'))]
 
 
 def main(argv=None):

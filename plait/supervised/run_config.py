@@ -30,17 +30,28 @@ RENAMED_CONFIGURABLES = {
 }
 
 _TRAIN_BINDING = re.compile(r'^(\s*)train\.(\w+)(\s*=.*)$')
+# The held-out loss is recorded as '<task>/loss' (issue 21); it was named after the loss
+# layer, e.g. 'eval/CrossEntropyLoss' (train.loss's default).
+_KEEP_BEST = re.compile(r'''^(\s*LoopSettings\.keep_best\s*=\s*)(['"])(\w+)/(\w+)\2''')
+_TRAIN_LOSS = re.compile(r'^\s*train\.loss\s*=\s*@(?:[\w.]+\.)?(\w+)', re.MULTILINE)
 
 
 def upgrade(text):
   """(text in today's names, ['old -> new', ...]) for config.gin text of any plait version."""
   changes, lines = [], []
+  loss_match = _TRAIN_LOSS.search(text)
+  loss_name = loss_match.group(1) if loss_match else 'CrossEntropyLoss'
   for line in text.splitlines():
     match = _TRAIN_BINDING.match(line)
     if match and match.group(2) in MOVED_TO_LOOP_SETTINGS:
       indent, name, rest = match.groups()
       line = f'{indent}LoopSettings.{name}{rest}'
       changes.append(f'train.{name} -> LoopSettings.{name}')
+    match = _KEEP_BEST.match(line)
+    if match and match.group(4) == loss_name:
+      task = match.group(3)
+      line = f'{match.group(1)}{match.group(2)}{task}/loss{match.group(2)}{line[match.end():]}'
+      changes.append(f'{task}/{loss_name} -> {task}/loss')
     for old, new in RENAMED_CONFIGURABLES.items():
       # A configurable name as a selector (`Favor.x = `), a reference (`@Favor`) or a
       # module-qualified name (`plait.layers.Favor`); not inside other names or strings.

@@ -1,18 +1,23 @@
-"""Learning-rate schedules: functions from the step number to a learning rate.
+"""Learning-rate schedules: optax schedules under the names gin configs use.
 
-A schedule takes the 1-based number of the update being made (the first update
-is step 1, as in Trax) and returns the learning rate for it. Schedules use only
-`jnp` ops, so they run inside a jitted train step as well as in Python:
+A schedule takes the 1-based number of the update being made (the first update is step 1,
+as in Trax) and returns the learning rate for it; the optimizers in
+`plait.supervised.optimizers` call it with optax's 0-based count + 1. Each name below is a
+thin alias that builds optax schedules (`optax.linear_schedule`,
+`optax.warmup_cosine_decay_schedule`, `optax.join_schedules`, `optax.exponential_decay`,
+...); only the inverse-square-root decay, which optax lacks, is written here. They are jnp
+functions, so they run inside a jitted step as well as in Python:
 
   >>> lr = multifactor(constant=0.1, warmup_steps=400)
   >>> round(float(lr(400)), 6)   # 0.1 * 1.0 * 1/sqrt(400)
   0.005
 
-Optimizers in `plait.supervised.optimizers` accept a schedule as their
-`learning_rate`; the trainer builds a schedule by calling its gin-configured
-factory with no arguments (`train.lr_schedule = @multifactor`).
+The trainer builds a schedule by calling its gin-configured factory with no arguments
+(`train.lr_schedule = @multifactor`). Any optax schedule works as well, as `step -> value`.
 """
+import jax
 import jax.numpy as jnp
+import optax
 
 _FACTORS = ('constant', 'linear_warmup', 'rsqrt_decay', 'rsqrt_normalized_decay',
             'decay_every', 'cosine_decay')
@@ -20,30 +25,21 @@ _FACTORS = ('constant', 'linear_warmup', 'rsqrt_decay', 'rsqrt_normalized_decay'
 
 def constant(value=1e-3):
   """The same learning rate at every step."""
-  def schedule(step):
-    del step
-    return jnp.asarray(value, jnp.float32)
-  return schedule
+  return optax.constant_schedule(jnp.float32(value))
 
 
 def warmup(n_warmup_steps=1000, max_value=1e-3):
   """Linear rise from max_value/n_warmup_steps at step 1 to max_value at n_warmup_steps, then flat."""
   _check_positive(n_warmup_steps=n_warmup_steps)
-  def schedule(step):
-    step = jnp.asarray(step, jnp.float32)
-    return max_value * jnp.minimum(1.0, step / n_warmup_steps)
-  return schedule
+  return optax.linear_schedule(0.0, max_value, n_warmup_steps)
 
 
 def warmup_and_rsqrt_decay(n_warmup_steps=1000, max_value=1e-3):
   """Linear warmup to `max_value`, then decay as max_value * sqrt(n_warmup_steps / step)."""
   _check_positive(n_warmup_steps=n_warmup_steps)
-  def schedule(step):
-    step = jnp.asarray(step, jnp.float32)
-    rise = step / n_warmup_steps
-    decay = jnp.sqrt(n_warmup_steps / jnp.maximum(step, 1.0))
-    return max_value * jnp.minimum(rise, decay)
-  return schedule
+  decay = lambda steps_after: max_value * _rsqrt_decay(steps_after + n_warmup_steps,
+                                                       n_warmup_steps)
+  return optax.join_schedules([warmup(n_warmup_steps, max_value), decay], [n_warmup_steps])
 
 
 def cosine(max_value=1e-3, n_steps=100_000, n_warmup_steps=0, min_value=0.0):
@@ -51,13 +47,9 @@ def cosine(max_value=1e-3, n_steps=100_000, n_warmup_steps=0, min_value=0.0):
   _check_positive(n_steps=n_steps)
   if not 0 <= n_warmup_steps < n_steps:
     raise ValueError(f'cosine: need 0 <= n_warmup_steps < n_steps, got {n_warmup_steps}, {n_steps}.')
-  def schedule(step):
-    step = jnp.asarray(step, jnp.float32)
-    rise = jnp.minimum(1.0, step / max(n_warmup_steps, 1)) if n_warmup_steps else 1.0
-    progress = jnp.clip((step - n_warmup_steps) / (n_steps - n_warmup_steps), 0.0, 1.0)
-    value = min_value + 0.5 * (max_value - min_value) * (1.0 + jnp.cos(jnp.pi * progress))
-    return rise * value
-  return schedule
+  if max_value == 0:  # optax divides by the peak
+    return constant(0.0)
+  return optax.warmup_cosine_decay_schedule(0.0, max_value, n_warmup_steps, n_steps, min_value)
 
 
 def multifactor(factors='constant * linear_warmup * rsqrt_decay', constant=0.1,  # pylint: disable=redefined-outer-name
@@ -84,26 +76,31 @@ def multifactor(factors='constant * linear_warmup * rsqrt_decay', constant=0.1, 
     _check_positive(steps_per_decay=steps_per_decay)
   if 'cosine_decay' in names:
     _check_positive(steps_per_cycle=steps_per_cycle)
+  cycle = optax.cosine_decay_schedule(1.0, steps_per_cycle)
+  made = {
+      'constant': lambda step: constant,
+      'linear_warmup': optax.linear_schedule(0.0, 1.0, warmup_steps),
+      'rsqrt_decay': lambda step: jax.lax.rsqrt(
+          jnp.maximum(jnp.asarray(step, jnp.float32), max(warmup_steps, 1))),
+      'rsqrt_normalized_decay': lambda step: _rsqrt_decay(step, warmup_steps),
+      'decay_every': optax.exponential_decay(1.0, steps_per_decay, decay_factor,
+                                             staircase=True),
+      'cosine_decay': lambda step: cycle(jnp.mod(step, steps_per_cycle)),
+  }
+  parts = [made[n] for n in names]
 
   def schedule(step):
-    step = jnp.asarray(step, jnp.float32)
     value = jnp.ones((), jnp.float32)
-    for name in names:
-      if name == 'constant':
-        value = value * constant
-      elif name == 'linear_warmup':
-        value = value * jnp.minimum(1.0, step / warmup_steps)
-      elif name == 'rsqrt_decay':
-        value = value / jnp.sqrt(jnp.maximum(step, max(warmup_steps, 1)))
-      elif name == 'rsqrt_normalized_decay':
-        value = value * jnp.sqrt(warmup_steps) / jnp.sqrt(jnp.maximum(step, warmup_steps))
-      elif name == 'decay_every':
-        value = value * decay_factor ** jnp.floor(step / steps_per_decay)
-      else:  # cosine_decay
-        progress = jnp.mod(step, steps_per_cycle) / steps_per_cycle
-        value = value * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+    for part in parts:
+      value = value * part(step)
     return value
   return schedule
+
+
+def _rsqrt_decay(step, n_warmup_steps):
+  """sqrt(n_warmup_steps / max(step, n_warmup_steps)): 1 up to n_warmup_steps, then falling."""
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.sqrt(n_warmup_steps / jnp.maximum(step, n_warmup_steps))
 
 
 def _check_positive(**values):

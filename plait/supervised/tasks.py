@@ -70,7 +70,9 @@ class EvalTask:
       same batches; an iterator just continues.
     metrics: weightless layers (model_output, targets, weights) -> scalar, e.g.
       `[CrossEntropyLoss(), Accuracy()]`.
-    metric_names: names in the metrics log (default: the layers' names).
+    metric_names: names in the metrics log (default: the layers' names, except that the
+      Loop records a metric named like the training loss layer as 'loss', as in the train
+      records; see `metrics_log.eval_metric_names`).
     n_eval_batches: batches per evaluation; reported values are means over batches.
     name: this task's name in logs (e.g. 'eval', 'eval_long').
   """

@@ -25,7 +25,9 @@ the logged learning rate. A non-finite loss is therefore found a step late; the 
 wrapped in `train_step.skip_non_finite`, so the weights held then are still those before
 the bad step. Steps that evaluate, checkpoint or stop are waited for before anything else
 is launched, and a data error from reading ahead is raised only after the step in flight
-is checked and logged.
+is checked and logged. So the host's clock between launches or reads says nothing about a
+step's duration; each step's `step_time` is measured from the steps' completions instead
+(`plait.supervised.step_timing`).
 
 Multi-device: when more than one device is visible, batches are split over a
 `jax.sharding.Mesh` 'data' axis and everything else is replicated (see
@@ -48,6 +50,7 @@ from plait.supervised import distributed
 from plait.supervised import metrics_log
 from plait.supervised import preemption
 from plait.supervised import run_lock
+from plait.supervised import step_timing
 from plait.supervised import train_step as step_lib
 from plait.supervised.loop_settings import LoopSettings
 from plait.supervised.tasks import EvalTask, TrainTask
@@ -74,6 +77,7 @@ class _Launched(NamedTuple):
   gradient_norm: Any
   stopped: Any  # skip_non_finite's flag after this step: True from the first bad step on
   learning_rate: float | None
+  timed: bool  # False for the launch that compiled the step (see Loop._finish)
 
 
 class Loop:
@@ -133,6 +137,10 @@ class Loop:
     names = [t.name for t in eval_tasks]
     if len(set(names)) != len(names):
       raise ValueError(f'Loop: eval task names must differ, got {names}; pass EvalTask(name=).')
+    # The held-out training loss is recorded as 'loss', like the train records.
+    self._eval_metric_names = [
+        metrics_log.eval_metric_names(t.metrics, t.metric_names, task.loss_layer, t.name)
+        for t in eval_tasks]
     self._model = model
     self._eval_model = eval_model or model
     self._task = task
@@ -304,13 +312,16 @@ class Loop:
     last_step = self._step + n_steps
     self.stopped_by = None
     self._progress.start(self._step + 1, n_steps)
-    self._run_start = self._last_step_end = time.perf_counter()  # for the step records
+    self._run_start = time.perf_counter()
+    self._step_timer = step_timing.StepTimer(start=self._run_start)
+    self._completions = step_timing.CompletionWatcher()
     try:
       with preemption.StopOnSignal() as signals:
         self._run_steps(last_step, max_seconds, signals)
         if self._output_dir and self._last_saved != self._step:
           self.save_checkpoint()
     finally:
+      self._completions.close()
       self._progress.close()
       if self._checkpointer is not None:
         self._checkpointer.wait()
@@ -350,6 +361,7 @@ class Loop:
         continue  # checked during the next step
       self._finish(in_flight, last_step)
       in_flight = None
+      pause_start = time.perf_counter()  # no step in flight from here to the next launch
       if evaluate:
         self.run_evals()
       if save:
@@ -363,19 +375,22 @@ class Loop:
         self._progress.message(f'step {step}: {signals.requested} received; saving a '
                                'checkpoint and stopping (rerun to resume).')
         return
-      self._last_step_end = time.perf_counter()
+      self._step_timer.pause(time.perf_counter() - pause_start)
 
   def _launch(self, step, batch):
     """Starts train step `step` on `batch` (returns at once); the Loop keeps its outputs.
 
     The learning rate is read on the host while the step computes (see TrainTask).
     """
+    timed = 'train' in self._compiled
     out, self._stopped = self._train_step(
         self._weights, self._state, self._opt_state, self._place_batch(batch),
         jax.random.fold_in(self._rng, step), self._stopped)
     self._weights, self._state, self._opt_state = out.weights, out.state, out.opt_state
+    # `stopped` is computed from the new weights and optimizer state: ready at the step's end.
+    self._completions.watch(step, (out.loss, self._stopped))
     return _Launched(step, batch, batch_checks.count_tokens(batch), out.loss,
-                     out.gradient_norm, self._stopped, self._task.learning_rate(step))
+                     out.gradient_norm, self._stopped, self._task.learning_rate(step), timed)
 
   def _finish(self, launched, last_step):
     """Waits for a launched step's loss, checks and records it.
@@ -384,6 +399,12 @@ class Loop:
     `train_step.skip_non_finite`) raises DivergedError. By then skip_non_finite has kept the
     weights from before that step (in this step and in any launched after it), so they are
     the last finite ones.
+
+    The step's time (and tokens per second) is device time since the previous step's
+    completion, less the Loop's pauses (see `step_timing`), not host time between looks,
+    which depends on when the host looked. The step that compiled the train step has none:
+    its launch held the compilation (and, on a backend that runs a step before the launch
+    returns, the step itself), and its batch was read when the Loop started.
     """
     step = launched.step
     loss, gradient_norm, bad = jax.device_get(
@@ -394,14 +415,15 @@ class Loop:
       self._stopped = self._no_bad_step_yet()  # a later run() starts afresh from here
       self._diverged(step, loss, gradient_norm, launched.batch)
     self._step = step
-    now = time.perf_counter()
-    step_time, self._last_step_end = now - self._last_step_end, now
-    values = {'loss': loss, 'gradient_norm': gradient_norm}
+    completed = self._completions.completed_at(step)
+    step_time = self._step_timer.step_done(completed)
+    values = {metrics_log.LOSS: loss, 'gradient_norm': gradient_norm}
     if launched.learning_rate is not None:
       values['learning_rate'] = launched.learning_rate
-    values['step_time'] = step_time
-    values['tokens_per_second'] = launched.tokens / max(step_time, 1e-9)
-    values['elapsed_seconds'] = now - self._run_start
+    if launched.timed:
+      values['step_time'] = step_time
+      values['tokens_per_second'] = launched.tokens / max(step_time, 1e-9)
+    values['elapsed_seconds'] = completed - self._run_start
     self._record('train', step, values)
     self._progress.train_step(step, last_step, values)
     self._losses_since_checkpoint.append(loss)
@@ -449,17 +471,22 @@ class Loop:
 
     self._progress.message(message)
     if self._metrics is not None:
-      self._metrics.write('train', step, {'loss': loss, 'gradient_norm': gradient_norm,
+      self._metrics.write('train', step, {metrics_log.LOSS: loss, 'gradient_norm': gradient_norm,
                                           'diverged': 1})
     raise DivergedError(message)
 
   def run_evals(self):
-    """Evaluates every EvalTask now; returns {'<task>/<metric>': value}."""
+    """Evaluates every EvalTask now; returns {'<task>/<metric>': value}.
+
+    The metric that computes the training loss is named 'loss' (e.g. 'eval/loss'; see
+    `metrics_log.eval_metric_names`), the others by their EvalTask names.
+    """
     results = {}
     # The training state as it is now (the arrays the last step returned: earlier ones were
     # donated to it), unless the eval model's state differs in structure.
     eval_state = self._state if self._eval_state is None else self._eval_state
-    for task, eval_step in zip(self._eval_tasks, self._eval_steps):
+    for task, names, eval_step in zip(self._eval_tasks, self._eval_metric_names,
+                                      self._eval_steps):
       if task.stream.restartable:
         task.stream.reset()
       totals = np.zeros(len(task.metrics))
@@ -469,7 +496,7 @@ class Loop:
           values = eval_step(self._weights, eval_state,
                              self._place_batch(next(task.stream)), jax.random.fold_in(rng, i))
         totals += np.array([float(v) for v in values])
-      means = {n: float(v) for n, v in zip(task.metric_names, totals / task.n_eval_batches)}
+      means = {n: float(v) for n, v in zip(names, totals / task.n_eval_batches)}
       self._record(task.name, self._step, means)
       self._progress.message(f'step {self._step} {task.name}: '
                              f'{metrics_log.format_values(means)}')
@@ -483,7 +510,7 @@ class Loop:
       raise ValueError('Loop.save_checkpoint: this Loop has no output_dir.')
     metrics = dict(self._eval_results)
     if self._losses_since_checkpoint:
-      metrics['loss'] = float(np.mean(self._losses_since_checkpoint))
+      metrics[metrics_log.LOSS] = float(np.mean(self._losses_since_checkpoint))
     keep_best = self._settings.keep_best
     if keep_best is not None and keep_best not in metrics:
       self._progress.message(f'step {self._step}: keep_best metric {keep_best!r} not '

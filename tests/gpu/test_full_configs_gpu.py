@@ -36,7 +36,7 @@ def test_full_config_on_one_gpu_trains_resumes_and_decodes(name, tmp_path):
   _record({'config': name, 'steps': steps, 'wall_s': round(time.perf_counter() - start, 1),
            'compile_s': _compile_seconds(outputs['reference']),
            'compile_resumed_s': _compile_seconds(outputs['resumed']),
-           'eval_loss': {step: r['CrossEntropyLoss'] for step, r in outputs['eval'].items()},
+           'eval_loss': {step: r['loss'] for step, r in outputs['eval'].items()},
            'device': jax.devices()[0].device_kind})
 
 

@@ -122,7 +122,7 @@ def test_run_without_keep_best_says_how_to_turn_it_on(tmp_path):
   with pytest.raises(checkpoints.CheckpointError) as e:
     checkpoints.best_step(str(tmp_path))
   message = str(e.value)
-  assert "LoopSettings.keep_best = 'eval/CrossEntropyLoss'" in message
+  assert "LoopSettings.keep_best = 'eval/loss'" in message
   assert 'does not keep a best checkpoint' in message and '[1, 2]' in message
 
 
@@ -198,4 +198,4 @@ def test_cli_step_errors_exit_1_with_what_to_do(best_run, tmp_path, capsys):
         sig=model_helpers.token_signature(2, 16))
   (tmp_path / 'config.gin').write_text(cli_run.CONFIG.format(vocab=tokenizer.vocab_size))
   assert decode_cli.main([f'--output_dir={tmp_path}', '--step=best']) == 1
-  assert "set LoopSettings.keep_best = 'eval/CrossEntropyLoss'" in capsys.readouterr().err
+  assert "set LoopSettings.keep_best = 'eval/loss'" in capsys.readouterr().err

@@ -101,3 +101,68 @@ def test_adafactor_factors_large_matrices():
   assert n_state < 256 + 128 + 64  # rows + columns (+ small counters), not 256 * 128
   out = _apply(tx, params, [{'w': jnp.asarray(random_array((256, 128), 4))}])
   assert not np.allclose(out['w'], params['w']) and np.all(np.isfinite(out['w']))
+
+
+# The formulas the schedules had before they were built from optax (issue 21), in numpy:
+# the optax-built ones must give the same values at every step.
+def _reference(name, step, **kw):
+  step = np.float64(step)
+  if name == 'constant':
+    return kw['value']
+  if name == 'warmup':
+    return kw['max_value'] * min(1.0, step / kw['n_warmup_steps'])
+  if name == 'warmup_and_rsqrt_decay':
+    n = kw['n_warmup_steps']
+    return kw['max_value'] * min(step / n, np.sqrt(n / max(step, 1.0)))
+  if name == 'cosine':
+    hi, lo, n, w = kw['max_value'], kw.get('min_value', 0.0), kw['n_steps'], kw.get(
+        'n_warmup_steps', 0)
+    rise = min(1.0, step / max(w, 1)) if w else 1.0
+    progress = np.clip((step - w) / (n - w), 0.0, 1.0)
+    return rise * (lo + 0.5 * (hi - lo) * (1.0 + np.cos(np.pi * progress)))
+  value = 1.0  # multifactor
+  w = kw.get('warmup_steps', 400)
+  for factor in [f.strip() for f in kw.get('factors', 'constant * linear_warmup * rsqrt_decay')
+                 .split('*')]:
+    value *= {
+        'constant': kw.get('constant', 0.1),
+        'linear_warmup': min(1.0, step / w),
+        'rsqrt_decay': 1.0 / np.sqrt(max(step, max(w, 1))),
+        'rsqrt_normalized_decay': np.sqrt(w) / np.sqrt(max(step, w)),
+        'decay_every': kw.get('decay_factor', 0.5) ** np.floor(step / kw.get('steps_per_decay',
+                                                                               20_000)),
+        'cosine_decay': 0.5 * (1 + np.cos(np.pi * np.mod(step, kw.get('steps_per_cycle', 100_000))
+                                          / kw.get('steps_per_cycle', 100_000))),
+    }[factor]
+  return value
+
+
+@pytest.mark.parametrize('name, kw', [
+    ('constant', dict(value=3e-4)),
+    ('warmup', dict(n_warmup_steps=100, max_value=1e-3)),
+    ('warmup', dict(n_warmup_steps=1, max_value=0.5)),
+    ('warmup_and_rsqrt_decay', dict(n_warmup_steps=100, max_value=1e-3)),
+    ('warmup_and_rsqrt_decay', dict(n_warmup_steps=1, max_value=0.01)),
+    ('cosine', dict(max_value=1e-3, n_steps=1000)),
+    ('cosine', dict(max_value=1.0, n_steps=1100, n_warmup_steps=100, min_value=0.2)),
+    ('cosine', dict(max_value=0.0, n_steps=100)),
+    ('multifactor', dict()),
+    ('multifactor', dict(factors='constant * linear_warmup * rsqrt_normalized_decay',
+                         constant=2.0, warmup_steps=50)),
+    ('multifactor', dict(factors='constant * decay_every', constant=2.0, steps_per_decay=300,
+                         decay_factor=0.7)),
+    ('multifactor', dict(factors='constant * linear_warmup * cosine_decay', constant=0.5,
+                         warmup_steps=100, steps_per_cycle=700)),
+    ('multifactor', dict(factors='rsqrt_decay', warmup_steps=0)),
+])
+def test_optax_built_schedules_equal_the_former_formulas_at_every_step(name, kw):
+  schedule = getattr(schedules, name)(**kw)
+  steps = np.arange(1, 3001)
+  got = np.asarray(jax.jit(jax.vmap(schedule))(steps))
+  want = np.array([_reference(name, s, **kw) for s in steps])
+  # float32 rounding, relative to the schedule's peak (1 + cos near the end of a cosine loses
+  # digits in any float32 formula, the former one too).
+  atol = 1e-6 * np.max(np.abs(want))
+  np.testing.assert_allclose(got, want, rtol=2e-6, atol=atol)
+  for s in (1, 7, 100, 2999):  # the host's Python call gives the same values
+    assert float(schedule(s)) == pytest.approx(want[s - 1], rel=2e-6, abs=atol)
