@@ -57,3 +57,11 @@ def test_version_and_package_data():
       'package-data']['plait']
   for pattern in package_data:
     assert list((ROOT / 'plait').glob(pattern)), f'package-data {pattern!r} matches no file'
+
+
+def test_sdist_carries_the_in_tree_build_backend():
+  build = tomllib.loads((ROOT / 'pyproject.toml').read_text())['build-system']
+  (backend_dir,) = build['backend-path']
+  backend = f"{backend_dir}/{build['build-backend']}.py"
+  assert (ROOT / backend).is_file()
+  assert f'include {backend}' in (ROOT / 'MANIFEST.in').read_text().splitlines()
