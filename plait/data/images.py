@@ -13,6 +13,7 @@ import pathlib
 
 import numpy as np
 
+from plait.data.extras import require
 from plait.data.pipeline import FromSequence, Generate, Serial
 from plait.data.stages import Batch, Map
 
@@ -125,8 +126,10 @@ def offline_photos():
     files += sorted((sklearn_dir / 'datasets' / 'images').glob('*.jpg'))
   photos = tuple(_load_image_file(f) for f in files if f.is_file())
   if not photos:
-    raise ImportError('offline_images: no photos found; they come from the scikit-image wheel: '
-                      'pip install scikit-image (it is in plait\'s setup.py).')
+    require('skimage', extra='images', feature='offline_images (its photos)')
+    raise ImportError('offline_images: no photos found in the scikit-image wheel '
+                      f'({skimage_dir}/data); reinstall it: pip install --force-reinstall '
+                      'scikit-image.')
   return photos
 
 

@@ -5,7 +5,9 @@
 
 The data set must be prepared once in array_record format (that step may need TensorFlow; reading
 it does not):  tfds build imagenet_resized/64x64 --file_format=array_record --data_dir=DIR
+Needs the `tfds` extra: pip install 'plait[tfds]' (tensorflow-datasets and array_record).
 """
+from plait.data.extras import require
 from plait.data.pipeline import FromSequence, Source
 
 _PREPARE = ('Prepare it once in array_record format (this step may need TensorFlow and, for '
@@ -65,7 +67,8 @@ class TFDS(Source):
 
 
 def _open_data_source(name, split, data_dir):
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  tfds = require('tensorflow_datasets', extra='tfds', feature='plait.data.TFDS')
+  require('array_record', extra='tfds', feature='plait.data.TFDS')   # tfds.data_source reads it
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except tfds.core.registered.DatasetNotFoundError:
