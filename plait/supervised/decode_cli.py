@@ -8,7 +8,7 @@
 Reads `output_dir/config.gin` (written by plait-train; `train.model = @SomeLM`), builds
 that model in predict mode, loads the weights of the latest checkpoint (or --step=N, or
 --step=best: the best by the run's held-out metric, `LoopSettings.keep_best`, e.g.
-'eval/CrossEntropyLoss'). The checkpoint used is printed to stderr. What is sampled
+'eval/loss'). The checkpoint used is printed to stderr. What is sampled
 depends on the run:
 
 * text (a tokenizer saved next to the checkpoints): --prompt is text, the continuation is
@@ -111,7 +111,7 @@ def step_arg(text):
 
 
 def _step_and_reason(output_dir, step):
-  """(step to load, why: '' or e.g. 'best eval/CrossEntropyLoss 3.21') for --step."""
+  """(step to load, why: '' or e.g. 'best eval/loss 3.21') for --step."""
   from plait.supervised import checkpoints  # pylint: disable=g-import-not-at-top
   if step == checkpoints.BEST:
     best = checkpoints.best_checkpoint(output_dir)
@@ -281,7 +281,7 @@ def _parser():
                       help='image runs: the PNG file to write the grid of samples to')
   parser.add_argument('--step', type=step_arg, default=None, metavar='N|best',
                       help="checkpoint step, or 'best': the best by the run's keep_best metric "
-                           '(e.g. eval/CrossEntropyLoss; needs LoopSettings.keep_best). '
+                           '(e.g. eval/loss; needs LoopSettings.keep_best). '
                            'Default: latest')
   parser.add_argument('--compilation_cache_dir', default=None,
                       help="JAX's persistent compilation cache (default: as plait-train's; "
