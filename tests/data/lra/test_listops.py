@@ -7,6 +7,7 @@ import pytest
 
 from plait.data.lra import listops
 from plait.data.lra import lra_listops_inputs
+from tests.data.lra.resume import assert_resumes_exactly
 
 _OPERATOR_IDS = {11: min, 12: max, 13: lambda v: int(statistics.median(v)),
                  14: lambda v: sum(v) % 10}
@@ -126,15 +127,7 @@ def test_batches_have_the_agreed_shapes_and_dtypes():
 
 def test_a_restored_pipeline_continues_exactly():
   make = lra_listops_inputs(batch_size=2, min_length=10, max_length=50, n_examples=5)
-  stream = make()
-  for _ in range(4):  # into the second epoch
-    next(stream)
-  state = stream.get_state()
-  expected = [next(stream) for _ in range(3)]
-  resumed = make()
-  resumed.set_state(state)
-  for batch in expected:
-    np.testing.assert_array_equal(next(resumed)[0], batch[0])
+  assert_resumes_exactly(make, n_before=4, n_after=3)  # into the second epoch
 
 
 def test_eval_splits_repeat_in_a_fixed_order_and_train_reshuffles():

@@ -6,6 +6,7 @@ from skimage import morphology
 
 from plait.data.lra import lra_pathfinder_inputs
 from plait.data.lra import pathfinder
+from tests.data.lra.resume import assert_resumes_exactly
 
 CHECK_SIZE = 512  # pixels per side for the checks: 16 per scene unit
 
@@ -103,15 +104,7 @@ def test_scenes_are_the_same_at_every_resolution_and_seeded():
 
 def test_a_restored_pipeline_continues_exactly():
   make = lra_pathfinder_inputs(batch_size=2, n_examples=5)
-  stream = make()
-  for _ in range(3):
-    next(stream)
-  state = stream.get_state()
-  expected = [next(stream) for _ in range(2)]
-  resumed = make()
-  resumed.set_state(state)
-  for batch in expected:
-    np.testing.assert_array_equal(next(resumed)[0], batch[0])
+  assert_resumes_exactly(make, n_before=3, n_after=2)
 
 
 @pytest.mark.parametrize('kwargs, message', [

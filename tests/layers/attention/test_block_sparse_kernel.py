@@ -32,6 +32,20 @@ def assert_close(got, want, tol=2e-5):
                                atol=tol, rtol=tol)
 
 
+def allowed_positions(lists, block_size, k_pos, causal):
+  """(B, H, L, L) bool: query i sees key j when j's block is in i's list, j is not padding
+  (k_pos -1) and, if causal, j <= i. The exact mask the kernel must reproduce."""
+  n = len(lists)
+  blocks = np.zeros((n, n), bool)
+  for row, keys in enumerate(lists):
+    blocks[row, keys] = True
+  tile = np.ones((block_size, block_size), bool)
+  allowed = np.kron(blocks, tile)[None, None] & (k_pos[:, :, None] >= 0)
+  if causal:
+    allowed = allowed & np.tri(n * block_size, dtype=bool)
+  return allowed
+
+
 def test_plan_splits_long_lists_and_transposes():
   plan = block_plan([[0, 1], [0, 1, 2], [], [2]], width=2)
   np.testing.assert_array_equal(plan.fwd.owner, [0, 1, 2, 3, 1])  # block b's first part: row b
@@ -62,12 +76,7 @@ def test_kernel_equals_masked_attention_on_random_lists(causal):
   k_pos[0, 0, 3:11] = -1   # padding inside a block and across a block boundary
   k_pos[1, 0, 30:] = -1
   q_pos = np.arange(length)[None, None]
-  blocks = np.zeros((n, n), bool)
-  for row, keys in enumerate(lists):
-    blocks[row, keys] = True
-  allowed = np.kron(blocks, np.ones((bs, bs), bool))[None, None] & (k_pos[:, :, None] >= 0)
-  if causal:
-    allowed = allowed & np.tri(length, dtype=bool)
+  allowed = allowed_positions(lists, bs, k_pos, causal)
   kernel = lambda q, k, v: sparse_kernel.sparse_attention(
       q, k, v, jnp.asarray(q_pos), jnp.asarray(k_pos), plan, causal, interpret=True)
   oracle = lambda q, k, v: masked_attention(q, k, v, jnp.asarray(allowed))
@@ -85,12 +94,7 @@ def test_log_sum_exp_output_and_its_gradient(causal):
   k_pos = np.tile(np.arange(length), (B, 1, 1))
   k_pos[1, 0, 13:15] = -1
   q_pos = np.arange(length)[None, None]
-  blocks = np.zeros((n, n), bool)
-  for row, keys in enumerate(lists):
-    blocks[row, keys] = True
-  allowed = np.kron(blocks, np.ones((bs, bs), bool))[None, None] & (k_pos[:, :, None] >= 0)
-  if causal:
-    allowed = allowed & np.tri(length, dtype=bool)
+  allowed = allowed_positions(lists, bs, k_pos, causal)
   w = jnp.asarray(random_array((B, H, length), 50))
   def combine(out, lse):  # a loss that needs both, as LSH's round combination does
     return jnp.sum(out * jax.nn.sigmoid(lse)[..., None]) + jnp.sum(w * lse)
