@@ -8,8 +8,12 @@ the paper's numbers (Tay et al. 2020, Tables 1 and 2).
 Accuracy (Table 1): each run is plait-train's own `trainer.train` on the shipped config
 `lra_<task>_<model>.gin` (`_tiny` with --smoke), with `train.steps = --steps` and an even
 share of --budget_s as its time limit (the Loop evaluates and saves when it is reached); the
-best checkpoint by held-out (validation) accuracy is then scored on `--test_batches` batches of
-the test split. ListOps and Pathfinder are generated here (same recipe as LRA, not LRA's files);
+best checkpoint by held-out (validation) accuracy is then scored on the whole test split
+(each example once; `--test_batches` for fewer). `--jobs N` trains N runs at once, each in
+its own process with 1/N of the GPU's memory (compilation and input work overlap; the GPU
+itself is shared). `--include` merges rows of earlier lra.json files into the tables, so a
+table can be built over several sessions. Rows trained for fewer steps than their schedule
+are footnoted. ListOps and Pathfinder are generated here (same recipe as LRA, not LRA's files);
 Image, Text and Retrieval run when their data is prepared (docs/lra.md, "Data").
 
 Speed (Table 2): for each length (byte-level text: vocab 257, batch 32, the Text config's
@@ -70,7 +74,14 @@ def parse_args(argv):
   p.add_argument('--steps', type=int, default=None, help="default: each config's own")
   p.add_argument('--budget_s', type=float, default=None,
                  help='wall-clock seconds for all training runs together (shared evenly)')
-  p.add_argument('--test_batches', type=int, default=20)
+  p.add_argument('--jobs', type=int, default=1,
+                 help='accuracy runs trained at once, each in its own process with 1/jobs of the '
+                      "GPU's memory (--budget_s is then shared per wave of runs)")
+  p.add_argument('--include', nargs='+', default=[],
+                 help="earlier lra.json files whose rows fill this run's tables where this run "
+                      'has none (a table built over several sessions)')
+  p.add_argument('--test_batches', type=int, default=None,
+                 help='score only this many test batches (default: the whole test split)')
   p.add_argument('--data_workers', type=int, default=None,
                  help='processes that make a generated training split up front, once per task '
                       '(on-the-fly generation, 300-700 examples/s, cannot feed a GPU); default: '
@@ -91,8 +102,14 @@ def parse_args(argv):
     args.test_batches, args.reps = 1, 1
     args.lengths = [128]
   args.models = args.models or list(MODELS)
+  if args.jobs < 1:
+    p.error(f'--jobs must be >= 1, got {args.jobs}')
   if args.data_workers is None:
-    args.data_workers = 0 if args.smoke else max(0, (os.cpu_count() or 1) - 2)
+    spare = max(0, (os.cpu_count() or 1) - 2)
+    args.data_workers = 0 if args.smoke else max(1, spare // args.jobs) if spare else 0
+  for path in args.include:
+    if not os.path.isfile(path):
+      p.error(f'--include: no such file {path!r}')
   return args
 
 
@@ -121,6 +138,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
   output_dir = os.path.join(runs_dir, name)
   gin.clear_config()
   trainer.parse_config([rl_free_configs.path(name)], bindings)
+  schedule_steps = gin.query_parameter('train.steps')
   if task not in data_cache:
     data_cache[task] = task_data(task, args.data_workers)
   train_inputs, eval_inputs = data_cache[task]
@@ -132,7 +150,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
   test = test_accuracy(output_dir, task, args.test_batches)
   gin.clear_config()
   return {'task': task, 'model': model, 'config': name, 'steps': loop.step,
-          'wall_s': round(wall, 1),
+          'schedule_steps': schedule_steps, 'wall_s': round(wall, 1),
           'val': round(100 * max(h['Accuracy'] for h in evals), 2) if evals else None,
           'test': None if test is None else round(100 * test, 2)}
 
@@ -154,27 +172,70 @@ def task_data(task, workers):
 
 
 def test_accuracy(output_dir, task, n_batches):
-  """Accuracy of the best checkpoint (by validation accuracy) on n_batches test batches."""
+  """Accuracy of the best checkpoint (by validation accuracy) on the test split, each example
+  once (the first n_batches batches' worth if n_batches is given)."""
   import gin  # pylint: disable=import-outside-toplevel
   from plait.supervised import checkpoints  # pylint: disable=import-outside-toplevel
   model = gin.query_parameter('train.model').scoped_configurable_fn(mode='eval')
   batch_size = gin.query_parameter(f'lra_{task}_inputs.batch_size')
   inputs_fn = gin.query_parameter('train.inputs').scoped_configurable_fn
   with gin.config_scope('eval'):
-    batches = inputs_fn(split='test', batch_size=batch_size)()
-  first = next(iter(batches))
+    test_inputs = inputs_fn(split='test', batch_size=batch_size)
+  n_examples = len(test_inputs.examples)
+  if n_batches is not None:
+    n_examples = min(n_examples, n_batches * batch_size)
+  batches = iter(test_inputs())
+  first = next(batches)
   sig = jax.ShapeDtypeStruct(first[0].shape, jnp.int32)
   weights, state, _ = checkpoints.read_model(output_dir, model, sig, step='best')
   forward = jax.jit(lambda x: jnp.argmax(model.pure_fn(x, weights, state, None)[0], axis=-1))
-  right = total = 0
+  right = total = 0.0
   batch = first
-  for i in range(n_batches):
-    if i:
-      batch = next(batches)
+  while total < n_examples:  # the test split is in a fixed order and repeats: stop at its end
     inputs, targets, batch_weights = batch
-    right += float(np.sum((np.asarray(forward(inputs)) == targets) * batch_weights))
-    total += float(np.sum(batch_weights))
+    keep = np.arange(len(targets)) < n_examples - total
+    right += float(np.sum((np.asarray(forward(inputs)) == targets) * batch_weights * keep))
+    total += float(np.sum(batch_weights * keep))
+    if total < n_examples:
+      batch = next(batches)
   return right / max(total, 1.0)
+
+
+def train_in_processes(pairs, args, share):
+  """Trains the (task, model) pairs `args.jobs` at a time, each by this script in its own
+  process with an even share of the GPU's memory; yields each run's row as it finishes."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  env = dict(os.environ, XLA_PYTHON_CLIENT_MEM_FRACTION=f'{0.9 / args.jobs:.3f}')
+  pending, running = list(pairs), []
+  while pending or running:
+    while pending and len(running) < args.jobs:
+      t, m = pending.pop(0)
+      out = os.path.join(args.out, 'jobs', f'{t}_{m}')
+      cmd = [sys.executable, os.path.abspath(__file__), '--tasks', t, '--models', m,
+             '--accuracy_only', '--out', out, '--data_workers', str(args.data_workers)]
+      cmd += ['--test_batches', str(args.test_batches)] if args.test_batches else []
+      cmd += ['--steps', str(args.steps)] if args.steps else []
+      cmd += ['--budget_s', str(share)] if share is not None else []
+      cmd += ['--smoke'] if args.smoke else []
+      os.makedirs(out, exist_ok=True)
+      log = open(out + '.log', 'w')  # pylint: disable=consider-using-with
+      running.append((t, m, out, log, subprocess.Popen(cmd, env=env, stdout=log,
+                                                        stderr=subprocess.STDOUT)))
+    time.sleep(1.0)
+    for job in [j for j in running if j[4].poll() is not None]:
+      running.remove(job)
+      t, m, out, log, proc = job
+      log.close()
+      try:
+        with open(os.path.join(out, 'lra.json')) as f:
+          rows = json.load(f)['accuracy']
+      except (OSError, ValueError, KeyError):
+        rows = []
+      if proc.returncode or not rows:
+        yield {'task': t, 'model': m, 'val': None, 'test': None,
+               'error': f'exit {proc.returncode}; see {out}.log'}
+      else:
+        yield from rows
 
 
 # ----- speed -----
@@ -246,14 +307,19 @@ def accuracy_table(rows, tasks, models):
   by = {(r['task'], r['model']): r for r in rows}
   head = ('| model | ' + ' | '.join(f'{t} plait (paper)' for t in tasks) +
           ' | average plait (paper) |')
-  lines = [head, '|' + ' --- |' * (len(tasks) + 2)]
+  lines, notes = [head, '|' + ' --- |' * (len(tasks) + 2)], []
   for m in models:
     cells, ours, theirs = [], [], []
     for t in tasks:
       r = by.get((t, m))
       value = None if r is None else (r['test'] if r['test'] is not None else r['val'])
       paper = PAPER_ACCURACY[m].get(t)
-      cells.append(f'{_pct(value)} ({_pct(paper)})')
+      mark = ''
+      if r is not None and r.get('schedule_steps') and r.get('steps', 0) < r['schedule_steps']:
+        notes.append(f'{m} on {t}: {r["steps"]} of the schedule\'s {r["schedule_steps"]} steps '
+                     f'(time budget)')
+        mark = f' [{len(notes)}]'
+      cells.append(f'{_pct(value)}{mark} ({_pct(paper)})')
       if value is not None and paper is not None:
         ours.append(value)
         theirs.append(paper)
@@ -261,6 +327,7 @@ def accuracy_table(rows, tasks, models):
     lines.append(f'| {m} | ' + ' | '.join(cells) + f' | {average} |')
   flash = ' | '.join(_pct(FLASH_TRANSFORMER.get(t)) for t in tasks)
   lines.append(f'| transformer, FlashAttention paper (GPU) | {flash} | |')
+  lines += [''] + [f'[{i}] {n}' for i, n in enumerate(notes, 1)] if notes else []
   return '\n'.join(lines)
 
 
@@ -358,16 +425,19 @@ def main(argv=None):
     for t in tasks:
       if missing[t] is not None:
         print(f'lra.py: skipping {t}: {missing[t]}', file=sys.stderr)
-    n_runs = len(runnable) * len(args.models)
-    share = None if args.budget_s is None else args.budget_s / max(n_runs, 1)
+    pairs = [(t, m) for t in runnable for m in args.models]
+    waves = -(-len(pairs) // args.jobs)
+    share = None if args.budget_s is None else args.budget_s / max(waves, 1)
     runs_dir = os.path.join(args.out, 'runs')
-    data_cache = {}
-    for t in runnable:
-      for m in args.models:
-        row = train_one(t, m, args, share, runs_dir, data_cache)
-        print(json.dumps(row), flush=True)
-        results['accuracy'].append(row)
-        save()
+    if args.jobs > 1 and len(pairs) > 1:
+      rows = train_in_processes(pairs, args, share)
+    else:
+      data_cache = {}
+      rows = (train_one(t, m, args, share, runs_dir, data_cache) for t, m in pairs)
+    for row in rows:
+      print(json.dumps(row), flush=True)
+      results['accuracy'].append(row)
+      save()
     tasks = runnable
   if not args.accuracy_only:
     for n in args.lengths:
@@ -379,17 +449,31 @@ def main(argv=None):
         print(json.dumps(row), flush=True)
         results['speed'].append(row)
         save()
+  models = list(args.models)
+  for earlier_path in args.include:
+    with open(earlier_path) as f:
+      earlier = json.load(f)
+    for key, fields in (('accuracy', ('task', 'model')), ('speed', ('model', 'length'))):
+      have = {tuple(r[k] for k in fields) for r in results[key]}
+      results[key] += [dict(r, included_from=earlier_path) for r in earlier.get(key, [])
+                       if tuple(r[k] for k in fields) not in have]
+    tasks = list(dict.fromkeys(list(tasks) + [r['task'] for r in results['accuracy']]))
+    seen = {r['model'] for r in results['accuracy'] + results['speed']}
+    models = [m for m in MODELS if m in models or m in seen]
+  if args.include:
+    save()
+  lengths = sorted({*args.lengths, *(r['length'] for r in results['speed'])})
   text = [f'# Long Range Arena, plait on {results["device"]}', '',
           'Accuracy % (test split, best checkpoint by validation accuracy; LRA paper Table 1 in '
           'parentheses). ListOps and Pathfinder are generated here with LRA\'s recipe, not LRA\'s '
-          'files.', '', accuracy_table(results['accuracy'], tasks, args.models), '',
+          'files.', '', accuracy_table(results['accuracy'], tasks, models), '',
           'Training steps/s and memory relative to plait\'s Transformer (byte-level text shape, '
           f'batch {2 if args.smoke else 32}; LRA paper Table 2, TPU, in parentheses).', '',
-          speed_table(results['speed'], args.lengths, args.models), '']
+          speed_table(results['speed'], lengths, models), '']
   with open(os.path.join(args.out, 'lra.md'), 'w') as f:
     f.write('\n'.join(text))
-  written = plots(args.out, results['accuracy'], results['speed'], tasks, args.models,
-                  args.lengths, 2 if args.smoke else 32)
+  written = plots(args.out, results['accuracy'], results['speed'], tasks, models,
+                  lengths, 2 if args.smoke else 32)
   print('\n'.join(text))
   print(f'wrote {path}, lra.md' + ''.join(f', {w}' for w in written))
   return results

@@ -86,3 +86,25 @@ def test_lra_script_trains_scores_times_and_tabulates_on_cpu(tmp_path):
   assert [r['model'] for r in results['speed'] if 'error' not in r] == ['transformer', 'performer']
   assert '| performer | ' in out and '(18.01)' in out and '| 1.00 |' in out
   assert (tmp_path / 'lra.md').is_file()
+
+
+@pytest.mark.slow
+def test_lra_script_trains_in_processes_and_merges_earlier_rows(tmp_path):
+  """--jobs 2: each run in its own process, rows collected; --include fills the tables with an
+  earlier file's rows (a model this run did not train, footnoted as cut short) and never
+  overwrites the earlier file."""
+  earlier = tmp_path / 'earlier.json'
+  row = {'task': 'listops', 'model': 'bigbird', 'steps': 30, 'schedule_steps': 50, 'val': 40.0,
+         'test': 39.5}
+  earlier.write_text(json.dumps({'accuracy': [row], 'speed': []}))
+  before = earlier.read_text()
+  out_dir = tmp_path / 'out'
+  out = run(str(BENCH / 'lra.py'), '--smoke', '--accuracy_only', '--jobs', '2', '--include',
+            str(earlier), '--out', str(out_dir))
+  results = json.loads((out_dir / 'lra.json').read_text())
+  trained = [r for r in results['accuracy'] if 'included_from' not in r]
+  assert sorted((r['model'], r['steps']) for r in trained) == [('performer', 2), ('transformer', 2)]
+  assert all('error' not in r for r in trained), trained
+  assert (out_dir / 'jobs' / 'listops_performer.log').is_file()
+  assert '| bigbird | 39.50 [1] (36.05)' in out and '30 of the schedule\'s 50 steps' in out, out
+  assert earlier.read_text() == before
