@@ -44,6 +44,7 @@ Decoding loads weights with `restore_model` (step: None = latest, an int, or 'be
   >>> weights, state, step = restore_model('/tmp/run', model, signature, step='best')
 """
 import collections
+import errno
 import hashlib
 import json
 import math
@@ -298,12 +299,18 @@ class Checkpointer:
       meta['best'] = {'metric': self.keep_best, 'mode': self.best_mode}  # read by best_step
     items['meta'] = ocp.args.JsonSave(meta)
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
-    self._manager.wait_until_finished()  # the manifest hook reads _saving_step
+    self.wait()  # the manifest hook reads _saving_step
     self._saving_step = int(step)
-    self._manager.save(int(step), args=ocp.args.Composite(**items), metrics=metrics or None,
-                       force=True)
+    self._check_space(sum(np.asarray(x).nbytes if not hasattr(x, 'nbytes') else x.nbytes
+                          for tree in (weights, state, opt_state)
+                          for x in jax.tree_util.tree_leaves(tree)))
+    try:
+      self._manager.save(int(step), args=ocp.args.Composite(**items), metrics=metrics or None,
+                         force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._write_failed(e) from e
     if not self._async:
-      self._manager.wait_until_finished()
+      self.wait()
 
   def verify(self, step):
     """Raises CorruptCheckpointError if checkpoint `step` differs from its manifest."""
@@ -415,12 +422,59 @@ class Checkpointer:
         for name, tree in items.items()}))
 
   def wait(self):
-    """Blocks until pending asynchronous saves are on disk."""
-    self._manager.wait_until_finished()
+    """Blocks until pending asynchronous saves are on disk; a failed one raises OSError."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._write_failed(e) from e
+
+  def _check_space(self, n_bytes):
+    """Raises OSError(ENOSPC) before writing if the disk cannot hold the checkpoint.
+
+    A save that runs out of space part-way fails in orbax's threads and tensorstore's, which
+    print their own tracebacks; checking first says it in one line and writes nothing. Skipped
+    where the free space cannot be read (e.g. a cloud bucket path).
+    """
+    try:
+      free = shutil.disk_usage(self.directory).free
+    except OSError:
+      return
+    needed = int(n_bytes * _SPACE_MARGIN) + _SPACE_OVERHEAD
+    if free < needed:
+      failure = OSError(f'could not write checkpoint {self._saving_step} in {self.directory}: '
+                        f'No space left on device (needs about {needed / 2**20:.1f} MiB, '
+                        f'{free / 2**20:.1f} MiB free)')
+      failure.errno = errno.ENOSPC
+      raise failure
+
+  def _write_failed(self, error):
+    """One OSError for a save that failed (in orbax's thread or not): step, directory, cause.
+
+    orbax reports a full disk as a ValueError carrying tensorstore's message, or an OSError
+    from a metadata write; either way the cause is named and the errno kept where known.
+    """
+    text = str(error)
+    cause = next((c for c in _OS_CAUSES if c in text), None)
+    if cause is None:
+      cause = f'{type(error).__name__}: {text.splitlines()[0][:300] if text else ""}'
+    failure = OSError(f'could not write checkpoint {self._saving_step} in {self.directory}: '
+                      f'{cause}')
+    failure.errno = getattr(error, 'errno', None) or _OS_CAUSES.get(cause)
+    return failure
 
   def close(self):
-    self._manager.wait_until_finished()
+    self.wait()
     self._manager.close()
+
+
+# A checkpoint's size on disk is about its arrays' bytes plus metadata files (measured:
+# orbax's OCDBT files + manifest + meta, ~40 KiB for small models).
+_SPACE_MARGIN, _SPACE_OVERHEAD = 1.05, 256 * 1024
+
+# Operating-system causes of a failed write, as they appear in orbax's and tensorstore's
+# messages, with their errno.
+_OS_CAUSES = {'No space left on device': errno.ENOSPC, 'Disk quota exceeded': errno.EDQUOT,
+              'Read-only file system': errno.EROFS, 'Permission denied': errno.EACCES}
 
 
 def _read_meta(directory, step):

@@ -105,33 +105,74 @@ class MetricsWriter:
   def write(self, split, step, values):
     record = {'split': split, 'step': int(step)}
     record.update({k: _jsonable(v) for k, v in values.items()})
-    self._file.write(json.dumps(record) + '\n')
-    self._file.flush()
+    try:
+      self._file.write(json.dumps(record) + '\n')
+      self._file.flush()
+    except OSError as e:  # a write error names no file: name it
+      raise OSError(e.errno, e.strerror, self._path) from e
     if self._tensorboard:
-      writer = self._writer(split)
-      for k, v in values.items():
-        if isinstance(v, (int, float)) and math.isfinite(v):
-          writer.add_scalar(k, v, step)
+      self._writer(split).write(step, {k: v for k, v in values.items()
+                                       if isinstance(v, (int, float)) and math.isfinite(v)})
 
   def _writer(self, split):
     if split not in self._writers:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      # A suffix of its own: event files are named by the second, and a rerun (e.g. a resume)
-      # within the same second would otherwise write into the previous run's file.
-      self._writers[split] = SummaryWriter(os.path.join(self._dir, TENSORBOARD_DIR, split),
-                                           filename_suffix=f'.{os.getpid()}.{time.time_ns()}')
+      self._writers[split] = EventFile(os.path.join(self._dir, TENSORBOARD_DIR, split))
     return self._writers[split]
 
   def flush(self):
     self._file.flush()
-    for w in self._writers.values():
-      w.flush()
 
   def close(self):
-    self._file.close()
-    for w in self._writers.values():
-      w.close()
-    self._writers = {}
+    writers, self._writers = list(self._writers.values()), {}
+    try:
+      self._file.close()
+    except OSError as e:
+      raise OSError(e.errno, e.strerror, self._path) from e
+    finally:
+      for w in writers:
+        w.close()
+
+
+class EventFile:
+  """A TensorBoard event file written synchronously, in the caller's thread.
+
+  tensorboardX's SummaryWriter writes from a thread of its own: when a write fails (disk
+  full) that thread dies and the next `add_scalar` blocks forever on its full queue — the
+  trainer hung instead of stopping. Here a failed write raises OSError where the record is
+  written, like metrics.jsonl's. Each record is flushed (one small write per logged step).
+
+    >>> EventFile('runs/x/tensorboard/train').write(12, {'loss': 3.21})
+  """
+
+  def __init__(self, logdir):
+    from tensorboardX.event_file_writer import EventsWriter  # pylint: disable=g-import-not-at-top
+    os.makedirs(logdir, exist_ok=True)
+    # A suffix of its own: event files are named by the second, and a rerun (e.g. a resume)
+    # within the same second would otherwise write into the previous run's file.
+    try:
+      self._events = EventsWriter(os.path.join(logdir, 'events'),
+                                  filename_suffix=f'.{os.getpid()}.{time.time_ns()}')
+    except OSError as e:  # the first event is written here
+      raise OSError(e.errno, e.strerror, e.filename or logdir) from e
+    self.path = self._events._file_name  # pylint: disable=protected-access
+
+  def write(self, step, scalars):
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    now = time.time()
+    try:
+      for name, value in scalars.items():
+        self._events.write_event(event_pb2.Event(wall_time=now, step=int(step),
+                                                 summary=summary.scalar(name, value)))
+      self._events.flush()
+    except OSError as e:  # a write error names no file: name it
+      raise OSError(e.errno, e.strerror, self.path) from e
+
+  def close(self):
+    try:
+      self._events.close()
+    except OSError as e:
+      raise OSError(e.errno, e.strerror, self.path) from e
 
 
 def _jsonable(v):

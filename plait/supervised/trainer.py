@@ -35,10 +35,12 @@ the models are imported only once the arguments are read, so `--help` answers at
 """
 import argparse
 import dataclasses
+import logging
 import os
 import re
 import shutil
 import sys
+import threading
 
 import gin
 
@@ -208,8 +210,15 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
       raise
     try:
       loop.run(max(0, steps - loop.step), max_seconds=max_seconds)
-    finally:
-      loop.close()
+    except BaseException as error:
+      try:
+        loop.close()
+      except Exception as e:  # pylint: disable=broad-except
+        # Closing after a failure often fails the same way (a full disk): the run's own
+        # error is the one to report.
+        error.add_note(f'Closing the run afterwards failed too: {e!r}')
+      raise
+    loop.close()
   if plot and loop.history:
     plot_lib.plot_metrics(output_dir)
   return loop
@@ -326,8 +335,28 @@ def _parser():
   return parser
 
 
+class _OneLineLogs(logging.Filter):
+  """Library log records (orbax logs through absl) as their first line, no traceback: the
+  error they describe reaches plait-train as an exception, said once in its own line."""
+
+  def filter(self, record):
+    record.msg, record.args = record.getMessage().split('\n', 1)[0], ()
+    record.exc_info = record.exc_text = record.stack_info = None
+    return True
+
+
+def _quiet_while_exiting():
+  """After an error is reported: nothing more from library threads as the process ends (e.g.
+  orbax's save threads, whose event loops are gone, log 'Event loop is closed' tracebacks)."""
+  logging.disable(logging.CRITICAL)
+  threading.excepthook = lambda unused_args: None
+  sys.unraisablehook = lambda unused_args: None
+
+
 def main(argv=None):
   args = _parser().parse_args(argv)
+  if not args.debug:
+    logging.getLogger('absl').addFilter(_OneLineLogs())
   bindings = list(args.config)
   if args.steps is not None:  # a binding, so config.gin records it
     bindings.append(f'train.steps = {args.steps}')
@@ -351,7 +380,8 @@ def main(argv=None):
       message = f'bad config: {message}'
     elif isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
       message += ' (the run stopped; its last complete checkpoint, if any, is kept)'
-    print(f'plait-train: {message}', file=sys.stderr)
+    print(f'plait-train: {message}', file=sys.stderr, flush=True)
+    _quiet_while_exiting()
     return code
   if loop.stopped_by == 'SIGTERM':  # preempted: checkpoint saved; exit as killed by SIGTERM
     print(f'plait-train: stopped by SIGTERM at step {loop.step}; the checkpoint is saved, '

@@ -522,16 +522,24 @@ class Loop:
     self._eval_results = {}
 
   def close(self):
-    """Waits for pending checkpoints, closes files and releases the output_dir's lock."""
-    if self._checkpointer is not None:
-      self._checkpointer.close()
-      self._checkpointer = None
-    if self._metrics is not None:
-      self._metrics.close()
-      self._metrics = None
-    if self._locked_dir is not None:
-      run_lock.release(self._locked_dir)
-      self._locked_dir = None
+    """Waits for pending checkpoints, closes files and releases the output_dir's lock.
+
+    Each is done even if one before it fails (e.g. a full disk); the first failure is then
+    raised.
+    """
+    checkpointer, metrics, locked_dir = self._checkpointer, self._metrics, self._locked_dir
+    self._checkpointer = self._metrics = self._locked_dir = None
+    steps = [checkpointer and checkpointer.close, metrics and metrics.close,
+             locked_dir and (lambda: run_lock.release(locked_dir))]
+    failure = None
+    for step in steps:
+      try:
+        if step:
+          step()
+      except Exception as e:  # pylint: disable=broad-except
+        failure = failure or e
+    if failure is not None:
+      raise failure
 
   def plot(self, path=None):
     """Saves a PNG of the loss curves (train and eval) from metrics.jsonl; returns its path."""
