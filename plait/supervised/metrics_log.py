@@ -17,6 +17,7 @@ import time
 
 METRICS_FILE = 'metrics.jsonl'
 TENSORBOARD_DIR = 'tensorboard'
+FLUSH_SECONDS = 1.0  # TensorBoard event files are flushed at most this often
 LOSS = 'loss'  # the training loss, in train records and (held out) in eval records
 
 
@@ -139,7 +140,8 @@ class EventFile:
   tensorboardX's SummaryWriter writes from a thread of its own: when a write fails (disk
   full) that thread dies and the next `add_scalar` blocks forever on its full queue — the
   trainer hung instead of stopping. Here a failed write raises OSError where the record is
-  written, like metrics.jsonl's. Each record is flushed (one small write per logged step).
+  written, like metrics.jsonl's. Records are buffered and flushed at most once a second (and
+  on close), so a write error surfaces within a second and a step costs no system call.
 
     >>> EventFile('runs/x/tensorboard/train').write(12, {'loss': 3.21})
   """
@@ -155,6 +157,7 @@ class EventFile:
     except OSError as e:  # the first event is written here
       raise OSError(e.errno, e.strerror, e.filename or logdir) from e
     self.path = self._events._file_name  # pylint: disable=protected-access
+    self._flushed = time.monotonic()
 
   def write(self, step, scalars):
     from tensorboardX import summary  # pylint: disable=g-import-not-at-top
@@ -164,7 +167,9 @@ class EventFile:
       for name, value in scalars.items():
         self._events.write_event(event_pb2.Event(wall_time=now, step=int(step),
                                                  summary=summary.scalar(name, value)))
-      self._events.flush()
+      if time.monotonic() - self._flushed >= FLUSH_SECONDS:
+        self._events.flush()
+        self._flushed = time.monotonic()
     except OSError as e:  # a write error names no file: name it
       raise OSError(e.errno, e.strerror, self.path) from e
 
