@@ -1,10 +1,30 @@
 """Shared fixtures: float32 on CPU, random inputs, the shared data dir."""
 import os
 import pathlib
+import pkgutil
 
-import jax
-import numpy as np
-import pytest
+
+def _cpu_only():
+  """True where JAX can only use the CPU: JAX_PLATFORMS=cpu, or no accelerator plugin installed
+  (jax[cuda*] brings jax_plugins/jax_cuda*, TPUs libtpu)."""
+  if os.environ.get('JAX_PLATFORMS') == 'cpu':
+    return True
+  return not any(m.name.startswith(('jax_plugins', 'jax_cuda', 'jax_rocm', 'libtpu'))
+                 for m in pkgutil.iter_modules())
+
+
+# On a CPU the suite's programs are tiny and compile-bound: XLA compiles them without LLVM
+# optimization (about 40 % less CPU time; what a test compares is computed under the same flags
+# on both sides). Set before JAX starts its backend; subprocesses (CLI, user paths, notebooks)
+# inherit it. `XLA_FLAGS=--xla_backend_optimization_level=2 pytest` tests at XLA's default
+# level; on a GPU machine (pytest -m gpu) XLA's defaults are kept.
+if _cpu_only() and 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
+                             + ' --xla_backend_optimization_level=0').strip()
+
+import jax  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
 
 jax.config.update('jax_default_matmul_precision', 'float32')
 

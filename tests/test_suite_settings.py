@@ -1,5 +1,7 @@
-"""The longest test files start first (tests/conftest.py): the files it names exist and the
-collection hook moves their tests to the front, longest first, the rest in their order."""
+"""The suite's own settings (tests/conftest.py): the longest files start first (the files named
+exist; the hook moves their tests to the front, longest first, the rest in their order), and on
+a CPU XLA compiles without LLVM optimization."""
+import os
 import pathlib
 import types
 
@@ -20,3 +22,8 @@ def test_the_longest_files_move_to_the_front_in_their_order():
   items = [types.SimpleNamespace(nodeid=i) for i in ids]
   conftest.pytest_collection_modifyitems(items)
   assert [i.nodeid for i in items] == [ids[3], ids[5], ids[1], ids[0], ids[2], ids[4]]
+
+
+def test_on_a_cpu_xla_compiles_without_llvm_optimization():
+  if conftest._cpu_only():  # pylint: disable=protected-access
+    assert 'xla_backend_optimization_level' in os.environ['XLA_FLAGS']
