@@ -16,7 +16,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def device_env(n_devices, **extra):
   """Environment for a CPU process with `n_devices` fake devices."""
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={n_devices}')
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
+                       f'--xla_force_host_platform_device_count={n_devices}'.strip())
   for key in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID'):
     env.pop(key, None)
   env.update({k: str(v) for k, v in extra.items()})

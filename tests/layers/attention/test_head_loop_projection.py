@@ -48,8 +48,23 @@ def _inputs(uses_mask):
   return x, jnp.arange(L)[None, :] < lengths[:, None]
 
 
-@pytest.mark.parametrize('head_chunk_size', [1, 2])
-@pytest.mark.parametrize('name', sorted(LAYERS))
+# Groups of one head, the costliest to compile (4 groups), run for every kind under
+# `pytest -m slow`; by default for the kinds below, while groups of two run for every kind.
+# One-head groups of the others stay covered by default: FAVOR+ by test_favor.py's
+# test_head_chunking_does_not_change_the_output, block-sparse by test_block_sparse.py's
+# test_layer_equals_numpy_multihead_under_the_pattern, causal LSH by 'lsh_masked' here and
+# test_lsh_blocked.py's test_layer_with_blocks_equals_layer_without.
+ONE_HEAD_GROUPS_BY_DEFAULT = {'dense_causal', 'dense_masked', 'chunked_causal', 'lsh_masked',
+                              'block_sparse_causal'}
+
+
+def _group_cases():
+  return [pytest.param(name, h, marks=() if h == 2 or name in ONE_HEAD_GROUPS_BY_DEFAULT
+                       else pytest.mark.slow)
+          for name in sorted(LAYERS) for h in (1, 2)]
+
+
+@pytest.mark.parametrize('name, head_chunk_size', _group_cases())
 def test_values_and_gradients_equal_unchunked(name, head_chunk_size):
   make, uses_mask = LAYERS[name]
   inputs = _inputs(uses_mask)
