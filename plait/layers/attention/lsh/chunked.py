@@ -99,16 +99,38 @@ def sort_rounds(q, valid, rotations, cfg, buckets=None):
               chunk_of=sorted_slot // c)
 
 
-def combine_rounds(out_s, lse_s, sorted_slot):
+@jax.custom_vjp
+def permute_rows(t, index, inverse):
+  """t (..., L, d) with rows reordered along axis -2: out[..., i, :] = t[..., index[..., i], :].
+
+  index (..., L) is a permutation and inverse its inverse; the gradient is the gather by
+  `inverse` (a permutation's transpose), not the scatter-add XLA would emit.
+  """
+  return jnp.take_along_axis(t, index[..., None], axis=-2)
+
+
+def _permute_rows_fwd(t, index, inverse):
+  return permute_rows(t, index, inverse), (index, inverse)
+
+
+def _permute_rows_bwd(residuals, g):
+  index, inverse = residuals
+  return permute_rows(g, inverse, index), None, None
+
+
+permute_rows.defvjp(_permute_rows_fwd, _permute_rows_bwd)
+
+
+def combine_rounds(out_s, lse_s, order, sorted_slot):
   """Rounds' outputs in sorted order -> the combined output in original order.
 
-  out_s (..., R, Lp, d_v), lse_s (..., R, Lp) (float32) and sorted_slot (..., R, Lp).
-  Each round's output is weighted by softmax over rounds of its log-sum-exp. Returns
-  (out (..., Lp, d_v), round_weights (..., R, Lp)).
+  out_s (..., R, Lp, d_v), lse_s (..., R, Lp) (float32); order and sorted_slot (..., R, Lp)
+  as from `sort_rounds`. Each round's output is weighted by softmax over rounds of its
+  log-sum-exp. Returns (out (..., Lp, d_v), round_weights (..., R, Lp)).
   """
   # Position p of round r sits at sorted slot sorted_slot[r, p].
-  out_r = jnp.take_along_axis(out_s, sorted_slot[..., None], axis=-2)
-  lse_r = jnp.take_along_axis(lse_s, sorted_slot, axis=-1)
+  out_r = permute_rows(out_s, sorted_slot, order)
+  lse_r = permute_rows(lse_s[..., None], sorted_slot, order)[..., 0]
   round_weights = jax.nn.softmax(lse_r, axis=-2)       # (..., R, Lp)
   return jnp.sum(round_weights[..., None] * out_r, axis=-3), round_weights
 
@@ -130,7 +152,8 @@ def _lsh_rounds(q, v, valid, rotations, cfg, buckets=None):
     out_s, lse_s = blocked_rounds(q, v, valid, order, chunk_of, cfg, per_block)
     probs = q_pos = k_pos = None
   out, round_weights = combine_rounds(out_s.reshape(cfg.n_hashes, padded, -1),
-                                      lse_s.reshape(cfg.n_hashes, padded), s['sorted_slot'])
+                                      lse_s.reshape(cfg.n_hashes, padded), order,
+                                      s['sorted_slot'])
   return dict(out=out, buckets=buckets, probs=probs, q_pos=q_pos, k_pos=k_pos,
               round_weights=round_weights)
 
@@ -161,4 +184,5 @@ def _look_around(t, cfg):
   return t.reshape((t.shape[0], t.shape[1] * t.shape[2]) + t.shape[3:])
 
 
-__all__ = ['combine_rounds', 'lsh_attention', 'lsh_attention_weights', 'sort_rounds']
+__all__ = ['combine_rounds', 'lsh_attention', 'lsh_attention_weights', 'permute_rows',
+           'sort_rounds']

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from plait.layers.attention import sparse_kernel
 from plait.layers.attention.block_plan import block_plan
-from plait.layers.attention.lsh.chunked import combine_rounds
+from plait.layers.attention.lsh.chunked import combine_rounds, permute_rows
 from plait.layers.attention.lsh.hashing import shared_qk_keys
 from plait.layers.attention.lsh.window import SELF_PENALTY
 
@@ -69,7 +69,8 @@ def fused_rounds(q, v, s, cfg, interpret=False):
   pad = lambda t: jnp.pad(t, ((0, 0), (0, 0), (0, padded - length), (0, 0)))
   q, v = pad(q), pad(v)
   fold = lambda t: t.reshape((batch, heads * n_rounds, padded) + t.shape[4:])
-  in_sorted = lambda t: fold(jnp.take_along_axis(t[:, :, None], order[..., None], axis=3))
+  every_round = lambda t: jnp.broadcast_to(t[:, :, None], order.shape + t.shape[-1:])
+  in_sorted = lambda t: fold(permute_rows(every_round(t), order, s['sorted_slot']))
   pos = fold(order).astype(jnp.int32)                             # (B, H * R, Lp)
   valid = fold(jnp.take_along_axis(s['valid'][:, :, None], order, axis=3))
   # Slot j of round r is position order[r, j]; its chunk in round r2 is chunk_of[r2, that].
@@ -83,7 +84,8 @@ def fused_rounds(q, v, s, cfg, interpret=False):
       return_lse=True, self_penalty=SELF_PENALTY, chunk_ids=ids,
       window=(cfg.n_chunks_before, cfg.n_chunks_after))
   unfold = lambda t: t.reshape((batch, heads, n_rounds, padded) + t.shape[3:])
-  out, _ = combine_rounds(unfold(out).astype(jnp.float32), unfold(lse), s['sorted_slot'])
+  out, _ = combine_rounds(unfold(out).astype(jnp.float32), unfold(lse), order,
+                          s['sorted_slot'])
   return out[:, :, :length].astype(q.dtype)
 
 
