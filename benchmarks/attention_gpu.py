@@ -5,9 +5,13 @@ kinds differ only in the per-head algorithm; `flash-core` is the bare
 `jax.nn.dot_product_attention(implementation='cudnn')` on (1, L, 8, 64) with no projections,
 and `block_sparse-core` the bare fused block-sparse kernel (`sparse_kernel.py`) on the same
 shapes. `block_sparse` is the XLA path of the block-sparse layer, `block_sparse_pallas` the
-layer with the fused kernel. Core rows also report `tflops`: fwd+bwd FLOPs counted as 3.5x
-the forward's 4 * d per (query, key) pair computed (all pairs of the computed blocks for
-the sparse kernel; half the square for causal flash), over the measured time.
+layer with the fused kernel. `lsh` is the XLA path of the LSH layer (2 hashes, chunk 256,
+one chunk back), `lsh_pallas` the layer on the fused kernel (lsh/fused.py), and `lsh-core`
+the bare LSH kind on (1, 8, L, 64) q/v (hash, sort, kernel, combine; no projections).
+Core rows and `lsh_pallas` also report `tflops`: fwd+bwd FLOPs counted as 3.5x the
+forward's 4 * d per (query, key) pair computed (all pairs of the computed blocks for the
+sparse kernel, summed over LSH's rounds; half the square for causal flash), over the
+measured time (for `lsh_pallas` that time includes the projections and the sort).
 Time: median of jitted grad-of-sum wall times after warm-up. Memory: the compiled
 executable's temp + argument + output bytes (`memory_analysis`), an upper-bound model of peak.
 
@@ -27,21 +31,50 @@ import numpy as np
 from bench_rows import measured  # pylint: disable=g-bad-import-order
 import plait.layers as tl
 from plait.layers.attention import block_sparse, sparse_kernel
+from plait.layers.attention.lsh import LSHKind
+from plait.layers.attention.lsh.fused import banded_plan, kernel_block
 from plait.shapes import ShapeDtype
 
 D_HEAD, N_HEADS = 64, 8
 D_MODEL = D_HEAD * N_HEADS
 
 
-def lsh(causal, length):
-  chunk = 256
-  n_buckets = max(2, length // chunk)
+LSH_CHUNK, LSH_HASHES = 256, 2
+
+
+def lsh_buckets(length):
+  n_buckets = max(2, length // LSH_CHUNK)
   if n_buckets > 128:  # factorize large bucket counts (fewer rotation columns)
     a = 2 ** int(math.log2(n_buckets) // 2)
     n_buckets = [a, n_buckets // a]
-  return tl.LSHSelfAttention(D_MODEL, N_HEADS, n_hashes=2, n_buckets=n_buckets, chunk_len=chunk,
-                             n_chunks_before=1, causal=causal, mode='eval',
-                             head_chunk_size=head_chunk(length))
+  return n_buckets
+
+
+def lsh(implementation):
+  return lambda causal, length: tl.LSHSelfAttention(
+      D_MODEL, N_HEADS, n_hashes=LSH_HASHES, n_buckets=lsh_buckets(length), chunk_len=LSH_CHUNK,
+      n_chunks_before=1, causal=causal, mode='eval', head_chunk_size=head_chunk(length),
+      implementation=implementation)
+
+
+def lsh_flops(length):
+  """fwd+bwd FLOPs of the kernel's computed blocks, all heads and rounds (see module doc)."""
+  block = kernel_block(LSH_CHUNK)
+  n_chunks = -(-length // LSH_CHUNK)
+  plan = banded_plan(n_chunks, LSH_CHUNK // block, 1, 0)
+  return 3.5 * 4 * D_HEAD * N_HEADS * LSH_HASHES * plan.computed_blocks * block ** 2
+
+
+def lsh_core_step(causal, length):
+  """The bare LSH kind on the kernel, fwd+bwd, on (1, 8, L, 64); returns (step, args, flops)."""
+  kind = LSHKind(n_hashes=LSH_HASHES, n_buckets=lsh_buckets(length), chunk_len=LSH_CHUNK,
+                 n_chunks_before=1, causal=causal, implementation='pallas')
+  def loss(q, v):
+    out, _ = kind.attend_batched(q, None, v, None, None, None, 'eval')
+    return jnp.sum(out.astype(jnp.float32))
+  keys = jax.random.split(jax.random.key(0), 2)
+  args = [jax.random.normal(k, (1, N_HEADS, length, D_HEAD), jnp.bfloat16) for k in keys]
+  return jax.jit(jax.grad(loss, argnums=(0, 1))), args, lsh_flops(length)
 
 
 def head_chunk(length):
@@ -62,7 +95,8 @@ MAKERS = {
         D_MODEL, N_HEADS, implementation='cudnn', mode='eval'),
     'xla': lambda causal, L: (tl.CausalAttention if causal else tl.SelfAttention)(
         D_MODEL, N_HEADS, implementation='xla', mode='eval'),
-    'lsh': lsh,
+    'lsh': lsh('xla'),
+    'lsh_pallas': lsh('pallas'),
     'favor': favor(128),
     'favor_c512': favor(512),
     'favor_c2048': favor(2048),
@@ -128,16 +162,18 @@ def measure(step, args, budget_s):
   return statistics.median(times) * 1e3, total / 2 ** 30
 
 
-CORES = {'flash-core': flash_core_step, 'block_sparse-core': block_sparse_core_step}
+CORES = {'flash-core': flash_core_step, 'block_sparse-core': block_sparse_core_step,
+         'lsh-core': lsh_core_step}
+LAYER_FLOPS = {'lsh_pallas': lsh_flops}
 
 
 def main(argv=None):
   p = argparse.ArgumentParser()
   p.add_argument('--lengths', type=int, nargs='+', default=[1024, 4096, 16384, 65536, 262144,
                                                              1048576])
-  p.add_argument('--kinds', nargs='+', default=['flash-core', 'cudnn', 'xla', 'lsh', 'favor',
-                                                 'block_sparse', 'block_sparse_pallas',
-                                                 'block_sparse-core'])
+  p.add_argument('--kinds', nargs='+', default=['flash-core', 'cudnn', 'xla', 'lsh', 'lsh_pallas',
+                                                 'lsh-core', 'favor', 'block_sparse',
+                                                 'block_sparse_pallas', 'block_sparse-core'])
   p.add_argument('--causal', nargs='+', default=['causal', 'bidirectional'])
   p.add_argument('--budget_s', type=float, default=2.0)
   p.add_argument('--out', default=None)
@@ -154,6 +190,7 @@ def main(argv=None):
             step, xs, flops = CORES[kind](causal, length)
           else:
             step, xs = layer_step(MAKERS[kind](causal, length), length)
+            flops = LAYER_FLOPS[kind](length) if kind in LAYER_FLOPS else None
           row['ms'], row['gib'] = measure(step, xs, args.budget_s)
           if flops:
             row['tflops'] = flops / (row['ms'] * 1e-3) / 1e12

@@ -19,10 +19,19 @@ positions need not be sorted (they are the original positions of a permuted sequ
 The log-sum-exp is differentiable too, so attention over several key sets (e.g. LSH's
 hash rounds) can be combined exactly: softmax over the rounds' lse weighs their outputs.
 
+Two optional logit terms serve LSH (lsh/fused.py); both are off by default and then cost
+nothing. `self_penalty` is subtracted from the logit of a query and the key at the same
+position (a token sees itself only when nothing else is visible). `chunk_ids` (one
+(B | 1, H | 1, L) int32 vector per hash round: each position's chunk in that round) with
+`window=(before, after)` subtracts log(count), count = the rounds in which the key's chunk
+lies within [-before, +after] chunks of the query's (the duplicate correction; it depends
+on the (query, key) pair, so it is computed per pair in the kernel from these vectors).
+
 `interpret=True` runs the same kernels through the Pallas interpreter (CPU tests). The
 XLA path of each layer is the oracle; tests compare values and gradients.
 """
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +39,7 @@ import numpy as np
 
 from plait.layers.attention.base import large_negative
 
-__all__ = ['sparse_attention', 'supported']
+__all__ = ['LogitTerms', 'sparse_attention', 'supported']
 
 _NEG = large_negative(jnp.float32)  # Masked logits; the log-sum-exp of a row seeing nothing.
 _LOG2E = 1.4426950408889634  # Kernels work in base 2: exp(x) = exp2(x * log2(e)).
@@ -40,6 +49,19 @@ _HEAD_DIMS = (16, 32, 64, 128)
 COMPILER_PARAMS = {'fwd_kernel': (4, 2), 'dq_kernel': (4, 2), 'dkv_kernel': (4, 2)}
 
 
+class LogitTerms(NamedTuple):
+  """What the kernels add to q.k / sqrt(d) before the softmax (static, hashable).
+
+  causal: mask keys after the query (by position). self_penalty: subtracted where the key's
+  position equals the query's (0: none). window: (before, after) of the duplicate count,
+  with n_ids chunk-id vectors (0: none).
+  """
+  causal: bool = False
+  self_penalty: float = 0.0
+  window: tuple = (0, 0)
+  n_ids: int = 0
+
+
 def supported(block_size, d_head, dtype):
   """Whether the GPU kernels take these: power-of-two block and d_head in 16..128, float."""
   return (block_size in _BLOCKS and d_head in _HEAD_DIMS
@@ -47,7 +69,7 @@ def supported(block_size, d_head, dtype):
 
 
 def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
-                     return_lse=False):
+                     return_lse=False, self_penalty=0.0, chunk_ids=(), window=(0, 0)):
   """softmax(q k^T / sqrt(d)) v over the plan's blocks, masked by positions.
 
   Args:
@@ -58,6 +80,10 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
     interpret: run through the Pallas interpreter (CPU).
     return_lse: also return the (B, H, L) float32 log-sum-exp of each query's visible
       logits (large_negative(float32) for a query that sees no key).
+    self_penalty: subtracted from logits whose key position equals the query's.
+    chunk_ids: per hash round a (B | 1, H | 1, L) int32 vector, each position's chunk in
+      that round; with `window=(before, after)`, logits get -log(#rounds where the key's
+      chunk - the query's chunk lies in [-before, after]) (at least 1 counted).
   Returns:
     (B, H, L, d) in q's dtype; a query that sees no key outputs 0. With return_lse,
     (output, lse).
@@ -67,28 +93,34 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
     raise ValueError(f'sparse_attention: q/k/v must share a shape (B, H, L, d) with L a '
                      f'multiple of the plan\'s {n} blocks; got {q.shape}, {k.shape}, '
                      f'{v.shape}.')
-  for name, pos in (('q_pos', q_pos), ('k_pos', k_pos)):
+  chunk_ids = tuple(chunk_ids)
+  named = [('q_pos', q_pos), ('k_pos', k_pos)] + [(f'chunk_ids[{r}]', c)
+                                                  for r, c in enumerate(chunk_ids)]
+  for name, pos in named:
     if pos.ndim != 3 or pos.shape[-1] != length or pos.shape[0] not in (1, q.shape[0]) or (
         pos.shape[1] not in (1, q.shape[1])):
       raise ValueError(f'sparse_attention: {name} must be (B | 1, H | 1, {length}), got '
                        f'{pos.shape}.')
-  out, lse = _attention(q, k, v, q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), plan,
-                        causal, interpret)
+  terms = LogitTerms(bool(causal), float(self_penalty), tuple(int(w) for w in window),
+                     len(chunk_ids))
+  ids = tuple(c.astype(jnp.int32) for c in chunk_ids)
+  out, lse = _attention(q, k, v, q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), ids, plan,
+                        terms, interpret)
   return (out, lse) if return_lse else out
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _attention(q, k, v, q_pos, k_pos, plan, causal, interpret):
-  return _forward(q, k, v, q_pos, k_pos, plan, causal, interpret)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
+def _attention(q, k, v, q_pos, k_pos, ids, plan, terms, interpret):
+  return _forward(q, k, v, q_pos, k_pos, ids, plan, terms, interpret)
 
 
-def _attention_fwd(q, k, v, q_pos, k_pos, plan, causal, interpret):
-  out, lse = _forward(q, k, v, q_pos, k_pos, plan, causal, interpret)
-  return (out, lse), (q, k, v, q_pos, k_pos, out, lse)
+def _attention_fwd(q, k, v, q_pos, k_pos, ids, plan, terms, interpret):
+  out, lse = _forward(q, k, v, q_pos, k_pos, ids, plan, terms, interpret)
+  return (out, lse), (q, k, v, q_pos, k_pos, ids, out, lse)
 
 
-def _attention_bwd(plan, causal, interpret, residuals, cotangents):
-  q, k, v, q_pos, k_pos, out, lse = residuals
+def _attention_bwd(plan, terms, interpret, residuals, cotangents):
+  q, k, v, q_pos, k_pos, ids, out, lse = residuals
   d_out, d_lse = cotangents
   # d logit = p * (dp - delta) with delta = <d_out, out> - d_lse (d lse / d logit = p).
   delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1) - d_lse
@@ -96,26 +128,26 @@ def _attention_bwd(plan, causal, interpret, residuals, cotangents):
   # Base-2 log-sum-exp; a row that sees no key gets -_NEG, so exp2(s - lse) is 0 for all.
   lse = jnp.where(lse > 0.5 * _NEG, lse * _LOG2E, -_NEG)
   bs = q.shape[-2] // plan.n_blocks
-  arrays = [q, k, v, q_pos, k_pos, d_out, lse, delta]
+  arrays = [q, k, v, q_pos, k_pos, d_out, lse, delta, *ids]
   # dq per forward work row and dk/dv per backward one: no atomics (a single kernel adding
   # dq atomically measured 1.3-1.7x slower on an H200, contended by the global blocks).
-  dq = _call(_dq_kernel, plan.fwd, bs, q, causal, interpret, 1, [jnp.float32], arrays)[0]
-  dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, causal, interpret, 2,
+  dq = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, 1, [jnp.float32], arrays)[0]
+  dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, 2,
                  [jnp.float32, jnp.float32], arrays)
   dq, dk, dv = (_sum_rows(g, w, plan.n_blocks).astype(t.dtype)
                 for g, w, t in ((dq, plan.fwd, q), (dk, plan.bwd, k), (dv, plan.bwd, v)))
-  return dq, dk, dv, None, None
+  return dq, dk, dv, None, None, (None,) * len(ids)
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
-def _forward(q, k, v, q_pos, k_pos, plan, causal, interpret):
+def _forward(q, k, v, q_pos, k_pos, ids, plan, terms, interpret):
   """(out (B, H, L, d), lse (B, H, L) float32)."""
   bs = q.shape[-2] // plan.n_blocks
   rows = plan.fwd
-  out, lse = _call(_fwd_kernel, rows, bs, q, causal, interpret, 1, [q.dtype, jnp.float32],
-                   [q, k, v, q_pos, k_pos])
+  out, lse = _call(_fwd_kernel, rows, bs, q, terms, interpret, 1, [q.dtype, jnp.float32],
+                   [q, k, v, q_pos, k_pos, *ids])
   n = plan.n_blocks
   o, m = out[:, :, :n], lse[:, :, :n]                             # (B, H, n, bs, d), (..., bs)
   if len(rows.extra):
@@ -146,7 +178,7 @@ def _sum_rows(parts, rows, n):
   return total.reshape(total.shape[:2] + (-1,) + total.shape[4:])
 
 
-def _call(kernel, rows, bs, q, causal, interpret, n_row_outputs, out_dtypes, arrays):
+def _call(kernel, rows, bs, q, terms, interpret, n_row_outputs, out_dtypes, arrays):
   """Runs `kernel` with one program per (work row, batch, head).
 
   Tables and the (B, H, L, ...) arrays go in whole (the kernel slices its blocks); outputs
@@ -179,7 +211,7 @@ def _call(kernel, rows, bs, q, causal, interpret, n_row_outputs, out_dtypes, arr
     warps, stages = COMPILER_PARAMS[kernel.__name__.strip('_')]
     params = plgpu.CompilerParams(num_warps=warps, num_stages=stages)
   body = functools.partial(kernel, bs=bs, width=len(rows.table) // n_rows, scale=d ** -0.5,
-                           causal=causal)
+                           terms=terms)
   return pl.pallas_call(
       body, grid=(n_rows, batch, heads), in_specs=in_specs, out_specs=out_specs,
       out_shape=out_shapes, compiler_params=params, interpret=interpret,
@@ -205,28 +237,49 @@ def _dot(a, b, trans_a=False, trans_b=False):
   return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
 
 
-def _visible(q_pos, k_pos, causal):
-  """(bs_q, bs_k) bool: key valid (position >= 0) and, if causal, not after the query."""
+def _scores(q, k, q_pos, k_pos, q_ids, k_ids, terms, scale):
+  """(bs_q, bs_k) float32 logits in base 2 (times log2(e)), invisible ones _NEG.
+
+  Visible: key position >= 0 and, if causal, not after the query's. The LogitTerms'
+  self penalty and duplicate count are subtracted where they apply.
+  """
+  s = _dot(q, k, trans_b=True) * (scale * _LOG2E)
+  if terms.self_penalty:
+    s = s - jnp.where(k_pos[None, :] == q_pos[:, None], terms.self_penalty * _LOG2E, 0.0)
+  if terms.n_ids:
+    before, after = terms.window
+    count = 0
+    for qc, kc in zip(q_ids, k_ids):
+      diff = kc[None, :] - qc[:, None]
+      count = count + ((diff >= -before) & (diff <= after)).astype(jnp.int32)
+    # log2 of the small integer count, exact, without a transcendental per logit.
+    for n in range(2, terms.n_ids + 1):
+      s = s - jnp.where(count == n, float(np.log2(n)), 0.0)
   ok = (k_pos >= 0)[None, :]
-  if causal:
+  if terms.causal:
     ok = ok & (k_pos[None, :] <= q_pos[:, None])
-  return ok
+  return jnp.where(ok, s, _NEG)
+
+
+def _ids(refs, block, bs):
+  return [_block(r, block, bs) for r in refs]
 
 
 def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
-                out_ref, lse_ref, *, bs, width, scale, causal):
+                *refs, bs, width, scale, terms):
   """One work row: online softmax over its key blocks; partial output and log-sum-exp."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  ids_refs, (out_ref, lse_ref) = refs[:terms.n_ids], refs[terms.n_ids:]
   row = pl.program_id(0)
   qb = owner_ref[row]
   q = _block(q_ref, qb, bs)
-  q_pos = _block(qpos_ref, qb, bs)
+  q_pos, q_ids = _block(qpos_ref, qb, bs), _ids(ids_refs, qb, bs)
 
   def step(j, carry):
     acc, top, total = carry
     kb = table_ref[row * width + j]
     k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-    s = jnp.where(_visible(q_pos, k_pos, causal), _dot(q, k, trans_b=True) * scale2, _NEG)
+    s = _scores(q, k, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs), terms, scale)
     new_top = jnp.maximum(top, jnp.max(s, axis=1))
     # While a row has seen no key, top is _NEG and masked entries get p = 1: garbage that
     # the first visible key fades to 0 (exp2(_NEG - real) = 0), or that `seen` drops.
@@ -237,7 +290,6 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
 
   init = (jnp.zeros((bs, q.shape[-1]), jnp.float32), jnp.full((bs,), _NEG, jnp.float32),
           jnp.zeros((bs,), jnp.float32))
-  scale2 = scale * _LOG2E
   acc, top, total = jax.lax.fori_loop(0, counts_ref[row], step, init)
   seen = top > 0.5 * _NEG
   safe = jnp.where(seen, total, 1.0)
@@ -245,31 +297,32 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
   lse_ref[...] = jnp.where(seen, top / _LOG2E + jnp.log(safe), _NEG)
 
 
-def _probs_and_dscores(q, k, v, q_pos, k_pos, d_out, lse, delta, causal, scale):
+def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, d_out, lse, delta, terms, scale):
   """Recomputed probabilities p and score gradients ds (both (bs_q, bs_k) float32).
 
   lse is base 2 (-_NEG for rows that see nothing), so masked entries get exp2(-huge) = 0.
   """
-  s = jnp.where(_visible(q_pos, k_pos, causal), _dot(q, k, trans_b=True) * (scale * _LOG2E),
-                _NEG)
+  s = _scores(q, k, q_pos, k_pos, q_ids, k_ids, terms, scale)
   p = jnp.exp2(s - lse[:, None])
   dp = _dot(d_out, v, trans_b=True)
   return p, p * (dp - delta[:, None])
 
 
 def _dq_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
-               dout_ref, lse_ref, delta_ref, dq_ref, *, bs, width, scale, causal):
+               dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms):
   """One forward work row: dq over its key blocks."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  ids_refs, (dq_ref,) = refs[:terms.n_ids], refs[terms.n_ids:]
   row = pl.program_id(0)
   qb = owner_ref[row]
   q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
-  lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
+  lse, delta, q_ids = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs), _ids(ids_refs, qb, bs)
 
   def step(j, dq):
     kb = table_ref[row * width + j]
     k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-    _, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, d_out, lse, delta, causal, scale)
+    _, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs), d_out,
+                               lse, delta, terms, scale)
     return dq + _dot(ds.astype(k.dtype), k)
 
   dq = jax.lax.fori_loop(0, counts_ref[row], step, jnp.zeros((bs, q.shape[-1]), jnp.float32))
@@ -277,19 +330,22 @@ def _dq_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, 
 
 
 def _dkv_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
-                dout_ref, lse_ref, delta_ref, dk_ref, dv_ref, *, bs, width, scale, causal):
+                dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms):
   """One backward work row (a key block and query blocks that see it): dk and dv."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  ids_refs, (dk_ref, dv_ref) = refs[:terms.n_ids], refs[terms.n_ids:]
   row = pl.program_id(0)
   kb = owner_ref[row]
   k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
+  k_ids = _ids(ids_refs, kb, bs)
 
   def step(j, carry):
     dk, dv = carry
     qb = table_ref[row * width + j]
     q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
     lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
-    p, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, d_out, lse, delta, causal, scale)
+    p, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, _ids(ids_refs, qb, bs), k_ids, d_out,
+                               lse, delta, terms, scale)
     dv = dv + _dot(p.astype(d_out.dtype), d_out, trans_a=True)
     dk = dk + _dot(ds.astype(q.dtype), q, trans_a=True)
     return dk, dv
@@ -298,4 +354,3 @@ def _dkv_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
   dk, dv = jax.lax.fori_loop(0, counts_ref[row], step, (zeros, zeros))
   dk_ref[...] = dk * scale
   dv_ref[...] = dv
-

@@ -71,15 +71,20 @@ def lsh_attention_weights(q, valid, rotations, cfg, buckets=None):
   return dense[:length, :length]
 
 
-def _lsh_rounds(q, v, valid, rotations, cfg, buckets=None):
-  """All rounds; returns a dict of the combined output and per-round internals."""
+def sort_rounds(q, valid, rotations, cfg, buckets=None):
+  """Pads to whole chunks, hashes (or replays `buckets`) and sorts every round.
+
+  Args: as `lsh_attention` (q (L, d), valid (L,) bool).
+  Returns a dict: valid (Lp,) bool padded with False, Lp = L rounded up to chunk_len;
+    buckets (R, Lp) int32 (padding: n_buckets); order (R, Lp) sorted slot -> position;
+    sorted_slot (R, Lp) position -> sorted slot; chunk_of (R, Lp) position -> its chunk.
+  """
   c = cfg.chunk_len
   length = q.shape[0]
-  n_chunks = -(-length // c)
-  pad = n_chunks * c - length
-  pad_rows = lambda t: jnp.pad(t, ((0, pad),) + ((0, 0),) * (t.ndim - 1))
-  q, v, valid = pad_rows(q), pad_rows(v), pad_rows(valid.astype(jnp.bool_))
-  padded = n_chunks * c
+  padded = -(-length // c) * c
+  pad = padded - length
+  q = jnp.pad(q, ((0, pad), (0, 0)))
+  valid = jnp.pad(valid.astype(jnp.bool_), (0, pad))
   if buckets is None:
     buckets = hash_buckets(q, valid, rotations, cfg)
   else:
@@ -90,7 +95,55 @@ def _lsh_rounds(q, v, valid, rotations, cfg, buckets=None):
   order = jnp.argsort(buckets, axis=-1, stable=True)   # (R, Lp): sorted slot -> position
   ticker = jnp.arange(padded)
   sorted_slot = jax.vmap(lambda o: jnp.zeros_like(o).at[o].set(ticker))(order)
-  chunk_of = sorted_slot // c                           # (R, Lp): position -> its chunk
+  return dict(valid=valid, buckets=buckets, order=order, sorted_slot=sorted_slot,
+              chunk_of=sorted_slot // c)
+
+
+@jax.custom_vjp
+def permute_rows(t, index, inverse):
+  """t (..., L, d) with rows reordered along axis -2: out[..., i, :] = t[..., index[..., i], :].
+
+  index (..., L) is a permutation and inverse its inverse; the gradient is the gather by
+  `inverse` (a permutation's transpose), not the scatter-add XLA would emit.
+  """
+  return jnp.take_along_axis(t, index[..., None], axis=-2)
+
+
+def _permute_rows_fwd(t, index, inverse):
+  return permute_rows(t, index, inverse), (index, inverse)
+
+
+def _permute_rows_bwd(residuals, g):
+  index, inverse = residuals
+  return permute_rows(g, inverse, index), None, None
+
+
+permute_rows.defvjp(_permute_rows_fwd, _permute_rows_bwd)
+
+
+def combine_rounds(out_s, lse_s, order, sorted_slot):
+  """Rounds' outputs in sorted order -> the combined output in original order.
+
+  out_s (..., R, Lp, d_v), lse_s (..., R, Lp) (float32); order and sorted_slot (..., R, Lp)
+  as from `sort_rounds`. Each round's output is weighted by softmax over rounds of its
+  log-sum-exp. Returns (out (..., Lp, d_v), round_weights (..., R, Lp)).
+  """
+  # Position p of round r sits at sorted slot sorted_slot[r, p].
+  out_r = permute_rows(out_s, sorted_slot, order)
+  lse_r = permute_rows(lse_s[..., None], sorted_slot, order)[..., 0]
+  round_weights = jax.nn.softmax(lse_r, axis=-2)       # (..., R, Lp)
+  return jnp.sum(round_weights[..., None] * out_r, axis=-3), round_weights
+
+
+def _lsh_rounds(q, v, valid, rotations, cfg, buckets=None):
+  """All rounds; returns a dict of the combined output and per-round internals."""
+  c = cfg.chunk_len
+  length = q.shape[0]
+  n_chunks = -(-length // c)
+  padded = n_chunks * c
+  s = sort_rounds(q, valid, rotations, cfg, buckets)
+  q, v = (jnp.pad(t, ((0, padded - length), (0, 0))) for t in (q, v))
+  valid, buckets, order, chunk_of = s['valid'], s['buckets'], s['order'], s['chunk_of']
   per_block = cfg.resolve_block(n_chunks)
   if per_block is None:
     one_round = functools.partial(_one_round, q, shared_qk_keys(q), v, valid, chunk_of, cfg)
@@ -98,12 +151,9 @@ def _lsh_rounds(q, v, valid, rotations, cfg, buckets=None):
   else:  # Internals are not kept: lsh_attention_weights uses the path above.
     out_s, lse_s = blocked_rounds(q, v, valid, order, chunk_of, cfg, per_block)
     probs = q_pos = k_pos = None
-  # Back to original order: position p of round r sits at sorted slot sorted_slot[r, p].
-  out_r = jnp.take_along_axis(out_s.reshape(cfg.n_hashes, padded, -1),
-                              sorted_slot[..., None], axis=1)
-  lse_r = jnp.take_along_axis(lse_s.reshape(cfg.n_hashes, padded), sorted_slot, axis=1)
-  round_weights = jax.nn.softmax(lse_r, axis=0)       # (R, Lp)
-  out = jnp.sum(round_weights[..., None] * out_r, axis=0)
+  out, round_weights = combine_rounds(out_s.reshape(cfg.n_hashes, padded, -1),
+                                      lse_s.reshape(cfg.n_hashes, padded), order,
+                                      s['sorted_slot'])
   return dict(out=out, buckets=buckets, probs=probs, q_pos=q_pos, k_pos=k_pos,
               round_weights=round_weights)
 
@@ -134,4 +184,5 @@ def _look_around(t, cfg):
   return t.reshape((t.shape[0], t.shape[1] * t.shape[2]) + t.shape[3:])
 
 
-__all__ = ['lsh_attention', 'lsh_attention_weights']
+__all__ = ['combine_rounds', 'lsh_attention', 'lsh_attention_weights', 'permute_rows',
+           'sort_rounds']

@@ -6,7 +6,8 @@
   >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(step))
 
 The per-head math is in chunked.py (train/eval) and decode.py (predict); the hash in
-hashing.py. Choices made here:
+hashing.py; fused.py runs train/eval rounds on the fused GPU kernel (`implementation=`).
+Choices made here:
 
 Rotations (the random hash). Train mode draws fresh rotations from the layer rng every
 call (the shared path hands each (batch, head) pair its own key, so rotations differ per
@@ -39,11 +40,15 @@ decode.py for what it equals.
 import jax
 import jax.numpy as jnp
 
-from plait.layers.attention.base import Attention, AttentionKind
-from plait.layers.attention.lsh.chunked import lsh_attention
+from plait.layers.attention import sparse_kernel
+from plait.layers.attention.base import Attention, AttentionKind, vmap_pairs
+from plait.layers.attention.lsh.chunked import lsh_attention, sort_rounds
+from plait.layers.attention.lsh.fused import fused_rounds, kernel_block
 from plait.layers.attention.lsh.config import LSHConfig
 from plait.layers.attention.lsh.decode import cached_lsh_attention, init_cache
 from plait.layers.attention.lsh.hashing import check_n_buckets, random_rotations
+
+IMPLEMENTATIONS = (None, 'auto', 'xla', 'pallas', 'interpret')
 
 
 class LSHKind(AttentionKind):
@@ -61,14 +66,25 @@ class LSHKind(AttentionKind):
       rounding). 'auto' (default): when all rounds' attention would hold more than
       config.AUTO_BLOCK_LOGITS logits, compute it in blocks of query chunks holding
       at most that many, one at a time (recomputed in the backward pass); an int: blocks
-      of that many query chunks per round; None: all rounds at once.
+      of that many query chunks per round; None: all rounds at once. (XLA path only.)
+    implementation: train/eval mode. None/'auto' runs the rounds on the fused Pallas
+      kernel (fused.py) on GPU for bf16/fp16 inputs when chunk_len is a multiple of 16
+      and d_head in (16, 32, 64, 128), XLA otherwise; 'xla' forces XLA (portable, the
+      oracle); 'pallas' forces the kernel and raises when it can't run; 'interpret' runs
+      the kernel through the Pallas interpreter (any backend, slow: tests). Predict
+      mode always uses XLA (decode.py).
   """
 
   shared_qk = True
 
   def __init__(self, n_hashes=1, n_buckets=64, chunk_len=64, n_chunks_before=1,
-               n_chunks_after=0, causal=False, hash_seed=0, chunks_per_block='auto'):
+               n_chunks_after=0, causal=False, hash_seed=0, chunks_per_block='auto',
+               implementation=None):
     where = 'LSHKind'
+    if implementation not in IMPLEMENTATIONS:
+      raise ValueError(f'{where}: implementation must be one of {IMPLEMENTATIONS}, got '
+                       f'{implementation!r}.')
+    self.implementation = implementation
     if not (chunks_per_block is None or chunks_per_block == 'auto' or (
         isinstance(chunks_per_block, int) and not isinstance(chunks_per_block, bool)
         and chunks_per_block >= 1)):
@@ -108,30 +124,76 @@ class LSHKind(AttentionKind):
       rng = jax.random.key(self.hash_seed)
     return random_rotations(rng, d_head, self.config.n_hashes, self.config.factors)
 
-  def attend(self, q, k, v, mask, state, rng, mode):
+  def attend_batched(self, q, k, v, mask, state, rng, mode):
+    """(B, H, L, d_head) q and v (k unused: shared QK), mask (B, L) or None, rng (B, H)."""
     del k  # Shared QK: the keys are the (normalized) queries.
-    rotations = self.rotations(rng, mode, q.shape[-1])
+    d_head, cfg = q.shape[-1], self.config
     if mode == 'predict':
-      return cached_lsh_attention(q, v, mask, state, rotations, self.config)
-    valid = jnp.ones(q.shape[:1], jnp.bool_) if mask is None else mask
-    out, buckets = lsh_attention(q, v, valid, rotations, self.config)
-    return out, buckets
+      def decode(q1, _, v1, mask1, cache1, rng1, __):
+        return cached_lsh_attention(q1, v1, mask1, cache1, self.rotations(rng1, mode, d_head),
+                                    cfg)
+      return vmap_pairs(decode, q, None, v, mask, state, per_pair=rng)
+    impl = self.pick_implementation(q)
+    if impl == 'xla':
+      def one(q1, _, v1, mask1, state1, rng1, __):
+        del state1  # Never read (see the module docstring).
+        return lsh_attention(q1, v1, _valid(q1, mask1), self.rotations(rng1, mode, d_head), cfg)
+      return vmap_pairs(one, q, None, v, mask, state, per_pair=rng)
+    def sort(q1, _, v1, mask1, state1, rng1, __):
+      del v1, state1
+      return sort_rounds(q1, _valid(q1, mask1), self.rotations(rng1, mode, d_head), cfg)
+    rounds = vmap_pairs(sort, q, None, v, mask, state, per_pair=rng)
+    out = fused_rounds(q, v, rounds, cfg, interpret=impl == 'interpret')
+    return out, rounds['buckets'][..., :q.shape[-2]]
+
+  def pick_implementation(self, q):
+    """'xla', 'pallas' or 'interpret' for these (B, H, L, d_head) queries (see the class)."""
+    c, d_head = self.config.chunk_len, q.shape[-1]
+    block = kernel_block(c)
+    if self.implementation == 'xla':
+      return 'xla'
+    if self.implementation == 'interpret':
+      if block is None:
+        raise ValueError(f"{self.name}: implementation='interpret' runs the kernel, which needs "
+                         f'chunk_len a multiple of 16; got chunk_len={c}.')
+      return 'interpret'
+    on_gpu = jax.default_backend() == 'gpu'
+    ok = block is not None and sparse_kernel.supported(block, d_head, q.dtype)
+    if self.implementation == 'pallas':
+      if not on_gpu:
+        raise ValueError(f"{self.name}: implementation='pallas' needs a GPU, but JAX's backend "
+                         f"is {jax.default_backend()!r}; use implementation=None (auto), "
+                         "'xla', or 'interpret' (tests).")
+      if not ok:
+        raise ValueError(f"{self.name}: implementation='pallas' takes chunk_len a multiple of "
+                         f'16, d_head in (16, 32, 64, 128) and float inputs; got chunk_len={c}, '
+                         f"d_head={d_head}, dtype={q.dtype}. Use implementation=None (auto) "
+                         "or 'xla'.")
+      return 'pallas'
+    half = q.dtype in (jnp.bfloat16, jnp.float16)
+    return 'pallas' if on_gpu and half and ok else 'xla'
+
+
+def _valid(q, mask):
+  return jnp.ones(q.shape[:1], jnp.bool_) if mask is None else mask
 
 
 def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,  # pylint: disable=invalid-name
                      n_chunks_before=1, n_chunks_after=0, causal=False, max_len=2048,
                      d_head=None, dropout=0.0, use_mask=False, head_chunk_size=None,
-                     hash_seed=0, mode='train', chunks_per_block='auto'):
+                     hash_seed=0, mode='train', chunks_per_block='auto', implementation=None):
   """Reformer LSH self-attention layer: (B, L, d_model) -> (B, L, d_model).
 
   See `LSHKind` for the hashing arguments and `Attention` for the rest
-  (max_len: predict-mode cache length; chunks_per_block: the memory knob, see
-  `LSHKind`). Weights have no key projection (shared QK).
+  (max_len: predict-mode cache length; chunks_per_block: the memory knob and
+  implementation: XLA or the fused GPU kernel, see `LSHKind`). Weights have no key
+  projection (shared QK).
   State: buckets (B, H, n_hashes, L) in train/eval, the decoding cache in predict.
   """
   kind = LSHKind(n_hashes=n_hashes, n_buckets=n_buckets, chunk_len=chunk_len,
                       n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after,
-                      causal=causal, hash_seed=hash_seed, chunks_per_block=chunks_per_block)
+                      causal=causal, hash_seed=hash_seed, chunks_per_block=chunks_per_block,
+                      implementation=implementation)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
                    mode=mode, name='LSHSelfAttention')

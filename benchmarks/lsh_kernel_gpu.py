@@ -1,0 +1,73 @@
+"""Correctness on the GPU: LSH on the fused kernel equals the XLA LSH path, values and grads.
+
+  python benchmarks/lsh_kernel_gpu.py   # prints relative errors; exits 1 if too large
+
+Both paths get the same inputs (so the same hash and sort; buckets are checked equal):
+float32 (the kernel's float32 dots may use TF32) and bf16 (each path in bf16, errors
+against the float32 XLA run of the bf16 inputs' float32 copy). 2 hashes, chunk 256, one
+chunk back, 8 heads x 64; padded and odd lengths, causal and bidirectional. Padding
+queries' outputs are unspecified, so they are left out of the output and the loss.
+"""
+import argparse
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from plait.layers.attention.lsh import LSHKind
+
+TOLERANCE = {'float32': 1e-2, 'bfloat16': 3e-2}
+
+
+def rel(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def value_and_grads(kind, q, v, mask):
+  w = jax.random.normal(jax.random.key(9), q.shape, jnp.float32)
+  if mask is not None:
+    w = w * mask[:, None, :, None]
+  def run(q, v):
+    (out, buckets), pull = jax.vjp(
+        lambda q, v: kind.attend_batched(q, None, v, mask, None, None, 'eval'), q, v)
+    grads = pull((w.astype(out.dtype), np.zeros(buckets.shape, jax.dtypes.float0)))
+    return (out * (1 if mask is None else mask[:, None, :, None]),) + grads, buckets
+  return jax.jit(run)(q, v)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser()
+  p.add_argument('--cases', type=int, nargs='+', default=[4096, 0, 3037, 1],
+                 help='(length, padded) pairs, flattened')
+  args = p.parse_args(argv)
+  cases = [(n, bool(m)) for n, m in zip(args.cases[::2], args.cases[1::2])]
+  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
+  bad = 0
+  for causal in (False, True):
+    for length, masked in cases:
+      keys = jax.random.split(jax.random.key(length), 2)
+      q, v = (jax.random.normal(key, (2, 8, length, 64), jnp.float32) for key in keys)
+      mask = (jnp.arange(length)[None, :] < jnp.array([[length], [length * 3 // 4]])
+              if masked else None)
+      make = lambda impl: LSHKind(n_hashes=2, n_buckets=16, chunk_len=256, causal=causal,
+                                  implementation=impl)
+      for dtype in (jnp.float32, jnp.bfloat16):
+        q_d, v_d = q.astype(dtype), v.astype(dtype)
+        ref, ref_buckets = value_and_grads(make('xla'), q_d.astype(jnp.float32),
+                                           v_d.astype(jnp.float32), mask)
+        got, buckets = value_and_grads(make('pallas'), q_d, v_d, mask)
+        same = bool(jnp.all(buckets == ref_buckets))
+        errors = [rel(a.astype(jnp.float32), b) for a, b in zip(got, ref)]
+        ok = same and max(errors) < TOLERANCE[jnp.dtype(dtype).name]
+        bad += not ok
+        print(f'causal={causal} length={length} masked={masked} {jnp.dtype(dtype).name}: '
+              f'buckets {"equal" if same else "DIFFER"}, rel err out/dq/dv = '
+              f'{", ".join(f"{e:.2e}" for e in errors)} {"ok" if ok else "TOO LARGE"}',
+              flush=True)
+  return 1 if bad else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,148 @@
+"""LSH rounds on the fused kernel (Pallas interpreter on CPU) equal the XLA LSH path.
+
+Values and gradients (q, which also makes the shared keys, and v) on random inputs:
+causal and bidirectional, 1 and 2 hash rounds, padding masks, odd lengths, chunks cut
+into several kernel blocks, train-mode rotations per pair; and one bucket against the
+dense shared-QK oracle, where the 2-round duplicate count must cancel exactly.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from plait.layers.attention.lsh import LSHKind
+from plait.layers.attention.lsh.fused import banded_plan
+from plait.layers.attention.base import per_pair_keys
+from tests.conftest import random_array
+from tests.layers.attention.lsh_oracle import shared_qk_oracle
+
+B, H, D = 2, 2, 16
+
+
+def run(kind, q, v, mask, mode='eval'):
+  rng = per_pair_keys(jax.random.key(7), B, H) if mode == 'train' else None
+  return kind.attend_batched(q, None, v, mask, None, rng, mode)
+
+
+def value_and_grads(kind, q, v, mask, mode='eval', seed=0):
+  """Output and gradients of <out, w> for a random w that is 0 on padding queries (their
+  outputs are unspecified: the kernel gives 0 where the XLA path averages masked values)."""
+  w = random_array(q.shape, seed + 100)
+  if mask is not None:
+    w = w * np.asarray(mask)[:, None, :, None]
+  def go(q, v):
+    (out, buckets), pull = jax.vjp(lambda q, v: run(kind, q, v, mask, mode), q, v)
+    return out, buckets, pull((jnp.asarray(w, out.dtype), np.zeros(buckets.shape,
+                                                                   jax.dtypes.float0)))
+  return jax.jit(go)(q, v)
+
+
+def inputs(length, seed, masked):
+  q, v = (jnp.asarray(random_array((B, H, length, D), seed + i)) for i in range(2))
+  mask = None
+  if masked:
+    mask = np.random.default_rng(seed).random((B, length)) < 0.75
+    mask[1, length // 2:] = False   # a long padded tail in batch element 1
+    mask = jnp.asarray(mask)
+  return q, v, mask
+
+
+# name: (causal, n_hashes, chunk_len, before, after, length, masked, mode). Each case
+# compiles both paths (~10 s on a loaded CPU): two cover the kernel's terms by default (2
+# rounds, padding, odd lengths; causal with 3 kernel blocks per chunk, bidirectional looking
+# ahead); 1 round is also checked against the dense oracle below. Train mode only changes
+# the rotations (per pair, from the rng).
+CASES = {
+    'causal_2hash_padded_odd_3_blocks_per_chunk': (True, 2, 48, 1, 0, 110, True, 'eval'),
+    'bidirectional_2hash_padded_odd': (False, 2, 16, 1, 1, 75, True, 'eval'),
+    'causal_2hash_padded_odd_train': (True, 2, 16, 1, 0, 75, True, 'train'),
+    'causal_1hash': (True, 1, 16, 1, 0, 64, False, 'eval'),
+    'bidirectional_1hash_odd': (False, 1, 16, 1, 0, 41, False, 'eval'),
+}
+SLOW = ('causal_2hash_padded_odd_train', 'causal_1hash', 'bidirectional_1hash_odd')
+
+
+@pytest.mark.parametrize('case', [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c
+                                  for c in CASES])
+def test_kernel_equals_xla_lsh_values_and_gradients(case):
+  causal, n_hashes, chunk_len, before, after, length, masked, mode = CASES[case]
+  q, v, mask = inputs(length, seed=len(case), masked=masked)
+  make = lambda impl: LSHKind(n_hashes=n_hashes, n_buckets=4, chunk_len=chunk_len,
+                              n_chunks_before=before, n_chunks_after=after, causal=causal,
+                              implementation=impl)
+  out, buckets, (dq, dv) = value_and_grads(make('interpret'), q, v, mask, mode)
+  want_out, want_buckets, (want_dq, want_dv) = value_and_grads(make('xla'), q, v, mask, mode)
+  np.testing.assert_array_equal(buckets, want_buckets)   # the same hash and sort
+  assert len(np.unique(want_buckets)) > 2                 # several buckets: chunks mix
+  rows = np.ones((B, length), bool) if mask is None else np.asarray(mask)
+  np.testing.assert_allclose(np.asarray(out)[rows[:, None].repeat(H, 1)],
+                             np.asarray(want_out)[rows[:, None].repeat(H, 1)],
+                             atol=2e-5, rtol=2e-5)
+  for got, want in ((dq, want_dq), (dv, want_dv)):
+    np.testing.assert_allclose(got, want, atol=5e-5, rtol=5e-5)
+
+
+@pytest.mark.parametrize('causal,n_hashes', [(True, 2), (False, 1)])
+def test_one_bucket_through_the_kernel_equals_dense_shared_qk(causal, n_hashes):
+  """One bucket, one chunk: every round is the same dense attention (with 2 rounds every
+  logit gets -log 2 and the LSE combination must give back dense attention)."""
+  q, v, _ = inputs(32, seed=3, masked=False)
+  kind = LSHKind(n_hashes=n_hashes, n_buckets=1, chunk_len=32, causal=causal,
+                 implementation='interpret')
+  out, _ = jax.jit(lambda q, v: run(kind, q, v, None))(q, v)
+  for b in range(B):
+    for h in range(H):
+      want, _ = shared_qk_oracle(q[b, h], v[b, h], causal=causal)
+      np.testing.assert_allclose(out[b, h], want, atol=2e-5, rtol=2e-5)
+
+
+def test_banded_plan_lists_window_blocks():
+  plan = banded_plan(3, 2, 1, 0)          # 3 chunks of 2 blocks, one chunk back
+  np.testing.assert_array_equal(plan.fwd.counts, [2, 2, 4, 4, 4, 4])
+  np.testing.assert_array_equal(plan.fwd.table.reshape(6, 4)[3], [0, 1, 2, 3])
+  np.testing.assert_array_equal(plan.bwd.counts, [4, 4, 4, 4, 2, 2])
+  assert len(plan.fwd.extra) == 0 and len(plan.bwd.extra) == 0   # never split
+
+
+@pytest.mark.skipif(jax.default_backend() == 'gpu', reason='checks the CPU choices')
+def test_selection_off_gpu_and_errors():
+  q = jnp.ones((1, 2, 64, 16), jnp.bfloat16)
+  assert LSHKind(chunk_len=64).pick_implementation(q) == 'xla'
+  assert LSHKind(chunk_len=64, implementation='interpret').pick_implementation(q) == 'interpret'
+  with pytest.raises(ValueError, match="implementation='pallas' needs a GPU.*'cpu'"):
+    LSHKind(implementation='pallas').pick_implementation(q)
+  with pytest.raises(ValueError, match="implementation='interpret'.*chunk_len=12"):
+    LSHKind(chunk_len=12, implementation='interpret').pick_implementation(q)
+  with pytest.raises(ValueError, match="LSHKind: implementation must be one of.*'cudnn'"):
+    LSHKind(implementation='cudnn')
+
+
+def test_selection_on_gpu(monkeypatch):
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  bf16 = jnp.ones((1, 2, 256, 64), jnp.bfloat16)
+  assert LSHKind(chunk_len=256).pick_implementation(bf16) == 'pallas'
+  assert LSHKind(chunk_len=256).pick_implementation(bf16.astype(jnp.float32)) == 'xla'
+  assert LSHKind(chunk_len=24).pick_implementation(bf16) == 'xla'   # no 16-multiple
+  assert LSHKind(chunk_len=256, implementation='xla').pick_implementation(bf16) == 'xla'
+  with pytest.raises(ValueError, match='chunk_len=24, d_head=64'):
+    LSHKind(chunk_len=24, implementation='pallas').pick_implementation(bf16)
+
+
+def test_lsh_kernels_lower_to_triton_without_a_gpu(monkeypatch):
+  """Lower the 2-round causal path's fwd+bwd for CUDA (the chunk-id loads, the count and
+  the self penalty must lower to Triton, which the interpreter does not check)."""
+  import types  # pylint: disable=import-outside-toplevel
+  reg = pytest.importorskip('jax._src.pallas.triton.pallas_call_registration')
+  monkeypatch.setattr(reg.gpu_info_lib, 'get_gpu_info',
+                      lambda: types.SimpleNamespace(compute_capability='90'))
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  kind = LSHKind(n_hashes=2, n_buckets=8, chunk_len=128, causal=True, implementation='pallas')
+  x = jax.ShapeDtypeStruct((1, 2, 1000, 64), jnp.bfloat16)
+  mask = jax.ShapeDtypeStruct((1, 1000), jnp.bool_)
+  def loss(q, v, mask):
+    return jnp.sum(kind.attend_batched(q, None, v, mask, None, None, 'eval')[0].astype(
+        jnp.float32))
+  text = jax.jit(jax.grad(loss, argnums=(0, 1))).trace(x, x, mask).lower(
+      lowering_platforms=('cuda',)).as_text()
+  for name in ('plait_sparse_fwd_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_dkv_kernel'):
+    assert name in text
