@@ -8,8 +8,9 @@ kernels and no cumulative sum in XLA:
     and writes the sum of everything before each chunk: (n_chunks, da, dc) per pair.
   - output: one program per (pair, chunk), all in parallel:
     out_n = tril(a_n b_n^T) c_n + a_n S_n.
-Matmul operands stay in the inputs' dtype (bf16 on GPU) with float32 accumulation; the
-running sums and the output are float32.
+Matmul operands stay in the inputs' dtype (bf16 on GPU) with float32 accumulation: the
+running sums are accumulated in float32 and stored per chunk in the operands' dtype (the
+product a_n S_n takes them in that dtype); the output is float32.
 
 `reverse=True` computes the anti-causal product sum_{j >= t} (a_t . b_j) c_j (the chunks
 are walked from the end), so the backward pass is three more kernel products and reverses
@@ -108,8 +109,8 @@ def _params(name, interpret):
 
 
 def _call_states(b, c, size, reverse, interpret):
-  """(P, n_chunks, wa, wc) float32: per chunk, the sum of b_j c_j^T over the chunks before
-  it (after it when reverse)."""
+  """(P, n_chunks, wa, wc) in b's dtype: per chunk, the sum of b_j c_j^T over the chunks
+  before it (after it when reverse), accumulated in float32."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   pairs, length, wa = b.shape
   wc = c.shape[-1]
@@ -121,7 +122,7 @@ def _call_states(b, c, size, reverse, interpret):
       in_specs=[pl.BlockSpec((None, length, ta), lambda p, i, j: (p, 0, i)),
                 pl.BlockSpec((None, length, tc), lambda p, i, j: (p, 0, j))],
       out_specs=pl.BlockSpec((None, n_chunks, ta, tc), lambda p, i, j: (p, 0, i, j)),
-      out_shape=jax.ShapeDtypeStruct((pairs, n_chunks, wa, wc), jnp.float32),
+      out_shape=jax.ShapeDtypeStruct((pairs, n_chunks, wa, wc), b.dtype),
       compiler_params=_params('states', interpret), interpret=interpret,
       name='plait_favor_states')(b, c)
 
@@ -132,7 +133,7 @@ def _states_kernel(b_ref, c_ref, s_ref, *, size, n_chunks, reverse):
 
   def step(i, total):
     n = n_chunks - 1 - i if reverse else i
-    s_ref[pl.ds(n, 1), :, :] = total[None]
+    s_ref[pl.ds(n, 1), :, :] = total[None].astype(s_ref.dtype)
     rows = pl.ds(pl.multiple_of(n * size, size), size)
     return total + _dot(b_ref[rows, :], c_ref[rows, :], trans_a=True)
 
@@ -146,7 +147,7 @@ def _call_output(a, b, c, states, size, reverse, interpret):
   pairs, length, wa = a.shape
   wc = c.shape[-1]
   chunk = lambda width: pl.BlockSpec((None, size, width), lambda p, n: (p, n, 0))
-  body = functools.partial(_output_kernel, tile=min(_TILE, wa), reverse=reverse)
+  body = functools.partial(_output_kernel, tile=_TILE, reverse=reverse)
   return pl.pallas_call(
       body, grid=(pairs, length // size),
       in_specs=[chunk(wa), chunk(wa), chunk(wc),
@@ -158,22 +159,27 @@ def _call_output(a, b, c, states, size, reverse, interpret):
 
 
 def _output_kernel(a_ref, b_ref, c_ref, s_ref, out_ref, *, tile, reverse):
-  """One chunk: the masked within-chunk product plus the product with the earlier sums."""
+  """One chunk: the masked within-chunk product plus the product with the earlier sums.
+
+  da and dc are walked in static tiles so that only the (size, size) scores and one
+  (size, tile) accumulator are live at a time.
+  """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   size, wa = a_ref.shape
+  wc = c_ref.shape[-1]
+  ta, tc = min(tile, wa), min(tile, wc)
   scores = jnp.zeros((size, size), jnp.float32)
-  carried = jnp.zeros(out_ref.shape, jnp.float32)
-  for start in range(0, wa, tile):  # da in tiles: bounds the registers held at once.
-    cols = pl.ds(start, tile)
-    a = a_ref[:, cols]
-    scores += _dot(a, b_ref[:, cols], trans_b=True)
-    carried += _dot(a, s_ref[cols, :].astype(a.dtype))
+  for i in range(0, wa, ta):
+    scores += _dot(a_ref[:, pl.ds(i, ta)], b_ref[:, pl.ds(i, ta)], trans_b=True)
   row = jax.lax.broadcasted_iota(jnp.int32, (size, size), 0)
   col = jax.lax.broadcasted_iota(jnp.int32, (size, size), 1)
   seen = row <= col if reverse else row >= col
-  c = c_ref[...]
-  scores = jnp.where(seen, scores, 0.0).astype(c.dtype)
-  out_ref[...] = carried + _dot(scores, c)
+  scores = jnp.where(seen, scores, 0.0).astype(c_ref.dtype)
+  for j in range(0, wc, tc):
+    acc = _dot(scores, c_ref[:, pl.ds(j, tc)])
+    for i in range(0, wa, ta):
+      acc += _dot(a_ref[:, pl.ds(i, ta)], s_ref[pl.ds(i, ta), pl.ds(j, tc)])
+    out_ref[:, pl.ds(j, tc)] = acc
 
 
 def _dot(a, b, trans_a=False, trans_b=False):

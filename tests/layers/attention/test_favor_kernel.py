@@ -30,9 +30,11 @@ def value_and_grads(fn, a, b, c, seed=0):
 
 
 def assert_close(got, want, tol=2e-5):
+  """Elementwise within tol, relative to each array's largest magnitude (sums cancel)."""
   for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
-    np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32),
-                               atol=tol, rtol=tol)
+    y = np.asarray(y, np.float32)
+    np.testing.assert_allclose(np.asarray(x, np.float32), y, rtol=tol,
+                               atol=tol * max(1.0, float(np.max(np.abs(y)))))
 
 
 def features(shape, seed):
@@ -40,7 +42,7 @@ def features(shape, seed):
   return np.abs(random_array(shape, seed))
 
 
-@pytest.mark.parametrize('length,da,dc,chunk', [(37, 20, 5, 16), (64, 16, 17, 32),
+@pytest.mark.parametrize('length,da,dc,chunk', [(37, 20, 5, 16), (64, 130, 65, 32),
                                                 (5, 3, 2, 128)])
 def test_kernel_equals_xla_path_and_exact_product(length, da, dc, chunk):
   a, b = features((length, da), 1), features((length, da), 2)
@@ -49,6 +51,17 @@ def test_kernel_equals_xla_path_and_exact_product(length, da, dc, chunk):
   assert kernel[0].dtype == jnp.float32 and kernel[0].shape == (length, dc)
   assert_close(kernel, value_and_grads(lambda *x: causal_product(*x, chunk), a, b, c))
   assert_close(kernel, value_and_grads(exact_product, a, b, c))
+
+
+def test_bfloat16_operands_keep_float32_sums():
+  a, b = features((100, 24), 7), features((100, 24), 8)
+  c = random_array((100, 9), 9)
+  fn = lambda *x: causal_product_kernel(*(t.astype(jnp.bfloat16) for t in x), 32,
+                                        interpret=True)
+  out = jax.jit(fn)(a, b, c)
+  assert out.dtype == jnp.float32
+  want = exact_product(a, b, c)
+  np.testing.assert_allclose(out, want, atol=2e-2 * float(jnp.max(jnp.abs(want))))
 
 
 def test_kernel_takes_leading_dims_and_vmap():
