@@ -86,3 +86,12 @@ def test_lra_script_trains_scores_times_and_tabulates_on_cpu(tmp_path):
   assert [r['model'] for r in results['speed'] if 'error' not in r] == ['transformer', 'performer']
   assert '| performer | ' in out and '(18.01)' in out and '| 1.00 |' in out
   assert (tmp_path / 'lra.md').is_file()
+
+
+@pytest.mark.slow
+def test_favor_causal_gpu_script_runs_through_the_interpreter_on_cpu():
+  out = run(str(BENCH / 'favor_causal_gpu.py'), '--interpret', '--skip_checks', '--lengths',
+            '128', '--budget_s', '0')
+  for kind in ('favor_pallas', 'favor_xla', 'product-core-pallas', 'states-fwd'):
+    assert f'| causal | 128 | {kind} | ' in out
+  assert '| causal | 128 | favor_pallas | Error' not in out, out
