@@ -82,9 +82,10 @@ def head_chunk(length):
   return None if length <= 65536 else 2
 
 
-def favor(chunk_size):
+def favor(chunk_size, implementation=None):
   return lambda causal, L: (tl.CausalFavorAttention(D_MODEL, N_HEADS, nb_features=256, mode='eval',
-                                           chunk_size=chunk_size, head_chunk_size=head_chunk(L))
+                                           chunk_size=chunk_size, head_chunk_size=head_chunk(L),
+                                           implementation=implementation)
                             if causal else
                             tl.FavorAttention(D_MODEL, N_HEADS, nb_features=256, mode='eval',
                                      head_chunk_size=head_chunk(L)))
@@ -97,7 +98,8 @@ MAKERS = {
         D_MODEL, N_HEADS, implementation='xla', mode='eval'),
     'lsh': lsh('xla'),
     'lsh_pallas': lsh('pallas'),
-    'favor': favor(128),
+    'favor': favor(128),  # Causal: the Pallas kernels on GPU (favor_kernel.py).
+    'favor_xla': favor(128, 'xla'),
     'favor_c512': favor(512),
     'favor_c2048': favor(2048),
     'block_sparse': lambda causal, L: block_sparse_layer(causal, L, 'xla'),

@@ -108,3 +108,12 @@ def test_lra_script_trains_in_processes_and_merges_earlier_rows(tmp_path):
   assert (out_dir / 'jobs' / 'listops_performer.log').is_file()
   assert '| bigbird | 39.50 [1] (36.05)' in out and '30 of the schedule\'s 50 steps' in out, out
   assert earlier.read_text() == before
+
+
+@pytest.mark.slow
+def test_favor_causal_gpu_script_runs_through_the_interpreter_on_cpu():
+  out = run(str(BENCH / 'favor_causal_gpu.py'), '--interpret', '--skip_checks', '--lengths',
+            '128', '--budget_s', '0')
+  for kind in ('favor_pallas', 'favor_xla', 'product-core-pallas', 'states-fwd'):
+    assert f'| causal | 128 | {kind} | ' in out
+  assert '| causal | 128 | favor_pallas | Error' not in out, out

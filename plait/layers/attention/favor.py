@@ -23,20 +23,28 @@ Predict mode (causal only) keeps S = sum_j phi(k_j) v_j^T (m, d_head), z = sum_j
 (m,), the log-scale c they are stored at, and the position: each new token costs
 O(m * d_head), and a prompt then one token per call equals the full causal output.
 
+Causal train/eval on GPU (bf16/fp16) runs the prefix-sum product as Pallas kernels
+(`favor_kernel.py`: bf16 matmul operands, float32 running sums; `implementation=`, see
+FavorKind); the XLA path of `favor_causal.py` stays the portable path and the oracle.
+
   >>> layer = CausalFavorAttention(d_model=512, n_heads=8, nb_features=256)   # a plait Layer
   >>> weights, state = layer.init(ShapeDtype((2, 1024, 512)))
   >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(step))
 """
 import functools
 
+import jax
 import jax.numpy as jnp
 
+from plait.layers.attention import favor_kernel
 from plait.layers.attention.base import Attention, AttentionKind, large_negative, vmap_pairs
 from plait.layers.attention.favor_causal import causal_product, chunked_product
 from plait.layers.attention.favor_features import (
     KERNELS, fixed_orthogonal_features, key_features,
     key_features_from_logits, key_logits, max_key_logit, orthogonal_random_features,
     query_features)
+
+IMPLEMENTATIONS = (None, 'auto', 'xla', 'pallas', 'interpret')
 
 
 class FavorKind(AttentionKind):
@@ -50,12 +58,27 @@ class FavorKind(AttentionKind):
     redraw: in train mode draw new features from the rng on every call (see module doc).
     numerical_stabilizer: eps added to query features (and ReLU key features).
     feature_seed: seed of the fixed features used without redraw and in eval/predict.
-    chunk_size: rows per step of the causal prefix-sum scan.
+    chunk_size: rows per chunk of the causal prefix sums.
+    implementation: how causal train/eval computes its prefix sums. None/'auto': the
+      Pallas kernels (`favor_kernel.py`) on GPU for bf16/fp16 inputs when chunk_size is a
+      power of two in 16..256, XLA otherwise; 'xla' forces XLA (the portable path and the
+      oracle); 'pallas' forces the kernels and raises when they can't run; 'interpret'
+      runs them through the Pallas interpreter (any backend, slow: for tests). Predict
+      mode always uses XLA running sums; bidirectional FAVOR+ (two matmuls) has no kernel,
+      so 'pallas'/'interpret' need causal=True.
   """
 
   def __init__(self, nb_features=256, kernel='softmax', causal=False, redraw=True,
-               numerical_stabilizer=1e-6, feature_seed=0, chunk_size=128):
+               numerical_stabilizer=1e-6, feature_seed=0, chunk_size=128,
+               implementation=None):
     name = 'CausalFavor' if causal else 'Favor'
+    if implementation not in IMPLEMENTATIONS:
+      raise ValueError(f'{name}: implementation must be one of {IMPLEMENTATIONS}, got '
+                       f'{implementation!r}.')
+    if implementation in ('pallas', 'interpret') and not causal:
+      raise ValueError(f'{name}: implementation={implementation!r} runs the causal prefix-sum '
+                       'kernel; bidirectional FAVOR+ has only the XLA path (use None or '
+                       "'xla'), or build with causal=True.")
     if kernel not in KERNELS:
       raise ValueError(f'{name}: kernel must be one of {KERNELS}, got {kernel!r}.')
     if nb_features < 1 or chunk_size < 1:
@@ -65,7 +88,7 @@ class FavorKind(AttentionKind):
       raise ValueError(f'{name}: numerical_stabilizer must be >= 0, got {numerical_stabilizer}.')
     self.nb_features, self.kernel, self.causal, self.redraw = nb_features, kernel, causal, redraw
     self.numerical_stabilizer, self.feature_seed = numerical_stabilizer, feature_seed
-    self.chunk_size, self.name = chunk_size, name
+    self.chunk_size, self.name, self.implementation = chunk_size, name, implementation
 
   def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
     """Predict mode: (S (m, d_head), z (m,), log_scale (), position ()); else ()."""
@@ -123,11 +146,35 @@ class FavorKind(AttentionKind):
       out, state = self._decode(qf, k, v1, mask, state, projection)
     else:
       kf = key_features(k, projection, self.kernel, eps, mask)
-      if self.causal:
+      impl = self.pick_implementation(out_dtype) if self.causal else 'xla'
+      if impl != 'xla':  # Operands in the model's dtype, float32 sums and output.
+        qf, kf, v1 = (t.astype(out_dtype) for t in (qf, kf, v1))
+        out = favor_kernel.causal_product_kernel(qf, kf, v1, self.chunk_size,
+                                                 interpret=impl == 'interpret')
+      elif self.causal:
         out = causal_product(qf, kf, v1, self.chunk_size)
       else:
         out = qf @ (kf.T @ v1)
     return _normalize(out).astype(out_dtype), state
+
+  def pick_implementation(self, dtype):
+    """'xla', 'pallas' or 'interpret' for causal train/eval on inputs of `dtype`."""
+    if self.implementation in ('xla', 'interpret'):
+      return self.implementation
+    on_gpu = jax.default_backend() == 'gpu'
+    ok = favor_kernel.supported(self.chunk_size, dtype)
+    if self.implementation == 'pallas':
+      if not on_gpu:
+        raise ValueError(f"{self.name}: implementation='pallas' needs a GPU, but JAX's backend "
+                         f"is {jax.default_backend()!r}; use implementation=None (auto), "
+                         "'xla', or 'interpret' (tests).")
+      if not ok:
+        raise ValueError(f"{self.name}: implementation='pallas' takes chunk_size a power of "
+                         f'two in 16..256 and float inputs; got chunk_size={self.chunk_size}, '
+                         f"dtype={jnp.dtype(dtype)}. Use implementation=None (auto) or 'xla'.")
+      return 'pallas'
+    half = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+    return 'pallas' if on_gpu and half and ok else 'xla'
 
   def _decode(self, qf, k, v1, mask, state, projection):
     """Predict mode: extends the running sums by the new positions and attends to them."""
@@ -177,11 +224,14 @@ def FavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw
 def CausalFavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
                          numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
                          mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
-                         chunk_size=128, use_bias=True):
-  """Causal FAVOR+ attention (a decoder's); predict mode keeps running sums, O(1) per token."""
+                         chunk_size=128, use_bias=True, implementation=None):
+  """Causal FAVOR+ attention (a decoder's); predict mode keeps running sums, O(1) per token.
+
+  implementation: None (auto), 'xla', 'pallas' or 'interpret'; see FavorKind.
+  """
   kind = FavorKind(nb_features, kernel, causal=True, redraw=redraw,
                    numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed,
-                   chunk_size=chunk_size)
+                   chunk_size=chunk_size, implementation=implementation)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
                    use_bias=use_bias, mode=mode, name='CausalFavorAttention')

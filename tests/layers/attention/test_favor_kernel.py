@@ -1,0 +1,117 @@
+"""Causal FAVOR+'s Pallas kernels (interpreter on CPU) equal the XLA path and the exact product.
+
+Values and gradients on random inputs, odd lengths and widths, batched and vmapped calls,
+and the layer's `implementation=` selection.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from plait.layers.attention import FavorKind
+from plait.layers.attention.favor_causal import causal_product
+from plait.layers.attention.favor_kernel import causal_product_kernel
+from tests.conftest import random_array
+from tests.layers.attention.test_favor_causal import naive_favor
+
+
+def exact_product(a, b, c):
+  """The quadratic definition: tril(a b^T) c."""
+  return jnp.tril(jnp.einsum('...sa,...ta->...st', a, b)) @ c
+
+
+def value_and_grads(fn, a, b, c, seed=0):
+  """fn's output and the gradients of <fn(a, b, c), w> for a random w, in one jit."""
+  w = jnp.asarray(random_array(jax.eval_shape(fn, a, b, c).shape, seed + 100))
+  def run(a, b, c):
+    out, pull = jax.vjp(fn, a, b, c)
+    return out, pull(w.astype(out.dtype))
+  return jax.jit(run)(a, b, c)
+
+
+def assert_close(got, want, tol=2e-5):
+  """Elementwise within tol, relative to each array's largest magnitude (sums cancel)."""
+  for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    y = np.asarray(y, np.float32)
+    np.testing.assert_allclose(np.asarray(x, np.float32), y, rtol=tol,
+                               atol=tol * max(1.0, float(np.max(np.abs(y)))))
+
+
+def features(shape, seed):
+  """Positive inputs like FAVOR+ features (random_array is never zero)."""
+  return np.abs(random_array(shape, seed))
+
+
+@pytest.mark.parametrize('length,da,dc,chunk', [(37, 20, 5, 16), (64, 130, 65, 32),
+                                                (5, 3, 2, 128)])
+def test_kernel_equals_xla_path_and_exact_product(length, da, dc, chunk):
+  a, b = features((length, da), 1), features((length, da), 2)
+  c = random_array((length, dc), 3)
+  kernel = value_and_grads(lambda *x: causal_product_kernel(*x, chunk, interpret=True), a, b, c)
+  assert kernel[0].dtype == jnp.float32 and kernel[0].shape == (length, dc)
+  assert_close(kernel, value_and_grads(lambda *x: causal_product(*x, chunk), a, b, c))
+  assert_close(kernel, value_and_grads(exact_product, a, b, c))
+
+
+def test_bfloat16_operands_keep_float32_sums():
+  a, b = features((100, 24), 7), features((100, 24), 8)
+  c = random_array((100, 9), 9)
+  fn = lambda *x: causal_product_kernel(*(t.astype(jnp.bfloat16) for t in x), 32,
+                                        interpret=True)
+  out = jax.jit(fn)(a, b, c)
+  assert out.dtype == jnp.float32
+  want = exact_product(a, b, c)
+  np.testing.assert_allclose(out, want, atol=2e-2 * float(jnp.max(jnp.abs(want))))
+
+
+def test_kernel_takes_leading_dims_and_vmap():
+  a, b = features((2, 3, 40, 8), 4), features((2, 3, 40, 8), 5)
+  c = random_array((2, 3, 40, 6), 6)
+  want = value_and_grads(exact_product, a, b, c)
+  batched = lambda *x: causal_product_kernel(*x, 16, interpret=True)
+  assert_close(value_and_grads(batched, a, b, c), want)
+  assert_close(value_and_grads(jax.vmap(jax.vmap(batched)), a, b, c), want)
+
+
+def test_kernel_rejects_bad_chunk_and_shapes():
+  a = np.ones((8, 4), np.float32)
+  with pytest.raises(ValueError, match='causal_product_kernel.*chunk_size 24'):
+    causal_product_kernel(a, a, a, 24, interpret=True)
+  with pytest.raises(ValueError, match='causal_product_kernel.*shapes'):
+    causal_product_kernel(a, a[:5], a, 16, interpret=True)
+
+
+@pytest.mark.parametrize('masked', [False, True])
+def test_layer_kernel_path_equals_xla_path_and_naive_reference(masked):
+  batch, heads, length, d = 2, 2, 19, 8
+  q, k, v = (random_array((batch, heads, length, d), i) * 0.7 for i in range(3))
+  mask = (np.random.default_rng(7).random((batch, length)) < 0.8) if masked else None
+  kinds = {impl: FavorKind(16, causal=True, redraw=False, chunk_size=16, implementation=impl)
+           for impl in ('interpret', 'xla')}
+  def attend(impl):
+    return lambda q, k, v: kinds[impl].attend_batched(q, k, v, mask, (), None, 'eval')[0]
+  projection = kinds['xla'].projection(None, d, 'eval')
+  def naive(q, k, v):
+    one = lambda q1, k1, v1, m1: naive_favor(q1, k1, v1, m1, kinds['xla'], projection)
+    per_head = jax.vmap(one, (0, 0, 0, None))
+    return jax.vmap(per_head, (0, 0, 0, None if mask is None else 0))(q, k, v, mask)
+  got = value_and_grads(attend('interpret'), q, k, v)
+  assert_close(got, value_and_grads(attend('xla'), q, k, v), tol=1e-4)
+  assert_close(got, value_and_grads(naive, q, k, v), tol=1e-4)
+
+
+def test_implementation_selection_and_errors():
+  kind = FavorKind(8, causal=True)
+  assert kind.pick_implementation(jnp.bfloat16) == (
+      'pallas' if jax.default_backend() == 'gpu' else 'xla')
+  assert kind.pick_implementation(jnp.float32) == 'xla'
+  assert FavorKind(8, causal=True, chunk_size=100).pick_implementation(jnp.bfloat16) == 'xla'
+  assert FavorKind(8, causal=True, implementation='interpret').pick_implementation(
+      jnp.float32) == 'interpret'
+  with pytest.raises(ValueError, match='CausalFavor: implementation must be one of'):
+    FavorKind(8, causal=True, implementation='triton')
+  with pytest.raises(ValueError, match="Favor: implementation='pallas' runs the causal"):
+    FavorKind(8, causal=False, implementation='pallas')
+  if jax.default_backend() != 'gpu':
+    with pytest.raises(ValueError, match="CausalFavor: implementation='pallas' needs a GPU"):
+      FavorKind(8, causal=True, implementation='pallas').pick_implementation(jnp.bfloat16)
