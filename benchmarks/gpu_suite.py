@@ -13,6 +13,10 @@ plait/layers, plait/models or plait/supervised done, and record its summary in R
 3. benchmarks/gpu_checks.py: cuDNN flash attention vs XLA vs float32, at real lengths.
 4. benchmarks/block_sparse_kernel_gpu.py: the fused block-sparse kernel vs XLA, values and
    gradients, bf16 and float32, padded and odd lengths, both directions.
+5. benchmarks/lsh_kernel_gpu.py: LSH attention on that kernel vs the XLA LSH path (same hash
+   and sort), values and gradients, bf16 and float32, padded and odd lengths.
+6. benchmarks/favor_causal_gpu.py --lengths 4096: the causal FAVOR+ kernels vs the XLA
+   path and the exact product (values and gradients), then one timing row.
 
 The parts run side by side (--sequential: one at a time, for compile times without
 contention). Writes --out/summary.md (date, GPU, each part's result, per-config compile times
@@ -100,6 +104,9 @@ def main(argv=None):
       ('gpu_paths', pytest + ['-m', 'not slow', '-n', '0', *GPU_PATH_TESTS]),
       ('cudnn_checks', [sys.executable, 'benchmarks/gpu_checks.py']),
       ('block_sparse_kernel_checks', [sys.executable, 'benchmarks/block_sparse_kernel_gpu.py']),
+      ('lsh_kernel_checks', [sys.executable, 'benchmarks/lsh_kernel_gpu.py']),
+      ('favor_kernel_checks', [sys.executable, 'benchmarks/favor_causal_gpu.py', '--lengths',
+                               '4096', '--budget_s', '0.2']),
   ]
   results = _run_parts(parts, out, env, args.deadline_s, args.sequential)
   import jax  # pylint: disable=import-outside-toplevel
