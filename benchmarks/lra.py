@@ -89,6 +89,8 @@ def parse_args(argv):
   p.add_argument('--lengths', type=int, nargs='+', default=list(SPEED_LENGTHS))
   p.add_argument('--reps', type=int, default=10)
   p.add_argument('--speed_only', action='store_true')
+  p.add_argument('--tables_only', action='store_true',
+                 help='train and time nothing: the tables of the --include files')
   p.add_argument('--accuracy_only', action='store_true')
   p.add_argument('--smoke', action='store_true',
                  help='checks the script on a CPU: tiny configs with 1 layer, 2 steps, ListOps '
@@ -419,7 +421,11 @@ def main(argv=None):
     with open(path, 'w') as f:
       json.dump(results, f, indent=1)
 
-  if not args.speed_only:
+  if args.tables_only and not args.include:
+    raise SystemExit('lra.py: --tables_only needs --include')
+  if args.tables_only:
+    tasks = []
+  elif not args.speed_only:
     missing = {t: lra.missing_data(t) for t in tasks}
     runnable = [t for t in tasks if missing[t] is None]
     for t in tasks:
@@ -439,7 +445,7 @@ def main(argv=None):
       results['accuracy'].append(row)
       save()
     tasks = runnable
-  if not args.accuracy_only:
+  if not args.accuracy_only and not args.tables_only:
     for n in args.lengths:
       for m in args.models:
         try:
@@ -449,7 +455,7 @@ def main(argv=None):
         print(json.dumps(row), flush=True)
         results['speed'].append(row)
         save()
-  models = list(args.models)
+  models = [] if args.tables_only else list(args.models)
   for earlier_path in args.include:
     with open(earlier_path) as f:
       earlier = json.load(f)
@@ -462,7 +468,8 @@ def main(argv=None):
     models = [m for m in MODELS if m in models or m in seen]
   if args.include:
     save()
-  lengths = sorted({*args.lengths, *(r['length'] for r in results['speed'])})
+  lengths = sorted({*([] if args.tables_only else args.lengths),
+                    *(r['length'] for r in results['speed'])})
   text = [f'# Long Range Arena, plait on {results["device"]}', '',
           'Accuracy % (test split, best checkpoint by validation accuracy; LRA paper Table 1 in '
           'parentheses). ListOps and Pathfinder are generated here with LRA\'s recipe, not LRA\'s '
