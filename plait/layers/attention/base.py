@@ -46,6 +46,33 @@ from plait.layers.chunked_map import chunked_map
 from plait.layers.core import check_mode, dropout
 
 
+def kernel_implementation(name, requested, dtype, fits, fits_text):
+  """The path a kind with a Pallas kernel takes: 'xla', 'pallas' or 'interpret'.
+
+  `requested` is the kind's `implementation=`: 'xla' and 'interpret' are taken as asked;
+  'pallas' is checked (a GPU, and `fits`: the kernel takes these sizes and dtype; else a
+  ValueError naming `name` and `fits_text`, what the kernel takes and what it got); None
+  (auto) takes the kernel on a GPU for bfloat16/float16 inputs it fits, else 'xla'.
+
+    >>> kernel_implementation('BlockSparse', None, jnp.bfloat16, True, '...')  # on a CPU
+    'xla'
+  """
+  if requested in ('xla', 'interpret'):
+    return requested
+  on_gpu = jax.default_backend() == 'gpu'
+  if requested == 'pallas':
+    if not on_gpu:
+      raise ValueError(f"{name}: implementation='pallas' needs a GPU, but JAX's backend "
+                       f"is {jax.default_backend()!r}; use implementation=None (auto), "
+                       "'xla', or 'interpret' (tests).")
+    if not fits:
+      raise ValueError(f"{name}: implementation='pallas' takes {fits_text}. Use "
+                       "implementation=None (auto) or 'xla'.")
+    return 'pallas'
+  half = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+  return 'pallas' if on_gpu and half and fits else 'xla'
+
+
 def large_negative(dtype):
   """A finite 'minus infinity' for masked logits in `dtype`.
 
@@ -345,5 +372,5 @@ def _project(x, weights):
   return y if weights.bias is None else y + weights.bias.astype(x.dtype)
 
 
-__all__ = ['Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights', 'large_negative',
-           'per_pair_keys', 'vmap_pairs']
+__all__ = ['Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights',
+           'kernel_implementation', 'large_negative', 'per_pair_keys', 'vmap_pairs']

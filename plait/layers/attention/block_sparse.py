@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plait.layers.attention import sparse_kernel
-from plait.layers.attention.base import Attention, AttentionKind
+from plait.layers.attention.base import Attention, AttentionKind, kernel_implementation
 from plait.layers.attention.block_plan import block_plan
 from plait.layers.attention.block_sparse_pattern import (
     block_level_mask, block_pattern, block_sparse_mask, min_blocks, n_blocks_for,
@@ -131,23 +131,11 @@ class BlockSparseKind(AttentionKind):
 
   def pick_implementation(self, q):
     """'xla', 'pallas' or 'interpret' for these (B, H, L, d_head) queries (see the class)."""
-    if self.implementation in ('xla', 'interpret'):
-      return self.implementation
-    on_gpu = jax.default_backend() == 'gpu'
-    ok = sparse_kernel.supported(self.block_size, q.shape[-1], q.dtype)
-    if self.implementation == 'pallas':
-      if not on_gpu:
-        raise ValueError(f"{self.name}: implementation='pallas' needs a GPU, but JAX's backend "
-                         f"is {jax.default_backend()!r}; use implementation=None (auto), "
-                         "'xla', or 'interpret' (tests).")
-      if not ok:
-        raise ValueError(f"{self.name}: implementation='pallas' takes block_size and d_head "
-                         f'in (16, 32, 64, 128) and float inputs; got block_size='
-                         f'{self.block_size}, d_head={q.shape[-1]}, dtype={q.dtype}. Use '
-                         "implementation=None (auto) or 'xla'.")
-      return 'pallas'
-    half = q.dtype in (jnp.bfloat16, jnp.float16)
-    return 'pallas' if on_gpu and half and ok else 'xla'
+    return kernel_implementation(
+        self.name, self.implementation, q.dtype,
+        sparse_kernel.supported(self.block_size, q.shape[-1], q.dtype),
+        f'block_size and d_head in (16, 32, 64, 128) and float inputs; got block_size='
+        f'{self.block_size}, d_head={q.shape[-1]}, dtype={q.dtype}')
 
   def _kernel(self, q, k, v, valid, n_blocks, interpret):
     """The fused kernel over the pattern's blocks; padded keys get position -1."""

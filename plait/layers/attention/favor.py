@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 
 from plait.layers.attention import favor_kernel
-from plait.layers.attention.base import Attention, AttentionKind, large_negative, vmap_pairs
+from plait.layers.attention.base import (Attention, AttentionKind, kernel_implementation,
+                                         large_negative, vmap_pairs)
 from plait.layers.attention.favor_causal import causal_product, chunked_product
 from plait.layers.attention.favor_features import (
     KERNELS, fixed_orthogonal_features, key_features,
@@ -159,22 +160,10 @@ class FavorKind(AttentionKind):
 
   def pick_implementation(self, dtype):
     """'xla', 'pallas' or 'interpret' for causal train/eval on inputs of `dtype`."""
-    if self.implementation in ('xla', 'interpret'):
-      return self.implementation
-    on_gpu = jax.default_backend() == 'gpu'
-    ok = favor_kernel.supported(self.chunk_size, dtype)
-    if self.implementation == 'pallas':
-      if not on_gpu:
-        raise ValueError(f"{self.name}: implementation='pallas' needs a GPU, but JAX's backend "
-                         f"is {jax.default_backend()!r}; use implementation=None (auto), "
-                         "'xla', or 'interpret' (tests).")
-      if not ok:
-        raise ValueError(f"{self.name}: implementation='pallas' takes chunk_size a power of "
-                         f'two in 16..256 and float inputs; got chunk_size={self.chunk_size}, '
-                         f"dtype={jnp.dtype(dtype)}. Use implementation=None (auto) or 'xla'.")
-      return 'pallas'
-    half = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
-    return 'pallas' if on_gpu and half and ok else 'xla'
+    return kernel_implementation(
+        self.name, self.implementation, dtype, favor_kernel.supported(self.chunk_size, dtype),
+        f'chunk_size a power of two in 16..256 and float inputs; got chunk_size='
+        f'{self.chunk_size}, dtype={jnp.dtype(dtype)}')
 
   def _decode(self, qf, k, v1, mask, state, projection):
     """Predict mode: extends the running sums by the new positions and attends to them."""

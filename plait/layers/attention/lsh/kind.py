@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from plait.layers.attention import sparse_kernel
-from plait.layers.attention.base import Attention, AttentionKind, vmap_pairs
+from plait.layers.attention.base import Attention, AttentionKind, kernel_implementation, vmap_pairs
 from plait.layers.attention.lsh.chunked import lsh_attention, sort_rounds
 from plait.layers.attention.lsh.fused import fused_rounds, kernel_block
 from plait.layers.attention.lsh.config import LSHConfig
@@ -157,21 +157,11 @@ class LSHKind(AttentionKind):
         raise ValueError(f"{self.name}: implementation='interpret' runs the kernel, which needs "
                          f'chunk_len a multiple of 16; got chunk_len={c}.')
       return 'interpret'
-    on_gpu = jax.default_backend() == 'gpu'
-    ok = block is not None and sparse_kernel.supported(block, d_head, q.dtype)
-    if self.implementation == 'pallas':
-      if not on_gpu:
-        raise ValueError(f"{self.name}: implementation='pallas' needs a GPU, but JAX's backend "
-                         f"is {jax.default_backend()!r}; use implementation=None (auto), "
-                         "'xla', or 'interpret' (tests).")
-      if not ok:
-        raise ValueError(f"{self.name}: implementation='pallas' takes chunk_len a multiple of "
-                         f'16, d_head in (16, 32, 64, 128) and float inputs; got chunk_len={c}, '
-                         f"d_head={d_head}, dtype={q.dtype}. Use implementation=None (auto) "
-                         "or 'xla'.")
-      return 'pallas'
-    half = q.dtype in (jnp.bfloat16, jnp.float16)
-    return 'pallas' if on_gpu and half and ok else 'xla'
+    return kernel_implementation(
+        self.name, self.implementation, q.dtype,
+        block is not None and sparse_kernel.supported(block, d_head, q.dtype),
+        f'chunk_len a multiple of 16, d_head in (16, 32, 64, 128) and float inputs; got '
+        f'chunk_len={c}, d_head={d_head}, dtype={q.dtype}')
 
 
 def _valid(q, mask):
