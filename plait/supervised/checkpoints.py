@@ -283,10 +283,11 @@ class Checkpointer:
     """Starts writing checkpoint `step` (returns before the files are written if async)."""
     meta = {'format': FORMAT, 'step': int(step), 'data': data_position,
             'metrics': dict(metrics or {})}
-    items = {}
+    items, n_bytes = {}, 0
     for kind, tree in zip(KINDS, (weights, state, opt_state)):
       paths, leaves = _paths(kind, model, tree, weights), jax.tree_util.tree_leaves(tree)
       meta[kind] = _describe_leaves(paths, tree)
+      n_bytes += sum(x.nbytes if hasattr(x, 'nbytes') else np.asarray(x).nbytes for x in leaves)
       if leaves:
         try:
           items[kind] = ocp.args.PyTreeSave(
@@ -301,9 +302,7 @@ class Checkpointer:
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
     self.wait()  # the manifest hook reads _saving_step
     self._saving_step = int(step)
-    self._check_space(sum(np.asarray(x).nbytes if not hasattr(x, 'nbytes') else x.nbytes
-                          for tree in (weights, state, opt_state)
-                          for x in jax.tree_util.tree_leaves(tree)))
+    self._check_space(n_bytes)
     try:
       self._manager.save(int(step), args=ocp.args.Composite(**items), metrics=metrics or None,
                          force=True)
