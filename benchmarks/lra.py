@@ -463,6 +463,9 @@ def main(argv=None):
       have = {tuple(r[k] for k in fields) for r in results[key]}
       results[key] += [dict(r, included_from=earlier_path) for r in earlier.get(key, [])
                        if tuple(r[k] for k in fields) not in have]
+    if args.tables_only:   # the tables' rows were measured there, not on this machine
+      devices = [] if earlier_path == args.include[0] else results['device'].split(' + ')
+      results['device'] = ' + '.join(dict.fromkeys(devices + [earlier.get('device', '?')]))
     tasks = list(dict.fromkeys(list(tasks) + [r['task'] for r in results['accuracy']]))
     seen = {r['model'] for r in results['accuracy'] + results['speed']}
     models = [m for m in MODELS if m in models or m in seen]

@@ -3,6 +3,7 @@
   python benchmarks/models_gpu.py mfu            # ~125M-param LMs, 2k context, bf16 compute
   python benchmarks/models_gpu.py reformer_long  # one 2^20-token sequence; peak memory
   python benchmarks/models_gpu.py decode         # cached (stream, on-device loop) vs re-run at 2k
+  python benchmarks/models_gpu.py long_lm        # every LM kind's training tokens/s at 8K and 32K
 
 Each prints JSON lines and a Markdown table. Training steps are plait's own
 `make_train_step` (f32 master weights, bf16 compute, Adam), jitted, timed as the median
@@ -152,7 +153,7 @@ def section_mfu(args):
 
 def section_reformer_long(args):
   rows = []
-  for length in args.lengths:
+  for length in args.lengths or [1048576]:
     rows_ = 2 ** (int(math.log2(length)) // 2)
     assert rows_ * (length // rows_) == length, 'use a power-of-two length (axial positions)'
     n_buckets = length // 128
@@ -164,7 +165,8 @@ def section_reformer_long(args):
         axial_pos_shape=(rows_, length // rows_), d_axial_pos_embs=(256, 256),
         attention_type=functools.partial(tl.LSHSelfAttention, causal=True, n_hashes=args.n_hashes,
                                          n_buckets=[a, n_buckets // a], chunk_len=128,
-                                         head_chunk_size=1),
+                                         head_chunk_size=1,
+                                         implementation=args.lsh_implementation),
         mode='train')
     def fill(row, model=model, length=length):
       step, w, s, o, data = train_setup(model, 1, length, 256)
@@ -175,8 +177,62 @@ def section_reformer_long(args):
         row.update(step_s=t, compile_s=compile_s, loss=loss, peak_gib=peak_gib(),
                    params_m=count(w) / 1e6)
     rows.append(measured({'model': 'ReformerLM', 'length': length, 'layers': args.layers,
-                          'n_hashes': args.n_hashes,
+                          'n_hashes': args.n_hashes, 'lsh': args.lsh_implementation or 'auto',
                           'output_chunk_size': args.output_chunk_size}, fill))
+  return rows
+
+
+LONG_LM_TOKENS_PER_STEP = 65536
+
+
+def long_lm_models(length, d, layers, heads, vocab):
+  """The four LM kinds at one size, each on its GPU attention path (cuDNN flash or kernel).
+
+  LSH: 2 hashes, chunks of 256 (one chunk back), one bucket per chunk, as attention_gpu.py.
+  """
+  common = dict(vocab_size=vocab, d_model=d, d_ff=4 * d, n_layers=layers, n_heads=heads,
+                max_len=length, dropout=0.0, mode='train')
+  chunk = min(256, length // 2)
+  lsh = functools.partial(tl.LSHSelfAttention, causal=True, n_hashes=2,
+                          n_buckets=max(2, length // chunk), chunk_len=chunk)
+  return {
+      'TransformerLM': lambda: models.TransformerLM(**common),
+      'ReformerLM(lsh)': lambda: models.ReformerLM(**common, attention_type=lsh),
+      'PerformerLM': lambda: models.PerformerLM(**common),
+      'BigBirdLM': lambda: models.BigBirdLM(**common),
+  }
+
+
+def section_long_lm(args):
+  """Training tokens/s of each LM kind at 8K and 32K tokens, relative to TransformerLM.
+
+  d_model 512, 6 layers, 8 heads, byte vocabulary, 64K tokens per step (batch 8 at 8K,
+  2 at 32K). Memory is the compiled step's (arguments + outputs + temporaries - aliased),
+  so every kind is measured in one process.
+  """
+  lengths = [512] if args.tiny else args.lengths or [8192, 32768]
+  d, layers, heads, vocab = (32, 2, 2, 64) if args.tiny else (512, args.layers, 8, 256)
+  rows = []
+  for length in lengths:
+    batch = max(1, (64 if args.tiny else LONG_LM_TOKENS_PER_STEP) // length)
+    baseline = None
+    for name, make in long_lm_models(length, d, layers, heads, vocab).items():
+      if args.only and name not in args.only:
+        continue
+      def fill(row, make=make, batch=batch, length=length):
+        step, w, s, o, data = train_setup(make(), batch, length, vocab)
+        mem = step.lower(w, s, o, data, jax.random.key(2)).compile().memory_analysis()
+        row['compiled_gib'] = (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                               + mem.temp_size_in_bytes - mem.alias_size_in_bytes) / 2 ** 30
+        t, compile_s, loss = run_steps(step, w, s, o, data, args.reps)
+        row.update(step_ms=t * 1e3, tokens_per_s=batch * length / t, compile_s=compile_s,
+                   loss=loss)
+      row = measured({'model': name, 'length': length, 'batch': batch}, fill)
+      if name == 'TransformerLM':
+        baseline = row
+      if baseline and 'tokens_per_s' in row and 'tokens_per_s' in baseline:
+        row['vs_transformer'] = row['tokens_per_s'] / baseline['tokens_per_s']
+      rows.append(row)
   return rows
 
 
@@ -238,24 +294,27 @@ def section_decode(args):
 
 def main(argv=None):
   p = argparse.ArgumentParser()
-  p.add_argument('section', choices=['mfu', 'reformer_long', 'decode'])
+  p.add_argument('section', choices=['mfu', 'reformer_long', 'decode', 'long_lm'])
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--reps', type=int, default=5)
   p.add_argument('--layers', type=int, default=6)
   p.add_argument('--n_hashes', type=int, default=2)
-  p.add_argument('--lengths', type=int, nargs='+', default=[1048576])
+  p.add_argument('--lengths', type=int, nargs='+', default=None,
+                 help='reformer_long: 1048576; long_lm: 8192 32768')
   p.add_argument('--compile_only', action='store_true')
   p.add_argument('--loss', choices=['own_vjp', 'log_softmax'], default='own_vjp',
                  help='mfu: plait\'s cross-entropy vjp, or autodiff of log_softmax (A/B)')
   p.add_argument('--output_chunk_size', type=int, default=16384,
                  help='reformer_long: output head in chunks of this many positions (0: whole)')
+  p.add_argument('--lsh_implementation', choices=['auto', 'xla', 'pallas'], default=None,
+                 help='reformer_long: the LSH layers\' implementation= (default: auto)')
   p.add_argument('--tiny', action='store_true', help='CPU smoke sizes (numbers meaningless)')
   p.add_argument('--only', nargs='*', default=None)
   p.add_argument('--out', default=None)
   args = p.parse_args(argv)
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
   rows = {'mfu': section_mfu, 'reformer_long': section_reformer_long,
-          'decode': section_decode}[args.section](args)
+          'decode': section_decode, 'long_lm': section_long_lm}[args.section](args)
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(rows, f, indent=1)
