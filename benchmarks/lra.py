@@ -12,7 +12,9 @@ best checkpoint by held-out (validation) accuracy is then scored on the whole te
 (each example once; `--test_batches` for fewer). `--jobs N` trains N runs at once, each in
 its own process with 1/N of the GPU's memory (compilation and input work overlap; the GPU
 itself is shared). `--include` merges rows of earlier lra.json files into the tables, so a
-table can be built over several sessions. Rows trained for fewer steps than their schedule
+table can be built over several sessions; `--runs_dir` keeps the runs where a later session
+finds them: a run there with the same config resumes from its latest checkpoint (a schedule
+longer than one session, such as Pathfinder's 62.5K steps, is trained in parts). Rows trained for fewer steps than their schedule
 are footnoted. ListOps and Pathfinder are generated here (same recipe as LRA, not LRA's files);
 Image, Text and Retrieval run when their data is prepared (docs/lra.md, "Data").
 
@@ -77,6 +79,9 @@ def parse_args(argv):
   p.add_argument('--jobs', type=int, default=1,
                  help='accuracy runs trained at once, each in its own process with 1/jobs of the '
                       "GPU's memory (--budget_s is then shared per wave of runs)")
+  p.add_argument('--runs_dir', default=None,
+                 help='where the runs live (default: --out/runs); a run found there with the '
+                      'same config resumes from its latest checkpoint')
   p.add_argument('--include', nargs='+', default=[],
                  help="earlier lra.json files whose rows fill this run's tables where this run "
                       'has none (a table built over several sessions)')
@@ -125,7 +130,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
   """
   import gin  # pylint: disable=import-outside-toplevel
   from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
-  from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
+  from plait.supervised import metrics_log, trainer  # pylint: disable=import-outside-toplevel
   name = f'lra_{task}_{model}' + ('_tiny' if args.smoke else '')
   bindings = ["LoopSettings.progress = 'none'", 'LoopSettings.tensorboard = False',
               'train.plot = False']
@@ -145,10 +150,19 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
     data_cache[task] = task_data(task, args.data_workers)
   train_inputs, eval_inputs = data_cache[task]
   start = time.perf_counter()
-  loop = trainer.train(output_dir, inputs=train_inputs, eval_inputs=eval_inputs, overwrite=True,
-                       max_seconds=max_seconds)
+  # A kept run (--runs_dir) is never deleted: another config there is an error, not a restart.
+  try:
+    loop = trainer.train(output_dir, inputs=train_inputs, eval_inputs=eval_inputs,
+                         overwrite=not args.runs_dir, max_seconds=max_seconds)
+  except trainer.ConfigMismatchError as e:
+    lines = [l for l in str(e).splitlines()
+             if not l.startswith(('Use another', '  In call to'))]   # plait-train's advice
+    raise SystemExit('lra.py: --runs_dir: ' + '\n'.join(lines) + '\nResume it with the '
+                     'flags it was trained with (--steps, --smoke), or give another '
+                     '--runs_dir.') from None
   wall = time.perf_counter() - start
-  evals = [h for h in loop.history if h.get('split') == 'eval' and 'Accuracy' in h]
+  records = metrics_log.read_metrics(output_dir) or loop.history   # all parts of a resumed run
+  evals = [h for h in records if h.get('split') == 'eval' and 'Accuracy' in h]
   test = test_accuracy(output_dir, task, args.test_batches)
   gin.clear_config()
   return {'task': task, 'model': model, 'config': name, 'steps': loop.step,
@@ -219,6 +233,7 @@ def train_in_processes(pairs, args, share):
       cmd += ['--steps', str(args.steps)] if args.steps else []
       cmd += ['--budget_s', str(share)] if share is not None else []
       cmd += ['--smoke'] if args.smoke else []
+      cmd += ['--runs_dir', args.runs_dir] if args.runs_dir else []
       os.makedirs(out, exist_ok=True)
       log = open(out + '.log', 'w')  # pylint: disable=consider-using-with
       running.append((t, m, out, log, subprocess.Popen(cmd, env=env, stdout=log,
@@ -434,7 +449,7 @@ def main(argv=None):
     pairs = [(t, m) for t in runnable for m in args.models]
     waves = -(-len(pairs) // args.jobs)
     share = None if args.budget_s is None else args.budget_s / max(waves, 1)
-    runs_dir = os.path.join(args.out, 'runs')
+    runs_dir = args.runs_dir or os.path.join(args.out, 'runs')
     if args.jobs > 1 and len(pairs) > 1:
       rows = train_in_processes(pairs, args, share)
     else:

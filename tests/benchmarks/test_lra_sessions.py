@@ -1,0 +1,56 @@
+"""lra.py over several sessions: runs resumed from --runs_dir, tables from earlier files."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks'
+
+
+def lra(*args, check=True):
+  out = subprocess.run([sys.executable, str(BENCH / 'lra.py'), *args], capture_output=True,
+                       text=True, timeout=600)
+  if check:
+    assert out.returncode == 0, out.stderr[-3000:]
+  return out
+
+
+def test_tables_from_earlier_files_name_their_devices_and_rows(tmp_path):
+  rows = [{'task': 'listops', 'model': 'reformer', 'steps': 5000, 'schedule_steps': 5000,
+           'val': 36.41, 'test': 34.45}]
+  first, second = tmp_path / 'a.json', tmp_path / 'b.json'
+  first.write_text(json.dumps({'device': 'NVIDIA H200', 'accuracy': rows, 'speed': []}))
+  second.write_text(json.dumps({'device': 'NVIDIA H100', 'accuracy': [dict(rows[0], test=1.0)],
+                                'speed': []}))
+  out = lra('--tables_only', '--include', str(first), str(second), '--out',
+            str(tmp_path / 'out')).stdout
+  assert '# Long Range Arena, plait on NVIDIA H200 + NVIDIA H100' in out, out
+  assert '| reformer | 34.45 (37.27)' in out, out   # the first file's row wins
+
+
+@pytest.mark.slow
+def test_a_run_in_runs_dir_resumes_in_the_next_session_and_is_never_deleted(tmp_path):
+  """Session 1 stops at its time budget (after one step), session 2 finishes the schedule from
+  that checkpoint and reports the evaluations of both parts; a third session with other flags
+  is refused with one message and leaves the run as it was."""
+  runs = tmp_path / 'runs'
+  common = ['--smoke', '--accuracy_only', '--models', 'transformer', '--runs_dir', str(runs)]
+  def row(out_dir):
+    return json.loads((out_dir / 'lra.json').read_text())['accuracy'][0]
+  lra(*common, '--steps', '6', '--budget_s', '0.01', '--out', str(tmp_path / 'part1'))
+  assert row(tmp_path / 'part1')['steps'] == 1
+  lra(*common, '--steps', '6', '--out', str(tmp_path / 'part2'))
+  second = row(tmp_path / 'part2')
+  assert second['steps'] == 6 and second['val'] is not None, second
+  run_dir = runs / 'lra_listops_transformer_tiny'
+  evals = [json.loads(l) for l in (run_dir / 'metrics.jsonl').read_text().splitlines()
+           if '"eval"' in l]
+  assert [e['step'] for e in evals] == [1, 6], evals
+  before = sorted(os.listdir(run_dir / 'checkpoints'))
+  refused = lra(*common, '--steps', '8', '--out', str(tmp_path / 'part3'), check=False)
+  assert refused.returncode == 1, refused.stderr[-2000:]
+  assert 'lra.py: --runs_dir:' in refused.stderr and 'Traceback' not in refused.stderr
+  assert sorted(os.listdir(run_dir / 'checkpoints')) == before
