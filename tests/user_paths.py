@@ -133,9 +133,13 @@ def run_decode(output_dir, env, *args, timeout=600):
   return done
 
 
-def check_user_path(name, work_dir, steps=4, every=2, shrink=True, extra=(),
+def check_user_path(name, work_dir, steps=2, every=1, shrink=True, extra=(),
                     decode_prompt='Raskolnikov ', exact=True, cache_dir=None, mock_tfds=None):
   """train (reference) | train killed after its first checkpoint, rerun | decode, checked.
+
+  The CPU default, 2 steps with a checkpoint and an evaluation after each, is the fewest that
+  resume mid-run: the kill lands after checkpoint 1, the rerun trains step 2 from it (its own
+  batch, learning rate and rng) and must end where the reference did.
 
   `cache_dir`: plait's cache (SentencePiece models, compiled programs), shareable by tests.
   `mock_tfds`: serve TFDS datasets from generated examples (default: for the ImageNet config).
