@@ -164,20 +164,22 @@ def lm_inputs(text_source='crime_and_punishment', tokenizer='char', vocab_size=N
     text_source: 'crime_and_punishment' or the path of a UTF-8 text file.
     tokenizer: 'char' or 'sentencepiece' (or a Tokenizer / saved tokenizer path).
     vocab_size: SentencePiece size; for 'char', an upper bound checked against the text.
-    sequence_length: window length (default 512); with `whole_novel`, a power of two at least
-      the token count (default: the smallest such power of two).
+    sequence_length: window length (default 512); with `whole_novel`, a power of two (default:
+      the smallest one that holds the split's tokens).
     batch_size: examples per batch.
     split: 'train' (random windows of the training chapters), 'eval' (consecutive windows of
       the held-out chapters, the same on every run) or 'all' (random windows of everything).
     seed: data seed (non-negative); same seed, same batches.
     whole_novel: each example is the whole split as one sequence, padded to a power of two with
-      a random amount of the padding on the left (the Trax Reformer colab setup).
+      a random amount of the padding on the left (the Trax Reformer colab setup). With a
+      (power-of-two) sequence_length shorter than the split, as in a config shrunk for a CPU,
+      the examples are windows of all of it instead: random windows for 'train' and 'all',
+      consecutive windows for 'eval' (as without whole_novel).
     data_path: explicit location of the text (see `crime_and_punishment`).
     vocab_dir: where the tokenizer is loaded from / saved (the training output_dir).
     eval_every: every eval_every-th chapter is held out for 'eval'.
-    max_tokens: keep only the first `max_tokens` tokens of the split (None: all of it). The
-      size knob of a shrunk whole-novel config: `whole_novel` then takes that much text as
-      its one sequence.
+    max_tokens: keep only the first `max_tokens` tokens of the split (None: all of it); with
+      `whole_novel` and max_tokens <= sequence_length, that much text is the one sequence.
 
   Returns:
     An `LMInputs`: call it with no arguments for a fresh resumable Pipeline of numpy batches,
@@ -204,11 +206,14 @@ def lm_inputs(text_source='crime_and_punishment', tokenizer='char', vocab_size=N
     needed = _next_power_of_two(len(ids))
     if sequence_length is None:
       sequence_length = needed
-    elif sequence_length < len(ids) or sequence_length & (sequence_length - 1):
-      raise ValueError(f'lm_inputs: whole_novel needs sequence_length to be a power of two >= '
-                       f'the {len(ids)} tokens of the {split} text, e.g. {needed}; got '
+    elif sequence_length < 1 or sequence_length & (sequence_length - 1):
+      raise ValueError(f'lm_inputs: whole_novel needs sequence_length to be a power of two '
+                       f'(the {len(ids)} tokens of the {split} text fit in {needed}); got '
                        f'{sequence_length}.')
-    mode = 'whole'
+    if sequence_length >= len(ids):
+      mode = 'whole'
+    else:  # a shrunk whole-novel config: all of the text, one window at a time
+      mode = 'sequential' if split == 'eval' else 'random'
   else:
     sequence_length = 512 if sequence_length is None else int(sequence_length)
     mode = 'sequential' if split == 'eval' else 'random'

@@ -78,6 +78,29 @@ def test_whole_novel_is_padded_to_a_power_of_two_with_random_split(data_dir, nov
   np.testing.assert_array_equal(inputs, targets)
 
 
+def test_whole_novel_shorter_than_the_text_draws_windows_from_all_of_it(data_dir, novel):
+  # A whole-novel config shrunk for a CPU: 64-token windows of the whole split, not its start.
+  train, eval_ = pd.split_chapters(novel)
+  train_text, eval_text = ''.join(train), ''.join(eval_)
+  make = pd.lm_inputs(whole_novel=True, sequence_length=64, batch_size=32, seed=4,
+                      data_path=data_dir)
+  inputs, targets, weights = next(make())
+  assert inputs.shape == (32, 64) and weights.all()
+  np.testing.assert_array_equal(inputs, targets)
+  starts = []
+  for row in inputs:
+    window = make.tokenizer.decode(row)
+    assert window in train_text and window not in eval_text
+    starts.append(train_text.index(window))
+  assert len(set(starts)) == 32 and max(starts) > len(train_text) // 2
+  np.testing.assert_array_equal(next(make())[0], inputs)  # same seed, same windows
+  held_out = pd.lm_inputs(whole_novel=True, sequence_length=64, batch_size=3, split='eval',
+                          data_path=data_dir)
+  rows = next(held_out())[0]
+  assert ''.join(held_out.tokenizer.decode(r) for r in rows) == eval_text[:192]
+  assert all(held_out.tokenizer.decode(r) not in train_text for r in rows)
+
+
 def test_whole_novel_rejects_a_length_that_is_not_a_power_of_two(data_dir):
   with pytest.raises(ValueError, match='power of two'):
     pd.lm_inputs(split='eval', whole_novel=True, sequence_length=300_000, data_path=data_dir)
