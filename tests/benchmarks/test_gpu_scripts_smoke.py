@@ -24,7 +24,7 @@ def test_attention_gpu_script_runs_every_kind_on_cpu():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('section', ['mfu', 'decode'])
+@pytest.mark.parametrize('section', ['mfu', 'decode', 'long_lm'])
 def test_models_gpu_script_runs_tiny_on_cpu(section):
   out = run(str(BENCH / 'models_gpu.py'), section, '--tiny', '--reps', '1')
   assert '"error"' not in out, out
