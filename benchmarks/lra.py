@@ -402,7 +402,9 @@ def plots(out, accuracy_rows, speed_rows, tasks, models, lengths, batch):
       ax.set_xticks(x, models, rotation=30)
       ax.set_title(t)
       ax.set_ylabel('accuracy %')
-    axes[0][0].legend()
+      ax.set_ylim(0, 1.25 * max([v or 0 for v in ours] + [PAPER_ACCURACY[m].get(t) or 0
+                                                           for m in models] + [1]))
+    axes[0][0].legend(loc='upper center', ncols=2, fontsize='small')   # in the headroom
     fig.tight_layout()
     fig.savefig(os.path.join(out, 'accuracy.png'), dpi=120)
     written.append('accuracy.png')
