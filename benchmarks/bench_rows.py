@@ -8,7 +8,7 @@ the failure, and is printed as a JSON line either way.
 """
 import json
 
-__all__ = ['config_rows', 'measured']
+__all__ = ['compiled_gib', 'config_rows', 'measured']
 
 
 def measured(row, fill, max_chars=300):
@@ -20,6 +20,16 @@ def measured(row, fill, max_chars=300):
     row['error'] = f'{type(e).__name__}: {lines[0][:max_chars]}'
   print(json.dumps(row), flush=True)
   return row
+
+
+def compiled_gib(compiled):
+  """GiB a compiled program needs (XLA's memory analysis: arguments + outputs + temporaries -
+  aliased, i.e. donated), or None where the backend gives no analysis."""
+  memory = compiled.memory_analysis()
+  if memory is None:
+    return None
+  return (memory.argument_size_in_bytes + memory.output_size_in_bytes
+          + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2 ** 30
 
 
 def config_rows(names, every_full, measure, json_path=None):

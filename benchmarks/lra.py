@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench_rows import compiled_gib  # pylint: disable=g-bad-import-order
+
 MODELS = ('transformer', 'reformer', 'performer', 'bigbird', 'local')
 TASKS = ('listops', 'pathfinder', 'image', 'text', 'retrieval')
 ENCODERS = {'transformer': 'TransformerEncoder', 'reformer': 'ReformerEncoder',
@@ -301,11 +303,7 @@ def time_one(model_name, length, args):
                                  compute_dtype=jnp.bfloat16), donate_argnums=(0, 2))
   call_args = (weights, state, opt_state, data, jax.random.key(2))
   compiled = step.lower(*call_args).compile()
-  memory = compiled.memory_analysis()
-  gib = None
-  if memory is not None:
-    gib = (memory.argument_size_in_bytes + memory.output_size_in_bytes
-           + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2 ** 30
+  gib = compiled_gib(compiled)
   times = []
   for i in range(args.reps + 2):
     start = time.perf_counter()
@@ -473,19 +471,20 @@ def main(argv=None):
         results['speed'].append(row)
         save()
   models = [] if args.tables_only else list(args.models)
+  included_devices = []
   for earlier_path in args.include:
     with open(earlier_path) as f:
       earlier = json.load(f)
+    included_devices.append(earlier.get('device', '?'))
     for key, fields in (('accuracy', ('task', 'model')), ('speed', ('model', 'length'))):
       have = {tuple(r[k] for k in fields) for r in results[key]}
       results[key] += [dict(r, included_from=earlier_path) for r in earlier.get(key, [])
                        if tuple(r[k] for k in fields) not in have]
-    if args.tables_only:   # the tables' rows were measured there, not on this machine
-      devices = [] if earlier_path == args.include[0] else results['device'].split(' + ')
-      results['device'] = ' + '.join(dict.fromkeys(devices + [earlier.get('device', '?')]))
     tasks = list(dict.fromkeys(list(tasks) + [r['task'] for r in results['accuracy']]))
     seen = {r['model'] for r in results['accuracy'] + results['speed']}
     models = [m for m in MODELS if m in models or m in seen]
+  if args.tables_only:   # the tables' rows were measured there, not on this machine
+    results['device'] = ' + '.join(dict.fromkeys(included_devices))
   if args.include:
     save()
   lengths = sorted({*([] if args.tables_only else args.lengths),
