@@ -156,12 +156,11 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
   try:
     loop = trainer.train(output_dir, inputs=train_inputs, eval_inputs=eval_inputs,
                          overwrite=not args.runs_dir, max_seconds=max_seconds)
-  except trainer.ConfigMismatchError as e:
-    lines = [l for l in str(e).splitlines()
-             if not l.startswith(('Use another', '  In call to'))]   # plait-train's advice
-    raise SystemExit('lra.py: --runs_dir: ' + '\n'.join(lines) + '\nResume it with the '
-                     'flags it was trained with (--steps, --smoke), or give another '
-                     '--runs_dir.') from None
+  except trainer.ConfigMismatchError as e:   # plait-train's advice does not apply here
+    raise SystemExit(f'lra.py: --runs_dir: {e.output_dir} was trained with a different '
+                     'config (saved -, this run +):\n' + '\n'.join(e.differences[:40]) +
+                     '\nResume it with the flags it was trained with (--steps, --smoke), '
+                     'or give another --runs_dir.') from None
   wall = time.perf_counter() - start
   records = metrics_log.read_metrics(output_dir) or loop.history   # all parts of a resumed run
   evals = [h for h in records if h.get('split') == 'eval' and 'Accuracy' in h]

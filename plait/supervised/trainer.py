@@ -60,7 +60,19 @@ _RESUMABLE_BINDINGS = ('train.steps',)
 
 
 class ConfigMismatchError(ValueError):
-  """output_dir holds a run trained with a different config."""
+  """output_dir holds a run trained with a different config.
+
+  Attributes: output_dir, and differences, the differing binding lines (the saved run's
+  prefixed '-', this run's '+'), so callers can word their own advice.
+  """
+
+  def __init__(self, output_dir, differences, path):
+    self.output_dir, self.differences = output_dir, list(differences)
+    super().__init__(
+        f'{output_dir} was trained with a different config; refusing to mix runs. '
+        f'Differences ({path} -, this run +):\n' + '\n'.join(self.differences[:40]) +
+        '\nUse another --output_dir, or pass --overwrite to delete the old run and start '
+        'afresh.')
 
 
 def _run_outputs():
@@ -148,10 +160,7 @@ def check_config(output_dir, config_text, overwrite=False):
     return
   diff = gin_config.differences(old, config_text, ignore=_RESUMABLE_BINDINGS)
   if diff:
-    raise ConfigMismatchError(
-        f'{output_dir} was trained with a different config; refusing to mix runs. '
-        f'Differences ({path} -, this run +):\n' + '\n'.join(diff[:40]) +
-        '\nUse another --output_dir, or pass --overwrite to delete the old run and start afresh.')
+    raise ConfigMismatchError(output_dir, diff, path)
 
 
 # LoopSettings as gin binds it (`LoopSettings.checkpoint_every = 500` in a config).

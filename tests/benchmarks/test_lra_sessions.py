@@ -53,4 +53,6 @@ def test_a_run_in_runs_dir_resumes_in_the_next_session_and_is_never_deleted(tmp_
   refused = lra(*common, '--steps', '8', '--out', str(tmp_path / 'part3'), check=False)
   assert refused.returncode == 1, refused.stderr[-2000:]
   assert 'lra.py: --runs_dir:' in refused.stderr and 'Traceback' not in refused.stderr
+  assert '\n-LoopSettings.checkpoint_every = 6\n+LoopSettings.checkpoint_every = 8\n' in refused.stderr
+  assert '--overwrite' not in refused.stderr and 'In call to' not in refused.stderr
   assert sorted(os.listdir(run_dir / 'checkpoints')) == before
