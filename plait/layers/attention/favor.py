@@ -137,26 +137,36 @@ class FavorKind(AttentionKind):
 
   def attend_with_projection(self, q, k, v, mask, state, projection, mode):
     """One pair with a given (m, d_head) projection: returns (out (Lq, d_head), new_state)."""
+    if mode == 'predict':
+      out_dtype = v.dtype
+      q, k, v = _features_dtype(q, k, v)
+      qf = query_features(q, projection, self.kernel, self.numerical_stabilizer)
+      out, state = self._decode(qf, k, _with_ones(v), mask, state, projection)
+      return _normalize(out).astype(out_dtype), state
+    # The (L, m) float32 feature maps are m / d_head times larger than q, k and v: keeping
+    # them for the backward made a PerformerLM step need ~3x a Transformer's memory.
+    # Recomputing them there (jax.checkpoint: only q, k, v, mask and the projection are
+    # kept) costs one more feature pass.
+    return jax.checkpoint(self._attend_full)(q, k, v, mask, projection), state
+
+  def _attend_full(self, q, k, v, mask, projection):
+    """Train/eval output (Lq, d_head) from (L, d_head) q, k, v and the (m, d_head) projection."""
     out_dtype = v.dtype
-    dtype = jnp.promote_types(q.dtype, jnp.float32)  # Features in >= float32.
-    q, k, v = (t.astype(dtype) for t in (q, k, v))
+    q, k, v = _features_dtype(q, k, v)
     eps = self.numerical_stabilizer
     qf = query_features(q, projection, self.kernel, eps)
-    v1 = jnp.concatenate([v, jnp.ones(v.shape[:-1] + (1,), dtype)], axis=-1)
-    if mode == 'predict':
-      out, state = self._decode(qf, k, v1, mask, state, projection)
+    kf = key_features(k, projection, self.kernel, eps, mask)
+    v1 = _with_ones(v)
+    impl = self.pick_implementation(out_dtype) if self.causal else 'xla'
+    if impl != 'xla':  # Operands in the model's dtype, float32 sums and output.
+      qf, kf, v1 = (t.astype(out_dtype) for t in (qf, kf, v1))
+      out = favor_kernel.causal_product_kernel(qf, kf, v1, self.chunk_size,
+                                               interpret=impl == 'interpret')
+    elif self.causal:
+      out = causal_product(qf, kf, v1, self.chunk_size)
     else:
-      kf = key_features(k, projection, self.kernel, eps, mask)
-      impl = self.pick_implementation(out_dtype) if self.causal else 'xla'
-      if impl != 'xla':  # Operands in the model's dtype, float32 sums and output.
-        qf, kf, v1 = (t.astype(out_dtype) for t in (qf, kf, v1))
-        out = favor_kernel.causal_product_kernel(qf, kf, v1, self.chunk_size,
-                                                 interpret=impl == 'interpret')
-      elif self.causal:
-        out = causal_product(qf, kf, v1, self.chunk_size)
-      else:
-        out = qf @ (kf.T @ v1)
-    return _normalize(out).astype(out_dtype), state
+      out = qf @ (kf.T @ v1)
+    return _normalize(out).astype(out_dtype)
 
   def pick_implementation(self, dtype):
     """'xla', 'pallas' or 'interpret' for causal train/eval on inputs of `dtype`."""
@@ -188,6 +198,17 @@ def _fixed_projection(seed, nb_features, d_head):
   projection = fixed_orthogonal_features(seed, nb_features, d_head)
   projection.flags.writeable = False  # Shared by every call: keep the cached copy intact.
   return projection
+
+
+def _features_dtype(q, k, v):
+  """q, k, v in at least float32: the features are computed there."""
+  dtype = jnp.promote_types(q.dtype, jnp.float32)
+  return (t.astype(dtype) for t in (q, k, v))
+
+
+def _with_ones(v):
+  """(..., L, d) -> (..., L, d + 1): a column of ones carries the attention denominator."""
+  return jnp.concatenate([v, jnp.ones(v.shape[:-1] + (1,), v.dtype)], axis=-1)
 
 
 def _normalize(out):

@@ -166,3 +166,20 @@ def test_head_chunking_does_not_change_the_output():
   y = jax.jit(layer.pure_fn)(x, weights, (), None)[0]
   np.testing.assert_allclose(y, jax.jit(plain.pure_fn)(x, weights, (), None)[0], atol=1e-6)
   assert repr(layer.kind) == 'Favor' and CausalFavorAttention(16, 2).kind.causal
+
+
+@pytest.mark.parametrize('causal', [False, True])
+def test_backward_keeps_inputs_not_the_feature_maps(causal):
+  """The (L, m) float32 features are recomputed in the backward: a stack of Performer
+  layers keeps per layer about q, k, v, not m / d_head times more (PerformerLM needed ~3x
+  a Transformer's memory before)."""
+  length, d, m = 64, 8, 256
+  q, k, v = (random_array((2, 2, length, d), i).astype(jnp.bfloat16) for i in range(3))
+  mask = np.ones((2, length), bool)
+  kind = FavorKind(m, causal=causal, redraw=False, chunk_size=16, implementation='xla')
+  def loss(q, k, v):
+    return jnp.sum(kind.attend_batched(q, k, v, mask, (), None, 'eval')[0].astype(jnp.float32))
+  _, backward = jax.vjp(loss, q, k, v)
+  kept = sum(x.nbytes for x in jax.tree.leaves(backward))
+  one_feature_map = 2 * 2 * length * m * 4
+  assert kept < one_feature_map, (kept, one_feature_map)
