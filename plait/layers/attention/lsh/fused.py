@@ -78,11 +78,14 @@ def fused_rounds(q, v, s, cfg, interpret=False):
       fold(jnp.take_along_axis(s['chunk_of'][:, :, r2, None], order, axis=3))
       for r2 in range(n_rounds))
   plan = banded_plan(padded // c, c // block, cfg.n_chunks_before, cfg.n_chunks_after)
+  # The keys are made from the sorted queries inside the kernel call, so no sorted key
+  # array is kept for the backward pass (it recomputes them). shared_qk_keys is row-wise,
+  # so keys of the sorted queries = the sorted keys of the queries.
   out, lse = sparse_kernel.sparse_attention(
-      in_sorted(q), in_sorted(shared_qk_keys(q)), in_sorted(v), pos,
-      jnp.where(valid, pos, -1), plan, causal=cfg.causal, interpret=interpret,
-      return_lse=True, self_penalty=SELF_PENALTY, chunk_ids=ids,
-      window=(cfg.n_chunks_before, cfg.n_chunks_after))
+      in_sorted(q), None, in_sorted(v), pos, jnp.where(valid, pos, -1), plan,
+      causal=cfg.causal, interpret=interpret, return_lse=True, self_penalty=SELF_PENALTY,
+      chunk_ids=ids, window=(cfg.n_chunks_before, cfg.n_chunks_after),
+      keys_from_queries=shared_qk_keys)
   unfold = lambda t: t.reshape((batch, heads, n_rounds, padded) + t.shape[3:])
   out, _ = combine_rounds(unfold(out).astype(jnp.float32), unfold(lse), order,
                           s['sorted_slot'])
