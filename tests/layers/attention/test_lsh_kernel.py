@@ -3,15 +3,17 @@
 Values and gradients (q, which also makes the shared keys, and v) on random inputs:
 causal and bidirectional, 1 and 2 hash rounds, padding masks, odd lengths, chunks cut
 into several kernel blocks, train-mode rotations per pair; and one bucket against the
-dense shared-QK oracle, where the 2-round duplicate count must cancel exactly.
+dense shared-QK oracle, where the 2-round duplicate count must cancel exactly; bf16
+against the bf16 XLA path. The kernel call with keys_from_queries=shared_qk_keys equals
+the call with those keys passed (float32, bf16), and keeps no keys for the backward.
 """
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plait.layers.attention.lsh import LSHKind
 from plait.layers.attention import sparse_kernel
+from plait.layers.attention.lsh import LSHKind
 from plait.layers.attention.lsh.fused import banded_plan
 from plait.layers.attention.lsh.hashing import shared_qk_keys
 from plait.layers.attention.lsh.window import SELF_PENALTY
@@ -228,3 +230,19 @@ def test_kernel_path_keeps_no_keys_for_the_backward():
   padded = 80
   assert shapes.count((B, H * 2, padded, D)) == 3, shapes       # q, v, out
   assert (B, H, padded, D) not in shapes, shapes
+
+
+def test_bf16_kernel_is_close_to_bf16_xla_lsh():
+  """bf16 inputs (the GPU case): the same buckets, and output, dq and dv within bf16
+  rounding of the XLA path (relative L2 over the non-padding outputs)."""
+  q, v, mask = inputs(75, seed=4, masked=True)
+  q, v = q.astype(jnp.bfloat16), v.astype(jnp.bfloat16)
+  make = lambda impl: LSHKind(n_hashes=2, n_buckets=4, chunk_len=16, causal=True,
+                              implementation=impl)
+  out, buckets, (dq, dv) = value_and_grads(make('interpret'), q, v, mask)
+  want_out, want_buckets, (want_dq, want_dv) = value_and_grads(make('xla'), q, v, mask)
+  np.testing.assert_array_equal(buckets, want_buckets)
+  rows = np.asarray(mask)[:, None].repeat(H, 1)
+  assert relative_error(np.asarray(out, np.float32)[rows],
+                        np.asarray(want_out, np.float32)[rows]) < 1e-2
+  assert relative_error(dq, want_dq) < 2e-2 and relative_error(dv, want_dv) < 2e-2

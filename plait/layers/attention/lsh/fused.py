@@ -7,10 +7,12 @@ i + n_chunks_after that exist. The kernel runs it with chunks cut into blocks of
 from small vectors: original positions as q_pos/k_pos (causal; padding keys get -1),
 SELF_PENALTY on the self logit, and -log(count) with count from every round's chunk
 ids (window_count's duplicate correction; it depends on the (query, key) pair, not on
-the key alone, so the kernel computes it per pair). Rounds are folded into the head
-axis (one launch for all) and combined by their log-sum-exp (`combine_rounds`), as the
-XLA path does. Queries that see no key (only padding can) output 0 here, the mean of
-their window's values there: both unspecified (LSHKind's contract).
+the key alone, so the kernel computes it per pair). The keys (`shared_qk_keys` of the
+sorted queries) are made inside the kernel call and recomputed in its backward pass, so
+no sorted key array is kept between them. Rounds are folded into the head axis (one
+launch for all) and combined by their log-sum-exp (`combine_rounds`), as the XLA path
+does. Queries that see no key (only padding can) output 0 here, the mean of their
+window's values there: both unspecified (LSHKind's contract).
 
   >>> s = vmap_pairs(...)  # sort_rounds per (batch, head) pair, leading (B, H) axes
   >>> out = fused_rounds(q, v, s, cfg)          # q, v (B, H, L, d) -> (B, H, L, d)
