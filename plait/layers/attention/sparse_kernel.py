@@ -15,6 +15,7 @@ positions need not be sorted (they are the original positions of a permuted sequ
   >>> plan = block_plan(key_lists, width=8)              # static, from the pattern
   >>> out = sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False)
   >>> out, lse = sparse_attention(q, k, v, q_pos, k_pos, plan, return_lse=True)
+  >>> out = sparse_attention(q, None, v, q_pos, k_pos, plan, keys_from_queries=fn)
 
 The log-sum-exp is differentiable too, so attention over several key sets (e.g. LSH's
 hash rounds) can be combined exactly: softmax over the rounds' lse weighs their outputs.
@@ -26,6 +27,11 @@ position (a token sees itself only when nothing else is visible). `chunk_ids` (o
 `window=(before, after)` subtracts log(count), count = the rounds in which the key's chunk
 lies within [-before, +after] chunks of the query's (the duplicate correction; it depends
 on the (query, key) pair, so it is computed per pair in the kernel from these vectors).
+
+Keys that are a row-wise function of the queries (LSH's shared QK) can be given as that
+function (`keys_from_queries`) instead of an array: the forward computes them from q and
+the backward recomputes them and adds their gradient into dq, so no key array is kept
+between the forward and the backward pass (one (B, H, L, d) residual less).
 
 `interpret=True` runs the same kernels through the Pallas interpreter (CPU tests). The
 XLA path of each layer is the oracle; tests compare values and gradients.
@@ -69,11 +75,13 @@ def supported(block_size, d_head, dtype):
 
 
 def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
-                     return_lse=False, self_penalty=0.0, chunk_ids=(), window=(0, 0)):
+                     return_lse=False, self_penalty=0.0, chunk_ids=(), window=(0, 0),
+                     keys_from_queries=None):
   """softmax(q k^T / sqrt(d)) v over the plan's blocks, masked by positions.
 
   Args:
-    q, k, v: (B, H, L, d) with L = plan.n_blocks * block_size.
+    q, k, v: (B, H, L, d) with L = plan.n_blocks * block_size; k is None when
+      `keys_from_queries` is given.
     q_pos, k_pos: (B | 1, H | 1, L) int32 positions; k_pos = -1 marks keys no query sees.
     plan: a `BlockPlan` (static).
     causal: a query sees only keys with k_pos <= q_pos.
@@ -84,15 +92,26 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
     chunk_ids: per hash round a (B | 1, H | 1, L) int32 vector, each position's chunk in
       that round; with `window=(before, after)`, logits get -log(#rounds where the key's
       chunk - the query's chunk lies in [-before, after]) (at least 1 counted).
+    keys_from_queries: instead of k, a static (hashable) row-wise function making the
+      keys from the queries, (B, H, L, d) -> (B, H, L, d), each key row from its query
+      row alone (e.g. `lsh.hashing.shared_qk_keys`). Only q is kept for the backward
+      pass, which recomputes the keys and adds their gradient into dq; the result and
+      gradients are those of `k=keys_from_queries(q)`.
   Returns:
     (B, H, L, d) in q's dtype; a query that sees no key outputs 0. With return_lse,
     (output, lse).
   """
+  if (k is None) == (keys_from_queries is None):
+    raise ValueError('sparse_attention: give exactly one of k (an array) and '
+                     f'keys_from_queries (a function of q); got k of shape '
+                     f'{None if k is None else k.shape} and keys_from_queries='
+                     f'{keys_from_queries!r}.')
+  k_shape = k.shape if k is not None else jax.eval_shape(keys_from_queries, q).shape
   n, length = plan.n_blocks, q.shape[-2]
-  if length % n or q.shape != k.shape or k.shape != v.shape:
+  if length % n or q.shape != k_shape or k_shape != v.shape:
     raise ValueError(f'sparse_attention: q/k/v must share a shape (B, H, L, d) with L a '
-                     f'multiple of the plan\'s {n} blocks; got {q.shape}, {k.shape}, '
-                     f'{v.shape}.')
+                     f'multiple of the plan\'s {n} blocks; got {q.shape}, {k_shape}'
+                     f'{" (keys_from_queries(q))" if k is None else ""}, {v.shape}.')
   chunk_ids = tuple(chunk_ids)
   named = [('q_pos', q_pos), ('k_pos', k_pos)] + [(f'chunk_ids[{r}]', c)
                                                   for r, c in enumerate(chunk_ids)]
@@ -104,24 +123,31 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
   terms = LogitTerms(bool(causal), float(self_penalty), tuple(int(w) for w in window),
                      len(chunk_ids))
   ids = tuple(c.astype(jnp.int32) for c in chunk_ids)
-  out, lse = _attention(q, k, v, q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), ids, plan,
-                        terms, interpret)
+  out, lse = _attention(q, k, v, q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), ids,
+                        keys_from_queries, plan, terms, interpret)
   return (out, lse) if return_lse else out
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
-def _attention(q, k, v, q_pos, k_pos, ids, plan, terms, interpret):
-  return _forward(q, k, v, q_pos, k_pos, ids, plan, terms, interpret)
+# k is None exactly when keys_fn is given: then k is neither an input to differentiate nor
+# a residual; the keys exist only while a kernel runs. keys_fn is row-wise, so it commutes
+# with any permutation of the rows (LSH's sort): keys_fn(sorted q) = sorted keys_fn(q).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
+def _attention(q, k, v, q_pos, k_pos, ids, keys_fn, plan, terms, interpret):
+  keys = k if keys_fn is None else keys_fn(q)
+  return _forward(q, keys, v, q_pos, k_pos, ids, plan, terms, interpret)
 
 
-def _attention_fwd(q, k, v, q_pos, k_pos, ids, plan, terms, interpret):
-  out, lse = _forward(q, k, v, q_pos, k_pos, ids, plan, terms, interpret)
+def _attention_fwd(q, k, v, q_pos, k_pos, ids, keys_fn, plan, terms, interpret):
+  keys = k if keys_fn is None else keys_fn(q)
+  out, lse = _forward(q, keys, v, q_pos, k_pos, ids, plan, terms, interpret)
   return (out, lse), (q, k, v, q_pos, k_pos, ids, out, lse)
 
 
-def _attention_bwd(plan, terms, interpret, residuals, cotangents):
+def _attention_bwd(keys_fn, plan, terms, interpret, residuals, cotangents):
   q, k, v, q_pos, k_pos, ids, out, lse = residuals
   d_out, d_lse = cotangents
+  if keys_fn is not None:
+    k = keys_fn(q)   # recomputed; its gradient's pull-back is built after the kernels
   # d logit = p * (dp - delta) with delta = <d_out, out> - d_lse (d lse / d logit = p).
   delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1) - d_lse
   d_out = d_out.astype(q.dtype)
@@ -134,9 +160,14 @@ def _attention_bwd(plan, terms, interpret, residuals, cotangents):
   dq = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, 1, [jnp.float32], arrays)[0]
   dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, 2,
                  [jnp.float32, jnp.float32], arrays)
-  dq, dk, dv = (_sum_rows(g, w, plan.n_blocks).astype(t.dtype)
-                for g, w, t in ((dq, plan.fwd, q), (dk, plan.bwd, k), (dv, plan.bwd, v)))
-  return dq, dk, dv, None, None, (None,) * len(ids)
+  dq, dk, dv = (_sum_rows(g, w, plan.n_blocks) for g, w in
+                ((dq, plan.fwd), (dk, plan.bwd), (dv, plan.bwd)))
+  dk = dk.astype(k.dtype)
+  if keys_fn is not None:
+    # The keys' gradient reaches q through keys_fn; summed with the kernel's dq in float32.
+    dq = dq + jax.vjp(keys_fn, q)[1](dk)[0].astype(jnp.float32)
+    dk = None
+  return dq.astype(q.dtype), dk, dv.astype(v.dtype), None, None, (None,) * len(ids)
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)

@@ -3,15 +3,20 @@
 Values and gradients (q, which also makes the shared keys, and v) on random inputs:
 causal and bidirectional, 1 and 2 hash rounds, padding masks, odd lengths, chunks cut
 into several kernel blocks, train-mode rotations per pair; and one bucket against the
-dense shared-QK oracle, where the 2-round duplicate count must cancel exactly.
+dense shared-QK oracle, where the 2-round duplicate count must cancel exactly; bf16
+against the bf16 XLA path. The kernel call with keys_from_queries=shared_qk_keys equals
+the call with those keys passed (float32, bf16), and keeps no keys for the backward.
 """
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from plait.layers.attention import sparse_kernel
 from plait.layers.attention.lsh import LSHKind
 from plait.layers.attention.lsh.fused import banded_plan
+from plait.layers.attention.lsh.hashing import shared_qk_keys
+from plait.layers.attention.lsh.window import SELF_PENALTY
 from plait.layers.attention.base import per_pair_keys
 from tests.conftest import random_array
 from tests.layers.attention.lsh_oracle import shared_qk_oracle
@@ -146,3 +151,98 @@ def test_lsh_kernels_lower_to_triton_without_a_gpu(monkeypatch):
       lowering_platforms=('cuda',)).as_text()
   for name in ('plait_sparse_fwd_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_dkv_kernel'):
     assert name in text
+
+
+
+def shared_keys_case(dtype, seed=5):
+  """Sorted-order inputs of one kernel call as fused.py makes them: 2 rounds folded into
+  (B, 2H) heads, 3 chunks of 2 blocks, a shuffled position order, padding keys, both
+  rounds' chunk ids, the self penalty. Returns loss(q, v, keys) on the output and the lse
+  (combine_rounds needs both); keys: 'from_queries' (keys_from_queries=shared_qk_keys),
+  'explicit' (k=shared_qk_keys(q)) or 'detached' (the same keys without their gradient)."""
+  n_chunks, per_chunk, bs, heads = 3, 2, 16, 2 * H
+  length = n_chunks * per_chunk * bs
+  rng = np.random.default_rng(seed)
+  q, v = (jnp.asarray(random_array((B, heads, length, D), seed + i), dtype) for i in range(2))
+  pos = np.stack([np.stack([rng.permutation(length) for _ in range(heads)]) for _ in range(B)])
+  k_pos = jnp.asarray(np.where(rng.random(pos.shape) < 0.2, -1, pos))
+  ids = tuple(jnp.asarray(rng.integers(0, n_chunks, pos.shape), jnp.int32) for _ in range(2))
+  w = jnp.asarray(random_array((B, heads, length, D), seed + 50))
+  plan = banded_plan(n_chunks, per_chunk, 1, 0)
+  def loss(q, v, keys):
+    k, fn = {'from_queries': (None, shared_qk_keys), 'explicit': (shared_qk_keys(q), None),
+             'detached': (jax.lax.stop_gradient(shared_qk_keys(q)), None)}[keys]
+    out, lse = sparse_kernel.sparse_attention(
+        q, k, v, jnp.asarray(pos), k_pos, plan, causal=True, interpret=True,
+        return_lse=True, self_penalty=SELF_PENALTY, chunk_ids=ids, window=(1, 0),
+        keys_from_queries=fn)
+    return jnp.sum(out.astype(jnp.float32) * w) + jnp.sum(jax.nn.sigmoid(lse) * w[..., 0])
+  return loss, q, v
+
+
+def relative_error(got, want):
+  got, want = np.asarray(got, np.float32), np.asarray(want, np.float32)
+  return np.linalg.norm(got - want) / np.linalg.norm(want)
+
+
+@pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-6), (jnp.bfloat16, 1e-2)])
+def test_keys_from_queries_equals_explicit_shared_keys(dtype, tol):
+  """Keys made inside the kernel call (recomputed in the backward) give the loss and the q
+  and v gradients of passing k = shared_qk_keys(q): the key gradient reaches dq."""
+  loss, q, v = shared_keys_case(dtype)
+  grads = {keys: jax.jit(jax.value_and_grad(lambda q, v, keys=keys: loss(q, v, keys),
+                                            argnums=(0, 1)))(q, v)
+           for keys in ('from_queries', 'explicit', 'detached')}
+  (value, (dq, dv)), (want_value, (want_dq, want_dv)) = grads['from_queries'], grads['explicit']
+  assert abs(float(value) - float(want_value)) <= tol * abs(float(want_value))
+  assert relative_error(dq, want_dq) <= tol and relative_error(dv, want_dv) <= tol
+  # The keys' share of dq is large, so a path that dropped it would fail above.
+  assert relative_error(grads['detached'][1][0], want_dq) > 10 * tol
+
+
+def test_sparse_attention_keys_argument_errors():
+  loss, q, v = shared_keys_case(jnp.float32)
+  del loss
+  pos = jnp.zeros((1, 1, q.shape[-2]), jnp.int32)
+  plan = banded_plan(3, 2, 1, 0)
+  with pytest.raises(ValueError, match='exactly one of k.*keys_from_queries.*got k of shape '
+                     r'\(2, 4, 96, 16\)'):
+    sparse_kernel.sparse_attention(q, q, v, pos, pos, plan, keys_from_queries=shared_qk_keys)
+  with pytest.raises(ValueError, match='exactly one of k.*got k of shape None'):
+    sparse_kernel.sparse_attention(q, None, v, pos, pos, plan)
+  with pytest.raises(ValueError, match=r'\(2, 4, 96, 8\) \(keys_from_queries\(q\)\)'):
+    sparse_kernel.sparse_attention(q, None, v, pos, pos, plan,
+                                   keys_from_queries=lambda t: t[..., :8])
+
+
+def test_kernel_path_keeps_no_keys_for_the_backward():
+  """What jax.vjp of the layer's kernel path keeps for the backward (its residuals): of
+  the sorted (B, H * R, Lp, d) arrays only q, v and the output, no sorted keys; and nothing
+  per original position of that size (the old path kept the keys' float32 normalization
+  input too)."""
+  q, v, mask = inputs(75, seed=1, masked=True)
+  kind = LSHKind(n_hashes=2, n_buckets=4, chunk_len=16, causal=True,
+                 implementation='interpret')
+  q, v = q.astype(jnp.bfloat16), v.astype(jnp.bfloat16)
+  fn = lambda q, v: run(kind, q, v, mask)[0]
+  _, pull = jax.jit(lambda q, v: jax.vjp(fn, q, v))(q, v)
+  shapes = [leaf.shape for leaf in jax.tree_util.tree_leaves(pull)]
+  padded = 80
+  assert shapes.count((B, H * 2, padded, D)) == 3, shapes       # q, v, out
+  assert (B, H, padded, D) not in shapes, shapes
+
+
+def test_bf16_kernel_is_close_to_bf16_xla_lsh():
+  """bf16 inputs (the GPU case): the same buckets, and output, dq and dv within bf16
+  rounding of the XLA path (relative L2 over the non-padding outputs)."""
+  q, v, mask = inputs(75, seed=4, masked=True)
+  q, v = q.astype(jnp.bfloat16), v.astype(jnp.bfloat16)
+  make = lambda impl: LSHKind(n_hashes=2, n_buckets=4, chunk_len=16, causal=True,
+                              implementation=impl)
+  out, buckets, (dq, dv) = value_and_grads(make('interpret'), q, v, mask)
+  want_out, want_buckets, (want_dq, want_dv) = value_and_grads(make('xla'), q, v, mask)
+  np.testing.assert_array_equal(buckets, want_buckets)
+  rows = np.asarray(mask)[:, None].repeat(H, 1)
+  assert relative_error(np.asarray(out, np.float32)[rows],
+                        np.asarray(want_out, np.float32)[rows]) < 1e-2
+  assert relative_error(dq, want_dq) < 2e-2 and relative_error(dv, want_dv) < 2e-2

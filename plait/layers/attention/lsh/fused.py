@@ -7,10 +7,12 @@ i + n_chunks_after that exist. The kernel runs it with chunks cut into blocks of
 from small vectors: original positions as q_pos/k_pos (causal; padding keys get -1),
 SELF_PENALTY on the self logit, and -log(count) with count from every round's chunk
 ids (window_count's duplicate correction; it depends on the (query, key) pair, not on
-the key alone, so the kernel computes it per pair). Rounds are folded into the head
-axis (one launch for all) and combined by their log-sum-exp (`combine_rounds`), as the
-XLA path does. Queries that see no key (only padding can) output 0 here, the mean of
-their window's values there: both unspecified (LSHKind's contract).
+the key alone, so the kernel computes it per pair). The keys (`shared_qk_keys` of the
+sorted queries) are made inside the kernel call and recomputed in its backward pass, so
+no sorted key array is kept between them. Rounds are folded into the head axis (one
+launch for all) and combined by their log-sum-exp (`combine_rounds`), as the XLA path
+does. Queries that see no key (only padding can) output 0 here, the mean of their
+window's values there: both unspecified (LSHKind's contract).
 
   >>> s = vmap_pairs(...)  # sort_rounds per (batch, head) pair, leading (B, H) axes
   >>> out = fused_rounds(q, v, s, cfg)          # q, v (B, H, L, d) -> (B, H, L, d)
@@ -78,11 +80,14 @@ def fused_rounds(q, v, s, cfg, interpret=False):
       fold(jnp.take_along_axis(s['chunk_of'][:, :, r2, None], order, axis=3))
       for r2 in range(n_rounds))
   plan = banded_plan(padded // c, c // block, cfg.n_chunks_before, cfg.n_chunks_after)
+  # The keys are made from the sorted queries inside the kernel call, so no sorted key
+  # array is kept for the backward pass (it recomputes them). shared_qk_keys is row-wise,
+  # so keys of the sorted queries = the sorted keys of the queries.
   out, lse = sparse_kernel.sparse_attention(
-      in_sorted(q), in_sorted(shared_qk_keys(q)), in_sorted(v), pos,
-      jnp.where(valid, pos, -1), plan, causal=cfg.causal, interpret=interpret,
-      return_lse=True, self_penalty=SELF_PENALTY, chunk_ids=ids,
-      window=(cfg.n_chunks_before, cfg.n_chunks_after))
+      in_sorted(q), None, in_sorted(v), pos, jnp.where(valid, pos, -1), plan,
+      causal=cfg.causal, interpret=interpret, return_lse=True, self_penalty=SELF_PENALTY,
+      chunk_ids=ids, window=(cfg.n_chunks_before, cfg.n_chunks_after),
+      keys_from_queries=shared_qk_keys)
   unfold = lambda t: t.reshape((batch, heads, n_rounds, padded) + t.shape[3:])
   out, _ = combine_rounds(unfold(out).astype(jnp.float32), unfold(lse), order,
                           s['sorted_slot'])
