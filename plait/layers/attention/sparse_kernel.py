@@ -133,8 +133,7 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
 # with any permutation of the rows (LSH's sort): keys_fn(sorted q) = sorted keys_fn(q).
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
 def _attention(q, k, v, q_pos, k_pos, ids, keys_fn, plan, terms, interpret):
-  keys = k if keys_fn is None else keys_fn(q)
-  return _forward(q, keys, v, q_pos, k_pos, ids, plan, terms, interpret)
+  return _attention_fwd(q, k, v, q_pos, k_pos, ids, keys_fn, plan, terms, interpret)[0]
 
 
 def _attention_fwd(q, k, v, q_pos, k_pos, ids, keys_fn, plan, terms, interpret):
