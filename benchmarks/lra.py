@@ -158,7 +158,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
                          overwrite=not args.runs_dir, max_seconds=max_seconds)
   except trainer.ConfigMismatchError as e:   # plait-train's advice does not apply here
     raise SystemExit(f'lra.py: --runs_dir: {e.output_dir} was trained with a different '
-                     'config (saved -, this run +):\n' + '\n'.join(e.differences[:40]) +
+                     'config (saved -, this run +):\n' + '\n'.join(e.differences[:e.SHOWN]) +
                      '\nResume it with the flags it was trained with (--steps, --smoke), '
                      'or give another --runs_dir.') from None
   wall = time.perf_counter() - start

@@ -63,14 +63,17 @@ class ConfigMismatchError(ValueError):
   """output_dir holds a run trained with a different config.
 
   Attributes: output_dir, and differences, the differing binding lines (the saved run's
-  prefixed '-', this run's '+'), so callers can word their own advice.
+  prefixed '-', this run's '+'), so callers can word their own advice; a message shows the
+  first SHOWN of them.
   """
+  SHOWN = 40
 
-  def __init__(self, output_dir, differences, path):
+  def __init__(self, output_dir, differences):
     self.output_dir, self.differences = output_dir, list(differences)
     super().__init__(
         f'{output_dir} was trained with a different config; refusing to mix runs. '
-        f'Differences ({path} -, this run +):\n' + '\n'.join(self.differences[:40]) +
+        f'Differences ({os.path.join(output_dir, CONFIG_FILE)} -, this run +):\n'
+        + '\n'.join(self.differences[:self.SHOWN]) +
         '\nUse another --output_dir, or pass --overwrite to delete the old run and start '
         'afresh.')
 
@@ -146,7 +149,6 @@ def check_config(output_dir, config_text, overwrite=False):
   default, so a run saved by an older plait (which listed every default) resumes. With `overwrite`, deletes the previous run's outputs
   (checkpoints, metrics, TensorBoard files, config.gin, tokenizer) so training starts afresh.
   """
-  path = os.path.join(output_dir, CONFIG_FILE)
   if overwrite:
     for name in _run_outputs():
       target = os.path.join(output_dir, name)
@@ -160,7 +162,7 @@ def check_config(output_dir, config_text, overwrite=False):
     return
   diff = gin_config.differences(old, config_text, ignore=_RESUMABLE_BINDINGS)
   if diff:
-    raise ConfigMismatchError(output_dir, diff, path)
+    raise ConfigMismatchError(output_dir, diff)
 
 
 # LoopSettings as gin binds it (`LoopSettings.checkpoint_every = 500` in a config).
