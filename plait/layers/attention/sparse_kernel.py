@@ -15,7 +15,7 @@ positions need not be sorted (they are the original positions of a permuted sequ
   >>> plan = block_plan(key_lists, width=8)              # static, from the pattern
   >>> out = sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False)
   >>> out, lse = sparse_attention(q, k, v, q_pos, k_pos, plan, return_lse=True)
-  >>> out = sparse_attention(q, None, v, q_pos, k_pos, plan, keys_from_queries=fn)
+  >>> out = sparse_attention(q, None, v, q_pos, k_pos, plan, key_scale=scale)  # shared QK
 
 The log-sum-exp is differentiable too, so attention over several key sets (e.g. LSH's
 hash rounds) can be combined exactly: softmax over the rounds' lse weighs their outputs.
@@ -28,10 +28,10 @@ position (a token sees itself only when nothing else is visible). `chunk_ids` (o
 lies within [-before, +after] chunks of the query's (the duplicate correction; it depends
 on the (query, key) pair, so it is computed per pair in the kernel from these vectors).
 
-Keys that are a row-wise function of the queries (LSH's shared QK) can be given as that
-function (`keys_from_queries`) instead of an array: the forward computes them from q and
-the backward recomputes them and adds their gradient into dq, so no key array is kept
-between the forward and the backward pass (one (B, H, L, d) residual less).
+Shared-QK attention (LSH) gives no key array but `key_scale`, one float32 per position:
+key j is q_j * key_scale[j]. The kernels read q as the keys and multiply each score column
+by its scale, so no key array exists, neither in the forward nor kept for the backward
+(which turns the keys' gradient into q's and key_scale's).
 
 `interpret=True` runs the same kernels through the Pallas interpreter (CPU tests). The
 XLA path of each layer is the oracle; tests compare values and gradients.
@@ -60,12 +60,14 @@ class LogitTerms(NamedTuple):
 
   causal: mask keys after the query (by position). self_penalty: subtracted where the key's
   position equals the query's (0: none). window: (before, after) of the duplicate count,
-  with n_ids chunk-id vectors (0: none).
+  with n_ids chunk-id vectors (0: none). key_scale: each key's scores are multiplied by
+  its entry of a per-position float32 vector (shared QK: keys = q * key_scale).
   """
   causal: bool = False
   self_penalty: float = 0.0
   window: tuple = (0, 0)
   n_ids: int = 0
+  key_scale: bool = False
 
 
 def supported(block_size, d_head, dtype):
@@ -76,12 +78,12 @@ def supported(block_size, d_head, dtype):
 
 def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
                      return_lse=False, self_penalty=0.0, chunk_ids=(), window=(0, 0),
-                     keys_from_queries=None):
+                     key_scale=None):
   """softmax(q k^T / sqrt(d)) v over the plan's blocks, masked by positions.
 
   Args:
     q, k, v: (B, H, L, d) with L = plan.n_blocks * block_size; k is None when
-      `keys_from_queries` is given.
+      `key_scale` is given.
     q_pos, k_pos: (B | 1, H | 1, L) int32 positions; k_pos = -1 marks keys no query sees.
     plan: a `BlockPlan` (static).
     causal: a query sees only keys with k_pos <= q_pos.
@@ -92,26 +94,28 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
     chunk_ids: per hash round a (B | 1, H | 1, L) int32 vector, each position's chunk in
       that round; with `window=(before, after)`, logits get -log(#rounds where the key's
       chunk - the query's chunk lies in [-before, after]) (at least 1 counted).
-    keys_from_queries: instead of k, a static (hashable) row-wise function making the
-      keys from the queries, (B, H, L, d) -> (B, H, L, d), each key row from its query
-      row alone (e.g. `lsh.hashing.shared_qk_keys`). Only q is kept for the backward
-      pass, which recomputes the keys and adds their gradient into dq; the result and
-      gradients are those of `k=keys_from_queries(q)`.
+    key_scale: instead of k, a (B, H, L) float32 array: the keys are the queries' rows
+      times it (shared QK; LSH passes `lsh.hashing.shared_qk_scale(q)`). Result and
+      gradients (to q and key_scale) are those of `k=q * key_scale[..., None]`, with the
+      scores taken in float32 instead of rounding the keys to q's dtype.
   Returns:
     (B, H, L, d) in q's dtype; a query that sees no key outputs 0. With return_lse,
     (output, lse).
   """
-  if (k is None) == (keys_from_queries is None):
-    raise ValueError('sparse_attention: give exactly one of k (an array) and '
-                     f'keys_from_queries (a function of q); got k of shape '
-                     f'{None if k is None else k.shape} and keys_from_queries='
-                     f'{keys_from_queries!r}.')
-  k_shape = k.shape if k is not None else jax.eval_shape(keys_from_queries, q).shape
+  shape = lambda a: None if a is None else a.shape
+  if (k is None) == (key_scale is None):
+    raise ValueError('sparse_attention: give exactly one of k (an array) and key_scale '
+                     f'(shared QK: keys = q * key_scale); got k of shape {shape(k)} and '
+                     f'key_scale of shape {shape(key_scale)}.')
+  if key_scale is not None and key_scale.shape != q.shape[:3]:
+    raise ValueError(f'sparse_attention: key_scale must be (B, H, L) = {q.shape[:3]} for q '
+                     f'of shape {q.shape}; got {key_scale.shape}.')
+  k_shape = q.shape if k is None else k.shape
   n, length = plan.n_blocks, q.shape[-2]
   if length % n or q.shape != k_shape or k_shape != v.shape:
     raise ValueError(f'sparse_attention: q/k/v must share a shape (B, H, L, d) with L a '
-                     f'multiple of the plan\'s {n} blocks; got {q.shape}, {k_shape}'
-                     f'{" (keys_from_queries(q))" if k is None else ""}, {v.shape}.')
+                     f'multiple of the plan\'s {n} blocks; got {q.shape}, {shape(k)}, '
+                     f'{v.shape}.')
   chunk_ids = tuple(chunk_ids)
   named = [('q_pos', q_pos), ('k_pos', k_pos)] + [(f'chunk_ids[{r}]', c)
                                                   for r, c in enumerate(chunk_ids)]
@@ -121,63 +125,78 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
       raise ValueError(f'sparse_attention: {name} must be (B | 1, H | 1, {length}), got '
                        f'{pos.shape}.')
   terms = LogitTerms(bool(causal), float(self_penalty), tuple(int(w) for w in window),
-                     len(chunk_ids))
+                     len(chunk_ids), key_scale is not None)
   ids = tuple(c.astype(jnp.int32) for c in chunk_ids)
+  if key_scale is not None:
+    key_scale = key_scale.astype(jnp.float32)
   out, lse = _attention(q, k, v, q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), ids,
-                        keys_from_queries, plan, terms, interpret)
+                        key_scale, plan, terms, interpret)
   return (out, lse) if return_lse else out
 
 
-# k is None exactly when keys_fn is given: then k is neither an input to differentiate nor
-# a residual; the keys exist only while a kernel runs. keys_fn is row-wise, so it commutes
-# with any permutation of the rows (LSH's sort): keys_fn(sorted q) = sorted keys_fn(q).
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
-def _attention(q, k, v, q_pos, k_pos, ids, keys_fn, plan, terms, interpret):
-  return _attention_fwd(q, k, v, q_pos, k_pos, ids, keys_fn, plan, terms, interpret)[0]
+# k is None exactly when key_scale is given (terms.key_scale): the kernels then read q as
+# the (unscaled) keys and scale each score column.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
+def _attention(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
+  return _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret)[0]
 
 
-def _attention_fwd(q, k, v, q_pos, k_pos, ids, keys_fn, plan, terms, interpret):
-  keys = k if keys_fn is None else keys_fn(q)
-  out, lse = _forward(q, keys, v, q_pos, k_pos, ids, plan, terms, interpret)
-  return (out, lse), (q, k, v, q_pos, k_pos, ids, out, lse)
+def _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
+  out, lse = _forward(q, q if k is None else k, v, q_pos, k_pos, ids, key_scale, plan, terms,
+                      interpret)
+  return (out, lse), (q, k, v, q_pos, k_pos, ids, key_scale, out, lse)
 
 
-def _attention_bwd(keys_fn, plan, terms, interpret, residuals, cotangents):
-  q, k, v, q_pos, k_pos, ids, out, lse = residuals
+def _attention_bwd(plan, terms, interpret, residuals, cotangents):
+  q, k, v, q_pos, k_pos, ids, key_scale, out, lse = residuals
   d_out, d_lse = cotangents
-  if keys_fn is not None:
-    k = keys_fn(q)   # recomputed; its gradient's pull-back is built after the kernels
   # d logit = p * (dp - delta) with delta = <d_out, out> - d_lse (d lse / d logit = p).
   delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1) - d_lse
   d_out = d_out.astype(q.dtype)
   # Base-2 log-sum-exp; a row that sees no key gets -_NEG, so exp2(s - lse) is 0 for all.
   lse = jnp.where(lse > 0.5 * _NEG, lse * _LOG2E, -_NEG)
   bs = q.shape[-2] // plan.n_blocks
-  arrays = [q, k, v, q_pos, k_pos, d_out, lse, delta, *ids]
+  arrays = [q, q if k is None else k, v, q_pos, k_pos, d_out, lse, delta, *ids,
+            *_scale_arrays(key_scale)]
   # dq per forward work row and dk/dv per backward one: no atomics (a single kernel adding
   # dq atomically measured 1.3-1.7x slower on an H200, contended by the global blocks).
-  dq = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, 1, [jnp.float32], arrays)[0]
+  # Partials are float32 where split rows are summed, else in q's dtype (one rounding of
+  # the float32 accumulator either way; half the memory in bf16).
+  dq = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, 1, [_partial_dtype(plan.fwd, q)],
+             arrays)[0]
   dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, 2,
-                 [jnp.float32, jnp.float32], arrays)
+                 [_partial_dtype(plan.bwd, q)] * 2, arrays)
   dq, dk, dv = (_sum_rows(g, w, plan.n_blocks) for g, w in
                 ((dq, plan.fwd), (dk, plan.bwd), (dv, plan.bwd)))
-  dk = dk.astype(k.dtype)
-  if keys_fn is not None:
-    # The keys' gradient reaches q through keys_fn; summed with the kernel's dq in float32.
-    dq = dq + jax.vjp(keys_fn, q)[1](dk)[0].astype(jnp.float32)
+  d_scale = None
+  if key_scale is not None:
+    # dk is the gradient of the scaled keys q * key_scale: split it between q and the scale.
+    d_scale = jnp.einsum('...d,...d->...', dk, q, preferred_element_type=jnp.float32)
+    dq = dq.astype(jnp.float32) + dk.astype(jnp.float32) * key_scale[..., None]
     dk = None
-  return dq.astype(q.dtype), dk, dv.astype(v.dtype), None, None, (None,) * len(ids)
+  return (dq.astype(q.dtype), None if dk is None else dk.astype(k.dtype), dv.astype(v.dtype),
+          None, None, (None,) * len(ids), d_scale)
+
+
+def _partial_dtype(rows, q):
+  """dtype of a backward kernel's per-work-row gradients: float32 when rows are summed."""
+  return jnp.float32 if len(rows.extra) else q.dtype
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
-def _forward(q, k, v, q_pos, k_pos, ids, plan, terms, interpret):
+def _scale_arrays(key_scale):
+  """The kernels' optional last input: key_scale when given."""
+  return () if key_scale is None else (key_scale,)
+
+
+def _forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
   """(out (B, H, L, d), lse (B, H, L) float32)."""
   bs = q.shape[-2] // plan.n_blocks
   rows = plan.fwd
   out, lse = _call(_fwd_kernel, rows, bs, q, terms, interpret, 1, [q.dtype, jnp.float32],
-                   [q, k, v, q_pos, k_pos, *ids])
+                   [q, k, v, q_pos, k_pos, *ids, *_scale_arrays(key_scale)])
   n = plan.n_blocks
   o, m = out[:, :, :n], lse[:, :, :n]                             # (B, H, n, bs, d), (..., bs)
   if len(rows.extra):
@@ -267,13 +286,16 @@ def _dot(a, b, trans_a=False, trans_b=False):
   return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
 
 
-def _scores(q, k, q_pos, k_pos, q_ids, k_ids, terms, scale):
+def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale):
   """(bs_q, bs_k) float32 logits in base 2 (times log2(e)), invisible ones _NEG.
 
-  Visible: key position >= 0 and, if causal, not after the query's. The LogitTerms'
-  self penalty and duplicate count are subtracted where they apply.
+  Visible: key position >= 0 and, if causal, not after the query's. Columns are scaled by
+  k_scale ((bs_k,) or None); the LogitTerms' self penalty and duplicate count are
+  subtracted where they apply.
   """
   s = _dot(q, k, trans_b=True) * (scale * _LOG2E)
+  if k_scale is not None:
+    s = s * k_scale[None, :]
   if terms.self_penalty:
     s = s - jnp.where(k_pos[None, :] == q_pos[:, None], terms.self_penalty * _LOG2E, 0.0)
   if terms.n_ids:
@@ -295,11 +317,21 @@ def _ids(refs, block, bs):
   return [_block(r, block, bs) for r in refs]
 
 
+def _split_refs(refs, terms):
+  """A kernel's trailing refs -> (chunk-id refs, key-scale ref or None, output refs)."""
+  n = terms.n_ids + terms.key_scale
+  return refs[:terms.n_ids], refs[terms.n_ids] if terms.key_scale else None, refs[n:]
+
+
+def _key_scale(ref, block, bs):
+  return None if ref is None else _block(ref, block, bs)
+
+
 def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
                 *refs, bs, width, scale, terms):
   """One work row: online softmax over its key blocks; partial output and log-sum-exp."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  ids_refs, (out_ref, lse_ref) = refs[:terms.n_ids], refs[terms.n_ids:]
+  ids_refs, scale_ref, (out_ref, lse_ref) = _split_refs(refs, terms)
   row = pl.program_id(0)
   qb = owner_ref[row]
   q = _block(q_ref, qb, bs)
@@ -309,7 +341,8 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
     acc, top, total = carry
     kb = table_ref[row * width + j]
     k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-    s = _scores(q, k, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs), terms, scale)
+    s = _scores(q, k, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs),
+                _key_scale(scale_ref, kb, bs), terms, scale)
     new_top = jnp.maximum(top, jnp.max(s, axis=1))
     # While a row has seen no key, top is _NEG and masked entries get p = 1: garbage that
     # the first visible key fades to 0 (exp2(_NEG - real) = 0), or that `seen` drops.
@@ -327,12 +360,13 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
   lse_ref[...] = jnp.where(seen, top / _LOG2E + jnp.log(safe), _NEG)
 
 
-def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, d_out, lse, delta, terms, scale):
+def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, k_scale, d_out, lse, delta,
+                       terms, scale):
   """Recomputed probabilities p and score gradients ds (both (bs_q, bs_k) float32).
 
   lse is base 2 (-_NEG for rows that see nothing), so masked entries get exp2(-huge) = 0.
   """
-  s = _scores(q, k, q_pos, k_pos, q_ids, k_ids, terms, scale)
+  s = _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale)
   p = jnp.exp2(s - lse[:, None])
   dp = _dot(d_out, v, trans_b=True)
   return p, p * (dp - delta[:, None])
@@ -342,7 +376,7 @@ def _dq_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, 
                dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms):
   """One forward work row: dq over its key blocks."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  ids_refs, (dq_ref,) = refs[:terms.n_ids], refs[terms.n_ids:]
+  ids_refs, scale_ref, (dq_ref,) = _split_refs(refs, terms)
   row = pl.program_id(0)
   qb = owner_ref[row]
   q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
@@ -351,36 +385,39 @@ def _dq_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, 
   def step(j, dq):
     kb = table_ref[row * width + j]
     k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-    _, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs), d_out,
-                               lse, delta, terms, scale)
+    k_scale = _key_scale(scale_ref, kb, bs)
+    _, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs), k_scale,
+                               d_out, lse, delta, terms, scale)
+    if k_scale is not None:
+      ds = ds * k_scale[None, :]   # d score / d q = the scaled key
     return dq + _dot(ds.astype(k.dtype), k)
 
   dq = jax.lax.fori_loop(0, counts_ref[row], step, jnp.zeros((bs, q.shape[-1]), jnp.float32))
-  dq_ref[...] = dq * scale
+  dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
 
 
 def _dkv_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
                 dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms):
   """One backward work row (a key block and query blocks that see it): dk and dv."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  ids_refs, (dk_ref, dv_ref) = refs[:terms.n_ids], refs[terms.n_ids:]
+  ids_refs, scale_ref, (dk_ref, dv_ref) = _split_refs(refs, terms)
   row = pl.program_id(0)
   kb = owner_ref[row]
   k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-  k_ids = _ids(ids_refs, kb, bs)
+  k_ids, k_scale = _ids(ids_refs, kb, bs), _key_scale(scale_ref, kb, bs)
 
   def step(j, carry):
     dk, dv = carry
     qb = table_ref[row * width + j]
     q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
     lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
-    p, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, _ids(ids_refs, qb, bs), k_ids, d_out,
-                               lse, delta, terms, scale)
+    p, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, _ids(ids_refs, qb, bs), k_ids, k_scale,
+                               d_out, lse, delta, terms, scale)
     dv = dv + _dot(p.astype(d_out.dtype), d_out, trans_a=True)
     dk = dk + _dot(ds.astype(q.dtype), q, trans_a=True)
     return dk, dv
 
   zeros = jnp.zeros((bs, k.shape[-1]), jnp.float32)
   dk, dv = jax.lax.fori_loop(0, counts_ref[row], step, (zeros, zeros))
-  dk_ref[...] = dk * scale
-  dv_ref[...] = dv
+  dk_ref[...] = (dk * scale).astype(dk_ref.dtype)
+  dv_ref[...] = dv.astype(dv_ref.dtype)

@@ -4,8 +4,9 @@ Values and gradients (q, which also makes the shared keys, and v) on random inpu
 causal and bidirectional, 1 and 2 hash rounds, padding masks, odd lengths, chunks cut
 into several kernel blocks, train-mode rotations per pair; and one bucket against the
 dense shared-QK oracle, where the 2-round duplicate count must cancel exactly; bf16
-against the bf16 XLA path. The kernel call with keys_from_queries=shared_qk_keys equals
-the call with those keys passed (float32, bf16), and keeps no keys for the backward.
+against the bf16 XLA path. The kernel call with key_scale=shared_qk_scale(q) (no key
+array) equals the call with k=shared_qk_keys(q) (float32, bf16), and keeps no keys for the
+backward.
 """
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ import pytest
 from plait.layers.attention import sparse_kernel
 from plait.layers.attention.lsh import LSHKind
 from plait.layers.attention.lsh.fused import banded_plan
-from plait.layers.attention.lsh.hashing import shared_qk_keys
+from plait.layers.attention.lsh.hashing import shared_qk_keys, shared_qk_scale
 from plait.layers.attention.lsh.window import SELF_PENALTY
 from plait.layers.attention.base import per_pair_keys
 from tests.conftest import random_array
@@ -158,8 +159,9 @@ def shared_keys_case(dtype, seed=5):
   """Sorted-order inputs of one kernel call as fused.py makes them: 2 rounds folded into
   (B, 2H) heads, 3 chunks of 2 blocks, a shuffled position order, padding keys, both
   rounds' chunk ids, the self penalty. Returns loss(q, v, keys) on the output and the lse
-  (combine_rounds needs both); keys: 'from_queries' (keys_from_queries=shared_qk_keys),
-  'explicit' (k=shared_qk_keys(q)) or 'detached' (the same keys without their gradient)."""
+  (combine_rounds needs both); keys: 'scaled' (key_scale=shared_qk_scale(q)), 'explicit'
+  (k=shared_qk_keys(q)), 'detached' (those keys without their gradient) or
+  'scale_detached' (key_scale without its gradient)."""
   n_chunks, per_chunk, bs, heads = 3, 2, 16, 2 * H
   length = n_chunks * per_chunk * bs
   rng = np.random.default_rng(seed)
@@ -170,12 +172,14 @@ def shared_keys_case(dtype, seed=5):
   w = jnp.asarray(random_array((B, heads, length, D), seed + 50))
   plan = banded_plan(n_chunks, per_chunk, 1, 0)
   def loss(q, v, keys):
-    k, fn = {'from_queries': (None, shared_qk_keys), 'explicit': (shared_qk_keys(q), None),
-             'detached': (jax.lax.stop_gradient(shared_qk_keys(q)), None)}[keys]
+    stop = jax.lax.stop_gradient
+    k, scale = {'scaled': (None, shared_qk_scale(q)), 'explicit': (shared_qk_keys(q), None),
+                'detached': (stop(shared_qk_keys(q)), None),
+                'scale_detached': (None, stop(shared_qk_scale(q)))}[keys]
     out, lse = sparse_kernel.sparse_attention(
         q, k, v, jnp.asarray(pos), k_pos, plan, causal=True, interpret=True,
         return_lse=True, self_penalty=SELF_PENALTY, chunk_ids=ids, window=(1, 0),
-        keys_from_queries=fn)
+        key_scale=scale)
     return jnp.sum(out.astype(jnp.float32) * w) + jnp.sum(jax.nn.sigmoid(lse) * w[..., 0])
   return loss, q, v
 
@@ -186,18 +190,20 @@ def relative_error(got, want):
 
 
 @pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-6), (jnp.bfloat16, 1e-2)])
-def test_keys_from_queries_equals_explicit_shared_keys(dtype, tol):
-  """Keys made inside the kernel call (recomputed in the backward) give the loss and the q
-  and v gradients of passing k = shared_qk_keys(q): the key gradient reaches dq."""
+def test_key_scale_equals_explicit_shared_keys(dtype, tol):
+  """Keys given as q and a per-position scale (never made as an array) give the loss and
+  the q and v gradients of passing k = shared_qk_keys(q): the gradient reaches q both
+  through the keys and through the scale."""
   loss, q, v = shared_keys_case(dtype)
   grads = {keys: jax.jit(jax.value_and_grad(lambda q, v, keys=keys: loss(q, v, keys),
                                             argnums=(0, 1)))(q, v)
-           for keys in ('from_queries', 'explicit', 'detached')}
-  (value, (dq, dv)), (want_value, (want_dq, want_dv)) = grads['from_queries'], grads['explicit']
+           for keys in ('scaled', 'explicit', 'detached', 'scale_detached')}
+  (value, (dq, dv)), (want_value, (want_dq, want_dv)) = grads['scaled'], grads['explicit']
   assert abs(float(value) - float(want_value)) <= tol * abs(float(want_value))
   assert relative_error(dq, want_dq) <= tol and relative_error(dv, want_dv) <= tol
-  # The keys' share of dq is large, so a path that dropped it would fail above.
-  assert relative_error(grads['detached'][1][0], want_dq) > 10 * tol
+  # The keys' and the scale's shares of dq are large: a path dropping either fails above.
+  for dropped in ('detached', 'scale_detached'):
+    assert relative_error(grads[dropped][1][0], want_dq) > 10 * tol, dropped
 
 
 def test_sparse_attention_keys_argument_errors():
@@ -205,14 +211,16 @@ def test_sparse_attention_keys_argument_errors():
   del loss
   pos = jnp.zeros((1, 1, q.shape[-2]), jnp.int32)
   plan = banded_plan(3, 2, 1, 0)
-  with pytest.raises(ValueError, match='exactly one of k.*keys_from_queries.*got k of shape '
-                     r'\(2, 4, 96, 16\)'):
-    sparse_kernel.sparse_attention(q, q, v, pos, pos, plan, keys_from_queries=shared_qk_keys)
-  with pytest.raises(ValueError, match='exactly one of k.*got k of shape None'):
+  scale = shared_qk_scale(q)
+  with pytest.raises(ValueError, match=r'exactly one of k.*key_scale.*got k of shape '
+                     r'\(2, 4, 96, 16\) and key_scale of shape \(2, 4, 96\)'):
+    sparse_kernel.sparse_attention(q, q, v, pos, pos, plan, key_scale=scale)
+  with pytest.raises(ValueError, match='exactly one of k.*got k of shape None and key_scale '
+                     'of shape None'):
     sparse_kernel.sparse_attention(q, None, v, pos, pos, plan)
-  with pytest.raises(ValueError, match=r'\(2, 4, 96, 8\) \(keys_from_queries\(q\)\)'):
-    sparse_kernel.sparse_attention(q, None, v, pos, pos, plan,
-                                   keys_from_queries=lambda t: t[..., :8])
+  with pytest.raises(ValueError, match=r'key_scale must be \(B, H, L\) = \(2, 4, 96\) for q '
+                     r'of shape \(2, 4, 96, 16\); got \(2, 4, 95\)'):
+    sparse_kernel.sparse_attention(q, None, v, pos, pos, plan, key_scale=scale[..., :95])
 
 
 def test_kernel_path_keeps_no_keys_for_the_backward():
@@ -231,6 +239,35 @@ def test_kernel_path_keeps_no_keys_for_the_backward():
   assert shapes.count((B, H * 2, padded, D)) == 3, shapes       # q, v, out
   assert (B, H, padded, D) not in shapes, shapes
 
+
+def pallas_calls(jaxpr):
+  """The pallas_call equations of a jaxpr and of every jaxpr nested in it."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'pallas_call':
+      yield eqn
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, (list, tuple)) else [param]:
+        if isinstance(sub, (jax.extend.core.ClosedJaxpr, jax.extend.core.Jaxpr)):
+          yield from pallas_calls(getattr(sub, 'jaxpr', sub))
+
+
+def test_kernel_path_makes_no_key_array_and_bf16_gradient_partials():
+  """In the whole bf16 forward and backward, every kernel reads the sorted q as its keys
+  (no key array is made, not even between kernels), and the backward kernels write their
+  gradients in bf16 (LSH's banded plan splits no row, so nothing is summed in float32)."""
+  kind = LSHKind(n_hashes=2, n_buckets=4, chunk_len=16, causal=True,
+                 implementation='interpret')
+  q = jnp.asarray(random_array((B, H, 75, D), 3), jnp.bfloat16)
+  loss = lambda q, v: jnp.sum(run(kind, q, v, None)[0].astype(jnp.float32))
+  calls = list(pallas_calls(jax.make_jaxpr(jax.grad(loss, (0, 1)))(q, q).jaxpr))
+  names = [eqn.params['name'] for eqn in calls]
+  assert names == ['plait_sparse_fwd_kernel', 'plait_sparse_dq_kernel',
+                   'plait_sparse_dkv_kernel'], names
+  for eqn in calls:
+    # Inputs: the 3 block tables, then q, k, v, ...
+    assert eqn.invars[3] is eqn.invars[4], eqn.params['name']
+  grads = [v.aval.dtype for eqn in calls[1:] for v in eqn.outvars]
+  assert grads == [jnp.bfloat16] * 3, grads
 
 def test_bf16_kernel_is_close_to_bf16_xla_lsh():
   """bf16 inputs (the GPU case): the same buckets, and output, dq and dv within bf16

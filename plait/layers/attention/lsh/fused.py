@@ -7,9 +7,9 @@ i + n_chunks_after that exist. The kernel runs it with chunks cut into blocks of
 from small vectors: original positions as q_pos/k_pos (causal; padding keys get -1),
 SELF_PENALTY on the self logit, and -log(count) with count from every round's chunk
 ids (window_count's duplicate correction; it depends on the (query, key) pair, not on
-the key alone, so the kernel computes it per pair). The keys (`shared_qk_keys` of the
-sorted queries) are made inside the kernel call and recomputed in its backward pass, so
-no sorted key array is kept between them. Rounds are folded into the head axis (one
+the key alone, so the kernel computes it per pair). The keys are never made: the kernel
+reads the sorted queries as keys and scales each key's scores by `shared_qk_scale` (one
+float32 per position, sorted with the queries), so no sorted key array exists. Rounds are folded into the head axis (one
 launch for all) and combined by their log-sum-exp (`combine_rounds`), as the XLA path
 does. Queries that see no key (only padding can) output 0 here, the mean of their
 window's values there: both unspecified (LSHKind's contract).
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from plait.layers.attention import sparse_kernel
 from plait.layers.attention.block_plan import block_plan
 from plait.layers.attention.lsh.chunked import combine_rounds, permute_rows
-from plait.layers.attention.lsh.hashing import shared_qk_keys
+from plait.layers.attention.lsh.hashing import shared_qk_scale
 from plait.layers.attention.lsh.window import SELF_PENALTY
 
 KERNEL_BLOCKS = (64, 32, 16)  # Kernel block sizes tried, largest first (64: see attention.md).
@@ -69,6 +69,8 @@ def fused_rounds(q, v, s, cfg, interpret=False):
     raise ValueError(f'LSH kernel: chunk_len={c} must be a multiple of one of '
                      f'{KERNEL_BLOCKS}.')
   pad = lambda t: jnp.pad(t, ((0, 0), (0, 0), (0, padded - length), (0, 0)))
+  # Made on the unsorted queries: sorting a row-wise function's rows = applying it sorted.
+  key_scale = pad(shared_qk_scale(q)[..., None])                  # (B, H, Lp, 1) float32
   q, v = pad(q), pad(v)
   fold = lambda t: t.reshape((batch, heads * n_rounds, padded) + t.shape[4:])
   every_round = lambda t: jnp.broadcast_to(t[:, :, None], order.shape + t.shape[-1:])
@@ -80,14 +82,11 @@ def fused_rounds(q, v, s, cfg, interpret=False):
       fold(jnp.take_along_axis(s['chunk_of'][:, :, r2, None], order, axis=3))
       for r2 in range(n_rounds))
   plan = banded_plan(padded // c, c // block, cfg.n_chunks_before, cfg.n_chunks_after)
-  # The keys are made from the sorted queries inside the kernel call, so no sorted key
-  # array is kept for the backward pass (it recomputes them). shared_qk_keys is row-wise,
-  # so keys of the sorted queries = the sorted keys of the queries.
   out, lse = sparse_kernel.sparse_attention(
       in_sorted(q), None, in_sorted(v), pos, jnp.where(valid, pos, -1), plan,
       causal=cfg.causal, interpret=interpret, return_lse=True, self_penalty=SELF_PENALTY,
       chunk_ids=ids, window=(cfg.n_chunks_before, cfg.n_chunks_after),
-      keys_from_queries=shared_qk_keys)
+      key_scale=in_sorted(key_scale)[..., 0])
   unfold = lambda t: t.reshape((batch, heads, n_rounds, padded) + t.shape[3:])
   out, _ = combine_rounds(unfold(out).astype(jnp.float32), unfold(lse), order,
                           s['sorted_slot'])

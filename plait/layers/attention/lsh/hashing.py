@@ -96,8 +96,16 @@ def shared_qk_keys(q, epsilon=1e-6):
   float32 (float64 stays float64), returned in q's dtype.
   """
   q32 = q.astype(jnp.promote_types(q.dtype, jnp.float32))
-  k = q32 * jax.lax.rsqrt(jnp.mean(q32 * q32, axis=-1, keepdims=True) + epsilon)
-  return k.astype(q.dtype)
+  return (q32 * shared_qk_scale(q, epsilon)[..., None]).astype(q.dtype)
+
+
+def shared_qk_scale(q, epsilon=1e-6):
+  """(..., L) per-row factor of `shared_qk_keys`: 1 / RMS(q_row), in at least float32.
+
+    >>> shared_qk_scale(jnp.full((3, 4), 2.0))   # [0.5, 0.5, 0.5]
+  """
+  q32 = q.astype(jnp.promote_types(q.dtype, jnp.float32))
+  return jax.lax.rsqrt(jnp.mean(q32 * q32, axis=-1) + epsilon)
 
 
 def hash_buckets(q, valid, rotations, cfg):
@@ -107,4 +115,5 @@ def hash_buckets(q, valid, rotations, cfg):
 
 
 __all__ = ['check_n_buckets', 'hash_buckets', 'hash_vectors', 'random_rotations',
-           'rotation_columns', 'shared_qk_keys', 'signed_argmax', 'total_buckets']
+           'rotation_columns', 'shared_qk_keys', 'shared_qk_scale', 'signed_argmax',
+           'total_buckets']
