@@ -3,6 +3,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from plait.layers import initializers as init
 from plait.layers.base import Fn, Layer
@@ -80,10 +81,14 @@ class Embedding(Layer):
     if not jnp.issubdtype(x.dtype, jnp.integer):
       raise TypeError(f'Embedding expects integer token ids, got dtype {x.dtype}.')
     vocab = weights.embedding.shape[0]
+    if not isinstance(x, jax.core.Tracer):
+      # Known ids (an array, or numpy constants closed over by a jit) are checked on the
+      # host: jnp ops on them would be traced inside a jit.
+      ids = np.asarray(x)
+      if ids.size and (ids.min() < 0 or ids.max() >= vocab):
+        raise ValueError(f'token ids must be in [0, {vocab - 1}], got ids in '
+                         f'[{ids.min()}, {ids.max()}].')
     valid = (x >= 0) & (x < vocab)
-    if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(valid)):
-      raise ValueError(f'token ids must be in [0, {vocab - 1}], got ids in '
-                       f'[{int(jnp.min(x))}, {int(jnp.max(x))}].')
     # Traced ids cannot raise: an out-of-range id (negative too) gives a NaN row, never
     # another id's row, so it shows up as a NaN loss. The Loop checks every batch's ids.
     rows = jnp.take(weights.embedding, jnp.clip(x, 0, vocab - 1), axis=0)

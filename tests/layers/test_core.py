@@ -205,6 +205,13 @@ def test_embedding_out_of_range_ids_raise_eagerly_and_are_nan_under_jit():
   rows = np.asarray(jax.jit(layer.pure_fn)(jnp.array([2, -1, 12]), w, s)[0])
   np.testing.assert_array_equal(rows[0], np.asarray(w.embedding[2]))
   assert np.isnan(rows[1:]).all()
+  # numpy ids closed over by a jit are known: checked, not traced (this used to fail with
+  # a TracerBoolConversionError for valid ids too).
+  rows = jax.jit(lambda w: layer.pure_fn(np.array([2, 0, 9]), w, s)[0])(w)
+  np.testing.assert_array_equal(rows, np.asarray(w.embedding)[[2, 0, 9]])
+  with pytest.raises(tl.LayerError, match=r'token ids must be in \[0, 9\], got ids in '
+                     r'\[1, 10\]'):
+    jax.jit(lambda w: layer.pure_fn(np.array([1, 10]), w, s)[0])(w)
 
 
 def test_cross_entropy_of_a_target_outside_the_classes_is_nan_not_another_class():
