@@ -274,7 +274,8 @@ def speed_model(model, smoke):
       'transformer': (models.TransformerEncoder, {}),
       'reformer': (models.ReformerEncoder, dict(n_hashes=2, n_buckets=8 if smoke else 64,
                                                 chunk_len=chunk)),
-      'performer': (models.PerformerEncoder, dict(nb_features=16 if smoke else 256)),
+      'performer': (models.PerformerEncoder, dict(nb_features=16 if smoke else 256,
+                                                  recompute_features=False)),
       'bigbird': (models.BigBirdEncoder, dict(block_size=chunk, num_rand_blocks=1 if smoke
                                               else 3)),
       'local': (models.LocalEncoder, dict(chunk_len=chunk)),

@@ -67,11 +67,14 @@ class FavorKind(AttentionKind):
       runs them through the Pallas interpreter (any backend, slow: for tests). Predict
       mode always uses XLA running sums; bidirectional FAVOR+ (two matmuls) has no kernel,
       so 'pallas'/'interpret' need causal=True.
+    recompute_features: recompute the (L, m) float32 feature maps in the backward pass
+      instead of keeping them (True: memory near a Transformer's, one more feature pass;
+      False: faster, m / d_head times q's size kept per layer). Values are the same.
   """
 
   def __init__(self, nb_features=256, kernel='softmax', causal=False, redraw=True,
                numerical_stabilizer=1e-6, feature_seed=0, chunk_size=128,
-               implementation=None):
+               implementation=None, recompute_features=True):
     name = 'CausalFavor' if causal else 'Favor'
     if implementation not in IMPLEMENTATIONS:
       raise ValueError(f'{name}: implementation must be one of {IMPLEMENTATIONS}, got '
@@ -90,6 +93,7 @@ class FavorKind(AttentionKind):
     self.nb_features, self.kernel, self.causal, self.redraw = nb_features, kernel, causal, redraw
     self.numerical_stabilizer, self.feature_seed = numerical_stabilizer, feature_seed
     self.chunk_size, self.name, self.implementation = chunk_size, name, implementation
+    self.recompute_features = bool(recompute_features)
 
   def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
     """Predict mode: (S (m, d_head), z (m,), log_scale (), position ()); else ()."""
@@ -144,10 +148,11 @@ class FavorKind(AttentionKind):
       out, state = self._decode(qf, k, _with_ones(v), mask, state, projection)
       return _normalize(out).astype(out_dtype), state
     # The (L, m) float32 feature maps are m / d_head times larger than q, k and v: keeping
-    # them for the backward made a PerformerLM step need ~3x a Transformer's memory.
+    # them for the backward made a PerformerLM step need ~2.2x the memory (RESULTS 15).
     # Recomputing them there (jax.checkpoint: only q, k, v, mask and the projection are
     # kept) costs one more feature pass.
-    return jax.checkpoint(self._attend_full)(q, k, v, mask, projection), state
+    attend = jax.checkpoint(self._attend_full) if self.recompute_features else self._attend_full
+    return attend(q, k, v, mask, projection), state
 
   def _attend_full(self, q, k, v, mask, projection):
     """Train/eval output (Lq, d_head) from (L, d_head) q, k, v and the (m, d_head) projection."""
@@ -222,10 +227,14 @@ def _normalize(out):
 def FavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
                    numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
                    mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
-                   use_bias=True):
-  """Bidirectional FAVOR+ multi-head attention: (B, L, d_model) -> (B, L, d_model)."""
+                   use_bias=True, recompute_features=True):
+  """Bidirectional FAVOR+ multi-head attention: (B, L, d_model) -> (B, L, d_model).
+
+  recompute_features: see FavorKind.
+  """
   kind = FavorKind(nb_features, kernel, causal=False, redraw=redraw,
-                   numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed)
+                   numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed,
+                   recompute_features=recompute_features)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
                    use_bias=use_bias, mode=mode, name='FavorAttention')
@@ -234,14 +243,17 @@ def FavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw
 def CausalFavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
                          numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
                          mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
-                         chunk_size=128, use_bias=True, implementation=None):
+                         chunk_size=128, use_bias=True, implementation=None,
+                         recompute_features=True):
   """Causal FAVOR+ attention (a decoder's); predict mode keeps running sums, O(1) per token.
 
-  implementation: None (auto), 'xla', 'pallas' or 'interpret'; see FavorKind.
+  implementation: None (auto), 'xla', 'pallas' or 'interpret'; recompute_features: see
+  FavorKind.
   """
   kind = FavorKind(nb_features, kernel, causal=True, redraw=redraw,
                    numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed,
-                   chunk_size=chunk_size, implementation=implementation)
+                   chunk_size=chunk_size, implementation=implementation,
+                   recompute_features=recompute_features)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
                    use_bias=use_bias, mode=mode, name='CausalFavorAttention')
