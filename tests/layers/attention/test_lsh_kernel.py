@@ -245,10 +245,8 @@ def pallas_calls(jaxpr):
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == 'pallas_call':
       yield eqn
-    for param in eqn.params.values():
-      for sub in param if isinstance(param, (list, tuple)) else [param]:
-        if isinstance(sub, (jax.extend.core.ClosedJaxpr, jax.extend.core.Jaxpr)):
-          yield from pallas_calls(getattr(sub, 'jaxpr', sub))
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      yield from pallas_calls(sub)
 
 
 def test_kernel_path_makes_no_key_array_and_bf16_gradient_partials():
