@@ -48,6 +48,6 @@ def PerformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_lay
   return tl.Serial(
       transformer.TransformerEncoder(
           vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len, dropout,
-          _favor(tl.FavorAttention, nb_features, kernel, recompute_features), positional, activation, pad_id,
-          mode, pooling=pooling, head_d_ff=head_d_ff).sublayers,
+          _favor(tl.FavorAttention, nb_features, kernel, recompute_features), positional,
+          activation, pad_id, mode, pooling=pooling, head_d_ff=head_d_ff).sublayers,
       name='PerformerEncoder', scan_layers=scan_layers)
