@@ -284,13 +284,16 @@ def speed_model(model, smoke):
   return constructor(**size, **settings)
 
 
-def time_one(model_name, length, args):
-  """{'steps_per_s', 'memory_gib'} of one training step of `model_name` at `length` tokens."""
+def speed_step(model_name, length, smoke):
+  """(compiled training step, its first arguments) of `model_name` at `length` tokens.
+
+  The step donates weights and optimizer state: feed each call the previous call's outputs.
+  """
   import plait.layers as tl  # pylint: disable=import-outside-toplevel
   from plait.supervised import optimizers  # pylint: disable=import-outside-toplevel
   from plait.supervised.train_step import make_train_step  # pylint: disable=import-outside-toplevel
-  batch = 2 if args.smoke else 32
-  model = speed_model(model_name, args.smoke)
+  batch = 2 if smoke else 32
+  model = speed_model(model_name, smoke)
   rng = np.random.default_rng(0)
   tokens = jnp.asarray(rng.integers(1, 257, (batch, length)), jnp.int32)
   data = (tokens, jnp.asarray(rng.integers(0, 2, (batch,)), jnp.int32),
@@ -302,7 +305,12 @@ def time_one(model_name, length, args):
   step = jax.jit(make_train_step(model, tl.CrossEntropyLoss(), optimizer,
                                  compute_dtype=jnp.bfloat16), donate_argnums=(0, 2))
   call_args = (weights, state, opt_state, data, jax.random.key(2))
-  compiled = step.lower(*call_args).compile()
+  return step.lower(*call_args).compile(), call_args
+
+
+def time_one(model_name, length, args):
+  """{'steps_per_s', 'memory_gib'} of one training step of `model_name` at `length` tokens."""
+  compiled, call_args = speed_step(model_name, length, args.smoke)
   gib = compiled_gib(compiled)
   times = []
   for i in range(args.reps + 2):

@@ -2,6 +2,10 @@
 
   python benchmarks/profile_gpu.py train   # the MFU TransformerLM step (models_gpu.py mfu)
   python benchmarks/profile_gpu.py decode  # one cached decoding token (on-device loop)
+  python benchmarks/profile_gpu.py attention --kind favor --length 65536 --causal
+      # one attention layer's fwd+bwd, a kind of attention_gpu.py (layer or core)
+  python benchmarks/profile_gpu.py lra --model performer --length 4096
+      # one training step of lra.py's speed model (batch 32)
 
 Traces a few steps with `jax.profiler.trace`, reads the trace's device events back, and
 prints the kernels by total time per step (count per step, % of device time), grouped
@@ -23,6 +27,8 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import attention_gpu  # pylint: disable=g-import-not-at-top,wrong-import-position
+import lra  # pylint: disable=g-import-not-at-top,wrong-import-position
 import models_gpu  # pylint: disable=g-import-not-at-top,wrong-import-position
 from plait import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from plait.supervised import decoding  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -123,25 +129,57 @@ def decode_fn(args):
   return run, n
 
 
+def attention_fn(args):
+  if args.kind in attention_gpu.CORES:
+    step, step_args, _ = attention_gpu.CORES[args.kind](args.causal, args.length)
+  elif args.kind in attention_gpu.MAKERS:
+    layer = attention_gpu.MAKERS[args.kind](args.causal, args.length)
+    step, step_args = attention_gpu.layer_step(layer, args.length)
+  else:
+    raise SystemExit(f'profile_gpu.py attention: unknown --kind {args.kind!r}; one of '
+                     f'{sorted(attention_gpu.CORES) + sorted(attention_gpu.MAKERS)}.')
+  return lambda: step(*step_args), 1
+
+
+def lra_fn(args):
+  compiled, call_args = lra.speed_step(args.model, args.length, args.tiny)
+  box = [call_args]
+
+  def run():
+    out = compiled(*box[0])
+    box[0] = (out.weights, out.state, out.opt_state) + box[0][3:]
+    return out.weights
+  return run, 1
+
+
 def main(argv=None):
   p = argparse.ArgumentParser()
-  p.add_argument('section', choices=['train', 'decode'])
+  p.add_argument('section', choices=['train', 'decode', 'attention', 'lra'])
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--steps', type=int, default=3, help='traced calls')
   p.add_argument('--decode_tokens', type=int, default=256, help='decode: tokens per call')
   p.add_argument('--top', type=int, default=25)
   p.add_argument('--tiny', action='store_true', help='CPU smoke sizes')
+  p.add_argument('--kind', default='favor', help='attention: a kind of attention_gpu.py')
+  p.add_argument('--causal', action='store_true', help='attention: causal (else bidirectional)')
+  p.add_argument('--length', type=int, default=65536, help='attention, lra: tokens')
+  p.add_argument('--model', default='performer', help='lra: a model kind of lra.py')
   p.add_argument('--trace_dir', default=None)
   p.add_argument('--out', default=None)
   args = p.parse_args(argv)
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
-  fn, units = {'train': train_fn, 'decode': decode_fn}[args.section](args)
+  fn, units = {'train': train_fn, 'decode': decode_fn, 'attention': attention_fn,
+               'lra': lra_fn}[args.section](args)
   with tempfile.TemporaryDirectory() as tmp:
     trace_dir = args.trace_dir or tmp
     wall = trace(fn, args.steps, trace_dir)
     events = device_events(trace_dir)
   summary = summarize(events, args.steps * units, wall, args.top)
   summary.update(section=args.section, batch=args.batch, device=jax.devices()[0].device_kind)
+  if args.section == 'attention':
+    summary.update(kind=args.kind, length=args.length, causal=args.causal)
+  if args.section == 'lra':
+    summary.update(model=args.model, length=args.length, batch=2 if args.tiny else 32)
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(summary, f, indent=1)
