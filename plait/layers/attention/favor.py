@@ -23,9 +23,11 @@ Predict mode (causal only) keeps S = sum_j phi(k_j) v_j^T (m, d_head), z = sum_j
 (m,), the log-scale c they are stored at, and the position: each new token costs
 O(m * d_head), and a prompt then one token per call equals the full causal output.
 
-Causal train/eval on GPU (bf16/fp16) runs the prefix-sum product as Pallas kernels
-(`favor_kernel.py`: bf16 matmul operands, float32 running sums; `implementation=`, see
-FavorKind); the XLA path of `favor_causal.py` stays the portable path and the oracle.
+Train/eval on GPU (bf16/fp16) runs on Pallas kernels (`implementation=`, see FavorKind):
+causal attention's prefix-sum product on `favor_kernel.py` (bf16 matmul operands, float32
+running sums), bidirectional softmax-kernel attention whole on `favor_bidir_kernel.py`
+(features computed in the kernels, never stored). The XLA paths (`favor_causal.py`, the two
+matmuls here) stay the portable path and the oracle.
 
   >>> layer = CausalFavorAttention(d_model=512, n_heads=8, nb_features=256)   # a plait Layer
   >>> weights, state = layer.init(ShapeDtype((2, 1024, 512)))
@@ -36,7 +38,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from plait.layers.attention import favor_kernel
+from plait.layers.attention import favor_bidir_kernel, favor_kernel
 from plait.layers.attention.base import (Attention, AttentionKind, kernel_implementation,
                                          large_negative, vmap_pairs)
 from plait.layers.attention.favor_causal import causal_product, chunked_product
@@ -60,16 +62,19 @@ class FavorKind(AttentionKind):
     numerical_stabilizer: eps added to query features (and ReLU key features).
     feature_seed: seed of the fixed features used without redraw and in eval/predict.
     chunk_size: rows per chunk of the causal prefix sums.
-    implementation: how causal train/eval computes its prefix sums. None/'auto': the
-      Pallas kernels (`favor_kernel.py`) on GPU for bf16/fp16 inputs when chunk_size is a
-      power of two in 16..256, XLA otherwise; 'xla' forces XLA (the portable path and the
-      oracle); 'pallas' forces the kernels and raises when they can't run; 'interpret'
-      runs them through the Pallas interpreter (any backend, slow: for tests). Predict
-      mode always uses XLA running sums; bidirectional FAVOR+ (two matmuls) has no kernel,
-      so 'pallas'/'interpret' need causal=True.
-    recompute_features: recompute the (L, m) float32 feature maps in the backward pass
-      instead of keeping them (True: memory near a Transformer's, one more feature pass;
-      False: faster, m / d_head times q's size kept per layer). Values are the same.
+    implementation: how train/eval runs. None/'auto': the Pallas kernels on GPU for
+      bf16/fp16 inputs they take, XLA otherwise. Causal: the prefix-sum kernels
+      (`favor_kernel.py`; chunk_size a power of two in 16..256). Bidirectional: the whole
+      attention (`favor_bidir_kernel.py`; softmax kernel, nb_features <= 512, d_head <=
+      128), which stores no feature map at all, so auto takes it only with
+      recompute_features=True. 'xla' forces XLA (the portable path and the oracle);
+      'pallas' forces the kernels and raises when they can't run; 'interpret' runs them
+      through the Pallas interpreter (any backend, slow: for tests). Predict mode always
+      uses XLA running sums.
+    recompute_features: True: keep no (L, m) float32 feature maps for the backward pass
+      (XLA recomputes them there; bidirectional attention on GPU runs the kernels, which
+      never store them): memory near a Transformer's. False: keep them (XLA): faster at
+      LRA's sizes, m / d_head times q's size kept per layer. Values are the same.
   """
 
   def __init__(self, nb_features=256, kernel='softmax', causal=False, redraw=True,
@@ -79,10 +84,10 @@ class FavorKind(AttentionKind):
     if implementation not in IMPLEMENTATIONS:
       raise ValueError(f'{name}: implementation must be one of {IMPLEMENTATIONS}, got '
                        f'{implementation!r}.')
-    if implementation in ('pallas', 'interpret') and not causal:
-      raise ValueError(f'{name}: implementation={implementation!r} runs the causal prefix-sum '
-                       'kernel; bidirectional FAVOR+ has only the XLA path (use None or '
-                       "'xla'), or build with causal=True.")
+    if implementation in ('pallas', 'interpret') and not causal and kernel != 'softmax':
+      raise ValueError(f'{name}: implementation={implementation!r}: the bidirectional kernels '
+                       "compute the softmax kernel's features; kernel='relu' has only the XLA "
+                       "path (use None or 'xla').")
     if kernel not in KERNELS:
       raise ValueError(f'{name}: kernel must be one of {KERNELS}, got {kernel!r}.')
     if nb_features < 1 or chunk_size < 1:
@@ -134,6 +139,10 @@ class FavorKind(AttentionKind):
     """
     d_head = q.shape[-1]
     head_keys = rng[0] if rng is not None and self.redraws(mode) else None
+    if mode != 'predict' and not self.causal:
+      impl = self.pick_implementation(v.dtype, d_head)
+      if impl != 'xla':
+        return self._attend_kernel(q, k, v, mask, head_keys, mode, impl), state
     def one(q1, k1, v1, mask1, state1, _, head_key):
       projection = self.projection(head_key, d_head, mode)  # Raises if it needs a key.
       return self.attend_with_projection(q1, k1, v1, mask1, state1, projection, mode)
@@ -154,6 +163,18 @@ class FavorKind(AttentionKind):
     attend = jax.checkpoint(self._attend_full) if self.recompute_features else self._attend_full
     return attend(q, k, v, mask, projection), state
 
+  def _attend_kernel(self, q, k, v, mask, head_keys, mode, impl):
+    """Bidirectional train/eval on `favor_bidir_kernel.py`: (B, H, L, d_head) arrays."""
+    d_head = q.shape[-1]
+    if self.redraws(mode):
+      if head_keys is None:
+        self.projection(None, d_head, mode)  # Raises: redraw needs an rng.
+      projection = jax.vmap(lambda key: self.projection(key, d_head, mode))(head_keys)
+    else:
+      projection = jnp.asarray(self.projection(None, d_head, mode))
+    return favor_bidir_kernel.favor_attention_kernel(
+        q, k, v, mask, projection, self.numerical_stabilizer, interpret=impl == 'interpret')
+
   def _attend_full(self, q, k, v, mask, projection):
     """Train/eval output (Lq, d_head) from (L, d_head) q, k, v and the (m, d_head) projection."""
     out_dtype = v.dtype
@@ -162,7 +183,7 @@ class FavorKind(AttentionKind):
     qf = query_features(q, projection, self.kernel, eps)
     kf = key_features(k, projection, self.kernel, eps, mask)
     v1 = _with_ones(v)
-    impl = self.pick_implementation(out_dtype) if self.causal else 'xla'
+    impl = self.pick_implementation(out_dtype, q.shape[-1]) if self.causal else 'xla'
     if impl != 'xla':  # Operands in the model's dtype, float32 sums and output.
       qf, kf, v1 = (t.astype(out_dtype) for t in (qf, kf, v1))
       out = favor_kernel.causal_product_kernel(qf, kf, v1, self.chunk_size,
@@ -173,12 +194,22 @@ class FavorKind(AttentionKind):
       out = qf @ (kf.T @ v1)
     return _normalize(out).astype(out_dtype)
 
-  def pick_implementation(self, dtype):
-    """'xla', 'pallas' or 'interpret' for causal train/eval on inputs of `dtype`."""
+  def pick_implementation(self, dtype, d_head=64):
+    """'xla', 'pallas' or 'interpret' for train/eval on inputs of `dtype`."""
+    if self.causal:
+      return kernel_implementation(
+          self.name, self.implementation, dtype, favor_kernel.supported(self.chunk_size, dtype),
+          f'chunk_size a power of two in 16..256 and float inputs; got chunk_size='
+          f'{self.chunk_size}, dtype={jnp.dtype(dtype)}')
+    fits = self.kernel == 'softmax' and favor_bidir_kernel.supported(
+        dtype, self.nb_features, d_head)
+    if self.implementation in (None, 'auto') and not self.recompute_features:
+      return 'xla'  # Keeping the features in XLA was faster at LRA's sizes (RESULTS 17).
     return kernel_implementation(
-        self.name, self.implementation, dtype, favor_kernel.supported(self.chunk_size, dtype),
-        f'chunk_size a power of two in 16..256 and float inputs; got chunk_size='
-        f'{self.chunk_size}, dtype={jnp.dtype(dtype)}')
+        self.name, self.implementation, dtype, fits,
+        f"kernel='softmax', nb_features <= 512, d_head <= 128 and float inputs; got kernel="
+        f'{self.kernel!r}, nb_features={self.nb_features}, d_head={d_head}, '
+        f'dtype={jnp.dtype(dtype)}')
 
   def _decode(self, qf, k, v1, mask, state, projection):
     """Predict mode: extends the running sums by the new positions and attends to them."""
@@ -227,14 +258,15 @@ def _normalize(out):
 def FavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
                    numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
                    mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
-                   use_bias=True, recompute_features=True):
+                   use_bias=True, implementation=None, recompute_features=True):
   """Bidirectional FAVOR+ multi-head attention: (B, L, d_model) -> (B, L, d_model).
 
-  recompute_features: see FavorKind.
+  implementation: None (auto), 'xla', 'pallas' or 'interpret'; recompute_features: see
+  FavorKind.
   """
   kind = FavorKind(nb_features, kernel, causal=False, redraw=redraw,
                    numerical_stabilizer=numerical_stabilizer, feature_seed=feature_seed,
-                   recompute_features=recompute_features)
+                   implementation=implementation, recompute_features=recompute_features)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
                    use_bias=use_bias, mode=mode, name='FavorAttention')

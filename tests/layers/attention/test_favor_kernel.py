@@ -110,8 +110,8 @@ def test_implementation_selection_and_errors():
       jnp.float32) == 'interpret'
   with pytest.raises(ValueError, match='CausalFavor: implementation must be one of'):
     FavorKind(8, causal=True, implementation='triton')
-  with pytest.raises(ValueError, match="Favor: implementation='pallas' runs the causal"):
-    FavorKind(8, causal=False, implementation='pallas')
+  with pytest.raises(ValueError, match="Favor: implementation='pallas': the bidirectional"):
+    FavorKind(8, kernel='relu', causal=False, implementation='pallas')
   if jax.default_backend() != 'gpu':
     with pytest.raises(ValueError, match="CausalFavor: implementation='pallas' needs a GPU"):
       FavorKind(8, causal=True, implementation='pallas').pick_implementation(jnp.bfloat16)
