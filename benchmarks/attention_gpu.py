@@ -88,7 +88,8 @@ def favor(chunk_size, implementation=None):
                                            implementation=implementation)
                             if causal else
                             tl.FavorAttention(D_MODEL, N_HEADS, nb_features=256, mode='eval',
-                                     head_chunk_size=head_chunk(L)))
+                                     head_chunk_size=head_chunk(L),
+                                     implementation=implementation))
 
 
 MAKERS = {

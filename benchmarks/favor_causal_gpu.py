@@ -1,4 +1,4 @@
-"""Causal FAVOR+ on the GPU: the Pallas kernels' correctness, then their speed.
+"""FAVOR+ on the GPU: the Pallas kernels' correctness (causal and bidirectional), then speed.
 
   python benchmarks/favor_causal_gpu.py --out favor.json          # checks, then the table
   python benchmarks/favor_causal_gpu.py --lengths 4096 --skip_checks
@@ -7,9 +7,13 @@ Checks (printed as JSON rows, exit 1 if one fails): the bare product in bf16 aga
 float32 XLA path on the same bf16-rounded inputs, and the CausalFavorAttention layer with
 implementation='pallas' against implementation='xla' (bf16 weights and inputs), values
 and gradients, as relative L2 errors; plus fp32 inputs against the exact quadratic product.
+Bidirectional: the bare `favor_attention_kernel` in bf16 (per-head projections, padded keys)
+against the float32 XLA path on the same bf16-rounded inputs, and FavorAttention with
+implementation='pallas' against 'xla' in train mode (features redrawn per head).
 Timing rows (the layers of attention_gpu.py: one `Attention`, 8 heads of 64, bf16, batch 1,
 fwd+bwd): causal FAVOR+ through the kernels (`favor_pallas`, chunk 128, and
-`favor_pallas_c64`) and through XLA (`favor_xla`), bidirectional FAVOR+ (`favor`), the
+`favor_pallas_c64`) and through XLA (`favor_xla`), bidirectional FAVOR+ through its kernels
+(`favor`, auto) and through XLA (`favor_xla`), the
 cuDNN layer and bare cuDNN flash (`flash-core`), and the bare product (`product-core-*`,
 (8, L, 256) x (8, L, 65), fwd+bwd) and
 each of its two forward kernels alone (`states-fwd`, `output-fwd`, at the longest length). `tflops` counts the chunked product's matmul FLOPs
@@ -29,12 +33,15 @@ from bench_rows import measured  # pylint: disable=g-bad-import-order
 import plait.layers as tl
 from plait.layers.attention.favor_causal import causal_product
 from plait.layers.attention import favor_kernel
+from plait.layers.attention.favor_bidir_kernel import favor_attention_kernel
+from plait.layers.attention.favor_features import orthogonal_random_features
 from plait.layers.attention.favor_kernel import causal_product_kernel
 from plait.shapes import ShapeDtype
 
 M = 256  # nb_features
 KERNEL = {'interpret': False}  # --interpret: the Pallas interpreter (CPU dry runs).
-TOLERANCE = {'bf16_product': 2e-2, 'bf16_layer': 3e-2, 'fp32_exact': 1e-2}
+TOLERANCE = {'bf16_product': 2e-2, 'bf16_layer': 3e-2, 'fp32_exact': 1e-2,
+             'bf16_bidir_kernel': 2e-2, 'bf16_bidir_layer': 3e-2}
 
 
 def rel(a, b):
@@ -96,11 +103,50 @@ def check_layer_bf16(length):
   return {'out': errs[0], 'dx': errs[1], 'dweights_max': max(errs[2:])}
 
 
+def check_bidir_kernel_bf16(length):
+  """The bare bidirectional kernels vs the float32 XLA path (padded keys, per-head features)."""
+  batch, keys = 2, jax.random.split(jax.random.key(3), 4)
+  q, k, v = (jax.random.normal(key, (batch, N_HEADS, length, D_HEAD), jnp.bfloat16)
+             for key in keys[:3])
+  projection = jax.vmap(lambda key: orthogonal_random_features(key, M, D_HEAD))(
+      jax.random.split(keys[3], N_HEADS))
+  mask = jnp.arange(length)[None] < jnp.asarray([length, length - 333])[:, None]
+  got = vjp_all(lambda q, k, v: favor_attention_kernel(
+      q, k, v, mask, projection, interpret=KERNEL['interpret']), q, k, v)
+  kind = tl.FavorKind(M, causal=False, recompute_features=False)
+  over_heads = jax.vmap(kind._attend_full, in_axes=(0, 0, 0, None, 0))  # pylint: disable=protected-access
+  xla = jax.vmap(over_heads, in_axes=(0, 0, 0, 0, None))
+  up = lambda t: t.astype(jnp.float32)
+  with jax.default_matmul_precision('highest'):
+    want = vjp_all(lambda q, k, v: xla(up(q), up(k), up(v), mask, projection), q, k, v)
+  return {n: rel(g, w) for n, g, w in zip(('out', 'dq', 'dk', 'dv'), got, want)}
+
+
+def check_bidir_layer_bf16(length):
+  outs = {}
+  for impl in ('pallas', 'xla'):
+    impl = 'interpret' if impl == 'pallas' and KERNEL['interpret'] else impl
+    layer = tl.FavorAttention(D_MODEL, N_HEADS, nb_features=M, mode='train',
+                              implementation=impl)
+    sig = ShapeDtype((2, length, D_MODEL), jnp.bfloat16)
+    weights, state = layer.init(sig, rng=jax.random.key(0))
+    weights = jax.tree_util.tree_map(lambda w: w.astype(jnp.bfloat16), weights)
+    x = jax.random.normal(jax.random.key(1), sig.shape, jnp.bfloat16)
+    fn = lambda x, w: layer.pure_fn(x, w, state, rng=jax.random.key(2))[0]
+    out, dx, dw = vjp_all(fn, x, weights)
+    outs[impl] = [out, dx] + jax.tree_util.tree_leaves(dw)
+  kernel = outs['interpret' if KERNEL['interpret'] else 'pallas']
+  errs = [rel(g, w) for g, w in zip(kernel, outs['xla'])]
+  return {'out': errs[0], 'dx': errs[1], 'dweights_max': max(errs[2:])}
+
+
 def checks(length):
   ok = True
   for name, fn, arg in (('bf16_product', check_product_bf16, length),
                         ('bf16_layer', check_layer_bf16, length),
-                        ('fp32_exact', check_product_exact, 1024)):
+                        ('fp32_exact', check_product_exact, 1024),
+                        ('bf16_bidir_kernel', check_bidir_kernel_bf16, length),
+                        ('bf16_bidir_layer', check_bidir_layer_bf16, length)):
     row = measured(dict(check=name, length=arg, tolerance=TOLERANCE[name]),
                    lambda row, fn=fn, arg=arg: row.update(errors=fn(arg)))
     good = 'errors' in row and max(row['errors'].values()) < TOLERANCE[name]
@@ -111,8 +157,11 @@ def checks(length):
 
 def favor_layer(implementation, chunk_size=128):
   def make(causal, length):
-    del causal, length
+    del length
     impl = 'interpret' if implementation == 'pallas' and KERNEL['interpret'] else implementation
+    if not causal:
+      return tl.FavorAttention(D_MODEL, N_HEADS, nb_features=M, mode='eval',
+                               implementation=impl)
     return tl.CausalFavorAttention(D_MODEL, N_HEADS, nb_features=M, mode='eval',
                                    chunk_size=chunk_size, implementation=impl)
   return make
@@ -156,7 +205,8 @@ def timing_rows(lengths, budget_s, out):
   for length in sorted(lengths, reverse=True):
     plan += [('causal', length, k) for k in ('favor_pallas', 'favor_xla', 'cudnn',
                                              'flash-core')]
-    plan += [('bidirectional', length, k) for k in ('favor', 'cudnn', 'flash-core')]
+    plan += [('bidirectional', length, k) for k in ('favor', 'favor_xla', 'cudnn',
+                                                    'flash-core')]
   plan += [('causal', max(lengths), k) for k in ('product-core-pallas', 'product-core-xla',
                                                  'states-fwd', 'output-fwd',
                                                  'favor_pallas_c64')]
@@ -174,7 +224,7 @@ def timing_rows(lengths, budget_s, out):
         flops = product_flops(length)
       else:
         step, xs = layer_step(LAYERS[kind](causal, length), length)
-        if kind.startswith('favor_'):
+        if kind.startswith('favor_') and causal:
           flops = product_flops(length, 64 if kind.endswith('c64') else 128)
       row['ms'], row['gib'] = measure(step, xs, budget_s)
       row['tokens_per_s'] = length / (row['ms'] * 1e-3)
