@@ -85,13 +85,14 @@ def check_product_exact(length):
   return {n: rel(g, w) for n, g, w in zip(('out', 'da', 'db', 'dc'), got, want)}
 
 
-def check_layer_bf16(length):
+def layer_kernel_vs_xla_bf16(make_layer, batch, length):
+  """Relative errors of a layer's kernel path against its XLA path (bf16 weights and inputs):
+  make_layer(implementation) -> layer."""
   outs = {}
   for impl in ('pallas', 'xla'):
     impl = 'interpret' if impl == 'pallas' and KERNEL['interpret'] else impl
-    layer = tl.CausalFavorAttention(D_MODEL, N_HEADS, nb_features=M, mode='eval',
-                                    implementation=impl)
-    sig = ShapeDtype((1, length, D_MODEL), jnp.bfloat16)
+    layer = make_layer(impl)
+    sig = ShapeDtype((batch, length, D_MODEL), jnp.bfloat16)
     weights, state = layer.init(sig, rng=jax.random.key(0))
     weights = jax.tree_util.tree_map(lambda w: w.astype(jnp.bfloat16), weights)
     x = jax.random.normal(jax.random.key(1), sig.shape, jnp.bfloat16)
@@ -101,6 +102,11 @@ def check_layer_bf16(length):
   kernel = outs['interpret' if KERNEL['interpret'] else 'pallas']
   errs = [rel(g, w) for g, w in zip(kernel, outs['xla'])]
   return {'out': errs[0], 'dx': errs[1], 'dweights_max': max(errs[2:])}
+
+
+def check_layer_bf16(length):
+  return layer_kernel_vs_xla_bf16(lambda impl: tl.CausalFavorAttention(
+      D_MODEL, N_HEADS, nb_features=M, mode='eval', implementation=impl), 1, length)
 
 
 def check_bidir_kernel_bf16(length):
@@ -123,21 +129,9 @@ def check_bidir_kernel_bf16(length):
 
 
 def check_bidir_layer_bf16(length):
-  outs = {}
-  for impl in ('pallas', 'xla'):
-    impl = 'interpret' if impl == 'pallas' and KERNEL['interpret'] else impl
-    layer = tl.FavorAttention(D_MODEL, N_HEADS, nb_features=M, mode='train',
-                              implementation=impl)
-    sig = ShapeDtype((2, length, D_MODEL), jnp.bfloat16)
-    weights, state = layer.init(sig, rng=jax.random.key(0))
-    weights = jax.tree_util.tree_map(lambda w: w.astype(jnp.bfloat16), weights)
-    x = jax.random.normal(jax.random.key(1), sig.shape, jnp.bfloat16)
-    fn = lambda x, w: layer.pure_fn(x, w, state, rng=jax.random.key(2))[0]
-    out, dx, dw = vjp_all(fn, x, weights)
-    outs[impl] = [out, dx] + jax.tree_util.tree_leaves(dw)
-  kernel = outs['interpret' if KERNEL['interpret'] else 'pallas']
-  errs = [rel(g, w) for g, w in zip(kernel, outs['xla'])]
-  return {'out': errs[0], 'dx': errs[1], 'dweights_max': max(errs[2:])}
+  """Train mode: the features are redrawn per head, the same on both paths."""
+  return layer_kernel_vs_xla_bf16(lambda impl: tl.FavorAttention(
+      D_MODEL, N_HEADS, nb_features=M, mode='train', implementation=impl), 2, length)
 
 
 def checks(length):

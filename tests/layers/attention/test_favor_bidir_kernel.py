@@ -60,11 +60,17 @@ def key_mask(batch, lk):
     (2, 2, 128, 128, 16, 16, 32, False, False),   # whole blocks, shared projection
     (2, 1, 70, 64, 32, 8, 64, True, False),       # cross lengths
 ])
-@pytest.mark.parametrize('one_segment', [False, True])
-def test_kernel_equals_xla_path(batch, heads, lq, lk, d, dv, m, masked, per_head, one_segment,
-                                monkeypatch):
-  if one_segment:  # Each pair's keys and queries in one program's loop (large batches).
-    monkeypatch.setattr(favor_bidir_kernel, '_PROGRAMS', 1)
+def test_kernel_equals_xla_path(batch, heads, lq, lk, d, dv, m, masked, per_head):
+  check_against_xla_path(batch, heads, lq, lk, d, dv, m, masked, per_head)
+
+
+def test_one_segment_per_pair_loops_over_its_blocks(monkeypatch):
+  """Large batches: each pair's keys and queries in one program's loop."""
+  monkeypatch.setattr(favor_bidir_kernel, '_PROGRAMS', 1)
+  check_against_xla_path(3, 2, 100, 130, 24, 20, 20, True, True)
+
+
+def check_against_xla_path(batch, heads, lq, lk, d, dv, m, masked, per_head):
   q, k, v, projection = inputs(batch, heads, lq, lk, d, dv, m, per_head)
   mask = key_mask(batch, lk) if masked else None
   kernel = lambda q, k, v: favor_attention_kernel(q, k, v, mask, projection, interpret=True)
