@@ -194,8 +194,9 @@ class FavorKind(AttentionKind):
       out = qf @ (kf.T @ v1)
     return _normalize(out).astype(out_dtype)
 
-  def pick_implementation(self, dtype, d_head=64):
-    """'xla', 'pallas' or 'interpret' for train/eval on inputs of `dtype`."""
+  def pick_implementation(self, dtype, d_head=None):
+    """'xla', 'pallas' or 'interpret' for train/eval on inputs of `dtype` (and heads of
+    width d_head: bidirectional; None: not checked)."""
     if self.causal:
       return kernel_implementation(
           self.name, self.implementation, dtype, favor_kernel.supported(self.chunk_size, dtype),

@@ -50,10 +50,10 @@ COMPILER_PARAMS = {'key_sums': (8, 2), 'output': (8, 2), 'query_grads': (8, 2),
                    'query_sums': (8, 2), 'key_grads': (8, 2)}
 
 
-def supported(dtype, nb_features, d_head):
-  """Whether the kernels take this dtype, feature count and head width."""
+def supported(dtype, nb_features, d_head=None):
+  """Whether the kernels take this dtype, feature count and head width (None: any)."""
   return (jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16, jnp.float32)
-          and 1 <= nb_features <= 512 and 1 <= d_head <= 128)
+          and 1 <= nb_features <= 512 and (d_head is None or 1 <= d_head <= 128))
 
 
 def favor_attention_kernel(q, k, v, key_mask, projection, stabilizer=1e-6, interpret=False):
