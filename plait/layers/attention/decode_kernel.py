@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from plait.layers.attention.base import large_negative
+from plait.layers.attention.kernel_common import triton_params
 
 __all__ = ['decode_attention', 'supported']
 
@@ -64,10 +65,7 @@ def decode_attention(q, k, v, length, block_k=None, interpret=False):
                      f'block_k={block_k}.')
   blocks = cache_len // block_k
   kernel = functools.partial(_block_kernel, block_k=block_k, scale=d ** -0.5)
-  params = None
-  if not interpret:
-    from jax.experimental.pallas import triton as plgpu  # pylint: disable=import-outside-toplevel
-    params = plgpu.CompilerParams(num_warps=4, num_stages=2)
+  params = triton_params(4, 2, interpret)
   row = lambda i, j: (i, j, 0)
   out, block_max, block_sum = pl.pallas_call(
       kernel, grid=(n, blocks),

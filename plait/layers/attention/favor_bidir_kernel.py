@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from plait.layers.attention.base import large_negative
+from plait.layers.attention.kernel_common import block_dot, pow2_at_least, triton_params
 
 __all__ = ['favor_attention_kernel', 'supported']
 
@@ -75,7 +76,7 @@ def favor_attention_kernel(q, k, v, key_mask, projection, stabilizer=1e-6, inter
         'key_mask (B, Lk) or None, projection (H, m, d) or (m, d) with m <= 512, d <= 128, '
         f'float values; got q {q.shape}, k {k.shape}, v {v.shape} {v.dtype}, key_mask '
         f'{None if key_mask is None else key_mask.shape}, projection {projection.shape}.')
-  dp, dvp, mp = _pow2(d), _pow2(dv), _pow2(m)
+  dp, dvp, mp = pow2_at_least(d), pow2_at_least(dv), pow2_at_least(m)
   q_rows, k_rows = _segments(lq, batch * heads), _segments(lk, batch * heads)
   pad = lambda t, rows, width: _pad(t, (0, 0, rows[0] - t.shape[2], width - t.shape[3]))
   valid = jnp.ones((batch, lk), jnp.float32) if key_mask is None else (
@@ -90,10 +91,6 @@ def favor_attention_kernel(q, k, v, key_mask, projection, stabilizer=1e-6, inter
   out = _favor(pad(q, q_rows, dp), pad(k, k_rows, dp), pad(v, k_rows, dvp), valid, proj,
                dims)
   return out[:, :, :lq, :dv]
-
-
-def _pow2(n):
-  return max(16, 1 << (n - 1).bit_length())
 
 
 def _pad(t, amounts):
@@ -212,11 +209,7 @@ def _run(name, dims, rows, row_arrays, valid, proj, pair_arrays, outputs):
     else:
       out_specs.append(pl.BlockSpec((None, None, rows, shape.shape[-1]),
                                     lambda i, b, h: (b, h, i, 0)))
-  params = None
-  if not dims.interpret:
-    from jax.experimental.pallas import triton as plgpu  # pylint: disable=import-outside-toplevel
-    warps, stages = COMPILER_PARAMS[name]
-    params = plgpu.CompilerParams(num_warps=warps, num_stages=stages)
+  params = triton_params(*COMPILER_PARAMS[name], dims.interpret)
   body = functools.partial(_KERNELS[name], d=dims.d, m=dims.m, eps=dims.eps)
   return pl.pallas_call(
       body, grid=(length // rows, batch, heads), in_specs=in_specs, out_specs=out_specs,
@@ -226,16 +219,11 @@ def _run(name, dims, rows, row_arrays, valid, proj, pair_arrays, outputs):
 
 # ----- kernel bodies -----
 
-def _dot(a, b, trans_a=False, trans_b=False):
-  """a @ b of 2-D blocks (either transposed) accumulated in float32."""
-  dims = (((0 if trans_a else 1,), (1 if trans_b else 0,)), ((), ()))
-  return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
-
 
 def _projected(x, proj, d):
   """Rows x (T, dp) -> (x * d^(-1/4) in float32, its projections (T, mp) float32)."""
   x = x.astype(jnp.float32) * d ** -0.25
-  return x, _dot(x, proj, trans_b=True)
+  return x, block_dot(x, proj, trans_b=True)
 
 
 def _feature_mask(shape, m):
@@ -260,14 +248,15 @@ def _key_logits(k, proj, d, m, valid):
 
 
 def _grads_of_output(qf, z, g, out):
-  """Per query row: den = qf . z, d num = g / den and d den = -<g, out> / den (0 if den = 0)."""
+  """Per query row, with den = qf . z: d num = g / den and d den = -<g, out> / den (0 where
+  den = 0)."""
   den = jnp.sum(qf * z[None, :], axis=1)
   seen = den > 0
   safe = jnp.where(seen, den, 1.0)
   g = g.astype(jnp.float32)
   dnum = jnp.where(seen[:, None], g / safe[:, None], 0.0)
   dden = jnp.where(seen, -jnp.sum(g * out.astype(jnp.float32), axis=1) / safe, 0.0)
-  return den, dnum, dden
+  return dnum, dden
 
 
 def _key_sums_kernel(k_ref, v_ref, valid_ref, p_ref, s_ref, z_ref, c_ref, *, d, m, eps):
@@ -284,7 +273,7 @@ def _key_sums_kernel(k_ref, v_ref, valid_ref, p_ref, s_ref, z_ref, c_ref, *, d, 
     top = jnp.maximum(c, jnp.max(jnp.max(logits, axis=1), axis=0))
     fade = jnp.exp(c - top)
     kf = jnp.where(real, jnp.exp(logits - top), 0.0)
-    s = s * fade + _dot(kf.astype(v.dtype), v, trans_a=True)
+    s = s * fade + block_dot(kf.astype(v.dtype), v, trans_a=True)
     z = z * fade + jnp.sum(kf, axis=0)
     return s, z, top
 
@@ -301,7 +290,7 @@ def _output_kernel(q_ref, p_ref, s_ref, z_ref, out_ref, *, d, m, eps):
   """A block of queries: (phi(q) S) / (phi(q) . z), 0 where nothing is seen."""
   qf = _query_features(q_ref[...], p_ref[...], d, m, eps)
   s = s_ref[...]
-  num = _dot(qf.astype(s.dtype), s)
+  num = block_dot(qf.astype(s.dtype), s)
   den = jnp.sum(qf * z_ref[...][None, :], axis=1)
   seen = den > 0
   out_ref[...] = jnp.where(seen[:, None], num / jnp.where(seen, den, 1.0)[:, None],
@@ -313,10 +302,10 @@ def _query_grads_kernel(q_ref, g_ref, out_ref, p_ref, s_ref, z_ref, dq_ref, *, d
   proj = p_ref[...]
   qf = _query_features(q_ref[...], proj, d, m, eps)
   z, s = z_ref[...], s_ref[...]
-  _, dnum, dden = _grads_of_output(qf, z, g_ref[...], out_ref[...])
-  dqf = _dot(dnum.astype(s.dtype), s, trans_b=True) + dden[:, None] * z[None, :]
+  dnum, dden = _grads_of_output(qf, z, g_ref[...], out_ref[...])
+  dqf = block_dot(dnum.astype(s.dtype), s, trans_b=True) + dden[:, None] * z[None, :]
   dproj = jnp.where(qf > 0, dqf * (qf - eps), 0.0)
-  dq_ref[...] = (_dot(dproj, proj) * d ** -0.25).astype(dq_ref.dtype)
+  dq_ref[...] = (block_dot(dproj, proj) * d ** -0.25).astype(dq_ref.dtype)
 
 
 def _query_sums_kernel(q_ref, g_ref, out_ref, p_ref, z_ref, ds_ref, dz_ref, *, d, m, eps):
@@ -329,8 +318,8 @@ def _query_sums_kernel(q_ref, g_ref, out_ref, p_ref, z_ref, ds_ref, dz_ref, *, d
     rows = pl.ds(pl.multiple_of(i * _ROWS, _ROWS), _ROWS)
     g = g_ref[rows, :]
     qf = _query_features(q_ref[rows, :], proj, d, m, eps)
-    _, dnum, dden = _grads_of_output(qf, z, g, out_ref[rows, :])
-    ds = ds + _dot(qf.astype(g.dtype), dnum.astype(g.dtype), trans_a=True)
+    dnum, dden = _grads_of_output(qf, z, g, out_ref[rows, :])
+    ds = ds + block_dot(qf.astype(g.dtype), dnum.astype(g.dtype), trans_a=True)
     return ds, dz + jnp.sum(qf * dden[:, None], axis=0)
 
   init = (jnp.zeros(ds_ref.shape, jnp.float32), jnp.zeros(dz_ref.shape, jnp.float32))
@@ -347,10 +336,10 @@ def _key_grads_kernel(k_ref, v_ref, valid_ref, p_ref, ds_ref, dz_ref, c_ref, dk_
   v = v_ref[...]
   k, logits, real = _key_logits(k_ref[...], proj, d, m, valid_ref[...])
   kf = jnp.where(real, jnp.exp(logits - c_ref[...][None, :]), 0.0)
-  dkf = _dot(v, ds, trans_b=True) + dz_ref[...][None, :]
-  dv_ref[...] = _dot(kf.astype(ds.dtype), ds).astype(dv_ref.dtype)
+  dkf = block_dot(v, ds, trans_b=True) + dz_ref[...][None, :]
+  dv_ref[...] = block_dot(kf.astype(ds.dtype), ds).astype(dv_ref.dtype)
   dlogits = dkf * kf
-  dk = _dot(dlogits, proj) - jnp.sum(dlogits, axis=1)[:, None] * k
+  dk = block_dot(dlogits, proj) - jnp.sum(dlogits, axis=1)[:, None] * k
   dk_ref[...] = (dk * d ** -0.25).astype(dk_ref.dtype)
 
 

@@ -29,6 +29,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from plait.layers.attention.kernel_common import block_dot, pow2_at_least, triton_params
+
 __all__ = ['causal_product_kernel', 'supported']
 
 _CHUNKS = (16, 32, 64, 128, 256)
@@ -63,18 +65,14 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False):
                      f'chunk_size {chunk_size}.')
   *lead, length, da = a.shape
   dc = c.shape[-1]
-  size = min(chunk_size, _pow2(max(length, 16)))
+  size = min(chunk_size, pow2_at_least(length))
   padded = -(-length // size) * size
   def prepare(t, width):
     t = t.astype(dtype).reshape((-1,) + t.shape[-2:])
     return jnp.pad(t, ((0, 0), (0, padded - length), (0, width - t.shape[-1])))
-  wa, wc = _pow2(max(da, 16)), _pow2(max(dc, 16))
+  wa, wc = pow2_at_least(da), pow2_at_least(dc)
   out = _product(prepare(a, wa), prepare(b, wa), prepare(c, wc), size, False, interpret)
   return out[:, :length, :dc].reshape(tuple(lead) + (length, dc))
-
-
-def _pow2(n):
-  return 1 << (n - 1).bit_length()
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
@@ -100,14 +98,6 @@ def _product_bwd(size, reverse, interpret, residuals, g):
 _product.defvjp(_product_fwd, _product_bwd)
 
 
-def _params(name, interpret):
-  if interpret:
-    return None
-  from jax.experimental.pallas import triton as plgpu  # pylint: disable=import-outside-toplevel
-  warps, stages = COMPILER_PARAMS[name]
-  return plgpu.CompilerParams(num_warps=warps, num_stages=stages)
-
-
 def _call_states(b, c, size, reverse, interpret):
   """(P, n_chunks, wa, wc) in b's dtype: per chunk, the sum of b_j c_j^T over the chunks
   before it (after it when reverse), accumulated in float32."""
@@ -123,7 +113,7 @@ def _call_states(b, c, size, reverse, interpret):
                 pl.BlockSpec((None, length, tc), lambda p, i, j: (p, 0, j))],
       out_specs=pl.BlockSpec((None, n_chunks, ta, tc), lambda p, i, j: (p, 0, i, j)),
       out_shape=jax.ShapeDtypeStruct((pairs, n_chunks, wa, wc), b.dtype),
-      compiler_params=_params('states', interpret), interpret=interpret,
+      compiler_params=triton_params(*COMPILER_PARAMS['states'], interpret), interpret=interpret,
       name='plait_favor_states')(b, c)
 
 
@@ -135,7 +125,7 @@ def _states_kernel(b_ref, c_ref, s_ref, *, size, n_chunks, reverse):
     n = n_chunks - 1 - i if reverse else i
     s_ref[pl.ds(n, 1), :, :] = total[None].astype(s_ref.dtype)
     rows = pl.ds(pl.multiple_of(n * size, size), size)
-    return total + _dot(b_ref[rows, :], c_ref[rows, :], trans_a=True)
+    return total + block_dot(b_ref[rows, :], c_ref[rows, :], trans_a=True)
 
   zeros = jnp.zeros(s_ref.shape[1:], jnp.float32)
   jax.lax.fori_loop(0, n_chunks, step, zeros)
@@ -154,7 +144,7 @@ def _call_output(a, b, c, states, size, reverse, interpret):
                 pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n, 0, 0))],
       out_specs=chunk(wc),
       out_shape=jax.ShapeDtypeStruct((pairs, length, wc), jnp.float32),
-      compiler_params=_params('output', interpret), interpret=interpret,
+      compiler_params=triton_params(*COMPILER_PARAMS['output'], interpret), interpret=interpret,
       name='plait_favor_output')(a, b, c, states)
 
 
@@ -170,19 +160,13 @@ def _output_kernel(a_ref, b_ref, c_ref, s_ref, out_ref, *, tile, reverse):
   ta, tc = min(tile, wa), min(tile, wc)
   scores = jnp.zeros((size, size), jnp.float32)
   for i in range(0, wa, ta):
-    scores += _dot(a_ref[:, pl.ds(i, ta)], b_ref[:, pl.ds(i, ta)], trans_b=True)
+    scores += block_dot(a_ref[:, pl.ds(i, ta)], b_ref[:, pl.ds(i, ta)], trans_b=True)
   row = jax.lax.broadcasted_iota(jnp.int32, (size, size), 0)
   col = jax.lax.broadcasted_iota(jnp.int32, (size, size), 1)
   seen = row <= col if reverse else row >= col
   scores = jnp.where(seen, scores, 0.0).astype(c_ref.dtype)
   for j in range(0, wc, tc):
-    acc = _dot(scores, c_ref[:, pl.ds(j, tc)])
+    acc = block_dot(scores, c_ref[:, pl.ds(j, tc)])
     for i in range(0, wa, ta):
-      acc += _dot(a_ref[:, pl.ds(i, ta)], s_ref[pl.ds(i, ta), pl.ds(j, tc)])
+      acc += block_dot(a_ref[:, pl.ds(i, ta)], s_ref[pl.ds(i, ta), pl.ds(j, tc)])
     out_ref[:, pl.ds(j, tc)] = acc
-
-
-def _dot(a, b, trans_a=False, trans_b=False):
-  """a @ b of 2-D blocks (either transposed) accumulated in float32."""
-  dims = (((0 if trans_a else 1,), (1 if trans_b else 0,)), ((), ()))
-  return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plait.layers.attention.base import large_negative
+from plait.layers.attention.kernel_common import block_dot, triton_params
 
 __all__ = ['LogitTerms', 'sparse_attention', 'supported']
 
@@ -254,11 +255,7 @@ def _call(kernel, rows, bs, q, terms, interpret, n_row_outputs, out_dtypes, arra
     out_shapes.append(jax.ShapeDtypeStruct(shape, dtype))
     out_specs.append(pl.BlockSpec((None, None, None, bs) + ((d,) if full else ()),
                                   lambda i, b, h, full=full: (b, h, i, 0) + ((0,) if full else ())))
-  params = None
-  if not interpret:
-    from jax.experimental.pallas import triton as plgpu  # pylint: disable=import-outside-toplevel
-    warps, stages = COMPILER_PARAMS[kernel.__name__.strip('_')]
-    params = plgpu.CompilerParams(num_warps=warps, num_stages=stages)
+  params = triton_params(*COMPILER_PARAMS[kernel.__name__.strip('_')], interpret)
   body = functools.partial(kernel, bs=bs, width=len(rows.table) // n_rows, scale=d ** -0.5,
                            terms=terms)
   return pl.pallas_call(
@@ -280,11 +277,6 @@ def _block(ref, block, bs):
   return ref[rows] if len(ref.shape) == 1 else ref[rows, :]
 
 
-def _dot(a, b, trans_a=False, trans_b=False):
-  """a @ b of 2-D blocks (either transposed) accumulated in float32."""
-  dims = (((0 if trans_a else 1,), (1 if trans_b else 0,)), ((), ()))
-  return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
-
 
 def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale):
   """(bs_q, bs_k) float32 logits in base 2 (times log2(e)), invisible ones _NEG.
@@ -293,7 +285,7 @@ def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale):
   k_scale ((bs_k,) or None); the LogitTerms' self penalty and duplicate count are
   subtracted where they apply.
   """
-  s = _dot(q, k, trans_b=True) * (scale * _LOG2E)
+  s = block_dot(q, k, trans_b=True) * (scale * _LOG2E)
   if k_scale is not None:
     s = s * k_scale[None, :]
   if terms.self_penalty:
@@ -348,7 +340,7 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
     # the first visible key fades to 0 (exp2(_NEG - real) = 0), or that `seen` drops.
     p = jnp.exp2(s - new_top[:, None])
     fade = jnp.exp2(top - new_top)
-    acc = acc * fade[:, None] + _dot(p.astype(v.dtype), v)
+    acc = acc * fade[:, None] + block_dot(p.astype(v.dtype), v)
     return acc, new_top, total * fade + jnp.sum(p, axis=1)
 
   init = (jnp.zeros((bs, q.shape[-1]), jnp.float32), jnp.full((bs,), _NEG, jnp.float32),
@@ -368,7 +360,7 @@ def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, k_scale, d_out, lse,
   """
   s = _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale)
   p = jnp.exp2(s - lse[:, None])
-  dp = _dot(d_out, v, trans_b=True)
+  dp = block_dot(d_out, v, trans_b=True)
   return p, p * (dp - delta[:, None])
 
 
@@ -390,7 +382,7 @@ def _dq_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, 
                                d_out, lse, delta, terms, scale)
     if k_scale is not None:
       ds = ds * k_scale[None, :]   # d score / d q = the scaled key
-    return dq + _dot(ds.astype(k.dtype), k)
+    return dq + block_dot(ds.astype(k.dtype), k)
 
   dq = jax.lax.fori_loop(0, counts_ref[row], step, jnp.zeros((bs, q.shape[-1]), jnp.float32))
   dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
@@ -413,8 +405,8 @@ def _dkv_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
     lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
     p, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, _ids(ids_refs, qb, bs), k_ids, k_scale,
                                d_out, lse, delta, terms, scale)
-    dv = dv + _dot(p.astype(d_out.dtype), d_out, trans_a=True)
-    dk = dk + _dot(ds.astype(q.dtype), q, trans_a=True)
+    dv = dv + block_dot(p.astype(d_out.dtype), d_out, trans_a=True)
+    dk = dk + block_dot(ds.astype(q.dtype), q, trans_a=True)
     return dk, dv
 
   zeros = jnp.zeros((bs, k.shape[-1]), jnp.float32)
