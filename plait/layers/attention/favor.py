@@ -202,10 +202,10 @@ class FavorKind(AttentionKind):
           self.name, self.implementation, dtype, favor_kernel.supported(self.chunk_size, dtype),
           f'chunk_size a power of two in 16..256 and float inputs; got chunk_size='
           f'{self.chunk_size}, dtype={jnp.dtype(dtype)}')
-    fits = self.kernel == 'softmax' and favor_bidir_kernel.supported(
-        dtype, self.nb_features, d_head)
     if self.implementation in (None, 'auto') and not self.recompute_features:
       return 'xla'  # Keeping the features in XLA was faster at LRA's sizes (RESULTS 17).
+    fits = self.kernel == 'softmax' and favor_bidir_kernel.supported(
+        dtype, self.nb_features, d_head)
     return kernel_implementation(
         self.name, self.implementation, dtype, fits,
         f"kernel='softmax', nb_features <= 512, d_head <= 128 and float inputs; got kernel="

@@ -15,7 +15,7 @@ from plait.layers.attention.favor_bidir_kernel import favor_attention_kernel
 from plait.layers.attention.favor_features import orthogonal_random_features
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
-from tests.layers.attention.test_favor_kernel import assert_close
+from tests.layers.attention.test_favor_kernel import assert_close, value_and_grads
 
 
 def xla_path(q, k, v, mask, projection):
@@ -37,15 +37,6 @@ def inputs(batch, heads, lq, lk, d, dv, m, per_head, dtype=jnp.float32):
   projection = (jax.vmap(lambda key: orthogonal_random_features(key, m, d))(keys) if per_head
                 else orthogonal_random_features(keys[0], m, d))
   return q, k, v, projection
-
-
-def value_and_grads(fn, q, k, v):
-  """fn's output and the gradients of <fn(q, k, v), w> for a random w, in one jit."""
-  w = jnp.asarray(random_array(jax.eval_shape(fn, q, k, v).shape, 9))
-  def run(q, k, v):
-    out, pull = jax.vjp(fn, q, k, v)
-    return out, pull(w.astype(out.dtype))
-  return jax.jit(run)(q, k, v)
 
 
 def key_mask(batch, lk):
