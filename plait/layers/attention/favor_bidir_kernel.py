@@ -13,11 +13,17 @@ projection in registers and uses them at once:
     XLA then combines the segments' sums at their largest maximum.
   - output, one program per (block of queries, batch, head):
     out = (phi(q) S) / (phi(q) . z), 0 where the denominator is 0 (no real key).
-Backward (with the forward's output, S, z and the maximum c):
+Backward (with the forward's output, S, z, the key maximum c and each query row's maximum
+projection and denominator):
   - query gradients per query block: dq from d phi(q) = (g / den) S^T - (<g, out> / den) z.
   - query sums per segment: dS = sum_i phi(q_i)^T g_i / den_i and dz = -sum_i phi(q_i)
     <g_i, out_i> / den_i.
   - key gradients per key block: d phi(k_j) = dS v_j + dz gives dk and dv.
+Features are walked in tiles of 64: the per-segment kernels (key sums, query sums) take one
+feature tile per program (each tile of key sums keeps its own running maximum; XLA brings
+them to the largest), the others loop over the tiles, so a program holds (64 rows, 64
+features) blocks, never all m features of its rows.
+
 The projections use float32 operands (q and k scaled by d^(-1/4), as the XLA path); the
 products with features use the values' dtype (bf16 on GPU) with float32 accumulation, as
 `favor_kernel.py`. The random projection gets no gradient (it is drawn, not learned).
@@ -44,6 +50,7 @@ from plait.layers.attention.kernel_common import block_dot, pow2_at_least, trito
 __all__ = ['favor_attention_kernel', 'supported']
 
 _ROWS = 64            # Rows (queries or keys) per block.
+_FEATURES = 64        # Features per tile: kernels hold (rows, tile) feature blocks.
 _PROGRAMS = 264       # Programs to aim for in the per-segment kernels (2 per H200 SM).
 _NEG = large_negative(jnp.float32)
 # Triton (num_warps, num_stages) per kernel.
@@ -77,7 +84,8 @@ def favor_attention_kernel(q, k, v, key_mask, projection, stabilizer=1e-6, inter
         f'float values; got q {q.shape}, k {k.shape}, v {v.shape} {v.dtype}, key_mask '
         f'{None if key_mask is None else key_mask.shape}, projection {projection.shape}.')
   dp, dvp, mp = pow2_at_least(d), pow2_at_least(dv), pow2_at_least(m)
-  q_rows, k_rows = _segments(lq, batch * heads), _segments(lk, batch * heads)
+  programs = batch * heads * (mp // _tile(mp))   # Per segment: one per feature tile.
+  q_rows, k_rows = _segments(lq, programs), _segments(lk, programs)
   pad = lambda t, rows, width: _pad(t, (0, 0, rows[0] - t.shape[2], width - t.shape[3]))
   valid = jnp.ones((batch, lk), jnp.float32) if key_mask is None else (
       key_mask.astype(jnp.float32))
@@ -123,6 +131,11 @@ class _Dims(NamedTuple):
   interpret: bool
 
 
+def _tile(mp):
+  """Width of the feature tiles the kernels walk (all of mp when it is smaller)."""
+  return min(_FEATURES, mp)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def _favor(q, k, v, valid, proj, dims):
   return _favor_fwd(q, k, v, valid, proj, dims)[0]
@@ -131,21 +144,23 @@ def _favor(q, k, v, valid, proj, dims):
 def _favor_fwd(q, k, v, valid, proj, dims):
   s, z, c = _combined_key_sums(k, v, valid, proj, dims)
   s = s.astype(v.dtype)
-  out, = _run('output', dims, _ROWS, [q], None, proj, [s, z],
-              [_per_row(q.shape[:3] + v.shape[3:], v.dtype)])
-  return out, (q, k, v, valid, proj, s, z, c, out)
+  rows = q.shape[:3]
+  out, top, den = _run('output', dims, _ROWS, 1, [q], None, proj, [s, z],
+                       [_per_row(rows + v.shape[3:], v.dtype),
+                        _per_row(rows, jnp.float32), _per_row(rows, jnp.float32)])
+  return out, (q, k, v, valid, proj, s, z, c, out, top, den)
 
 
 def _favor_bwd(dims, residuals, g):
-  q, k, v, valid, proj, s, z, c, out = residuals
+  q, k, v, valid, proj, s, z, c, out, top, den = residuals
   g = g.astype(v.dtype)
-  dq, = _run('query_grads', dims, _ROWS, [q, g, out], None, proj, [s, z],
+  dq, = _run('query_grads', dims, _ROWS, 1, [q, g, out, top, den], None, proj, [s, z],
              [_per_row(q.shape, q.dtype)])
-  n_seg = dims.q_rows[0] // dims.q_rows[1]
-  ds, dz = _run('query_sums', dims, dims.q_rows[1], [q, g, out], None, proj, [z],
-                _per_segment(n_seg, q, proj, v))
+  n_seg, n_tiles = dims.q_rows[0] // dims.q_rows[1], proj.shape[1] // _tile(proj.shape[1])
+  ds, dz = _run('query_sums', dims, dims.q_rows[1], n_tiles, [q, g, out, top, den], None,
+                proj, [], _per_segment(n_seg, q, proj, v))
   ds, dz = ds.sum(0).astype(v.dtype), dz.sum(0)
-  dk, dv = _run('key_grads', dims, _ROWS, [k, v], valid, proj, [ds, dz, c],
+  dk, dv = _run('key_grads', dims, _ROWS, 1, [k, v], valid, proj, [ds, dz, c],
                 [_per_row(k.shape, k.dtype), _per_row(v.shape, v.dtype)])
   return dq, dk, dv, jnp.zeros_like(valid), jnp.zeros_like(proj)
 
@@ -155,12 +170,14 @@ _favor.defvjp(_favor_fwd, _favor_bwd)
 
 def _combined_key_sums(k, v, valid, proj, dims):
   """S (B, H, mp, dvp), z (B, H, mp) float32 at the largest key logit c (B, H, mp)."""
-  n_seg = dims.k_rows[0] // dims.k_rows[1]
-  s, z, c = _run('key_sums', dims, dims.k_rows[1], [k, v], valid, proj, [],
+  n_seg, n_tiles = dims.k_rows[0] // dims.k_rows[1], proj.shape[1] // _tile(proj.shape[1])
+  s, z, c = _run('key_sums', dims, dims.k_rows[1], n_tiles, [k, v], valid, proj, [],
                  _per_segment(n_seg, k, proj, v, with_max=True))
-  top = jnp.max(c, axis=0)                       # (B, H, mp): the segments' c, all equal
-  fade = jnp.exp(c - top)                        # (n_seg, B, H, mp)
-  return jnp.sum(s * fade[..., None], axis=0), jnp.sum(z * fade, axis=0), top
+  # Each (segment, feature tile) kept its own maximum: bring all to the largest.
+  top = jnp.max(c, axis=(0, 3), keepdims=True)               # (1, B, H, 1)
+  fade = jnp.exp(c - top)                                    # (n_seg, B, H, mp)
+  return (jnp.sum(s * fade[..., None], axis=0), jnp.sum(z * fade, axis=0),
+          jnp.broadcast_to(top[0], c.shape[1:]))
 
 
 def _per_row(shape, dtype):
@@ -176,25 +193,30 @@ def _per_segment(n_seg, x, proj, v, with_max=False):
   return [(s, True) for s in shapes + shapes[1:] * with_max]
 
 
-def _run(name, dims, rows, row_arrays, valid, proj, pair_arrays, outputs):
-  """One kernel over the grid (blocks of `rows` rows, B, H).
+def _run(name, dims, rows, n_tiles, row_arrays, valid, proj, pair_arrays, outputs):
+  """One kernel over the grid (blocks of `rows` rows x n_tiles feature tiles, B, H).
 
-  row_arrays (B, H, L, w) are cut into blocks of `rows` rows and `valid` (B, L) likewise;
+  With n_tiles > 1 grid step i takes row block i // n_tiles and feature tile i % n_tiles:
+  its projection is that tile's rows and its per-segment outputs that tile's slice.
+  row_arrays (B, H, L, ...) are cut into blocks of `rows` rows and `valid` (B, L) likewise;
   `proj` (1 | H, mp, dp) and pair_arrays (B, H, ...) go in whole per pair. outputs are
-  (ShapeDtypeStruct, per_segment): per block of _ROWS rows (B, H, L, w), or per grid
-  block and pair (n, B, H, ...).
+  (ShapeDtypeStruct, per_segment): per block of rows (B, H, L, ...), or per segment and
+  pair (n_seg, B, H, mp, ...).
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   batch, heads, length = row_arrays[0].shape[:3]
-  in_specs = [pl.BlockSpec((None, None, rows, a.shape[-1]), lambda i, b, h: (b, h, i, 0))
+  tile = proj.shape[1] // n_tiles
+  block = lambda i: i // n_tiles
+  in_specs = [pl.BlockSpec((None, None, rows) + a.shape[3:],
+                           lambda i, b, h, n=a.ndim - 3: (b, h, block(i)) + (0,) * n)
               for a in row_arrays]
   inputs = list(row_arrays)
   if valid is not None:
-    in_specs.append(pl.BlockSpec((None, rows), lambda i, b, h: (b, i)))
+    in_specs.append(pl.BlockSpec((None, rows), lambda i, b, h: (b, block(i))))
     inputs.append(valid)
   shared = proj.shape[0] == 1
-  in_specs.append(pl.BlockSpec((None,) + proj.shape[1:],
-                               lambda i, b, h: (0 if shared else h, 0, 0)))
+  in_specs.append(pl.BlockSpec((None, tile, proj.shape[2]),
+                               lambda i, b, h: (0 if shared else h, i % n_tiles, 0)))
   inputs.append(proj)
   for a in pair_arrays:
     in_specs.append(pl.BlockSpec((None, None) + a.shape[2:],
@@ -203,54 +225,69 @@ def _run(name, dims, rows, row_arrays, valid, proj, pair_arrays, outputs):
   out_specs = []
   for shape, per_segment in outputs:
     if per_segment:
-      rest = shape.shape[3:]
-      out_specs.append(pl.BlockSpec((None, None, None) + rest,
-                                    lambda i, b, h, n=len(rest): (i, b, h) + (0,) * n))
+      rest = shape.shape[4:]
+      out_specs.append(pl.BlockSpec(
+          (None, None, None, tile) + rest,
+          lambda i, b, h, n=len(rest): (block(i), b, h, i % n_tiles) + (0,) * n))
     else:
-      out_specs.append(pl.BlockSpec((None, None, rows, shape.shape[-1]),
-                                    lambda i, b, h: (b, h, i, 0)))
+      rest = shape.shape[3:]
+      out_specs.append(pl.BlockSpec((None, None, rows) + rest,
+                                    lambda i, b, h, n=len(rest): (b, h, block(i)) + (0,) * n))
   params = triton_params(*COMPILER_PARAMS[name], dims.interpret)
-  body = functools.partial(_KERNELS[name], d=dims.d, m=dims.m, eps=dims.eps)
+  body = functools.partial(_KERNELS[name], d=dims.d, m=dims.m, eps=dims.eps,
+                           tile=_tile(proj.shape[1]), n_tiles=n_tiles)
   return pl.pallas_call(
-      body, grid=(length // rows, batch, heads), in_specs=in_specs, out_specs=out_specs,
-      out_shape=[shape for shape, _ in outputs], compiler_params=params,
+      body, grid=(length // rows * n_tiles, batch, heads), in_specs=in_specs,
+      out_specs=out_specs, out_shape=[shape for shape, _ in outputs], compiler_params=params,
       interpret=dims.interpret, name=f'plait_favor_bidir_{name}')(*inputs)
 
 
 # ----- kernel bodies -----
+# Kernels that see the whole projection walk it in feature tiles of `tile` rows, so that
+# only (rows, tile) feature blocks are live; per-segment kernels get one tile (n_tiles > 1).
+
+def _scaled(x, d):
+  return x.astype(jnp.float32) * d ** -0.25
 
 
-def _projected(x, proj, d):
-  """Rows x (T, dp) -> (x * d^(-1/4) in float32, its projections (T, mp) float32)."""
-  x = x.astype(jnp.float32) * d ** -0.25
-  return x, block_dot(x, proj, trans_b=True)
+def _real_features(shape, first, m):
+  """(rows, tile) bool: features first.. first + tile - 1 that are among the m real ones."""
+  return jax.lax.broadcasted_iota(jnp.int32, shape, 1) + first < m
 
 
-def _feature_mask(shape, m):
-  return jax.lax.broadcasted_iota(jnp.int32, shape, 1) < m
+def _tiles(tile, n_tiles_whole):
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  return [(f * tile, pl.ds(f * tile, tile)) for f in range(n_tiles_whole)]
 
 
-def _query_features(q, proj, d, m, eps):
-  """(T, mp) float32: exp(w . q' - row max) + eps on the m real features, 0 on padding."""
-  _, p = _projected(q, proj, d)
-  real = _feature_mask(p.shape, m)
-  p = jnp.where(real, p, _NEG)
-  top = jnp.max(p, axis=1)
-  return jnp.where(real, jnp.exp(p - top[:, None]) + eps, 0.0)
+def _first_feature(tile, n_tiles):
+  """Index of this program's first feature (per-segment kernels, one tile each)."""
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  return (pl.program_id(0) % n_tiles) * tile if n_tiles > 1 else 0
 
 
-def _key_logits(k, proj, d, m, valid):
-  """(k', logits (T, mp) with _NEG at padded keys and features, real mask)."""
-  k, p = _projected(k, proj, d)
-  logits = p - 0.5 * jnp.sum(k * k, axis=1)[:, None]
-  real = _feature_mask(p.shape, m) & (valid[:, None] > 0)
-  return k, jnp.where(real, logits, _NEG), real
+def _query_projection(q, p, first, m):
+  """(rows, tile) projections of scaled queries on one feature tile, _NEG where padded."""
+  proj = block_dot(q, p, trans_b=True)
+  return jnp.where(_real_features(proj.shape, first, m), proj, _NEG)
 
 
-def _grads_of_output(qf, z, g, out):
-  """Per query row, with den = qf . z: d num = g / den and d den = -<g, out> / den (0 where
-  den = 0)."""
-  den = jnp.sum(qf * z[None, :], axis=1)
+def _query_features(q, p, first, m, top, eps):
+  """exp(w . q' - row max) + eps on the tile's real features, 0 on padding."""
+  proj = _query_projection(q, p, first, m)
+  return jnp.where(proj > 0.5 * _NEG, jnp.exp(proj - top[:, None]) + eps, 0.0)
+
+
+def _key_logits(k, p, first, m, valid):
+  """(logits (rows, tile) with _NEG at padded keys and features, real mask)."""
+  proj = block_dot(k, p, trans_b=True)
+  logits = proj - 0.5 * jnp.sum(k * k, axis=1)[:, None]
+  real = _real_features(proj.shape, first, m) & (valid[:, None] > 0)
+  return jnp.where(real, logits, _NEG), real
+
+
+def _grads_of_output(den, g, out):
+  """Per query row: d num = g / den and d den = -<g, out> / den (0 where den = 0)."""
   seen = den > 0
   safe = jnp.where(seen, den, 1.0)
   g = g.astype(jnp.float32)
@@ -259,17 +296,19 @@ def _grads_of_output(qf, z, g, out):
   return dnum, dden
 
 
-def _key_sums_kernel(k_ref, v_ref, valid_ref, p_ref, s_ref, z_ref, c_ref, *, d, m, eps):
-  """A segment of keys: S = sum phi(k) v^T and z = sum phi(k) at the segment's max logit."""
+def _key_sums_kernel(k_ref, v_ref, valid_ref, p_ref, s_ref, z_ref, c_ref, *, d, m, eps, tile,
+                     n_tiles):
+  """A segment of keys on one feature tile: S = sum phi(k) v^T and z = sum phi(k) at the
+  running max of the tile's logits."""
   del eps
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  proj = p_ref[...]
+  p, first = p_ref[...], _first_feature(tile, n_tiles)
 
   def step(i, carry):
     s, z, c = carry
     rows = pl.ds(pl.multiple_of(i * _ROWS, _ROWS), _ROWS)
     v = v_ref[rows, :]
-    _, logits, real = _key_logits(k_ref[rows, :], proj, d, m, valid_ref[rows])
+    logits, real = _key_logits(_scaled(k_ref[rows, :], d), p, first, m, valid_ref[rows])
     top = jnp.maximum(c, jnp.max(jnp.max(logits, axis=1), axis=0))
     fade = jnp.exp(c - top)
     kf = jnp.where(real, jnp.exp(logits - top), 0.0)
@@ -277,48 +316,66 @@ def _key_sums_kernel(k_ref, v_ref, valid_ref, p_ref, s_ref, z_ref, c_ref, *, d, 
     z = z * fade + jnp.sum(kf, axis=0)
     return s, z, top
 
-  mp, dvp = s_ref.shape
-  init = (jnp.zeros((mp, dvp), jnp.float32), jnp.zeros((mp,), jnp.float32),
+  init = (jnp.zeros(s_ref.shape, jnp.float32), jnp.zeros(z_ref.shape, jnp.float32),
           jnp.full((), _NEG, jnp.float32))
   s, z, c = jax.lax.fori_loop(0, k_ref.shape[0] // _ROWS, step, init)
   s_ref[...] = s
   z_ref[...] = z
-  c_ref[...] = jnp.full((mp,), c, jnp.float32)
+  c_ref[...] = jnp.full(c_ref.shape, c, jnp.float32)
 
 
-def _output_kernel(q_ref, p_ref, s_ref, z_ref, out_ref, *, d, m, eps):
-  """A block of queries: (phi(q) S) / (phi(q) . z), 0 where nothing is seen."""
-  qf = _query_features(q_ref[...], p_ref[...], d, m, eps)
-  s = s_ref[...]
-  num = block_dot(qf.astype(s.dtype), s)
-  den = jnp.sum(qf * z_ref[...][None, :], axis=1)
+def _output_kernel(q_ref, p_ref, s_ref, z_ref, out_ref, top_ref, den_ref, *, d, m, eps, tile,
+                   n_tiles):
+  """A block of queries: (phi(q) S) / (phi(q) . z), 0 where nothing is seen; also the rows'
+  max projection and denominator for the backward."""
+  del n_tiles
+  q = _scaled(q_ref[...], d)
+  tiles = _tiles(tile, p_ref.shape[0] // tile)
+  top = jnp.full((q.shape[0],), _NEG, jnp.float32)
+  for first, f in tiles:
+    top = jnp.maximum(top, jnp.max(_query_projection(q, p_ref[f, :], first, m), axis=1))
+  num = jnp.zeros(out_ref.shape, jnp.float32)
+  den = jnp.zeros((q.shape[0],), jnp.float32)
+  for first, f in tiles:
+    qf = _query_features(q, p_ref[f, :], first, m, top, eps)
+    s = s_ref[f, :]
+    num += block_dot(qf.astype(s.dtype), s)
+    den += jnp.sum(qf * z_ref[f][None, :], axis=1)
   seen = den > 0
   out_ref[...] = jnp.where(seen[:, None], num / jnp.where(seen, den, 1.0)[:, None],
                            0.0).astype(out_ref.dtype)
+  top_ref[...] = top
+  den_ref[...] = den
 
 
-def _query_grads_kernel(q_ref, g_ref, out_ref, p_ref, s_ref, z_ref, dq_ref, *, d, m, eps):
+def _query_grads_kernel(q_ref, g_ref, out_ref, top_ref, den_ref, p_ref, s_ref, z_ref, dq_ref,
+                        *, d, m, eps, tile, n_tiles):
   """A block of queries: dq through phi(q) (the row max takes no gradient, as in XLA)."""
-  proj = p_ref[...]
-  qf = _query_features(q_ref[...], proj, d, m, eps)
-  z, s = z_ref[...], s_ref[...]
-  dnum, dden = _grads_of_output(qf, z, g_ref[...], out_ref[...])
-  dqf = block_dot(dnum.astype(s.dtype), s, trans_b=True) + dden[:, None] * z[None, :]
-  dproj = jnp.where(qf > 0, dqf * (qf - eps), 0.0)
-  dq_ref[...] = (block_dot(dproj, proj) * d ** -0.25).astype(dq_ref.dtype)
+  del n_tiles
+  q, top = _scaled(q_ref[...], d), top_ref[...]
+  dnum, dden = _grads_of_output(den_ref[...], g_ref[...], out_ref[...])
+  dq = jnp.zeros(q.shape, jnp.float32)
+  for first, f in _tiles(tile, p_ref.shape[0] // tile):
+    p, s = p_ref[f, :], s_ref[f, :]
+    qf = _query_features(q, p, first, m, top, eps)
+    dqf = block_dot(dnum.astype(s.dtype), s, trans_b=True) + dden[:, None] * z_ref[f][None, :]
+    dq += block_dot(jnp.where(qf > 0, dqf * (qf - eps), 0.0), p)
+  dq_ref[...] = (dq * d ** -0.25).astype(dq_ref.dtype)
 
 
-def _query_sums_kernel(q_ref, g_ref, out_ref, p_ref, z_ref, ds_ref, dz_ref, *, d, m, eps):
-  """A segment of queries: dS = sum phi(q) (g / den)^T and dz = sum phi(q) d den."""
+def _query_sums_kernel(q_ref, g_ref, out_ref, top_ref, den_ref, p_ref, ds_ref, dz_ref, *, d,
+                       m, eps, tile, n_tiles):
+  """A segment of queries on one feature tile: dS = sum phi(q) (g / den)^T and
+  dz = sum phi(q) d den."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  proj, z = p_ref[...], z_ref[...]
+  p, first = p_ref[...], _first_feature(tile, n_tiles)
 
   def step(i, carry):
     ds, dz = carry
     rows = pl.ds(pl.multiple_of(i * _ROWS, _ROWS), _ROWS)
     g = g_ref[rows, :]
-    qf = _query_features(q_ref[rows, :], proj, d, m, eps)
-    dnum, dden = _grads_of_output(qf, z, g, out_ref[rows, :])
+    qf = _query_features(_scaled(q_ref[rows, :], d), p, first, m, top_ref[rows], eps)
+    dnum, dden = _grads_of_output(den_ref[rows], g, out_ref[rows, :])
     ds = ds + block_dot(qf.astype(g.dtype), dnum.astype(g.dtype), trans_a=True)
     return ds, dz + jnp.sum(qf * dden[:, None], axis=0)
 
@@ -329,18 +386,24 @@ def _query_sums_kernel(q_ref, g_ref, out_ref, p_ref, z_ref, ds_ref, dz_ref, *, d
 
 
 def _key_grads_kernel(k_ref, v_ref, valid_ref, p_ref, ds_ref, dz_ref, c_ref, dk_ref, dv_ref,
-                      *, d, m, eps):
+                      *, d, m, eps, tile, n_tiles):
   """A block of keys: d phi(k) = dS v + dz gives dv = phi(k) dS and dk through phi(k)."""
-  del eps
-  proj, ds = p_ref[...], ds_ref[...]
-  v = v_ref[...]
-  k, logits, real = _key_logits(k_ref[...], proj, d, m, valid_ref[...])
-  kf = jnp.where(real, jnp.exp(logits - c_ref[...][None, :]), 0.0)
-  dkf = block_dot(v, ds, trans_b=True) + dz_ref[...][None, :]
-  dv_ref[...] = block_dot(kf.astype(ds.dtype), ds).astype(dv_ref.dtype)
-  dlogits = dkf * kf
-  dk = block_dot(dlogits, proj) - jnp.sum(dlogits, axis=1)[:, None] * k
-  dk_ref[...] = (dk * d ** -0.25).astype(dk_ref.dtype)
+  del eps, n_tiles
+  k, v, valid = _scaled(k_ref[...], d), v_ref[...], valid_ref[...]
+  dk = jnp.zeros(k.shape, jnp.float32)
+  dv = jnp.zeros(dv_ref.shape, jnp.float32)
+  dsum = jnp.zeros((k.shape[0],), jnp.float32)
+  for first, f in _tiles(tile, p_ref.shape[0] // tile):
+    p, ds = p_ref[f, :], ds_ref[f, :]
+    logits, real = _key_logits(k, p, first, m, valid)
+    kf = jnp.where(real, jnp.exp(logits - c_ref[f][None, :]), 0.0)
+    dkf = block_dot(v, ds, trans_b=True) + dz_ref[f][None, :]
+    dv += block_dot(kf.astype(ds.dtype), ds)
+    dlogits = dkf * kf
+    dk += block_dot(dlogits, p)
+    dsum += jnp.sum(dlogits, axis=1)
+  dk_ref[...] = ((dk - dsum[:, None] * k) * d ** -0.25).astype(dk_ref.dtype)
+  dv_ref[...] = dv.astype(dv_ref.dtype)
 
 
 _KERNELS = {'key_sums': _key_sums_kernel, 'output': _output_kernel,
