@@ -19,10 +19,11 @@ projection and denominator):
   - query sums per segment: dS = sum_i phi(q_i)^T g_i / den_i and dz = -sum_i phi(q_i)
     <g_i, out_i> / den_i.
   - key gradients per key block: d phi(k_j) = dS v_j + dz gives dk and dv.
-Features are walked in tiles of 64: the per-segment kernels (key sums, query sums) take one
-feature tile per program (each tile of key sums keeps its own running maximum; XLA brings
-them to the largest), the others loop over the tiles, so a program holds (64 rows, 64
-features) blocks, never all m features of its rows.
+Features are walked in tiles of 128: the per-segment kernels (key sums, query sums) take
+one feature tile per program (each tile of key sums keeps its own running maximum; XLA
+brings them to the largest), the others loop over the tiles, so a program holds (64 rows,
+128 features) blocks, never all m features of its rows. Rows, tile and warps are the
+fastest of `benchmarks/favor_bidir_tune.py`'s sweep on an H200 (RESULTS.md section 18).
 
 The projections use float32 operands (q and k scaled by d^(-1/4), as the XLA path); the
 products with features use the values' dtype (bf16 on GPU) with float32 accumulation, as
@@ -50,12 +51,12 @@ from plait.layers.attention.kernel_common import block_dot, pow2_at_least, trito
 __all__ = ['favor_attention_kernel', 'supported']
 
 _ROWS = 64            # Rows (queries or keys) per block.
-_FEATURES = 64        # Features per tile: kernels hold (rows, tile) feature blocks.
+_FEATURES = 128       # Features per tile: kernels hold (rows, tile) feature blocks.
 _PROGRAMS = 264       # Programs to aim for in the per-segment kernels (2 per H200 SM).
 _NEG = large_negative(jnp.float32)
 # Triton (num_warps, num_stages) per kernel.
-COMPILER_PARAMS = {'key_sums': (8, 2), 'output': (8, 2), 'query_grads': (8, 2),
-                   'query_sums': (8, 2), 'key_grads': (8, 2)}
+COMPILER_PARAMS = {'key_sums': (4, 2), 'output': (4, 2), 'query_grads': (4, 2),
+                   'query_sums': (4, 2), 'key_grads': (4, 2)}
 
 
 def supported(dtype, nb_features, d_head=None):

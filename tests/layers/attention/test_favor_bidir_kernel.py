@@ -50,10 +50,16 @@ def key_mask(batch, lk):
     (3, 2, 100, 130, 24, 20, 20, True, True),     # odd lengths, widths and features
     (2, 2, 128, 128, 16, 16, 32, False, False),   # whole blocks, shared projection
     (2, 1, 70, 64, 32, 8, 64, True, False),       # cross lengths
-    (2, 2, 90, 90, 16, 16, 130, True, True),      # feature tiles, the last all padding
+    (2, 2, 90, 90, 16, 16, 130, True, True),      # two feature tiles, the second mostly padding
 ])
 def test_kernel_equals_xla_path(batch, heads, lq, lk, d, dv, m, masked, per_head):
   check_against_xla_path(batch, heads, lq, lk, d, dv, m, masked, per_head)
+
+
+def test_feature_tiles_the_last_all_padding(monkeypatch):
+  """Tiles of 64 over 130 features (padded to 256): four tiles, the last with no real one."""
+  monkeypatch.setattr(favor_bidir_kernel, '_FEATURES', 64)
+  check_against_xla_path(2, 2, 90, 90, 16, 16, 130, True, True)
 
 
 def test_one_segment_per_pair_loops_over_its_blocks(monkeypatch):
