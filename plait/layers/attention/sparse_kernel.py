@@ -167,11 +167,8 @@ def _attention_bwd(plan, terms, interpret, residuals, cotangents):
              arrays)[0]
   dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, 2,
                  [_partial_dtype(plan.bwd, q)] * 2, arrays)
-  # Shared QK (key_scale) combines dq and dk below, at the partials' precision.
-  final = lambda t: t.dtype if key_scale is None else None
-  dq, dk, dv = (_sum_rows(g, w, plan.n_blocks, dtype) for g, w, dtype in
-                ((dq, plan.fwd, final(q)), (dk, plan.bwd, final(q if k is None else k)),
-                 (dv, plan.bwd, v.dtype)))
+  dq, dk, dv = (_sum_rows(g, w, plan.n_blocks) for g, w in
+                ((dq, plan.fwd), (dk, plan.bwd), (dv, plan.bwd)))
   d_scale = None
   if key_scale is not None:
     # dk is the gradient of the scaled keys q * key_scale: split it between q and the scale.
@@ -223,21 +220,11 @@ def _forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
   return merge(o), merge(m)
 
 
-def _sum_rows(parts, rows, n, dtype=None):
-  """(B, H, R, bs, d) per-work-row partials -> (B, H, n * bs, d) per-block sums in `dtype`
-  (default: the partials').
-
-  Unsplit blocks are their main row, converted (one pass over the main rows: XLA fuses the
-  slice into the conversion); split blocks are summed in float32 from their few rows and
-  then overwrite theirs (in place).
-  """
-  dtype = parts.dtype if dtype is None else dtype
-  total = parts[:, :, :n].astype(dtype)
+def _sum_rows(parts, rows, n):
+  """(B, H, R, bs, d) per-work-row partials -> (B, H, n * bs, d) per-block sums."""
+  total = parts[:, :, :n]
   if len(rows.extra):
-    split = np.unique(rows.extra_owner)
-    slot = np.searchsorted(split, rows.extra_owner)
-    sums = parts[:, :, split].at[:, :, slot].add(parts[:, :, rows.extra])
-    total = total.at[:, :, split].set(sums.astype(dtype))
+    total = total.at[:, :, rows.extra_owner].add(parts[:, :, rows.extra])
   return total.reshape(total.shape[:2] + (-1,) + total.shape[4:])
 
 
