@@ -277,7 +277,6 @@ def _block(ref, block, bs):
   return ref[rows] if len(ref.shape) == 1 else ref[rows, :]
 
 
-
 def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale):
   """(bs_q, bs_k) float32 logits in base 2 (times log2(e)), invisible ones _NEG.
 
