@@ -69,15 +69,18 @@ def _kernel(a_ref, q_ref, *, d):
     x = jnp.sum(jnp.where((col == j) & (row >= j), r, 0.0), axis=1)    # R[j:, j], 0 above
     head = jnp.sum(jnp.where(rows == j, x, 0.0))                         # x_0 = R[j, j]
     norm = jnp.sqrt(jnp.sum(x * x))
-    sign = jnp.where(head < 0, -1.0, 1.0)
+    # Scalars are chosen by arithmetic, not `where`: Triton's lowering of a select on a
+    # scalar predicate yields a boolean (found when the kernel first ran on the H200).
+    sign = 1.0 - 2.0 * (head < 0).astype(jnp.float32)
     v = x + jnp.where(rows == j, sign * norm, 0.0)                       # x + sign |x| e_0
     v_norm = jnp.sqrt(jnp.sum(v * v))
-    v = jnp.where(v_norm > 0, v / jnp.where(v_norm > 0, v_norm, 1.0), 0.0)
+    v = v / jnp.maximum(v_norm, jnp.finfo(jnp.float32).tiny)          # v = 0 stays 0
     r = r - 2.0 * v[:, None] * jnp.sum(v[:, None] * r, axis=0)[None, :]
     q = q - 2.0 * jnp.sum(q * v[None, :], axis=1)[:, None] * v[None, :]
     # R's new diagonal entry is -sign |x|: Q's column j is flipped when it is negative
     # (a zero column, |x| = 0, keeps its sign).
-    signs = jnp.where(rows == j, jnp.where(norm > 0, -sign, 1.0), signs)
+    flip = 1.0 - (1.0 + sign) * (norm > 0).astype(jnp.float32)          # -sign, or 1 if |x| = 0
+    signs = jnp.where(rows == j, flip, signs)
     return r, q, signs
 
   eye = jnp.where(row == col, 1.0, 0.0)
