@@ -74,7 +74,7 @@ def _kernel(a_ref, q_ref, *, d):
     sign = 1.0 - 2.0 * (head < 0).astype(jnp.float32)
     v = x + jnp.where(rows == j, sign * norm, 0.0)                       # x + sign |x| e_0
     v_norm = jnp.sqrt(jnp.sum(v * v))
-    v = v / jnp.maximum(v_norm, jnp.finfo(jnp.float32).tiny)          # v = 0 stays 0
+    v = v / jnp.maximum(v_norm, 1e-30)                                   # v = 0 stays 0
     r = r - 2.0 * v[:, None] * jnp.sum(v[:, None] * r, axis=0)[None, :]
     q = q - 2.0 * jnp.sum(q * v[None, :], axis=1)[:, None] * v[None, :]
     # R's new diagonal entry is -sign |x|: Q's column j is flipped when it is negative
