@@ -17,6 +17,8 @@ plait/layers, plait/models or plait/supervised done, and record its summary in R
    and sort), values and gradients, bf16 and float32, padded and odd lengths.
 6. benchmarks/favor_causal_gpu.py --lengths 4096: the causal FAVOR+ kernels vs the XLA
    path and the exact product (values and gradients), then one timing row.
+7. benchmarks/qr_features_gpu.py: the random features' QR kernel vs jnp.linalg.qr and the
+   factor's defining properties, then its timing.
 
 The parts run side by side (--sequential: one at a time, for compile times without
 contention). Writes --out/summary.md (date, GPU, each part's result, per-config compile times
@@ -107,6 +109,7 @@ def main(argv=None):
       ('lsh_kernel_checks', [sys.executable, 'benchmarks/lsh_kernel_gpu.py']),
       ('favor_kernel_checks', [sys.executable, 'benchmarks/favor_causal_gpu.py', '--lengths',
                                '4096', '--budget_s', '0.2']),
+      ('qr_kernel_checks', [sys.executable, 'benchmarks/qr_features_gpu.py']),
   ]
   results = _run_parts(parts, out, env, args.deadline_s, args.sequential)
   import jax  # pylint: disable=import-outside-toplevel

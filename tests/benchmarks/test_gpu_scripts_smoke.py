@@ -118,3 +118,8 @@ def test_favor_causal_gpu_script_runs_through_the_interpreter_on_cpu():
   for kind in ('favor_pallas', 'favor_xla', 'product-core-pallas', 'states-fwd'):
     assert f'| causal | 128 | {kind} | ' in out
   assert '| causal | 128 | favor_pallas | Error' not in out, out
+
+
+def test_qr_features_gpu_script_checks_the_kernel_through_the_interpreter_on_cpu():
+  out = run(str(BENCH / 'qr_features_gpu.py'), '--interpret', '--heads', '1')
+  assert '"matrices": 4' in out and '"passed": true' in out and 'qr kernel checks ok' in out, out

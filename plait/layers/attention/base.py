@@ -46,13 +46,14 @@ from plait.layers.chunked_map import chunked_map
 from plait.layers.core import check_mode, dropout
 
 
-def kernel_implementation(name, requested, dtype, fits, fits_text):
+def kernel_implementation(name, requested, dtype, fits, fits_text, half_only=True):
   """The path a kind with a Pallas kernel takes: 'xla', 'pallas' or 'interpret'.
 
   `requested` is the kind's `implementation=`: 'xla' and 'interpret' are taken as asked;
   'pallas' is checked (a GPU, and `fits`: the kernel takes these sizes and dtype; else a
   ValueError naming `name` and `fits_text`, what the kernel takes and what it got); None
-  (auto) takes the kernel on a GPU for bfloat16/float16 inputs it fits, else 'xla'.
+  (auto) takes the kernel on a GPU for bfloat16/float16 inputs it fits (any dtype it fits
+  with half_only=False), else 'xla'.
 
     >>> kernel_implementation('BlockSparse', None, jnp.bfloat16, True, '...')  # on a CPU
     'xla'
@@ -69,7 +70,7 @@ def kernel_implementation(name, requested, dtype, fits, fits_text):
       raise ValueError(f"{name}: implementation='pallas' takes {fits_text}. Use "
                        "implementation=None (auto) or 'xla'.")
     return 'pallas'
-  half = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+  half = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) or not half_only
   return 'pallas' if on_gpu and half and fits else 'xla'
 
 

@@ -70,7 +70,8 @@ class FavorKind(AttentionKind):
       recompute_features=True. 'xla' forces XLA (the portable path and the oracle);
       'pallas' forces the kernels and raises when they can't run; 'interpret' runs them
       through the Pallas interpreter (any backend, slow: for tests). Predict mode always
-      uses XLA running sums.
+      uses XLA running sums. The redrawn features' QR follows the same choice
+      (`qr_kernel.py` on GPU, see orthogonal_random_features).
     recompute_features: True: keep no (L, m) float32 feature maps for the backward pass
       (XLA recomputes them there; bidirectional attention on GPU runs the kernels, which
       never store them): memory near a Transformer's. False: keep them (XLA): faster at
@@ -127,7 +128,7 @@ class FavorKind(AttentionKind):
         raise ValueError(f'{self.name}: redraw=True in train mode draws random features from '
                          'the rng: pass rng=jax.random.key(...) to pure_fn, or build with '
                          "redraw=False or mode='eval'.")
-      return orthogonal_random_features(rng, self.nb_features, d_head)
+      return orthogonal_random_features(rng, self.nb_features, d_head, self.implementation)
     return _fixed_projection(self.feature_seed, self.nb_features, d_head)
 
   # ----- attention -----

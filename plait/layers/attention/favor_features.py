@@ -31,22 +31,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plait.layers.attention.base import large_negative
+from plait.layers.attention import qr_kernel
+from plait.layers.attention.base import kernel_implementation, large_negative
 
 KERNELS = ('softmax', 'relu')
 
 
-def orthogonal_random_features(rng, nb_features, d):
+def orthogonal_random_features(rng, nb_features, d, implementation=None):
   """A (nb_features, d) float32 projection: blocks of d orthogonal rows, chi(d) row norms.
 
   Each block is the Q of a Gaussian matrix's QR (signs fixed so it is Haar-distributed);
   the last block is cut to size. Row norms are those of independent N(0, I_d) vectors, so
   each row is marginally N(0, I_d) as the unbiased estimator needs.
+
+  implementation: who computes the QR. None/'auto': `qr_kernel.py` on a GPU for d <= 128,
+  `jnp.linalg.qr` otherwise; 'xla': `jnp.linalg.qr`; 'pallas': the kernel (a ValueError
+  without a GPU or for d > 128); 'interpret': the kernel in the Pallas interpreter (tests).
+  All give the same matrix up to rounding.
   """
   n_blocks = -(-nb_features // d)
   r_blocks, r_norms = jax.random.split(rng)
-  return _orthogonalize(jax.random.normal(r_blocks, (n_blocks, d, d), jnp.float32),
-                        jax.random.normal(r_norms, (nb_features, d), jnp.float32), jnp)
+  blocks = jax.random.normal(r_blocks, (n_blocks, d, d), jnp.float32)
+  norm_samples = jax.random.normal(r_norms, (nb_features, d), jnp.float32)
+  impl = kernel_implementation('orthogonal_random_features', implementation, jnp.float32,
+                               qr_kernel.supported(d), f'd <= 128; got d={d}', half_only=False)
+  if impl == 'xla':
+    return _orthogonalize(blocks, norm_samples, jnp)
+  q = qr_kernel.orthogonal_factor(blocks, interpret=impl == 'interpret')
+  return _rows_with_norms(q, norm_samples, jnp)
 
 
 def fixed_orthogonal_features(seed, nb_features, d):
@@ -64,6 +76,11 @@ def _orthogonalize(blocks, norm_samples, xp):
   """Gaussian (n_blocks, d, d) and (m, d) samples -> the (m, d) projection; xp: np or jnp."""
   q, r = xp.linalg.qr(blocks)
   q = q * xp.sign(xp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
+  return _rows_with_norms(q, norm_samples, xp)
+
+
+def _rows_with_norms(q, norm_samples, xp):
+  """(n_blocks, d, d) orthogonal factors -> (m, d): their rows, scaled to the samples' norms."""
   m, d = norm_samples.shape
   rows = xp.swapaxes(q, -1, -2).reshape(-1, d)[:m]
   return rows * xp.linalg.norm(norm_samples, axis=-1)[:, None]
