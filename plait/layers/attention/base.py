@@ -46,6 +46,17 @@ from plait.layers.chunked_map import chunked_map
 from plait.layers.core import check_mode, dropout
 
 
+def on_gpu():
+  """Whether what is traced here is lowered for a GPU.
+
+  True on JAX's GPU backend, and where an abstract GPU device is in scope
+  (`jax.sharding.use_abstract_mesh`): that is how CPU tests lower the Pallas kernels for
+  Triton (tests/layers/attention/test_triton_lowering.py), as JAX's own Pallas lowering does.
+  """
+  device = jax.sharding.get_abstract_mesh().abstract_device
+  return (device.platform if device is not None else jax.default_backend()) == 'gpu'
+
+
 def kernel_implementation(name, requested, dtype, fits, fits_text, half_only=True):
   """The path a kind with a Pallas kernel takes: 'xla', 'pallas' or 'interpret'.
 
@@ -60,9 +71,9 @@ def kernel_implementation(name, requested, dtype, fits, fits_text, half_only=Tru
   """
   if requested in ('xla', 'interpret'):
     return requested
-  on_gpu = jax.default_backend() == 'gpu'
+  gpu = on_gpu()
   if requested == 'pallas':
-    if not on_gpu:
+    if not gpu:
       raise ValueError(f"{name}: implementation='pallas' needs a GPU, but JAX's backend "
                        f"is {jax.default_backend()!r}; use implementation=None (auto), "
                        "'xla', or 'interpret' (tests).")
@@ -71,7 +82,7 @@ def kernel_implementation(name, requested, dtype, fits, fits_text, half_only=Tru
                        "implementation=None (auto) or 'xla'.")
     return 'pallas'
   half = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) or not half_only
-  return 'pallas' if on_gpu and half and fits else 'xla'
+  return 'pallas' if gpu and half and fits else 'xla'
 
 
 def large_negative(dtype):
@@ -374,4 +385,5 @@ def _project(x, weights):
 
 
 __all__ = ['Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights',
-           'kernel_implementation', 'large_negative', 'per_pair_keys', 'vmap_pairs']
+           'kernel_implementation', 'large_negative', 'on_gpu', 'per_pair_keys',
+           'vmap_pairs']

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plait.layers.attention import decode_kernel
-from plait.layers.attention.base import Attention, AttentionKind, large_negative
+from plait.layers.attention.base import Attention, AttentionKind, large_negative, on_gpu
 
 IMPLEMENTATIONS = (None, 'auto', 'xla', 'cudnn')
 
@@ -159,7 +159,7 @@ class DotProductKind(AttentionKind):
 
     implementation='xla' keeps XLA's path; so do CPUs and shapes the kernel lacks.
     """
-    if self.implementation == 'xla' or mask is not None or jax.default_backend() != 'gpu':
+    if self.implementation == 'xla' or mask is not None or not on_gpu():
       return None
     ok = decode_kernel.supported(q.shape, cache[0].shape[-2], q.dtype)
     return 'pallas' if ok else None
@@ -168,10 +168,10 @@ class DotProductKind(AttentionKind):
     """'xla' or 'cudnn' for these (B, H, L, d_head) queries (see the class docstring)."""
     if self.implementation == 'xla':
       return 'xla'
-    on_gpu = jax.default_backend() == 'gpu'
+    gpu = on_gpu()
     half = q.dtype in (jnp.bfloat16, jnp.float16)
     if self.implementation == 'cudnn':
-      if not on_gpu:
+      if not gpu:
         raise ValueError("DotProductKind: implementation='cudnn' needs a GPU, but JAX's "
                          f"backend is {jax.default_backend()!r}; use implementation=None "
                          "(auto) or 'xla'.")
@@ -183,7 +183,7 @@ class DotProductKind(AttentionKind):
     d_head, length = q.shape[-1], q.shape[-2]
     # cuDNN flash limits: d_head a multiple of 8 and <= 128 (256 on Hopper; we stay safe);
     # with a mask (a bias to cuDNN) the training kernels need an even length.
-    cudnn_ok = (on_gpu and half and d_head % 8 == 0 and d_head <= 128
+    cudnn_ok = (gpu and half and d_head % 8 == 0 and d_head <= 128
                 and (mask is None or length % 2 == 0))
     return 'cudnn' if cudnn_ok else 'xla'
 

@@ -7,6 +7,7 @@ import pytest
 from plait import models
 from plait.layers.attention import dense, decode_kernel
 from plait.supervised import decoding
+from tests.layers.attention.test_triton_lowering import abstract_gpu
 from tests.models import helpers
 
 
@@ -98,19 +99,19 @@ def test_transformer_lm_decoding_with_the_kernel_equals_rerun(monkeypatch):
   np.testing.assert_array_equal(fast, slow)
 
 
-def test_kernel_lowers_to_triton_without_a_gpu(monkeypatch):
-  """CI has no GPU: lower for CUDA with a stated compute capability (catches Triton-lowering
-  gaps, e.g. scalar stacks, that the interpreter accepts)."""
-  import types  # pylint: disable=import-outside-toplevel
-  reg = pytest.importorskip('jax._src.pallas.triton.pallas_call_registration')
-  monkeypatch.setattr(reg.gpu_info_lib, 'get_gpu_info',
-                      lambda: types.SimpleNamespace(compute_capability='90'))
+def test_kernel_lowers_to_triton_without_a_gpu():
+  """CI has no GPU: lower for CUDA on an abstract H200 (catches Triton-lowering gaps, e.g.
+  scalar stacks, that the interpreter accepts); the layer picks the kernel there."""
   q = jax.ShapeDtypeStruct((96, 64), jnp.bfloat16)
   k = jax.ShapeDtypeStruct((96, 2048, 64), jnp.bfloat16)
   n = jax.ShapeDtypeStruct((), jnp.int32)
-  lowered = jax.jit(decode_kernel.decode_attention).trace(q, k, k, n).lower(
-      lowering_platforms=('cuda',))
+  one, cache = jnp.ones((2, 4, 1, 64), jnp.bfloat16), dense.init_kv_cache(128, 64, jnp.bfloat16)
+  with abstract_gpu():
+    lowered = jax.jit(decode_kernel.decode_attention).trace(q, k, k, n).lower(
+        lowering_platforms=('cuda',))
+    picked = dense.DotProductKind(causal=True).pick_decode_kernel(one, None, cache)
   assert 'plait_decode_attention' in lowered.as_text()
+  assert picked == 'pallas'
 
 
 def test_float32_caches_with_bf16_queries():

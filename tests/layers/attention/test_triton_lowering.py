@@ -1,0 +1,100 @@
+"""Every Pallas kernel lowers for Triton on a CPU, through the layers users build, fwd and bwd.
+
+CI has no GPU. The kernels' values are checked on CPU in the Pallas interpreter, which never
+runs the Triton lowering; a kernel the interpreter takes can still fail to lower (the QR
+kernel's scalar `where` gave "AssertionError: ('i1', 'f32')" on the H200). Here an abstract
+H200 is in scope (`jax.sharding.use_abstract_mesh`), so each layer picks its kernels as on the
+GPU (`base.on_gpu`), and its training gradient is lowered for CUDA: every kernel, forward and
+backward, goes through JAX's Triton lowering. Compiling the Triton IR needs a GPU (the suite).
+"""
+import contextlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from plait.layers.attention import (BlockSparseAttention, CausalAttention,
+                                    CausalBlockSparseAttention, CausalFavorAttention,
+                                    FavorAttention, LSHSelfAttention, base)
+from plait.shapes import ShapeDtype
+
+H200 = jax.sharding.AbstractDevice(device_kind='NVIDIA H200', num_cores=132, platform='gpu')
+
+
+@contextlib.contextmanager
+def abstract_gpu():
+  with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((1,), ('x',),
+                                                                abstract_device=H200)):
+    yield
+
+
+def lowered_train_gradient(layer, length, d_model=64, batch=2):
+  """StableHLO text of d(sum of the layer's bf16 output)/d(weights, x), lowered for CUDA."""
+  shape = ShapeDtype((batch, length, d_model), jnp.bfloat16)
+  weights, state = layer.init(shape, rng=jax.random.key(0))  # on the CPU: it runs eagerly
+
+  def loss(weights, x):
+    y, _ = layer.pure_fn(x, weights, state, rng=jax.random.key(1))
+    return jnp.sum(y.astype(jnp.float32))
+
+  abstract = lambda t: jax.ShapeDtypeStruct(t.shape, t.dtype)
+  with abstract_gpu():
+    traced = jax.jit(jax.grad(loss, argnums=(0, 1))).trace(
+        jax.tree.map(abstract, weights), jax.ShapeDtypeStruct(shape.shape, shape.dtype))
+    return traced.lower(lowering_platforms=('cuda',)).as_text()
+
+
+def kernel_names(text):
+  """The names of the Pallas kernels in a lowered module's Triton custom calls."""
+  return sorted({word.split('"')[0] for word in text.split('name = "')[1:]
+                 if word.startswith('plait_')})
+
+
+BIDIR = ['plait_favor_bidir_key_grads', 'plait_favor_bidir_key_sums',
+         'plait_favor_bidir_query_grads', 'plait_favor_bidir_query_sums']
+SPARSE = ['plait_sparse_dkv_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_fwd_kernel']
+QR = ['plait_orthogonal_factor']
+
+
+@pytest.mark.parametrize('make,length,expected', [
+    (lambda: FavorAttention(64, n_heads=2, nb_features=64), 256,
+     BIDIR + ['plait_favor_bidir_output'] + QR),
+    (lambda: CausalFavorAttention(64, n_heads=2, nb_features=64), 256,
+     ['plait_favor_output', 'plait_favor_states'] + QR),
+    (lambda: CausalFavorAttention(64, n_heads=2, nb_features=64, recompute_features=False), 256,
+     ['plait_favor_output', 'plait_favor_states'] + QR),
+    (lambda: LSHSelfAttention(64, n_heads=2, n_buckets=8, chunk_len=32, causal=True), 256,
+     SPARSE),
+    (lambda: LSHSelfAttention(64, n_heads=2, n_hashes=2, n_buckets=8, chunk_len=32), 256,
+     SPARSE),
+    (lambda: BlockSparseAttention(64, n_heads=2, block_size=32, num_rand_blocks=2), 512,
+     SPARSE),
+    (lambda: CausalBlockSparseAttention(64, n_heads=2, block_size=32, num_rand_blocks=2), 512,
+     SPARSE),
+], ids=['favor', 'favor_causal', 'favor_causal_kept_features', 'lsh_causal', 'lsh_2_hashes',
+        'block_sparse', 'block_sparse_causal'])
+def test_layer_gradient_lowers_for_triton(make, length, expected):
+  assert kernel_names(lowered_train_gradient(make(), length)) == sorted(expected)
+
+
+def test_the_abstract_gpu_is_what_picks_the_kernels():
+  """Without it the same layer lowers to plain XLA: the test above sees real kernels."""
+  assert not base.on_gpu()
+  with abstract_gpu():
+    assert base.on_gpu()
+  layer = FavorAttention(64, n_heads=2, nb_features=64)
+  shape = ShapeDtype((2, 256, 64), jnp.bfloat16)
+  weights, state = layer.init(shape, rng=jax.random.key(0))
+  text = jax.jit(lambda w, x: layer.pure_fn(x, w, state, rng=jax.random.key(1))[0]).trace(
+      weights, jax.ShapeDtypeStruct(shape.shape, shape.dtype)).lower().as_text()
+  assert kernel_names(text) == []
+
+
+
+def test_dense_attention_picks_cudnn_on_the_gpu():
+  """cuDNN's flash kernel cannot be lowered without cuDNN (the suite runs it); the pick can."""
+  q = jnp.ones((2, 2, 256, 64), jnp.bfloat16)
+  kind = CausalAttention(64, n_heads=2).kind
+  with abstract_gpu():
+    assert kind.pick_implementation(q, None) == 'cudnn'
+  assert kind.pick_implementation(q, None) == 'xla'
