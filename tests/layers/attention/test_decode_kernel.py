@@ -7,7 +7,7 @@ import pytest
 from plait import models
 from plait.layers.attention import dense, decode_kernel
 from plait.supervised import decoding
-from tests.layers.attention.test_triton_lowering import abstract_gpu
+from tests.gpu_lowering import abstract_gpu
 from tests.models import helpers
 
 

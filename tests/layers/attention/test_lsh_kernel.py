@@ -20,6 +20,7 @@ from plait.layers.attention.lsh.hashing import shared_qk_keys, shared_qk_scale
 from plait.layers.attention.lsh.window import SELF_PENALTY
 from plait.layers.attention.base import per_pair_keys
 from tests.conftest import random_array
+from tests.gpu_lowering import abstract_gpu, kernel_names, lowered_for_cuda
 from tests.layers.attention.lsh_oracle import shared_qk_oracle
 
 B, H, D = 2, 2, 16
@@ -123,35 +124,30 @@ def test_selection_off_gpu_and_errors():
     LSHKind(implementation='cudnn')
 
 
-def test_selection_on_gpu(monkeypatch):
-  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+def test_selection_on_gpu():
   bf16 = jnp.ones((1, 2, 256, 64), jnp.bfloat16)
-  assert LSHKind(chunk_len=256).pick_implementation(bf16) == 'pallas'
-  assert LSHKind(chunk_len=256).pick_implementation(bf16.astype(jnp.float32)) == 'xla'
-  assert LSHKind(chunk_len=24).pick_implementation(bf16) == 'xla'   # no 16-multiple
-  assert LSHKind(chunk_len=256, implementation='xla').pick_implementation(bf16) == 'xla'
-  with pytest.raises(ValueError, match='chunk_len=24, d_head=64'):
-    LSHKind(chunk_len=24, implementation='pallas').pick_implementation(bf16)
+  f32 = bf16.astype(jnp.float32)
+  with abstract_gpu():
+    assert LSHKind(chunk_len=256).pick_implementation(bf16) == 'pallas'
+    assert LSHKind(chunk_len=256).pick_implementation(f32) == 'xla'
+    assert LSHKind(chunk_len=24).pick_implementation(bf16) == 'xla'   # no 16-multiple
+    assert LSHKind(chunk_len=256, implementation='xla').pick_implementation(bf16) == 'xla'
+    with pytest.raises(ValueError, match='chunk_len=24, d_head=64'):
+      LSHKind(chunk_len=24, implementation='pallas').pick_implementation(bf16)
 
 
-def test_lsh_kernels_lower_to_triton_without_a_gpu(monkeypatch):
+def test_lsh_kernels_lower_to_triton_without_a_gpu():
   """Lower the 2-round causal path's fwd+bwd for CUDA (the chunk-id loads, the count and
   the self penalty must lower to Triton, which the interpreter does not check)."""
-  import types  # pylint: disable=import-outside-toplevel
-  reg = pytest.importorskip('jax._src.pallas.triton.pallas_call_registration')
-  monkeypatch.setattr(reg.gpu_info_lib, 'get_gpu_info',
-                      lambda: types.SimpleNamespace(compute_capability='90'))
-  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   kind = LSHKind(n_hashes=2, n_buckets=8, chunk_len=128, causal=True, implementation='pallas')
   x = jax.ShapeDtypeStruct((1, 2, 1000, 64), jnp.bfloat16)
   mask = jax.ShapeDtypeStruct((1, 1000), jnp.bool_)
   def loss(q, v, mask):
     return jnp.sum(kind.attend_batched(q, None, v, mask, None, None, 'eval')[0].astype(
         jnp.float32))
-  text = jax.jit(jax.grad(loss, argnums=(0, 1))).trace(x, x, mask).lower(
-      lowering_platforms=('cuda',)).as_text()
-  for name in ('plait_sparse_fwd_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_dkv_kernel'):
-    assert name in text
+  text = lowered_for_cuda(jax.grad(loss, argnums=(0, 1)), x, x, mask)
+  assert kernel_names(text) == ['plait_sparse_dkv_kernel', 'plait_sparse_dq_kernel',
+                                'plait_sparse_fwd_kernel']
 
 
 

@@ -7,8 +7,6 @@ H200 is in scope (`jax.sharding.use_abstract_mesh`), so each layer picks its ker
 GPU (`base.on_gpu`), and its training gradient is lowered for CUDA: every kernel, forward and
 backward, goes through JAX's Triton lowering. Compiling the Triton IR needs a GPU (the suite).
 """
-import contextlib
-
 import jax
 import jax.numpy as jnp
 import pytest
@@ -17,15 +15,7 @@ from plait.layers.attention import (BlockSparseAttention, CausalAttention,
                                     CausalBlockSparseAttention, CausalFavorAttention,
                                     FavorAttention, LSHSelfAttention, base)
 from plait.shapes import ShapeDtype
-
-H200 = jax.sharding.AbstractDevice(device_kind='NVIDIA H200', num_cores=132, platform='gpu')
-
-
-@contextlib.contextmanager
-def abstract_gpu():
-  with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((1,), ('x',),
-                                                                abstract_device=H200)):
-    yield
+from tests.gpu_lowering import abstract, abstract_gpu, kernel_names, lowered_for_cuda
 
 
 def lowered_train_gradient(layer, length, d_model=64, batch=2):
@@ -37,17 +27,8 @@ def lowered_train_gradient(layer, length, d_model=64, batch=2):
     y, _ = layer.pure_fn(x, weights, state, rng=jax.random.key(1))
     return jnp.sum(y.astype(jnp.float32))
 
-  abstract = lambda t: jax.ShapeDtypeStruct(t.shape, t.dtype)
-  with abstract_gpu():
-    traced = jax.jit(jax.grad(loss, argnums=(0, 1))).trace(
-        jax.tree.map(abstract, weights), jax.ShapeDtypeStruct(shape.shape, shape.dtype))
-    return traced.lower(lowering_platforms=('cuda',)).as_text()
-
-
-def kernel_names(text):
-  """The names of the Pallas kernels in a lowered module's Triton custom calls."""
-  return sorted({word.split('"')[0] for word in text.split('name = "')[1:]
-                 if word.startswith('plait_')})
+  return lowered_for_cuda(jax.grad(loss, argnums=(0, 1)), abstract(weights),
+                          jax.ShapeDtypeStruct(shape.shape, shape.dtype))
 
 
 BIDIR = ['plait_favor_bidir_key_grads', 'plait_favor_bidir_key_sums',

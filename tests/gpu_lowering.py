@@ -1,0 +1,41 @@
+"""Lowering for a GPU on a CPU: an abstract H200 in scope, StableHLO with the Triton kernels.
+
+CI has no GPU, and the Pallas interpreter that runs the kernels there never runs JAX's
+Triton lowering. Under `abstract_gpu()` the layers pick their kernels as on the GPU
+(`plait.layers.attention.base.on_gpu`) and a jitted function lowers for CUDA: every Pallas
+kernel in it goes through the Triton lowering (compiling the Triton IR needs the GPU).
+Arrays cannot be made inside (JAX has no device there): pass ShapeDtypeStructs.
+
+  >>> text = lowered_for_cuda(jax.grad(loss), abstract(weights), x_struct)
+  >>> kernel_names(text)          # ['plait_sparse_dkv_kernel', ...]
+"""
+import contextlib
+
+import jax
+
+H200 = jax.sharding.AbstractDevice(device_kind='NVIDIA H200', num_cores=132, platform='gpu')
+
+
+@contextlib.contextmanager
+def abstract_gpu():
+  """An abstract mesh of one H200 in scope."""
+  mesh = jax.sharding.AbstractMesh((1,), ('x',), abstract_device=H200)
+  with jax.sharding.use_abstract_mesh(mesh):
+    yield
+
+
+def abstract(tree):
+  """The tree's arrays as ShapeDtypeStructs."""
+  return jax.tree.map(lambda t: jax.ShapeDtypeStruct(t.shape, t.dtype), tree)
+
+
+def lowered_for_cuda(fn, *args):
+  """StableHLO text of jit(fn) at these ShapeDtypeStruct args, lowered for CUDA on the H200."""
+  with abstract_gpu():
+    return jax.jit(fn).trace(*args).lower(lowering_platforms=('cuda',)).as_text()
+
+
+def kernel_names(text):
+  """The names of plait's Pallas kernels in a lowered module's Triton custom calls, sorted."""
+  return sorted({word.split('"')[0] for word in text.split('name = "')[1:]
+                 if word.startswith('plait_')})
