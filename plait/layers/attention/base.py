@@ -51,7 +51,7 @@ def on_gpu():
 
   True on JAX's GPU backend, and where an abstract GPU device is in scope
   (`jax.sharding.use_abstract_mesh`): that is how CPU tests lower the Pallas kernels for
-  Triton (tests/layers/attention/test_triton_lowering.py), as JAX's own Pallas lowering does.
+  Triton (tests/gpu_lowering.py), as JAX's own Pallas lowering does.
   """
   device = jax.sharding.get_abstract_mesh().abstract_device
   return (device.platform if device is not None else jax.default_backend()) == 'gpu'
