@@ -14,6 +14,9 @@ import contextlib
 import jax
 
 H200 = jax.sharding.AbstractDevice(device_kind='NVIDIA H200', num_cores=132, platform='gpu')
+# The block-sparse kernel family's three kernels (block-sparse and LSH attention), as
+# `kernel_names` lists them.
+SPARSE_KERNELS = ['plait_sparse_dkv_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_fwd_kernel']
 
 
 @contextlib.contextmanager

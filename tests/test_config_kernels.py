@@ -18,7 +18,7 @@ import plait.layers as tl
 from plait import rl_free_configs
 from plait.supervised import optimizers, trainer
 from plait.supervised.train_step import make_train_step
-from tests.gpu_lowering import abstract, kernel_names, lowered_for_cuda
+from tests.gpu_lowering import SPARSE_KERNELS, abstract, kernel_names, lowered_for_cuda
 
 LENGTH = 1024   # sizes only: the kernel choice does not depend on the length above BigBird's minimum
 MODELS = {'bigbird_crime_and_punishment': 'BigBirdLM',
@@ -41,9 +41,8 @@ def kernels(name, compute_dtype):
       (weights, state, optimizer.init(weights), data, jax.random.key(1)))))
 
 
-SPARSE = ['plait_sparse_dkv_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_fwd_kernel']
-EXPECTED = {'bigbird_crime_and_punishment': SPARSE,
-            'reformer_crime_and_punishment': SPARSE,
+EXPECTED = {'bigbird_crime_and_punishment': SPARSE_KERNELS,
+            'reformer_crime_and_punishment': SPARSE_KERNELS,
             'performer_crime_and_punishment': ['plait_favor_output', 'plait_favor_states',
                                                'plait_orthogonal_factor']}
 

@@ -15,7 +15,8 @@ from plait.layers.attention import (BlockSparseAttention, CausalAttention,
                                     CausalBlockSparseAttention, CausalFavorAttention,
                                     FavorAttention, LSHSelfAttention, base)
 from plait.shapes import ShapeDtype
-from tests.gpu_lowering import abstract, abstract_gpu, kernel_names, lowered_for_cuda
+from tests.gpu_lowering import (SPARSE_KERNELS, abstract, abstract_gpu, kernel_names,
+                                lowered_for_cuda)
 
 
 def lowered_train_gradient(layer, length, d_model=64, batch=2):
@@ -33,7 +34,6 @@ def lowered_train_gradient(layer, length, d_model=64, batch=2):
 
 BIDIR = ['plait_favor_bidir_key_grads', 'plait_favor_bidir_key_sums',
          'plait_favor_bidir_query_grads', 'plait_favor_bidir_query_sums']
-SPARSE = ['plait_sparse_dkv_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_fwd_kernel']
 QR = ['plait_orthogonal_factor']
 
 
@@ -45,13 +45,13 @@ QR = ['plait_orthogonal_factor']
     (lambda: CausalFavorAttention(64, n_heads=2, nb_features=64, recompute_features=False), 256,
      ['plait_favor_output', 'plait_favor_states'] + QR),
     (lambda: LSHSelfAttention(64, n_heads=2, n_buckets=8, chunk_len=32, causal=True), 256,
-     SPARSE),
+     SPARSE_KERNELS),
     (lambda: LSHSelfAttention(64, n_heads=2, n_hashes=2, n_buckets=8, chunk_len=32), 256,
-     SPARSE),
+     SPARSE_KERNELS),
     (lambda: BlockSparseAttention(64, n_heads=2, block_size=32, num_rand_blocks=2), 512,
-     SPARSE),
+     SPARSE_KERNELS),
     (lambda: CausalBlockSparseAttention(64, n_heads=2, block_size=32, num_rand_blocks=2), 512,
-     SPARSE),
+     SPARSE_KERNELS),
 ], ids=['favor', 'favor_causal', 'favor_causal_kept_features', 'lsh_causal', 'lsh_2_hashes',
         'block_sparse', 'block_sparse_causal'])
 def test_layer_gradient_lowers_for_triton(make, length, expected):
@@ -69,7 +69,6 @@ def test_the_abstract_gpu_is_what_picks_the_kernels():
   text = jax.jit(lambda w, x: layer.pure_fn(x, w, state, rng=jax.random.key(1))[0]).trace(
       weights, jax.ShapeDtypeStruct(shape.shape, shape.dtype)).lower().as_text()
   assert kernel_names(text) == []
-
 
 
 def test_dense_attention_picks_cudnn_on_the_gpu():
