@@ -228,3 +228,35 @@ def test_dense_and_norms_refuse_non_float_inputs_naming_the_dtype(make, dtype):
   # They used to compute in the input's dtype: weights cast to int (all 0) or bool out.
   with pytest.raises(tl.LayerError, match=f'expects floating inputs, got {jnp.dtype(dtype)}'):
     make().init(tl.ShapeDtype((2, 4), dtype))
+
+
+def test_embedding_gradient_equals_take_gradient_in_float32():
+  table = jnp.asarray(random_array((7, 5), 1))
+  ids = jnp.array([[1, 1, 6, 0], [3, 1, 1, 2]])
+  w = jnp.asarray(random_array((2, 4, 5), 2))
+  def loss(rows_of):
+    return lambda t: jnp.sum(rows_of(t, ids) * w)
+  got = jax.grad(loss(tl.core.embedding_rows))(table)
+  want = jax.grad(loss(lambda t, i: jnp.take(t, i, axis=0)))(table)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+  # vmapped (per-example gradients) and through the layer's NaN rows for bad ids
+  per_example = jax.vmap(jax.grad(lambda t, i, w: jnp.sum(tl.core.embedding_rows(t, i) * w)),
+                         in_axes=(None, 0, 0))(table, ids, w)
+  np.testing.assert_allclose(per_example.sum(0), want, rtol=1e-5, atol=1e-5)
+
+
+def test_embedding_gradient_sums_repeated_ids_in_float32_under_bf16():
+  """Mixed precision: 8,192 tokens of one id. jnp.take's gradient rounded the running sum to
+  bf16 at every addition (row 3 came out 2.98 where the sum is 7.32); the layer's gradient
+  sums in float32 and rounds once."""
+  layer = tl.Embedding(6, 4)
+  w, s = layer.init(tl.ShapeDtype((8192,), jnp.int32))
+  w = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), w)
+  ids = jnp.full((8192,), 3)
+  g = jnp.asarray(random_array((8192, 4), 3)).astype(jnp.bfloat16)
+  grad = jax.grad(lambda w: jnp.sum(layer.pure_fn(ids, w, s)[0].astype(jnp.float32) * g))(w)
+  assert grad.embedding.dtype == jnp.bfloat16
+  want = np.asarray(g, np.float64).sum(0)
+  np.testing.assert_allclose(np.asarray(grad.embedding[3], np.float64), want,
+                             rtol=2 ** -7, atol=2 ** -7 * np.abs(want).max())
+  assert not np.asarray(grad.embedding, np.float32)[[0, 1, 2, 4, 5]].any()
