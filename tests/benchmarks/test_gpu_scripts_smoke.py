@@ -23,6 +23,14 @@ def test_attention_gpu_script_runs_every_kind_on_cpu():
   assert 'Error' not in out.split('| direction')[1], out
 
 
+def test_embedding_grad_script_compares_the_three_ways_on_cpu():
+  out = run(str(BENCH / 'embedding_grad_gpu.py'), '--scale', '0.001', '--reps', '1')
+  rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
+  assert len(rows) == 18 and not any('error' in r for r in rows), out
+  # float32 sums: within bf16's final rounding of the float64 sum
+  assert all(r['max_rel_error'] < 1e-2 for r in rows if r['way'] != 'take'), out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('section', ['mfu', 'decode', 'long_lm'])
 def test_models_gpu_script_runs_tiny_on_cpu(section):
