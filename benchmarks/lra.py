@@ -41,6 +41,7 @@ from bench_rows import compiled_gib  # pylint: disable=g-bad-import-order
 
 MODELS = ('transformer', 'reformer', 'performer', 'bigbird', 'local')
 TASKS = ('listops', 'pathfinder', 'image', 'text', 'retrieval')
+GENERATED = ('listops', 'pathfinder')  # made here (`workers=` makes a whole split at once)
 ENCODERS = {'transformer': 'TransformerEncoder', 'reformer': 'ReformerEncoder',
             'performer': 'PerformerEncoder', 'bigbird': 'BigBirdEncoder', 'local': 'LocalEncoder'}
 # LRA paper Table 1 (test accuracy %); None: not in LRA.
@@ -162,9 +163,13 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
                      '\nResume it with the flags it was trained with (--steps, --smoke), '
                      'or give another --runs_dir.') from None
   wall = time.perf_counter() - start
+  if loop.stopped_by:   # e.g. a time limit around this script: nothing to score, stop here
+    raise SystemExit(f'lra.py: {name} stopped by {loop.stopped_by} at step {loop.step}; its '
+                     f'checkpoint is kept in {output_dir} (with --runs_dir, rerun to resume). '
+                     f'Rows of the runs before it are in {args.out}/lra.json.')
   records = metrics_log.read_metrics(output_dir) or loop.history   # all parts of a resumed run
   evals = [h for h in records if h.get('split') == 'eval' and 'Accuracy' in h]
-  test = test_accuracy(output_dir, task, args.test_batches)
+  test = test_accuracy(output_dir, task, args.test_batches, args.data_workers)
   gin.clear_config()
   return {'task': task, 'model': model, 'config': name, 'steps': loop.step,
           'schedule_steps': schedule_steps, 'wall_s': round(wall, 1),
@@ -173,31 +178,33 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
 
 
 def task_data(task, workers):
-  """(train, eval) data callables as the parsed config binds them; generated training splits
-  made up front with `workers` processes (0: as read)."""
+  """(train, eval) data callables as the parsed config binds them; generated splits made up
+  front with `workers` processes (0: as read)."""
   import gin  # pylint: disable=import-outside-toplevel
   make = gin.query_parameter('train.inputs').scoped_configurable_fn
-  extra = {'workers': workers} if workers and task in ('listops', 'pathfinder') else {}
+  extra = {'workers': workers} if workers and task in GENERATED else {}
   start = time.perf_counter()
   train_inputs = make(**extra)
   with gin.config_scope('eval'):
-    eval_inputs = make()
+    eval_inputs = make(**extra)
   if extra:
-    print(f'lra.py: made the {task} training split with {workers} processes in '
+    print(f'lra.py: made the {task} training and validation splits with {workers} processes in '
           f'{time.perf_counter() - start:.0f} s', file=sys.stderr)
   return train_inputs, eval_inputs
 
 
-def test_accuracy(output_dir, task, n_batches):
+def test_accuracy(output_dir, task, n_batches, workers=0):
   """Accuracy of the best checkpoint (by validation accuracy) on the test split, each example
-  once (the first n_batches batches' worth if n_batches is given)."""
+  once (the first n_batches batches' worth if n_batches is given); a generated split is made
+  up front with `workers` processes when it is scored whole."""
   import gin  # pylint: disable=import-outside-toplevel
   from plait.supervised import checkpoints  # pylint: disable=import-outside-toplevel
   model = gin.query_parameter('train.model').scoped_configurable_fn(mode='eval')
   batch_size = gin.query_parameter(f'lra_{task}_inputs.batch_size')
   inputs_fn = gin.query_parameter('train.inputs').scoped_configurable_fn
   with gin.config_scope('eval'):
-    test_inputs = inputs_fn(split='test', batch_size=batch_size)
+    extra = {'workers': workers} if workers and n_batches is None and task in GENERATED else {}
+    test_inputs = inputs_fn(split='test', batch_size=batch_size, **extra)
   n_examples = len(test_inputs.examples)
   if n_batches is not None:
     n_examples = min(n_examples, n_batches * batch_size)

@@ -56,3 +56,26 @@ def test_a_run_in_runs_dir_resumes_in_the_next_session_and_is_never_deleted(tmp_
   assert '\n-LoopSettings.checkpoint_every = 6\n+LoopSettings.checkpoint_every = 8\n' in refused.stderr
   assert '--overwrite' not in refused.stderr and 'In call to' not in refused.stderr
   assert sorted(os.listdir(run_dir / 'checkpoints')) == before
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_sigterm_keeps_its_checkpoint_and_exits_with_one_message(tmp_path):
+  """A time limit around the script (`timeout` sends SIGTERM): the Loop saves and stops; the
+  script says so and exits 1 instead of scoring a run that never evaluated."""
+  import signal  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  runs = tmp_path / 'runs'
+  proc = subprocess.Popen(
+      [sys.executable, str(BENCH / 'lra.py'), '--smoke', '--accuracy_only', '--models',
+       'transformer', '--steps', '100000', '--runs_dir', str(runs), '--out',
+       str(tmp_path / 'out')], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  metrics = runs / 'lra_listops_transformer_tiny' / 'metrics.jsonl'
+  deadline = time.time() + 300
+  while not (metrics.exists() and metrics.read_text().strip()) and time.time() < deadline:
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 1, stderr[-3000:]
+  assert 'lra.py: lra_listops_transformer_tiny stopped by SIGTERM at step' in stderr, stderr
+  assert 'Traceback' not in stderr
+  assert os.listdir(runs / 'lra_listops_transformer_tiny' / 'checkpoints')
