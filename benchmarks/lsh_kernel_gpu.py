@@ -1,6 +1,13 @@
 """Correctness on the GPU: LSH on the fused kernel equals the XLA LSH path, values and grads.
 
   python benchmarks/lsh_kernel_gpu.py   # prints relative errors; exits 1 if too large
+  python benchmarks/lsh_kernel_gpu.py --tune 4096 65536 --blocks 64 128   # tiles, warps
+
+--tune times the bare LSH kind on the kernel (attention_gpu.py's `lsh-core`: hash, sort,
+kernel, combine, fwd+bwd) for each kernel block size (positions per tile, `fused.KERNEL_BLOCKS`)
+and Triton (num_warps, num_stages) given for all three kernels, or for one (`--only`, the
+others at `sparse_kernel.COMPILER_PARAMS`), and the whole layer (`lsh_pallas`) per block at
+the default warps, as JSON lines.
 
 Both paths get the same inputs (so the same hash and sort; buckets are checked equal):
 float32 (the kernel's float32 dots may use TF32) and bf16 (each path in bf16, errors
@@ -9,13 +16,16 @@ chunk back, 8 heads x 64; padded and odd lengths, causal and bidirectional. Padd
 queries' outputs are unspecified, so they are left out of the output and the loss.
 """
 import argparse
+import json
 import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plait.layers.attention.lsh import LSHKind
+from attention_gpu import layer_step, lsh, lsh_core_step, measure  # pylint: disable=g-bad-import-order
+from plait.layers.attention import sparse_kernel
+from plait.layers.attention.lsh import LSHKind, fused
 
 TOLERANCE = {'float32': 1e-2, 'bfloat16': 3e-2}
 
@@ -37,11 +47,46 @@ def value_and_grads(kind, q, v, mask):
   return jax.jit(run)(q, v)
 
 
+def tune(lengths, blocks, configs, only):
+  """JSON rows: the bare LSH kind's fwd+bwd ms per (block, warps, stages), then the layer's."""
+  defaults = dict(sparse_kernel.COMPILER_PARAMS)
+  for causal in (False, True):
+    for length in lengths:
+      for block in blocks:
+        fused.KERNEL_BLOCKS = (block,) + tuple(b for b in (64, 32, 16) if b < block)
+        for warps, stages in configs:
+          for name in sparse_kernel.COMPILER_PARAMS:
+            sparse_kernel.COMPILER_PARAMS[name] = (
+                (warps, stages) if only in (None, name) else defaults[name])
+          row = dict(what='core', causal=causal, length=length, block=block, warps=warps,
+                     stages=stages, only=only)
+          step, args, flops = lsh_core_step(causal, length)
+          row['ms'] = measure(step, args, 0.5)[0]
+          row['tflops'] = flops / (row['ms'] * 1e-3) / 1e12
+          print(json.dumps(row), flush=True)
+        sparse_kernel.COMPILER_PARAMS.update(defaults)
+        step, args = layer_step(lsh('pallas')(causal, length), length)
+        row = dict(what='layer', causal=causal, length=length, block=block)
+        row['ms'], row['gib'] = measure(step, args, 0.5)
+        print(json.dumps(row), flush=True)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser()
+  p.add_argument('--tune', type=int, nargs='*', help='time settings at these lengths instead')
+  p.add_argument('--blocks', type=int, nargs='+', default=[64], help='--tune: kernel blocks')
+  p.add_argument('--warps_stages', type=int, nargs='+', default=[4, 2],
+                 help='--tune: (num_warps, num_stages) pairs, flattened')
+  p.add_argument('--only', choices=sorted(sparse_kernel.COMPILER_PARAMS), default=None,
+                 help='--tune: set only this kernel\'s warps and stages')
   p.add_argument('--cases', type=int, nargs='+', default=[4096, 0, 3037, 1],
                  help='(length, padded) pairs, flattened')
   args = p.parse_args(argv)
+  if args.tune:
+    print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
+    ws = args.warps_stages
+    tune(args.tune, args.blocks, list(zip(ws[::2], ws[1::2])), args.only)
+    return 0
   cases = [(n, bool(m)) for n, m in zip(args.cases[::2], args.cases[1::2])]
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
   bad = 0
