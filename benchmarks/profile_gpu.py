@@ -6,6 +6,8 @@
       # one attention layer's fwd+bwd, a kind of attention_gpu.py (layer or core)
   python benchmarks/profile_gpu.py lra --model performer --length 4096
       # one training step of lra.py's speed model (batch 32)
+  python benchmarks/profile_gpu.py config --config lra_pathfinder_transformer
+      # one training step of a shipped config's model on its first training batch
 
 Traces a few steps with `jax.profiler.trace`, reads the trace's device events back, and
 prints the kernels by total time per step (count per step, % of device time), grouped
@@ -152,9 +154,36 @@ def lra_fn(args):
   return run, 1
 
 
+def config_fn(args):
+  """A shipped config's model, its compute dtype and its first training batch, in one jitted
+  train step (AdamW: the optimizer's cost is not the question here)."""
+  import gin  # pylint: disable=import-outside-toplevel
+  from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
+  import plait.layers as tl  # pylint: disable=import-outside-toplevel
+  from plait.supervised import optimizers, trainer  # pylint: disable=import-outside-toplevel
+  from plait.supervised.train_step import make_train_step  # pylint: disable=import-outside-toplevel
+  trainer.parse_config([rl_free_configs.path(args.config)], [])
+  model = gin.query_parameter('train.model').scoped_configurable_fn(mode='train')
+  batch = tuple(jnp.asarray(x) for x in next(iter(
+      gin.query_parameter('train.inputs').scoped_configurable_fn()())))
+  dtype = jnp.dtype(trainer.ConfiguredLoopSettings().compute_dtype)
+  weights, state = model.init(jax.ShapeDtypeStruct(batch[0].shape, batch[0].dtype),
+                              rng=jax.random.key(1))
+  optimizer = optimizers.AdamW(1e-4)
+  step = jax.jit(make_train_step(model, tl.CrossEntropyLoss(), optimizer, compute_dtype=dtype),
+                 donate_argnums=(0, 2))
+  box = [(weights, state, optimizer.init(weights))]
+
+  def run():
+    out = step(*box[0], batch, jax.random.key(2))
+    box[0] = (out.weights, out.state, out.opt_state)
+    return out.weights
+  return run, 1
+
+
 def main(argv=None):
   p = argparse.ArgumentParser()
-  p.add_argument('section', choices=['train', 'decode', 'attention', 'lra'])
+  p.add_argument('section', choices=['train', 'decode', 'attention', 'lra', 'config'])
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--steps', type=int, default=3, help='traced calls')
   p.add_argument('--decode_tokens', type=int, default=256, help='decode: tokens per call')
@@ -164,12 +193,14 @@ def main(argv=None):
   p.add_argument('--causal', action='store_true', help='attention: causal (else bidirectional)')
   p.add_argument('--length', type=int, default=65536, help='attention, lra: tokens')
   p.add_argument('--model', default='performer', help='lra: a model kind of lra.py')
+  p.add_argument('--config', default='lra_pathfinder_transformer',
+                 help='config: a shipped config name (plait/rl_free_configs)')
   p.add_argument('--trace_dir', default=None)
   p.add_argument('--out', default=None)
   args = p.parse_args(argv)
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
   fn, units = {'train': train_fn, 'decode': decode_fn, 'attention': attention_fn,
-               'lra': lra_fn}[args.section](args)
+               'lra': lra_fn, 'config': config_fn}[args.section](args)
   with tempfile.TemporaryDirectory() as tmp:
     trace_dir = args.trace_dir or tmp
     wall = trace(fn, args.steps, trace_dir)
@@ -178,6 +209,8 @@ def main(argv=None):
   summary.update(section=args.section, batch=args.batch, device=jax.devices()[0].device_kind)
   if args.section == 'attention':
     summary.update(kind=args.kind, length=args.length, causal=args.causal)
+  if args.section == 'config':
+    summary.update(config=args.config)
   if args.section == 'lra':
     summary.update(model=args.model, length=args.length, batch=2 if args.tiny else 32)
   if args.out:

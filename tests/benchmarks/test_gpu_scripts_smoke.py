@@ -39,10 +39,10 @@ def test_models_gpu_script_runs_tiny_on_cpu(section):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('section', ['train', 'decode'])
+@pytest.mark.parametrize('section', ['train', 'decode', 'config'])
 def test_profile_gpu_script_traces_and_summarizes_on_cpu(section):
   out = run(str(BENCH / 'profile_gpu.py'), section, '--tiny', '--steps', '1',
-            '--decode_tokens', '4')
+            '--decode_tokens', '4', '--config', 'lra_pathfinder_local_tiny')
   assert '"wall_ms_per_step"' in out and '| kernel |' in out
 
 
