@@ -7,8 +7,10 @@ the failure, and is printed as a JSON line either way.
   >>> row = measured({'length': 1024}, lambda row: row.update(ms=time_it()))
 """
 import json
+import statistics
+import time
 
-__all__ = ['compiled_gib', 'config_rows', 'measured']
+__all__ = ['compiled_gib', 'config_rows', 'measured', 'median_ms']
 
 
 def measured(row, fill, max_chars=300):
@@ -50,3 +52,16 @@ def config_rows(names, every_full, measure, json_path=None):
       with open(json_path, 'w') as f:
         json.dump(rows, f, indent=1)
   return rows
+
+
+def median_ms(fn, *args, reps=20):
+  """Median wall time in ms of `reps` calls of jit(fn)(*args), after one warm-up call."""
+  import jax  # pylint: disable=import-outside-toplevel
+  fn = jax.jit(fn)
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times) * 1e3

@@ -11,13 +11,12 @@ float64 sum, relative to the largest gradient entry.
 """
 import argparse
 import json
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench_rows import median_ms  # pylint: disable=g-bad-import-order
 from plait.layers.core import embedding_rows
 
 # (name, vocab, tokens, d)
@@ -37,16 +36,6 @@ def pathfinder_pixels(n):
   examples = PathfinderExamples('train', 0, 64, 32)
   pixels = np.concatenate([examples.generate(i)[0] for i in range(64)])
   return np.resize(pixels, n)
-
-
-def timed(fn, args, reps):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times) * 1e3
 
 
 def main(argv=None):
@@ -70,7 +59,7 @@ def main(argv=None):
           f(t, i).astype(jnp.float32) * w.astype(jnp.float32))))
       row = dict(shape=name, vocab=vocab, tokens=tokens, d=d, way=way)
       try:
-        row['ms'] = timed(grad, (table, ids, w), args.reps)
+        row['ms'] = median_ms(grad, table, ids, w, reps=args.reps)
         got = np.asarray(grad(table, ids, w), np.float64)
         row['max_rel_error'] = float(np.abs(got - want).max() / np.abs(want).max())
       except Exception as e:  # pylint: disable=broad-except

@@ -13,11 +13,11 @@ QR and of the whole vmapped feature draw on either path.
 import argparse
 import json
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 
+from bench_rows import median_ms  # pylint: disable=g-bad-import-order
 from plait.layers.attention.favor_features import orthogonal_random_features
 from plait.layers.attention.qr_kernel import orthogonal_factor
 
@@ -27,17 +27,6 @@ TOLERANCE = 1e-4
 def xla_factor(a):
   q, r = jnp.linalg.qr(a)
   return q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
-
-
-def median_ms(fn, *args, reps=20):
-  fn = jax.jit(fn)
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return sorted(times)[reps // 2] * 1e3
 
 
 def errors(q, a):
