@@ -4,10 +4,11 @@
 
 fwd+bwd of sum(table[ids] * w) with a bf16 table (mixed precision), for the token counts and
 vocabularies of plait's configs, ids uniform except `pathfinder_images`: the pixels of real
-Pathfinder images (84 % of them 0, so one row takes most additions; 64 images repeated): `plait` is `layers.core.embedding_rows` (scatter-add in
-float32, one rounding), `take` jnp.take's gradient (scatter-add in bf16), `one_hot` the
-(N, V) one-hot matrix times the row gradients. Also the largest error of each against the
-float64 sum, relative to the largest gradient entry.
+Pathfinder images (84 % of them 0, so one row takes most additions; 64 images repeated).
+`plait` is `layers.core.embedding_rows` (scatter-add in float32, one rounding), `take`
+jnp.take's gradient (scatter-add in bf16), `one_hot` the (N, V) one-hot matrix times the row
+gradients. Also the largest error of each against the float64 sum, relative to the largest
+gradient entry.
 """
 import argparse
 import json
@@ -20,7 +21,8 @@ from bench_rows import median_ms  # pylint: disable=g-bad-import-order
 from plait.layers.core import embedding_rows
 
 # (name, vocab, tokens, d)
-SHAPES = (('pathfinder', 256, 512 * 1024, 32), ('pathfinder_images', 256, 512 * 1024, 32), ('listops', 20, 32 * 2000, 512),
+SHAPES = (('pathfinder', 256, 512 * 1024, 32), ('pathfinder_images', 256, 512 * 1024, 32),
+          ('listops', 20, 32 * 2000, 512),
           ('lra_text_4k', 257, 32 * 4096, 256), ('char_lm', 256, 16 * 2048, 512),
           ('lm_32k', 32000, 16 * 2048, 768))
 WAYS = {
@@ -32,8 +34,8 @@ WAYS = {
 
 def pathfinder_pixels(n):
   """n pixel values of Pathfinder 32x32 images (64 images, repeated)."""
-  from plait.data.lra.pathfinder import PathfinderExamples  # pylint: disable=import-outside-toplevel
-  examples = PathfinderExamples('train', 0, 64, 32)
+  from plait.data.lra import pathfinder  # pylint: disable=import-outside-toplevel
+  examples = pathfinder.PathfinderExamples('train', 0, 64, 32)
   pixels = np.concatenate([examples.generate(i)[0] for i in range(64)])
   return np.resize(pixels, n)
 

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attention_gpu import layer_step, lsh, lsh_core_step, measure  # pylint: disable=g-bad-import-order
+from attention_gpu import (  # pylint: disable=g-bad-import-order
+    layer_step, lsh, lsh_core_step, measure)
 from plait.layers.attention import sparse_kernel
 from plait.layers.attention.lsh import LSHKind, fused
 
