@@ -296,21 +296,28 @@ def speed_step(model_name, length, smoke):
 
   The step donates weights and optimizer state: feed each call the previous call's outputs.
   """
-  import plait.layers as tl  # pylint: disable=import-outside-toplevel
-  from plait.supervised import optimizers  # pylint: disable=import-outside-toplevel
-  from plait.supervised.train_step import make_train_step  # pylint: disable=import-outside-toplevel
   batch = 2 if smoke else 32
-  model = speed_model(model_name, smoke)
   rng = np.random.default_rng(0)
   tokens = jnp.asarray(rng.integers(1, 257, (batch, length)), jnp.int32)
   data = (tokens, jnp.asarray(rng.integers(0, 2, (batch,)), jnp.int32),
           jnp.ones((batch,), jnp.float32))
-  weights, state = model.init(jax.ShapeDtypeStruct(tokens.shape, jnp.int32),
+  return compiled_train_step(speed_model(model_name, smoke), data)
+
+
+def compiled_train_step(model, data, compute_dtype=jnp.bfloat16):
+  """(compiled training step of `model` on the batch `data`, its first arguments): plait's
+  `make_train_step` with AdamW, weights and optimizer state donated (feed each call the
+  previous call's outputs)."""
+  import plait.layers as tl  # pylint: disable=import-outside-toplevel
+  from plait.supervised import optimizers  # pylint: disable=import-outside-toplevel
+  from plait.supervised.train_step import make_train_step  # pylint: disable=import-outside-toplevel
+  inputs = data[0]
+  weights, state = model.init(jax.ShapeDtypeStruct(inputs.shape, inputs.dtype),
                               rng=jax.random.key(1))
   optimizer = optimizers.AdamW(1e-4, weight_decay=0.1)
   opt_state = optimizer.init(weights)
   step = jax.jit(make_train_step(model, tl.CrossEntropyLoss(), optimizer,
-                                 compute_dtype=jnp.bfloat16), donate_argnums=(0, 2))
+                                 compute_dtype=compute_dtype), donate_argnums=(0, 2))
   call_args = (weights, state, opt_state, data, jax.random.key(2))
   return step.lower(*call_args).compile(), call_args
 

@@ -50,11 +50,11 @@ def value_and_grads(kind, q, v, mask):
 
 def tune(lengths, blocks, configs, only):
   """JSON rows: the bare LSH kind's fwd+bwd ms per (block, warps, stages), then the layer's."""
-  defaults = dict(sparse_kernel.COMPILER_PARAMS)
+  defaults, blocks_tried = dict(sparse_kernel.COMPILER_PARAMS), fused.KERNEL_BLOCKS
   for causal in (False, True):
     for length in lengths:
       for block in blocks:
-        fused.KERNEL_BLOCKS = (block,) + tuple(b for b in (64, 32, 16) if b < block)
+        fused.KERNEL_BLOCKS = (block,) + tuple(b for b in blocks_tried if b < block)
         for warps, stages in configs:
           for name in sparse_kernel.COMPILER_PARAMS:
             sparse_kernel.COMPILER_PARAMS[name] = (

@@ -144,39 +144,30 @@ def attention_fn(args):
 
 
 def lra_fn(args):
-  compiled, call_args = lra.speed_step(args.model, args.length, args.tiny)
-  box = [call_args]
-
-  def run():
-    out = compiled(*box[0])
-    box[0] = (out.weights, out.state, out.opt_state) + box[0][3:]
-    return out.weights
-  return run, 1
+  return repeated_step(*lra.speed_step(args.model, args.length, args.tiny))
 
 
 def config_fn(args):
-  """A shipped config's model, its compute dtype and its first training batch, in one jitted
-  train step (AdamW: the optimizer's cost is not the question here)."""
+  """One training step of a shipped config's model in its compute dtype, on the config's first
+  training batch (lra.py's `compiled_train_step`: AdamW, whatever the config's optimizer)."""
   import gin  # pylint: disable=import-outside-toplevel
   from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
-  import plait.layers as tl  # pylint: disable=import-outside-toplevel
-  from plait.supervised import optimizers, trainer  # pylint: disable=import-outside-toplevel
-  from plait.supervised.train_step import make_train_step  # pylint: disable=import-outside-toplevel
+  from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
   trainer.parse_config([rl_free_configs.path(args.config)], [])
   model = gin.query_parameter('train.model').scoped_configurable_fn(mode='train')
   batch = tuple(jnp.asarray(x) for x in next(iter(
       gin.query_parameter('train.inputs').scoped_configurable_fn()())))
   dtype = jnp.dtype(trainer.ConfiguredLoopSettings().compute_dtype)
-  weights, state = model.init(jax.ShapeDtypeStruct(batch[0].shape, batch[0].dtype),
-                              rng=jax.random.key(1))
-  optimizer = optimizers.AdamW(1e-4)
-  step = jax.jit(make_train_step(model, tl.CrossEntropyLoss(), optimizer, compute_dtype=dtype),
-                 donate_argnums=(0, 2))
-  box = [(weights, state, optimizer.init(weights))]
+  return repeated_step(*lra.compiled_train_step(model, batch, dtype))
+
+
+def repeated_step(compiled, call_args):
+  """(a call running the compiled donating train step on the previous call's outputs, 1)."""
+  box = [call_args]
 
   def run():
-    out = step(*box[0], batch, jax.random.key(2))
-    box[0] = (out.weights, out.state, out.opt_state)
+    out = compiled(*box[0])
+    box[0] = (out.weights, out.state, out.opt_state) + box[0][3:]
     return out.weights
   return run, 1
 

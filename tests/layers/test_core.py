@@ -239,7 +239,7 @@ def test_embedding_gradient_equals_take_gradient_in_float32():
   got = jax.grad(loss(tl.core.embedding_rows))(table)
   want = jax.grad(loss(lambda t, i: jnp.take(t, i, axis=0)))(table)
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-  # vmapped (per-example gradients) and through the layer's NaN rows for bad ids
+  # vmapped (per-example gradients): the sum over examples is the batch's gradient
   per_example = jax.vmap(jax.grad(lambda t, i, w: jnp.sum(tl.core.embedding_rows(t, i) * w)),
                          in_axes=(None, 0, 0))(table, ids, w)
   np.testing.assert_allclose(per_example.sum(0), want, rtol=1e-5, atol=1e-5)
