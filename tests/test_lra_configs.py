@@ -51,7 +51,7 @@ def test_config_builds_its_model_for_its_tasks_data(name):
   encoder_name = encoder.name
   assert gin.query_parameter(f'{encoder_name}.vocab_size') == data.VOCAB_SIZE
   pad_id = gin.query_parameter(f'{encoder_name}.pad_id')
-  assert pad_id == (None if task in ('pathfinder', 'image') else 0)   # pixels are never padding
+  assert pad_id == 0   # padding, or on pixel tasks black pixels as LRA (docs/lra.md)
   sig = _signature(task)
   logits = model.output_signature(sig)
   assert logits.shape == (sig.shape[0], data.N_CLASSES)

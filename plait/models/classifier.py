@@ -96,8 +96,8 @@ def encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_h
                        scan_layers=False, pooling='mean', head_d_ff=0):
   """The encoder classifier every attention kind shares (see the module docstring).
 
-  pad_id: id masked out of attention and pooling; None = no padding (pixel inputs): no
-    mask is built, and attention runs unmasked.
+  pad_id: id masked out of attention and pooling (LRA's pixel configs: 0, black pixels);
+    None: no mask is built, and attention runs unmasked.
   pooling: 'mean' or 'cls'. head_d_ff: 0 = Dense(n_classes) head, else LRA's MLP head.
   n_classes: None returns the pooled features (B, d_model) (a tower, no head).
   """

@@ -48,7 +48,7 @@ def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_l
   """Encoder classifier: token ids (B, L) -> class logits (B, n_classes).
 
   Tokens equal to `pad_id` are masked out of attention and of the mean pooling; pad_id=None:
-  no padding (pixel inputs), attention unmasked.
+  no mask, every token is attended to and pooled (LRA's pixel configs use 0: black pixels).
   pooling: 'mean' over real tokens, or 'cls' (a learned token put before the sequence).
   head_d_ff: 0 = a Dense(n_classes) head; > 0 = LRA's Dense(head_d_ff) -> Relu -> Dense.
   n_classes=None: no head, pooled features (B, d_model) (a TwoTowerClassifier tower).
