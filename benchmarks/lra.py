@@ -169,7 +169,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
                      f'Rows of the runs before it are in {args.out}/lra.json.')
   records = metrics_log.read_metrics(output_dir) or loop.history   # all parts of a resumed run
   evals = [h for h in records if h.get('split') == 'eval' and 'Accuracy' in h]
-  test = test_accuracy(output_dir, task, args.test_batches, args.data_workers)
+  test = test_accuracy(output_dir, task, args.test_batches, args.data_workers, data_cache)
   gin.clear_config()
   return {'task': task, 'model': model, 'config': name, 'steps': loop.step,
           'schedule_steps': schedule_steps, 'wall_s': round(wall, 1),
@@ -193,18 +193,23 @@ def task_data(task, workers):
   return train_inputs, eval_inputs
 
 
-def test_accuracy(output_dir, task, n_batches, workers=0):
+def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None):
   """Accuracy of the best checkpoint (by validation accuracy) on the test split, each example
   once (the first n_batches batches' worth if n_batches is given); a generated split is made
-  up front with `workers` processes when it is scored whole."""
+  up front with `workers` processes when it is scored whole, once per task and batch size
+  when `data_cache` (a dict) keeps it for the next model."""
   import gin  # pylint: disable=import-outside-toplevel
   from plait.supervised import checkpoints  # pylint: disable=import-outside-toplevel
   model = gin.query_parameter('train.model').scoped_configurable_fn(mode='eval')
   batch_size = gin.query_parameter(f'lra_{task}_inputs.batch_size')
   inputs_fn = gin.query_parameter('train.inputs').scoped_configurable_fn
-  with gin.config_scope('eval'):
-    extra = {'workers': workers} if workers and n_batches is None and task in GENERATED else {}
-    test_inputs = inputs_fn(split='test', batch_size=batch_size, **extra)
+  extra = {'workers': workers} if workers and n_batches is None and task in GENERATED else {}
+  cache = {} if data_cache is None else data_cache
+  key = ('test', task, batch_size, bool(extra))
+  if key not in cache:
+    with gin.config_scope('eval'):
+      cache[key] = inputs_fn(split='test', batch_size=batch_size, **extra)
+  test_inputs = cache[key]
   n_examples = len(test_inputs.examples)
   if n_batches is not None:
     n_examples = min(n_examples, n_batches * batch_size)
