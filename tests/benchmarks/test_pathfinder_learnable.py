@@ -1,4 +1,4 @@
-"""benchmarks/pathfinder_learnable.py runs (tiny; the learning itself takes ~20 CPU minutes)."""
+"""benchmarks/pathfinder_learnable.py runs (tiny; the learning itself takes ~15 CPU minutes)."""
 import pathlib
 import subprocess
 import sys
