@@ -124,6 +124,10 @@ class AttentionKind:
 
   shared_qk = False  # True (LSH): no K projection; `attend` gets k=None and uses q as keys.
   name = None        # Short name for the layer's repr; defaults to the class name.
+  # True when a real token's output depends on the real tokens alone (their vectors, in
+  # order), not on their positions or on the padding between them: then an encoder may
+  # gather the real tokens into a shorter sequence exactly (plait.models.compaction).
+  compactable = False
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)

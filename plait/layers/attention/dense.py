@@ -117,6 +117,8 @@ class DotProductKind(AttentionKind):
       inputs always take plait's own einsum path (jax computes the softmax in float32).
   """
 
+  compactable = True   # softmax over the real keys: positions play no part
+
   def __init__(self, causal=False, implementation=None):
     if implementation not in IMPLEMENTATIONS:
       raise ValueError(f'DotProductKind: implementation must be one of {IMPLEMENTATIONS}, '

@@ -78,6 +78,8 @@ class FavorKind(AttentionKind):
       LRA's sizes, m / d_head times q's size kept per layer. Values are the same.
   """
 
+  compactable = True   # sums over the real keys' features: positions play no part
+
   def __init__(self, nb_features=256, kernel='softmax', causal=False, redraw=True,
                numerical_stabilizer=1e-6, feature_seed=0, chunk_size=128,
                implementation=None, recompute_features=True):
