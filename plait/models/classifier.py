@@ -10,6 +10,7 @@ The encoders (TransformerEncoder, ReformerEncoder, PerformerEncoder, BigBirdEnco
 LocalEncoder) differ only in their attention; all are `encoder_classifier` below:
 
   ids (B, L) -> Branch(EmbeddingStack, PaddingMask)  [x, mask]   (no mask when pad_id=None)
+             -> compact_tokens                        (compact_to: real tokens only, exact)
              -> ClsToken                              (pooling='cls': L + 1 positions)
              -> n_layers pre-norm EncoderBlocks -> LayerNorm
              -> pooling: masked mean over real tokens, or the CLS position
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 from plait import layers as tl
 from plait.layers import initializers
 from plait.models import blocks
+from plait.models.compaction import CompactingBranch
 
 POOLINGS = ('mean', 'cls')
 
@@ -93,13 +95,16 @@ def ClassifierHead(n_classes, head_d_ff=0):  # pylint: disable=invalid-name
 
 def encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_heads,  # pylint: disable=too-many-arguments
                        max_len, dropout, attention_type, positional, activation, pad_id, mode,
-                       scan_layers=False, pooling='mean', head_d_ff=0):
+                       scan_layers=False, pooling='mean', head_d_ff=0, compact_to=None):
   """The encoder classifier every attention kind shares (see the module docstring).
 
   pad_id: id masked out of attention and pooling (LRA's pixel configs: 0, black pixels);
     None: no mask is built, and attention runs unmasked.
   pooling: 'mean' or 'cls'. head_d_ff: 0 = Dense(n_classes) head, else LRA's MLP head.
   n_classes: None returns the pooled features (B, d_model) (a tower, no head).
+  compact_to: None, or the positions kept per sequence after gathering its real tokens to
+    the front (plait.models.compaction): the same logits for less work when most tokens are
+    padding. Needs pad_id and attention that ignores where padding sits (dense, FAVOR+).
   """
   if pooling not in POOLINGS:
     raise ValueError(f'{name}: pooling must be one of {POOLINGS}, got {pooling!r}.')
@@ -108,9 +113,14 @@ def encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_h
       blocks.EncoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation, mode,
                           use_mask=masked)
       for attention in blocks.attention_types_per_layer(attention_type, n_layers)]
+  if compact_to is not None:
+    _check_compactable(name, pad_id, encoder_blocks)
   embed = blocks.EmbeddingStack(vocab_size, d_model, max_len, dropout, positional=positional,
                                 mode=mode)
-  front = [tl.Branch(embed, blocks.PaddingMask(pad_id)) if masked else embed]   # [x, mask]
+  if compact_to is not None:   # the same Branch, its outputs gathered: the same weights tree
+    front = [CompactingBranch(embed, pad_id, compact_to, owner=name)]
+  else:
+    front = [tl.Branch(embed, blocks.PaddingMask(pad_id)) if masked else embed]   # [x, mask]
   if pooling == 'cls':
     front.append(ClsToken(masked))
   head = [] if n_classes is None else ClassifierHead(n_classes, head_d_ff)
@@ -121,6 +131,28 @@ def encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_h
       Pooling(pooling, masked),
       head,
       name=name, scan_layers=scan_layers)
+
+
+def _check_compactable(name, pad_id, encoder_blocks):
+  """Raises unless compaction is exact: a padding mask and compactable attention only."""
+  if pad_id is None:
+    raise ValueError(f'{name}: compact_to gathers the real tokens, so it needs pad_id (the id '
+                     'of padding); pad_id=None marks no token as padding.')
+  found = []
+  def walk(layer):
+    if isinstance(layer, tl.Attention):
+      found.append(layer)
+    for sub in layer.sublayers:
+      walk(sub)
+  for block in encoder_blocks:
+    walk(block)
+  wrong = sorted({a.name for a in found if not a.kind.compactable})
+  if wrong or len(found) != len(encoder_blocks):
+    raise ValueError(
+        f'{name}: compact_to is exact only when every layer\'s attention ignores where the '
+        f'padding sits (dense or FAVOR+ attention: AttentionKind.compactable); '
+        + (f'these do not: {wrong}.' if wrong else
+           f'found {len(found)} plait attention layers in {len(encoder_blocks)} blocks.'))
 
 
 def TwoTowerClassifier(encoder, n_classes=2, d_ff=512, mode='train'):  # pylint: disable=invalid-name

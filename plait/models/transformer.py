@@ -44,7 +44,7 @@ def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
 def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                        n_heads=8, max_len=2048, dropout=0.1, attention_type='dense',
                        positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
-                       scan_layers=False, pooling='mean', head_d_ff=0):
+                       scan_layers=False, pooling='mean', head_d_ff=0, compact_to=None):
   """Encoder classifier: token ids (B, L) -> class logits (B, n_classes).
 
   Tokens equal to `pad_id` are masked out of attention and of the mean pooling; pad_id=None:
@@ -52,6 +52,10 @@ def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_l
   pooling: 'mean' over real tokens, or 'cls' (a learned token put before the sequence).
   head_d_ff: 0 = a Dense(n_classes) head; > 0 = LRA's Dense(head_d_ff) -> Relu -> Dense.
   n_classes=None: no head, pooled features (B, d_model) (a TwoTowerClassifier tower).
+  compact_to: None, or S: each sequence's real tokens are gathered, in order and with their
+    positions, into S positions before the blocks (models/compaction.py): the same logits, for
+    the work of length S (LRA Pathfinder: <= ~200 lit pixels of 1,024). A sequence with
+    more than S real tokens raises when the step runs. Dense attention only (and FAVOR+).
   scan_layers: run the repeated blocks as one lax.scan over their stacked weights
     (one block for XLA to compile; same weights tree and results; see docs/models.md).
   See plait.models.classifier for the structure every encoder shares.
@@ -60,4 +64,4 @@ def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_l
   return classifier.encoder_classifier(
       'TransformerEncoder', vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len,
       dropout, attention_type, positional, activation, pad_id, mode, scan_layers, pooling,
-      head_d_ff)
+      head_d_ff, compact_to)

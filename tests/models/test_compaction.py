@@ -1,0 +1,142 @@
+"""Exact token compaction (compact_to): the same logits and gradients as the full-length
+encoder, a clear error when a sequence has more real tokens than fit, and refusals where
+compaction would not be exact."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from plait import layers as tl
+from plait import models
+from plait.layers.metrics import cross_entropy
+from plait.models.compaction import compact_tokens
+from plait.supervised import weight_paths
+from tests.models import helpers
+
+TINY = dict(vocab_size=helpers.VOCAB, n_classes=3, d_model=16, d_ff=32, n_layers=2, n_heads=2,
+            max_len=64, dropout=0.0)
+ENCODERS = {
+    'TransformerEncoder': models.TransformerEncoder,
+    'PerformerEncoder': functools.partial(models.PerformerEncoder, nb_features=8),
+}
+
+
+def sparse_tokens(batch, length, most, seed):
+  """(batch, length) ids, mostly padding (0): each row has 0..`most` real tokens, scattered;
+  row 0 has exactly `most` and row 1 none."""
+  rng = np.random.default_rng(seed)
+  tokens = np.zeros((batch, length), np.int32)
+  for row in range(batch):
+    n = most if row == 0 else 0 if row == 1 else int(rng.integers(1, most + 1))
+    where = rng.choice(length, size=n, replace=False)
+    tokens[row, where] = rng.integers(1, helpers.VOCAB, size=n)
+  return tokens
+
+
+def loss_and_grads(model, weights, state, tokens, targets, rng):
+  def loss(w):
+    logits, _ = model.pure_fn(tokens, w, state, rng)
+    return jnp.mean(cross_entropy(logits, targets)), logits
+  return jax.jit(jax.value_and_grad(loss, has_aux=True))(weights)
+
+
+@pytest.mark.parametrize('name', sorted(ENCODERS))
+@pytest.mark.parametrize('pooling', ['mean', 'cls'])
+def test_compacted_encoder_equals_the_full_length_one_values_and_gradients(name, pooling):
+  """Train mode (features redrawn from the rng for FAVOR+), 48 positions with at most 11
+  real tokens, compacted to 12: logits, loss and every weight's gradient agree."""
+  tokens = sparse_tokens(4, 48, most=11, seed=0)
+  targets = np.array([0, 1, 2, 1], np.int32)
+  build = functools.partial(ENCODERS[name], **TINY, pooling=pooling, mode='train')
+  full, compact = build(), build(compact_to=12)
+  sig = tl.signature(tokens)
+  weights = helpers.random_weights(full, sig, seed=1)
+  state = helpers.initial_state(full, sig)
+  rng = jax.random.key(2)
+  (loss_f, logits_f), grads_f = loss_and_grads(full, weights, state, tokens, targets, rng)
+  (loss_c, logits_c), grads_c = loss_and_grads(compact, weights, state, tokens, targets, rng)
+  np.testing.assert_allclose(logits_c, logits_f, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(loss_c, loss_f, rtol=1e-5)
+  for (path, gc), gf in zip(jax.tree_util.tree_leaves_with_path(grads_c),
+                            jax.tree_util.tree_leaves(grads_f)):
+    np.testing.assert_allclose(gc, gf, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  assert any(np.any(g != 0) for g in jax.tree_util.tree_leaves(grads_c))
+
+
+def test_compaction_gathers_real_tokens_in_order_and_can_tell_them_apart():
+  """The layer itself: kept rows hold the real vectors in their order, the mask marks them;
+  a changed real token changes the compacted model's logits (the test above can fail)."""
+  x = jnp.arange(2 * 6 * 1, dtype=jnp.float32).reshape(2, 6, 1)
+  mask = jnp.array([[0, 1, 0, 1, 1, 0], [1, 0, 0, 0, 0, 0]], bool)
+  kept, kept_mask = compact_tokens(x, mask, 3)
+  np.testing.assert_array_equal(kept[0, :, 0], [1, 3, 4])
+  np.testing.assert_array_equal(kept[1, :1, 0], [6])
+  np.testing.assert_array_equal(kept_mask, [[1, 1, 1], [1, 0, 0]])
+  model = models.TransformerEncoder(**TINY, compact_to=12, mode='eval')
+  tokens = sparse_tokens(2, 48, most=11, seed=3)
+  weights = helpers.random_weights(model, tl.signature(tokens), seed=4)
+  state = helpers.initial_state(model, tl.signature(tokens))
+  run = jax.jit(lambda t: model.pure_fn(t, weights, state, None)[0])
+  changed = tokens.copy()
+  changed[0, np.flatnonzero(tokens[0])[-1]] %= helpers.VOCAB - 1
+  changed[0, np.flatnonzero(tokens[0])[-1]] += 1
+  assert not np.allclose(run(tokens)[0], run(changed)[0], atol=1e-4)
+
+
+def test_a_sequence_longer_than_compact_to_is_an_error_when_the_step_runs():
+  model = models.TransformerEncoder(**TINY, compact_to=10, mode='eval')
+  tokens = sparse_tokens(3, 48, most=11, seed=5)
+  weights = helpers.random_weights(model, tl.signature(tokens), seed=6)
+  state = helpers.initial_state(model, tl.signature(tokens))
+  run = jax.jit(lambda t: model.pure_fn(t, weights, state, None)[0])
+  with pytest.raises(Exception, match=r'TransformerEncoder: compact_to=10, but '
+                                      r'1 of 3 sequences have more real .* up to 11 of 48'):
+    jax.block_until_ready(run(tokens))
+  tokens[0, np.flatnonzero(tokens[0])[0]] = 0     # now 10 real tokens fit
+  assert np.all(np.isfinite(run(tokens)))
+
+
+def test_compact_to_at_least_the_length_leaves_the_inputs_as_they_are():
+  x, mask = jnp.ones((2, 5, 3)), jnp.array([[1, 0, 1, 0, 0]] * 2, bool)
+  out, out_mask = compact_tokens(x, mask, 5)
+  assert out is x and out_mask is mask
+
+
+def test_compaction_keeps_the_weights_tree_and_names_so_checkpoints_carry_over():
+  sig = tl.signature(np.zeros((2, 48), np.int32))
+  full = models.TransformerEncoder(**TINY, mode='eval')
+  compact = models.TransformerEncoder(**TINY, compact_to=12, mode='eval')
+  w_full, w_compact = helpers.abstract_init(full, sig)[0], helpers.abstract_init(compact, sig)[0]
+  assert (jax.tree_util.tree_structure(w_full) == jax.tree_util.tree_structure(w_compact))
+  assert weight_paths.leaf_names(full, w_full) == weight_paths.leaf_names(compact, w_compact)
+  assert 'Branch (compact_to=12)' in repr(compact)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(compact_to=12, pad_id=None), 'needs pad_id'),
+    (dict(compact_to=12, attention_type='chunked'), r"these do not: \['ChunkedSelfAttention'\]"),
+    (dict(compact_to=12, attention_type=['dense', 'lsh']), 'these do not'),
+    (dict(compact_to=0), 'compact_to must be a positive int'),
+    (dict(compact_to=True), 'compact_to must be a positive int'),
+    (dict(compact_to=12.0), 'compact_to must be a positive int'),
+])
+def test_compact_to_refuses_what_it_cannot_do_exactly(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    models.TransformerEncoder(**{**TINY, **kwargs}, mode='eval')
+
+
+def test_plait_train_stops_on_a_batch_too_long_to_compact_with_one_message(tmp_path, capsys):
+  """The shipped Pathfinder config with compact_to below its images' lit pixels: exit 1 and
+  one line naming the step, the count and the setting, before any step runs; no run left."""
+  from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
+  code = trainer.main([
+      '--config_file=lra_pathfinder_transformer_tiny.gin', f'--output_dir={tmp_path}/run',
+      '--config=TransformerEncoder.compact_to = 100', '--steps=2'])
+  err = capsys.readouterr().err
+  assert code == 1
+  assert err.startswith('plait-train: Loop: the batch of step 1 has ')
+  assert 'but TransformerEncoder keeps at most 100 (compact_to)' in err
+  assert err.count('\n') == 1
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
