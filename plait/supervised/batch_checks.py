@@ -3,6 +3,7 @@
   >>> check_tokenizer(model, weights, tokenizer)    # DataError if its ids don't fit the model
   >>> limits = id_limits(model, weights, output_signature, first_batch)   # {0: (256, ...)}
   >>> check_id_ranges(batch, limits, step=7)        # DataError naming step, entry and position
+  >>> check_real_tokens(batch, real_token_limit(model), step=7)   # DataError: too many real
   >>> non_finite_entries(batch)       # ['entry 2 (shape [4, 8]: 1 NaN/inf)']
   >>> count_tokens(batch)             # for tokens_per_second
 """
@@ -82,6 +83,39 @@ def check_id_ranges(batch, limits, step):
         f'{entry} ({shapes.describe(x)}), e.g. {int(x[position])} at position '
         f'{list(position)}, but {what} must be in [0, {n - 1}]; the data and the model use '
         'different vocabularies.')
+
+
+def real_token_limit(layer):
+  """(pad_id, n, name) of the first layer in the tree with a `real_token_limit`, or None.
+
+  A layer that keeps at most n tokens other than pad_id per row of the model's token ids
+  (an encoder's `compact_to`, plait.models.compaction) says so by that attribute.
+  """
+  limit = getattr(layer, 'real_token_limit', None)
+  if limit is not None:
+    return limit
+  for sub in layer.sublayers:
+    found = real_token_limit(sub)
+    if found is not None:
+      return found
+  return None
+
+
+def check_real_tokens(batch, limit, step):
+  """DataError naming the step and the rows of batch[0] with more real tokens than `limit`."""
+  if limit is None:
+    return
+  pad_id, n, name = limit
+  x = np.asarray(batch[0])
+  counts = np.count_nonzero(x != pad_id, axis=-1)
+  over = np.argwhere(counts > n)
+  if over.size:
+    row = tuple(int(i) for i in over[0])
+    raise DataError(
+        f'Loop: the batch of step {step} has {len(over)} of {counts.size} sequences with more '
+        f'than {n} tokens other than pad_id={pad_id}, e.g. {int(counts[row])} in row {list(row)} '
+        f'({shapes.describe(x)}), but {name} keeps at most {n} (compact_to); nothing is dropped: '
+        'raise compact_to, or set it to None.')
 
 
 def _is_int(x):

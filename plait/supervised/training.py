@@ -192,9 +192,15 @@ class Loop:
     outputs = jax.eval_shape(lambda x, w, s: self._model.pure_fn(x, w, s, self._rng)[0],
                              shapes.to_structs(self._input_signature), weights, state)
     self._id_limits = batch_checks.id_limits(self._model, weights, outputs, first_batch)
-    batch_checks.check_id_ranges(first_batch, self._id_limits, self._first_step)
+    self._real_token_limit = batch_checks.real_token_limit(self._model)
+    self._check_batch(first_batch, self._first_step)
     self._check_eval_model(weights, state)
     return weights, state, opt_state
+
+  def _check_batch(self, batch, step):
+    """DataError, on the host, for ids out of range or too many real tokens to compact."""
+    batch_checks.check_id_ranges(batch, self._id_limits, step)
+    batch_checks.check_real_tokens(batch, self._real_token_limit, step)
 
   def _compile_steps(self, structure, first_batch):
     """Builds the jitted train and eval steps and traces the train step on the first batch.
@@ -337,7 +343,7 @@ class Loop:
         in_flight = None
       batch = self._next_batch()
       try:  # every batch's ids, on the host, before the device sees them
-        batch_checks.check_id_ranges(batch, self._id_limits, step)
+        self._check_batch(batch, step)
       except batch_checks.DataError:
         if in_flight is not None:
           self._finish(in_flight, last_step)   # the step before it is still recorded
