@@ -131,3 +131,11 @@ def test_favor_causal_gpu_script_runs_through_the_interpreter_on_cpu():
 def test_qr_features_gpu_script_checks_the_kernel_through_the_interpreter_on_cpu():
   out = run(str(BENCH / 'qr_features_gpu.py'), '--interpret', '--heads', '1')
   assert '"matrices": 4' in out and '"passed": true' in out and 'qr kernel checks ok' in out, out
+
+
+def test_compaction_script_times_and_checks_both_models_on_cpu():
+  out = run(str(BENCH / 'compaction_gpu.py'), '--batch', '4', '--reps', '1')
+  rows = [json.loads(l) for l in out.splitlines() if l.startswith('{"model"')]
+  assert [(r['model'], r['way']) for r in rows] == [
+      (m, w) for m in ('transformer', 'performer') for w in ('full', 'compact', 'compact_unchecked')]
+  assert all(r['max_logit_diff_float32'] < 1e-4 for r in rows if r['way'] != 'full'), out
