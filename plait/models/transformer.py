@@ -55,7 +55,8 @@ def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_l
   compact_to: None, or S: each sequence's real tokens are gathered, in order and with their
     positions, into S positions before the blocks (models/compaction.py): the same logits, for
     the work of length S (LRA Pathfinder: <= ~200 lit pixels of 1,024). A sequence with
-    more than S real tokens raises when the step runs. Dense attention only (and FAVOR+).
+    more than S real tokens gets NaN logits (plait-train stops before the step, naming it).
+    Dense attention only (and FAVOR+).
   scan_layers: run the repeated blocks as one lax.scan over their stacked weights
     (one block for XLA to compile; same weights tree and results; see docs/models.md).
   See plait.models.classifier for the structure every encoder shares.

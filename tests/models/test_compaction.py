@@ -12,6 +12,7 @@ from plait import layers as tl
 from plait import models
 from plait.layers.metrics import cross_entropy
 from plait.models.compaction import compact_tokens
+from plait.supervised import batch_checks
 from plait.supervised import weight_paths
 from tests.models import helpers
 
@@ -85,17 +86,29 @@ def test_compaction_gathers_real_tokens_in_order_and_can_tell_them_apart():
   assert not np.allclose(run(tokens)[0], run(changed)[0], atol=1e-4)
 
 
-def test_a_sequence_longer_than_compact_to_is_an_error_when_the_step_runs():
+def test_a_sequence_longer_than_compact_to_gets_nan_logits_never_a_cut_short_answer():
   model = models.TransformerEncoder(**TINY, compact_to=10, mode='eval')
-  tokens = sparse_tokens(3, 48, most=11, seed=5)
+  tokens = sparse_tokens(3, 48, most=11, seed=5)      # row 0: 11 real tokens
   weights = helpers.random_weights(model, tl.signature(tokens), seed=6)
   state = helpers.initial_state(model, tl.signature(tokens))
   run = jax.jit(lambda t: model.pure_fn(t, weights, state, None)[0])
-  with pytest.raises(Exception, match=r'TransformerEncoder: compact_to=10, but '
-                                      r'1 of 3 sequences have more real .* up to 11 of 48'):
-    jax.block_until_ready(run(tokens))
+  logits = np.asarray(run(tokens))
+  assert np.all(np.isnan(logits[0])) and np.all(np.isfinite(logits[1:]))
   tokens[0, np.flatnonzero(tokens[0])[0]] = 0     # now 10 real tokens fit
   assert np.all(np.isfinite(run(tokens)))
+
+
+def test_the_host_check_names_the_batch_the_row_and_the_count():
+  limit = (0, 3, 'TransformerEncoder')
+  fits = [np.array([[0, 1, 2, 3, 0], [0, 0, 0, 0, 0]])]
+  batch_checks.check_real_tokens(fits, limit, step=4)
+  batch_checks.check_real_tokens(fits, None, step=4)
+  too_many = [np.array([[0, 1, 2, 3, 0], [5, 1, 2, 3, 0]])]
+  with pytest.raises(batch_checks.DataError,
+                     match=r'^Loop: eval batch 2 at step 4 has 1 of 2 sequences with more than 3 '
+                           r'tokens other than pad_id=0, e.g. 4 in row \[1\] .* but '
+                           r'TransformerEncoder keeps at most 3 \(compact_to\)'):
+    batch_checks.check_real_tokens(too_many, limit, 4, 'eval batch 2 at step')
 
 
 def test_compact_to_at_least_the_length_leaves_the_inputs_as_they_are():
