@@ -101,7 +101,7 @@ def real_token_limit(layer):
   return None
 
 
-def check_real_tokens(batch, limit, step):
+def check_real_tokens(batch, limit, step, which='the batch of step'):
   """DataError naming the step and the rows of batch[0] with more real tokens than `limit`."""
   if limit is None:
     return
@@ -112,7 +112,7 @@ def check_real_tokens(batch, limit, step):
   if over.size:
     row = tuple(int(i) for i in over[0])
     raise DataError(
-        f'Loop: the batch of step {step} has {len(over)} of {counts.size} sequences with more '
+        f'Loop: {which} {step} has {len(over)} of {counts.size} sequences with more '
         f'than {n} tokens other than pad_id={pad_id}, e.g. {int(counts[row])} in row {list(row)} '
         f'({shapes.describe(x)}), but {name} keeps at most {n} (compact_to); nothing is dropped: '
         'raise compact_to, or set it to None.')

@@ -498,9 +498,12 @@ class Loop:
       totals = np.zeros(len(task.metrics))
       rng = jax.random.fold_in(jax.random.fold_in(self._rng, self._step), 1 << 30)
       for i in range(task.n_eval_batches):
+        batch = next(task.stream)
+        batch_checks.check_real_tokens(batch, self._real_token_limit, self._step,
+                                       f'{task.name} batch {i} at step')
         with self._compiling(task.name):
-          values = eval_step(self._weights, eval_state,
-                             self._place_batch(next(task.stream)), jax.random.fold_in(rng, i))
+          values = eval_step(self._weights, eval_state, self._place_batch(batch),
+                             jax.random.fold_in(rng, i))
         totals += np.array([float(v) for v in values])
       means = {n: float(v) for n, v in zip(names, totals / task.n_eval_batches)}
       self._record(task.name, self._step, means)
