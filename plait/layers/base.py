@@ -367,6 +367,17 @@ def _indent(text):
   return '\n'.join('  ' + line for line in text.splitlines())
 
 
+def walk_layers(layer):
+  """Yields `layer` and every layer under it, depth first (a shared one each time it is used).
+
+    >>> [l.name for l in walk_layers(tl.Serial(tl.Dense(4), tl.Relu()))]
+    ['Serial', 'Dense_4', 'Relu']
+  """
+  yield layer
+  for sub in layer.sublayers:
+    yield from walk_layers(sub)
+
+
 def count_params(weights):
   return sum(int(np.prod(np.shape(x))) for x in jax.tree_util.tree_leaves(weights))
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from plait import layers as tl
 from plait.layers import initializers
+from plait.layers.base import walk_layers
 from plait.models import blocks
 from plait.models.compaction import CompactingBranch
 
@@ -138,14 +139,8 @@ def _check_compactable(name, pad_id, encoder_blocks):
   if pad_id is None:
     raise ValueError(f'{name}: compact_to gathers the real tokens, so it needs pad_id (the id '
                      'of padding); pad_id=None marks no token as padding.')
-  found = []
-  def walk(layer):
-    if isinstance(layer, tl.Attention):
-      found.append(layer)
-    for sub in layer.sublayers:
-      walk(sub)
-  for block in encoder_blocks:
-    walk(block)
+  found = [l for block in encoder_blocks for l in walk_layers(block)
+           if isinstance(l, tl.Attention)]
   wrong = sorted({a.name for a in found if not a.kind.compactable})
   if wrong or len(found) != len(encoder_blocks):
     raise ValueError(

@@ -11,6 +11,7 @@ import numpy as np
 
 from plait import shapes
 from plait.layers import core
+from plait.layers.base import walk_layers
 from plait.supervised.streams import DataError
 
 
@@ -91,14 +92,8 @@ def real_token_limit(layer):
   A layer that keeps at most n tokens other than pad_id per row of the model's token ids
   (an encoder's `compact_to`, plait.models.compaction) says so by that attribute.
   """
-  limit = getattr(layer, 'real_token_limit', None)
-  if limit is not None:
-    return limit
-  for sub in layer.sublayers:
-    found = real_token_limit(sub)
-    if found is not None:
-      return found
-  return None
+  limits = (getattr(l, 'real_token_limit', None) for l in walk_layers(layer))
+  return next((limit for limit in limits if limit is not None), None)
 
 
 def check_real_tokens(batch, limit, step, which='the batch of step'):

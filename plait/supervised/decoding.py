@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plait import shapes
+from plait.layers.base import walk_layers
 
 
 # ----- sampling -----
@@ -81,24 +82,18 @@ def _step_rng(rng, i):
 
 
 # ----- model helpers -----
-def _walk(layer):
-  yield layer
-  for sub in layer.sublayers:
-    yield from _walk(sub)
-
-
 def predict_capacity(model):
   """How many positions the model's predict caches hold (min attention `max_len`), or None."""
-  lens = [l.max_len for l in _walk(model) if isinstance(getattr(l, 'max_len', None), int)]
+  lens = [l.max_len for l in walk_layers(model) if isinstance(getattr(l, 'max_len', None), int)]
   return min(lens) if lens else None
 
 
 def _is_predict(model):
-  return 'predict' in {getattr(l, 'mode', None) for l in _walk(model)}
+  return 'predict' in {getattr(l, 'mode', None) for l in walk_layers(model)}
 
 
 def _check_predict_mode(model):
-  modes = {getattr(l, 'mode', None) for l in _walk(model)} - {None}
+  modes = {getattr(l, 'mode', None) for l in walk_layers(model)} - {None}
   if modes and modes != {'predict'}:
     raise ValueError(f'{model.name}: fast decoding needs a model built with mode=\'predict\' '
                      f'(it keeps caches in state); this one has layers in mode {sorted(modes)}. '
