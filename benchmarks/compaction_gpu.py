@@ -46,10 +46,10 @@ def images(batch, resolution=32):
 def measure(name, tokens, targets, reps):
   weights, state = build(name, 'full', 'train').init(tl.signature(tokens), rng=jax.random.key(0))
   rng = jax.random.key(1)
+  bf16 = jax.tree_util.tree_map(lambda w: w.astype(jnp.bfloat16), weights)
   rows = []
   for way in WAYS:
     model = build(name, way, 'train')
-    bf16 = jax.tree_util.tree_map(lambda w: w.astype(jnp.bfloat16), weights)
 
     def step(w, tokens, model=model):   # tokens an argument: no constant folding of the sort
       def loss(w):
@@ -59,7 +59,7 @@ def measure(name, tokens, targets, reps):
     ms = median_ms(step, bf16, jnp.asarray(tokens), reps=reps)
     rows.append(dict(model=name, way=way, batch=int(tokens.shape[0]), ms=round(ms, 3)))
   eval_logits = {}
-  for way in ('full', 'compact'):
+  for way in WAYS:
     model = build(name, way, 'eval')
     for dtype in (jnp.float32, jnp.bfloat16):
       w = jax.tree_util.tree_map(lambda a, dtype=dtype: a.astype(dtype), weights)
