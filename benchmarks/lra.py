@@ -82,6 +82,10 @@ def parse_args(argv):
   p.add_argument('--jobs', type=int, default=1,
                  help='accuracy runs trained at once, each in its own process with 1/jobs of the '
                       "GPU's memory (--budget_s is then shared per wave of runs)")
+  p.add_argument('--config', action='append', default=[], metavar='BINDING',
+                 help='a gin binding added to every training run after the shipped config\'s, '
+                      'e.g. "TransformerEncoder.positional = \'learned\'" (repeatable); kept in '
+                      "each run's config.gin and row")
   p.add_argument('--runs_dir', default=None,
                  help='where the runs live (default: --out/runs); a run found there with the '
                       'same config resumes from its latest checkpoint')
@@ -133,7 +137,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
   """
   import gin  # pylint: disable=import-outside-toplevel
   from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
-  from plait.supervised import metrics_log, trainer  # pylint: disable=import-outside-toplevel
+  from plait.supervised import gin_config, metrics_log, trainer  # pylint: disable=import-outside-toplevel
   name = f'lra_{task}_{model}' + ('_tiny' if args.smoke else '')
   bindings = ["LoopSettings.progress = 'none'", 'LoopSettings.tensorboard = False',
               'train.plot = False']
@@ -145,9 +149,13 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
     bindings += ['train.n_eval_batches = 1', f'{encoder}.n_layers = 1', f'{encoder}.d_model = 16',
                  f'{encoder}.d_ff = 16', f'{encoder}.head_d_ff = 16' if task != 'retrieval'
                  else 'TwoTowerClassifier.d_ff = 16']
+  bindings += args.config
   output_dir = os.path.join(runs_dir, name)
   gin.clear_config()
-  trainer.parse_config([rl_free_configs.path(name)], bindings)
+  try:
+    trainer.parse_config([rl_free_configs.path(name)], bindings)
+  except gin_config.ConfigError as e:
+    raise SystemExit(f'lra.py: {name} with --config {args.config}: {e}') from None
   schedule_steps = gin.query_parameter('train.steps')
   if task not in data_cache:
     data_cache[task] = task_data(task, args.data_workers)
@@ -171,10 +179,15 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
   evals = [h for h in records if h.get('split') == 'eval' and 'Accuracy' in h]
   test = test_accuracy(output_dir, task, args.test_batches, args.data_workers, data_cache)
   gin.clear_config()
-  return {'task': task, 'model': model, 'config': name, 'steps': loop.step,
+  return {'task': task, 'model': model, 'config': name, **variant(args), 'steps': loop.step,
           'schedule_steps': schedule_steps, 'wall_s': round(wall, 1),
           'val': round(100 * max(h['Accuracy'] for h in evals), 2) if evals else None,
           'test': None if test is None else round(100 * test, 2)}
+
+
+def variant(args):
+  """{'bindings': [...]} for a row trained with --config bindings, else {}."""
+  return {'bindings': list(args.config)} if args.config else {}
 
 
 def task_data(task, workers):
@@ -247,6 +260,7 @@ def train_in_processes(pairs, args, share):
       cmd += ['--budget_s', str(share)] if share is not None else []
       cmd += ['--smoke'] if args.smoke else []
       cmd += ['--runs_dir', args.runs_dir] if args.runs_dir else []
+      cmd += [a for binding in args.config for a in ('--config', binding)]
       os.makedirs(out, exist_ok=True)
       log = open(out + '.log', 'w')  # pylint: disable=consider-using-with
       running.append((t, m, out, log, subprocess.Popen(cmd, env=env, stdout=log,
@@ -356,11 +370,15 @@ def accuracy_table(rows, tasks, models):
       r = by.get((t, m))
       value = None if r is None else (r['test'] if r['test'] is not None else r['val'])
       paper = PAPER_ACCURACY[m].get(t)
-      mark = ''
+      marks = []
+      if r is not None and r.get('bindings'):
+        notes.append(f'{m} on {t}: trained with ' + '; '.join(r['bindings']))
+        marks.append(len(notes))
       if r is not None and r.get('schedule_steps') and r.get('steps', 0) < r['schedule_steps']:
         notes.append(f'{m} on {t}: {r["steps"]} of the schedule\'s {r["schedule_steps"]} steps '
                      f'(time budget)')
-        mark = f' [{len(notes)}]'
+        marks.append(len(notes))
+      mark = ''.join(f' [{i}]' for i in marks)
       cells.append(f'{_pct(value)}{mark} ({_pct(paper)})')
       if value is not None and paper is not None:
         ours.append(value)

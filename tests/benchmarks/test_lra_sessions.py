@@ -79,3 +79,20 @@ def test_a_run_stopped_by_sigterm_keeps_its_checkpoint_and_exits_with_one_messag
   assert 'lra.py: lra_listops_transformer_tiny stopped by SIGTERM at step' in stderr, stderr
   assert 'Traceback' not in stderr
   assert os.listdir(runs / 'lra_listops_transformer_tiny' / 'checkpoints')
+
+
+def test_config_bindings_reach_the_run_its_row_and_the_table(tmp_path):
+  """--config adds a gin binding to every run: it is in the run's config.gin (so a resumed run
+  is compared with it), in the row, and footnoted in the table; a bad one is one message."""
+  binding = "TransformerEncoder.positional = 'learned'"
+  common = ['--smoke', '--accuracy_only', '--models', 'transformer', '--steps', '1']
+  out = lra(*common, '--config', binding, '--out', str(tmp_path / 'a')).stdout
+  row = json.loads((tmp_path / 'a' / 'lra.json').read_text())['accuracy'][0]
+  assert row['bindings'] == [binding], row
+  config = (tmp_path / 'a' / 'runs' / 'lra_listops_transformer_tiny' / 'config.gin').read_text()
+  assert binding in config, config
+  assert f'transformer on listops: trained with {binding}' in out, out
+  bad = lra(*common, '--config', 'TransformerEncoder.positionl = 1', '--out',
+            str(tmp_path / 'b'), check=False)
+  assert bad.returncode == 1 and 'Traceback' not in bad.stderr, bad.stderr[-2000:]
+  assert "doesn't have a parameter named 'positionl'" in bad.stderr, bad.stderr[-2000:]
