@@ -143,7 +143,8 @@ def _schedule(lr_schedule):
 
 
 def check_config(output_dir, config_text, overwrite=False):
-  """Refuses to reuse an output_dir trained with a different config (unless overwrite).
+  """Refuses to reuse an output_dir trained with a different config (unless overwrite);
+  warns on stderr when it holds checkpoints but no config.gin (nothing to compare with).
 
   Configs are compared by their values, a binding missing on one side by the code's
   default, so a run saved by an older plait (which listed every default) resumes. With `overwrite`, deletes the previous run's outputs
@@ -159,6 +160,13 @@ def check_config(output_dir, config_text, overwrite=False):
     return
   old = run_config.read(output_dir)   # saved by any plait version, in today's names
   if old is None:
+    from plait.supervised import checkpoints as ckpt_lib  # pylint: disable=g-import-not-at-top
+    if ckpt_lib.has_checkpoint(output_dir):   # plait-train writes config.gin before step 1
+      print(f'plait: warning: {output_dir} holds checkpoints but no {CONFIG_FILE}: resuming '
+            'from them with this config, which nothing can check against the one that '
+            f'trained them (it is saved as {CONFIG_FILE} now). If they came from another run, '
+            'stop and use another --output_dir, or --overwrite to start afresh.',
+            file=sys.stderr, flush=True)
     return
   diff = gin_config.differences(old, config_text, ignore=_RESUMABLE_BINDINGS)
   if diff:

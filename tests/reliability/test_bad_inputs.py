@@ -86,6 +86,9 @@ def test_bad_input_fails_clearly_and_changes_nothing(case, good_run, tmp_path, c
   args = [f'--config_file={config}', f'--output_dir={directory}', *extra]
   assert fixtures.trainer_main(args) == code
   err = capsys.readouterr().err
+  if not keep_config:   # first the warning that nothing can check the config, then the error
+    warning, err = err.split('\n', 1)
+    assert 'holds checkpoints but no config.gin' in warning, warning
   assert err.startswith('plait-train: ')
   assert re.search(pattern, err, flags=re.DOTALL), err
   after = _snapshot(directory)

@@ -68,3 +68,4 @@ def test_a_damaged_config_gin_is_named_as_damaged_not_as_a_different_config(tmp_
   assert 'config.gin is damaged' in capsys.readouterr().err
   (tmp_path / run_config.CONFIG_FILE).rename(tmp_path / 'config.gin.damaged')
   assert _train(tmp_path, steps=4).step == 4                      # the advice works
+  assert 'holds checkpoints but no config.gin' in capsys.readouterr().err   # and is told

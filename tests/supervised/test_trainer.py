@@ -55,6 +55,23 @@ def test_different_config_is_refused_unless_overwrite(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ['notes.txt']
 
 
+def test_checkpoints_without_config_gin_resume_with_a_warning(tmp_path, capsys):
+  """Nothing says what trained them, so nothing can be compared: say so, do not refuse (a
+  damaged config.gin's documented recovery moves it aside and resumes)."""
+  trainer.check_config(str(tmp_path), 'train.steps = 5\n')               # fresh: silent
+  (tmp_path / 'checkpoints' / '2' / 'meta').mkdir(parents=True)          # an unfinished save
+  trainer.check_config(str(tmp_path), 'train.steps = 5\n')
+  assert capsys.readouterr().err == ''
+  (tmp_path / 'checkpoints' / '2' / 'meta' / 'metadata').write_text('{}')  # a complete one
+  trainer.check_config(str(tmp_path), 'train.steps = 5\n')
+  err = capsys.readouterr().err
+  assert f'warning: {tmp_path} holds checkpoints but no config.gin' in err, err
+  assert '--overwrite' in err, err
+  (tmp_path / 'config.gin').write_text('train.steps = 5\n')
+  trainer.check_config(str(tmp_path), 'train.steps = 5\n')               # recorded: silent
+  assert capsys.readouterr().err == ''
+
+
 def test_configurables_are_idempotent_and_not_imported_by_plait():
   code = ('import sys, importlib, plait, plait.layers\n'
           'assert "plait.configurables" not in sys.modules\n'
