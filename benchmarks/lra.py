@@ -300,8 +300,8 @@ def speed_model(model, smoke):
       'transformer': (models.TransformerEncoder, {}),
       'reformer': (models.ReformerEncoder, dict(n_hashes=2, n_buckets=8 if smoke else 64,
                                                 chunk_len=chunk)),
-      'performer': (models.PerformerEncoder, dict(nb_features=16 if smoke else 256,
-                                                  recompute_features=False)),
+      'performer': (models.PerformerEncoder, dict(nb_features=None, kernel='relu',
+                                                  recompute_features=False)),  # as the configs
       'bigbird': (models.BigBirdEncoder, dict(block_size=chunk, num_rand_blocks=1 if smoke
                                               else 3)),
       'local': (models.LocalEncoder, dict(chunk_len=chunk)),

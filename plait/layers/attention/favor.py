@@ -56,6 +56,10 @@ class FavorKind(AttentionKind):
 
   Args:
     nb_features: number of random features m (more = closer to softmax, cost O(L m d)).
+      None (kernel='relu' only): deterministic features, no random projection: phi(x) =
+      relu(x') + eps on the queries and keys themselves (x' = x / d_head^(1/4)), m = d_head;
+      the Performer's "generalized attention" as Long Range Arena ran it (there eps is
+      0.001: set numerical_stabilizer). Nothing is drawn, so redraw plays no part.
     kernel: 'softmax' (positive orthogonal random features) or 'relu'.
     causal: each position sees only itself and earlier positions.
     redraw: in train mode draw new features from the rng on every call (see module doc).
@@ -93,7 +97,11 @@ class FavorKind(AttentionKind):
                        "path (use None or 'xla').")
     if kernel not in KERNELS:
       raise ValueError(f'{name}: kernel must be one of {KERNELS}, got {kernel!r}.')
-    if nb_features < 1 or chunk_size < 1:
+    if nb_features is None and kernel != 'relu':
+      raise ValueError(f"{name}: nb_features=None (deterministic features) needs kernel='relu': "
+                       'the softmax kernel is estimated by random features only; got '
+                       f'kernel={kernel!r}.')
+    if (nb_features is not None and nb_features < 1) or chunk_size < 1:
       raise ValueError(f'{name}: need nb_features >= 1 and chunk_size >= 1, got '
                        f'nb_features={nb_features}, chunk_size={chunk_size}.')
     if numerical_stabilizer < 0:
@@ -107,7 +115,7 @@ class FavorKind(AttentionKind):
     """Predict mode: (S (m, d_head), z (m,), log_scale (), position ()); else ()."""
     if mode != 'predict':
       return ()
-    m = self.nb_features
+    m = d_head if self.deterministic else self.nb_features
     return (jnp.zeros((m, d_head), jnp.float32), jnp.zeros((m,), jnp.float32),
             jnp.full((), large_negative(jnp.float32), jnp.float32),  # No key seen yet.
             jnp.zeros((), jnp.int32))
@@ -119,12 +127,20 @@ class FavorKind(AttentionKind):
                        'use CausalFavorAttention.')
 
   # ----- features -----
+  @property
+  def deterministic(self):
+    """No random projection (nb_features=None): the ReLU features of q and k themselves."""
+    return self.nb_features is None
+
   def redraws(self, mode):
     """Whether this call draws its features from the rng (train mode with redraw)."""
-    return self.redraw and mode == 'train'
+    return self.redraw and mode == 'train' and not self.deterministic
 
   def projection(self, rng, d_head, mode):
-    """The (m, d_head) projection for one head: drawn from rng, or the fixed one."""
+    """The (m, d_head) projection for one head: drawn from rng, or the fixed one; None for
+    deterministic features (the identity)."""
+    if self.deterministic:
+      return None
     if self.redraws(mode):
       if rng is None:
         raise ValueError(f'{self.name}: redraw=True in train mode draws random features from '

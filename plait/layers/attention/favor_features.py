@@ -20,7 +20,9 @@ without leaking anything about later tokens, and lets decoding move c as tokens 
 eps keeps each weight at least eps * (the key's feature mass), so denominators stay > 0.
 
 ReLU kernel: phi(x) = relu(W x') + eps for queries and keys (a different positive kernel,
-k(q, k) = sum_i relu(w_i . q') relu(w_i . k'); no exp, so no rescaling).
+k(q, k) = sum_i relu(w_i . q') relu(w_i . k'); no exp, so no rescaling). With projection
+None, W is the identity: phi(x) = relu(x') + eps, deterministic features of width d (the
+Performer's "generalized attention" as Long Range Arena ran it; the ReLU kernel only).
 
   >>> w = orthogonal_random_features(jax.random.key(0), 256, 64)   # (256, 64)
   >>> qf = favor_features(q, w, is_query=True)                       # (L, 256)
@@ -87,8 +89,10 @@ def _rows_with_norms(q, norm_samples, xp):
 
 
 def _projected(x, projection):
-  """x scaled by d^(-1/4), and its projections (..., L, m)."""
+  """x scaled by d^(-1/4), and its projections (..., L, m) (projection None: the identity)."""
   x = x * x.shape[-1] ** -0.25
+  if projection is None:
+    return x, x
   return x, jnp.einsum('...ld,md->...lm', x, projection.astype(x.dtype))
 
 
@@ -139,6 +143,9 @@ def favor_features(x, projection, kernel='softmax', is_query=False, stabilizer=1
   """FAVOR+ features of queries (`is_query=True`) or keys (mask: (..., L) bool, keys only)."""
   if kernel not in KERNELS:
     raise ValueError(f'favor_features: kernel must be one of {KERNELS}, got {kernel!r}.')
+  if projection is None and kernel != 'relu':
+    raise ValueError("favor_features: projection=None (deterministic features) needs "
+                     f"kernel='relu'; got kernel={kernel!r}.")
   if is_query:
     return query_features(x, projection, kernel, stabilizer)
   return key_features(x, projection, kernel, stabilizer, mask)
