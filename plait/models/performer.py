@@ -45,6 +45,7 @@ def PerformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_lay
   pad_id, pooling, head_d_ff, n_classes=None, scan_layers, compact_to: see
   TransformerEncoder.
   recompute_features: see PerformerLM.
+  nb_features=None, kernel='relu': deterministic ReLU features, LRA's Performer (FavorKind).
   """
   return tl.Serial(
       transformer.TransformerEncoder(
