@@ -245,10 +245,36 @@ def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None):
 
 def train_in_processes(pairs, args, share):
   """Trains the (task, model) pairs `args.jobs` at a time, each by this script in its own
-  process with an even share of the GPU's memory; yields each run's row as it finishes."""
-  import subprocess  # pylint: disable=import-outside-toplevel
+  process with an even share of the GPU's memory; yields each run's row as it finishes.
+
+  A SIGTERM to this process goes on to the running jobs (each saves a checkpoint and stops, as
+  plait-train does), no further job starts, and this process exits once they have.
+  """
+  import signal  # pylint: disable=import-outside-toplevel
   env = dict(os.environ, XLA_PYTHON_CLIENT_MEM_FRACTION=f'{0.9 / args.jobs:.3f}')
-  pending, running = list(pairs), []
+  pending, running, stopping = list(pairs), [], []
+
+  def forward(signum, _):
+    stopping.append(signum)
+    pending.clear()
+    for job in running:
+      job[4].send_signal(signum)
+
+  previous = signal.signal(signal.SIGTERM, forward)
+  try:
+    yield from _run_jobs(pending, running, stopping, args, share, env)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  if stopping:
+    print('lra.py: SIGTERM: the running jobs were stopped (each saves a checkpoint first: with '
+          '--runs_dir, rerun to resume); no further job was started. Rows so far are in '
+          f'{args.out}/lra.json.', file=sys.stderr, flush=True)
+    raise SystemExit(128 + signal.SIGTERM)
+
+
+def _run_jobs(pending, running, stopping, args, share, env):
+  """train_in_processes' loop: starts jobs from `pending` while fewer than args.jobs run."""
+  import subprocess  # pylint: disable=import-outside-toplevel
   while pending or running:
     while pending and len(running) < args.jobs:
       t, m = pending.pop(0)
@@ -265,6 +291,8 @@ def train_in_processes(pairs, args, share):
       log = open(out + '.log', 'w')  # pylint: disable=consider-using-with
       running.append((t, m, out, log, subprocess.Popen(cmd, env=env, stdout=log,
                                                         stderr=subprocess.STDOUT)))
+      if stopping:   # the signal came while it was starting
+        running[-1][4].send_signal(stopping[0])
     time.sleep(1.0)
     for job in [j for j in running if j[4].poll() is not None]:
       running.remove(job)

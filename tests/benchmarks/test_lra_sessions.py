@@ -96,3 +96,30 @@ def test_config_bindings_reach_the_run_its_row_and_the_table(tmp_path):
             str(tmp_path / 'b'), check=False)
   assert bad.returncode == 1 and 'Traceback' not in bad.stderr, bad.stderr[-2000:]
   assert "doesn't have a parameter named 'positionl'" in bad.stderr, bad.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_parent_stops_its_jobs_and_starts_no_more(tmp_path):
+  """--jobs 2 of 4 runs: a SIGTERM to lra.py reaches both running jobs, which exit; the other
+  two never start; lra.py exits 143 saying so."""
+  import signal, time  # pylint: disable=g-import-not-at-top,multiple-imports
+  out = tmp_path / 'out'
+  parent = subprocess.Popen(
+      [sys.executable, str(BENCH / 'lra.py'), '--smoke', '--accuracy_only', '--jobs', '2',
+       '--models', 'transformer', 'performer', 'local', 'bigbird', '--steps', '100000',
+       '--out', str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  logs = out / 'jobs'
+  deadline = time.time() + 300
+  while time.time() < deadline and len(list(logs.glob('*.log')) if logs.exists() else []) < 2:
+    time.sleep(0.5)
+  children = [int(pid) for pid in subprocess.run(['pgrep', '-P', str(parent.pid)],
+                                                 capture_output=True, text=True).stdout.split()]
+  assert len(children) == 2, children
+  time.sleep(5)
+  parent.send_signal(signal.SIGTERM)
+  _, err = parent.communicate(timeout=300)
+  assert parent.returncode == 143, err[-2000:]
+  assert 'SIGTERM: the running jobs were stopped' in err, err[-2000:]
+  assert all(not os.path.exists(f'/proc/{pid}') for pid in children), children
+  assert sorted(p.name for p in logs.glob('*.log')) == ['listops_performer.log',
+                                                        'listops_transformer.log']
