@@ -98,6 +98,10 @@ def parse_args(argv):
                  help='processes that make a generated training split up front, once per task '
                       '(on-the-fly generation, 300-700 examples/s, cannot feed a GPU); default: '
                       'the CPU count - 2 (0 with --smoke: made as read)')
+  p.add_argument('--splits_dir', default=None,
+                 help='a directory where generated splits (ListOps, Pathfinder) are saved, '
+                      'compressed, the first time and read back after (cache_dir of '
+                      'lra_<task>_inputs); default: made in memory by every run')
   p.add_argument('--lengths', type=int, nargs='+', default=list(SPEED_LENGTHS))
   p.add_argument('--reps', type=int, default=10)
   p.add_argument('--speed_only', action='store_true')
@@ -158,7 +162,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
     raise SystemExit(f'lra.py: {name} with --config {args.config}: {e}') from None
   schedule_steps = gin.query_parameter('train.steps')
   if task not in data_cache:
-    data_cache[task] = task_data(task, args.data_workers)
+    data_cache[task] = task_data(task, args.data_workers, args.splits_dir)
   train_inputs, eval_inputs = data_cache[task]
   start = time.perf_counter()
   # A kept run (--runs_dir) is never deleted: another config there is an error, not a restart.
@@ -177,7 +181,8 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
                      f'Rows of the runs before it are in {args.out}/lra.json.')
   records = metrics_log.read_metrics(output_dir) or loop.history   # all parts of a resumed run
   evals = [h for h in records if h.get('split') == 'eval' and 'Accuracy' in h]
-  test = test_accuracy(output_dir, task, args.test_batches, args.data_workers, data_cache)
+  test = test_accuracy(output_dir, task, args.test_batches, args.data_workers, data_cache,
+                       args.splits_dir)
   gin.clear_config()
   return {'task': task, 'model': model, 'config': name, **variant(args), 'steps': loop.step,
           'schedule_steps': schedule_steps, 'wall_s': round(wall, 1),
@@ -190,33 +195,43 @@ def variant(args):
   return {'bindings': list(args.config)} if args.config else {}
 
 
-def task_data(task, workers):
+def generated_split_args(task, workers, splits_dir):
+  """Keyword arguments of lra_<task>_inputs that make a whole generated split up front
+  (`workers` processes; saved in and read from `splits_dir`); {} for other tasks."""
+  if task not in GENERATED:
+    return {}
+  return {**({'workers': workers} if workers else {}),
+          **({'cache_dir': splits_dir} if splits_dir else {})}
+
+
+def task_data(task, workers, splits_dir=None):
   """(train, eval) data callables as the parsed config binds them; generated splits made up
-  front with `workers` processes (0: as read)."""
+  front with `workers` processes (0: as read), or read from `splits_dir`."""
   import gin  # pylint: disable=import-outside-toplevel
   make = gin.query_parameter('train.inputs').scoped_configurable_fn
-  extra = {'workers': workers} if workers and task in GENERATED else {}
+  extra = generated_split_args(task, workers, splits_dir)
   start = time.perf_counter()
   train_inputs = make(**extra)
   with gin.config_scope('eval'):
     eval_inputs = make(**extra)
   if extra:
-    print(f'lra.py: made the {task} training and validation splits with {workers} processes in '
-          f'{time.perf_counter() - start:.0f} s', file=sys.stderr)
+    how = f'read or made (saved in {splits_dir})' if splits_dir else 'made'
+    print(f'lra.py: {how} the {task} training and validation splits with {workers} processes '
+          f'in {time.perf_counter() - start:.0f} s', file=sys.stderr)
   return train_inputs, eval_inputs
 
 
-def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None):
+def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None, splits_dir=None):
   """Accuracy of the best checkpoint (by validation accuracy) on the test split, each example
   once (the first n_batches batches' worth if n_batches is given); a generated split is made
   up front with `workers` processes when it is scored whole, once per task and batch size
-  when `data_cache` (a dict) keeps it for the next model."""
+  when `data_cache` (a dict) keeps it for the next model (and kept in `splits_dir`)."""
   import gin  # pylint: disable=import-outside-toplevel
   from plait.supervised import checkpoints  # pylint: disable=import-outside-toplevel
   model = gin.query_parameter('train.model').scoped_configurable_fn(mode='eval')
   batch_size = gin.query_parameter(f'lra_{task}_inputs.batch_size')
   inputs_fn = gin.query_parameter('train.inputs').scoped_configurable_fn
-  extra = {'workers': workers} if workers and n_batches is None and task in GENERATED else {}
+  extra = generated_split_args(task, workers, splits_dir) if n_batches is None else {}
   cache = {} if data_cache is None else data_cache
   key = ('test', task, batch_size, bool(extra))
   if key not in cache:
@@ -281,6 +296,7 @@ def _run_jobs(pending, running, stopping, args, share, env):
       out = os.path.join(args.out, 'jobs', f'{t}_{m}')
       cmd = [sys.executable, os.path.abspath(__file__), '--tasks', t, '--models', m,
              '--accuracy_only', '--out', out, '--data_workers', str(args.data_workers)]
+      cmd += ['--splits_dir', args.splits_dir] if args.splits_dir else []
       cmd += ['--test_batches', str(args.test_batches)] if args.test_batches else []
       cmd += ['--steps', str(args.steps)] if args.steps else []
       cmd += ['--budget_s', str(share)] if share is not None else []

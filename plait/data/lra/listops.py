@@ -26,7 +26,7 @@ Token ids (VOCAB_SIZE = 16): 0 = padding, 1..10 = digits 0..9, 11 = '[MIN', 12 =
 import numpy as np
 
 from plait.data.lra.common import GeneratedExamples, LRAInputs, Uniforms, check_int
-from plait.data.lra.common import check_split
+from plait.data.lra.common import check_split, make_split
 
 TOKENS = ('<pad>',) + tuple(str(d) for d in range(10)) + ('[MIN', '[MAX', '[MED', '[SM', ']')
 VOCAB_SIZE = len(TOKENS)
@@ -41,6 +41,7 @@ MAX_ARGS = 10
 
 _CLOSE = 15            # ids: digit d is d + 1, OPERATORS[k] is 11 + k
 _SPLIT_IDS = {'train': 0, 'validation': 1, 'test': 2}
+GENERATOR_VERSION = 1   # in cached splits' names: change it with anything that changes an example
 
 
 def _median(values):
@@ -107,9 +108,13 @@ class ListOpsExamples(GeneratedExamples):
     tokens, value = listops_expression(rng, self.min_length, self.max_length)
     return np.pad(tokens, (0, self.max_length - len(tokens))), value
 
+  def cache_name(self):
+    return (f'listops_{self.split}_seed{self.seed}_n{self.n_examples}_len{self.min_length}-'
+            f'{self.max_length}_v{GENERATOR_VERSION}')
+
 
 def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENGTH,
-                       min_length=MIN_LENGTH, n_examples=None, workers=0):
+                       min_length=MIN_LENGTH, n_examples=None, workers=0, cache_dir=None):
   """Batches of LRA ListOps (gin-configurable); generated, so always available.
 
   Args:
@@ -122,6 +127,8 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
     n_examples: examples in the split (default: LRA's split size).
     workers: 0 makes examples as the pipeline reads them (500-700/s); N > 0 makes the whole
       split now with N processes. Either way each is made once and kept in memory.
+    cache_dir: a directory where the whole split is kept as one compressed file: made once
+      (with max(workers, 1) processes) and read back by later calls.
 
   Returns:
     An `LRAInputs`: call it for a resumable Pipeline of (inputs int32 (B, max_length),
@@ -139,8 +146,7 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
   n_examples = check_int(name, 'n_examples',
                          SPLIT_SIZES[split] if n_examples is None else n_examples)
   workers = check_int(name, 'workers', workers, low=0)
-  examples = ListOpsExamples(split, seed, n_examples, min_length, max_length)
-  if workers:
-    examples.fill(workers)
+  examples = make_split(ListOpsExamples(split, seed, n_examples, min_length, max_length), workers,
+                        cache_dir)
   return LRAInputs('listops', examples, split, batch_size, seed, VOCAB_SIZE, N_CLASSES,
                    max_length)

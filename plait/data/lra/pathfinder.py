@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from plait.data.lra.common import GeneratedExamples, LRAInputs, Uniforms, check_int
+from plait.data.lra.common import GeneratedExamples, LRAInputs, Uniforms, check_int, make_split
 from plait.data.lra.common import check_split
 
 VOCAB_SIZE = 256
@@ -42,6 +42,7 @@ MARGIN = 2.0           # dash centres stay this far inside the canvas
 SUPERSAMPLE = 4
 
 _SPLIT_IDS = {'train': 0, 'validation': 1, 'test': 2}
+GENERATOR_VERSION = 1   # in cached splits' names: change it with anything that changes an image
 _TRIES_PER_STEP = 8
 _TRIES_PER_CONTOUR = 20
 
@@ -225,9 +226,13 @@ class PathfinderExamples(GeneratedExamples):
   def generate(self, i):
     return self.image(i).reshape(-1), i % 2
 
+  def cache_name(self):
+    return (f'pathfinder{self.resolution}_{self.split}_seed{self.seed}_n{self.n_examples}'
+            f'_v{GENERATOR_VERSION}')
+
 
 def lra_pathfinder_inputs(split='train', batch_size=32, seed=0, resolution=32, n_examples=None,
-                          workers=0):
+                          workers=0, cache_dir=None):
   """Batches of LRA Pathfinder (gin-configurable); generated, so always available.
 
   Args:
@@ -240,6 +245,9 @@ def lra_pathfinder_inputs(split='train', batch_size=32, seed=0, resolution=32, n
     workers: 0 makes images as the pipeline reads them (300-400/s at 32x32); N > 0 makes the
       whole split now with N processes. Either way each is made once and kept in memory
       (n_examples x resolution**2 bytes): LRA trains 200 epochs of batch 512.
+    cache_dir: a directory where the whole split is kept as one compressed file: made once
+      (with max(workers, 1) processes) and read back by later calls (~1 s for the training
+      split instead of ~30 s with 14 processes).
 
   Returns:
     An `LRAInputs`: call it for a resumable Pipeline of (inputs int32 (B, resolution**2) pixel
@@ -254,8 +262,7 @@ def lra_pathfinder_inputs(split='train', batch_size=32, seed=0, resolution=32, n
   n_examples = check_int(name, 'n_examples',
                          SPLIT_SIZES[split] if n_examples is None else n_examples)
   workers = check_int(name, 'workers', workers, low=0)
-  examples = PathfinderExamples(split, seed, n_examples, int(resolution))
-  if workers:
-    examples.fill(workers)
+  examples = make_split(PathfinderExamples(split, seed, n_examples, int(resolution)), workers,
+                        cache_dir)
   return LRAInputs(f'pathfinder{resolution}', examples, split, batch_size, seed, VOCAB_SIZE,
                    N_CLASSES, int(resolution) ** 2)

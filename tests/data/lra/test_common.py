@@ -44,6 +44,71 @@ def test_fill_in_process_makes_the_rest_and_pickles_without_the_memo():
   assert copy._memo is None and copy.n_examples == 4  # pylint: disable=protected-access
 
 
+class CachedSquares(Squares):
+  version = 1
+
+  def cache_name(self):
+    return f'squares_n{self.n_examples}'
+
+  def generate(self, i):
+    tokens, label = super().generate(i)
+    return tokens * self.version % 256, label
+
+
+def test_a_cached_split_is_made_once_then_read_back(tmp_path, capsys):
+  first = CachedSquares(6).fill_cached(tmp_path, workers=0)
+  assert sorted(first.calls) == list(range(6))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['squares_n6.npz']
+  again = CachedSquares(6).fill_cached(tmp_path, workers=0)
+  assert sorted(again.calls) == [0, 3, 5]   # only the three spot checks
+  for i in range(6):
+    for a, b in zip(again[i], first[i]):
+      np.testing.assert_array_equal(a, b)
+      assert a.dtype == b.dtype
+  assert capsys.readouterr().err == ''
+
+
+@pytest.mark.parametrize('damage', ['junk', 'shape', 'generator_changed'])
+def test_a_cached_split_that_will_not_do_is_made_again_with_a_warning(tmp_path, capsys, damage):
+  CachedSquares(6).fill_cached(tmp_path, workers=0)
+  path = tmp_path / 'squares_n6.npz'
+  if damage == 'junk':
+    path.write_bytes(b'not a zip file')
+  elif damage == 'shape':
+    np.savez_compressed(path, tokens=np.zeros((5, 3), np.uint8), labels=np.zeros(5, np.int32))
+  examples = CachedSquares(6)
+  if damage == 'generator_changed':
+    examples.version = 3
+  examples.fill_cached(tmp_path, workers=0)
+  assert sorted(set(examples.calls)) == list(range(6))       # made again
+  expected = {'junk': 'cannot be read', 'shape': 'holds tokens uint8[5, 3]',
+              'generator_changed': 'holds examples the generator no longer makes'}[damage]
+  assert expected in capsys.readouterr().err
+  reread = CachedSquares(6)
+  reread.version = examples.version
+  reread.fill_cached(tmp_path, workers=0)                    # and the file replaced
+  assert sorted(reread.calls) == [0, 3, 5]
+  np.testing.assert_array_equal(reread[4][0], examples[4][0])
+
+
+def test_lra_inputs_with_a_cache_dir_give_the_same_batches(tmp_path):
+  make = lambda: pathfinder.lra_pathfinder_inputs(split='validation', batch_size=4,
+                                                  n_examples=8, cache_dir=tmp_path)
+  made, cached = next(make()()), next(make()())
+  plain = next(pathfinder.lra_pathfinder_inputs(split='validation', batch_size=4,
+                                                n_examples=8)())
+  for a, b, c in zip(made, cached, plain):
+    np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(b, c)
+  names = [p.name for p in tmp_path.iterdir()]
+  assert names == [f'pathfinder32_validation_seed0_n8_v{pathfinder.GENERATOR_VERSION}.npz']
+  lo = listops.lra_listops_inputs(split='test', n_examples=3, min_length=20, max_length=60,
+                                  cache_dir=tmp_path)
+  assert f'listops_test_seed0_n3_len20-60_v{listops.GENERATOR_VERSION}.npz' in [
+      p.name for p in tmp_path.iterdir()]
+  assert lo.examples._memo[2].all()  # pylint: disable=protected-access
+
+
 def test_train_reshuffles_and_eval_keeps_order():
   inputs = common.LRAInputs('squares', Squares(6), 'validation', 3, 0, 256, 3, 3)
   stream = inputs()
