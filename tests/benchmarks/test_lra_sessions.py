@@ -123,3 +123,17 @@ def test_sigterm_to_the_parent_stops_its_jobs_and_starts_no_more(tmp_path):
   assert all(not os.path.exists(f'/proc/{pid}') for pid in children), children
   assert sorted(p.name for p in logs.glob('*.log')) == ['listops_performer.log',
                                                         'listops_transformer.log']
+
+
+def test_splits_dir_keeps_the_generated_splits_for_the_next_run(tmp_path):
+  splits = tmp_path / 'splits'
+  common = ['--smoke', '--accuracy_only', '--models', 'transformer', '--steps', '1',
+            '--splits_dir', str(splits), '--config', 'lra_listops_inputs.n_examples = 64',
+            '--config', 'eval/lra_listops_inputs.n_examples = 16']
+  lra(*common, '--out', str(tmp_path / 'a'))
+  names = sorted(p.name for p in splits.iterdir())
+  assert names == ['listops_train_seed0_n64_len20-100_v1.npz',
+                   'listops_validation_seed0_n16_len20-100_v1.npz'], names
+  stamps = {p.name: p.stat().st_mtime_ns for p in splits.iterdir()}
+  lra(*common, '--out', str(tmp_path / 'b'))
+  assert {p.name: p.stat().st_mtime_ns for p in splits.iterdir()} == stamps   # read, not made
