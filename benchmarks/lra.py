@@ -133,15 +133,12 @@ def parse_args(argv):
 
 # ----- accuracy -----
 
-def train_one(task, model, args, max_seconds, runs_dir, data_cache):
-  """Trains lra_<task>_<model> with plait-train's train(); {'val', 'test', 'steps', ...}.
-
-  The task's data callables are made once (`data_cache`) and given to every model's run, so a
-  generated split is made once, up front with `--data_workers` processes.
-  """
+def parse_run_config(task, model, args):
+  """Parses lra_<task>_<model>.gin (`_tiny` with --smoke) with this script's bindings and
+  --config; returns the config's name."""
   import gin  # pylint: disable=import-outside-toplevel
   from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
-  from plait.supervised import gin_config, metrics_log, trainer  # pylint: disable=import-outside-toplevel
+  from plait.supervised import gin_config, trainer  # pylint: disable=import-outside-toplevel
   name = f'lra_{task}_{model}' + ('_tiny' if args.smoke else '')
   bindings = ["LoopSettings.progress = 'none'", 'LoopSettings.tensorboard = False',
               'train.plot = False']
@@ -154,12 +151,39 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
                  f'{encoder}.d_ff = 16', f'{encoder}.head_d_ff = 16' if task != 'retrieval'
                  else 'TwoTowerClassifier.d_ff = 16']
   bindings += args.config
-  output_dir = os.path.join(runs_dir, name)
   gin.clear_config()
   try:
     trainer.parse_config([rl_free_configs.path(name)], bindings)
   except gin_config.ConfigError as e:
     raise SystemExit(f'lra.py: {name} with --config {args.config}: {e}') from None
+  return name
+
+
+def premake_splits(pairs, args):
+  """--splits_dir with --jobs: each generated task's splits are made here once, with every
+  job's data workers, before the jobs start (else each job would make the same files)."""
+  import gin  # pylint: disable=import-outside-toplevel
+  workers = max(1, args.data_workers * args.jobs)
+  for task in dict.fromkeys(t for t, _ in pairs if t in GENERATED):
+    parse_run_config(task, next(m for t, m in pairs if t == task), args)
+    task_data(task, workers, args.splits_dir)
+    if args.test_batches is None:   # scored whole: made up front too (see test_accuracy)
+      inputs_fn = gin.query_parameter('train.inputs').scoped_configurable_fn
+      with gin.config_scope('eval'):
+        inputs_fn(split='test', **generated_split_args(task, workers, args.splits_dir))
+    gin.clear_config()
+
+
+def train_one(task, model, args, max_seconds, runs_dir, data_cache):
+  """Trains lra_<task>_<model> with plait-train's train(); {'val', 'test', 'steps', ...}.
+
+  The task's data callables are made once (`data_cache`) and given to every model's run, so a
+  generated split is made once, up front with `--data_workers` processes.
+  """
+  import gin  # pylint: disable=import-outside-toplevel
+  from plait.supervised import metrics_log, trainer  # pylint: disable=import-outside-toplevel
+  name = parse_run_config(task, model, args)
+  output_dir = os.path.join(runs_dir, name)
   schedule_steps = gin.query_parameter('train.steps')
   if task not in data_cache:
     data_cache[task] = task_data(task, args.data_workers, args.splits_dir)
@@ -540,6 +564,8 @@ def main(argv=None):
     share = None if args.budget_s is None else args.budget_s / max(waves, 1)
     runs_dir = args.runs_dir or os.path.join(args.out, 'runs')
     if args.jobs > 1 and len(pairs) > 1:
+      if args.splits_dir:
+        premake_splits(pairs, args)
       rows = train_in_processes(pairs, args, share)
     else:
       data_cache = {}

@@ -137,3 +137,20 @@ def test_splits_dir_keeps_the_generated_splits_for_the_next_run(tmp_path):
   stamps = {p.name: p.stat().st_mtime_ns for p in splits.iterdir()}
   lra(*common, '--out', str(tmp_path / 'b'))
   assert {p.name: p.stat().st_mtime_ns for p in splits.iterdir()} == stamps   # read, not made
+
+
+@pytest.mark.slow
+def test_splits_dir_with_jobs_makes_the_splits_once_before_the_jobs_start(tmp_path):
+  splits, out = tmp_path / 'splits', tmp_path / 'out'
+  lra('--smoke', '--accuracy_only', '--models', 'transformer', 'performer', '--jobs', '2',
+      '--steps', '1', '--splits_dir', str(splits), '--out', str(out),
+      '--config', 'lra_listops_inputs.n_examples = 64',
+      '--config', 'eval/lra_listops_inputs.n_examples = 16')
+  rows = json.loads((out / 'lra.json').read_text())['accuracy']
+  assert sorted(r['model'] for r in rows) == ['performer', 'transformer'], rows
+  assert all('error' not in r for r in rows), rows
+  jobs_started = (out / 'jobs').stat().st_mtime_ns
+  made = {p.name: p.stat().st_mtime_ns for p in splits.iterdir()}
+  assert sorted(made) == ['listops_train_seed0_n64_len20-100_v1.npz',
+                          'listops_validation_seed0_n16_len20-100_v1.npz'], made
+  assert all(t <= jobs_started for t in made.values()), (made, jobs_started)
