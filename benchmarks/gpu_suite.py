@@ -37,6 +37,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPU_PATH_TESTS = ['tests/layers/attention/test_decode_kernel.py',
                   'tests/layers/attention/test_dense.py',
+                  'tests/layers/attention/test_favor_deterministic.py',
                   'tests/supervised/test_loop.py::'
                   'test_eval_after_donating_train_steps_reads_the_current_state',
                   'tests/supervised/test_loop.py::'

@@ -101,3 +101,22 @@ def test_deterministic_features_need_the_relu_kernel():
     favor_features(random_array((4, 8), 0), None, 'softmax')
   with pytest.raises(ValueError, match="kernel='relu' has only the XLA"):
     FavorKind(None, 'relu', implementation='pallas')
+
+
+@pytest.mark.skipif(jax.default_backend() != 'gpu', reason='the Pallas kernel on a GPU')
+def test_causal_prefix_sum_kernel_on_the_gpu_matches_the_reference_in_bf16():
+  """Run by the GPU suite (gpu_paths): the kernel with m = d_head features, lowered for real."""
+  q, k, v, mask = inputs(7)
+  kind = FavorKind(None, 'relu', causal=True, numerical_stabilizer=EPS, chunk_size=16,
+                   implementation='pallas')
+  half = lambda t: t.astype(jnp.bfloat16)
+  def loss(attend):
+    return lambda q, k, v: jnp.sum(jnp.sin(attend(q, k, v).astype(jnp.float32)))
+  ours = lambda q, k, v: kind.attend_batched(half(q), half(k), half(v), mask, (), None,
+                                             'train')[0]
+  theirs = lambda q, k, v: exact(q, k, v, jnp.asarray(mask), True)
+  got, want = jax.jit(ours)(q, k, v).astype(jnp.float32), theirs(q, k, v)
+  assert float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want))) < 2e-2
+  for g, w in zip(jax.jit(jax.grad(loss(ours), argnums=(0, 1, 2)))(q, k, v),
+                  jax.grad(loss(theirs), argnums=(0, 1, 2))(q, k, v)):
+    assert float(jnp.max(jnp.abs(g - w)) / jnp.max(jnp.abs(w))) < 3e-2
