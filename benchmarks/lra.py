@@ -168,9 +168,7 @@ def premake_splits(pairs, args):
     parse_run_config(task, next(m for t, m in pairs if t == task), args)
     task_data(task, workers, args.splits_dir)
     if args.test_batches is None:   # scored whole: made up front too (see test_accuracy)
-      inputs_fn = gin.query_parameter('train.inputs').scoped_configurable_fn
-      with gin.config_scope('eval'):
-        inputs_fn(split='test', **generated_split_args(task, workers, args.splits_dir))
+      test_split(generated_split_args(task, workers, args.splits_dir))
     gin.clear_config()
 
 
@@ -245,6 +243,15 @@ def task_data(task, workers, splits_dir=None):
   return train_inputs, eval_inputs
 
 
+def test_split(extra, **kwargs):
+  """The parsed config's test split (train.inputs in the eval scope) with `extra`
+  (generated_split_args) and `kwargs`."""
+  import gin  # pylint: disable=import-outside-toplevel
+  inputs_fn = gin.query_parameter('train.inputs').scoped_configurable_fn
+  with gin.config_scope('eval'):
+    return inputs_fn(split='test', **extra, **kwargs)
+
+
 def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None, splits_dir=None):
   """Accuracy of the best checkpoint (by validation accuracy) on the test split, each example
   once (the first n_batches batches' worth if n_batches is given); a generated split is made
@@ -254,13 +261,11 @@ def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None, split
   from plait.supervised import checkpoints  # pylint: disable=import-outside-toplevel
   model = gin.query_parameter('train.model').scoped_configurable_fn(mode='eval')
   batch_size = gin.query_parameter(f'lra_{task}_inputs.batch_size')
-  inputs_fn = gin.query_parameter('train.inputs').scoped_configurable_fn
   extra = generated_split_args(task, workers, splits_dir) if n_batches is None else {}
   cache = {} if data_cache is None else data_cache
   key = ('test', task, batch_size, bool(extra))
   if key not in cache:
-    with gin.config_scope('eval'):
-      cache[key] = inputs_fn(split='test', batch_size=batch_size, **extra)
+    cache[key] = test_split(extra, batch_size=batch_size)
   test_inputs = cache[key]
   n_examples = len(test_inputs.examples)
   if n_batches is not None:
