@@ -171,6 +171,35 @@ def effective_config():
   return gin.config_str()
 
 
+def unused_bindings():
+  """['scope/Name.param', ...]: parsed bindings no configurable call has used so far.
+
+  gin applies a binding only when gin itself calls the configurable (through a reference
+  such as `train.model = @TransformerEncoder`); a layer a model builds in its own code is
+  not called by gin, so `PositionalEncoding.kind = 'learned'` would silently do nothing.
+  A binding counts as used when its configurable was called in its scope (or a scope
+  within it) without the caller passing that argument itself. Call after everything the
+  config configures has been built; macros count as used when referenced (`%NAME`).
+  """
+  calls = list(gin.config._OPERATIVE_CONFIG.items())  # pylint: disable=protected-access
+  unused = []
+  for (scope, selector), params in gin.config._CONFIG.items():  # pylint: disable=protected-access
+    for param in params:
+      if not any(called == selector and param in values and _within(scope, call_scope)
+                 for (call_scope, called), values in calls):
+        name = selector.rsplit('.', 1)[-1]
+        if selector == 'gin.macro':   # `NAME = value`, never referenced as %NAME
+          unused.append(f'{scope} (a macro)')
+        else:
+          unused.append(f'{scope}/{name}.{param}' if scope else f'{name}.{param}')
+  return sorted(unused)
+
+
+def _within(scope, call_scope):
+  """Whether bindings of `scope` ('' or 'a/b') apply to a call made in `call_scope`."""
+  return not scope or (call_scope + '/').startswith(scope + '/')
+
+
 # ----- comparing configs by their values -----
 class _Ref:
   """A configurable reference or macro as text, compared by its short name."""

@@ -214,11 +214,13 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
   Returns:
     The Loop (closed).
   """
+  settings_given = settings is not None
   settings = ConfiguredLoopSettings() if settings is None else settings
   if fallback_to_previous_checkpoint:
     settings = dataclasses.replace(settings, on_corrupt_checkpoint='previous')
   parts = _build_parts(model, inputs, eval_inputs, loss, metrics, optimizer, lr_schedule,
                        n_eval_batches)
+  _check_bindings_used(settings_given)
   created = not os.path.exists(output_dir)
   with run_lock.held(output_dir):  # one trainer per directory, before --overwrite deletes
     try:
@@ -281,6 +283,26 @@ def _build_parts(model, inputs, eval_inputs, loss, metrics, optimizer, lr_schedu
         eval_data, [_build(m) for m in metrics], n_eval_batches=n_eval_batches)))
   return dict(train_model=train_model, eval_model=eval_model, task=task,
               eval_tasks=eval_tasks, data_tokenizer=data_tokenizer)
+
+
+def _check_bindings_used(settings_given):
+  """ConfigError naming every binding nothing has used once the parts are built: gin only
+  configures what it calls, so a binding on a layer a model builds itself has no effect.
+
+  What a Python caller gives train() overrides the config as the caller means to, so
+  `train.*` bindings (benchmarks/lra.py passes the data it made from them) and, when
+  `settings` is given, `LoopSettings.*` are not checked (plait-train gives settings made
+  from those bindings, and no train argument that has a binding).
+  """
+  skip = ('train.', 'LoopSettings.') if settings_given else ('train.',)
+  unused = [b for b in gin_config.unused_bindings() if not b.startswith(skip)]
+  if unused:
+    raise ConfigError(
+        f'{len(unused)} binding(s) would have no effect: {", ".join(unused)}. gin sets only '
+        'what the config calls (train, LoopSettings and the configurables referenced with '
+        '@); layers inside a model are built by the model, so set them through the model\'s '
+        'own arguments (e.g. TransformerEncoder.positional, not PositionalEncoding.kind; '
+        'see docs/training.md, "Unused bindings").')
 
 
 def _start(output_dir, parts, tokenizer, settings, overwrite):
