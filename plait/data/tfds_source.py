@@ -75,8 +75,9 @@ def _open_data_source(name, split, data_dir):
     raise ValueError(f'TFDS: unknown dataset name {name!r}. Check the spelling and config '
                      '(e.g. "imagenet_resized/64x64", "downsampled_imagenet/64x64"); '
                      'tfds.list_builders() lists the names.') from None
-  except (NotImplementedError, FileNotFoundError, AssertionError, OSError) as e:
+  # KeyError: this tfds' word for a data_dir without the prepared splits ("`splits` is empty")
+  except (NotImplementedError, FileNotFoundError, AssertionError, OSError, KeyError) as e:
     where = data_dir or '~/tensorflow_datasets (the TFDS default)'
     raise ValueError(f'TFDS: {name!r} split {split!r} is not prepared (in array_record format) '
-                     f'under {where}: {str(e).splitlines()[0]}\n'
+                     f'under {where}: {str(e).strip(chr(34)).splitlines()[0]}\n'
                      + _PREPARE.format(name=name)) from None

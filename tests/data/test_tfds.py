@@ -1,4 +1,5 @@
 """TFDS through tfds.data_source (mocked), without TensorFlow."""
+import os
 import subprocess
 import sys
 
@@ -61,6 +62,14 @@ def test_unprepared_dataset_says_how_to_prepare_it(tmp_path):
   prepare = 'tfds build imagenet_resized/64x64 --file_format=array_record'
   with pytest.raises(ValueError, match=prepare):
     pd.TFDS('imagenet_resized/64x64', data_dir=str(tmp_path)).data_source()
+
+
+@pytest.mark.skipif(os.path.exists(os.path.expanduser('~/tensorflow_datasets/imagenet_resized')),
+                    reason='the default data_dir holds imagenet_resized')
+def test_unprepared_dataset_in_the_default_data_dir_says_how_to_prepare_it():
+  # tfds raises KeyError ("`splits` is empty") there, which plait-train called a bad config
+  with pytest.raises(ValueError, match='is not prepared.*splits'):
+    pd.TFDS('imagenet_resized/64x64').data_source()
 
 
 def test_missing_key_lists_the_features():
