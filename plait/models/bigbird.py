@@ -42,10 +42,12 @@ def BigBirdLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max
 def BigBirdEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                    n_heads=8, max_len=4096, dropout=0.1, block_size=64, num_rand_blocks=3,
                    dense_fallback=False, positional='sinusoidal', activation=tl.Gelu,
-                   pad_id=0, mode='train', scan_layers=False, pooling='mean', head_d_ff=0):
+                   pad_id=0, mode='train', scan_layers=False, pooling='mean', head_d_ff=0,
+                   positional_init_std=None):
   """Encoder classifier with BigBird ITC attention: ids (B, L) -> class logits (B, n_classes).
 
-  pad_id, pooling, head_d_ff, n_classes=None, scan_layers: see TransformerEncoder.
+  pad_id, pooling, head_d_ff, n_classes=None, scan_layers, positional_init_std: see
+  TransformerEncoder.
   """
   attention = _per_layer(tl.BlockSparseAttention, n_layers, block_size, num_rand_blocks,
                          dense_fallback)
@@ -53,5 +55,5 @@ def BigBirdEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layer
       transformer.TransformerEncoder(
           vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len, dropout, attention,
           positional, activation, pad_id, mode, pooling=pooling,
-          head_d_ff=head_d_ff).sublayers,
+          head_d_ff=head_d_ff, positional_init_std=positional_init_std).sublayers,
       name='BigBirdEncoder', scan_layers=scan_layers)

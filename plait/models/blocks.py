@@ -12,6 +12,7 @@ import inspect
 import jax.numpy as jnp
 
 from plait import layers as tl
+from plait.layers import initializers
 
 # Attention layers by name, for gin-friendly configs: name -> (causal, bidirectional).
 _ATTENTION_NAMES = {
@@ -121,8 +122,23 @@ def EncoderBlock(d_model, d_ff, n_heads, attention_type='dense', dropout=0.0, ma
 
 
 def PositionalLayer(max_len, d_model, axial_pos_shape=None, d_axial_pos_embs=None,  # pylint: disable=invalid-name
-                    positional='sinusoidal', mode='train'):
-  """Axial encodings when `axial_pos_shape` is given, else PositionalEncoding(positional)."""
+                    positional='sinusoidal', mode='train', positional_init_std=None):
+  """Axial encodings when `axial_pos_shape` is given, else PositionalEncoding(positional).
+
+  positional_init_std: the learned table's initial standard deviation (None: the layer's
+    1.0; LRA's learned positions start at 0.02); only with positional='learned'.
+  """
+  if positional_init_std is not None:
+    if axial_pos_shape is not None or positional != 'learned':
+      got = 'axial positions' if axial_pos_shape is not None else f'positional={positional!r}'
+      raise ValueError(f'positional_init_std={positional_init_std!r} sets the initial std of '
+                       f"learned positions (positional='learned'); got {got}.")
+    if (isinstance(positional_init_std, bool)
+        or not isinstance(positional_init_std, (int, float)) or not positional_init_std > 0):
+      raise ValueError('positional_init_std must be a number > 0, got '
+                       f'{positional_init_std!r}.')
+    return tl.PositionalEncoding(max_len, kind='learned', mode=mode,
+                                 initializer=initializers.normal(float(positional_init_std)))
   if axial_pos_shape is not None:
     axial_pos_shape = tuple(axial_pos_shape)
     if d_axial_pos_embs is None:
@@ -136,11 +152,13 @@ def PositionalLayer(max_len, d_model, axial_pos_shape=None, d_axial_pos_embs=Non
 
 
 def EmbeddingStack(vocab_size, d_model, max_len, dropout=0.0, axial_pos_shape=None,  # pylint: disable=invalid-name
-                   d_axial_pos_embs=None, positional='sinusoidal', mode='train'):
+                   d_axial_pos_embs=None, positional='sinusoidal', mode='train',
+                   positional_init_std=None):
   """Token ids (B, L) -> Embedding -> Dropout -> positional encodings: (B, L, d_model)."""
   return tl.Serial(
       tl.Embedding(vocab_size, d_model), tl.Dropout(dropout, mode=mode),
-      PositionalLayer(max_len, d_model, axial_pos_shape, d_axial_pos_embs, positional, mode),
+      PositionalLayer(max_len, d_model, axial_pos_shape, d_axial_pos_embs, positional, mode,
+                      positional_init_std),
       name='EmbeddingStack')
 
 

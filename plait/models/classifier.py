@@ -96,7 +96,8 @@ def ClassifierHead(n_classes, head_d_ff=0):  # pylint: disable=invalid-name
 
 def encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_heads,  # pylint: disable=too-many-arguments
                        max_len, dropout, attention_type, positional, activation, pad_id, mode,
-                       scan_layers=False, pooling='mean', head_d_ff=0, compact_to=None):
+                       scan_layers=False, pooling='mean', head_d_ff=0, compact_to=None,
+                       positional_init_std=None):
   """The encoder classifier every attention kind shares (see the module docstring).
 
   pad_id: id masked out of attention and pooling (LRA's pixel configs: 0, black pixels);
@@ -106,6 +107,7 @@ def encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_h
   compact_to: None, or the positions kept per sequence after gathering its real tokens to
     the front (plait.models.compaction): the same logits for less work when most tokens are
     padding. Needs pad_id and attention that ignores where padding sits (dense, FAVOR+).
+  positional_init_std: with positional='learned', the table's initial std (None: 1.0).
   """
   if pooling not in POOLINGS:
     raise ValueError(f'{name}: pooling must be one of {POOLINGS}, got {pooling!r}.')
@@ -117,7 +119,7 @@ def encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_h
   if compact_to is not None:
     _check_compactable(name, pad_id, encoder_blocks)
   embed = blocks.EmbeddingStack(vocab_size, d_model, max_len, dropout, positional=positional,
-                                mode=mode)
+                                mode=mode, positional_init_std=positional_init_std)
   if compact_to is not None:   # the same Branch, its outputs gathered: the same weights tree
     front = [CompactingBranch(embed, pad_id, compact_to, owner=name)]
   else:

@@ -39,11 +39,11 @@ def PerformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_lay
                      n_heads=8, max_len=2048, dropout=0.1, nb_features=256, kernel='softmax',
                      positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
                      scan_layers=False, pooling='mean', head_d_ff=0,
-                     recompute_features=True, compact_to=None):
+                     recompute_features=True, compact_to=None, positional_init_std=None):
   """Encoder classifier with bidirectional FAVOR+: token ids (B, L) -> logits (B, n_classes).
 
-  pad_id, pooling, head_d_ff, n_classes=None, scan_layers, compact_to: see
-  TransformerEncoder.
+  pad_id, pooling, head_d_ff, n_classes=None, scan_layers, compact_to, positional_init_std:
+  see TransformerEncoder.
   recompute_features: see PerformerLM.
   nb_features=None, kernel='relu': deterministic ReLU features, LRA's Performer (FavorKind).
   """
@@ -52,5 +52,5 @@ def PerformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_lay
           vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len, dropout,
           _favor(tl.FavorAttention, nb_features, kernel, recompute_features), positional,
           activation, pad_id, mode, pooling=pooling, head_d_ff=head_d_ff,
-          compact_to=compact_to).sublayers,
+          compact_to=compact_to, positional_init_std=positional_init_std).sublayers,
       name='PerformerEncoder', scan_layers=scan_layers)

@@ -44,7 +44,8 @@ def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
 def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_layers=6,  # pylint: disable=invalid-name
                        n_heads=8, max_len=2048, dropout=0.1, attention_type='dense',
                        positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
-                       scan_layers=False, pooling='mean', head_d_ff=0, compact_to=None):
+                       scan_layers=False, pooling='mean', head_d_ff=0, compact_to=None,
+                       positional_init_std=None):
   """Encoder classifier: token ids (B, L) -> class logits (B, n_classes).
 
   Tokens equal to `pad_id` are masked out of attention and of the mean pooling; pad_id=None:
@@ -59,10 +60,12 @@ def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_l
     Dense attention only (and FAVOR+).
   scan_layers: run the repeated blocks as one lax.scan over their stacked weights
     (one block for XLA to compile; same weights tree and results; see docs/models.md).
+  positional_init_std: with positional='learned', the table's initial std (None: 1.0, as
+    the token embedding; LRA starts learned positions at 0.02, see docs/lra.md).
   See plait.models.classifier for the structure every encoder shares.
   """
   check_mode(mode, 'TransformerEncoder')
   return classifier.encoder_classifier(
       'TransformerEncoder', vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len,
       dropout, attention_type, positional, activation, pad_id, mode, scan_layers, pooling,
-      head_d_ff, compact_to)
+      head_d_ff, compact_to, positional_init_std)

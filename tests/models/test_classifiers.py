@@ -127,6 +127,33 @@ def test_default_encoder_keeps_its_weights_tree():
                    'Dense_3']
 
 
+def _position_tables(model, length=24):
+  weights, _ = model.init(helpers.token_signature(2, length), jax.random.key(3))
+  found = jax.tree_util.tree_leaves(
+      weights, is_leaf=lambda w: isinstance(w, tl.PositionalEncodingWeights))
+  return [w.table for w in found if isinstance(w, tl.PositionalEncodingWeights)]
+
+
+@pytest.mark.parametrize('name', sorted(KINDS))
+def test_learned_positions_start_at_the_std_asked_for(name):
+  """LRA starts learned positions at std 0.02; plait's default is 1.0 (the tokens' scale)."""
+  for std, expected in ((None, 1.0), (0.02, 0.02)):
+    tables = _position_tables(build(name, positional='learned', positional_init_std=std))
+    assert [t.shape for t in tables] == [(TINY['max_len'], TINY['d_model'])]
+    assert float(jnp.std(tables[0])) == pytest.approx(expected, rel=0.1)
+  again = _position_tables(build(name, positional='learned', positional_init_std=0.02))
+  np.testing.assert_array_equal(again[0], tables[0])   # same rng, same table
+
+
+@pytest.mark.parametrize('bad, match', [
+    (dict(positional_init_std=0.02), "learned positions .*got positional='sinusoidal'"),
+    (dict(positional='learned', positional_init_std=0.0), 'a number > 0, got 0.0'),
+    (dict(positional='learned', positional_init_std='0.02'), "a number > 0, got '0.02'")])
+def test_positional_init_std_without_a_learned_table_is_refused(bad, match):
+  with pytest.raises(ValueError, match=match):
+    build('TransformerEncoder', **bad)
+
+
 # ----- two towers -----
 
 def _tower(**kwargs):
