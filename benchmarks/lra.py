@@ -196,6 +196,9 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
                      'config (saved -, this run +):\n' + '\n'.join(e.differences[:e.SHOWN]) +
                      '\nResume it with the flags it was trained with (--steps, --smoke), '
                      'or give another --runs_dir.') from None
+  except trainer.ConfigError as e:   # e.g. a --config binding that would change nothing
+    raise SystemExit(f'lra.py: {name} with --config {args.config}: '
+                     f"{trainer.without_gin_location(e)}") from None
   wall = time.perf_counter() - start
   if loop.stopped_by:   # e.g. a time limit around this script: nothing to score, stop here
     raise SystemExit(f'lra.py: {name} stopped by {loop.stopped_by} at step {loop.step}; its '

@@ -124,7 +124,7 @@ def _data_errors(open_data, what):
     except (OSError, ValueError) as e:
       if isinstance(e, ValueError) and _GIN_CALL.search(str(e)):  # a refused value: config
         raise
-      raise DataError(f'train.{what}: {_without_gin_location(e)}') from e
+      raise DataError(f'train.{what}: {without_gin_location(e)}') from e
   return opened
 
 
@@ -259,7 +259,7 @@ def _built(what, make):
     if isinstance(e, DataError):
       raise
     chain = ' <- '.join(_GIN_CALL.findall(str(e))) or what
-    raise ConfigError(f'{chain}: {type(e).__name__}: {_without_gin_location(e)}') from e
+    raise ConfigError(f'{chain}: {type(e).__name__}: {without_gin_location(e)}') from e
 
 
 def _build_parts(model, inputs, eval_inputs, loss, metrics, optimizer, lr_schedule,
@@ -329,7 +329,7 @@ def _write_if_changed(path, text):
     f.write(text)
 
 
-def _without_gin_location(error):
+def without_gin_location(error):
   """An error's message without the "In call to configurable 'train'" lines gin adds."""
   return str(error).split("\n  In call to configurable")[0]
 
@@ -416,7 +416,7 @@ def main(argv=None):
     code = _exit_code(e)
     if code is None or args.debug:
       raise
-    message = _without_gin_location(e)
+    message = without_gin_location(e)
     if isinstance(e, ConfigError):
       message = f'bad config: {message}'
     elif isinstance(e, OSError) and not isinstance(e, FileNotFoundError):

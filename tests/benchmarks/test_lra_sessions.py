@@ -96,6 +96,10 @@ def test_config_bindings_reach_the_run_its_row_and_the_table(tmp_path):
             str(tmp_path / 'b'), check=False)
   assert bad.returncode == 1 and 'Traceback' not in bad.stderr, bad.stderr[-2000:]
   assert "doesn't have a parameter named 'positionl'" in bad.stderr, bad.stderr[-2000:]
+  unused = lra(*common, '--config', "PositionalEncoding.kind = 'learned'", '--out',
+               str(tmp_path / 'c'), check=False)   # a layer inside the model: no effect
+  assert unused.returncode == 1 and 'Traceback' not in unused.stderr, unused.stderr[-2000:]
+  assert 'would have no effect: PositionalEncoding.kind' in unused.stderr, unused.stderr[-2000:]
 
 
 @pytest.mark.slow
