@@ -1,0 +1,39 @@
+"""benchmarks/pathfinder_dots.py: the dots-only images, and the script runs (tiny)."""
+import importlib.util
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from plait.data.lra import pathfinder
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks' / 'pathfinder_dots.py'
+_SPEC = importlib.util.spec_from_file_location('pathfinder_dots', SCRIPT)
+dots = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(dots)
+
+
+def test_dots_images_are_the_rendered_dots_and_nothing_else():
+  examples = pathfinder.PathfinderExamples('validation', 0, 8, 32)
+  for i in range(8):
+    scene = examples.scene(i)
+    alone, whole = dots.dots_image(scene), pathfinder.render(scene, 32)
+    _, dot_mask = pathfinder.ink_masks(scene, 32 * pathfinder.SUPERSAMPLE)
+    s = pathfinder.SUPERSAMPLE
+    np.testing.assert_array_equal(alone > 0, dot_mask.reshape(32, s, 32, s).any(axis=(1, 3)))
+    assert np.all(alone <= whole) and 0 < (alone > 0).sum() < (whole > 0).sum()
+  tokens, labels = dots.images('validation', 8, full=False)
+  assert tokens.shape == (8, 1024) and list(labels) == [0, 1] * 4
+
+
+@pytest.mark.parametrize('positional', ['sinusoidal', 'learned'])
+def test_pathfinder_dots_script_trains_and_scores_on_cpu(positional):
+  out = subprocess.run([sys.executable, str(SCRIPT), '--positional', positional, '--train', '64',
+                        '--valid', '32', '--steps', '2', '--every', '1', '--batch', '16'],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  steps = [l for l in out.stdout.splitlines() if l.startswith('step ')]
+  assert [l.split(':')[0] for l in steps] == ['step 1', 'step 2'], out.stdout
+  assert all('held-out' in l and '%' in l for l in steps), out.stdout
