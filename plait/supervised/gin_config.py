@@ -171,7 +171,7 @@ def effective_config():
   return gin.config_str()
 
 
-def unused_bindings():
+def unused_bindings(ignore=()):
   """['scope/Name.param', ...]: parsed bindings no configurable call has used so far.
 
   gin applies a binding only when gin itself calls the configurable (through a reference
@@ -180,10 +180,13 @@ def unused_bindings():
   A binding counts as used when its configurable was called in its scope (or a scope
   within it) without the caller passing that argument itself. Call after everything the
   config configures has been built; macros count as used when referenced (`%NAME`).
+  `ignore`: full selectors (e.g. 'plait.supervised.LoopSettings') whose bindings are skipped.
   """
   calls = list(gin.config._OPERATIVE_CONFIG.items())  # pylint: disable=protected-access
   unused = []
   for (scope, selector), params in gin.config._CONFIG.items():  # pylint: disable=protected-access
+    if selector in ignore:
+      continue
     for param in params:
       if not any(called == selector and param in values and _within(scope, call_scope)
                  for (call_scope, called), values in calls):

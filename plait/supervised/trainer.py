@@ -175,6 +175,7 @@ def check_config(output_dir, config_text, overwrite=False):
 
 # LoopSettings as gin binds it (`LoopSettings.checkpoint_every = 500` in a config).
 ConfiguredLoopSettings = gin.external_configurable(LoopSettings, module='plait.supervised')
+_LOOP_SETTINGS_SELECTOR = 'plait.supervised.LoopSettings'
 
 
 @gin.configurable(denylist=['output_dir', 'settings', 'overwrite',
@@ -289,13 +290,19 @@ def _check_bindings_used(settings_given):
   """ConfigError naming every binding nothing has used once the parts are built: gin only
   configures what it calls, so a binding on a layer a model builds itself has no effect.
 
-  What a Python caller gives train() overrides the config as the caller means to, so
-  `train.*` bindings (benchmarks/lra.py passes the data it made from them) and, when
-  `settings` is given, `LoopSettings.*` are not checked (plait-train gives settings made
-  from those bindings, and no train argument that has a binding).
+  What a Python caller gives train() overrides the config as the caller means to: a `train.*`
+  binding of an argument it passed is not checked, nor are the bindings of the configurable
+  that binding references (benchmarks/lra.py passes data it made, or reuses, from
+  `train.inputs = @lra_listops_inputs`), nor `LoopSettings.*` when `settings` is given
+  (plait-train gives settings made from those bindings, and no train argument).
   """
-  skip = ('train.', 'LoopSettings.') if settings_given else ('train.',)
-  unused = [b for b in gin_config.unused_bindings() if not b.startswith(skip)]
+  passed = [b.split('.', 1)[1] for b in gin_config.unused_bindings() if b.startswith('train.')]
+  ignore = {_LOOP_SETTINGS_SELECTOR} if settings_given else set()
+  for param in passed:
+    value = gin.query_parameter(f'train.{param}')
+    if isinstance(value, gin.config.ConfigurableReference):
+      ignore.add(value.config_key[1])
+  unused = [b for b in gin_config.unused_bindings(ignore) if not b.startswith('train.')]
   if unused:
     raise ConfigError(
         f'{len(unused)} binding(s) would have no effect: {", ".join(unused)}. gin sets only '

@@ -56,6 +56,23 @@ def test_arguments_a_python_caller_gives_train_override_its_bindings(tmp_path):
   assert gin_config.unused_bindings() == ['train.eval_inputs', 'train.inputs']
 
 
+def test_data_and_settings_a_python_caller_reuses_need_not_call_their_configurables(tmp_path):
+  """lra.py's second model of a task reuses the data made for the first, and gives settings."""
+  trainer.parse_config([rl_free_configs.path(TINY)], ['train.steps = 1'])
+  make = gin.query_parameter('train.inputs').scoped_configurable_fn
+  with gin.config_scope('eval'):
+    made_eval = make()
+  made = make()
+  settings = trainer.LoopSettings(log_every=1)
+  trainer.train(str(tmp_path / 'first'), inputs=made, eval_inputs=made_eval, settings=settings)
+  gin.clear_config()
+  trainer.parse_config([rl_free_configs.path(TINY)], ['train.steps = 1'])
+  loop = trainer.train(str(tmp_path / 'second'), inputs=made, eval_inputs=made_eval,
+                       settings=settings)   # lra_pathfinder_inputs and LoopSettings not called
+  assert loop.step == 1
+  assert 'LoopSettings.log_every' in gin_config.unused_bindings()
+
+
 def test_bindings_of_a_scope_apply_to_calls_within_it():
   # bindings of scope 'a' apply to calls in 'a' and 'a/b', not 'ab' or 'b/a'
   assert gin_config._within('', 'eval')
