@@ -12,7 +12,9 @@ best checkpoint by held-out (validation) accuracy is then scored on the whole te
 (each example once; `--test_batches` for fewer). `--jobs N` trains N runs at once, each in
 its own process with 1/N of the GPU's memory (compilation and input work overlap; the GPU
 itself is shared). `--include` merges rows of earlier lra.json files into the tables, so a
-table can be built over several sessions; `--runs_dir` keeps the runs where a later session
+table can be built over several sessions; `--config` adds gin bindings to every run, and
+`--variant NAME BINDING...` (repeatable) trains every run once per named set of bindings, each
+its own run directory (lra_<task>_<model>@NAME) and table row. `--runs_dir` keeps the runs where a later session
 finds them: a run there with the same config resumes from its latest checkpoint (a schedule
 longer than one session, such as Pathfinder's 62.5K steps, is trained in parts). Rows trained for fewer steps than their schedule
 are footnoted. ListOps and Pathfinder are generated here (same recipe as LRA, not LRA's files);
@@ -29,6 +31,7 @@ Writes `--out`/lra.json, lra.md (both tables) and, with matplotlib, accuracy.png
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -86,6 +89,11 @@ def parse_args(argv):
                  help='a gin binding added to every training run after the shipped config\'s, '
                       'e.g. "TransformerEncoder.positional = \'learned\'" (repeatable); kept in '
                       "each run's config.gin and row")
+  p.add_argument('--variant', nargs='+', action='append', default=[],
+                 metavar=('NAME', 'BINDING'),
+                 help='a named variant: NAME then its gin bindings (repeatable). Every (task, '
+                      'model) is trained once per variant, after --config\'s bindings, in its own '
+                      'run (runs/<config>@NAME) and table row; with --jobs side by side')
   p.add_argument('--runs_dir', default=None,
                  help='where the runs live (default: --out/runs); a run found there with the '
                       'same config resumes from its latest checkpoint')
@@ -122,6 +130,14 @@ def parse_args(argv):
   args.models = args.models or list(MODELS)
   if args.jobs < 1:
     p.error(f'--jobs must be >= 1, got {args.jobs}')
+  args.variants = {}
+  for name, *bindings in args.variant:
+    if not re.fullmatch(r'[A-Za-z0-9_.-]+', name) or name in args.variants:
+      p.error(f'--variant: {name!r} is not a new name of letters, digits, _ . - (it names the '
+              'run directory and the table row)')
+    if not bindings:
+      p.error(f'--variant {name}: give at least one gin binding after the name')
+    args.variants[name] = bindings
   if args.data_workers is None:
     spare = max(0, (os.cpu_count() or 1) - 2)
     args.data_workers = 0 if args.smoke else max(1, spare // args.jobs) if spare else 0
@@ -133,7 +149,7 @@ def parse_args(argv):
 
 # ----- accuracy -----
 
-def parse_run_config(task, model, args):
+def parse_run_config(task, model, args, variant=None):
   """Parses lra_<task>_<model>.gin (`_tiny` with --smoke) with this script's bindings and
   --config; returns the config's name."""
   import gin  # pylint: disable=import-outside-toplevel
@@ -150,12 +166,12 @@ def parse_run_config(task, model, args):
     bindings += ['train.n_eval_batches = 1', f'{encoder}.n_layers = 1', f'{encoder}.d_model = 16',
                  f'{encoder}.d_ff = 16', f'{encoder}.head_d_ff = 16' if task != 'retrieval'
                  else 'TwoTowerClassifier.d_ff = 16']
-  bindings += args.config
+  bindings += args.config + args.variants.get(variant, [])
   gin.clear_config()
   try:
     trainer.parse_config([rl_free_configs.path(name)], bindings)
   except gin_config.ConfigError as e:
-    raise SystemExit(f'lra.py: {name} with --config {args.config}: {e}') from None
+    raise SystemExit(f'lra.py: {name} with {run_bindings(args, variant)}: {e}') from None
   return name
 
 
@@ -164,28 +180,32 @@ def premake_splits(pairs, args):
   job's data workers, before the jobs start (else each job would make the same files)."""
   import gin  # pylint: disable=import-outside-toplevel
   workers = max(1, args.data_workers * args.jobs)
-  for task in dict.fromkeys(t for t, _ in pairs if t in GENERATED):
-    parse_run_config(task, next(m for t, m in pairs if t == task), args)
+  for task in dict.fromkeys(t for t, _, _ in pairs if t in GENERATED):
+    _, model, variant = next(p for p in pairs if p[0] == task)
+    parse_run_config(task, model, args, variant)
     task_data(task, workers, args.splits_dir)
     if args.test_batches is None:   # scored whole: made up front too (see test_accuracy)
       test_split(generated_split_args(task, workers, args.splits_dir))
     gin.clear_config()
 
 
-def train_one(task, model, args, max_seconds, runs_dir, data_cache):
-  """Trains lra_<task>_<model> with plait-train's train(); {'val', 'test', 'steps', ...}.
+def train_one(task, model, args, max_seconds, runs_dir, data_cache, variant=None):
+  """Trains lra_<task>_<model> (with --variant `variant`'s bindings) with plait-train's
+  train(); {'val', 'test', 'steps', ...}.
 
-  The task's data callables are made once (`data_cache`) and given to every model's run, so a
-  generated split is made once, up front with `--data_workers` processes.
+  The task's data callables are made once per set of data bindings (`data_cache`) and given to
+  every run that has them, so a generated split is made once, up front with `--data_workers`
+  processes.
   """
   import gin  # pylint: disable=import-outside-toplevel
   from plait.supervised import metrics_log, trainer  # pylint: disable=import-outside-toplevel
-  name = parse_run_config(task, model, args)
-  output_dir = os.path.join(runs_dir, name)
+  name = parse_run_config(task, model, args, variant)
+  output_dir = os.path.join(runs_dir, name + (f'@{variant}' if variant else ''))
   schedule_steps = gin.query_parameter('train.steps')
-  if task not in data_cache:
-    data_cache[task] = task_data(task, args.data_workers, args.splits_dir)
-  train_inputs, eval_inputs = data_cache[task]
+  data_key = (task, data_bindings(task))
+  if data_key not in data_cache:
+    data_cache[data_key] = task_data(task, args.data_workers, args.splits_dir)
+  train_inputs, eval_inputs = data_cache[data_key]
   start = time.perf_counter()
   # A kept run (--runs_dir) is never deleted: another config there is an error, not a restart.
   try:
@@ -197,7 +217,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
                      '\nResume it with the flags it was trained with (--steps, --smoke), '
                      'or give another --runs_dir.') from None
   except trainer.ConfigError as e:   # e.g. a --config binding that would change nothing
-    raise SystemExit(f'lra.py: {name} with --config {args.config}: '
+    raise SystemExit(f'lra.py: {name} with {run_bindings(args, variant)}: '
                      f"{trainer.without_gin_location(e)}") from None
   wall = time.perf_counter() - start
   if loop.stopped_by:   # e.g. a time limit around this script: nothing to score, stop here
@@ -209,15 +229,32 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache):
   test = test_accuracy(output_dir, task, args.test_batches, args.data_workers, data_cache,
                        args.splits_dir)
   gin.clear_config()
-  return {'task': task, 'model': model, 'config': name, **variant(args), 'steps': loop.step,
+  return {'task': task, 'model': model, 'config': name, **run_fields(args, variant),
+          'steps': loop.step,
           'schedule_steps': schedule_steps, 'wall_s': round(wall, 1),
           'val': round(100 * max(h['Accuracy'] for h in evals), 2) if evals else None,
           'test': None if test is None else round(100 * test, 2)}
 
 
-def variant(args):
-  """{'bindings': [...]} for a row trained with --config bindings, else {}."""
-  return {'bindings': list(args.config)} if args.config else {}
+def run_bindings(args, variant=None):
+  """The bindings a run adds to its shipped config: --config's, then its --variant's."""
+  return list(args.config) + list(args.variants.get(variant, []))
+
+
+def run_fields(args, variant=None):
+  """A row's {'variant': NAME, 'bindings': [...]}, each only when there is one."""
+  bindings = run_bindings(args, variant)
+  return {**({'variant': variant} if variant else {}), **({'bindings': bindings} if bindings else {})}
+
+
+def data_bindings(task):
+  """The parsed config's bindings of lra_<task>_inputs (every scope), as sorted text: runs
+  whose data bindings are the same share one set of data callables."""
+  from plait.supervised import gin_config  # pylint: disable=import-outside-toplevel
+  import gin  # pylint: disable=import-outside-toplevel
+  values = gin_config.binding_values(gin.config_str())
+  return tuple(sorted(f'{k} = {v!r}' for k, v in values.items()
+                      if k.rpartition('/')[-1].startswith(f'lra_{task}_inputs.')))
 
 
 def generated_split_args(task, workers, splits_dir):
@@ -291,7 +328,7 @@ def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None, split
 
 
 def train_in_processes(pairs, args, share):
-  """Trains the (task, model) pairs `args.jobs` at a time, each by this script in its own
+  """Trains the (task, model, variant) runs `args.jobs` at a time, each by this script in its own
   process with an even share of the GPU's memory; yields each run's row as it finishes.
 
   A SIGTERM to this process goes on to the running jobs (each saves a checkpoint and stops, as
@@ -305,7 +342,7 @@ def train_in_processes(pairs, args, share):
     stopping.append(signum)
     pending.clear()
     for job in running:
-      job[4].send_signal(signum)
+      job[-1].send_signal(signum)
 
   previous = signal.signal(signal.SIGTERM, forward)
   try:
@@ -324,8 +361,8 @@ def _run_jobs(pending, running, stopping, args, share, env):
   import subprocess  # pylint: disable=import-outside-toplevel
   while pending or running:
     while pending and len(running) < args.jobs:
-      t, m = pending.pop(0)
-      out = os.path.join(args.out, 'jobs', f'{t}_{m}')
+      t, m, v = pending.pop(0)
+      out = os.path.join(args.out, 'jobs', f'{t}_{m}' + (f'@{v}' if v else ''))
       cmd = [sys.executable, os.path.abspath(__file__), '--tasks', t, '--models', m,
              '--accuracy_only', '--out', out, '--data_workers', str(args.data_workers)]
       cmd += ['--splits_dir', args.splits_dir] if args.splits_dir else []
@@ -335,16 +372,17 @@ def _run_jobs(pending, running, stopping, args, share, env):
       cmd += ['--smoke'] if args.smoke else []
       cmd += ['--runs_dir', args.runs_dir] if args.runs_dir else []
       cmd += [a for binding in args.config for a in ('--config', binding)]
+      cmd += ['--variant', v, *args.variants[v]] if v else []
       os.makedirs(out, exist_ok=True)
       log = open(out + '.log', 'w')  # pylint: disable=consider-using-with
-      running.append((t, m, out, log, subprocess.Popen(cmd, env=env, stdout=log,
-                                                        stderr=subprocess.STDOUT)))
+      running.append((t, m, v, out, log, subprocess.Popen(cmd, env=env, stdout=log,
+                                                           stderr=subprocess.STDOUT)))
       if stopping:   # the signal came while it was starting
-        running[-1][4].send_signal(stopping[0])
+        running[-1][-1].send_signal(stopping[0])
     time.sleep(1.0)
-    for job in [j for j in running if j[4].poll() is not None]:
+    for job in [j for j in running if j[-1].poll() is not None]:
       running.remove(job)
-      t, m, out, log, proc = job
+      t, m, v, out, log, proc = job
       log.close()
       try:
         with open(os.path.join(out, 'lra.json')) as f:
@@ -352,7 +390,7 @@ def _run_jobs(pending, running, stopping, args, share, env):
       except (OSError, ValueError, KeyError):
         rows = []
       if proc.returncode or not rows:
-        yield {'task': t, 'model': m, 'val': None, 'test': None,
+        yield {'task': t, 'model': m, **run_fields(args, v), 'val': None, 'test': None,
                'error': f'exit {proc.returncode}; see {out}.log'}
       else:
         yield from rows
@@ -435,24 +473,39 @@ def time_one(model_name, length, args):
 
 # ----- tables and plots -----
 
+def table_keys(rows, models):
+  """The (model, variant) rows of the accuracy table: each model, then its variants in the
+  order trained (variant None: the shipped config, listed whenever the model has no variant)."""
+  keys = []
+  for m in models:
+    variants = list(dict.fromkeys(r.get('variant') for r in rows if r['model'] == m))
+    keys += [(m, v) for v in (variants or [None])]
+  return keys
+
+
+def row_label(model, variant):
+  return model if variant is None else f'{model} ({variant})'
+
+
 def accuracy_table(rows, tasks, models):
-  by = {(r['task'], r['model']): r for r in rows}
+  by = {(r['task'], r['model'], r.get('variant')): r for r in rows}
   head = ('| model | ' + ' | '.join(f'{t} plait (paper)' for t in tasks) +
           ' | average plait (paper) |')
   lines, notes = [head, '|' + ' --- |' * (len(tasks) + 2)], []
-  for m in models:
+  for m, v in table_keys(rows, models):
+    label = row_label(m, v)
     cells, ours, theirs = [], [], []
     for t in tasks:
-      r = by.get((t, m))
+      r = by.get((t, m, v))
       value = None if r is None else (r['test'] if r['test'] is not None else r['val'])
       paper = PAPER_ACCURACY[m].get(t)
       marks = []
       if r is not None and r.get('bindings'):
-        notes.append(f'{m} on {t}: trained with ' + '; '.join(r['bindings']))
+        notes.append(f'{label} on {t}: trained with ' + '; '.join(r['bindings']))
         marks.append(len(notes))
       if r is not None and r.get('schedule_steps') and r.get('steps', 0) < r['schedule_steps']:
-        notes.append(f'{m} on {t}: {r["steps"]} of the schedule\'s {r["schedule_steps"]} steps '
-                     f'(time budget)')
+        notes.append(f'{label} on {t}: {r["steps"]} of the schedule\'s {r["schedule_steps"]} '
+                     'steps (time budget)')
         marks.append(len(notes))
       mark = ''.join(f' [{i}]' for i in marks)
       cells.append(f'{_pct(value)}{mark} ({_pct(paper)})')
@@ -460,7 +513,7 @@ def accuracy_table(rows, tasks, models):
         ours.append(value)
         theirs.append(paper)
     average = f'{_pct(np.mean(ours) if ours else None)} ({_pct(np.mean(theirs) if theirs else None)})'
-    lines.append(f'| {m} | ' + ' | '.join(cells) + f' | {average} |')
+    lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {average} |')
   flash = ' | '.join(_pct(FLASH_TRANSFORMER.get(t)) for t in tasks)
   lines.append(f'| transformer, FlashAttention paper (GPU) | {flash} | |')
   lines += [''] + [f'[{i}] {n}' for i, n in enumerate(notes, 1)] if notes else []
@@ -511,18 +564,19 @@ def plots(out, accuracy_rows, speed_rows, tasks, models, lengths, batch):
   written = []
   if accuracy_rows:
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
-    by = {(r['task'], r['model']): r for r in accuracy_rows}
+    by = {(r['task'], r['model'], r.get('variant')): r for r in accuracy_rows}
+    keys = table_keys(accuracy_rows, models)
     for ax, t in zip(axes[0], tasks):
-      x = np.arange(len(models))
-      ours = [(by[(t, m)]['test'] if by[(t, m)]['test'] is not None else by[(t, m)]['val'])
-              if (t, m) in by else 0 for m in models]
+      x = np.arange(len(keys))
+      ours = [(by[(t, *k)]['test'] if by[(t, *k)]['test'] is not None else by[(t, *k)]['val'])
+              if (t, *k) in by else 0 for k in keys]
+      paper = [PAPER_ACCURACY[m].get(t) or 0 for m, _ in keys]
       ax.bar(x - 0.2, [v or 0 for v in ours], 0.4, label='plait')
-      ax.bar(x + 0.2, [PAPER_ACCURACY[m].get(t) or 0 for m in models], 0.4, label='LRA paper')
-      ax.set_xticks(x, models, rotation=30)
+      ax.bar(x + 0.2, paper, 0.4, label='LRA paper')
+      ax.set_xticks(x, [row_label(*k) for k in keys], rotation=30)
       ax.set_title(t)
       ax.set_ylabel('accuracy %')
-      ax.set_ylim(0, 1.25 * max([v or 0 for v in ours] + [PAPER_ACCURACY[m].get(t) or 0
-                                                           for m in models] + [1]))
+      ax.set_ylim(0, 1.25 * max([v or 0 for v in ours] + paper + [1]))
     axes[0][0].legend(loc='upper center', ncols=2, fontsize='small')   # in the headroom
     fig.tight_layout()
     fig.savefig(os.path.join(out, 'accuracy.png'), dpi=120)
@@ -567,7 +621,8 @@ def main(argv=None):
     for t in tasks:
       if missing[t] is not None:
         print(f'lra.py: skipping {t}: {missing[t]}', file=sys.stderr)
-    pairs = [(t, m) for t in runnable for m in args.models]
+    pairs = [(t, m, v) for t in runnable for m in args.models
+             for v in (list(args.variants) or [None])]
     waves = -(-len(pairs) // args.jobs)
     share = None if args.budget_s is None else args.budget_s / max(waves, 1)
     runs_dir = args.runs_dir or os.path.join(args.out, 'runs')
@@ -577,7 +632,7 @@ def main(argv=None):
       rows = train_in_processes(pairs, args, share)
     else:
       data_cache = {}
-      rows = (train_one(t, m, args, share, runs_dir, data_cache) for t, m in pairs)
+      rows = (train_one(t, m, args, share, runs_dir, data_cache, v) for t, m, v in pairs)
     for row in rows:
       print(json.dumps(row), flush=True)
       results['accuracy'].append(row)
@@ -599,10 +654,11 @@ def main(argv=None):
     with open(earlier_path) as f:
       earlier = json.load(f)
     included_devices.append(earlier.get('device', '?'))
-    for key, fields in (('accuracy', ('task', 'model')), ('speed', ('model', 'length'))):
-      have = {tuple(r[k] for k in fields) for r in results[key]}
+    for key, fields in (('accuracy', ('task', 'model', 'variant')),
+                        ('speed', ('model', 'length'))):
+      have = {tuple(r.get(k) for k in fields) for r in results[key]}
       results[key] += [dict(r, included_from=earlier_path) for r in earlier.get(key, [])
-                       if tuple(r[k] for k in fields) not in have]
+                       if tuple(r.get(k) for k in fields) not in have]
     tasks = list(dict.fromkeys(list(tasks) + [r['task'] for r in results['accuracy']]))
     seen = {r['model'] for r in results['accuracy'] + results['speed']}
     models = [m for m in MODELS if m in models or m in seen]

@@ -1,0 +1,56 @@
+"""lra.py --variant: named sets of bindings, each trained as its own run, row and table line."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks'
+VARIANTS = ['--variant', 'lr5e-4', 'multifactor.constant = 0.0005',
+            '--variant', 'b4', 'lra_listops_inputs.batch_size = 4']
+
+
+def lra(*args, check=True):
+  out = subprocess.run([sys.executable, str(BENCH / 'lra.py'), *args], capture_output=True,
+                       text=True, timeout=600)
+  if check:
+    assert out.returncode == 0, out.stderr[-3000:]
+  return out
+
+
+def _check_runs(out_dir, stdout, runs='runs'):
+  rows = json.loads((out_dir / 'lra.json').read_text())['accuracy']
+  assert [(r['variant'], r['bindings']) for r in rows] == [
+      ('lr5e-4', ['multifactor.constant = 0.0005']),
+      ('b4', ['lra_listops_inputs.batch_size = 4'])], rows
+  for name, binding, other in (('lr5e-4', 'multifactor.constant = 0.0005', 'batch_size = 4'),
+                               ('b4', 'lra_listops_inputs.batch_size = 4', '0.0005')):
+    config = (out_dir / runs / f'lra_listops_transformer_tiny@{name}' / 'config.gin').read_text()
+    assert binding in config and other not in config, config
+  assert '| transformer (lr5e-4) | ' in stdout and '| transformer (b4) | ' in stdout, stdout
+  assert 'transformer (b4) on listops: trained with lra_listops_inputs.batch_size = 4' in stdout
+
+
+def test_each_variant_is_its_own_run_row_and_table_line(tmp_path):
+  out = lra('--smoke', '--accuracy_only', '--models', 'transformer', *VARIANTS,
+            '--out', str(tmp_path)).stdout
+  _check_runs(tmp_path, out)
+
+
+@pytest.mark.slow
+def test_variants_train_side_by_side_with_jobs(tmp_path):
+  out = lra('--smoke', '--accuracy_only', '--models', 'transformer', '--jobs', '2', *VARIANTS,
+            '--out', str(tmp_path), '--runs_dir', str(tmp_path / 'kept')).stdout
+  _check_runs(tmp_path, out, runs='kept')
+  assert (tmp_path / 'jobs' / 'listops_transformer@b4.log').exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--variant', 'a/b', 'train.steps = 1'], "'a/b' is not a new name"),
+    (['--variant', 'a', 'train.steps = 1', '--variant', 'a', 'train.steps = 2'],
+     "'a' is not a new name"),
+    (['--variant', 'a'], 'give at least one gin binding after the name')])
+def test_a_bad_variant_is_a_usage_error(args, message, tmp_path):
+  out = lra('--smoke', *args, '--out', str(tmp_path), check=False)
+  assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
