@@ -1,7 +1,8 @@
 """Can the Pathfinder Transformer read where the two dots are? Images of the dots alone.
 
-  python benchmarks/pathfinder_dots.py --positional learned      # CPU, ~5 min: memorizes
-  python benchmarks/pathfinder_dots.py --positional sinusoidal   # CPU, ~5 min: reads some
+  python benchmarks/pathfinder_dots.py --positional learned      # CPU, ~7 min: memorizes
+  python benchmarks/pathfinder_dots.py --positional sinusoidal   # CPU, ~7 min: reads some
+  python benchmarks/pathfinder_dots.py --positional octave       # CPU, ~7 min: reads it all
   python benchmarks/pathfinder_dots.py --train 64 --valid 32 --steps 2 --every 1   # smoke
 
 The images keep the two dots of each Pathfinder scene and drop every dash, and keep the
@@ -55,7 +56,7 @@ def encoder(mode, positional, positional_init_std, compact_to):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
-  p.add_argument('--positional', choices=('sinusoidal', 'learned'), default='sinusoidal')
+  p.add_argument('--positional', choices=('sinusoidal', 'octave', 'learned'), default='sinusoidal')
   p.add_argument('--positional_init_std', type=float, default=0.02,
                  help='with --positional learned (LRA: 0.02; plait default 1.0)')
   p.add_argument('--images', choices=('dots', 'full'), default='dots')

@@ -1,4 +1,4 @@
-"""Positional encodings: sinusoidal or learned, and axial (factorized) for long inputs.
+"""Positional encodings: sinusoidal (or octave), learned, and axial (factorized) for long inputs.
 
 Inputs are (batch, length, d_feature). In predict mode the state holds the next
 position, so a prompt of any length followed by single tokens gets the same
@@ -25,6 +25,31 @@ def sinusoids(max_len, d_feature):
   table[:, 0::2] = np.sin(pos * div)
   table[:, 1::2] = np.cos(pos * div)[:, :d_feature // 2]
   return table
+
+
+def octave_sinusoids(max_len, d_feature):
+  """(max_len, d_feature) sin/cos encodings whose periods are 2, 4, 8, ... positions.
+
+  Octave k (period 2**k, k = 1..m, m = ceil(log2(max_len)) + 1 so the longest period is at
+  least twice max_len) gives a sin column and a cos column; columns past 2m repeat the
+  octaves from the shortest. Every power-of-two period is there, so a position's residue
+  modulo 32 (its column in a 32-wide raster image) is a few columns away; Vaswani et al.'s
+  geometric periods (`sinusoids`) have no period of 32 (at d_feature 32 the closest is 35.3),
+  and on images of Pathfinder's two dots alone the LRA Transformer reads their distance with
+  these and not with those (benchmarks/RESULTS.md section 24).
+
+    >>> octave_sinusoids(4, 4)[:, 1]   # cos with period 2: [1, -1, 1, -1]
+  """
+  m = int(np.ceil(np.log2(max(max_len, 2)))) + 1
+  pos = np.arange(max_len)[:, None]
+  periods = 2.0 ** (1 + np.arange((d_feature + 1) // 2) % m)
+  table = np.zeros((max_len, d_feature), np.float32)
+  table[:, 0::2] = np.sin(2 * np.pi * pos / periods)
+  table[:, 1::2] = np.cos(2 * np.pi * pos / periods)[:, :d_feature // 2]
+  return table
+
+
+_TABLES = {'sinusoidal': sinusoids, 'octave': octave_sinusoids}
 
 
 class _PositionalBase(Layer):
@@ -78,7 +103,8 @@ class PositionalEncodingWeights(NamedTuple):
 
 
 class PositionalEncoding(_PositionalBase):
-  """Sinusoidal (kind='sinusoidal', no weights) or learned (kind='learned') encodings.
+  """Sinusoidal (kind='sinusoidal'), octave (kind='octave': sinusoids of periods 2, 4, 8, ...,
+  see `octave_sinusoids`; both no weights) or learned (kind='learned') encodings.
 
   Learned tables start as N(0, 1), the scale of `Embedding`'s token vectors (and of the
   axial tables), so position is as visible as content from the first step. That matters
@@ -95,15 +121,16 @@ class PositionalEncoding(_PositionalBase):
 
   def __init__(self, max_len=2048, kind='sinusoidal', dropout=0.0, mode='train',
                initializer=init.normal(1.0)):
-    if kind not in ('sinusoidal', 'learned'):
-      raise ValueError(f"PositionalEncoding kind must be 'sinusoidal' or 'learned', got {kind!r}.")
+    if kind not in ('learned', *_TABLES):
+      raise ValueError("PositionalEncoding kind must be 'sinusoidal', 'octave' or 'learned', "
+                       f'got {kind!r}.')
     super().__init__(max_len, dropout, mode, name=f'PositionalEncoding_{kind}')
     self._kind, self._init = kind, initializer
 
   def _table(self, weights, d_feature):
     if self._kind == 'learned':
       return weights.table
-    return jnp.asarray(sinusoids(self._max_len, d_feature))
+    return jnp.asarray(_TABLES[self._kind](self._max_len, d_feature))
 
   def init_weights_and_state(self, input_signature, rng):
     d = input_signature.shape[-1]

@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import plait.layers as tl
 from plait.layers import base
+from plait.layers import positional
 from plait.shapes import ShapeDtype, signature
 from tests.conftest import random_array
 
@@ -74,6 +75,7 @@ def test_shift_right():
 @pytest.mark.parametrize('make', [
     lambda mode: tl.PositionalEncoding(max_len=16, mode=mode),
     lambda mode: tl.PositionalEncoding(max_len=16, kind='learned', mode=mode),
+    lambda mode: tl.PositionalEncoding(max_len=16, kind='octave', mode=mode),
     lambda mode: tl.AxialPositionalEncoding(shape=(4, 2, 2), d_embs=(2, 2, 4), mode=mode),
 ])
 def test_positional_predict_mode_matches_full_sequence(make):
@@ -117,6 +119,28 @@ def test_positions_past_max_len_are_an_error_in_predict_mode(make):
   assert np.isfinite(np.asarray(y[:, 0])).all() and np.isnan(np.asarray(y[:, 1])).all()
   with pytest.raises(base.LayerError, match='input length 5 > max_len 4'):
     layer.pure_fn(random_array((2, 5, 8)), weights, state)
+
+
+@pytest.mark.parametrize('max_len, d', [(1024, 32), (1000, 7), (16, 64)])
+def test_octave_positions_have_every_power_of_two_period(max_len, d):
+  """Column pair k (sin, cos) repeats every 2**(k+1) positions, exactly and no sooner; the
+  octaves reach at least 2 * max_len, then repeat from the shortest."""
+  table = positional.octave_sinusoids(max_len, d)
+  assert table.shape == (max_len, d) and table.dtype == np.float32
+  octaves = int(np.ceil(np.log2(max_len))) + 1
+  assert 2 ** octaves >= 2 * max_len
+  for column in range(d):
+    period = 2 ** (1 + (column // 2) % octaves)
+    values = table[:, column]
+    if period < max_len:
+      np.testing.assert_allclose(values[period:], values[:-period], atol=1e-4)
+    fn = np.sin if column % 2 == 0 else np.cos
+    np.testing.assert_allclose(values, fn(2 * np.pi * np.arange(max_len) / period), atol=1e-6)
+
+
+def test_an_unknown_positional_kind_names_the_kinds():
+  with pytest.raises(ValueError, match="'sinusoidal', 'octave' or 'learned', got 'axial'"):
+    tl.PositionalEncoding(kind='axial')
 
 
 def test_axial_positions_are_factorized():
