@@ -1,21 +1,12 @@
 """lra.py over several sessions: runs resumed from --runs_dir, tables from earlier files."""
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-BENCH = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks'
-
-
-def lra(*args, check=True):
-  out = subprocess.run([sys.executable, str(BENCH / 'lra.py'), *args], capture_output=True,
-                       text=True, timeout=600)
-  if check:
-    assert out.returncode == 0, out.stderr[-3000:]
-  return out
+from tests.benchmarks.lra_cli import BENCH, lra
 
 
 def test_tables_from_earlier_files_name_their_devices_and_rows(tmp_path):

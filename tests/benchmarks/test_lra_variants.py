@@ -1,22 +1,12 @@
 """lra.py --variant: named sets of bindings, each trained as its own run, row and table line."""
 import json
-import pathlib
-import subprocess
-import sys
 
 import pytest
 
-BENCH = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks'
+from tests.benchmarks.lra_cli import lra
+
 VARIANTS = ['--variant', 'lr5e-4', 'multifactor.constant = 0.0005',
             '--variant', 'b4', 'lra_listops_inputs.batch_size = 4']
-
-
-def lra(*args, check=True):
-  out = subprocess.run([sys.executable, str(BENCH / 'lra.py'), *args], capture_output=True,
-                       text=True, timeout=600)
-  if check:
-    assert out.returncode == 0, out.stderr[-3000:]
-  return out
 
 
 def _check_runs(out_dir, stdout, runs='runs'):
