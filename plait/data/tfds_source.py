@@ -78,6 +78,7 @@ def _open_data_source(name, split, data_dir):
   # KeyError: this tfds' word for a data_dir without the prepared splits ("`splits` is empty")
   except (NotImplementedError, FileNotFoundError, AssertionError, OSError, KeyError) as e:
     where = data_dir or '~/tensorflow_datasets (the TFDS default)'
+    reason = str(e).strip('"').splitlines()[0]   # a KeyError's text comes quoted
     raise ValueError(f'TFDS: {name!r} split {split!r} is not prepared (in array_record format) '
-                     f'under {where}: {str(e).strip(chr(34)).splitlines()[0]}\n'
+                     f'under {where}: {reason}\n'
                      + _PREPARE.format(name=name)) from None

@@ -208,7 +208,8 @@ def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
     max_seconds: stop after this much training wall-clock time (evaluating and saving a
       checkpoint first), even if `steps` is not reached; None: no limit.
 
-  Raises ConfigError when a configured constructor refuses its values (nothing written),
+  Raises ConfigError when a configured constructor refuses its values or a binding would
+  have no effect (nothing written; see `_check_bindings_used`),
   DataError when the data cannot be opened; the Loop's errors as it raises them. If
   output_dir did not exist and training never started, it is removed again.
 
