@@ -17,14 +17,20 @@ from plait.layers.base import Layer
 from plait.layers.core import Dropout, check_mode
 
 
+def _sin_cos(angles, d_feature):
+  """(max_len, d_feature) float32: sin of `angles` (max_len, ceil(d/2)) in the even columns,
+  cos in the odd ones."""
+  table = np.zeros((angles.shape[0], d_feature), np.float32)
+  table[:, 0::2] = np.sin(angles)
+  table[:, 1::2] = np.cos(angles)[:, :d_feature // 2]
+  return table
+
+
 def sinusoids(max_len, d_feature):
   """(max_len, d_feature) table of Vaswani et al. sin/cos encodings."""
   pos = np.arange(max_len)[:, None]
   div = np.exp(np.arange(0, d_feature, 2) * -(np.log(10000.0) / d_feature))
-  table = np.zeros((max_len, d_feature), np.float32)
-  table[:, 0::2] = np.sin(pos * div)
-  table[:, 1::2] = np.cos(pos * div)[:, :d_feature // 2]
-  return table
+  return _sin_cos(pos * div, d_feature)
 
 
 def octave_sinusoids(max_len, d_feature):
@@ -43,10 +49,7 @@ def octave_sinusoids(max_len, d_feature):
   m = int(np.ceil(np.log2(max(max_len, 2)))) + 1
   pos = np.arange(max_len)[:, None]
   periods = 2.0 ** (1 + np.arange((d_feature + 1) // 2) % m)
-  table = np.zeros((max_len, d_feature), np.float32)
-  table[:, 0::2] = np.sin(2 * np.pi * pos / periods)
-  table[:, 1::2] = np.cos(2 * np.pi * pos / periods)[:, :d_feature // 2]
-  return table
+  return _sin_cos(2 * np.pi * pos / periods, d_feature)
 
 
 _TABLES = {'sinusoidal': sinusoids, 'octave': octave_sinusoids}
