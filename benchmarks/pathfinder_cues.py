@@ -23,7 +23,7 @@ RESOLUTION = 32
 def dot_pixels(scene):
   """bool (32, 32): the pixels a dot of the scene covers at all."""
   size = RESOLUTION * pathfinder.SUPERSAMPLE
-  ink = pathfinder.capsules(size, scene.markers, scene.markers, pathfinder.MARKER_RADIUS)
+  ink = pathfinder.marker_ink(scene, size)
   s = pathfinder.SUPERSAMPLE
   return ink.reshape(RESOLUTION, s, RESOLUTION, s).any(axis=(1, 3))
 

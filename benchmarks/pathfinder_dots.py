@@ -30,11 +30,8 @@ RESOLUTION = 32
 
 def dots_image(scene):
   """uint8 (32, 32): the scene's two dots alone, anti-aliased as `pathfinder.render` draws."""
-  s = pathfinder.SUPERSAMPLE
-  ink = pathfinder.capsules(RESOLUTION * s, scene.markers, scene.markers,
-                            pathfinder.MARKER_RADIUS)
-  return np.round(ink.reshape(RESOLUTION, s, RESOLUTION, s).mean(axis=(1, 3)) * 255).astype(
-      np.uint8)
+  ink = pathfinder.marker_ink(scene, RESOLUTION * pathfinder.SUPERSAMPLE)
+  return pathfinder.pixels(ink, RESOLUTION)
 
 
 def images(split, n, full):
@@ -56,7 +53,8 @@ def encoder(mode, positional, positional_init_std, compact_to):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
-  p.add_argument('--positional', choices=('sinusoidal', 'octave', 'learned'), default='sinusoidal')
+  p.add_argument('--positional', choices=('sinusoidal', 'octave', 'learned'),
+                 default='sinusoidal')
   p.add_argument('--positional_init_std', type=float, default=0.02,
                  help='with --positional learned (LRA: 0.02; plait default 1.0)')
   p.add_argument('--images', choices=('dots', 'full'), default='dots')
@@ -106,7 +104,8 @@ def main(argv=None):
                                     jax.random.key(i))
     if i % args.every == 0 or i == args.steps:
       seen = min(args.train, args.valid)
-      print(f'step {i}: loss {float(loss):.4f}, training images {accuracy(weights, x_train[:seen], y_train[:seen]):.1f} %, '
+      trained = accuracy(weights, x_train[:seen], y_train[:seen])
+      print(f'step {i}: loss {float(loss):.4f}, training images {trained:.1f} %, '
             f'held-out {accuracy(weights, x_valid, y_valid):.1f} %, '
             f'{time.perf_counter() - start:.0f} s', flush=True)
 

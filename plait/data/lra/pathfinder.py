@@ -189,10 +189,21 @@ def capsules(size, starts, ends, radius):
   return mask
 
 
+def marker_ink(scene, size):
+  """Bool (size, size) mask of the scene's two dots."""
+  return capsules(size, scene.markers, scene.markers, MARKER_RADIUS)
+
+
 def ink_masks(scene, size):
   """Per-contour bool (size, size) masks of the dashes, and one of the two dots (for checks)."""
   contours = [capsules(size, *_dashes(c), DASH_RADIUS) for c in scene.contours]
-  return contours, capsules(size, scene.markers, scene.markers, MARKER_RADIUS)
+  return contours, marker_ink(scene, size)
+
+
+def pixels(ink, resolution):
+  """uint8 (resolution, resolution) coverage of a bool (resolution * SUPERSAMPLE)**2 ink mask."""
+  coverage = ink.reshape(resolution, SUPERSAMPLE, resolution, SUPERSAMPLE).mean(axis=(1, 3))
+  return np.round(coverage * 255).astype(np.uint8)
 
 
 def render(scene, resolution):
@@ -201,9 +212,7 @@ def render(scene, resolution):
   size = resolution * SUPERSAMPLE
   ink = capsules(size, np.concatenate([s for s, _ in dashes]),
                  np.concatenate([e for _, e in dashes]), DASH_RADIUS)
-  ink |= capsules(size, scene.markers, scene.markers, MARKER_RADIUS)
-  coverage = ink.reshape(resolution, SUPERSAMPLE, resolution, SUPERSAMPLE).mean(axis=(1, 3))
-  return np.round(coverage * 255).astype(np.uint8)
+  return pixels(ink | marker_ink(scene, size), resolution)
 
 
 class PathfinderExamples(GeneratedExamples):
