@@ -174,13 +174,14 @@ def check_config(output_dir, config_text, overwrite=False):
 
 
 # LoopSettings as gin binds it (`LoopSettings.checkpoint_every = 500` in a config).
-ConfiguredLoopSettings = gin.external_configurable(LoopSettings, module='plait.supervised')
-_LOOP_SETTINGS_SELECTOR = 'plait.supervised.LoopSettings'
+_MODULE = 'plait.supervised'   # gin's module for train and LoopSettings
+ConfiguredLoopSettings = gin.external_configurable(LoopSettings, module=_MODULE)
+_LOOP_SETTINGS_SELECTOR = f'{_MODULE}.{LoopSettings.__name__}'
 
 
 @gin.configurable(denylist=['output_dir', 'settings', 'overwrite',
                             'fallback_to_previous_checkpoint', 'max_seconds'],
-                  module='plait.supervised')
+                  module=_MODULE)
 def train(output_dir, model=gin.REQUIRED, inputs=gin.REQUIRED, eval_inputs=None,
           loss=None, metrics=None, optimizer=None, lr_schedule=None, steps=1000,
           n_eval_batches=10, tokenizer=None, plot=True, settings=None, overwrite=False,
