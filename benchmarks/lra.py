@@ -200,7 +200,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache, variant=None
   import gin  # pylint: disable=import-outside-toplevel
   from plait.supervised import metrics_log, trainer  # pylint: disable=import-outside-toplevel
   name = parse_run_config(task, model, args, variant)
-  output_dir = os.path.join(runs_dir, name + (f'@{variant}' if variant else ''))
+  output_dir = os.path.join(runs_dir, with_variant(name, variant))
   schedule_steps = gin.query_parameter('train.steps')
   data_key = (task, data_bindings(task))
   if data_key not in data_cache:
@@ -236,6 +236,11 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache, variant=None
           'test': None if test is None else round(100 * test, 2)}
 
 
+def with_variant(name, variant):
+  """A run's directory name: `name`, or `name@variant` for a --variant run."""
+  return f'{name}@{variant}' if variant else name
+
+
 def run_bindings(args, variant=None):
   """The bindings a run adds to its shipped config: --config's, then its --variant's."""
   return list(args.config) + list(args.variants.get(variant, []))
@@ -244,7 +249,8 @@ def run_bindings(args, variant=None):
 def run_fields(args, variant=None):
   """A row's {'variant': NAME, 'bindings': [...]}, each only when there is one."""
   bindings = run_bindings(args, variant)
-  return {**({'variant': variant} if variant else {}), **({'bindings': bindings} if bindings else {})}
+  return {**({'variant': variant} if variant else {}),
+          **({'bindings': bindings} if bindings else {})}
 
 
 def data_bindings(task):
@@ -362,7 +368,7 @@ def _run_jobs(pending, running, stopping, args, share, env):
   while pending or running:
     while pending and len(running) < args.jobs:
       t, m, v = pending.pop(0)
-      out = os.path.join(args.out, 'jobs', f'{t}_{m}' + (f'@{v}' if v else ''))
+      out = os.path.join(args.out, 'jobs', with_variant(f'{t}_{m}', v))
       cmd = [sys.executable, os.path.abspath(__file__), '--tasks', t, '--models', m,
              '--accuracy_only', '--out', out, '--data_workers', str(args.data_workers)]
       cmd += ['--splits_dir', args.splits_dir] if args.splits_dir else []
@@ -483,12 +489,24 @@ def table_keys(rows, models):
   return keys
 
 
+def by_run(rows):
+  """{(task, model, variant): row} of accuracy rows (variant None: the shipped config)."""
+  return {(r['task'], r['model'], r.get('variant')): r for r in rows}
+
+
+def score(row):
+  """A row's accuracy for the tables: test, else validation; None for no row or no score."""
+  if row is None:
+    return None
+  return row['test'] if row['test'] is not None else row['val']
+
+
 def row_label(model, variant):
   return model if variant is None else f'{model} ({variant})'
 
 
 def accuracy_table(rows, tasks, models):
-  by = {(r['task'], r['model'], r.get('variant')): r for r in rows}
+  by = by_run(rows)
   head = ('| model | ' + ' | '.join(f'{t} plait (paper)' for t in tasks) +
           ' | average plait (paper) |')
   lines, notes = [head, '|' + ' --- |' * (len(tasks) + 2)], []
@@ -497,7 +515,7 @@ def accuracy_table(rows, tasks, models):
     cells, ours, theirs = [], [], []
     for t in tasks:
       r = by.get((t, m, v))
-      value = None if r is None else (r['test'] if r['test'] is not None else r['val'])
+      value = score(r)
       paper = PAPER_ACCURACY[m].get(t)
       marks = []
       if r is not None and r.get('bindings'):
@@ -564,12 +582,11 @@ def plots(out, accuracy_rows, speed_rows, tasks, models, lengths, batch):
   written = []
   if accuracy_rows:
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
-    by = {(r['task'], r['model'], r.get('variant')): r for r in accuracy_rows}
+    by = by_run(accuracy_rows)
     keys = table_keys(accuracy_rows, models)
     for ax, t in zip(axes[0], tasks):
       x = np.arange(len(keys))
-      ours = [(by[(t, *k)]['test'] if by[(t, *k)]['test'] is not None else by[(t, *k)]['val'])
-              if (t, *k) in by else 0 for k in keys]
+      ours = [score(by.get((t, *k))) for k in keys]
       paper = [PAPER_ACCURACY[m].get(t) or 0 for m, _ in keys]
       ax.bar(x - 0.2, [v or 0 for v in ours], 0.4, label='plait')
       ax.bar(x + 0.2, paper, 0.4, label='LRA paper')
