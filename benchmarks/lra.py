@@ -14,7 +14,8 @@ its own process with 1/N of the GPU's memory (compilation and input work overlap
 itself is shared). `--include` merges rows of earlier lra.json files into the tables, so a
 table can be built over several sessions; `--config` adds gin bindings to every run, and
 `--variant NAME BINDING...` (repeatable) trains every run once per named set of bindings, each
-its own run directory (lra_<task>_<model>@NAME) and table row. `--runs_dir` keeps the runs where a later session
+its own run directory (lra_<task>_<model>@NAME) and table row; in both, `{encoder}` stands for
+each model's encoder (`"{encoder}.positional = 'octave'"`). `--runs_dir` keeps the runs where a later session
 finds them: a run there with the same config resumes from its latest checkpoint (a schedule
 longer than one session, such as Pathfinder's 62.5K steps, is trained in parts). Rows trained for fewer steps than their schedule
 are footnoted. ListOps and Pathfinder are generated here (same recipe as LRA, not LRA's files);
@@ -88,12 +89,14 @@ def parse_args(argv):
   p.add_argument('--config', action='append', default=[], metavar='BINDING',
                  help='a gin binding added to every training run after the shipped config\'s, '
                       'e.g. "TransformerEncoder.positional = \'learned\'" (repeatable); kept in '
-                      "each run's config.gin and row")
+                      "each run's config.gin and row; {encoder} is each model's encoder, e.g. "
+                      '"{encoder}.dropout = 0.1"')
   p.add_argument('--variant', nargs='+', action='append', default=[],
                  metavar=('NAME', 'BINDING'),
                  help='a named variant: NAME then its gin bindings (repeatable). Every (task, '
                       'model) is trained once per variant, after --config\'s bindings, in its own '
-                      'run (runs/<config>@NAME) and table row; with --jobs side by side')
+                      'run (runs/<config>@NAME) and table row; with --jobs side by side. '
+                      '{encoder} is each model\'s encoder, as in --config')
   p.add_argument('--runs_dir', default=None,
                  help='where the runs live (default: --out/runs); a run found there with the '
                       'same config resumes from its latest checkpoint')
@@ -166,12 +169,12 @@ def parse_run_config(task, model, args, variant=None):
     bindings += ['train.n_eval_batches = 1', f'{encoder}.n_layers = 1', f'{encoder}.d_model = 16',
                  f'{encoder}.d_ff = 16', f'{encoder}.head_d_ff = 16' if task != 'retrieval'
                  else 'TwoTowerClassifier.d_ff = 16']
-  bindings += args.config + args.variants.get(variant, [])
+  bindings += run_bindings(args, model, variant)
   gin.clear_config()
   try:
     trainer.parse_config([rl_free_configs.path(name)], bindings)
   except gin_config.ConfigError as e:
-    raise SystemExit(f'lra.py: {name} with {run_bindings(args, variant)}: {e}') from None
+    raise SystemExit(f'lra.py: {name} with {run_bindings(args, model, variant)}: {e}') from None
   return name
 
 
@@ -217,7 +220,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache, variant=None
                      '\nResume it with the flags it was trained with (--steps, --smoke), '
                      'or give another --runs_dir.') from None
   except trainer.ConfigError as e:   # e.g. a --config binding that would change nothing
-    raise SystemExit(f'lra.py: {name} with {run_bindings(args, variant)}: '
+    raise SystemExit(f'lra.py: {name} with {run_bindings(args, model, variant)}: '
                      f"{trainer.without_gin_location(e)}") from None
   wall = time.perf_counter() - start
   if loop.stopped_by:   # e.g. a time limit around this script: nothing to score, stop here
@@ -229,7 +232,7 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache, variant=None
   test = test_accuracy(output_dir, task, args.test_batches, args.data_workers, data_cache,
                        args.splits_dir)
   gin.clear_config()
-  return {'task': task, 'model': model, 'config': name, **run_fields(args, variant),
+  return {'task': task, 'model': model, 'config': name, **run_fields(args, model, variant),
           'steps': loop.step,
           'schedule_steps': schedule_steps, 'wall_s': round(wall, 1),
           'val': round(100 * max(h['Accuracy'] for h in evals), 2) if evals else None,
@@ -241,14 +244,17 @@ def with_variant(name, variant):
   return f'{name}@{variant}' if variant else name
 
 
-def run_bindings(args, variant=None):
-  """The bindings a run adds to its shipped config: --config's, then its --variant's."""
-  return list(args.config) + list(args.variants.get(variant, []))
+def run_bindings(args, model, variant=None):
+  """The bindings a run of `model` adds to its shipped config: --config's, then its
+  --variant's, with `{encoder}` spelled as the model's encoder (e.g. `{encoder}.positional`:
+  `PerformerEncoder.positional` for the Performer)."""
+  return [b.replace('{encoder}', ENCODERS[model])
+          for b in list(args.config) + list(args.variants.get(variant, []))]
 
 
-def run_fields(args, variant=None):
+def run_fields(args, model, variant=None):
   """A row's {'variant': NAME, 'bindings': [...]}, each only when there is one."""
-  bindings = run_bindings(args, variant)
+  bindings = run_bindings(args, model, variant)
   return {**({'variant': variant} if variant else {}),
           **({'bindings': bindings} if bindings else {})}
 
@@ -396,7 +402,7 @@ def _run_jobs(pending, running, stopping, args, share, env):
       except (OSError, ValueError, KeyError):
         rows = []
       if proc.returncode or not rows:
-        yield {'task': t, 'model': m, **run_fields(args, v), 'val': None, 'test': None,
+        yield {'task': t, 'model': m, **run_fields(args, m, v), 'val': None, 'test': None,
                'error': f'exit {proc.returncode}; see {out}.log'}
       else:
         yield from rows

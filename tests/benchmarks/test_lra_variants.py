@@ -44,3 +44,17 @@ def test_variants_train_side_by_side_with_jobs(tmp_path):
 def test_a_bad_variant_is_a_usage_error(args, message, tmp_path):
   out = lra('--smoke', *args, '--out', str(tmp_path), check=False)
   assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+
+
+def test_encoder_in_a_binding_is_each_models_own_encoder(tmp_path):
+  """One variant spans the Transformer and the Performer: `{encoder}` is spelled per model in
+  its run's config.gin and row."""
+  lra('--smoke', '--accuracy_only', '--models', 'transformer', 'performer', '--variant', 'oct',
+      "{encoder}.positional = 'octave'", '--out', str(tmp_path))
+  rows = json.loads((tmp_path / 'lra.json').read_text())['accuracy']
+  assert {r['model']: r['bindings'] for r in rows} == {
+      'transformer': ["TransformerEncoder.positional = 'octave'"],
+      'performer': ["PerformerEncoder.positional = 'octave'"]}, rows
+  for model, encoder in (('transformer', 'TransformerEncoder'), ('performer', 'PerformerEncoder')):
+    config = (tmp_path / 'runs' / f'lra_listops_{model}_tiny@oct' / 'config.gin').read_text()
+    assert f"{encoder}.positional = 'octave'" in config, config
