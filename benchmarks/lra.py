@@ -587,16 +587,21 @@ def plots(out, accuracy_rows, speed_rows, tasks, models, lengths, batch):
     return []
   written = []
   if accuracy_rows:
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
     by = by_run(accuracy_rows)
-    keys = table_keys(accuracy_rows, models)
+    all_keys = table_keys(accuracy_rows, models)
+    # Each task's bars: the (model, variant) rows trained on it (all rows where none was).
+    task_keys = {t: [k for k in all_keys if (t, *k) in by] or all_keys for t in tasks}
+    widths = [max(4, 0.7 * len(task_keys[t])) for t in tasks]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(sum(widths), 3.8), squeeze=False,
+                             gridspec_kw={'width_ratios': widths})
     for ax, t in zip(axes[0], tasks):
+      keys = task_keys[t]
       x = np.arange(len(keys))
       ours = [score(by.get((t, *k))) for k in keys]
       paper = [PAPER_ACCURACY[m].get(t) or 0 for m, _ in keys]
       ax.bar(x - 0.2, [v or 0 for v in ours], 0.4, label='plait')
       ax.bar(x + 0.2, paper, 0.4, label='LRA paper')
-      ax.set_xticks(x, [row_label(*k) for k in keys], rotation=30)
+      ax.set_xticks(x, [row_label(*k) for k in keys], rotation=30, ha='right')
       ax.set_title(t)
       ax.set_ylabel('accuracy %')
       ax.set_ylim(0, 1.25 * max([v or 0 for v in ours] + paper + [1]))
