@@ -57,6 +57,9 @@ def test_config_builds_its_model_for_its_tasks_data(name):
   assert logits.shape == (sig.shape[0], data.N_CLASSES)
   assert gin.query_parameter('train.eval_inputs').scopes == ['eval']
   assert gin.query_parameter('eval/lra_%s_inputs.split' % task) == 'validation'
+  # Pathfinder: octave positions, which let its models read a pixel's column (docs/lra.md).
+  if task == 'pathfinder':
+    assert gin.query_parameter(f'{encoder_name}.positional') == 'octave'
 
 
 @pytest.mark.slow
