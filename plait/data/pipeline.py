@@ -238,7 +238,9 @@ class FromSequence(Source):
   """A source over a random-access sequence (list, array, tfds data source), optionally shuffled.
 
   Each epoch visits every index once; with `shuffle=True` in a permutation drawn from
-  `(seed, epoch)`. State: `{'epoch', 'index'}`, restored in O(1).
+  `(seed, epoch)`. State: `{'epoch', 'index'}`, restored in O(1). Data with a
+  `stacked(indices)` method (the batch of those items, as `stack_examples` would stack them)
+  is read a batch at a time by `Batch`.
 
   Args:
     data: anything with `len()` and integer indexing.
@@ -288,6 +290,28 @@ class _SequenceStream(Stream):
     self._index += 1
     item = self._src._data[i]
     return self._src._transform(item) if self._src._transform else item
+
+  def take(self, n):
+    """The next `n` items as one batch from the data's `stacked(indices)` (one gather where
+    `Batch` would read and stack n items one by one: 5 of a Pathfinder step's 16 ms on the
+    H200's host), or None, reading nothing, when the data has no `stacked` or a transform is
+    set. Same items, order, epochs and state as n `next()` calls."""
+    stacked = getattr(self._src._data, 'stacked', None)
+    if stacked is None or self._src._transform is not None:
+      return None
+    chunks, wanted = [], n
+    while wanted:
+      if self._index >= len(self._src):
+        if not self._src._repeat:
+          raise StopIteration
+        self._epoch, self._index = self._epoch + 1, 0
+      order = self._index_order()
+      stop = min(len(self._src), self._index + wanted)
+      chunks.append(order[self._index:stop] if order is not None
+                    else np.arange(self._index, stop))
+      wanted -= stop - self._index
+      self._index = stop
+    return stacked(np.concatenate(chunks))
 
   def get_state(self):
     return {'epoch': self._epoch, 'index': self._index}

@@ -149,6 +149,16 @@ class GeneratedExamples:
       done[i] = True
     return example(tokens[i], labels[i])
 
+  def stacked(self, indices):
+    """The examples at `indices` as one batch: int32 (n, length), int32 (n,), float32 (n,)
+    ones, equal to stacking `self[i]` for each (what FromSequence's batches read)."""
+    indices = np.asarray(indices)
+    tokens, labels, done = self._arrays()
+    for i in indices[~done[indices]]:
+      self[int(i)]
+    return (tokens[indices].astype(np.int32), labels[indices].astype(np.int32),
+            np.ones(indices.shape, np.float32))
+
   def fill(self, workers, chunk=256):
     """Makes every example not made yet, with `workers` processes (1: in this one)."""
     tokens, labels, done = self._arrays()

@@ -10,6 +10,8 @@ from plait.data.lra import listops
 from plait.data.lra import pathfinder
 from plait.data.lra import retrieval
 from plait.data.lra import text
+from plait.data.pipeline import FromSequence, Serial
+from plait.data.stages import Batch
 
 
 class Squares(common.GeneratedExamples):
@@ -130,3 +132,55 @@ def test_every_task_module_exports_the_agreed_constants():
             text: (257, 2, 4000), retrieval: (257, 2, 4000)}
   for module, constants in agreed.items():
     assert (module.VOCAB_SIZE, module.N_CLASSES, module.MAX_LENGTH) == constants, module
+
+
+
+class ItemsOnly:
+  """The same examples without `stacked`: FromSequence's batches read them one by one."""
+
+  def __init__(self, examples):
+    self._examples = examples
+
+  def __len__(self):
+    return len(self._examples)
+
+  def __getitem__(self, i):
+    return self._examples[i]
+
+
+def _squares_inputs(split, wrap=lambda examples: examples):
+  return common.LRAInputs('squares', wrap(Squares(10)), split, 4, 3, 256, 3, 3)
+
+
+@pytest.mark.parametrize('split', ['train', 'validation'])
+def test_a_batch_is_one_gather_with_the_items_epochs_and_state_of_reading_one_by_one(split):
+  """10 examples in batches of 4: batches cross epochs (train: a fresh permutation each)."""
+  gathered, one_by_one = _squares_inputs(split)(), _squares_inputs(split, ItemsOnly)()
+  states = []
+  for _ in range(7):
+    got, want = next(gathered), next(one_by_one)
+    for a, b in zip(got, want):
+      np.testing.assert_array_equal(a, b)
+      assert (a.dtype, a.shape) == (b.dtype, b.shape)
+    assert gathered.get_state() == one_by_one.get_state()
+    states.append(gathered.get_state())
+  resumed = _squares_inputs(split)()
+  resumed.set_state(states[2])
+  fresh = _squares_inputs(split, ItemsOnly)()
+  for _ in range(3):
+    next(fresh)
+  np.testing.assert_array_equal(next(resumed)[0], next(fresh)[0])
+
+
+def test_a_gather_makes_each_missing_example_once_and_stops_where_reading_would():
+  examples = Squares(10)
+  stream = Serial(FromSequence(examples), Batch(4))
+  np.testing.assert_array_equal(next(stream)[0][:, 0], [0, 1, 2, 3])
+  np.testing.assert_array_equal(next(stream)[0][:, 0], [4, 5, 6, 7])
+  with pytest.raises(StopIteration):
+    next(stream)   # 2 left: no partial batch
+  assert sorted(examples.calls) == list(range(8))   # each once; the dropped two not at all
+  assert stream.get_state()['stream'] == {'epoch': 0, 'index': 10}
+  transformed = Serial(FromSequence(Squares(4), transform=lambda ex: (ex[0] + 1, *ex[1:])),
+                       Batch(2))
+  np.testing.assert_array_equal(next(transformed)[0][:, 0], [1, 2])   # read one by one
