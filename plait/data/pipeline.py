@@ -291,7 +291,7 @@ class _SequenceStream(Stream):
     item = self._src._data[i]
     return self._src._transform(item) if self._src._transform else item
 
-  def take(self, n):
+  def next_stacked(self, n):
     """The next `n` items as one batch from the data's `stacked(indices)` (one gather where
     `Batch` would read and stack n items one by one: 5 of a Pathfinder step's 16 ms on the
     H200's host), or None, reading nothing, when the data has no `stacked` or a transform is

@@ -205,8 +205,8 @@ class _BatchStream(_PassStateStream):
     self._batch_size = batch_size
 
   def __next__(self):
-    take = getattr(self.upstream, 'take', None)   # a FromSequence stream: maybe one gather
-    batch = take(self._batch_size) if take is not None else None
+    next_stacked = getattr(self.upstream, 'next_stacked', None)   # FromSequence: one gather?
+    batch = next_stacked(self._batch_size) if next_stacked is not None else None
     if batch is not None:
       return batch
     examples = [next(self.upstream) for _ in range(self._batch_size)]

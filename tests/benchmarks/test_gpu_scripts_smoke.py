@@ -23,6 +23,7 @@ def test_attention_gpu_script_runs_every_kind_on_cpu():
   assert 'Error' not in out.split('| direction')[1], out
 
 
+@pytest.mark.slow   # 12-52 s of CPU; run with -m slow before a device session
 def test_embedding_grad_script_compares_the_three_ways_on_cpu():
   out = run(str(BENCH / 'embedding_grad_gpu.py'), '--scale', '0.001', '--reps', '1')
   rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
@@ -76,6 +77,7 @@ def test_run_all_runs_the_suite_and_prints_the_summary_table(tmp_path):
   assert '| decode TransformerLM cached vs re-run |' in out, out
 
 
+@pytest.mark.slow   # 12-52 s of CPU; run with -m slow before a device session
 def test_loop_overhead_script_times_both_loops_on_cpu():
   out = run(str(BENCH / 'loop_overhead_gpu.py'), '--tiny', '--steps', '2', '--warmup', '1',
             '--batch', '2')
@@ -133,6 +135,7 @@ def test_qr_features_gpu_script_checks_the_kernel_through_the_interpreter_on_cpu
   assert '"matrices": 4' in out and '"passed": true' in out and 'qr kernel checks ok' in out, out
 
 
+@pytest.mark.slow   # 12-52 s of CPU; run with -m slow before a device session
 def test_compaction_script_times_and_checks_both_models_on_cpu():
   out = run(str(BENCH / 'compaction_gpu.py'), '--batch', '4', '--reps', '1')
   rows = [json.loads(l) for l in out.splitlines() if l.startswith('{"model"')]
