@@ -3,13 +3,17 @@
   python benchmarks/pathfinder_dots.py --positional learned      # CPU, ~7 min: memorizes
   python benchmarks/pathfinder_dots.py --positional sinusoidal   # CPU, ~7 min: reads some
   python benchmarks/pathfinder_dots.py --positional octave       # CPU, ~7 min: reads it all
+  python benchmarks/pathfinder_dots.py --model bigbird --positional octave   # on a GPU
   python benchmarks/pathfinder_dots.py --train 64 --valid 32 --steps 2 --every 1   # smoke
 
 The images keep the two dots of each Pathfinder scene and drop every dash, and keep the
 scene's label: the dots' distance alone predicts it 80 % of the time (pathfinder_cues.py), and
-nothing else is left to read. plait's TransformerEncoder at LRA's Pathfinder size (4 layers of
-32, 4 heads, MLP 32, head MLP 32, mean pooling, black pixels masked and compacted away: ~10
-tokens an image) trains on them with Adam 1e-3, batch 256, no dropout. Prints the loss and
+nothing else is left to read. `--model`'s encoder as its shipped Pathfinder config builds it
+(lra_pathfinder_<model>.gin; the Transformer: 4 layers of 32, 4 heads, MLP 32, head MLP 32,
+mean pooling, black pixels masked), without dropout and with --positional, trains on them
+with Adam 1e-3, batch 256. The Transformer and Performer compact the lit pixels (~10 tokens
+an image); the kinds that attend by position (Reformer, BigBird, Local) see all 1,024, which
+on a CPU is slow (batch 64: BigBird ~7 s a step, Local ~1.5 s, on 2 cores). Prints the loss and
 the accuracy on training and held-out images every --every steps: a model that reads the
 positions generalizes towards 80 %; one that memorizes its images climbs on the training
 images only. --images full trains on the whole images instead (256 tokens: much slower).
@@ -22,10 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from plait import models
 from plait.data.lra import pathfinder
 
 RESOLUTION = 32
+MODELS = ('transformer', 'reformer', 'performer', 'bigbird', 'local')
+COMPACTED = ('transformer', 'performer')   # as their shipped configs (compact_to)
 
 
 def dots_image(scene):
@@ -43,16 +48,29 @@ def images(split, n, full):
           np.array([sc.label for sc in scenes], np.int32))
 
 
-def encoder(mode, positional, positional_init_std, compact_to):
-  return models.TransformerEncoder(
-      vocab_size=256, n_classes=2, d_model=32, d_ff=32, n_layers=4, n_heads=4, dropout=0.0,
-      max_len=RESOLUTION ** 2, positional=positional, pad_id=0, pooling='mean',
-      compact_to=compact_to, head_d_ff=32, mode=mode,
-      **({'positional_init_std': positional_init_std} if positional == 'learned' else {}))
+def encoder(model, mode, positional, positional_init_std, compact_to):
+  """lra_pathfinder_<model>.gin's encoder with no dropout, `positional` and, where the config
+  compacts, `compact_to` tokens."""
+  import gin  # pylint: disable=import-outside-toplevel
+  from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
+  from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
+  gin.clear_config()
+  trainer.parse_config([rl_free_configs.path(f'lra_pathfinder_{model}')], [])
+  kind = gin.query_parameter('train.model').selector
+  settings = {'dropout': 0.0, 'positional': positional,
+              **({'positional_init_std': positional_init_std} if positional == 'learned' else {}),
+              **({'compact_to': compact_to} if model in COMPACTED else {})}
+  with gin.unlock_config():
+    for name, value in settings.items():
+      gin.bind_parameter(f'{kind}.{name}', value)
+  built = gin.query_parameter('train.model').scoped_configurable_fn(mode=mode)
+  gin.clear_config()
+  return built
 
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
+  p.add_argument('--model', choices=MODELS, default='transformer')
   p.add_argument('--positional', choices=('sinusoidal', 'octave', 'learned'),
                  default='sinusoidal')
   p.add_argument('--positional_init_std', type=float, default=0.02,
@@ -73,8 +91,8 @@ def main(argv=None):
   print(f'made {args.train} + {args.valid} {args.images} images in '
         f'{time.perf_counter() - start:.0f} s; at most {lit} lit pixels, compact_to {compact_to}',
         flush=True)
-  model, eval_model = (encoder(m, args.positional, args.positional_init_std, compact_to)
-                       for m in ('train', 'eval'))
+  model, eval_model = (encoder(args.model, m, args.positional, args.positional_init_std,
+                               compact_to) for m in ('train', 'eval'))
   weights, state = model.init(jax.ShapeDtypeStruct((args.batch, RESOLUTION ** 2), jnp.int32),
                               jax.random.key(0))
   optimizer = optax.adam(1e-3)
@@ -93,8 +111,8 @@ def main(argv=None):
       jnp.argmax(eval_model.pure_fn(x, w, state, None)[0], -1) == y))
 
   def accuracy(w, x, y):
-    return 100 * sum(int(right(w, x[j:j + 500], y[j:j + 500]))
-                     for j in range(0, len(y), 500)) / len(y)
+    return 100 * sum(int(right(w, x[j:j + args.batch], y[j:j + args.batch]))
+                     for j in range(0, len(y), args.batch)) / len(y)
 
   order = np.random.default_rng(0)
   start = time.perf_counter()

@@ -28,10 +28,14 @@ def test_dots_images_are_the_rendered_dots_and_nothing_else():
   assert tokens.shape == (8, 1024) and list(labels) == [0, 1] * 4
 
 
-@pytest.mark.parametrize('positional', [pytest.param('sinusoidal', marks=pytest.mark.slow), 'octave',
-                                        pytest.param('learned', marks=pytest.mark.slow)])
-def test_pathfinder_dots_script_trains_and_scores_on_cpu(positional):
-  out = subprocess.run([sys.executable, str(SCRIPT), '--positional', positional, '--train', '64',
+@pytest.mark.parametrize('model, positional', [
+    ('transformer', 'octave'),
+    pytest.param('transformer', 'sinusoidal', marks=pytest.mark.slow),
+    pytest.param('transformer', 'learned', marks=pytest.mark.slow),
+    pytest.param('bigbird', 'octave', marks=pytest.mark.slow)])
+def test_pathfinder_dots_script_trains_and_scores_on_cpu(model, positional):
+  out = subprocess.run([sys.executable, str(SCRIPT), '--model', model, '--positional', positional,
+                        '--train', '64',
                         '--valid', '32', '--steps', '2', '--every', '1', '--batch', '16'],
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
