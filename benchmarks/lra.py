@@ -10,8 +10,8 @@ Accuracy (Table 1): each run is plait-train's own `trainer.train` on the shipped
 share of --budget_s as its time limit (the Loop evaluates and saves when it is reached); the
 best checkpoint by held-out (validation) accuracy is then scored on the whole test split
 (each example once; `--test_batches` for fewer). `--jobs N` trains N runs at once, each in
-its own process with 1/N of the GPU's memory (compilation and input work overlap; the GPU
-itself is shared). `--include` merges rows of earlier lra.json files into the tables, so a
+its own process with 1/N of --memory_fraction of the GPU's memory (compilation and input
+work overlap; the GPU itself is shared). `--include` merges rows of earlier lra.json files into the tables, so a
 table can be built over several sessions; `--config` adds gin bindings to every run, and
 `--variant NAME BINDING...` (repeatable) trains every run once per named set of bindings, each
 its own run directory (lra_<task>_<model>@NAME) and table row; in both, `{encoder}` stands for
@@ -84,8 +84,12 @@ def parse_args(argv):
   p.add_argument('--budget_s', type=float, default=None,
                  help='wall-clock seconds for all training runs together (shared evenly)')
   p.add_argument('--jobs', type=int, default=1,
-                 help='accuracy runs trained at once, each in its own process with 1/jobs of the '
-                      "GPU's memory (--budget_s is then shared per wave of runs)")
+                 help='accuracy runs trained at once, each in its own process with 1/jobs of '
+                      "--memory_fraction of the GPU's memory (--budget_s is then shared per wave "
+                      'of runs)')
+  p.add_argument('--memory_fraction', type=float, default=0.9,
+                 help="with --jobs: the share of the GPU's memory all jobs together take (e.g. "
+                      '0.6 to leave room for another program on the same GPU)')
   p.add_argument('--config', action='append', default=[], metavar='BINDING',
                  help='a gin binding added to every training run after the shipped config\'s, '
                       'e.g. "TransformerEncoder.positional = \'learned\'" (repeatable); kept in '
@@ -133,6 +137,8 @@ def parse_args(argv):
   args.models = args.models or list(MODELS)
   if args.jobs < 1:
     p.error(f'--jobs must be >= 1, got {args.jobs}')
+  if not 0 < args.memory_fraction <= 1:
+    p.error(f'--memory_fraction must be in (0, 1], got {args.memory_fraction}')
   args.variants = {}
   for name, *bindings in args.variant:
     if not re.fullmatch(r'[A-Za-z0-9_.-]+', name) or name in args.variants:
@@ -347,7 +353,8 @@ def train_in_processes(pairs, args, share):
   plait-train does), no further job starts, and this process exits once they have.
   """
   import signal  # pylint: disable=import-outside-toplevel
-  env = dict(os.environ, XLA_PYTHON_CLIENT_MEM_FRACTION=f'{0.9 / args.jobs:.3f}')
+  env = dict(os.environ,
+             XLA_PYTHON_CLIENT_MEM_FRACTION=f'{args.memory_fraction / args.jobs:.3f}')
   pending, running, stopping = list(pairs), [], []
 
   def forward(signum, _):

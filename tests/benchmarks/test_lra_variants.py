@@ -31,7 +31,8 @@ def test_each_variant_is_its_own_run_row_and_table_line(tmp_path):
 @pytest.mark.slow
 def test_variants_train_side_by_side_with_jobs(tmp_path):
   out = lra('--smoke', '--accuracy_only', '--models', 'transformer', '--jobs', '2', *VARIANTS,
-            '--out', str(tmp_path), '--runs_dir', str(tmp_path / 'kept')).stdout
+            '--memory_fraction', '0.5', '--out', str(tmp_path),
+            '--runs_dir', str(tmp_path / 'kept')).stdout
   _check_runs(tmp_path, out, runs='kept')
   assert (tmp_path / 'jobs' / 'listops_transformer@b4.log').exists()
 
@@ -40,7 +41,8 @@ def test_variants_train_side_by_side_with_jobs(tmp_path):
     (['--variant', 'a/b', 'train.steps = 1'], "'a/b' is not a new name"),
     (['--variant', 'a', 'train.steps = 1', '--variant', 'a', 'train.steps = 2'],
      "'a' is not a new name"),
-    (['--variant', 'a'], 'give at least one gin binding after the name')])
+    (['--variant', 'a'], 'give at least one gin binding after the name'),
+    (['--jobs', '2', '--memory_fraction', '0'], '--memory_fraction must be in (0, 1], got 0.0')])
 def test_a_bad_variant_is_a_usage_error(args, message, tmp_path):
   out = lra('--smoke', *args, '--out', str(tmp_path), check=False)
   assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
