@@ -410,9 +410,22 @@ def _run_jobs(pending, running, stopping, args, share, env):
         rows = []
       if proc.returncode or not rows:
         yield {'task': t, 'model': m, **run_fields(args, m, v), 'val': None, 'test': None,
-               'error': f'exit {proc.returncode}; see {out}.log'}
+               'error': job_error(proc.returncode, out + '.log')}
       else:
         yield from rows
+
+
+def job_error(returncode, log_path):
+  """A failed job's row error: its exit code, the error its log ends with, and the log."""
+  try:
+    with open(log_path, errors='replace') as f:
+      lines = [l.strip() for l in f if l.strip()]
+  except OSError:
+    lines = []
+  errors = [l for l in lines
+            if re.match(r'(lra\.py: |[\w.]+(Error|Exception|Exit)\b: )', l)]
+  last = (errors or lines or ['(empty log)'])[-1]
+  return f'exit {returncode}: {last[:300]} (log: {log_path})'
 
 
 # ----- speed -----
@@ -533,6 +546,9 @@ def accuracy_table(rows, tasks, models):
       marks = []
       if r is not None and r.get('bindings'):
         notes.append(f'{label} on {t}: trained with ' + '; '.join(r['bindings']))
+        marks.append(len(notes))
+      if r is not None and 'error' in r:
+        notes.append(f'{label} on {t}: failed, {r["error"]}')
         marks.append(len(notes))
       if r is not None and r.get('schedule_steps') and r.get('steps', 0) < r['schedule_steps']:
         notes.append(f'{label} on {t}: {r["steps"]} of the schedule\'s {r["schedule_steps"]} '
@@ -716,6 +732,11 @@ def main(argv=None):
                   lengths, 2 if args.smoke else 32)
   print('\n'.join(text))
   print(f'wrote {path}, lra.md' + ''.join(f', {w}' for w in written))
+  failed = [r for r in results['accuracy'] if 'error' in r and 'included_from' not in r]
+  if failed:
+    raise SystemExit(f'lra.py: {len(failed)} training run(s) failed (the table footnotes '
+                     'say why): ' + '; '.join(f'{r["task"]} {row_label(r["model"], r.get("variant"))}'
+                                              for r in failed))
   return results
 
 

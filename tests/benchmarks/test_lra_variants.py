@@ -60,3 +60,22 @@ def test_encoder_in_a_binding_is_each_models_own_encoder(tmp_path):
   for model, encoder in (('transformer', 'TransformerEncoder'), ('performer', 'PerformerEncoder')):
     config = (tmp_path / 'runs' / f'lra_listops_{model}_tiny@oct' / 'config.gin').read_text()
     assert f"{encoder}.positional = 'octave'" in config, config
+
+
+@pytest.mark.slow
+def test_a_failed_job_is_footnoted_with_its_error_and_the_script_exits_1(tmp_path):
+  out = lra('--smoke', '--accuracy_only', '--models', 'transformer', '--jobs', '2',
+            '--variant', 'ok', 'multifactor.constant = 0.0005',
+            '--variant', 'bad', '{encoder}.no_such_argument = 1', '--out', str(tmp_path),
+            check=False)
+  assert out.returncode == 1, out.stderr[-3000:]
+  assert 'lra.py: 1 training run(s) failed' in out.stderr and 'listops transformer (bad)' in (
+      out.stderr), out.stderr[-3000:]
+  rows = {r['variant']: r for r in json.loads((tmp_path / 'lra.json').read_text())['accuracy']}
+  assert 'error' not in rows['ok'] and rows['ok']['test'] is not None, rows
+  error = rows['bad']['error']
+  assert error.startswith('exit 1: lra.py: lra_listops_transformer_tiny with '
+                          "['TransformerEncoder.no_such_argument = 1']"), error
+  table = (tmp_path / 'lra.md').read_text()
+  assert '| transformer (bad) | — [' in table and 'transformer (bad) on listops: failed, exit 1' in (
+      table), table
