@@ -30,7 +30,6 @@ from plait.data.lra import pathfinder
 
 RESOLUTION = 32
 MODELS = ('transformer', 'reformer', 'performer', 'bigbird', 'local')
-COMPACTED = ('transformer', 'performer')   # as their shipped configs (compact_to)
 
 
 def dots_image(scene):
@@ -59,7 +58,7 @@ def encoder(model, mode, positional, positional_init_std, compact_to):
   kind = gin.query_parameter('train.model').selector
   settings = {'dropout': 0.0, 'positional': positional,
               **({'positional_init_std': positional_init_std} if positional == 'learned' else {}),
-              **({'compact_to': compact_to} if model in COMPACTED else {})}
+              **({'compact_to': compact_to} if f'{kind}.compact_to' in gin.config_str() else {})}
   with gin.unlock_config():
     for name, value in settings.items():
       gin.bind_parameter(f'{kind}.{name}', value)
