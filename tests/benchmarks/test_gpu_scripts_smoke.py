@@ -1,22 +1,19 @@
 """The GPU benchmark scripts still run (tiny sizes on CPU; numbers meaningless, no timing asserts)."""
 import json
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-BENCH = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks'
+from tests.benchmarks.scripts import BENCH, run_script
 
 
-def run(*args):
-  out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=900)
-  assert out.returncode == 0, out.stderr[-3000:]
-  return out.stdout
+def run(name, *args):
+  return run_script(name, *args, timeout=900).stdout
 
 
 def test_attention_gpu_script_runs_every_kind_on_cpu():
-  out = run(str(BENCH / 'attention_gpu.py'), '--lengths', '512', '--causal', 'causal',
+  out = run('attention_gpu.py', '--lengths', '512', '--causal', 'causal',
             '--kinds', 'xla', 'lsh', 'favor', 'block_sparse', '--budget_s', '0')
   for kind in ('xla', 'lsh', 'favor', 'block_sparse'):
     assert f'| causal | 512 | {kind} |' in out
@@ -25,7 +22,7 @@ def test_attention_gpu_script_runs_every_kind_on_cpu():
 
 @pytest.mark.slow   # 12-52 s of CPU; run with -m slow before a device session
 def test_embedding_grad_script_compares_the_three_ways_on_cpu():
-  out = run(str(BENCH / 'embedding_grad_gpu.py'), '--scale', '0.001', '--reps', '1')
+  out = run('embedding_grad_gpu.py', '--scale', '0.001', '--reps', '1')
   rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
   assert len(rows) == 18 and not any('error' in r for r in rows), out
   # float32 sums: within bf16's final rounding of the float64 sum
@@ -35,20 +32,20 @@ def test_embedding_grad_script_compares_the_three_ways_on_cpu():
 @pytest.mark.slow
 @pytest.mark.parametrize('section', ['mfu', 'decode', 'long_lm'])
 def test_models_gpu_script_runs_tiny_on_cpu(section):
-  out = run(str(BENCH / 'models_gpu.py'), section, '--tiny', '--reps', '1')
+  out = run('models_gpu.py', section, '--tiny', '--reps', '1')
   assert '"error"' not in out, out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('section', ['train', 'decode', 'config'])
 def test_profile_gpu_script_traces_and_summarizes_on_cpu(section):
-  out = run(str(BENCH / 'profile_gpu.py'), section, '--tiny', '--steps', '1',
+  out = run('profile_gpu.py', section, '--tiny', '--steps', '1',
             '--decode_tokens', '4', '--config', 'lra_pathfinder_local_tiny')
   assert '"wall_ms_per_step"' in out and '| kernel |' in out
 
 
 def test_decode_attention_script_checks_and_times_the_xla_variants_on_cpu():
-  out = run(str(BENCH / 'decode_attention_gpu.py'), '--batch', '1', '--heads', '2',
+  out = run('decode_attention_gpu.py', '--batch', '1', '--heads', '2',
             '--max_len', '128', '--layers', '1', '--positions', '50', '--reps', '1',
             '--only', 'einsum_masked (current)', 'split_k16', 'dpa_xla_seqlens')
   rows = [l for l in out.splitlines() if l.startswith('| ') and '| 50 |' in l]
@@ -66,20 +63,20 @@ def test_novel_gpu_script_trains_evaluates_and_samples_both_models_on_cpu(tmp_pa
 
 @pytest.mark.slow
 def test_image_gpu_script_trains_scores_and_saves_a_grid_on_cpu(tmp_path):
-  out = run(str(BENCH / 'image_gpu.py'), '--tiny', '--out', str(tmp_path))
+  out = run('image_gpu.py', '--tiny', '--out', str(tmp_path))
   assert '| ImageReformerLM' in out and (tmp_path / 'completions.png').exists()
 
 
 @pytest.mark.slow
 def test_run_all_runs_the_suite_and_prints_the_summary_table(tmp_path):
-  out = run(str(BENCH / 'run_all.py'), '--tiny', '--out', str(tmp_path))
+  out = run('run_all.py', '--tiny', '--out', str(tmp_path))
   assert '| benchmark | measured | target |' in out
   assert '| decode TransformerLM cached vs re-run |' in out, out
 
 
 @pytest.mark.slow   # 12-52 s of CPU; run with -m slow before a device session
 def test_loop_overhead_script_times_both_loops_on_cpu():
-  out = run(str(BENCH / 'loop_overhead_gpu.py'), '--tiny', '--steps', '2', '--warmup', '1',
+  out = run('loop_overhead_gpu.py', '--tiny', '--steps', '2', '--warmup', '1',
             '--batch', '2')
   row = [l for l in out.splitlines() if 'duplication ReformerLM' in l]
   assert len(row) == 1 and float(row[0].split('|')[-2]) > 0, out
@@ -89,7 +86,7 @@ def test_loop_overhead_script_times_both_loops_on_cpu():
 def test_lra_script_trains_scores_times_and_tabulates_on_cpu(tmp_path):
   """--smoke: ListOps with the tiny Transformer and Performer configs, 2 steps each through
   plait-train's train(), test accuracy from the best checkpoint, one speed length."""
-  out = run(str(BENCH / 'lra.py'), '--smoke', '--out', str(tmp_path))
+  out = run('lra.py', '--smoke', '--out', str(tmp_path))
   results = json.loads((tmp_path / 'lra.json').read_text())
   assert [(r['task'], r['model'], r['steps']) for r in results['accuracy']] == [
       ('listops', 'transformer', 2), ('listops', 'performer', 2)]
@@ -110,7 +107,7 @@ def test_lra_script_trains_in_processes_and_merges_earlier_rows(tmp_path):
   earlier.write_text(json.dumps({'accuracy': [row], 'speed': []}))
   before = earlier.read_text()
   out_dir = tmp_path / 'out'
-  out = run(str(BENCH / 'lra.py'), '--smoke', '--accuracy_only', '--jobs', '2', '--include',
+  out = run('lra.py', '--smoke', '--accuracy_only', '--jobs', '2', '--include',
             str(earlier), '--out', str(out_dir))
   results = json.loads((out_dir / 'lra.json').read_text())
   trained = [r for r in results['accuracy'] if 'included_from' not in r]
@@ -123,7 +120,7 @@ def test_lra_script_trains_in_processes_and_merges_earlier_rows(tmp_path):
 
 @pytest.mark.slow
 def test_favor_causal_gpu_script_runs_through_the_interpreter_on_cpu():
-  out = run(str(BENCH / 'favor_causal_gpu.py'), '--interpret', '--skip_checks', '--lengths',
+  out = run('favor_causal_gpu.py', '--interpret', '--skip_checks', '--lengths',
             '128', '--budget_s', '0')
   for kind in ('favor_pallas', 'favor_xla', 'product-core-pallas', 'states-fwd'):
     assert f'| causal | 128 | {kind} | ' in out
@@ -131,13 +128,13 @@ def test_favor_causal_gpu_script_runs_through_the_interpreter_on_cpu():
 
 
 def test_qr_features_gpu_script_checks_the_kernel_through_the_interpreter_on_cpu():
-  out = run(str(BENCH / 'qr_features_gpu.py'), '--interpret', '--heads', '1')
+  out = run('qr_features_gpu.py', '--interpret', '--heads', '1')
   assert '"matrices": 4' in out and '"passed": true' in out and 'qr kernel checks ok' in out, out
 
 
 @pytest.mark.slow   # 12-52 s of CPU; run with -m slow before a device session
 def test_compaction_script_times_and_checks_both_models_on_cpu():
-  out = run(str(BENCH / 'compaction_gpu.py'), '--batch', '4', '--reps', '1')
+  out = run('compaction_gpu.py', '--batch', '4', '--reps', '1')
   rows = [json.loads(l) for l in out.splitlines() if l.startswith('{"model"')]
   assert [(r['model'], r['way']) for r in rows] == [
       (m, w) for m in ('transformer', 'performer') for w in ('full', 'compact')]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.benchmarks.lra_cli import BENCH, lra
+from tests.benchmarks.scripts import BENCH, lra
 
 
 def test_tables_from_earlier_files_name_their_devices_and_rows(tmp_path):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tests.benchmarks.lra_cli import lra
+from tests.benchmarks.scripts import lra
 
 VARIANTS = ['--variant', 'lr5e-4', 'multifactor.constant = 0.0005',
             '--variant', 'b4', 'lra_listops_inputs.batch_size = 4']

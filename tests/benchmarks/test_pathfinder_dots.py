@@ -1,15 +1,13 @@
 """benchmarks/pathfinder_dots.py: the dots-only images, and the script runs (tiny)."""
 import importlib.util
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from plait.data.lra import pathfinder
+from tests.benchmarks.scripts import BENCH, assert_scored_steps, run_script
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks' / 'pathfinder_dots.py'
+SCRIPT = BENCH / 'pathfinder_dots.py'
 _SPEC = importlib.util.spec_from_file_location('pathfinder_dots', SCRIPT)
 dots = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(dots)
@@ -34,11 +32,7 @@ def test_dots_images_are_the_rendered_dots_and_nothing_else():
     pytest.param('transformer', 'learned', marks=pytest.mark.slow),
     pytest.param('bigbird', 'octave', marks=pytest.mark.slow)])
 def test_pathfinder_dots_script_trains_and_scores_on_cpu(model, positional):
-  out = subprocess.run([sys.executable, str(SCRIPT), '--model', model, '--positional', positional,
-                        '--train', '64',
-                        '--valid', '32', '--steps', '2', '--every', '1', '--batch', '16'],
-                       capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-  steps = [l for l in out.stdout.splitlines() if l.startswith('step ')]
-  assert [l.split(':')[0] for l in steps] == ['step 1', 'step 2'], out.stdout
-  assert all('held-out' in l and '%' in l for l in steps), out.stdout
+  out = run_script('pathfinder_dots.py', '--model', model, '--positional', positional,
+                   '--train', '64', '--valid', '32', '--steps', '2', '--every', '1',
+                   '--batch', '16')
+  assert_scored_steps(out.stdout, 'held-out')
