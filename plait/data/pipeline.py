@@ -280,11 +280,15 @@ class _SequenceStream(Stream):
       self._order_epoch = self._epoch
     return self._order
 
-  def __next__(self):
+  def _turn_epoch_if_done(self):
+    """At the end of an epoch: the next one (StopIteration if the source does not repeat)."""
     if self._index >= len(self._src):
       if not self._src._repeat:
         raise StopIteration
       self._epoch, self._index = self._epoch + 1, 0
+
+  def __next__(self):
+    self._turn_epoch_if_done()
     order = self._index_order()
     i = int(order[self._index]) if order is not None else self._index
     self._index += 1
@@ -301,10 +305,7 @@ class _SequenceStream(Stream):
       return None
     chunks, wanted = [], n
     while wanted:
-      if self._index >= len(self._src):
-        if not self._src._repeat:
-          raise StopIteration
-        self._epoch, self._index = self._epoch + 1, 0
+      self._turn_epoch_if_done()
       order = self._index_order()
       stop = min(len(self._src), self._index + wanted)
       chunks.append(order[self._index:stop] if order is not None
