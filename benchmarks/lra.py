@@ -11,15 +11,16 @@ share of --budget_s as its time limit (the Loop evaluates and saves when it is r
 best checkpoint by held-out (validation) accuracy is then scored on the whole test split
 (each example once; `--test_batches` for fewer). `--jobs N` trains N runs at once, each in
 its own process with 1/N of --memory_fraction of the GPU's memory (compilation and input
-work overlap; the GPU itself is shared). `--include` merges rows of earlier lra.json files into the tables, so a
-table can be built over several sessions; `--config` adds gin bindings to every run, and
-`--variant NAME BINDING...` (repeatable) trains every run once per named set of bindings, each
-its own run directory (lra_<task>_<model>@NAME) and table row; in both, `{encoder}` stands for
-each model's encoder (`"{encoder}.positional = 'octave'"`). `--runs_dir` keeps the runs where a later session
-finds them: a run there with the same config resumes from its latest checkpoint (a schedule
-longer than one session, such as Pathfinder's 62.5K steps, is trained in parts). Rows trained for fewer steps than their schedule
-are footnoted. ListOps and Pathfinder are generated here (same recipe as LRA, not LRA's files);
-Image, Text and Retrieval run when their data is prepared (docs/lra.md, "Data").
+work overlap; the GPU itself is shared). `--include` merges rows of earlier lra.json files
+into the tables, so a table can be built over several sessions; `--config` adds gin bindings
+to every run, and `--variant NAME BINDING...` (repeatable) trains every run once per named
+set of bindings, each its own run directory (lra_<task>_<model>@NAME) and table row; in both,
+`{encoder}` stands for each model's encoder (`"{encoder}.positional = 'octave'"`).
+`--runs_dir` keeps the runs where a later session finds them: a run there with the same
+config resumes from its latest checkpoint (a schedule longer than one session, such as
+Pathfinder's 62.5K steps, is trained in parts). Rows trained for fewer steps than their
+schedule are footnoted. ListOps and Pathfinder are generated here (same recipe as LRA, not
+LRA's files); Image, Text and Retrieval run when their data is prepared (docs/lra.md, "Data").
 
 Speed (Table 2): for each length (byte-level text: vocab 257, batch 32, the Text config's
 4 layers of d_model 256), every kind's jitted train step (`train_step.make_train_step`, the step
@@ -734,9 +735,9 @@ def main(argv=None):
   print(f'wrote {path}, lra.md' + ''.join(f', {w}' for w in written))
   failed = [r for r in results['accuracy'] if 'error' in r and 'included_from' not in r]
   if failed:
+    runs = '; '.join(f'{r["task"]} {row_label(r["model"], r.get("variant"))}' for r in failed)
     raise SystemExit(f'lra.py: {len(failed)} training run(s) failed (the table footnotes '
-                     'say why): ' + '; '.join(f'{r["task"]} {row_label(r["model"], r.get("variant"))}'
-                                              for r in failed))
+                     f'say why): {runs}')
   return results
 
 
