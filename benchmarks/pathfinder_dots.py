@@ -11,8 +11,8 @@ scene's label: the dots' distance alone predicts it 80 % of the time (pathfinder
 nothing else is left to read. `--model`'s encoder as its shipped Pathfinder config builds it
 (lra_pathfinder_<model>.gin; the Transformer: 4 layers of 32, 4 heads, MLP 32, head MLP 32,
 mean pooling, black pixels masked), without dropout and with --positional, trains on them
-with Adam 1e-3, batch 256. The Transformer and Performer compact the lit pixels (~10 tokens
-an image); the kinds that attend by position (Reformer, BigBird, Local) see all 1,024, which
+with Adam 1e-3, batch 256. The Transformer, Performer and Reformer compact the lit pixels
+(~10 tokens an image); the kinds that attend by position (BigBird, Local) see all 1,024, which
 on a CPU is slow (batch 64: BigBird ~7 s a step, Local ~1.5 s, on 2 cores). Prints the loss and
 the accuracy on training and held-out images every --every steps: a model that reads the
 positions generalizes towards 80 %; one that memorizes its images climbs on the training
@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from plait.data.lra import pathfinder
+from shipped import binds, shipped_model  # pylint: disable=g-bad-import-order
 
 RESOLUTION = 32
 MODELS = ('transformer', 'reformer', 'performer', 'bigbird', 'local')
@@ -50,21 +51,11 @@ def images(split, n, full):
 def encoder(model, mode, positional, positional_init_std, compact_to):
   """lra_pathfinder_<model>.gin's encoder with no dropout, `positional` and, where the config
   compacts, `compact_to` tokens."""
-  import gin  # pylint: disable=import-outside-toplevel
-  from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
-  from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
-  gin.clear_config()
-  trainer.parse_config([rl_free_configs.path(f'lra_pathfinder_{model}')], [])
-  kind = gin.query_parameter('train.model').selector
+  config = f'lra_pathfinder_{model}'
   settings = {'dropout': 0.0, 'positional': positional,
               **({'positional_init_std': positional_init_std} if positional == 'learned' else {}),
-              **({'compact_to': compact_to} if f'{kind}.compact_to' in gin.config_str() else {})}
-  with gin.unlock_config():
-    for name, value in settings.items():
-      gin.bind_parameter(f'{kind}.{name}', value)
-  built = gin.query_parameter('train.model').scoped_configurable_fn(mode=mode)
-  gin.clear_config()
-  return built
+              **({'compact_to': compact_to} if binds(config, 'compact_to') else {})}
+  return shipped_model(config, mode, **settings)
 
 
 def main(argv=None):

@@ -1,9 +1,21 @@
-"""The benchmark scripts as a user runs them (a fresh Python each), for tests/benchmarks."""
+"""The benchmark scripts as a user runs them (a fresh Python each), or imported for their
+functions, for tests/benchmarks."""
+import importlib.util
 import pathlib
 import subprocess
 import sys
 
 BENCH = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks'
+
+
+def load_script(name):
+  """benchmarks/`name` imported as a module (its sibling imports resolve, as when it runs)."""
+  if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+  spec = importlib.util.spec_from_file_location(name.removesuffix('.py'), BENCH / name)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def run_script(name, *args, check=True, timeout=600):

@@ -1,13 +1,9 @@
 """benchmarks/pathfinder_cues.py: the dot-distance cue and the dots' own pixel values."""
-import importlib.util
-import pathlib
-
 import numpy as np
 
-_PATH = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks' / 'pathfinder_cues.py'
-_SPEC = importlib.util.spec_from_file_location('pathfinder_cues', _PATH)
-cues = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(cues)
+from tests.benchmarks.scripts import load_script
+
+cues = load_script('pathfinder_cues.py')
 
 
 def test_distance_accuracy_is_scored_on_the_half_it_was_not_fitted_on():

@@ -1,16 +1,11 @@
 """benchmarks/pathfinder_dots.py: the dots-only images, and the script runs (tiny)."""
-import importlib.util
-
 import numpy as np
 import pytest
 
 from plait.data.lra import pathfinder
-from tests.benchmarks.scripts import BENCH, assert_scored_steps, run_script
+from tests.benchmarks.scripts import assert_scored_steps, load_script, run_script
 
-SCRIPT = BENCH / 'pathfinder_dots.py'
-_SPEC = importlib.util.spec_from_file_location('pathfinder_dots', SCRIPT)
-dots = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(dots)
+dots = load_script('pathfinder_dots.py')
 
 
 def test_dots_images_are_the_rendered_dots_and_nothing_else():

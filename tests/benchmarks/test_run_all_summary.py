@@ -1,12 +1,9 @@
 """run_all.py's summary table reads each benchmark's JSON into (what, measured, target) rows."""
-import importlib.util
 import json
-import pathlib
 
-_PATH = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks' / 'run_all.py'
-_SPEC = importlib.util.spec_from_file_location('run_all', _PATH)
-run_all = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(run_all)
+from tests.benchmarks.scripts import load_script
+
+run_all = load_script('run_all.py')
 
 
 def test_long_lm_rows_give_each_kind_against_the_transformer_and_skip_the_baseline(tmp_path):
