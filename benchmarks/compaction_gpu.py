@@ -2,14 +2,14 @@
 
   python benchmarks/compaction_gpu.py            # one JSON line per (model, way), then a table
 
-The shipped Pathfinder configs' Transformer and Performer encoders (batch 512, real images
-from the validation split) in two ways: `full` (1,024 positions, black pixels masked) and
-`compact` (compact_to=256, as the configs now run). Timed: fwd+bwd of the
-mean cross-entropy in bf16 (weights cast, as LoopSettings.compute_dtype does). Checked: the
-largest logit difference of `compact` against `full`, in float32 and in bf16.
+The shipped Pathfinder configs' encoders that compact (Transformer, Performer, Reformer;
+batch 512, real images from the validation split) in two ways: `full` (1,024 positions,
+black pixels masked) and `compact` (the config's compact_to = 256, as it runs). Timed: fwd+bwd
+of the mean cross-entropy in bf16 (weights cast, as LoopSettings.compute_dtype does), train
+mode. Checked: the largest logit difference of `compact` against `full` in eval mode (no
+dropout, fixed hash rotations), in float32 and in bf16.
 """
 import argparse
-import functools
 import json
 
 import jax
@@ -18,23 +18,17 @@ import numpy as np
 
 from bench_rows import median_ms  # pylint: disable=g-bad-import-order
 from plait import layers as tl
-from plait import models
 from plait.data.lra.pathfinder import PathfinderExamples
 from plait.layers.metrics import cross_entropy
+from shipped import shipped_model  # pylint: disable=g-bad-import-order
 
-# The configs' model settings (plait/rl_free_configs/lra_pathfinder_{transformer,performer}.gin).
-COMMON = dict(vocab_size=256, n_classes=2, d_model=32, d_ff=32, n_layers=4, max_len=1024,
-              dropout=0.2, pad_id=0, pooling='mean', head_d_ff=32)
-MODELS = {
-    'transformer': functools.partial(models.TransformerEncoder, n_heads=4, **COMMON),
-    'performer': functools.partial(models.PerformerEncoder, n_heads=8, nb_features=256,
-                                   recompute_features=False, **COMMON),
-}
+MODELS = ('transformer', 'performer', 'reformer')   # the kinds whose configs bind compact_to
 WAYS = ('full', 'compact')
 
 
 def build(name, way, mode):
-  return MODELS[name](mode=mode, compact_to=None if way == 'full' else 256)
+  return shipped_model(f'lra_pathfinder_{name}', mode,
+                       **({'compact_to': None} if way == 'full' else {}))
 
 
 def images(batch, resolution=32):
@@ -77,7 +71,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--batch', type=int, default=512)
   parser.add_argument('--reps', type=int, default=20)
-  parser.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
+  parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
   args = parser.parse_args()
   tokens, targets = images(args.batch)
   lit = np.count_nonzero(tokens, axis=1)

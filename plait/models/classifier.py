@@ -106,7 +106,7 @@ def encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_h
   n_classes: None returns the pooled features (B, d_model) (a tower, no head).
   compact_to: None, or the positions kept per sequence after gathering its real tokens to
     the front (plait.models.compaction): the same logits for less work when most tokens are
-    padding. Needs pad_id and attention that ignores where padding sits (dense, FAVOR+).
+    padding. Needs pad_id and attention that ignores where padding sits (dense, FAVOR+, LSH).
   positional_init_std: with positional='learned', the table's initial std (None: 1.0).
   """
   if pooling not in POOLINGS:
@@ -147,7 +147,7 @@ def _check_compactable(name, pad_id, encoder_blocks):
   if wrong or len(found) != len(encoder_blocks):
     raise ValueError(
         f'{name}: compact_to is exact only when every layer\'s attention ignores where the '
-        f'padding sits (dense or FAVOR+ attention: AttentionKind.compactable); '
+        f'padding sits (dense, FAVOR+ or LSH attention: AttentionKind.compactable); '
         + (f'these do not: {wrong}.' if wrong else
            f'found {len(found)} plait attention layers in {len(encoder_blocks)} blocks.'))
 

@@ -91,13 +91,14 @@ def ReformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_laye
                     n_heads=8, max_len=2048, dropout=0.1, n_hashes=2, n_buckets=32,
                     chunk_len=64, n_chunks_before=1, n_chunks_after=0,
                     positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
-                    scan_layers=False, pooling='mean', head_d_ff=0, positional_init_std=None):
+                    scan_layers=False, pooling='mean', head_d_ff=0, compact_to=None,
+                    positional_init_std=None):
   """Encoder classifier with bidirectional LSH attention: ids (B, L) -> logits (B, n_classes).
 
   n_hashes, n_buckets, chunk_len, n_chunks_before, n_chunks_after: see LSHKind (padding
   tokens are masked out of every bucket; lengths are padded to chunk_len automatically).
-  pad_id, pooling, head_d_ff, n_classes=None, scan_layers, positional_init_std: see
-  TransformerEncoder.
+  pad_id, pooling, head_d_ff, n_classes=None, scan_layers, compact_to, positional_init_std:
+  see TransformerEncoder (padding sorts after every bucket, so compaction is exact here too).
 
     >>> model = ReformerEncoder(vocab_size=20, n_classes=10, n_buckets=32, chunk_len=64)
   """
@@ -108,4 +109,4 @@ def ReformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_laye
   return classifier.encoder_classifier(
       'ReformerEncoder', vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len,
       dropout, attention, positional, activation, pad_id, mode, scan_layers, pooling, head_d_ff,
-      positional_init_std=positional_init_std)
+      compact_to=compact_to, positional_init_std=positional_init_std)

@@ -133,9 +133,9 @@ def test_qr_features_gpu_script_checks_the_kernel_through_the_interpreter_on_cpu
 
 
 @pytest.mark.slow   # 12-52 s of CPU; run with -m slow before a device session
-def test_compaction_script_times_and_checks_both_models_on_cpu():
+def test_compaction_script_times_and_checks_every_compacting_model_on_cpu():
   out = run('compaction_gpu.py', '--batch', '4', '--reps', '1')
   rows = [json.loads(l) for l in out.splitlines() if l.startswith('{"model"')]
   assert [(r['model'], r['way']) for r in rows] == [
-      (m, w) for m in ('transformer', 'performer') for w in ('full', 'compact')]
+      (m, w) for m in ('transformer', 'performer', 'reformer') for w in ('full', 'compact')]
   assert all(r['max_logit_diff_float32'] < 1e-4 for r in rows if r['way'] != 'full'), out

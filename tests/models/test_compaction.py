@@ -21,6 +21,9 @@ TINY = dict(vocab_size=helpers.VOCAB, n_classes=3, d_model=16, d_ff=32, n_layers
 ENCODERS = {
     'TransformerEncoder': models.TransformerEncoder,
     'PerformerEncoder': functools.partial(models.PerformerEncoder, nb_features=8),
+    # 4 buckets, chunks of 4: the real tokens span several chunks in both lengths (48 and 12).
+    'ReformerEncoder': functools.partial(models.ReformerEncoder, n_hashes=2, n_buckets=4,
+                                         chunk_len=4),
 }
 
 
@@ -46,8 +49,8 @@ def loss_and_grads(model, weights, state, tokens, targets, rng):
 @pytest.mark.parametrize('name', sorted(ENCODERS))
 @pytest.mark.parametrize('pooling', ['mean', 'cls'])
 def test_compacted_encoder_equals_the_full_length_one_values_and_gradients(name, pooling):
-  """Train mode (features redrawn from the rng for FAVOR+), 48 positions with at most 11
-  real tokens, compacted to 12: logits, loss and every weight's gradient agree."""
+  """Train mode (features and hash rotations redrawn from the rng), 48 positions with at
+  most 11 real tokens, compacted to 12: logits, loss and every weight's gradient agree."""
   tokens = sparse_tokens(4, 48, most=11, seed=0)
   targets = np.array([0, 1, 2, 1], np.int32)
   build = functools.partial(ENCODERS[name], **TINY, pooling=pooling, mode='train')
@@ -130,7 +133,7 @@ def test_compaction_keeps_the_weights_tree_and_names_so_checkpoints_carry_over()
 @pytest.mark.parametrize('kwargs, message', [
     (dict(compact_to=12, pad_id=None), 'needs pad_id'),
     (dict(compact_to=12, attention_type='chunked'), r"these do not: \['ChunkedSelfAttention'\]"),
-    (dict(compact_to=12, attention_type=['dense', 'lsh']), 'these do not'),
+    (dict(compact_to=12, attention_type=['dense', 'block_sparse']), 'these do not'),
     (dict(compact_to=0), 'compact_to must be a positive int'),
     (dict(compact_to=True), 'compact_to must be a positive int'),
     (dict(compact_to=12.0), 'compact_to must be a positive int'),

@@ -125,7 +125,8 @@ class AttentionKind:
   shared_qk = False  # True (LSH): no K projection; `attend` gets k=None and uses q as keys.
   name = None        # Short name for the layer's repr; defaults to the class name.
   # True when a real token's output depends on the real tokens alone (their vectors, in
-  # order), not on their positions or on the padding between them: then an encoder may
+  # order), not on their positions or on the padding between them (dense, FAVOR+, LSH
+  # attention; not position-based kinds such as chunked or block-sparse): then an encoder may
   # gather the real tokens into a shorter sequence exactly (plait.models.compaction).
   compactable = False
 

@@ -76,6 +76,9 @@ class LSHKind(AttentionKind):
   """
 
   shared_qk = True
+  # Buckets are per token and padding sorts after every bucket: the real tokens fill the same
+  # chunks, in the same order, wherever the padding sat (positions matter only as order).
+  compactable = True
 
   def __init__(self, n_hashes=1, n_buckets=64, chunk_len=64, n_chunks_before=1,
                n_chunks_after=0, causal=False, hash_seed=0, chunks_per_block='auto',
