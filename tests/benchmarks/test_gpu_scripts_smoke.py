@@ -139,3 +139,17 @@ def test_compaction_script_times_and_checks_every_compacting_model_on_cpu():
   assert [(r['model'], r['way']) for r in rows] == [
       (m, w) for m in ('transformer', 'performer', 'reformer') for w in ('full', 'compact')]
   assert all(r['max_logit_diff_float32'] < 1e-4 for r in rows if r['way'] != 'full'), out
+
+
+@pytest.mark.slow   # ~45 s of CPU; run with -m slow before a device session
+def test_pathfinder_kernels_script_compares_and_trains_each_implementation_on_cpu():
+  """The tiny BigBird config, XLA and the kernel through the interpreter: the same loss at
+  the first step (the same attention), both scored."""
+  out = run('pathfinder_kernels_gpu.py', '--config', 'lra_pathfinder_bigbird_tiny',
+            '--implementations', 'xla', 'interpret', '--batch', '4', '--steps', '2', '--every',
+            '1', '--n_examples', '64', '--valid_batches', '2')
+  assert 'bf16 interpret vs float32 xla: whole gradient' in out, out
+  first = {l.split()[0]: float(l.split('loss ')[1].split(',')[0])
+           for l in out.splitlines() if ' step 1: loss ' in l}
+  assert set(first) == {'xla', 'interpret'} and abs(first['xla'] - first['interpret']) < 1e-2
+  assert sum(' step 2: ' in l and 'validation' in l for l in out.splitlines()) == 2, out

@@ -1,0 +1,134 @@
+"""Does a Pathfinder model learn the same on its GPU attention kernels as on XLA?
+
+  python benchmarks/pathfinder_kernels_gpu.py --config lra_pathfinder_bigbird --steps 3000
+  python benchmarks/pathfinder_kernels_gpu.py --config lra_pathfinder_bigbird_tiny \
+      --implementations xla interpret --batch 4 --steps 2 --every 1 --n_examples 64   # CPU
+
+The config's model as shipped (dropout, positions, padding mask, compaction), its attention
+layers switched between implementations ('auto': the Pallas kernels on a GPU; 'xla';
+'interpret': the kernels through the Pallas interpreter, any backend, slow).
+(1) One validation batch (eval mode, up to 128 images): the loss and gradients in bf16 (the
+trainer's cast) per implementation against float32 XLA: the whole gradient's relative error
+and its worst leaves (a key-projection bias has no true gradient: its relative error is
+noise). (2) Training from the same initial weights on the same batches once per
+implementation, with the Pathfinder configs' optimizer (AdamW b2 0.98, 1e-3 after a linear
+warm-up of 312 steps, cosine decay over 62,500): mean loss and gradient norm and the
+validation accuracy every --every steps. Kernels that compute the same attention train the
+same way up to bf16 rounding.
+"""
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from plait import layers as tl
+from plait.data.lra import lra_pathfinder_inputs
+from plait.layers.base import walk_layers
+from plait.supervised.train_step import stack_after_model
+from shipped import shipped_model  # pylint: disable=g-bad-import-order
+
+
+def set_implementation(models, implementation):
+  """Points every attention layer of `models` at `implementation` (None = auto)."""
+  for model in models:
+    for layer in walk_layers(model):
+      if isinstance(layer, tl.Attention):
+        layer.kind.implementation = implementation
+
+
+def loss_fn(model, state, dtype):
+  def loss(weights, x, y, rng):
+    (logits,), _ = stack_after_model(model, (x,), weights, state, rng, dtype)
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y).mean()
+  return loss
+
+
+def gradient_errors(models, weights, batch, implementations):
+  """Prints each bf16 implementation's loss and gradient against float32 XLA."""
+  _, eval_model = models
+  x, y = batch
+  state = eval_model.init(jax.ShapeDtypeStruct(x.shape, jnp.int32), jax.random.key(0))[1]
+  grads = {}
+  for name, impl, dtype in [('float32 xla', 'xla', None)] + [
+      (f'bf16 {i}', i, jnp.bfloat16) for i in implementations]:
+    set_implementation(models, None if impl == 'auto' else impl)
+    value, grads[name] = jax.jit(jax.value_and_grad(loss_fn(eval_model, state, dtype)))(
+        weights, x, y, None)
+    print(f'{name}: loss {float(value):.6f}, gradient norm '
+          f'{float(optax.global_norm(grads[name])):.6f}', flush=True)
+  paths, reference = zip(*jax.tree_util.tree_leaves_with_path(grads.pop('float32 xla')))
+  total = float(optax.global_norm(reference))
+  for name, g in grads.items():
+    errors = [float(jnp.linalg.norm(a.astype(jnp.float32) - b))
+              for a, b in zip(jax.tree_util.tree_leaves(g), reference)]
+    relative = [e / (float(jnp.linalg.norm(b)) + 1e-30) for e, b in zip(errors, reference)]
+    print(f'{name} vs float32 xla: whole gradient {np.linalg.norm(errors) / total:.3e}, median '
+          f'leaf {np.median(relative):.3e}; worst leaves:', flush=True)
+    for j in np.argsort(relative)[-3:][::-1]:
+      print(f'  {jax.tree_util.keystr(paths[j])}: {relative[j]:.2e} (float32 norm '
+            f'{float(jnp.linalg.norm(reference[j])):.2e})', flush=True)
+
+
+def train(models, weights, state, implementation, data, valid_batches, args):
+  """Trains from `weights` on `data()`'s batches; prints progress every args.every steps."""
+  model, eval_model = models
+  set_implementation(models, None if implementation == 'auto' else implementation)
+  schedule = optax.join_schedules([optax.linear_schedule(0.0, 1e-3, 312),
+                                   optax.cosine_decay_schedule(1e-3, 62_500)], [312])
+  optimizer = optax.adamw(schedule, b2=0.98, weight_decay=0.0)
+  loss = loss_fn(model, state, jnp.bfloat16)
+
+  @jax.jit
+  def step(w, opt_state, x, y, rng):
+    value, g = jax.value_and_grad(loss)(w, x, y, rng)
+    updates, opt_state = optimizer.update(g, opt_state, w)
+    return optax.apply_updates(w, updates), opt_state, value, optax.global_norm(g)
+
+  right = jax.jit(lambda w, x, y: jnp.sum(jnp.argmax(stack_after_model(
+      eval_model, (x,), w, state, None, jnp.bfloat16)[0][0], -1) == y))
+  batches, opt_state = data(), optimizer.init(weights)
+  start, losses, norms = time.perf_counter(), [], []
+  for i in range(1, args.steps + 1):
+    x, y = next(batches)[:2]
+    weights, opt_state, value, norm = step(weights, opt_state, x, y, jax.random.key(i))
+    losses.append(value)
+    norms.append(norm)
+    if i % args.every == 0 or i == args.steps:
+      scored = sum(int(right(weights, bx, by)) for bx, by in valid_batches)
+      print(f'{implementation} step {i}: loss {float(jnp.mean(jnp.stack(losses))):.4f}, '
+            f'gradient norm {float(jnp.mean(jnp.stack(norms))):.4f}, validation '
+            f'{100 * scored / sum(len(by) for _, by in valid_batches):.1f} %, '
+            f'{time.perf_counter() - start:.0f} s', flush=True)
+      losses, norms = [], []
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
+  p.add_argument('--config', default='lra_pathfinder_bigbird')
+  p.add_argument('--implementations', nargs='+', default=['auto', 'xla'],
+                 choices=['auto', 'xla', 'interpret'])
+  p.add_argument('--steps', type=int, default=3000)
+  p.add_argument('--every', type=int, default=500)
+  p.add_argument('--batch', type=int, default=512)
+  p.add_argument('--valid_batches', type=int, default=4)
+  p.add_argument('--n_examples', type=int, default=None, help='examples per split (default all)')
+  p.add_argument('--splits_dir', default=None, help="lra_pathfinder_inputs' cache_dir")
+  args = p.parse_args(argv)
+  split = lambda name: lra_pathfinder_inputs(name, args.batch, n_examples=args.n_examples,
+                                             cache_dir=args.splits_dir)
+  valid = split('validation')()
+  valid_batches = [tuple(next(valid)[:2]) for _ in range(args.valid_batches)]
+  models = tuple(shipped_model(args.config, mode) for mode in ('train', 'eval'))
+  weights, state = models[0].init(
+      jax.ShapeDtypeStruct(valid_batches[0][0].shape, jnp.int32), jax.random.key(0))
+  x, y = valid_batches[0]
+  gradient_errors(models, weights, (x[:128], y[:128]), args.implementations)
+  for implementation in args.implementations:
+    train(models, weights, state, implementation, split('train'), valid_batches, args)
+
+
+if __name__ == '__main__':
+  main()
