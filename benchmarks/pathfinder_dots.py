@@ -49,14 +49,14 @@ def images(split, n, full):
           np.array([sc.label for sc in scenes], np.int32))
 
 
-def encoder(model, mode, positional, positional_init_std, compact_to):
-  """lra_pathfinder_<model>.gin's encoder with no dropout, `positional` and, where the config
-  compacts, `compact_to` tokens."""
+def encoders(model, positional, positional_init_std, compact_to):
+  """lra_pathfinder_<model>.gin's encoder in train and eval mode, with no dropout,
+  `positional` and, where the config compacts, `compact_to` tokens."""
   config = f'lra_pathfinder_{model}'
   settings = {'dropout': 0.0, 'positional': positional,
               **({'positional_init_std': positional_init_std} if positional == 'learned' else {}),
               **({'compact_to': compact_to} if binds(config, 'compact_to') else {})}
-  return shipped_model(config, mode, **settings)
+  return tuple(shipped_model(config, mode, **settings) for mode in ('train', 'eval'))
 
 
 def main(argv=None):
@@ -82,8 +82,8 @@ def main(argv=None):
   print(f'made {args.train} + {args.valid} {args.images} images in '
         f'{time.perf_counter() - start:.0f} s; at most {lit} lit pixels, compact_to {compact_to}',
         flush=True)
-  model, eval_model = (encoder(args.model, m, args.positional, args.positional_init_std,
-                               compact_to) for m in ('train', 'eval'))
+  model, eval_model = encoders(args.model, args.positional, args.positional_init_std,
+                               compact_to)
   weights, state = model.init(jax.ShapeDtypeStruct((args.batch, RESOLUTION ** 2), jnp.int32),
                               jax.random.key(0))
   optimizer = optax.adam(1e-3)

@@ -11,10 +11,9 @@ layers switched between implementations ('auto': the Pallas kernels on a GPU; 'x
 trainer's cast) per implementation against float32 XLA: the whole gradient's relative error
 and its worst leaves (a key-projection bias has no true gradient: its relative error is
 noise). (2) Training from the same initial weights on the same batches once per
-implementation, with the Pathfinder configs' optimizer (AdamW b2 0.98, 1e-3 after a linear
-warm-up of 312 steps, cosine decay over 62,500): mean loss and gradient norm and the
-validation accuracy every --every steps. Kernels that compute the same attention train the
-same way up to bf16 rounding.
+implementation, with plait's train step (bf16 compute) and the config's optimizer and
+schedule: mean loss and gradient norm and the validation accuracy every --every steps.
+Kernels that compute the same attention train the same way up to bf16 rounding.
 """
 import argparse
 import time
@@ -27,8 +26,8 @@ import optax
 from plait import layers as tl
 from plait.data.lra import lra_pathfinder_inputs
 from plait.layers.base import walk_layers
-from plait.supervised.train_step import stack_after_model
-from shipped import shipped_model  # pylint: disable=g-bad-import-order
+from plait.supervised.train_step import make_eval_step, make_train_step, stack_after_model
+from shipped import shipped_model, shipped_optimizer  # pylint: disable=g-bad-import-order
 
 
 def set_implementation(models, implementation):
@@ -73,34 +72,26 @@ def gradient_errors(models, weights, batch, implementations):
 
 
 def train(models, weights, state, implementation, data, valid_batches, args):
-  """Trains from `weights` on `data()`'s batches; prints progress every args.every steps."""
+  """Trains from `weights` on `data()`'s batches with plait's train and eval steps and the
+  config's optimizer; prints progress every args.every steps."""
   model, eval_model = models
   set_implementation(models, None if implementation == 'auto' else implementation)
-  schedule = optax.join_schedules([optax.linear_schedule(0.0, 1e-3, 312),
-                                   optax.cosine_decay_schedule(1e-3, 62_500)], [312])
-  optimizer = optax.adamw(schedule, b2=0.98, weight_decay=0.0)
-  loss = loss_fn(model, state, jnp.bfloat16)
-
-  @jax.jit
-  def step(w, opt_state, x, y, rng):
-    value, g = jax.value_and_grad(loss)(w, x, y, rng)
-    updates, opt_state = optimizer.update(g, opt_state, w)
-    return optax.apply_updates(w, updates), opt_state, value, optax.global_norm(g)
-
-  right = jax.jit(lambda w, x, y: jnp.sum(jnp.argmax(stack_after_model(
-      eval_model, (x,), w, state, None, jnp.bfloat16)[0][0], -1) == y))
+  optimizer = shipped_optimizer(args.config)
+  step = jax.jit(make_train_step(model, tl.CrossEntropyLoss(), optimizer, jnp.bfloat16))
+  accuracy = jax.jit(make_eval_step(eval_model, [tl.Accuracy()], jnp.bfloat16))
   batches, opt_state = data(), optimizer.init(weights)
   start, losses, norms = time.perf_counter(), [], []
   for i in range(1, args.steps + 1):
-    x, y = next(batches)[:2]
-    weights, opt_state, value, norm = step(weights, opt_state, x, y, jax.random.key(i))
-    losses.append(value)
-    norms.append(norm)
+    out = step(weights, state, opt_state, next(batches), jax.random.key(i))
+    weights, state, opt_state = out.weights, out.state, out.opt_state
+    losses.append(out.loss)
+    norms.append(out.gradient_norm)
     if i % args.every == 0 or i == args.steps:
-      scored = sum(int(right(weights, bx, by)) for bx, by in valid_batches)
+      scored = sum(float(accuracy(weights, state, b, None)[0]) * len(b[1])
+                   for b in valid_batches)
       print(f'{implementation} step {i}: loss {float(jnp.mean(jnp.stack(losses))):.4f}, '
             f'gradient norm {float(jnp.mean(jnp.stack(norms))):.4f}, validation '
-            f'{100 * scored / sum(len(by) for _, by in valid_batches):.1f} %, '
+            f'{100 * scored / sum(len(b[1]) for b in valid_batches):.1f} %, '
             f'{time.perf_counter() - start:.0f} s', flush=True)
       losses, norms = [], []
 
@@ -120,11 +111,11 @@ def main(argv=None):
   split = lambda name: lra_pathfinder_inputs(name, args.batch, n_examples=args.n_examples,
                                              cache_dir=args.splits_dir)
   valid = split('validation')()
-  valid_batches = [tuple(next(valid)[:2]) for _ in range(args.valid_batches)]
+  valid_batches = [tuple(next(valid)) for _ in range(args.valid_batches)]
   models = tuple(shipped_model(args.config, mode) for mode in ('train', 'eval'))
   weights, state = models[0].init(
       jax.ShapeDtypeStruct(valid_batches[0][0].shape, jnp.int32), jax.random.key(0))
-  x, y = valid_batches[0]
+  x, y = valid_batches[0][:2]
   gradient_errors(models, weights, (x[:128], y[:128]), args.implementations)
   for implementation in args.implementations:
     train(models, weights, state, implementation, split('train'), valid_batches, args)

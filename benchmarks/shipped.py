@@ -1,6 +1,7 @@
 """A shipped config's model, built as plait-train builds it, with some of its settings changed.
 
   >>> model = shipped_model('lra_pathfinder_reformer', 'eval', compact_to=None, dropout=0.0)
+  >>> optimizer = shipped_optimizer('lra_pathfinder_bigbird')   # AdamW on its schedule
   >>> binds('lra_pathfinder_bigbird', 'compact_to')
   False
 
@@ -36,6 +37,15 @@ def shipped_model(config, mode, **settings):
     return model.scoped_configurable_fn(mode=mode)
 
 
+def shipped_optimizer(config):
+  """<config>'s optimizer as its bindings build it: `train.optimizer` (a factory such as
+  AdamW) given `train.lr_schedule` (e.g. `@multifactor()`) as its learning rate."""
+  import gin  # pylint: disable=import-outside-toplevel
+  with _parsed(config):
+    schedule = gin.query_parameter('train.lr_schedule').scoped_configurable_fn()
+    return gin.query_parameter('train.optimizer').scoped_configurable_fn(learning_rate=schedule)
+
+
 def binds(config, setting):
   """Whether <config> binds `setting` on its model (e.g. 'compact_to')."""
   import gin  # pylint: disable=import-outside-toplevel
@@ -47,4 +57,4 @@ def binds(config, setting):
     return True
 
 
-__all__ = ['binds', 'shipped_model']
+__all__ = ['binds', 'shipped_model', 'shipped_optimizer']
