@@ -70,7 +70,7 @@ def lsh_core_step(causal, length):
   kind = LSHKind(n_hashes=LSH_HASHES, n_buckets=lsh_buckets(length), chunk_len=LSH_CHUNK,
                  n_chunks_before=1, causal=causal, implementation='pallas')
   def loss(q, v):
-    out, _ = kind.attend_batched(q, None, v, None, None, None, 'eval')
+    out, _ = kind.attend_batched(q, None, v, None, (), None, 'eval')
     return jnp.sum(out.astype(jnp.float32))
   keys = jax.random.split(jax.random.key(0), 2)
   args = [jax.random.normal(k, (1, N_HEADS, length, D_HEAD), jnp.bfloat16) for k in keys]

@@ -41,9 +41,10 @@ def value_and_grads(kind, q, v, mask):
   if mask is not None:
     w = w * mask[:, None, :, None]
   def run(q, v):
-    (out, buckets), pull = jax.vjp(
-        lambda q, v: kind.attend_batched(q, None, v, mask, None, None, 'eval'), q, v)
-    grads = pull((w.astype(out.dtype), np.zeros(buckets.shape, jax.dtypes.float0)))
+    out, pull = jax.vjp(
+        lambda q, v: kind.attend_batched(q, None, v, mask, (), None, 'eval')[0], q, v)
+    grads = pull(w.astype(out.dtype))
+    buckets = kind.buckets(q, mask, None, 'eval')  # what both paths sort by
     return (out * (1 if mask is None else mask[:, None, :, None]),) + grads, buckets
   return jax.jit(run)(q, v)
 

@@ -21,7 +21,7 @@ The RevNet/Reformer block on a stack (x1, x2):
 Randomness and state are replayed, not stored: the backward calls each sublayer with
 the same rng and the same input state as the forward did, so dropout masks and LSH
 hashes are identical and the gradients equal plain backprop up to float rounding.
-Gradients do not flow through state outputs (caches, counters, buckets).
+Gradients do not flow through state outputs (caches, counters).
 
 Numerics: `reverse` computes x1 = y1 - f(x2), which loses the bits of x1 that the sum
 y1 = x1 + f(x2) rounded away, and the loss adds up with depth. Measured on FF blocks

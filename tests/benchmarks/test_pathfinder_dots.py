@@ -25,7 +25,7 @@ def test_dots_images_are_the_rendered_dots_and_nothing_else():
     ('transformer', 'octave'),
     pytest.param('transformer', 'sinusoidal', marks=pytest.mark.slow),
     pytest.param('transformer', 'learned', marks=pytest.mark.slow),
-    ('reformer', 'octave'),   # keeps state shaped by the batch (LSH buckets)
+    ('reformer', 'octave'),   # compacted, LSH
     pytest.param('bigbird', 'octave', marks=pytest.mark.slow)])
 def test_pathfinder_dots_script_trains_and_scores_on_cpu(model, positional):
   """40 held-out images in batches of 16: the last evaluation batch is shorter."""

@@ -130,6 +130,26 @@ def test_compaction_keeps_the_weights_tree_and_names_so_checkpoints_carry_over()
   assert 'Branch (compact_to=12)' in repr(compact)
 
 
+def test_a_reformer_checkpoint_restores_at_another_batch_size_and_compact_to(tmp_path):
+  """LSH keeps no layer state outside predict mode, so a Reformer trained at one batch size
+  and length restores at any other: here from batch 4 at full length into batch 1 compacted."""
+  from plait.supervised import checkpoints  # pylint: disable=import-outside-toplevel
+  make = lambda **kw: ENCODERS['ReformerEncoder'](**TINY, mode='eval', **kw)
+  tokens = sparse_tokens(4, 48, most=10, seed=5)
+  full = make()
+  weights, state = full.init(tl.signature(tokens), rng=jax.random.key(1))
+  saver = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  saver.save(7, full, weights, state, opt_state=(), rng=jax.random.key(0), data_position={})
+  saver.close()
+  compact = make(compact_to=12)
+  restored, _, step = checkpoints.restore_model(str(tmp_path), compact,
+                                                jax.ShapeDtypeStruct((1, 48), jnp.int32))
+  assert step == 7
+  want = full.pure_fn(tokens, weights, state, None)[0][:1]
+  got = compact.pure_fn(tokens[:1], restored, compact.state, None)[0]
+  np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize('kwargs, message', [
     (dict(compact_to=12, pad_id=None), 'needs pad_id'),
     (dict(compact_to=12, attention_type='chunked'), r"these do not: \['ChunkedSelfAttention'\]"),

@@ -16,7 +16,7 @@ from plait.layers.attention.dense import (
     CausalAttention, ChunkedCausalAttention, ChunkedKind, ChunkedSelfAttention, DotProductKind,
     SelfAttention)
 from plait.layers.attention.favor import CausalFavorAttention, FavorAttention, FavorKind
-from plait.layers.attention.lsh import LSHKind, LSHSelfAttention
+from plait.layers.attention.lsh import LSHKind, LSHSelfAttention, lsh_buckets
 
 __all__ = [
     # The layer and what a new kind needs.
@@ -28,4 +28,6 @@ __all__ = [
     'BlockSparseAttention', 'CausalAttention', 'CausalBlockSparseAttention',
     'CausalFavorAttention', 'ChunkedCausalAttention', 'ChunkedSelfAttention', 'FavorAttention',
     'LSHSelfAttention', 'SelfAttention',
+    # Inspection.
+    'lsh_buckets',
 ]

@@ -281,10 +281,7 @@ class Attention(Layer):
                        f'max_len={self._max_len}; build the layer with a larger max_len.')
     self._kind.check_length(x.shape[1], self._mode)
     wq, wk, wv, wo = weights
-    rng_attend = rng_dropout = keys = None
-    if rng is not None:
-      rng_attend, rng_dropout = jax.random.split(rng)
-      keys = per_pair_keys(rng_attend, x.shape[0], self._n_heads)
+    keys, rng_dropout = attend_keys(rng, x.shape[0], self._n_heads)
     hc = self._head_chunk_size
     if hc is None or hc >= self._n_heads:
       q = _split_heads(_project(x, wq), self._n_heads, self._d_head)
@@ -369,6 +366,22 @@ def vmap_pairs(fn, q, k, v, mask, state, per_pair=None, per_head=None):
   return over_batch(q, k, v, mask, state, per_pair, per_head)
 
 
+def attend_keys(rng, batch, n_heads):
+  """An `Attention` layer's rng -> (the kind's (B, H) per-pair keys, the dropout key), or
+  (None, None) without an rng."""
+  if rng is None:
+    return None, None
+  rng_attend, rng_dropout = jax.random.split(rng)
+  return per_pair_keys(rng_attend, batch, n_heads), rng_dropout
+
+
+def layer_queries(layer, x, weights, rng):
+  """An `Attention` layer's (B, H, L, d_head) queries of x (B, L, d_model) and the per-pair
+  keys its kind gets from `rng`, as its forward makes them (for inspection helpers)."""
+  q = _split_heads(_project(x, weights.q), layer.n_heads, layer.d_head)
+  return q, attend_keys(rng, x.shape[0], layer.n_heads)[0]
+
+
 def per_pair_keys(rng, batch, n_heads):
   """A (batch, n_heads) array of keys: rng folded with the batch index, then the head index."""
   def for_batch(b):
@@ -390,5 +403,5 @@ def _project(x, weights):
 
 
 __all__ = ['Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights',
-           'kernel_implementation', 'large_negative', 'on_gpu', 'per_pair_keys',
-           'vmap_pairs']
+           'attend_keys', 'kernel_implementation', 'large_negative', 'layer_queries', 'on_gpu',
+           'per_pair_keys', 'vmap_pairs']

@@ -34,15 +34,15 @@ def decode(q, v, prompt_len):
 def test_predict_equals_eval_on_every_prefix():
   q, v = random_array((L, DH), 0), random_array((L, DH), 1)
   got = decode(jnp.asarray(q), jnp.asarray(v), prompt_len=5)
-  train_state = KIND.init_state(1, 1, L, DH, jnp.float32, 'eval')
+  state = KIND.init_state(1, 1, L, DH, jnp.float32, 'eval')   # () outside predict mode
   for t in range(L):
     # eval(x[:t + 1]) == eval on all of x with positions > t masked: masked tokens sort
     # after every real one, exactly like the automatic padding of a shorter input.
     valid = jnp.arange(L) <= t
-    want, _ = attend(jnp.asarray(q), jnp.asarray(v), valid, train_state, 'eval')
+    want, _ = attend(jnp.asarray(q), jnp.asarray(v), valid, state, 'eval')
     np.testing.assert_allclose(got[t], want[t], atol=2e-5, rtol=1e-5, err_msg=f't={t}')
   # The masked-suffix shortcut itself, checked once against a truly shorter input.
-  short, _ = attend(jnp.asarray(q[:9]), jnp.asarray(v[:9]), None, train_state[:, :9], 'eval')
+  short, _ = attend(jnp.asarray(q[:9]), jnp.asarray(v[:9]), None, state, 'eval')
   np.testing.assert_allclose(got[8], short[8], atol=2e-5, rtol=1e-5)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from plait.layers.attention.lsh import chunked as lc
-from plait.layers.attention.lsh import LSHKind, LSHSelfAttention
+from plait.layers.attention.lsh import LSHKind, LSHSelfAttention, lsh_buckets
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 from tests.layers.attention.conftest import randomize_biases
@@ -36,13 +36,17 @@ def heads(x, projection):
   return t.reshape(t.shape[0], t.shape[1], H, -1).transpose(0, 2, 1, 3)  # (B, H, L, d)
 
 
-def test_no_key_projection_and_state_holds_buckets():
+def test_no_key_projection_and_no_state_outside_predict_mode():
+  """Nothing shaped by the batch or the length is kept, so checkpoints restore for any."""
   weights, state = TRAIN_W, TRAIN_S
   assert weights.k is None
-  assert state.shape == (B, H, 2, L) and state.dtype == jnp.int32
+  assert state == ()
   y, new_state = TRAIN_F(random_array((B, L, D)), weights, state, jax.random.key(1))
-  assert y.shape == (B, L, D) and new_state.shape == state.shape
-  assert 0 <= int(new_state.min()) and int(new_state.max()) < 4
+  assert y.shape == (B, L, D) and new_state == ()
+  assert build(mode='eval')[2] == ()
+  buckets = lsh_buckets(TRAIN, random_array((B, L, D)), weights, jax.random.key(1))
+  assert buckets.shape == (B, H, 2, L) and buckets.dtype == jnp.int32
+  assert 0 <= int(buckets.min()) and int(buckets.max()) < 4
 
 
 def test_train_mode_without_rng_raises():
@@ -61,11 +65,13 @@ def test_bad_hyperparameters_raise():
 def test_same_rng_same_result_other_rng_other_buckets():
   weights, state, f = TRAIN_W, TRAIN_S, TRAIN_F
   x = random_array((B, L, D))
-  y1, s1 = f(x, weights, state, jax.random.key(5))
-  y2, s2 = f(x, weights, state, jax.random.key(5))
-  _, s3 = f(x, weights, state, jax.random.key(6))
+  y1, _ = f(x, weights, state, jax.random.key(5))
+  y2, _ = f(x, weights, state, jax.random.key(5))
+  y3, _ = f(x, weights, state, jax.random.key(6))
+  s1, s2, s3 = (lsh_buckets(TRAIN, x, weights, jax.random.key(k)) for k in (5, 5, 6))
   np.testing.assert_array_equal(y1, y2)
   np.testing.assert_array_equal(s1, s2)
+  assert not np.array_equal(y1, y3)
   assert not np.array_equal(s1, s3)  # train mode redraws rotations from the rng
   assert not np.array_equal(s1[0, 0], s1[0, 1])  # ... separately per head
 
@@ -74,10 +80,11 @@ def test_eval_mode_ignores_rng():
   layer, weights, state = build(mode='eval')
   f = jax.jit(layer.pure_fn)  # rng=None works too (the one-bucket test below uses it)
   x = random_array((B, L, D))
-  y1, s1 = f(x, weights, state, jax.random.key(4))
-  y2, s2 = f(x, weights, state, jax.random.key(3))
+  y1, _ = f(x, weights, state, jax.random.key(4))
+  y2, _ = f(x, weights, state, jax.random.key(3))
   np.testing.assert_array_equal(y1, y2)
-  np.testing.assert_array_equal(s1, s2)
+  np.testing.assert_array_equal(lsh_buckets(layer, x, weights, jax.random.key(4)),
+                                lsh_buckets(layer, x, weights, None))
 
 
 def test_one_bucket_one_chunk_layer_equals_numpy_shared_qk_attention():
@@ -104,6 +111,19 @@ def test_padding_mask_real_outputs_ignore_padded_values():
   (y2, _), _ = f((x2, mask), weights, state, jax.random.key(4))
   np.testing.assert_array_equal(np.asarray(y1)[mask], np.asarray(y2)[mask])
   np.testing.assert_array_equal(m1, mask)
+  buckets = np.asarray(lsh_buckets(layer, x, weights, jax.random.key(4), mask))
+  padded = np.broadcast_to(~mask[:, None, None, :], buckets.shape)
+  assert np.all(buckets[padded] == 4) and np.all(buckets[~padded] < 4)  # padding: n_buckets
+
+
+def test_lsh_buckets_refuses_other_layers_and_predict_mode():
+  from plait.layers import SelfAttention  # pylint: disable=import-outside-toplevel
+  dense = SelfAttention(D, n_heads=H)
+  with pytest.raises(TypeError, match='lsh_buckets: expected an LSHSelfAttention'):
+    lsh_buckets(dense, random_array((B, L, D)), dense.init(ShapeDtype((B, L, D)))[0])
+  layer, weights, _ = build(mode='predict')
+  with pytest.raises(ValueError, match='predict mode'):
+    lsh_buckets(layer, random_array((B, L, D)), weights)
 
 
 @pytest.mark.slow  # The math is covered by test_lsh_chunked's 'length_not_multiple' case.
@@ -112,16 +132,17 @@ def test_length_not_multiple_of_chunk_len_is_padded_automatically():
   weights, state = layer.init(ShapeDtype((B, 10, D)), rng=jax.random.key(0))
   y, new_state = jax.jit(layer.pure_fn)(random_array((B, 10, D)), weights, state,
                                         jax.random.key(1))
-  assert y.shape == (B, 10, D) and new_state.shape == (B, H, 2, 10)
+  assert y.shape == (B, 10, D) and new_state == ()
   assert np.all(np.isfinite(y))
 
 
-def test_state_buckets_replay_the_forward_exactly():
-  """The buckets in state are the ones the forward sorted by: feeding them back (as a
-  reversible backward pass may) reproduces every head's output even with other rotations."""
+def test_lsh_buckets_are_what_the_forward_sorts_by():
+  """`lsh_buckets` gives the buckets the forward sorted by: replaying them (as a reversible
+  backward pass may) reproduces every head's output even with other rotations."""
   layer, weights, state = TRAIN, TRAIN_W, TRAIN_S
   x = random_array((B, L, D), seed=3)
-  y, buckets = TRAIN_F(x, weights, state, jax.random.key(7))
+  y, _ = TRAIN_F(x, weights, state, jax.random.key(7))
+  buckets = lsh_buckets(layer, x, weights, jax.random.key(7))
   q, v = heads(x, weights.q), heads(x, weights.v)
   cfg = layer.kind.config
   replay = jax.jit(lc.lsh_attention, static_argnums=4)
@@ -148,16 +169,15 @@ def test_rng_replay_gives_identical_outputs_in_forward_and_backward():
   x = jnp.asarray(random_array((B, L, D), seed=4))
   ct = jnp.asarray(random_array((B, L, D), seed=5))
   rng = jax.random.key(8)
-  y, s = TRAIN_F(x, weights, state, rng)
+  y, _ = TRAIN_F(x, weights, state, rng)
 
   @jax.jit
   def replay_vjp(x, w):
-    (y_again, s_again), pullback = jax.vjp(lambda a, b: layer.pure_fn(a, b, state, rng), x, w)
-    return y_again, s_again, pullback((ct, jnp.zeros_like(s_again)))
+    y_again, pullback = jax.vjp(lambda a, b: layer.pure_fn(a, b, state, rng)[0], x, w)
+    return y_again, pullback(ct)
 
-  y_again, s_again, (gx, gw) = replay_vjp(x, weights)
+  y_again, (gx, gw) = replay_vjp(x, weights)
   np.testing.assert_array_equal(y_again, y)
-  np.testing.assert_array_equal(s_again, s)
   assert gw.k is None and np.all(np.isfinite(gx)) and float(jnp.abs(gx).max()) > 0
 
 

@@ -1,6 +1,6 @@
 """LSH self-attention (Reformer): the kind, its layer and the algorithm, one idea per module.
 
-  kind.py     LSHKind (rotations, state, modes) and the LSHSelfAttention layer.
+  kind.py     LSHKind (rotations, modes), the LSHSelfAttention layer and lsh_buckets.
   config.py   LSHConfig, the hyperparameters every other module reads.
   hashing.py  random rotations, bucket ids and the shared-QK keys.
   window.py   one round's chunks attending to their windows (the per-chunk math).
@@ -11,6 +11,6 @@
 
   >>> layer = LSHSelfAttention(d_model=256, n_heads=4, n_hashes=2, chunk_len=64, causal=True)
 """
-from plait.layers.attention.lsh.kind import LSHKind, LSHSelfAttention
+from plait.layers.attention.lsh.kind import LSHKind, LSHSelfAttention, lsh_buckets
 
-__all__ = ['LSHKind', 'LSHSelfAttention']
+__all__ = ['LSHKind', 'LSHSelfAttention', 'lsh_buckets']

@@ -4,6 +4,7 @@
   ...                          chunk_len=64, causal=True)
   >>> weights, state = layer.init(ShapeDtype((2, 4096, 256)))
   >>> y, state = layer.pure_fn(x, weights, state, rng=jax.random.key(step))
+  >>> buckets = lsh_buckets(layer, x, weights, rng=jax.random.key(step))  # (B, H, R, L)
 
 The per-head math is in chunked.py (train/eval) and decode.py (predict); the hash in
 hashing.py; fused.py runs train/eval rounds on the fused GPU kernel (`implementation=`).
@@ -16,14 +17,14 @@ fixed rotations drawn from `hash_seed` (the same for every pair), so they are
 deterministic and agree with each other; the model never depends on particular
 rotations because training keeps redrawing them.
 
-Buckets in state. In train/eval the returned state is the (B, H, n_hashes, L) bucket ids
-the forward pass sorted by (padding = n_buckets), for inspection and for a backward pass
-that wants them. The forward never reads its input state (a training loop feeds each
-step the previous step's state, whose buckets belong to other data): a reversible layer
-replays the same rng and input state, which gives the same rotations and hence the same
-buckets, outputs and gradients (tested). Its reconstructed inputs differ from the
-originals by rounding, which can flip a hash only at an exact near-tie; to rule even that
-out, `chunked.lsh_attention(..., buckets=state_buckets)` replays stored buckets.
+No state in train/eval. The forward keeps nothing between calls (the layer state is `()`
+outside predict mode), so a trained Reformer's checkpoint holds no array shaped by the batch
+or the length and restores for any of them. A reversible layer replays the same rng, which
+gives the same rotations and hence the same buckets, outputs and gradients (tested). Its
+reconstructed inputs differ from the originals by rounding, which can flip a hash only at an
+exact near-tie; to rule even that out, `chunked.lsh_attention(..., buckets=...)` replays
+given buckets. `lsh_buckets(layer, x, weights, rng)` gives the (B, H, n_hashes, L) bucket
+ids the forward sorts by, for inspection.
 
 Lengths. A length that is not a multiple of `chunk_len` is padded automatically (the
 padding sorts after every real token, so results equal those of a longer input with a
@@ -41,12 +42,13 @@ import jax
 import jax.numpy as jnp
 
 from plait.layers.attention import sparse_kernel
-from plait.layers.attention.base import Attention, AttentionKind, kernel_implementation, vmap_pairs
+from plait.layers.attention.base import (Attention, AttentionKind, kernel_implementation,
+                                          layer_queries, vmap_pairs)
 from plait.layers.attention.lsh.chunked import lsh_attention, sort_rounds
 from plait.layers.attention.lsh.fused import fused_rounds, kernel_block
 from plait.layers.attention.lsh.config import LSHConfig
 from plait.layers.attention.lsh.decode import cached_lsh_attention, init_cache
-from plait.layers.attention.lsh.hashing import check_n_buckets, random_rotations
+from plait.layers.attention.lsh.hashing import check_n_buckets, hash_buckets, random_rotations
 
 IMPLEMENTATIONS = (None, 'auto', 'xla', 'pallas', 'interpret')
 
@@ -108,9 +110,10 @@ class LSHKind(AttentionKind):
     self.name = f'LSH{n_hashes}x{self.config.n_buckets}'
 
   def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
+    """The decoding cache in predict mode; no state in train/eval (module docstring)."""
     if mode == 'predict':
       return init_cache(length, d_head, dtype, self.config)
-    return jnp.zeros((self.config.n_hashes, length), jnp.int32)
+    return ()
 
   def check_length(self, length, mode):
     if mode == 'predict' and not self.config.causal:
@@ -139,15 +142,23 @@ class LSHKind(AttentionKind):
     impl = self.pick_implementation(q)
     if impl == 'xla':
       def one(q1, _, v1, mask1, state1, rng1, __):
-        del state1  # Never read (see the module docstring).
-        return lsh_attention(q1, v1, _valid(q1, mask1), self.rotations(rng1, mode, d_head), cfg)
+        out, _ = lsh_attention(q1, v1, _valid(q1, mask1), self.rotations(rng1, mode, d_head),
+                               cfg)
+        return out, state1
       return vmap_pairs(one, q, None, v, mask, state, per_pair=rng)
     def sort(q1, _, v1, mask1, state1, rng1, __):
       del v1, state1
       return sort_rounds(q1, _valid(q1, mask1), self.rotations(rng1, mode, d_head), cfg)
     rounds = vmap_pairs(sort, q, None, v, mask, state, per_pair=rng)
-    out = fused_rounds(q, v, rounds, cfg, interpret=impl == 'interpret')
-    return out, rounds['buckets'][..., :q.shape[-2]]
+    return fused_rounds(q, v, rounds, cfg, interpret=impl == 'interpret'), state
+
+  def buckets(self, q, mask, rng, mode):
+    """(B, H, n_hashes, L) int32 bucket ids of (B, H, L, d_head) queries, as the forward sorts
+    them (padding: n_buckets); rng a (B, H) key array (train mode) or None."""
+    def one(q1, _, __, mask1, state1, rng1, ___):
+      return hash_buckets(q1, _valid(q1, mask1), self.rotations(rng1, mode, q1.shape[-1]),
+                          self.config), state1
+    return vmap_pairs(one, q, None, q, mask, (), per_pair=rng)[0]
 
   def pick_implementation(self, q):
     """'xla', 'pallas' or 'interpret' for these (B, H, L, d_head) queries (see the class)."""
@@ -181,7 +192,8 @@ def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,
   (max_len: predict-mode cache length; chunks_per_block: the memory knob and
   implementation: XLA or the fused GPU kernel, see `LSHKind`). Weights have no key
   projection (shared QK).
-  State: buckets (B, H, n_hashes, L) in train/eval, the decoding cache in predict.
+  State: none in train/eval (`lsh_buckets` gives the bucket ids), the decoding cache in
+  predict mode.
   """
   kind = LSHKind(n_hashes=n_hashes, n_buckets=n_buckets, chunk_len=chunk_len,
                       n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after,
@@ -192,4 +204,28 @@ def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,
                    mode=mode, name='LSHSelfAttention')
 
 
-__all__ = ['LSHKind', 'LSHSelfAttention']
+def lsh_buckets(layer, x, weights, rng=None, mask=None):
+  """The bucket ids an LSH attention layer sorts by, for inspection.
+
+  Args:
+    layer: an `LSHSelfAttention` (an `Attention` of `LSHKind`) in train or eval mode.
+    x: (B, L, d_model) inputs; weights: the layer's weights.
+    rng: the key given to `pure_fn` (train mode draws the rotations from it; eval mode uses
+      the fixed `hash_seed` rotations and ignores it).
+    mask: (B, L) bool, False = padding (gets bucket n_buckets), or None.
+  Returns:
+    (B, H, n_hashes, L) int32, the buckets of the forward `layer.pure_fn(x, ..., rng)`.
+
+    >>> buckets = lsh_buckets(layer, x, weights, rng=jax.random.key(step))
+  """
+  if not isinstance(getattr(layer, 'kind', None), LSHKind):
+    raise TypeError(f'lsh_buckets: expected an LSHSelfAttention layer, got {layer!r}.')
+  if layer.mode == 'predict':
+    raise ValueError('lsh_buckets: the layer is in predict mode (decoding sorts no buckets); '
+                     "build it with mode='train' or 'eval'.")
+  q, keys = layer_queries(layer, x, weights, rng)
+  return layer.kind.buckets(q, None if mask is None else jnp.asarray(mask, jnp.bool_), keys,
+                            layer.mode)
+
+
+__all__ = ['LSHKind', 'LSHSelfAttention', 'lsh_buckets']
