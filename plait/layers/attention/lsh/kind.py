@@ -20,11 +20,11 @@ rotations because training keeps redrawing them.
 No state in train/eval. The forward keeps nothing between calls (the layer state is `()`
 outside predict mode), so a trained Reformer's checkpoint holds no array shaped by the batch
 or the length and restores for any of them. A reversible layer replays the same rng, which
-gives the same rotations and hence the same buckets, outputs and gradients (tested). Its
-reconstructed inputs differ from the originals by rounding, which can flip a hash only at an
-exact near-tie; to rule even that out, `chunked.lsh_attention(..., buckets=...)` replays
-given buckets. `lsh_buckets(layer, x, weights, rng)` gives the (B, H, n_hashes, L) bucket
-ids the forward sorts by, for inspection.
+gives the same rotations (tested against plain backprop). Its rebuilt inputs differ from the
+originals by rounding, which flips a hash at a near-tie (docs/reversible.md measures the
+gradient drift); `chunked.lsh_attention(..., buckets=...)` replays given buckets exactly.
+`lsh_buckets(layer, x, weights, rng)` gives the (B, H, n_hashes, L) bucket ids the forward
+sorts by, for inspection.
 
 Lengths. A length that is not a multiple of `chunk_len` is padded automatically (the
 padding sorts after every real token, so results equal those of a longer input with a
