@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import attention_gpu  # pylint: disable=g-import-not-at-top,wrong-import-position
 import lra  # pylint: disable=g-import-not-at-top,wrong-import-position
 import models_gpu  # pylint: disable=g-import-not-at-top,wrong-import-position
+import shipped  # pylint: disable=g-import-not-at-top,wrong-import-position
 from plait import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from plait.supervised import decoding  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -151,13 +152,12 @@ def config_fn(args):
   """One training step of a shipped config's model in its compute dtype, on the config's first
   training batch (lra.py's `compiled_train_step`: AdamW, whatever the config's optimizer)."""
   import gin  # pylint: disable=import-outside-toplevel
-  from plait import rl_free_configs  # pylint: disable=import-outside-toplevel
   from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
-  trainer.parse_config([rl_free_configs.path(args.config)], [])
-  model = gin.query_parameter('train.model').scoped_configurable_fn(mode='train')
-  batch = tuple(jnp.asarray(x) for x in next(iter(
-      gin.query_parameter('train.inputs').scoped_configurable_fn()())))
-  dtype = jnp.dtype(trainer.ConfiguredLoopSettings().compute_dtype)
+  with shipped.parsed(args.config) as configured:
+    model = configured.scoped_configurable_fn(mode='train')
+    batch = tuple(jnp.asarray(x) for x in next(iter(
+        gin.query_parameter('train.inputs').scoped_configurable_fn()())))
+    dtype = jnp.dtype(trainer.ConfiguredLoopSettings().compute_dtype)
   return repeated_step(*lra.compiled_train_step(model, batch, dtype))
 
 
