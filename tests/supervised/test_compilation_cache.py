@@ -4,6 +4,7 @@ import jax
 import pytest
 
 from plait.supervised import compilation_cache, trainer
+import tests.supervised.gin_fixtures  # noqa: F401  (registered before any test locks gin)
 
 
 @pytest.fixture(autouse=True)
