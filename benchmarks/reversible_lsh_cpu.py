@@ -49,10 +49,13 @@ def stack(kind, d_model, length, n_blocks, f_dtype=None):
   return layers
 
 
+def cast(tree, dtype):
+  return jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)
+
+
 def gradients(layer, weights, state, x, dtype, rng, x_dtype=None):
   """Gradients (weights, inputs) of a loss mixing both outputs, weights cast to `dtype`, the
   inputs (the residual stream) to `x_dtype` (default `dtype`)."""
-  cast = lambda tree, to: jax.tree_util.tree_map(lambda a: a.astype(to), tree)
   def loss(w, x):
     y, _ = layer.pure_fn(cast(x, x_dtype or dtype), cast(w, dtype), state, rng)
     return sum(jnp.sum(jnp.sin(v.astype(jnp.float32)) * (i + 1.5)) for i, v in enumerate(y))
@@ -64,7 +67,6 @@ def bucket_flips(layers, weights, state, x, dtype, x_dtype=None):
   hashed from the input the forward gave it and from the one the backward rebuilds (the
   outputs run back through every layer's `reverse`; weights in `dtype`, the residual stream
   in `x_dtype`). The layers' rngs and the rotations hashed by are fixed draws of their own."""
-  cast = lambda tree, to: jax.tree_util.tree_map(lambda a: a.astype(to), tree)
   weights, inputs = cast(weights, dtype), [cast(x, x_dtype or dtype)]
   rngs = [jax.random.fold_in(jax.random.key(3), i) for i in range(len(layers))]
   for layer, w, s, rng in zip(layers, weights, state, rngs):
@@ -75,9 +77,11 @@ def bucket_flips(layers, weights, state, x, dtype, x_dtype=None):
     out = rebuilt[i] = layers[i].reverse(out, weights[i], state[i], (), rngs[i])
   differ = total = 0
   for layer, w, given, again in zip(layers, weights, inputs, rebuilt):
-    f = layer.sublayers[0].sublayers if isinstance(layer, tl.ReversibleHalfResidual) else []
-    if not isinstance(f[-1:] and f[-1], tl.Attention):
-      continue  # a swap or the feed-forward half
+    if not isinstance(layer, tl.ReversibleHalfResidual):
+      continue  # a swap
+    f = layer.sublayers[0].sublayers
+    if not isinstance(f[-1], tl.Attention):
+      continue  # the feed-forward half
     (f_weights,) = w   # f = Serial([Cast], LayerNorm, attention) on x2
     def attention_input(x2):
       for sublayer, sublayer_w in zip(f[:-1], f_weights[:-1]):

@@ -1,4 +1,5 @@
 """Tiny models and resumable data for training tests (no plait.models / plait.data)."""
+import jax.numpy as jnp
 import numpy as np
 
 import plait.layers as tl
@@ -32,6 +33,17 @@ class RandomTokens:
 
   def set_state(self, state):
     self.i = state['i']
+
+
+class CountCalls(tl.Layer):
+  """x + count / 1000; state: the count of calls (a stand-in for a stateful layer, whose
+  state every checkpoint carries)."""
+
+  def forward(self, x, weights, state, rng):
+    return x + state.astype(x.dtype) / 1000.0, state + 1
+
+  def init_weights_and_state(self, input_signature, rng):
+    return (), jnp.zeros((), jnp.int32)
 
 
 def tiny_lm(d_model=16):

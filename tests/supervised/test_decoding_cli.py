@@ -12,6 +12,7 @@ from plait import models
 from plait.data.tokenizers import CharTokenizer
 from plait.supervised import checkpoints, decode_cli, decoding
 from tests.models import helpers
+from tests.supervised.helpers import CountCalls
 
 TEXT = 'the quick brown fox jumps over the lazy dog'
 CONFIG = """
@@ -79,22 +80,12 @@ def test_cli_without_config_fails_clearly(tmp_path, capsys):
   assert 'config.gin not found' in capsys.readouterr().err
 
 
-class _CountCalls(tl.Layer):
-  """x + count / 1000; state: the count of calls (layer state a checkpoint carries)."""
-
-  def forward(self, x, weights, state, rng):
-    return x + state.astype(x.dtype) / 1000.0, state + 1
-
-  def init_weights_and_state(self, input_signature, rng):
-    return (), jnp.zeros((), jnp.int32)
-
-
 def test_restore_weights_of_a_model_with_layer_state(tmp_path):
   """A checkpoint with layer state restores into a decoding model whose state (caches) is
   laid out otherwise: the checkpoint's state layout is read from its metadata."""
   make = lambda mode: tl.Serial(
       models.ReformerLM(vocab_size=11, d_model=16, d_ff=32, n_layers=1, n_heads=2,
-                        max_len=32, attention_type='lsh', mode=mode), _CountCalls())
+                        max_len=32, attention_type='lsh', mode=mode), CountCalls())
   model = make('train')
   sig = helpers.token_signature(2, 32)
   weights = helpers.random_weights(model, sig, seed=4, scale=0.5)

@@ -336,21 +336,11 @@ def test_sigterm_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path):
   assert helpers.train_losses(loop) + helpers.train_losses(resumed) == helpers.train_losses(full)
 
 
-class _CountCalls(tl.Layer):
-  """x + count / 1000; state: the count of calls (a stand-in for LSH's or BatchNorm's state)."""
-
-  def forward(self, x, weights, state, rng):
-    return x + state.astype(x.dtype) / 1000.0, state + 1
-
-  def init_weights_and_state(self, input_signature, rng):
-    return (), jnp.zeros((), jnp.int32)
-
-
 def test_eval_after_donating_train_steps_reads_the_current_state(tmp_path):
   # The train step donates weights, state and optimizer state on every backend. Evaluation
   # used to read the state captured before the first step (donated since): "Array has been
   # deleted" at the first eval, which is how the full Reformer configs crashed on a GPU.
-  model = tl.Serial(helpers.tiny_lm(), _CountCalls())
+  model = tl.Serial(helpers.tiny_lm(), helpers.CountCalls())
   evals = EvalTask(lambda: helpers.RandomTokens(seed=3), [tl.CrossEntropyLoss()],
                    n_eval_batches=1)
   loop = training.Loop(model, helpers.lm_task(), eval_model=model, eval_tasks=evals,
