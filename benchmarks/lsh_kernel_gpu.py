@@ -2,6 +2,7 @@
 
   python benchmarks/lsh_kernel_gpu.py   # prints relative errors; exits 1 if too large
   python benchmarks/lsh_kernel_gpu.py --tune 4096 65536 --blocks 64 128   # tiles, warps
+  python benchmarks/lsh_kernel_gpu.py --interpret --cases 256 0 201 1   # CPU dry run (slow)
 
 --tune times the bare LSH kind on the kernel (attention_gpu.py's `lsh-core`: hash, sort,
 kernel, combine, fwd+bwd) for each kernel block size (positions per tile, `fused.KERNEL_BLOCKS`)
@@ -83,7 +84,12 @@ def main(argv=None):
                  help='--tune: set only this kernel\'s warps and stages')
   p.add_argument('--cases', type=int, nargs='+', default=[4096, 0, 3037, 1],
                  help='(length, padded) pairs, flattened')
+  p.add_argument('--interpret', action='store_true',
+                 help='the checks on the Pallas interpreter (CPU dry runs; not with --tune)')
   args = p.parse_args(argv)
+  if args.interpret and args.tune:
+    p.error('--interpret checks the kernel; --tune times it and needs the GPU')
+  kernel = 'interpret' if args.interpret else 'pallas'
   if args.tune:
     print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
     ws = args.warps_stages
@@ -104,7 +110,7 @@ def main(argv=None):
         q_d, v_d = q.astype(dtype), v.astype(dtype)
         ref, ref_buckets = value_and_grads(make('xla'), q_d.astype(jnp.float32),
                                            v_d.astype(jnp.float32), mask)
-        got, buckets = value_and_grads(make('pallas'), q_d, v_d, mask)
+        got, buckets = value_and_grads(make(kernel), q_d, v_d, mask)
         same = bool(jnp.all(buckets == ref_buckets))
         errors = [rel(a.astype(jnp.float32), b) for a, b in zip(got, ref)]
         ok = same and max(errors) < TOLERANCE[jnp.dtype(dtype).name]

@@ -153,3 +153,11 @@ def test_pathfinder_kernels_script_compares_and_trains_each_implementation_on_cp
            for l in out.splitlines() if ' step 1: loss ' in l}
   assert set(first) == {'xla', 'interpret'} and abs(first['xla'] - first['interpret']) < 1e-2
   assert sum(' step 2: ' in l and 'validation' in l for l in out.splitlines()) == 2, out
+
+
+@pytest.mark.slow
+def test_lsh_kernel_gpu_script_checks_the_kernel_through_the_interpreter_on_cpu():
+  """Both directions, a full and a padded odd length, both dtypes: buckets equal, errors ok."""
+  out = run('lsh_kernel_gpu.py', '--interpret', '--cases', '256', '0', '201', '1')
+  rows = [l for l in out.splitlines() if l.startswith('causal=')]
+  assert len(rows) == 8 and all('buckets equal' in l and l.endswith(' ok') for l in rows), out
