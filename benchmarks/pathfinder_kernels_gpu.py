@@ -16,6 +16,7 @@ schedule: mean loss and gradient norm and the validation accuracy every --every 
 Kernels that compute the same attention train the same way up to bf16 rounding.
 """
 import argparse
+import os
 import time
 
 import jax
@@ -107,8 +108,12 @@ def main(argv=None):
   p.add_argument('--valid_batches', type=int, default=4)
   p.add_argument('--n_examples', type=int, default=None, help='examples per split (default all)')
   p.add_argument('--splits_dir', default=None, help="lra_pathfinder_inputs' cache_dir")
+  p.add_argument('--data_workers', type=int, default=max(1, (os.cpu_count() or 1) - 2),
+                 help='processes that make each split up front (0: as batches are read, '
+                 '~350 images/s: too slow to feed a GPU)')
   args = p.parse_args(argv)
   split = lambda name: lra_pathfinder_inputs(name, args.batch, n_examples=args.n_examples,
+                                             workers=args.data_workers,
                                              cache_dir=args.splits_dir)
   valid = split('validation')()
   valid_batches = [tuple(next(valid)) for _ in range(args.valid_batches)]
