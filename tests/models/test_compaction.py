@@ -166,10 +166,15 @@ def test_compact_to_refuses_what_it_cannot_do_exactly(kwargs, message):
 def test_plait_train_stops_on_a_batch_too_long_to_compact_with_one_message(tmp_path, capsys):
   """The shipped Pathfinder config with compact_to below its images' lit pixels: exit 1 and
   one line naming the step, the count and the setting, before any step runs; no run left."""
+  import gin  # pylint: disable=import-outside-toplevel
   from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
-  code = trainer.main([
-      '--config_file=lra_pathfinder_transformer_tiny.gin', f'--output_dir={tmp_path}/run',
-      '--config=TransformerEncoder.compact_to = 100', '--steps=2'])
+  gin.clear_config()
+  try:   # main leaves its parsed (locked) config behind: clear it for the next test
+    code = trainer.main([
+        '--config_file=lra_pathfinder_transformer_tiny.gin', f'--output_dir={tmp_path}/run',
+        '--config=TransformerEncoder.compact_to = 100', '--steps=2'])
+  finally:
+    gin.clear_config()
   err = capsys.readouterr().err
   assert code == 1
   assert err.startswith('plait-train: Loop: the batch of step 1 has ')
