@@ -25,6 +25,8 @@ import numpy as np
 
 from plait.data.lra import pathfinder
 from plait.layers.attention.lsh import lsh_buckets
+from plait.layers.attention.lsh.chunked import sort_rounds
+from pathfinder_dots import dots_image  # pylint: disable=g-bad-import-order
 from shipped import shipped_model  # pylint: disable=g-bad-import-order
 
 RESOLUTION = 32
@@ -40,9 +42,7 @@ def scenes_and_images(n, split='validation'):
 
 def dot_pixels(scene, image):
   """Two arrays of raster positions: the lit pixels of each dot (nearest marker wins)."""
-  size = RESOLUTION * pathfinder.SUPERSAMPLE
-  ink = pathfinder.pixels(pathfinder.marker_ink(scene, size), RESOLUTION).reshape(-1)
-  lit = np.flatnonzero((ink > 0) & (image > 0))
+  lit = np.flatnonzero((dots_image(scene).reshape(-1) > 0) & (image > 0))
   rows, cols = np.divmod(lit, RESOLUTION)
   centres = scene.markers * RESOLUTION / pathfinder.CANVAS   # (2, 2): x (column), y (row)
   dist = [np.hypot(cols + 0.5 - cx, rows + 0.5 - cy) for cx, cy in centres]
@@ -53,10 +53,9 @@ def dot_pixels(scene, image):
 def touching_pairs(image):
   """(n, 2) raster positions of lit pixels that touch (8-neighbours), each pair once."""
   lit = (image.reshape(RESOLUTION, RESOLUTION) > 0)
-  pairs = []
+  pairs, (rows, cols) = [], np.nonzero(lit)
   for dr, dc in ((0, 1), (1, -1), (1, 0), (1, 1)):
-    r, c = np.nonzero(lit)
-    r2, c2 = r + dr, c + dc
+    r, c, r2, c2 = rows, cols, rows + dr, cols + dc
     ok = (r2 >= 0) & (r2 < RESOLUTION) & (c2 >= 0) & (c2 < RESOLUTION)
     r, c, r2, c2 = r[ok], c[ok], r2[ok], c2[ok]
     keep = lit[r2, c2]
@@ -87,12 +86,13 @@ def first_layer_buckets(model, weights, state, images, rng):
   return np.asarray(buckets), np.asarray(mask)
 
 
-def chunks_of(buckets, chunk_len):
-  """(..., L) buckets -> (..., L) chunk of each position after the stable sort by bucket."""
-  order = np.argsort(buckets, axis=-1, kind='stable')
-  slot = np.empty_like(order)
-  np.put_along_axis(slot, order, np.arange(buckets.shape[-1]), axis=-1)
-  return slot // chunk_len
+def chunks_of(buckets, mask, cfg):
+  """(B, H, R, L) buckets -> (B, H, R, L) chunk of each position, as the layer sorts them
+  (`sort_rounds` replaying the buckets); mask (B, L) bool marks the real tokens."""
+  def one(b, valid):   # b (R, L) of one (row, head); sort_rounds reads only q's length
+    return sort_rounds(jnp.zeros((b.shape[-1], 1)), valid, None, cfg, buckets=b)['chunk_of']
+  per_row = jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(0, 0))
+  return np.asarray(per_row(jnp.asarray(buckets), jnp.asarray(mask)))[..., :buckets.shape[-1]]
 
 
 def main(argv=None):
@@ -117,7 +117,7 @@ def main(argv=None):
   cfg = first_attention(model)[1].kind.config
   local = first_attention(shipped_model('lra_pathfinder_local', 'eval'))[1].kind
   local_window = (local.n_chunks_before, local.n_chunks_after)
-  chunk = chunks_of(buckets, cfg.chunk_len)            # (B, H, R, L)
+  chunk = chunks_of(buckets, mask, cfg)                # (B, H, R, L)
   window = (cfg.n_chunks_before, cfg.n_chunks_after)
   rng = np.random.default_rng(args.seed)
   dots, touching, random_pairs, local_touch, local_dots, local_random = [], [], [], [], [], []

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plait.layers.attention.lsh.config import LSHConfig
 from tests.benchmarks.scripts import load_script, run_script
 
 reach = load_script('pathfinder_lsh_reach.py')
@@ -16,9 +17,12 @@ def test_meet_is_either_direction_of_the_window():
 
 
 def test_chunks_follow_the_stable_sort_by_bucket():
-  buckets = np.array([[2, 0, 1, 0, 2, 1]])
+  buckets = np.array([[[[2, 0, 1, 0, 2, 1]]]])           # (B, H, R, L) = (1, 1, 1, 6)
+  cfg = LSHConfig(n_hashes=1, factors=(4,), chunk_len=2, n_chunks_before=1, n_chunks_after=0,
+                  causal=False)
   # sorted: positions 1, 3 (bucket 0), 2, 5 (bucket 1), 0, 4 (bucket 2); chunks of 2.
-  np.testing.assert_array_equal(reach.chunks_of(buckets, 2), [[2, 0, 1, 0, 2, 1]])
+  chunks = reach.chunks_of(buckets, np.ones((1, 6), bool), cfg)
+  np.testing.assert_array_equal(chunks, [[[[2, 0, 1, 0, 2, 1]]]])
 
 
 def test_dot_pixels_split_the_dots_by_their_markers():
