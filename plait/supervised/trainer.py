@@ -411,6 +411,7 @@ def main(argv=None):
   if args.steps is not None:  # a binding, so config.gin records it
     bindings.append(f'train.steps = {args.steps}')
   try:
+    gin.clear_config()  # a second call in one process (a notebook) starts from no bindings
     parse_config(args.config_file, bindings)
     settings = _built('LoopSettings', ConfiguredLoopSettings)
     from plait.supervised import compilation_cache  # pylint: disable=g-import-not-at-top

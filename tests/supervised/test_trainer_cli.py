@@ -131,6 +131,26 @@ def test_saved_config_is_the_effective_config_and_reruns_the_run(tmp_path, capsy
   capsys.readouterr()
 
 
+def test_main_called_twice_in_one_process_starts_each_run_from_its_own_bindings(tmp_path):
+  """A notebook calling plait-train's main twice: the first call's parsed (locked) config
+  neither blocks the second ('Attempted to modify locked Gin config') nor leaks into it."""
+  import jax  # pylint: disable=import-outside-toplevel
+  config = tmp_path / 'tiny.gin'
+  config.write_text(TINY_GIN + 'train.plot = False\nLoopSettings.progress = "none"\n'
+                    'train.eval_inputs = None\n')
+  cache = f'--compilation_cache_dir={jax.config.jax_compilation_cache_dir}'
+  gin.clear_config()
+  try:
+    assert trainer.main([f'--config_file={config}', '--config=tiny_lm.d_model = 8', '--steps=2',
+                         f'--output_dir={tmp_path / "first"}', cache]) == 0
+    assert trainer.main([f'--config_file={config}', '--steps=2',
+                         f'--output_dir={tmp_path / "second"}', cache]) == 0
+  finally:
+    gin.clear_config()
+  assert 'tiny_lm.d_model = 8' in (tmp_path / 'first' / 'config.gin').read_text()
+  assert 'tiny_lm.d_model = 8' not in (tmp_path / 'second' / 'config.gin').read_text()
+
+
 def test_recorded_config_names_only_what_was_bound():
   """A model using axial positions must not be recorded with `positional = 'sinusoidal'`."""
   try:
