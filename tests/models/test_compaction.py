@@ -169,7 +169,7 @@ def test_plait_train_stops_on_a_batch_too_long_to_compact_with_one_message(tmp_p
   import gin  # pylint: disable=import-outside-toplevel
   from plait.supervised import trainer  # pylint: disable=import-outside-toplevel
   gin.clear_config()
-  try:   # main leaves its parsed (locked) config behind: clear it for the next test
+  try:   # main leaves its parsed (locked) config behind: clear it for the tests after
     code = trainer.main([
         '--config_file=lra_pathfinder_transformer_tiny.gin', f'--output_dir={tmp_path}/run',
         '--config=TransformerEncoder.compact_to = 100', '--steps=2'])

@@ -51,7 +51,7 @@ def test_an_unwritable_directory_is_one_clear_error_and_exit_2(tmp_path, capsys)
   config = tmp_path / 'tiny.gin'   # the config is read first: a valid one
   config.write_text('import tests.supervised.gin_fixtures\ntrain.model = @tiny_lm\n'
                     'train.inputs = @random_tokens\n')
-  gin.clear_config()   # whatever an earlier test in this process left (main does not clear)
+  gin.clear_config()   # whatever an earlier test in this process left
   try:
     code = trainer.main([f'--config_file={config}', f'--compilation_cache_dir={blocker / "xla"}',
                          f'--output_dir={tmp_path / "run"}'])
