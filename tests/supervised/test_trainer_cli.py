@@ -97,14 +97,27 @@ def test_a_config_file_not_found_lists_where_it_was_looked_for(tmp_path, monkeyp
     trainer.parse_config(['nope.gin'], [])
 
 
-def _main(*args):
-  """plait-train in-process, with the session's compilation cache (conftest.py)."""
+def _with_cache(*args):
+  """plait-train's arguments plus the session's compilation cache (conftest.py)."""
   import jax  # pylint: disable=import-outside-toplevel
+  return [*args, f'--compilation_cache_dir={jax.config.jax_compilation_cache_dir}']
+
+
+def _main(*args):
+  """plait-train in-process, with gin cleared before and after."""
   gin.clear_config()
   try:
-    return trainer.main([*args, f'--compilation_cache_dir={jax.config.jax_compilation_cache_dir}'])
+    return trainer.main(_with_cache(*args))
   finally:
     gin.clear_config()
+
+
+def _quiet_tiny_config(tmp_path):
+  """TINY_GIN without plots, progress or evaluation, written to tmp_path/tiny.gin."""
+  config = tmp_path / 'tiny.gin'
+  config.write_text(TINY_GIN + 'train.plot = False\nLoopSettings.progress = "none"\n'
+                    'train.eval_inputs = None\n')
+  return config
 
 
 def _train_losses(run_dir):
@@ -114,9 +127,7 @@ def _train_losses(run_dir):
 
 
 def test_saved_config_is_the_effective_config_and_reruns_the_run(tmp_path, capsys):
-  config = tmp_path / 'tiny.gin'
-  config.write_text(TINY_GIN + 'train.plot = False\nLoopSettings.progress = "none"\n'
-                    'train.eval_inputs = None\n')
+  config = _quiet_tiny_config(tmp_path)
   first, second = tmp_path / 'first', tmp_path / 'second'
   assert _main(f'--config_file={config}', '--config=tiny_lm.d_model = 8', '--steps=3',
                f'--output_dir={first}') == 0
@@ -134,17 +145,13 @@ def test_saved_config_is_the_effective_config_and_reruns_the_run(tmp_path, capsy
 def test_main_called_twice_in_one_process_starts_each_run_from_its_own_bindings(tmp_path):
   """A notebook calling plait-train's main twice: the first call's parsed (locked) config
   neither blocks the second ('Attempted to modify locked Gin config') nor leaks into it."""
-  import jax  # pylint: disable=import-outside-toplevel
-  config = tmp_path / 'tiny.gin'
-  config.write_text(TINY_GIN + 'train.plot = False\nLoopSettings.progress = "none"\n'
-                    'train.eval_inputs = None\n')
-  cache = f'--compilation_cache_dir={jax.config.jax_compilation_cache_dir}'
+  config = _quiet_tiny_config(tmp_path)
   gin.clear_config()
-  try:
-    assert trainer.main([f'--config_file={config}', '--config=tiny_lm.d_model = 8', '--steps=2',
-                         f'--output_dir={tmp_path / "first"}', cache]) == 0
-    assert trainer.main([f'--config_file={config}', '--steps=2',
-                         f'--output_dir={tmp_path / "second"}', cache]) == 0
+  try:   # main itself, twice: _main would clear between the calls
+    assert trainer.main(_with_cache(f'--config_file={config}', '--config=tiny_lm.d_model = 8',
+                                    '--steps=2', f'--output_dir={tmp_path / "first"}')) == 0
+    assert trainer.main(_with_cache(f'--config_file={config}', '--steps=2',
+                                    f'--output_dir={tmp_path / "second"}')) == 0
   finally:
     gin.clear_config()
   assert 'tiny_lm.d_model = 8' in (tmp_path / 'first' / 'config.gin').read_text()
