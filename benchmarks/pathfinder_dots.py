@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from plait.data.lra import pathfinder
+from plait.data.lra.common import SPLITS
 from shipped import binds, shipped_model  # pylint: disable=g-bad-import-order
 
 RESOLUTION = 32
@@ -64,7 +65,7 @@ def images(split, n, kind, n_distractors=40):
   `kind`: 'dots', 'full' or 'scattered' (scene i's distractors seeded by (split, i))."""
   examples = pathfinder.PathfinderExamples(split, 0, n, RESOLUTION)
   scenes = [examples.scene(i) for i in range(n)]
-  split_id = ('train', 'validation', 'test').index(split)
+  split_id = SPLITS.index(split)
   draw = {'dots': lambda i, sc: dots_image(sc),
           'full': lambda i, sc: pathfinder.render(sc, RESOLUTION),
           'scattered': lambda i, sc: scattered_image(
