@@ -24,6 +24,7 @@ pixels (their gray values) at random free places: the distance is still the only
 model must find the dots among other lit pixels (content-based attention to a few tokens, which
 shared-QK attention cannot give every query at once). --set NAME=VALUE changes the encoder's
 setting NAME (a Python literal) over the shipped config's, e.g. --set pooling="'cls'".
+--seed draws another initialization and batch order on the same images.
 """
 import argparse
 import ast
@@ -116,6 +117,9 @@ def main(argv=None):
   p.add_argument('--steps', type=int, default=1_500)
   p.add_argument('--every', type=int, default=250)
   p.add_argument('--batch', type=int, default=256)
+  p.add_argument('--seed', type=int, default=0,
+                 help='initial weights (key(seed)), batch order (default_rng(seed)) and step '
+                      "i's rng (key(seed * steps + i)); the images stay the same")
   args = p.parse_args(argv)
   full = args.images == 'full'
   start = time.perf_counter()
@@ -129,7 +133,7 @@ def main(argv=None):
   model, eval_model = encoders(args.model, args.positional, args.positional_init_std,
                                compact_to, dict(args.set))
   weights, state = model.init(jax.ShapeDtypeStruct((args.batch, RESOLUTION ** 2), jnp.int32),
-                              jax.random.key(0))
+                              jax.random.key(args.seed))
   optimizer = optax.adam(1e-3)
   opt_state = optimizer.init(weights)
 
@@ -152,12 +156,12 @@ def main(argv=None):
     return 100 * sum(int(right(w, x[j:j + args.batch], y[j:j + args.batch]))
                      for j in range(0, len(y), args.batch)) / len(y)
 
-  order = np.random.default_rng(0)
+  order = np.random.default_rng(args.seed)
   start = time.perf_counter()
   for i in range(1, args.steps + 1):
     batch = order.integers(0, args.train, args.batch)
     weights, opt_state, loss = step(weights, opt_state, x_train[batch], y_train[batch],
-                                    jax.random.key(i))
+                                    jax.random.key(args.seed * args.steps + i))
     if i % args.every == 0 or i == args.steps:
       seen = min(args.train, args.valid)
       trained = accuracy(weights, x_train[:seen], y_train[:seen])
