@@ -80,14 +80,13 @@ def test_pathfinder_dots_script_trains_on_scattered_images_with_settings():
   assert_scored_steps(out.stdout, 'held-out')
 
 
-def test_seed_changes_the_initialization_and_order_not_the_images():
+def test_seed_changes_the_first_step():
+  """--seed reaches the initialization or the batch order: another first-step loss."""
   args = ('--model', 'transformer', '--positional', 'octave', '--train', '64', '--valid', '40',
           '--steps', '1', '--every', '1', '--batch', '16')
   first, other = (run_script('pathfinder_dots.py', *args, '--seed', s).stdout for s in '01')
   step = lambda out: next(l.split(', ')[0] for l in out.splitlines() if l.startswith('step 1:'))
   assert step(first) != step(other)   # 'step 1: loss ...'
-  made = lambda out: out.splitlines()[0].split(' in ')[0]
-  assert made(first) == made(other)
 
 
 def test_encoder_settings_reach_the_shipped_model():
