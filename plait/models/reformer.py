@@ -92,11 +92,13 @@ def ReformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_laye
                     chunk_len=64, n_chunks_before=1, n_chunks_after=0,
                     positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
                     scan_layers=False, pooling='mean', head_d_ff=0, compact_to=None,
-                    positional_init_std=None):
+                    positional_init_std=None, normalize_keys=True):
   """Encoder classifier with bidirectional LSH attention: ids (B, L) -> logits (B, n_classes).
 
   n_hashes, n_buckets, chunk_len, n_chunks_before, n_chunks_after: see LSHKind (padding
   tokens are masked out of every bucket; lengths are padded to chunk_len automatically).
+  normalize_keys: unit-RMS keys (True, the paper's) or the queries themselves (False, as
+  LRA's Reformer); see LSHKind.
   pad_id, pooling, head_d_ff, n_classes=None, scan_layers, compact_to, positional_init_std:
   see TransformerEncoder (padding sorts after every bucket, so compaction is exact here too).
 
@@ -105,7 +107,8 @@ def ReformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_laye
   check_mode(mode, 'ReformerEncoder')
   attention = functools.partial(tl.LSHSelfAttention, causal=False, n_hashes=n_hashes,
                                 n_buckets=n_buckets, chunk_len=chunk_len,
-                                n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after)
+                                n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after,
+                                normalize_keys=normalize_keys)
   return classifier.encoder_classifier(
       'ReformerEncoder', vocab_size, n_classes, d_model, d_ff, n_layers, n_heads, max_len,
       dropout, attention, positional, activation, pad_id, mode, scan_layers, pooling, head_d_ff,

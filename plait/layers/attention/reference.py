@@ -65,12 +65,13 @@ def causal_mask(lq, lk, q_offset=None):
   return (jnp.arange(lk)[None, :] <= (q_offset + jnp.arange(lq))[:, None])
 
 
-def shared_qk_reference(q, v, valid=None, causal=False, allowed=None):
+def shared_qk_reference(q, v, valid=None, causal=False, allowed=None, normalize_keys=True):
   """Dense exact shared-QK attention with the hard self rule: the oracle for LSH.
 
-  Keys are `shared_qk_keys(q)`; query i attends, with softmax over q_i.k_j/sqrt(d), to
-  every key j that is valid, (if causal) j <= i, and (if given) allowed[i, j]; itself
-  only if that set has no j != i. O(L^2), float32, highest precision.
+  Keys are `shared_qk_keys(q, normalize_keys)` (unit-RMS queries, or the queries when
+  normalize_keys=False); query i attends, with softmax over q_i.k_j/sqrt(d), to every key j
+  that is valid, (if causal) j <= i, and (if given) allowed[i, j]; itself only if that set
+  has no j != i. O(L^2), float32, highest precision.
 
   Args:
     q: (L, d); v: (L, d_v); valid: (L,) bool or None; allowed: (L, L) bool or None.
@@ -89,7 +90,7 @@ def shared_qk_reference(q, v, valid=None, causal=False, allowed=None):
   others = jnp.any(ok & ~eye, axis=1, keepdims=True)
   ok = ok & ~(eye & others)
   q32 = jnp.asarray(q, jnp.float32)
-  logits = jnp.einsum('qd,kd->qk', q32, shared_qk_keys(q32),
+  logits = jnp.einsum('qd,kd->qk', q32, shared_qk_keys(q32, normalize_keys),
                       precision=jax.lax.Precision.HIGHEST) / np.sqrt(q.shape[-1])
   probs = jax.nn.softmax(jnp.where(ok, logits, large_negative(logits.dtype)), axis=-1)
   probs = jnp.where(jnp.any(ok, axis=1, keepdims=True), probs, 0.0)

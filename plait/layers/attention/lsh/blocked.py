@@ -65,7 +65,8 @@ def _block(cfg, n_chunks, n_blocks, per_block, params, consts, x, i):
   cq, ck = (None, None) if chunk_of is None else (mine(chunk_of), window(chunk_of))
   in_range = chunk_in_range((i % n_blocks) * per_block, per_block, cfg, n_chunks)
   out, lse, _ = window_attention(
-      mine(x['q']), window(shared_qk_keys(x['q'])), window(x['v']), window(x['valid']),
+      mine(x['q']), window(shared_qk_keys(x['q'], cfg.normalize_keys)), window(x['v']),
+      window(x['valid']),
       in_range, mine(x['pos']), window(x['pos']), cq, ck, cfg)
   return (out, lse), ()
 

@@ -146,7 +146,8 @@ def _lsh_rounds(q, v, valid, rotations, cfg, buckets=None):
   valid, buckets, order, chunk_of = s['valid'], s['buckets'], s['order'], s['chunk_of']
   per_block = cfg.resolve_block(n_chunks)
   if per_block is None:
-    one_round = functools.partial(_one_round, q, shared_qk_keys(q), v, valid, chunk_of, cfg)
+    one_round = functools.partial(_one_round, q, shared_qk_keys(q, cfg.normalize_keys), v, valid,
+                                  chunk_of, cfg)
     out_s, lse_s, probs, q_pos, k_pos = jax.vmap(one_round)(order)
   else:  # Internals are not kept: lsh_attention_weights uses the path above.
     out_s, lse_s = blocked_rounds(q, v, valid, order, chunk_of, cfg, per_block)

@@ -18,6 +18,7 @@ class LSHConfig:
   n_chunks_after: int
   causal: bool
   chunks_per_block: object = 'auto'   # None, 'auto' or int >= 1: see resolve_block.
+  normalize_keys: bool = True          # keys: unit-RMS queries (True) or the queries.
 
   @property
   def n_buckets(self):

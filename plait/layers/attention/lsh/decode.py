@@ -69,7 +69,7 @@ def cached_lsh_attention(q, v, mask, cache, rotations, cfg):
   rank_new = jnp.sum((prefix_hist - one_hot) * one_hot, axis=-1)     # earlier, same bucket
   put = lambda buf, new, axis: jax.lax.dynamic_update_slice_in_dim(
       buf, new.astype(buf.dtype), index, axis=axis)
-  keys_c = put(keys_c, shared_qk_keys(q), 0)
+  keys_c = put(keys_c, shared_qk_keys(q, cfg.normalize_keys), 0)
   values_c = put(values_c, v, 0)
   buckets_c = put(buckets_c, b_new, 1)
   ranks_c = put(ranks_c, rank_new, 1)

@@ -71,7 +71,7 @@ def fused_rounds(q, v, s, cfg, interpret=False):
                      f'{KERNEL_BLOCKS}.')
   pad = lambda t: jnp.pad(t, ((0, 0), (0, 0), (0, padded - length), (0, 0)))
   # Made on the unsorted queries: sorting a row-wise function's rows = applying it sorted.
-  key_scale = pad(shared_qk_scale(q)[..., None])                  # (B, H, Lp, 1) float32
+  key_scale = pad(shared_qk_scale(q, cfg.normalize_keys)[..., None])   # (B, H, Lp, 1) float32
   q, v = pad(q), pad(v)
   fold = lambda t: t.reshape((batch, heads * n_rounds, padded) + t.shape[4:])
   every_round = lambda t: jnp.broadcast_to(t[:, :, None], order.shape + t.shape[-1:])

@@ -88,23 +88,29 @@ def signed_argmax(part):
   return jnp.where(first_half, hi, lo + part.shape[-1]).astype(jnp.int32)
 
 
-def shared_qk_keys(q, epsilon=1e-6):
+def shared_qk_keys(q, normalize=True, epsilon=1e-6):
   """Keys of shared-QK attention: each query rescaled to unit RMS (norm sqrt(d_head)).
 
   With the usual 1/sqrt(d_head) logit scale this gives logits q_i . q_j / |q_j|: the
-  query dotted with the key's unit direction, as in Reformer. Computed in at least
-  float32 (float64 stays float64), returned in q's dtype.
+  query dotted with the key's unit direction, as in Reformer. normalize=False keeps the
+  queries themselves as keys (logits q_i . q_j / sqrt(d_head), as LRA's Reformer). Computed
+  in at least float32 (float64 stays float64), returned in q's dtype.
   """
+  if not normalize:
+    return q
   q32 = q.astype(jnp.promote_types(q.dtype, jnp.float32))
-  return (q32 * shared_qk_scale(q, epsilon)[..., None]).astype(q.dtype)
+  return (q32 * shared_qk_scale(q, normalize, epsilon)[..., None]).astype(q.dtype)
 
 
-def shared_qk_scale(q, epsilon=1e-6):
-  """(..., L) per-row factor of `shared_qk_keys`: 1 / RMS(q_row), in at least float32.
+def shared_qk_scale(q, normalize=True, epsilon=1e-6):
+  """(..., L) per-row factor of `shared_qk_keys`: 1 / RMS(q_row) (ones when not normalize),
+  in at least float32.
 
     >>> shared_qk_scale(jnp.full((3, 4), 2.0))   # [0.5, 0.5, 0.5]
   """
   q32 = q.astype(jnp.promote_types(q.dtype, jnp.float32))
+  if not normalize:
+    return jnp.ones(q32.shape[:-1], q32.dtype)
   return jax.lax.rsqrt(jnp.mean(q32 * q32, axis=-1) + epsilon)
 
 

@@ -64,6 +64,11 @@ class LSHKind(AttentionKind):
     n_chunks_before, n_chunks_after: neighbouring chunks each chunk also attends to.
     causal: a position never attends to later positions (needed for predict mode).
     hash_seed: seed of the fixed rotations used in eval and predict mode.
+    normalize_keys: True (default, the Reformer paper's and Trax's): each key is its query
+      rescaled to unit RMS, so logits are q_i . q_j / |q_j| and a key carries only a
+      direction; False: the queries themselves are the keys (logits q_i . q_j /
+      sqrt(d_head), as LRA's Reformer), so a long key draws every query. Every path
+      (XLA, kernel, decoding) honours it.
     chunks_per_block: memory knob of train/eval mode (results are the same up to float
       rounding). 'auto' (default): when all rounds' attention would hold more than
       config.AUTO_BLOCK_LOGITS logits, compute it in blocks of query chunks holding
@@ -84,8 +89,11 @@ class LSHKind(AttentionKind):
 
   def __init__(self, n_hashes=1, n_buckets=64, chunk_len=64, n_chunks_before=1,
                n_chunks_after=0, causal=False, hash_seed=0, chunks_per_block='auto',
-               implementation=None):
+               implementation=None, normalize_keys=True):
     where = 'LSHKind'
+    if not isinstance(normalize_keys, bool):
+      raise ValueError(f'{where}: normalize_keys must be True or False, got '
+                       f'{normalize_keys!r}.')
     if implementation not in IMPLEMENTATIONS:
       raise ValueError(f'{where}: implementation must be one of {IMPLEMENTATIONS}, got '
                        f'{implementation!r}.')
@@ -105,7 +113,7 @@ class LSHKind(AttentionKind):
     self.config = LSHConfig(n_hashes=n_hashes, factors=check_n_buckets(n_buckets, where),
                             chunk_len=chunk_len, n_chunks_before=n_chunks_before,
                             n_chunks_after=n_chunks_after, causal=causal,
-                            chunks_per_block=chunks_per_block)
+                            chunks_per_block=chunks_per_block, normalize_keys=normalize_keys)
     self.n_buckets, self.hash_seed = n_buckets, hash_seed
     self.name = f'LSH{n_hashes}x{self.config.n_buckets}'
 
@@ -132,7 +140,7 @@ class LSHKind(AttentionKind):
 
   def attend_batched(self, q, k, v, mask, state, rng, mode):
     """(B, H, L, d_head) q and v (k unused: shared QK), mask (B, L) or None, rng (B, H)."""
-    del k  # Shared QK: the keys are the (normalized) queries.
+    del k  # Shared QK: the keys are the queries (normalized unless normalize_keys=False).
     d_head, cfg = q.shape[-1], self.config
     if mode == 'predict':
       def decode(q1, _, v1, mask1, cache1, rng1, __):
@@ -185,20 +193,21 @@ def _valid(q, mask):
 def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,  # pylint: disable=invalid-name
                      n_chunks_before=1, n_chunks_after=0, causal=False, max_len=2048,
                      d_head=None, dropout=0.0, use_mask=False, head_chunk_size=None,
-                     hash_seed=0, mode='train', chunks_per_block='auto', implementation=None):
+                     hash_seed=0, mode='train', chunks_per_block='auto', implementation=None,
+                     normalize_keys=True):
   """Reformer LSH self-attention layer: (B, L, d_model) -> (B, L, d_model).
 
   See `LSHKind` for the hashing arguments and `Attention` for the rest
-  (max_len: predict-mode cache length; chunks_per_block: the memory knob and
-  implementation: XLA or the fused GPU kernel, see `LSHKind`). Weights have no key
-  projection (shared QK).
+  (max_len: predict-mode cache length; chunks_per_block: the memory knob; implementation:
+  XLA or the fused GPU kernel; normalize_keys: unit-RMS keys or the queries, see `LSHKind`).
+  Weights have no key projection (shared QK).
   State: none in train/eval (`lsh_buckets` gives the bucket ids), the decoding cache in
   predict mode.
   """
   kind = LSHKind(n_hashes=n_hashes, n_buckets=n_buckets, chunk_len=chunk_len,
-                      n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after,
-                      causal=causal, hash_seed=hash_seed, chunks_per_block=chunks_per_block,
-                      implementation=implementation)
+                 n_chunks_before=n_chunks_before, n_chunks_after=n_chunks_after,
+                 causal=causal, hash_seed=hash_seed, chunks_per_block=chunks_per_block,
+                 implementation=implementation, normalize_keys=normalize_keys)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
                    mode=mode, name='LSHSelfAttention')
