@@ -1,6 +1,7 @@
 """Correctness on the GPU: LSH on the fused kernel equals the XLA LSH path, values and grads.
 
   python benchmarks/lsh_kernel_gpu.py   # prints relative errors; exits 1 if too large
+  python benchmarks/lsh_kernel_gpu.py --keys raw   # only LSHKind(normalize_keys=False)
   python benchmarks/lsh_kernel_gpu.py --tune 4096 65536 --blocks 64 128   # tiles, warps
   python benchmarks/lsh_kernel_gpu.py --interpret --cases 256 0 201 1   # CPU dry run (slow)
 
@@ -13,8 +14,9 @@ the default warps, as JSON lines.
 Both paths get the same inputs (so the same hash and sort; buckets are checked equal):
 float32 (the kernel's float32 dots may use TF32) and bf16 (each path in bf16, errors
 against the float32 XLA run of the bf16 inputs' float32 copy). 2 hashes, chunk 256, one
-chunk back, 8 heads x 64; padded and odd lengths, causal and bidirectional. Padding
-queries' outputs are unspecified, so they are left out of the output and the loss.
+chunk back, 8 heads x 64; padded and odd lengths, causal and bidirectional; unit-RMS keys
+and raw keys (the queries themselves, `normalize_keys=False`). Padding queries' outputs are
+unspecified, so they are left out of the output and the loss.
 """
 import argparse
 import json
@@ -84,6 +86,8 @@ def main(argv=None):
                  help='--tune: set only this kernel\'s warps and stages')
   p.add_argument('--cases', type=int, nargs='+', default=[4096, 0, 3037, 1],
                  help='(length, padded) pairs, flattened')
+  p.add_argument('--keys', nargs='+', choices=['unit', 'raw'], default=['unit', 'raw'],
+                 help='shared-QK keys checked: unit RMS (normalize_keys=True) and/or raw')
   p.add_argument('--interpret', action='store_true',
                  help='the checks on the Pallas interpreter (CPU dry runs; not with --tune)')
   args = p.parse_args(argv)
@@ -98,14 +102,14 @@ def main(argv=None):
   cases = [(n, bool(m)) for n, m in zip(args.cases[::2], args.cases[1::2])]
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
   bad = 0
-  for causal in (False, True):
+  for causal, key_kind in ((c, k) for k in args.keys for c in (False, True)):
     for length, masked in cases:
       keys = jax.random.split(jax.random.key(length), 2)
       q, v = (jax.random.normal(key, (2, 8, length, 64), jnp.float32) for key in keys)
       mask = (jnp.arange(length)[None, :] < jnp.array([[length], [length * 3 // 4]])
               if masked else None)
       make = lambda impl: LSHKind(n_hashes=2, n_buckets=16, chunk_len=256, causal=causal,
-                                  implementation=impl)
+                                  implementation=impl, normalize_keys=key_kind == 'unit')
       for dtype in (jnp.float32, jnp.bfloat16):
         q_d, v_d = q.astype(dtype), v.astype(dtype)
         ref, ref_buckets = value_and_grads(make('xla'), q_d.astype(jnp.float32),
@@ -115,7 +119,8 @@ def main(argv=None):
         errors = [rel(a.astype(jnp.float32), b) for a, b in zip(got, ref)]
         ok = same and max(errors) < TOLERANCE[jnp.dtype(dtype).name]
         bad += not ok
-        print(f'causal={causal} length={length} masked={masked} {jnp.dtype(dtype).name}: '
+        print(f'keys={key_kind} causal={causal} length={length} masked={masked} '
+              f'{jnp.dtype(dtype).name}: '
               f'buckets {"equal" if same else "DIFFER"}, rel err out/dq/dv = '
               f'{", ".join(f"{e:.2e}" for e in errors)} {"ok" if ok else "TOO LARGE"}',
               flush=True)

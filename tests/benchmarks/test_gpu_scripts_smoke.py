@@ -157,7 +157,9 @@ def test_pathfinder_kernels_script_compares_and_trains_each_implementation_on_cp
 
 @pytest.mark.slow
 def test_lsh_kernel_gpu_script_checks_the_kernel_through_the_interpreter_on_cpu():
-  """Both directions, a full and a padded odd length, both dtypes: buckets equal, errors ok."""
+  """Both key kinds and directions, a full and a padded odd length, both dtypes: buckets
+  equal, errors ok."""
   out = run('lsh_kernel_gpu.py', '--interpret', '--cases', '256', '0', '201', '1')
-  rows = [l for l in out.splitlines() if l.startswith('causal=')]
-  assert len(rows) == 8 and all('buckets equal' in l and l.endswith(' ok') for l in rows), out
+  rows = [l for l in out.splitlines() if l.startswith('keys=')]
+  assert len(rows) == 16 and all('buckets equal' in l and l.endswith(' ok') for l in rows), out
+  assert sum(l.startswith('keys=raw ') for l in rows) == 8, out
