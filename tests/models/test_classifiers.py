@@ -127,6 +127,26 @@ def test_default_encoder_keeps_its_weights_tree():
                    'Dense_3']
 
 
+def test_reformer_raw_keys_keep_the_weights_and_change_the_logits():
+  """normalize_keys=False (LRA's Reformer: the queries themselves are the keys) adds no
+  weight: the same init rng gives the same tree and values; the same weights then give
+  other logits."""
+  raw = build('ReformerEncoder', normalize_keys=False)
+  unit = build('ReformerEncoder')
+  sig = helpers.token_signature(2, 24)
+  raw_w, _ = raw.init(sig, jax.random.key(3))
+  unit_w, _ = unit.init(sig, jax.random.key(3))
+  assert jax.tree_util.tree_structure(raw_w) == jax.tree_util.tree_structure(unit_w)
+  for r, u in zip(jax.tree_util.tree_leaves(raw_w), jax.tree_util.tree_leaves(unit_w)):
+    np.testing.assert_array_equal(r, u)
+  tokens = helpers.random_tokens((2, 24), seed=4)
+  raw_run, weights = runner(raw, 24)
+  unit_run, same = runner(unit, 24)
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(weights),
+                                                  jax.tree_util.tree_leaves(same)))
+  assert not np.allclose(raw_run(tokens), unit_run(tokens), atol=1e-3)
+
+
 def _position_tables(model, length=24):
   weights, _ = model.init(helpers.token_signature(2, length), jax.random.key(3))
   found = jax.tree_util.tree_leaves(

@@ -47,11 +47,12 @@ def window_union(buckets, valid, cfg):
   return union[:length, :length], counts[:length, :length]
 
 
-def shared_qk_oracle(q, v, valid=None, causal=False, allowed=None):
+def shared_qk_oracle(q, v, valid=None, causal=False, allowed=None, normalize_keys=True):
   """float64 exact shared-QK attention with the self-as-fallback rule.
 
-  Keys are the queries rescaled to unit RMS; query i sees key j if valid, (causal) j <= i
-  and allowed[i, j]; itself only if it sees no other key. Returns (out, probs).
+  Keys are the queries rescaled to unit RMS (normalize_keys=False: the queries themselves);
+  query i sees key j if valid, (causal) j <= i and allowed[i, j]; itself only if it sees no
+  other key. Returns (out, probs).
   """
   q = np.asarray(q, np.float64)
   v = np.asarray(v, np.float64)
@@ -65,9 +66,19 @@ def shared_qk_oracle(q, v, valid=None, causal=False, allowed=None):
     ok &= allowed
   eye = np.eye(length, dtype=bool)
   ok &= ~(eye & np.any(ok & ~eye, axis=1, keepdims=True))
-  keys = q / np.sqrt(np.mean(q * q, -1, keepdims=True) + 1e-6)
+  keys = q / np.sqrt(np.mean(q * q, -1, keepdims=True) + 1e-6) if normalize_keys else q
   logits = np.where(ok, q @ keys.T / np.sqrt(d), -np.inf)
   top = np.max(logits, -1, keepdims=True)
   p = np.exp(logits - np.where(np.isfinite(top), top, 0.0))
   p = p / np.maximum(p.sum(-1, keepdims=True), 1e-300)
   return p @ v, p
+
+
+def vary_row_norms(x, seed=0, spread=1.0):
+  """x with each row (last axis) scaled by exp(uniform(-spread, spread)): rows of varied
+  norms, on which unit-RMS keys (normalize_keys=True) and the raw queries as keys
+  (normalize_keys=False) give clearly different attention. Hashing is scale invariant, so
+  the buckets stay those of x."""
+  x = np.asarray(x)
+  factors = np.exp(np.random.default_rng(seed).uniform(-spread, spread, x.shape[:-1] + (1,)))
+  return (x * factors).astype(x.dtype)

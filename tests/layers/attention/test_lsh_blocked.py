@@ -11,6 +11,7 @@ from plait.layers.attention.lsh import chunked as lc
 from plait.layers.attention.lsh import config
 from plait.layers.attention.lsh import hashing as lh
 from tests.conftest import random_array
+from tests.layers.attention.lsh_oracle import vary_row_norms
 
 
 def make_cfg(n_hashes, n_buckets, chunk_len, before, after, causal, per_block):
@@ -39,11 +40,15 @@ CASES = {  # name: (n_hashes, n_buckets, chunk_len, before, after, causal, lengt
 }
 
 
-@pytest.mark.parametrize('case', list(CASES))
-def test_blocked_equals_all_at_once_values_and_grads(case):
+def check_blocked_case(case, normalize_keys=True):
+  """Blocked CASES[case] equals all at once, values and gradients; returns the output and
+  (q, v, valid, rotations, cfg)."""
   n_hashes, n_buckets, chunk_len, before, after, causal, length, masked, block = CASES[case]
   cfg = make_cfg(n_hashes, n_buckets, chunk_len, before, after, causal, block)
+  cfg = dataclasses.replace(cfg, normalize_keys=normalize_keys)
   q, v = random_array((length, 16), seed=1), random_array((length, 8), seed=2)
+  if not normalize_keys:   # raw keys: rows of varied norms (the buckets do not change)
+    q = vary_row_norms(q, seed=5)
   valid = np.ones(length, bool)
   if masked:
     valid = np.random.default_rng(3).random(length) > 0.3
@@ -55,6 +60,22 @@ def test_blocked_equals_all_at_once_values_and_grads(case):
   np.testing.assert_allclose(got, want, atol=2e-6, rtol=1e-6)
   for g, w in zip(got_grads, want_grads):
     np.testing.assert_allclose(g, w, atol=2e-6, rtol=1e-6)
+  return got, (q, v, jnp.asarray(valid), rot, cfg)
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_blocked_equals_all_at_once_values_and_grads(case):
+  check_blocked_case(case)
+
+
+@pytest.mark.parametrize('case', ['causal_2_rounds', 'bidirectional_look_ahead_mask'])
+def test_raw_keys_blocked_equals_all_at_once_values_and_grads(case):
+  """normalize_keys=False (the queries are the keys) on both paths; blocked with unit keys
+  is far off, so a blocked path ignoring the option fails."""
+  got, (q, v, valid, rot, cfg) = check_blocked_case(case, normalize_keys=False)
+  unit_cfg = dataclasses.replace(cfg, normalize_keys=True)
+  unit = jax.jit(lc.lsh_attention, static_argnums=4)(q, v, valid, rot, unit_cfg)[0]
+  assert np.abs(np.asarray(unit) - got).max() > 0.05
 
 
 def test_auto_blocks_only_beyond_the_logits_budget():

@@ -1,4 +1,6 @@
 """LSH attention math for one (batch, head) pair, against exact numpy oracles."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +9,10 @@ import pytest
 from plait.layers.attention.lsh import chunked as lc
 from plait.layers.attention.lsh import config
 from plait.layers.attention.lsh import hashing as lh
+from plait.layers.attention.reference import shared_qk_reference
 from tests.conftest import random_array
-from tests.layers.attention.lsh_oracle import numpy_hash, shared_qk_oracle, window_union
+from tests.layers.attention.lsh_oracle import (numpy_hash, shared_qk_oracle, vary_row_norms,
+                                               window_union)
 
 
 # Jitted once per config/shape: eager dispatch of the sort/gather code costs seconds.
@@ -90,11 +94,14 @@ UNION_CASES = {  # name: (n_hashes, n_buckets, chunk_len, before, after, causal,
 }
 
 
-@pytest.mark.parametrize('case', list(UNION_CASES))
-def test_multi_chunk_equals_exact_attention_over_union_of_windows(case):
+def check_union_case(case, normalize_keys=True):
+  """LSH on UNION_CASES[case] equals exact attention over the union of its windows."""
   n_hashes, n_buckets, chunk_len, before, after, causal, length, masked = UNION_CASES[case]
   cfg = make_cfg(n_hashes, n_buckets, chunk_len, before, after, causal)
   q, v = inputs(length, seed=2)
+  if not normalize_keys:   # raw keys: rows of varied norms (the buckets do not change)
+    cfg = dataclasses.replace(cfg, normalize_keys=False)
+    q = vary_row_norms(q, seed=12)
   valid = np.ones(length, bool)
   if masked:
     valid[[3, 7, 8, 15]] = False
@@ -106,10 +113,57 @@ def test_multi_chunk_equals_exact_attention_over_union_of_windows(case):
   assert not union.all()  # several chunks: a real restriction
   if n_hashes > 1:
     assert counts.max() > 1  # some key sits in several rounds' windows: correction matters
-  want, _ = shared_qk_oracle(q, v, valid, causal, union)
+  want, _ = shared_qk_oracle(q, v, valid, causal, union, normalize_keys)
   sees = np.any(union & valid[None, :], axis=1) & valid
   np.testing.assert_allclose(np.asarray(out)[sees], want[sees], atol=3e-5, rtol=1e-5)
   assert np.all(np.isfinite(out))
+  if not normalize_keys:   # unit keys would be far off: ignoring the option fails above
+    unit, _ = shared_qk_oracle(q, v, valid, causal, union)
+    assert np.abs(unit[sees] - want[sees]).max() > 0.05
+
+
+@pytest.mark.parametrize('case', list(UNION_CASES))
+def test_multi_chunk_equals_exact_attention_over_union_of_windows(case):
+  check_union_case(case)
+
+
+@pytest.mark.parametrize('case', ['main', 'bidirectional_padding_mask'])
+def test_raw_keys_multi_chunk_equal_exact_attention_over_union_of_windows(case):
+  """normalize_keys=False: the queries themselves are the keys (numpy oracle's raw keys)."""
+  check_union_case(case, normalize_keys=False)
+
+
+def value_and_grads(fn, q, v, seed=11):
+  """fn(q, v)'s output and the gradients (q, v) of a random projection of it (jitted)."""
+  ct = random_array((q.shape[0], v.shape[1]), seed=seed)
+  def loss(q, v):
+    out = fn(q, v)
+    return jnp.sum(out * ct), out
+  (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(q, v)
+  return np.asarray(out), [np.asarray(g) for g in grads]
+
+
+@pytest.mark.parametrize('causal', [False, True])
+def test_raw_keys_one_bucket_one_chunk_equal_dense_reference_values_and_grads(causal):
+  """normalize_keys=False, one round of one bucket in one chunk: LSH is the dense JAX
+  reference with raw keys (logits q_i.q_j/sqrt(d)), values and gradients, and clearly not
+  the unit-key output."""
+  cfg = dataclasses.replace(make_cfg(n_buckets=1, chunk_len=16, causal=causal),
+                            normalize_keys=False)
+  q, v = inputs(16, seed=13)
+  q = jnp.asarray(vary_row_norms(q, seed=14))
+  v, valid, rot = jnp.asarray(v), jnp.ones(16, bool), rotations(cfg)
+  out, grads = value_and_grads(lambda q, v: lc.lsh_attention(q, v, valid, rot, cfg)[0], q, v)
+  want, want_grads = value_and_grads(
+      lambda q, v: shared_qk_reference(q, v, causal=causal, normalize_keys=False), q, v)
+  np.testing.assert_allclose(out, want, atol=2e-5, rtol=1e-5)
+  for g, w in zip(grads, want_grads):
+    np.testing.assert_allclose(g, w, atol=2e-5, rtol=1e-5)
+  np.testing.assert_allclose(out, shared_qk_oracle(q, v, causal=causal,
+                                                   normalize_keys=False)[0], atol=2e-5)
+  unit_cfg = dataclasses.replace(cfg, normalize_keys=True)
+  unit, _ = lsh_attention(q, v, valid, rot, unit_cfg)   # the unit-key test's compiled config
+  assert np.abs(np.asarray(unit) - out).max() > 0.1
 
 
 def test_effective_weights_equal_oracle_and_reproduce_output():

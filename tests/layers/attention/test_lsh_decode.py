@@ -9,41 +9,60 @@ import pytest
 from plait.layers.attention.lsh import LSHKind, LSHSelfAttention
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
-from tests.layers.attention.lsh_oracle import shared_qk_oracle
+from tests.layers.attention.lsh_oracle import shared_qk_oracle, vary_row_norms
 
 L, DH = 14, 8
 KIND = LSHKind(n_hashes=3, n_buckets=4, chunk_len=4, n_chunks_before=1, causal=True)
 
 
-@functools.partial(jax.jit, static_argnames='mode')
-def attend(q, v, valid, state, mode):
-  return KIND.attend(q, None, v, valid, state, None, mode)
+# The same with the queries themselves as keys (LRA's Reformer).
+RAW_KIND = LSHKind(n_hashes=3, n_buckets=4, chunk_len=4, n_chunks_before=1, causal=True,
+                   normalize_keys=False)
 
 
-def decode(q, v, prompt_len):
+@functools.partial(jax.jit, static_argnames=('mode', 'kind'))
+def attend(q, v, valid, state, mode, kind=KIND):
+  return kind.attend(q, None, v, valid, state, None, mode)
+
+
+def decode(q, v, prompt_len, kind=KIND):
   """The prompt in one call, then one token per call; returns all outputs (L, DH)."""
-  cache = KIND.init_state(1, 1, L, DH, jnp.float32, 'predict')
-  out, cache = attend(q[:prompt_len], v[:prompt_len], None, cache, 'predict')
+  cache = kind.init_state(1, 1, L, DH, jnp.float32, 'predict')
+  out, cache = attend(q[:prompt_len], v[:prompt_len], None, cache, 'predict', kind)
   outs = [out]
   for t in range(prompt_len, L):
-    out, cache = attend(q[t:t + 1], v[t:t + 1], None, cache, 'predict')
+    out, cache = attend(q[t:t + 1], v[t:t + 1], None, cache, 'predict', kind)
     outs.append(out)
   return np.concatenate(outs)
 
 
-def test_predict_equals_eval_on_every_prefix():
-  q, v = random_array((L, DH), 0), random_array((L, DH), 1)
-  got = decode(jnp.asarray(q), jnp.asarray(v), prompt_len=5)
-  state = KIND.init_state(1, 1, L, DH, jnp.float32, 'eval')   # () outside predict mode
+def check_predict_equals_eval(q, v, kind=KIND):
+  """predict(x)[t] == eval(x[:t + 1])[t] for every t; returns the predict outputs."""
+  got = decode(jnp.asarray(q), jnp.asarray(v), prompt_len=5, kind=kind)
+  state = kind.init_state(1, 1, L, DH, jnp.float32, 'eval')   # () outside predict mode
   for t in range(L):
     # eval(x[:t + 1]) == eval on all of x with positions > t masked: masked tokens sort
     # after every real one, exactly like the automatic padding of a shorter input.
     valid = jnp.arange(L) <= t
-    want, _ = attend(jnp.asarray(q), jnp.asarray(v), valid, state, 'eval')
+    want, _ = attend(jnp.asarray(q), jnp.asarray(v), valid, state, 'eval', kind)
     np.testing.assert_allclose(got[t], want[t], atol=2e-5, rtol=1e-5, err_msg=f't={t}')
   # The masked-suffix shortcut itself, checked once against a truly shorter input.
-  short, _ = attend(jnp.asarray(q[:9]), jnp.asarray(v[:9]), None, state, 'eval')
+  short, _ = attend(jnp.asarray(q[:9]), jnp.asarray(v[:9]), None, state, 'eval', kind)
   np.testing.assert_allclose(got[8], short[8], atol=2e-5, rtol=1e-5)
+  return got
+
+
+def test_predict_equals_eval_on_every_prefix():
+  check_predict_equals_eval(random_array((L, DH), 0), random_array((L, DH), 1))
+
+
+def test_raw_keys_predict_equals_eval_on_every_prefix():
+  """normalize_keys=False: the cache holds the queries themselves as keys. On queries of
+  varied norms the unit-key decoder's outputs are far off, so ignoring the option fails."""
+  q, v = vary_row_norms(random_array((L, DH), 7), seed=8), random_array((L, DH), 9)
+  got = check_predict_equals_eval(q, v, RAW_KIND)
+  unit = decode(jnp.asarray(q), jnp.asarray(v), prompt_len=5)
+  assert np.abs(unit - got).max() > 0.05
 
 
 def test_predict_is_split_invariant():

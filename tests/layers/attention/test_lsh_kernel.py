@@ -21,7 +21,7 @@ from plait.layers.attention.lsh.window import SELF_PENALTY
 from plait.layers.attention.base import per_pair_keys
 from tests.conftest import random_array
 from tests.gpu_lowering import SPARSE_KERNELS, abstract_gpu, kernel_names, lowered_for_cuda
-from tests.layers.attention.lsh_oracle import shared_qk_oracle
+from tests.layers.attention.lsh_oracle import shared_qk_oracle, vary_row_norms
 
 B, H, D = 2, 2, 16
 
@@ -104,6 +104,54 @@ def test_one_bucket_through_the_kernel_equals_dense_shared_qk(causal, n_hashes):
   for b in range(B):
     for h in range(H):
       want, _ = shared_qk_oracle(q[b, h], v[b, h], causal=causal)
+      np.testing.assert_allclose(out[b, h], want, atol=2e-5, rtol=2e-5)
+
+
+# normalize_keys=False (the queries themselves are the keys), on queries of varied row
+# norms: name: (causal, n_hashes, chunk_len, before, after, length, masked, mode).
+RAW_CASES = {
+    'causal_2hash_padded_odd': (True, 2, 16, 1, 0, 43, True, 'eval'),
+    'bidirectional_2hash_padded_odd_3_blocks_per_chunk': (False, 2, 48, 1, 1, 110, True,
+                                                          'eval'),
+}
+RAW_SLOW = ('bidirectional_2hash_padded_odd_3_blocks_per_chunk',)
+
+
+@pytest.mark.parametrize('case', [pytest.param(c, marks=pytest.mark.slow)
+                                  if c in RAW_SLOW else c for c in RAW_CASES])
+def test_raw_keys_kernel_equals_xla_lsh_values_and_gradients(case):
+  """normalize_keys=False on both paths (the kernel's key scale is then 1); the kernel's
+  output is clearly not the unit-key output, so a kernel ignoring the option fails."""
+  causal, n_hashes, chunk_len, before, after, length, masked, mode = RAW_CASES[case]
+  q, v, mask = inputs(length, seed=9, masked=masked)
+  q = jnp.asarray(vary_row_norms(q, seed=10))
+  make = lambda impl, normalize=False: LSHKind(
+      n_hashes=n_hashes, n_buckets=4, chunk_len=chunk_len, n_chunks_before=before,
+      n_chunks_after=after, causal=causal, implementation=impl, normalize_keys=normalize)
+  out, (dq, dv) = value_and_grads(make('interpret'), q, v, mask, mode)
+  want_out, (want_dq, want_dv) = value_and_grads(make('xla'), q, v, mask, mode)
+  assert len(np.unique(make('xla').buckets(q, mask, pair_rngs(mode), mode))) > 2
+  rows = (np.ones((B, length), bool) if mask is None else np.asarray(mask))[:, None].repeat(H, 1)
+  np.testing.assert_allclose(np.asarray(out)[rows], np.asarray(want_out)[rows],
+                             atol=2e-5, rtol=2e-5)
+  for got, want in ((dq, want_dq), (dv, want_dv)):
+    np.testing.assert_allclose(got, want, atol=5e-5, rtol=5e-5)
+  unit = jax.jit(lambda q, v: run(make('xla', True), q, v, mask, mode))(q, v)
+  assert np.abs(np.asarray(unit)[rows] - np.asarray(out)[rows]).max() > 0.05
+
+
+@pytest.mark.parametrize('causal,n_hashes', [(True, 2),
+                                             pytest.param(False, 1, marks=pytest.mark.slow)])
+def test_raw_keys_one_bucket_through_the_kernel_equals_dense_shared_qk(causal, n_hashes):
+  """normalize_keys=False, one bucket, one chunk: the numpy oracle with raw keys."""
+  q, v, _ = inputs(32, seed=3, masked=False)
+  q = jnp.asarray(vary_row_norms(q, seed=4))
+  kind = LSHKind(n_hashes=n_hashes, n_buckets=1, chunk_len=32, causal=causal,
+                 implementation='interpret', normalize_keys=False)
+  out = jax.jit(lambda q, v: run(kind, q, v, None))(q, v)
+  for b in range(B):
+    for h in range(H):
+      want, _ = shared_qk_oracle(q[b, h], v[b, h], causal=causal, normalize_keys=False)
       np.testing.assert_allclose(out[b, h], want, atol=2e-5, rtol=2e-5)
 
 

@@ -10,7 +10,7 @@ from plait.layers.attention.lsh import LSHKind, LSHSelfAttention, lsh_buckets
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
 from tests.layers.attention.conftest import randomize_biases
-from tests.layers.attention.lsh_oracle import shared_qk_oracle
+from tests.layers.attention.lsh_oracle import shared_qk_oracle, vary_row_norms
 
 B, L, D, H = 2, 16, 16, 2
 
@@ -87,16 +87,41 @@ def test_eval_mode_ignores_rng():
                                 lsh_buckets(layer, x, weights, None))
 
 
+def one_bucket_oracle(x, weights, normalize_keys=True):
+  """The layer's output by the numpy oracle when every token shares one bucket and chunk."""
+  q, v = heads(x, weights.q), heads(x, weights.v)
+  per_head = np.stack([np.stack([shared_qk_oracle(q[b, h], v[b, h], causal=True,
+                                                  normalize_keys=normalize_keys)[0]
+                                 for h in range(H)]) for b in range(B)])
+  merged = per_head.transpose(0, 2, 1, 3).reshape(B, L, D)
+  return merged @ np.asarray(weights.o.kernel, np.float64) + np.asarray(weights.o.bias)
+
+
 def test_one_bucket_one_chunk_layer_equals_numpy_shared_qk_attention():
   layer, weights, state = build(mode='eval', n_hashes=1, n_buckets=1, chunk_len=L)
   x = random_array((B, L, D), seed=1)
   y, _ = jax.jit(layer.pure_fn)(x, weights, state, None)
-  q, v = heads(x, weights.q), heads(x, weights.v)
-  per_head = np.stack([np.stack([shared_qk_oracle(q[b, h], v[b, h], causal=True)[0]
-                                 for h in range(H)]) for b in range(B)])
-  merged = per_head.transpose(0, 2, 1, 3).reshape(B, L, D)
-  want = merged @ np.asarray(weights.o.kernel, np.float64) + np.asarray(weights.o.bias)
-  np.testing.assert_allclose(y, want, atol=5e-5, rtol=1e-4)
+  np.testing.assert_allclose(y, one_bucket_oracle(x, weights), atol=5e-5, rtol=1e-4)
+
+
+def test_raw_keys_one_bucket_one_chunk_layer_equals_numpy_shared_qk_attention():
+  """normalize_keys=False: the queries themselves are the keys. Inputs of varied norms make
+  the unit-key oracle far off, so a layer ignoring the option fails."""
+  layer, weights, state = build(mode='eval', n_hashes=1, n_buckets=1, chunk_len=L,
+                                normalize_keys=False)
+  x = vary_row_norms(random_array((B, L, D), seed=1), seed=2)
+  y, _ = jax.jit(layer.pure_fn)(x, weights, state, None)
+  np.testing.assert_allclose(y, one_bucket_oracle(x, weights, normalize_keys=False),
+                             atol=5e-5, rtol=1e-4)
+  assert np.abs(np.asarray(y) - one_bucket_oracle(x, weights)).max() > 0.05
+
+
+@pytest.mark.parametrize('bad', [1, 0, 'no', None])
+def test_non_bool_normalize_keys_raises_naming_the_kind(bad):
+  with pytest.raises(ValueError, match='LSHKind.*normalize_keys'):
+    LSHSelfAttention(D, n_heads=H, normalize_keys=bad)
+  with pytest.raises(ValueError, match='LSHKind.*normalize_keys'):
+    LSHKind(normalize_keys=bad)
 
 
 def test_padding_mask_real_outputs_ignore_padded_values():
