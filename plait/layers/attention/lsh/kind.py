@@ -64,11 +64,6 @@ class LSHKind(AttentionKind):
     n_chunks_before, n_chunks_after: neighbouring chunks each chunk also attends to.
     causal: a position never attends to later positions (needed for predict mode).
     hash_seed: seed of the fixed rotations used in eval and predict mode.
-    normalize_keys: True (default, the Reformer paper's and Trax's): each key is its query
-      rescaled to unit RMS, so logits are q_i . q_j / |q_j| and a key carries only a
-      direction; False: the queries themselves are the keys (logits q_i . q_j /
-      sqrt(d_head), as LRA's Reformer), so a long key draws every query. Every path
-      (XLA, kernel, decoding) honours it.
     chunks_per_block: memory knob of train/eval mode (results are the same up to float
       rounding). 'auto' (default): when all rounds' attention would hold more than
       config.AUTO_BLOCK_LOGITS logits, compute it in blocks of query chunks holding
@@ -80,6 +75,11 @@ class LSHKind(AttentionKind):
       oracle); 'pallas' forces the kernel and raises when it can't run; 'interpret' runs
       the kernel through the Pallas interpreter (any backend, slow: tests). Predict
       mode always uses XLA (decode.py).
+    normalize_keys: True (default, the Reformer paper's and Trax's): each key is its query
+      rescaled to unit RMS, so logits are q_i . q_j / |q_j| and a key carries only a
+      direction; False: the queries themselves are the keys (logits q_i . q_j /
+      sqrt(d_head), as LRA's Reformer), so a long key draws every query. Every path
+      (XLA, kernel, decoding) honours it.
   """
 
   shared_qk = True
