@@ -23,6 +23,11 @@ plait/layers, plait/models or plait/supervised done, and record its summary in R
 The parts run side by side (--sequential: one at a time, for compile times without
 contention). Writes --out/summary.md (date, GPU, each part's result, per-config compile times
 and held-out losses) and the logs beside it; exits non-zero if any part failed or timed out.
+The parts allocate GPU memory as they go (no preallocation), so give the suite the GPU alone:
+beside other work holding memory a config can run out of it (RESULTS section 31: the
+Performer config beside four trainings holding 35 GiB of an H100); rerun such a config alone
+with `PLAIT_GPU_SUITE_STEPS=0.5 XLA_PYTHON_CLIENT_PREALLOCATE=false python -m pytest -m gpu
+tests/gpu -k <config>`.
 """
 import argparse
 import datetime
