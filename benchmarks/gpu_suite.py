@@ -26,8 +26,10 @@ and held-out losses) and the logs beside it; exits non-zero if any part failed o
 The parts allocate GPU memory as they go (no preallocation), so give the suite the GPU alone:
 beside other work holding memory a config can run out of it (RESULTS section 31: the
 Performer config beside four trainings holding 35 GiB of an H100); rerun such a config alone
-with `PLAIT_GPU_SUITE_STEPS=0.5 XLA_PYTHON_CLIENT_PREALLOCATE=false python -m pytest -m gpu
-tests/gpu -k <config>`.
+(PLAIT_DATA_DIR set as above):
+
+  PLAIT_GPU_SUITE_STEPS=0.5 XLA_PYTHON_CLIENT_PREALLOCATE=false python -m pytest -m gpu \
+      tests/gpu -k performer_crime_and_punishment
 """
 import argparse
 import datetime
