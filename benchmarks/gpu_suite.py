@@ -28,7 +28,7 @@ beside other work holding memory a config can run out of it (RESULTS section 31:
 Performer config beside four trainings holding 35 GiB of an H100); rerun such a config alone
 (PLAIT_DATA_DIR set as above):
 
-  PLAIT_GPU_SUITE_STEPS=0.5 XLA_PYTHON_CLIENT_PREALLOCATE=false python -m pytest -m gpu \
+  PLAIT_GPU_SUITE_STEPS=0.5 XLA_PYTHON_CLIENT_PREALLOCATE=false python -m pytest -m gpu \\
       tests/gpu -k performer_crime_and_punishment
 """
 import argparse
