@@ -9,7 +9,8 @@ Accuracy (Table 1): each run is plait-train's own `trainer.train` on the shipped
 `lra_<task>_<model>.gin` (`_tiny` with --smoke), with `train.steps = --steps` and an even
 share of --budget_s as its time limit (the Loop evaluates and saves when it is reached); the
 best checkpoint by held-out (validation) accuracy is then scored on the whole test split
-(each example once; `--test_batches` for fewer). `--jobs N` trains N runs at once, each in
+(each example once; `--test_batches` for fewer; `--test_examples N` also scores examples
+0..N-1 of a generated task's test stream, which starts with the split). `--jobs N` trains N runs at once, each in
 its own process with 1/N of --memory_fraction of the GPU's memory (compilation and input
 work overlap; the GPU itself is shared). `--include` merges rows of earlier lra.json files
 into the tables, so a table can be built over several sessions; `--config` adds gin bindings
@@ -110,6 +111,11 @@ def parse_args(argv):
                       'has none (a table built over several sessions)')
   p.add_argument('--test_batches', type=int, default=None,
                  help='score only this many test batches (default: the whole test split)')
+  p.add_argument('--test_examples', type=int, default=None, metavar='N',
+                 help='generated tasks only (--tasks listops/pathfinder): also score the best '
+                      'checkpoint on examples 0..N-1 of the test stream, whose first examples '
+                      'are the test split (2,000 for ListOps): a tighter estimate of the same '
+                      "accuracy; the row keeps both ('test' and 'test_stream')")
   p.add_argument('--data_workers', type=int, default=None,
                  help='processes that make a generated training split up front, once per task '
                       '(on-the-fly generation, 300-700 examples/s, cannot feed a GPU); default: '
@@ -129,15 +135,23 @@ def parse_args(argv):
                       'only unless --tasks, length 128, batch 2')
   p.add_argument('--out', required=True)
   args = p.parse_args(argv)
+  if args.test_examples is not None and (args.test_batches is not None or args.test_examples < 1):
+    p.error('--test_examples: give a positive N, and not with --test_batches (which scores '
+            'fewer examples)')
   if args.smoke:
     args.tasks = args.tasks or ['listops']
     args.models = args.models or ['transformer', 'performer']
     args.steps = args.steps or 2
-    args.test_batches, args.reps = 1, 1
+    args.test_batches = None if args.test_examples else 1
+    args.reps = 1
     args.lengths = [128]
   args.models = args.models or list(MODELS)
   if args.jobs < 1:
     p.error(f'--jobs must be >= 1, got {args.jobs}')
+  if args.test_examples is not None:
+    if not args.tasks or set(args.tasks) - set(GENERATED):
+      p.error('--test_examples: only generated tasks have a test stream longer than the '
+              f'split; give --tasks from {" ".join(GENERATED)}')
   if not 0 < args.memory_fraction <= 1:
     p.error(f'--memory_fraction must be in (0, 1], got {args.memory_fraction}')
   args.variants = {}
@@ -195,7 +209,8 @@ def premake_splits(pairs, args):
     parse_run_config(task, model, args, variant)
     task_data(task, workers, args.splits_dir)
     if args.test_batches is None:   # scored whole: made up front too (see test_accuracy)
-      test_split(generated_split_args(task, workers, args.splits_dir))
+      test_split(dict(generated_split_args(task, workers, args.splits_dir),
+                      **stream_args(args.test_examples)))
     gin.clear_config()
 
 
@@ -236,14 +251,15 @@ def train_one(task, model, args, max_seconds, runs_dir, data_cache, variant=None
                      f'Rows of the runs before it are in {args.out}/lra.json.')
   records = metrics_log.read_metrics(output_dir) or loop.history   # all parts of a resumed run
   evals = [h for h in records if h.get('split') == 'eval' and 'Accuracy' in h]
-  test = test_accuracy(output_dir, task, args.test_batches, args.data_workers, data_cache,
-                       args.splits_dir)
+  test, stream = test_accuracy(output_dir, task, args.test_batches, args.data_workers,
+                               data_cache, args.splits_dir, args.test_examples)
   gin.clear_config()
   return {'task': task, 'model': model, 'config': name, **run_fields(args, model, variant),
           'steps': loop.step,
           'schedule_steps': schedule_steps, 'wall_s': round(wall, 1),
           'val': round(100 * max(h['Accuracy'] for h in evals), 2) if evals else None,
-          'test': None if test is None else round(100 * test, 2)}
+          'test': None if test is None else round(100 * test, 2),
+          **({'test_stream': stream} if stream else {})}
 
 
 def with_variant(name, variant):
@@ -311,18 +327,37 @@ def test_split(extra, **kwargs):
     return inputs_fn(split='test', **extra, **kwargs)
 
 
-def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None, splits_dir=None):
+def stream_args(n_examples):
+  """lra_<task>_inputs' arguments for examples 0..n_examples-1 of the test stream ({} for the
+  split itself): example i is a function of (seed, split, i), so the split is its start."""
+  return {'n_examples': n_examples} if n_examples else {}
+
+
+def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None, splits_dir=None,
+                  stream_examples=None):
   """Accuracy of the best checkpoint (by validation accuracy) on the test split, each example
   once (the first n_batches batches' worth if n_batches is given); a generated split is made
   up front with `workers` processes when it is scored whole, once per task and batch size
-  when `data_cache` (a dict) keeps it for the next model (and kept in `splits_dir`)."""
+  when `data_cache` (a dict) keeps it for the next model (and kept in `splits_dir`).
+
+  Returns (split accuracy, stream): stream is None, or with `stream_examples` N (a generated
+  task), {'examples': N, 'split_examples': the split's size, 'test': accuracy % on examples
+  0..N-1 of the test stream}, scored in the same pass (the split is the stream's start).
+  """
   import gin  # pylint: disable=import-outside-toplevel
   from plait.supervised import checkpoints  # pylint: disable=import-outside-toplevel
   model = gin.query_parameter('train.model').scoped_configurable_fn(mode='eval')
   batch_size = gin.query_parameter(f'lra_{task}_inputs.batch_size')
+  split_examples = None
+  if stream_examples:
+    split_examples = len(test_split({}, batch_size=batch_size).examples)   # lazy: cheap
+    if stream_examples < split_examples:
+      raise SystemExit(f'lra.py: --test_examples {stream_examples} is fewer than the {task} '
+                       f'test split\'s {split_examples} examples: give at least that many')
   extra = generated_split_args(task, workers, splits_dir) if n_batches is None else {}
+  extra.update(stream_args(stream_examples))
   cache = {} if data_cache is None else data_cache
-  key = ('test', task, batch_size, bool(extra))
+  key = ('test', task, batch_size, bool(extra), stream_examples)
   if key not in cache:
     cache[key] = test_split(extra, batch_size=batch_size)
   test_inputs = cache[key]
@@ -334,16 +369,24 @@ def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None, split
   sig = jax.ShapeDtypeStruct(first[0].shape, jnp.int32)
   weights, state, _ = checkpoints.read_model(output_dir, model, sig, step='best')
   forward = jax.jit(lambda x: jnp.argmax(model.pure_fn(x, weights, state, None)[0], axis=-1))
-  right = total = 0.0
+  right, total = [], []   # per example, in the split's fixed order
   batch = first
-  while total < n_examples:  # the test split is in a fixed order and repeats: stop at its end
+  while len(total) < n_examples:  # the test split is in a fixed order and repeats: stop at its end
     inputs, targets, batch_weights = batch
-    keep = np.arange(len(targets)) < n_examples - total
-    right += float(np.sum((np.asarray(forward(inputs)) == targets) * batch_weights * keep))
-    total += float(np.sum(batch_weights * keep))
-    if total < n_examples:
+    keep = min(len(targets), n_examples - len(total))
+    hits = np.asarray(forward(inputs)) == np.asarray(targets)
+    right += list((hits * np.asarray(batch_weights))[:keep])
+    total += list(np.asarray(batch_weights)[:keep])
+    if len(total) < n_examples:
       batch = next(batches)
-  return right / max(total, 1.0)
+
+  def accuracy(n):
+    return float(np.sum(right[:n])) / max(float(np.sum(total[:n])), 1.0)
+
+  if split_examples is None:
+    return accuracy(n_examples), None
+  return accuracy(split_examples), {'examples': n_examples, 'split_examples': split_examples,
+                                    'test': round(100 * accuracy(n_examples), 2)}
 
 
 def train_in_processes(pairs, args, share):
@@ -387,6 +430,7 @@ def _run_jobs(pending, running, stopping, args, share, env):
              '--accuracy_only', '--out', out, '--data_workers', str(args.data_workers)]
       cmd += ['--splits_dir', args.splits_dir] if args.splits_dir else []
       cmd += ['--test_batches', str(args.test_batches)] if args.test_batches else []
+      cmd += ['--test_examples', str(args.test_examples)] if args.test_examples else []
       cmd += ['--steps', str(args.steps)] if args.steps else []
       cmd += ['--budget_s', str(share)] if share is not None else []
       cmd += ['--smoke'] if args.smoke else []
@@ -550,6 +594,11 @@ def accuracy_table(rows, tasks, models):
         marks.append(len(notes))
       if r is not None and 'error' in r:
         notes.append(f'{label} on {t}: failed, {r["error"]}')
+        marks.append(len(notes))
+      if r is not None and r.get('test_stream'):
+        ts = r['test_stream']
+        notes.append(f'{label} on {t}: {ts["test"]:.2f} on examples 0-{ts["examples"] - 1:,} of '
+                     f'the test stream (the split is its first {ts["split_examples"]:,})')
         marks.append(len(notes))
       if r is not None and r.get('schedule_steps') and r.get('steps', 0) < r['schedule_steps']:
         notes.append(f'{label} on {t}: {r["steps"]} of the schedule\'s {r["schedule_steps"]} '
