@@ -149,3 +149,20 @@ def test_splits_dir_with_jobs_makes_the_splits_once_before_the_jobs_start(tmp_pa
   assert sorted(made) == ['listops_train_seed0_n64_len20-100_v1.npz',
                           'listops_validation_seed0_n16_len20-100_v1.npz'], made
   assert all(t <= jobs_started for t in made.values()), (made, jobs_started)
+
+
+def test_the_documented_table_rebuild_runs_on_the_saved_rows(tmp_path):
+  """docs/lra.md's "Rebuild the table" command, as written, on the rows kept in
+  benchmarks/results/: every file it names exists and the table it prints has their rows."""
+  root = BENCH.parent
+  text = (root / 'docs' / 'lra.md').read_text()
+  block = text.split('Rebuild the table from the saved rows', 1)[1].split('```bash\n', 1)[1]
+  command = block.split('```', 1)[0]
+  assert '--out /tmp/lra_tables' in command and '\npython benchmarks/lra.py' in command, command
+  command = command.replace('--out /tmp/lra_tables', f'--out {tmp_path}').replace(
+      '\npython benchmarks/lra.py', f'\n{sys.executable} benchmarks/lra.py')
+  out = subprocess.run(['bash', '-c', command], cwd=root, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert '| transformer | 33.70 (36.37) |' in out.stdout, out.stdout
+  assert '| reformer (raw_keys) | 33.70 [3] (37.27) | 81.67 [4] [5] (68.50) |' in out.stdout, out.stdout
