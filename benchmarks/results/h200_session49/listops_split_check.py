@@ -3,7 +3,9 @@
 Two shallow predictors fitted on 40,000 training examples (the outer operator's majority
 answer; the majority answer given the outer operator and its direct digit arguments' min and
 max) are scored on the official 2,000-example splits (examples 0..1,999 of each stream) and on
-examples 0..19,999 of the same validation and test streams.
+examples 0..19,999 of the same validation and test streams; then each rule's cross-entropy
+on validation (its training counts + 0.5 as probabilities), to set beside a model's
+validation loss.
   python benchmarks/results/h200_session49/listops_split_check.py
 """
 import collections
@@ -49,6 +51,14 @@ def fit(train, key):
   return {k: c.most_common(1)[0][0] for k, c in by.items()}
 
 
+def counts(train, key):
+  """{key: answer probabilities}: the training counts + 0.5, normalized."""
+  by = collections.defaultdict(lambda: np.full(10, 0.5))
+  for f, y in train:
+    by[key(f)][y] += 1
+  return {k: c / c.sum() for k, c in by.items()}
+
+
 def main():
   with multiprocessing.Pool() as pool:
     train = examples('train', N_FIT, pool)
@@ -65,6 +75,13 @@ def main():
         right = [table.get(key(f), op_table[f[0]]) == y for f, y in streams[s][:n]]
         cells.append(f'{100 * np.mean(right):.2f}')
     print(f'| {name} | ' + ' | '.join([cells[0], cells[1], cells[2], cells[3]]) + ' |')
+  for name, key in predictors.items():
+    probs = counts(train, key)
+    op_probs = counts(train, lambda f: f[0])
+    for n in (2_000, N_STREAM):
+      loss = np.mean([-np.log(probs.get(key(f), op_probs[f[0]])[y])
+                      for f, y in streams['validation'][:n]])
+      print(f'{name}: cross-entropy on validation {n:,}: {loss:.4f}')
   for s in ('validation', 'test'):
     for n in (2_000, N_STREAM):
       labels = np.bincount([y for _, y in streams[s][:n]], minlength=10) / n
