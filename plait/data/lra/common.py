@@ -12,6 +12,8 @@ the same examples.
 """
 import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 import sys
 import zipfile
 
@@ -169,8 +171,11 @@ class GeneratedExamples:
       return self
     tasks = [(self, a, min(a + chunk, self.n_examples)) for a in starts]
     # spawn, not fork: the parent may run JAX threads, which a fork would copy mid-flight.
-    with multiprocessing.get_context('spawn').Pool(workers) as pool:
-      for (_, a, b), (made, made_labels) in zip(tasks, pool.imap(_generate_range, tasks)):
+    # An executor, not multiprocessing.Pool: a worker that dies (e.g. a script without the
+    # main guard, which spawn imports again) raises BrokenProcessPool instead of being
+    # replaced forever (see make_split).
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as pool:
+      for (_, a, b), (made, made_labels) in zip(tasks, pool.map(_generate_range, tasks)):
         tokens[a:b], labels[a:b], done[a:b] = made, made_labels, True
     return self
 
@@ -226,11 +231,20 @@ def _same(made, tokens, label):
   return np.array_equal(np.asarray(made[0], np.uint8), tokens) and int(made[1]) == int(label)
 
 
-def make_split(examples, workers, cache_dir):
-  """The generated split's examples, made up front as the arguments ask (see `fill_cached`)."""
-  if cache_dir is not None:
-    return examples.fill_cached(os.fspath(cache_dir), workers)
-  return examples.fill(workers) if workers else examples
+def make_split(caller, examples, workers, cache_dir):
+  """The generated split's examples, made up front as the arguments ask (see `fill_cached`);
+  a RuntimeError naming `caller` if a worker process dies."""
+  try:
+    if cache_dir is not None:
+      return examples.fill_cached(os.fspath(cache_dir), workers)
+    return examples.fill(workers) if workers else examples
+  except BrokenProcessPool:
+    raise RuntimeError(
+        f'{caller}: making the {examples.split} split with workers={workers} failed: a worker '
+        'process died. Workers are started by spawn, which imports the main script again, '
+        "so a script must make the split under `if __name__ == '__main__':`; otherwise a "
+        'worker ran out of memory. Or pass workers=0 (examples made as they are read).'
+    ) from None
 
 
 class LRAInputs:

@@ -146,7 +146,7 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
   n_examples = check_int(name, 'n_examples',
                          SPLIT_SIZES[split] if n_examples is None else n_examples)
   workers = check_int(name, 'workers', workers, low=0)
-  examples = make_split(ListOpsExamples(split, seed, n_examples, min_length, max_length), workers,
-                        cache_dir)
+  examples = make_split(name, ListOpsExamples(split, seed, n_examples, min_length, max_length),
+                        workers, cache_dir)
   return LRAInputs('listops', examples, split, batch_size, seed, VOCAB_SIZE, N_CLASSES,
                    max_length)

@@ -271,7 +271,7 @@ def lra_pathfinder_inputs(split='train', batch_size=32, seed=0, resolution=32, n
   n_examples = check_int(name, 'n_examples',
                          SPLIT_SIZES[split] if n_examples is None else n_examples)
   workers = check_int(name, 'workers', workers, low=0)
-  examples = make_split(PathfinderExamples(split, seed, n_examples, int(resolution)), workers,
-                        cache_dir)
+  examples = make_split(name, PathfinderExamples(split, seed, n_examples, int(resolution)),
+                        workers, cache_dir)
   return LRAInputs(f'pathfinder{resolution}', examples, split, batch_size, seed, VOCAB_SIZE,
                    N_CLASSES, int(resolution) ** 2)

@@ -184,3 +184,21 @@ def test_a_gather_makes_each_missing_example_once_and_stops_where_reading_would(
   transformed = Serial(FromSequence(Squares(4), transform=lambda ex: (ex[0] + 1, *ex[1:])),
                        Batch(2))
   np.testing.assert_array_equal(next(transformed)[0][:, 0], [1, 2])   # read one by one
+
+
+def test_a_split_made_with_workers_outside_the_main_guard_is_one_error_not_a_hang(tmp_path):
+  """Workers are spawned, which imports the main script again: a script that makes a split
+  with workers at its top level (no `if __name__ == '__main__':`) kills every worker as it
+  starts. That must stop with one message naming the remedy, not wait forever."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  script = tmp_path / 'make_split.py'
+  script.write_text('from plait.data.lra import lra_listops_inputs\n'
+                    "lra_listops_inputs(split='test', n_examples=600, min_length=10, "
+                    'max_length=50, workers=2)\n')
+  out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+  assert out.returncode == 1, out.stderr[-3000:]
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith('RuntimeError: lra_listops_inputs: making the test split'), last
+  assert "if __name__ == '__main__':" in last and 'workers=0' in last, last
