@@ -10,11 +10,11 @@ Accuracy (Table 1): each run is plait-train's own `trainer.train` on the shipped
 share of --budget_s as its time limit (the Loop evaluates and saves when it is reached); the
 best checkpoint by held-out (validation) accuracy is then scored on the whole test split
 (each example once; `--test_batches` for fewer; `--test_examples N` also scores examples
-0..N-1 of a generated task's test stream, which starts with the split). `--jobs N` trains N runs at once, each in
-its own process with 1/N of --memory_fraction of the GPU's memory (compilation and input
-work overlap; the GPU itself is shared). `--include` merges rows of earlier lra.json files
-into the tables, so a table can be built over several sessions; `--config` adds gin bindings
-to every run, and `--variant NAME BINDING...` (repeatable) trains every run once per named
+0..N-1 of a generated task's test stream, which starts with the split). `--jobs N` trains N
+runs at once, each in its own process with 1/N of --memory_fraction of the GPU's memory
+(compilation and input work overlap; the GPU itself is shared). `--include` merges rows of
+earlier lra.json files into the tables, so a table can be built over several sessions;
+`--config` adds gin bindings to every run, and `--variant NAME BINDING...` (repeatable) trains every run once per named
 set of bindings, each its own run directory (lra_<task>_<model>@NAME) and table row; in both,
 `{encoder}` stands for each model's encoder (`"{encoder}.positional = 'octave'"`).
 `--runs_dir` keeps the runs where a later session finds them: a run there with the same
