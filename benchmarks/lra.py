@@ -210,8 +210,7 @@ def premake_splits(pairs, args):
     parse_run_config(task, model, args, variant)
     task_data(task, workers, args.splits_dir)
     if args.test_batches is None:   # scored whole: made up front too (see test_accuracy)
-      test_split(dict(generated_split_args(task, workers, args.splits_dir),
-                      **stream_args(args.test_examples)))
+      test_split(test_split_args(task, workers, args.splits_dir, args.test_examples))
     gin.clear_config()
 
 
@@ -328,10 +327,13 @@ def test_split(extra, **kwargs):
     return inputs_fn(split='test', **extra, **kwargs)
 
 
-def stream_args(n_examples):
-  """lra_<task>_inputs' arguments for examples 0..n_examples-1 of the test stream ({} for the
-  split itself): example i is a function of (seed, split, i), so the split is its start."""
-  return {'n_examples': n_examples} if n_examples else {}
+def test_split_args(task, workers, splits_dir, stream_examples=None):
+  """lra_<task>_inputs' arguments of the test split scored whole (premake_splits makes it,
+  test_accuracy reads it): generated_split_args, plus with `stream_examples` N examples
+  0..N-1 of the test stream (example i is a function of (seed, split, i), so the split is its
+  start)."""
+  return {**generated_split_args(task, workers, splits_dir),
+          **({'n_examples': stream_examples} if stream_examples else {})}
 
 
 def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None, splits_dir=None,
@@ -355,8 +357,7 @@ def test_accuracy(output_dir, task, n_batches, workers=0, data_cache=None, split
     if stream_examples < split_examples:
       raise SystemExit(f'lra.py: --test_examples {stream_examples} is fewer than the {task} '
                        f'test split\'s {split_examples} examples: give at least that many')
-  extra = generated_split_args(task, workers, splits_dir) if n_batches is None else {}
-  extra.update(stream_args(stream_examples))
+  extra = test_split_args(task, workers, splits_dir, stream_examples) if n_batches is None else {}
   cache = {} if data_cache is None else data_cache
   key = ('test', task, batch_size, bool(extra), stream_examples)
   if key not in cache:

@@ -1,5 +1,7 @@
 """The shared parts of plait.data.lra: memoized generated splits and the batch pipeline."""
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -190,8 +192,6 @@ def test_a_split_made_with_workers_outside_the_main_guard_is_one_error_not_a_han
   """Workers are spawned, which imports the main script again: a script that makes a split
   with workers at its top level (no `if __name__ == '__main__':`) kills every worker as it
   starts. That must stop with one message naming the remedy, not wait forever."""
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
   script = tmp_path / 'make_split.py'
   script.write_text('from plait.data.lra import lra_listops_inputs\n'
                     "lra_listops_inputs(split='test', n_examples=600, min_length=10, "
