@@ -5,9 +5,11 @@ plait/layers, plait/models or plait/supervised done, and record its summary in R
 
 1. `pytest -m gpu tests/gpu`: every full config in plait/rl_free_configs, not shrunk, through
    plait-train (a few hundred steps, evaluation, checkpoints, kill -9, resume) and plait-decode
-   from the best checkpoint; configs run side by side (--workers processes on the one GPU).
+   from the best checkpoint, and the TransformerLM config once more with rotary positions;
+   configs run side by side (--workers processes on the one GPU).
 2. The GPU-only paths under the ordinary tests, now on the GPU: the Pallas decode kernel and
-   the cuDNN attention (tests/layers/attention/test_decode_kernel.py, test_dense.py), buffer
+   the cuDNN attention (tests/layers/attention/test_decode_kernel.py, test_dense.py), rotary
+   layers on cuDNN and the kernels vs XLA (test_rotary.py), buffer
    donation and bf16 mixed precision in the Loop (tests/supervised/test_loop.py), besides the
    configs' own bf16 compute.
 3. benchmarks/gpu_checks.py: cuDNN flash attention vs XLA vs float32, at real lengths.
@@ -45,6 +47,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPU_PATH_TESTS = ['tests/layers/attention/test_decode_kernel.py',
                   'tests/layers/attention/test_dense.py',
                   'tests/layers/attention/test_favor_deterministic.py',
+                  'tests/layers/attention/test_rotary.py',
                   'tests/supervised/test_loop.py::'
                   'test_eval_after_donating_train_steps_reads_the_current_state',
                   'tests/supervised/test_loop.py::'

@@ -24,7 +24,7 @@ from plait.layers.attention import (
     Attention, AttentionKind, AttentionWeights, BlockSparseAttention, BlockSparseKind, CausalAttention,
     CausalBlockSparseAttention, CausalFavorAttention, ChunkedCausalAttention, ChunkedKind,
     ChunkedSelfAttention, DotProductKind, FavorAttention, FavorKind, LSHKind, LSHSelfAttention,
-    ProjectionWeights, SelfAttention, large_negative, vmap_pairs)
+    ProjectionWeights, RotaryState, SelfAttention, large_negative, vmap_pairs)
 
 __all__ = [
     # The contract and shapes.
@@ -45,8 +45,9 @@ __all__ = [
     'ReversibleLayer', 'ReversibleSelect', 'ReversibleSwap', 'ReversibleHalfResidual',
     'ReversibleSerial',
     # Attention: the layer, the kind contract, kinds, layer constructors.
-    'Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights', 'large_negative',
-    'vmap_pairs', 'BlockSparseKind', 'ChunkedKind', 'DotProductKind', 'FavorKind', 'LSHKind',
+    'Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights', 'RotaryState',
+    'large_negative', 'vmap_pairs', 'BlockSparseKind', 'ChunkedKind', 'DotProductKind',
+    'FavorKind', 'LSHKind',
     'BlockSparseAttention', 'CausalAttention', 'CausalBlockSparseAttention',
     'CausalFavorAttention', 'ChunkedCausalAttention', 'ChunkedSelfAttention', 'FavorAttention',
     'LSHSelfAttention', 'SelfAttention',

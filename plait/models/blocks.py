@@ -52,12 +52,27 @@ def attention_types_per_layer(attention_type, n_layers):
   return [attention_type] * n_layers
 
 
-def make_attention(attention_type, causal, **kwargs):
+# The models' `positional` values: additive encodings (plait.layers.PositionalEncoding's
+# kinds) or 'rotary' (none added; every attention layer rotates its q and k instead).
+POSITIONALS = ('sinusoidal', 'octave', 'learned', 'rotary')
+
+
+def check_positional(positional, owner):
+  """Raises a ValueError naming `owner` unless `positional` is one of POSITIONALS."""
+  if positional not in POSITIONALS:
+    raise ValueError(f'{owner}: positional must be one of {POSITIONALS}, got {positional!r}.')
+
+
+def make_attention(attention_type, causal, rotary=False, **kwargs):
   """Builds one attention layer, passing only the keyword arguments its constructor takes.
 
   So `max_len` reaches layers with a predict-mode cache and is skipped for those without.
+  rotary=True is passed as `rotary=True` and must be taken (a TypeError otherwise: a layer
+  without positions would silently see none).
   """
   constructor = attention_constructor(attention_type, causal)
+  if rotary:
+    kwargs['rotary'] = True
   try:
     params = inspect.signature(constructor).parameters
   except (TypeError, ValueError):  # Builtins without a signature: pass everything.
@@ -68,6 +83,10 @@ def make_attention(attention_type, causal, **kwargs):
   if missing:
     raise TypeError(f'attention constructor {constructor!r} must take {missing} as keyword '
                     'arguments (like plait.layers.SelfAttention).')
+  if rotary and 'rotary' not in params:
+    raise TypeError(f"positional='rotary' rotates q and k inside the attention layers, but "
+                    f'attention constructor {constructor!r} takes no `rotary` argument (plait '
+                    'attention layers all do).')
   return constructor(**{k: v for k, v in kwargs.items() if k in params})
 
 
@@ -97,9 +116,12 @@ def FeedForwardBlock(d_model, d_ff, dropout=0.0, activation=tl.Gelu, ff_chunk_si
 
 
 def DecoderBlock(d_model, d_ff, n_heads, attention_type='dense', dropout=0.0, max_len=2048,  # pylint: disable=invalid-name
-                 activation=tl.Gelu, ff_chunk_size=0, mode='train'):
-  """Pre-norm causal block: x + Attention(LayerNorm(x)), then the same with FeedForward."""
-  attention = make_attention(attention_type, True, d_model=d_model, n_heads=n_heads,
+                 activation=tl.Gelu, ff_chunk_size=0, mode='train', rotary=False):
+  """Pre-norm causal block: x + Attention(LayerNorm(x)), then the same with FeedForward.
+
+  rotary: the attention rotates q and k by position (see plait.layers.Attention).
+  """
+  attention = make_attention(attention_type, True, rotary, d_model=d_model, n_heads=n_heads,
                              dropout=dropout, max_len=max_len, mode=mode)
   return tl.Serial(
       tl.Residual(tl.LayerNorm(), attention, tl.Dropout(dropout, mode=mode)),
@@ -108,12 +130,13 @@ def DecoderBlock(d_model, d_ff, n_heads, attention_type='dense', dropout=0.0, ma
 
 
 def EncoderBlock(d_model, d_ff, n_heads, attention_type='dense', dropout=0.0, max_len=2048,  # pylint: disable=invalid-name
-                 activation=tl.Gelu, mode='train', use_mask=True):
+                 activation=tl.Gelu, mode='train', use_mask=True, rotary=False):
   """Pre-norm bidirectional block on (x, mask) -> (x', mask); mask (B, L) True = token.
 
   use_mask=False: x -> x' with unmasked attention (inputs without padding).
+  rotary: the attention rotates q and k by position (see plait.layers.Attention).
   """
-  attention = make_attention(attention_type, False, d_model=d_model, n_heads=n_heads,
+  attention = make_attention(attention_type, False, rotary, d_model=d_model, n_heads=n_heads,
                              dropout=dropout, max_len=max_len, use_mask=use_mask, mode=mode)
   return tl.Serial(
       tl.Residual(tl.LayerNorm(), attention, tl.Dropout(dropout, mode=mode)),  # (x, mask)
@@ -123,11 +146,16 @@ def EncoderBlock(d_model, d_ff, n_heads, attention_type='dense', dropout=0.0, ma
 
 def PositionalLayer(max_len, d_model, axial_pos_shape=None, d_axial_pos_embs=None,  # pylint: disable=invalid-name
                     positional='sinusoidal', mode='train', positional_init_std=None):
-  """Axial encodings when `axial_pos_shape` is given, else PositionalEncoding(positional).
+  """Axial encodings when `axial_pos_shape` is given, else PositionalEncoding(positional);
+  None for positional='rotary' (the attention layers rotate q and k instead).
 
   positional_init_std: the learned table's initial standard deviation (None: the layer's
     1.0; LRA's learned positions start at 0.02); only with positional='learned'.
   """
+  check_positional(positional, 'PositionalLayer')
+  if positional == 'rotary' and axial_pos_shape is not None:
+    raise ValueError("positional='rotary' adds no encodings, so it takes no axial_pos_shape "
+                     f'(got {tuple(axial_pos_shape)}); use one or the other.')
   if positional_init_std is not None:
     if axial_pos_shape is not None or positional != 'learned':
       got = 'axial positions' if axial_pos_shape is not None else f'positional={positional!r}'
@@ -148,17 +176,23 @@ def PositionalLayer(max_len, d_model, axial_pos_shape=None, d_axial_pos_embs=Non
       raise ValueError(f'd_axial_pos_embs={tuple(d_axial_pos_embs)} must sum to '
                        f'd_model={d_model}.')
     return tl.AxialPositionalEncoding(axial_pos_shape, tuple(d_axial_pos_embs), mode=mode)
+  if positional == 'rotary':
+    return None
   return tl.PositionalEncoding(max_len, kind=positional, mode=mode)
 
 
 def EmbeddingStack(vocab_size, d_model, max_len, dropout=0.0, axial_pos_shape=None,  # pylint: disable=invalid-name
                    d_axial_pos_embs=None, positional='sinusoidal', mode='train',
                    positional_init_std=None):
-  """Token ids (B, L) -> Embedding -> Dropout -> positional encodings: (B, L, d_model)."""
+  """Token ids (B, L) -> Embedding -> Dropout -> positional encodings: (B, L, d_model).
+
+  With positional='rotary' nothing is added here (the blocks' attention rotates q and k).
+  """
+  positions = PositionalLayer(max_len, d_model, axial_pos_shape, d_axial_pos_embs, positional,
+                              mode, positional_init_std)
   return tl.Serial(
       tl.Embedding(vocab_size, d_model), tl.Dropout(dropout, mode=mode),
-      PositionalLayer(max_len, d_model, axial_pos_shape, d_axial_pos_embs, positional, mode,
-                      positional_init_std),
+      [] if positions is None else positions,
       name='EmbeddingStack')
 
 

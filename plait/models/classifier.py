@@ -111,10 +111,11 @@ def encoder_classifier(name, vocab_size, n_classes, d_model, d_ff, n_layers, n_h
   """
   if pooling not in POOLINGS:
     raise ValueError(f'{name}: pooling must be one of {POOLINGS}, got {pooling!r}.')
+  blocks.check_positional(positional, name)
   masked = pad_id is not None
   encoder_blocks = [
       blocks.EncoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation, mode,
-                          use_mask=masked)
+                          use_mask=masked, rotary=positional == 'rotary')
       for attention in blocks.attention_types_per_layer(attention_type, n_layers)]
   if compact_to is not None:
     _check_compactable(name, pad_id, encoder_blocks)
@@ -143,11 +144,12 @@ def _check_compactable(name, pad_id, encoder_blocks):
                      'of padding); pad_id=None marks no token as padding.')
   found = [l for block in encoder_blocks for l in walk_layers(block)
            if isinstance(l, tl.Attention)]
-  wrong = sorted({a.name for a in found if not a.kind.compactable})
+  wrong = sorted({a.name for a in found if not a.compactable})
   if wrong or len(found) != len(encoder_blocks):
     raise ValueError(
         f'{name}: compact_to is exact only when every layer\'s attention ignores where the '
-        f'padding sits (dense, FAVOR+ or LSH attention: AttentionKind.compactable); '
+        f'padding sits (dense, FAVOR+ or LSH attention without rotary positions: '
+        f'Attention.compactable); '
         + (f'these do not: {wrong}.' if wrong else
            f'found {len(found)} plait attention layers in {len(encoder_blocks)} blocks.'))
 

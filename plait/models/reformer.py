@@ -24,9 +24,11 @@ from plait.models import classifier
 
 
 def ReversibleDecoderBlock(d_model, d_ff, n_heads, attention_type='lsh', dropout=0.0,  # pylint: disable=invalid-name
-                           max_len=2048, activation=tl.Gelu, ff_chunk_size=0, mode='train'):
+                           max_len=2048, activation=tl.Gelu, ff_chunk_size=0, mode='train',
+                           rotary=False):
   """One Reformer layer on the two residual streams (x1, x2) -> (y1, y2)."""
-  attention = blocks.make_attention(attention_type, True, d_model=d_model, n_heads=n_heads,
+  attention = blocks.make_attention(attention_type, True, rotary, d_model=d_model,
+                                    n_heads=n_heads,
                                     dropout=dropout, max_len=max_len, mode=mode)
   return [
       tl.ReversibleHalfResidual(tl.LayerNorm(), attention_layer=attention),
@@ -58,9 +60,10 @@ def ReformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, ma
     group instead of n_layers (same weights tree and results; see docs/reversible.md).
   """
   check_mode(mode, 'ReformerLM')
+  blocks.check_positional(positional, 'ReformerLM')
   layers = [
       ReversibleDecoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation,
-                             ff_chunk_size, mode)
+                             ff_chunk_size, mode, rotary=positional == 'rotary')
       for attention in blocks.attention_types_per_layer(attention_type, n_layers)]
   return tl.Serial(
       tl.ShiftRight(mode=mode),

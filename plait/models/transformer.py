@@ -27,9 +27,10 @@ def TransformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
     (one block for XLA to compile; same weights tree and results; see docs/models.md).
   """
   check_mode(mode, 'TransformerLM')
+  blocks.check_positional(positional, 'TransformerLM')
   decoder_blocks = [
       blocks.DecoderBlock(d_model, d_ff, n_heads, attention, dropout, max_len, activation,
-                          ff_chunk_size, mode)
+                          ff_chunk_size, mode, rotary=positional == 'rotary')
       for attention in blocks.attention_types_per_layer(attention_type, n_layers)]
   return tl.Serial(
       tl.ShiftRight(mode=mode),

@@ -23,17 +23,29 @@ STEPS = {'reformer_crime_and_punishment': 100, 'reformer_imagenet64': 20}
 
 @pytest.mark.parametrize('name', user_paths.LM_FULL)
 def test_full_config_on_one_gpu_trains_resumes_and_decodes(name, tmp_path):
+  # ImageNet needs a download: its full model trains on the offline photos at 64x64 (the
+  # TFDS path itself is host-side code, covered on mock data by the CPU user-path test).
+  images = ["image_lm_inputs.source = 'offline'"] if 'imagenet' in name else []
+  _train_resume_decode(name, tmp_path, images, name)
+
+
+def test_rotary_transformer_lm_on_one_gpu_trains_resumes_and_decodes(tmp_path):
+  """The TransformerLM config with rotary positions (cuDNN attention on rotated q and k;
+  plait-decode continues the positions from the prompt)."""
+  _train_resume_decode('transformer_lm_crime_and_punishment', tmp_path,
+                       ["TransformerLM.positional = 'rotary'"],
+                       'transformer_lm_crime_and_punishment (rotary)')
+
+
+def _train_resume_decode(name, tmp_path, extra, label):
   scale = float(os.environ.get('PLAIT_GPU_SUITE_STEPS', '1'))
   steps = max(4, 2 * round(scale * STEPS.get(name, 200) / 2))
   text = 'imagenet' not in name and 'duplication' not in name
   start = time.perf_counter()
-  # ImageNet needs a download: its full model trains on the offline photos at 64x64 (the
-  # TFDS path itself is host-side code, covered on mock data by the CPU user-path test).
-  images = ["image_lm_inputs.source = 'offline'"] if 'imagenet' in name else []
   outputs = user_paths.check_user_path(
-      name, str(tmp_path), steps=steps, every=steps // 2, shrink=False, extra=images,
+      name, str(tmp_path), steps=steps, every=steps // 2, shrink=False, extra=extra,
       decode_prompt='Raskolnikov ' if text else None, exact=False, mock_tfds=False)
-  _record({'config': name, 'steps': steps, 'wall_s': round(time.perf_counter() - start, 1),
+  _record({'config': label, 'steps': steps, 'wall_s': round(time.perf_counter() - start, 1),
            'compile_s': _compile_seconds(outputs['reference']),
            'compile_resumed_s': _compile_seconds(outputs['resumed']),
            'eval_loss': {step: r['loss'] for step, r in outputs['eval'].items()},

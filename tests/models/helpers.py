@@ -30,6 +30,13 @@ LMS = {
     'BigBirdLM': (models.BigBirdLM,
                   dict(vocab_size=VOCAB, max_len=64, block_size=4, num_rand_blocks=1, **SMALL),
                   'eval', 64),
+    # Rotary positions: no additive table; every attention layer rotates q and k.
+    'TransformerLM_rotary': (models.TransformerLM,
+                             dict(vocab_size=VOCAB, max_len=64, attention_type=['dense', CHUNKED],
+                                  positional='rotary', **SMALL), 'eval', 32),
+    'ReformerLM_rotary': (models.ReformerLM,
+                          dict(vocab_size=VOCAB, max_len=64, attention_type=[CHUNKED, LSH],
+                               ff_chunk_size=8, positional='rotary', **SMALL), 'predict', 32),
     'ImageReformerLM': (models.ImageReformerLM,
                         dict(image_shape=(4, 4, 3), d_model=32, d_ff=64, n_layers=2, n_heads=4,
                              attention_type=[CHUNKED, LSH]), 'predict', 48),
@@ -42,6 +49,9 @@ ENCODERS = {
                                                        nb_features=16, **SMALL)),
     'BigBirdEncoder': (models.BigBirdEncoder, dict(vocab_size=VOCAB, n_classes=3, block_size=4,
                                                    num_rand_blocks=1, **SMALL)),
+    'TransformerEncoder_rotary': (models.TransformerEncoder,
+                                  dict(vocab_size=VOCAB, n_classes=3, positional='rotary',
+                                       pooling='cls', **SMALL)),
 }
 
 

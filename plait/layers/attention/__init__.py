@@ -9,7 +9,8 @@ The exact-attention oracles for tests live in `plait.layers.attention.reference`
 kinds' building blocks in their modules; neither is re-exported here.
 """
 from plait.layers.attention.base import (
-    Attention, AttentionKind, AttentionWeights, ProjectionWeights, large_negative, vmap_pairs)
+    Attention, AttentionKind, AttentionWeights, ProjectionWeights, RotaryState, large_negative,
+    vmap_pairs)
 from plait.layers.attention.block_sparse import (
     BlockSparseAttention, BlockSparseKind, CausalBlockSparseAttention)
 from plait.layers.attention.dense import (
@@ -20,8 +21,8 @@ from plait.layers.attention.lsh import LSHKind, LSHSelfAttention, lsh_buckets
 
 __all__ = [
     # The layer and what a new kind needs.
-    'Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights', 'large_negative',
-    'vmap_pairs',
+    'Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights', 'RotaryState',
+    'large_negative', 'vmap_pairs',
     # Kinds.
     'BlockSparseKind', 'ChunkedKind', 'DotProductKind', 'FavorKind', 'LSHKind',
     # Layer constructors.

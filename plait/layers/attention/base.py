@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from plait.layers import initializers
+from plait.layers.attention import rotary as rotary_lib
 from plait.layers.base import Layer
 from plait.layers.chunked_map import chunked_map
 from plait.layers.core import check_mode, dropout
@@ -187,6 +188,12 @@ class AttentionKind:
     return self.name or type(self).__name__
 
 
+class RotaryState(NamedTuple):
+  """A rotary layer's predict-mode state: the kind's state and the next position (B, H)."""
+  kind: Any
+  next_position: Any
+
+
 class Attention(Layer):
   """Multi-head attention around any `AttentionKind`: (B, L, d_model) -> (B, L, d_model).
 
@@ -203,17 +210,23 @@ class Attention(Layer):
       the backward pass: less memory for some recomputation.
     max_len: predict-mode cache length (the longest prompt + generation).
     use_bias: biases in the q/k/v and output projections.
+    rotary: rotate q and k by their positions after the projections (rotary position
+      embeddings, `rotary.py`): scores depend on the distance between query and key only.
+      Positions count from 0 at the input's first row (in predict mode, from the first
+      prompt token). Needs an even d_head.
     mode: 'train' | 'eval' | 'predict'.
     name: repr/error name (default `Attention_<kind>`).
 
   Weights: `AttentionWeights(q, k, v, o)`, each a `ProjectionWeights(kernel, bias)` (bias
   None without `use_bias`); k is None when the kind has `shared_qk`. q/k/v kernel:
   (d_model, n_heads * d_head); o kernel: (n_heads * d_head, d_model).
-  State: the kind's per-pair state with leading (B, H) axes (`()` if it keeps none).
+  State: the kind's per-pair state with leading (B, H) axes (`()` if it keeps none); with
+  rotary in predict mode a `RotaryState(kind=that, next_position=(B, H) int32)`.
   """
 
   def __init__(self, kind, d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False,
-               head_chunk_size=None, max_len=2048, use_bias=True, mode='train', name=None):
+               head_chunk_size=None, max_len=2048, use_bias=True, mode='train', name=None,
+               rotary=False):
     n_io = 2 if use_mask else 1
     super().__init__(n_in=n_io, n_out=n_io, name=name or f'Attention_{kind!r}')
     if not isinstance(kind, AttentionKind):
@@ -231,6 +244,13 @@ class Attention(Layer):
                        f'n_heads={n_heads}.')
     if not 0.0 <= dropout < 1.0:
       raise ValueError(f'{self.name}: dropout must be in [0, 1), got {dropout}.')
+    if not isinstance(rotary, bool):
+      raise TypeError(f'{self.name}: rotary must be True or False, got {rotary!r}.')
+    if rotary and d_head % 2:
+      raise ValueError(f'{self.name}: rotary positions rotate pairs of features, so d_head '
+                       f'must be even; got d_head={d_head} (d_model={d_model}, '
+                       f'n_heads={n_heads}).')
+    self._rotary = rotary
     self._kind, self._d_model, self._n_heads, self._d_head = kind, d_model, n_heads, d_head
     self._dropout, self._use_mask, self._use_bias = dropout, use_mask, use_bias
     self._head_chunk_size, self._max_len = head_chunk_size, max_len
@@ -242,6 +262,13 @@ class Attention(Layer):
   d_head = property(lambda self: self._d_head)
   max_len = property(lambda self: self._max_len)
   mode = property(lambda self: self._mode)
+  rotary = property(lambda self: self._rotary)
+
+  @property
+  def compactable(self):
+    """Whether gathering the real tokens to the front changes no output (see
+    `AttentionKind.compactable`): never with rotary positions, which are the row indices."""
+    return self._kind.compactable and not self._rotary
 
   # ----- init -----
   def init_weights_and_state(self, input_signature, rng):
@@ -260,6 +287,8 @@ class Attention(Layer):
                                 self._mode)
     state = jax.tree_util.tree_map(
         lambda s: jnp.broadcast_to(s, (batch, self._n_heads) + jnp.shape(s)), one)
+    if self._rotary and self._mode == 'predict':
+      state = RotaryState(state, jnp.zeros((batch, self._n_heads), jnp.int32))
     return weights, state
 
   def _projection(self, rng, d_in, d_out):
@@ -282,18 +311,42 @@ class Attention(Layer):
     self._kind.check_length(x.shape[1], self._mode)
     wq, wk, wv, wo = weights
     keys, rng_dropout = attend_keys(rng, x.shape[0], self._n_heads)
+    positions, state = self._positions(x.shape[1], state)
     hc = self._head_chunk_size
     if hc is None or hc >= self._n_heads:
-      q = _split_heads(_project(x, wq), self._n_heads, self._d_head)
-      k = None if self._kind.shared_qk else _split_heads(_project(x, wk), self._n_heads,
-                                                          self._d_head)
-      v = _split_heads(_project(x, wv), self._n_heads, self._d_head)
+      q, k, v = self._qkv(x, (wq, wk, wv), self._n_heads, positions)
       out, new_state = self._kind.attend_batched(q, k, v, mask, state, keys, self._mode)
     else:
-      out, new_state = self._attend_groups(x, (wq, wk, wv), mask, state, keys)
+      out, new_state = self._attend_groups(x, (wq, wk, wv), mask, state, keys, positions)
+    if positions is not None and self._mode == 'predict':
+      new_state = RotaryState(new_state, jnp.full((x.shape[0], self._n_heads),
+                                                  positions[-1] + 1, jnp.int32))
     y = _project(self._merge_heads(out).astype(x.dtype), wo)
     y = self._apply_dropout(y, rng_dropout)
     return ((y, inputs[1]) if self._use_mask else y), new_state
+
+  def _positions(self, length, state):
+    """(positions (length,) int32 or None without rotary, the kind's state)."""
+    if not self._rotary:
+      return None, state
+    if self._mode != 'predict':
+      return jnp.arange(length, dtype=jnp.int32), state
+    if not isinstance(state, RotaryState):
+      raise TypeError(f'{self.name}: a rotary layer in predict mode keeps a RotaryState '
+                      f'(from its init), got {type(state).__name__}.')
+    start = jnp.ravel(state.next_position)[0]   # every pair is at the same position
+    return start + jnp.arange(length, dtype=jnp.int32), state.kind
+
+  def _qkv(self, x, qkv_weights, n_heads, positions):
+    """(q, k or None, v), each (B, n_heads, L, d_head); q and k rotated when rotary."""
+    wq, wk, wv = qkv_weights
+    q = _split_heads(_project(x, wq), n_heads, self._d_head)
+    k = None if self._kind.shared_qk else _split_heads(_project(x, wk), n_heads, self._d_head)
+    v = _split_heads(_project(x, wv), n_heads, self._d_head)
+    if positions is not None:
+      q = rotary_lib.rotate(q, positions)
+      k = None if k is None else rotary_lib.rotate(k, positions)
+    return q, k, v
 
   def _check_x_shape(self, shape):
     if len(shape) != 3 or shape[-1] != self._d_model:
@@ -310,7 +363,7 @@ class Attention(Layer):
       return y
     return dropout(y, self._dropout, rng, who=self.name)
 
-  def _attend_groups(self, x, qkv_weights, mask, state, keys):
+  def _attend_groups(self, x, qkv_weights, mask, state, keys, positions):
     """Head chunking: one group of heads at a time, each projecting its own q/k/v.
 
     The loop maps over the group's columns of the q/k/v weights (sliced here, so the
@@ -332,13 +385,11 @@ class Attention(Layer):
       return jnp.moveaxis(t.reshape(t.shape[:-1] + (n_groups, -1)), -2, 0)
     grouped = (jax.tree_util.tree_map(weight_groups, qkv_weights),
                jax.tree_util.tree_map(to_groups, (state, keys)))
-    kind, mode, d_head = self._kind, self._mode, self._d_head
+    kind, mode = self._kind, self._mode
     def one_group(x, group_mask, args, i):
       del i
-      (gwq, gwk, gwv), (gstate, gkeys) = args
-      gq = _split_heads(_project(x, gwq), hc, d_head)
-      gk = None if kind.shared_qk else _split_heads(_project(x, gwk), hc, d_head)
-      gv = _split_heads(_project(x, gwv), hc, d_head)
+      gweights, (gstate, gkeys) = args
+      gq, gk, gv = self._qkv(x, gweights, hc, positions)
       return kind.attend_batched(gq, gk, gv, group_mask, gstate, gkeys, mode)
     out, new_state = chunked_map(one_group, grouped, x, mask)
     return jax.tree_util.tree_map(from_groups, (out, new_state))
@@ -377,8 +428,11 @@ def attend_keys(rng, batch, n_heads):
 
 def layer_queries(layer, x, weights, rng):
   """An `Attention` layer's (B, H, L, d_head) queries of x (B, L, d_model) and the per-pair
-  keys its kind gets from `rng`, as its forward makes them (for inspection helpers)."""
+  keys its kind gets from `rng`, as its forward makes them in train and eval mode (rotated
+  when the layer is rotary; for inspection helpers)."""
   q = _split_heads(_project(x, weights.q), layer.n_heads, layer.d_head)
+  if layer.rotary:
+    q = rotary_lib.rotate(q, jnp.arange(x.shape[1], dtype=jnp.int32))
   return q, attend_keys(rng, x.shape[0], layer.n_heads)[0]
 
 
@@ -402,6 +456,6 @@ def _project(x, weights):
   return y if weights.bias is None else y + weights.bias.astype(x.dtype)
 
 
-__all__ = ['Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights',
+__all__ = ['Attention', 'AttentionKind', 'AttentionWeights', 'ProjectionWeights', 'RotaryState',
            'attend_keys', 'kernel_implementation', 'large_negative', 'layer_queries', 'on_gpu',
            'per_pair_keys', 'vmap_pairs']

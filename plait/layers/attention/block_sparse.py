@@ -253,7 +253,7 @@ def _merge_slots(t):
 def BlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_blocks=3, seed=0,  # pylint: disable=invalid-name
                          d_head=None, use_mask=False, dropout=0.0, dense_fallback=False,
                          head_chunk_size=None, use_bias=True, implementation=None,
-                         mode='train'):
+                         mode='train', rotary=False):
   """Bidirectional BigBird ITC attention (an encoder's): (B, L, d_model) -> (B, L, d_model).
 
   Global first/last blocks, a 3-block window and `num_rand_blocks` random blocks drawn
@@ -269,13 +269,13 @@ def BlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_blocks=3, s
                          dense_fallback=dense_fallback, implementation=implementation)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, use_bias=use_bias,
-                   mode=mode, name='BlockSparseAttention')
+                   rotary=rotary, mode=mode, name='BlockSparseAttention')
 
 
 def CausalBlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_blocks=3, seed=0,  # pylint: disable=invalid-name
                                d_head=None, use_mask=False, dropout=0.0, dense_fallback=False,
                                head_chunk_size=None, max_len=2048, use_bias=True,
-                               implementation=None, mode='train'):
+                               implementation=None, mode='train', rotary=False):
   """Causal block-sparse attention for LMs: window + first block + random earlier blocks.
 
   Never looks ahead. Sequences shorter than (3 + num_rand_blocks) blocks raise unless
@@ -288,7 +288,7 @@ def CausalBlockSparseAttention(d_model, n_heads=8, block_size=64, num_rand_block
                          dense_fallback=dense_fallback, implementation=implementation)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
-                   use_bias=use_bias, mode=mode, name='CausalBlockSparseAttention')
+                   use_bias=use_bias, rotary=rotary, mode=mode, name='CausalBlockSparseAttention')
 
 
 __all__ = ['BlockSparseAttention', 'BlockSparseKind', 'CausalBlockSparseAttention']

@@ -283,7 +283,7 @@ def _look_around(t, shifts):
 # ----- layers -----
 def SelfAttention(d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False,  # pylint: disable=invalid-name
                   head_chunk_size=None, max_len=2048, implementation=None, use_bias=True,
-                  mode='train'):
+                  mode='train', rotary=False):
   """Bidirectional dense multi-head attention: (B, L, d_model) -> (B, L, d_model).
 
   `implementation`: None (auto: cuDNN on GPU for bf16/fp16, else XLA), 'xla' or 'cudnn'
@@ -297,12 +297,12 @@ def SelfAttention(d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False, 
   return Attention(DotProductKind(causal=False, implementation=implementation), d_model,
                    n_heads=n_heads, d_head=d_head, dropout=dropout, use_mask=use_mask,
                    head_chunk_size=head_chunk_size, max_len=max_len, use_bias=use_bias,
-                   mode=mode, name='SelfAttention')
+                   rotary=rotary, mode=mode, name='SelfAttention')
 
 
 def CausalAttention(d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False,  # pylint: disable=invalid-name
                     head_chunk_size=None, max_len=2048, implementation=None, use_bias=True,
-                    mode='train'):
+                    mode='train', rotary=False):
   """Causal dense multi-head attention (a decoder's); predict mode keeps a KV cache.
 
   Arguments as `SelfAttention`. In predict mode call it with the prompt, then one token
@@ -316,28 +316,28 @@ def CausalAttention(d_model, n_heads=8, d_head=None, dropout=0.0, use_mask=False
   return Attention(DotProductKind(causal=True, implementation=implementation), d_model,
                    n_heads=n_heads, d_head=d_head, dropout=dropout, use_mask=use_mask,
                    head_chunk_size=head_chunk_size, max_len=max_len, use_bias=use_bias,
-                   mode=mode, name='CausalAttention')
+                   rotary=rotary, mode=mode, name='CausalAttention')
 
 
 def ChunkedCausalAttention(d_model, n_heads=8, chunk_len=128, n_chunks_before=1, d_head=None,  # pylint: disable=invalid-name
                            dropout=0.0, use_mask=False, head_chunk_size=None, max_len=2048,
-                           use_bias=True, mode='train'):
+                           use_bias=True, mode='train', rotary=False):
   """Causal local attention: each chunk sees itself and `n_chunks_before` earlier chunks."""
   kind = ChunkedKind(chunk_len, n_chunks_before=n_chunks_before, causal=True)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
-                   use_bias=use_bias, mode=mode, name='ChunkedCausalAttention')
+                   use_bias=use_bias, rotary=rotary, mode=mode, name='ChunkedCausalAttention')
 
 
 def ChunkedSelfAttention(d_model, n_heads=8, chunk_len=128, n_chunks_before=1,  # pylint: disable=invalid-name
                          n_chunks_after=1, d_head=None, dropout=0.0, use_mask=False,
-                         head_chunk_size=None, use_bias=True, mode='train'):
+                         head_chunk_size=None, use_bias=True, mode='train', rotary=False):
   """Bidirectional local attention: chunk i sees chunks i - before .. i + after."""
   kind = ChunkedKind(chunk_len, n_chunks_before=n_chunks_before,
                           n_chunks_after=n_chunks_after, causal=False)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, use_bias=use_bias,
-                   mode=mode, name='ChunkedSelfAttention')
+                   rotary=rotary, mode=mode, name='ChunkedSelfAttention')
 
 
 __all__ = ['CausalAttention', 'ChunkedKind', 'ChunkedCausalAttention',

@@ -278,7 +278,7 @@ def _normalize(out):
 def FavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
                    numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
                    mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
-                   use_bias=True, implementation=None, recompute_features=True):
+                   use_bias=True, implementation=None, recompute_features=True, rotary=False):
   """Bidirectional FAVOR+ multi-head attention: (B, L, d_model) -> (B, L, d_model).
 
   implementation: None (auto), 'xla', 'pallas' or 'interpret'; recompute_features: see
@@ -289,14 +289,14 @@ def FavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw
                    implementation=implementation, recompute_features=recompute_features)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
-                   use_bias=use_bias, mode=mode, name='FavorAttention')
+                   use_bias=use_bias, rotary=rotary, mode=mode, name='FavorAttention')
 
 
 def CausalFavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
                          numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
-                         mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
-                         chunk_size=128, use_bias=True, implementation=None,
-                         recompute_features=True):
+                         mode='train', d_head=None, head_chunk_size=None,
+                         feature_seed=0, chunk_size=128, use_bias=True, implementation=None,
+                         recompute_features=True, rotary=False):
   """Causal FAVOR+ attention (a decoder's); predict mode keeps running sums, O(1) per token.
 
   implementation: None (auto), 'xla', 'pallas' or 'interpret'; recompute_features: see
@@ -308,7 +308,7 @@ def CausalFavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', 
                    recompute_features=recompute_features)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
-                   use_bias=use_bias, mode=mode, name='CausalFavorAttention')
+                   use_bias=use_bias, rotary=rotary, mode=mode, name='CausalFavorAttention')
 
 
 # pylint: enable=invalid-name

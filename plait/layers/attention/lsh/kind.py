@@ -193,8 +193,8 @@ def _valid(q, mask):
 def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,  # pylint: disable=invalid-name
                      n_chunks_before=1, n_chunks_after=0, causal=False, max_len=2048,
                      d_head=None, dropout=0.0, use_mask=False, head_chunk_size=None,
-                     hash_seed=0, mode='train', chunks_per_block='auto', implementation=None,
-                     normalize_keys=True):
+                     hash_seed=0, mode='train', chunks_per_block='auto',
+                     implementation=None, normalize_keys=True, rotary=False):
   """Reformer LSH self-attention layer: (B, L, d_model) -> (B, L, d_model).
 
   See `LSHKind` for the hashing arguments and `Attention` for the rest
@@ -210,7 +210,7 @@ def LSHSelfAttention(d_model, n_heads=8, n_hashes=1, n_buckets=64, chunk_len=64,
                  implementation=implementation, normalize_keys=normalize_keys)
   return Attention(kind, d_model, n_heads=n_heads, d_head=d_head, dropout=dropout,
                    use_mask=use_mask, head_chunk_size=head_chunk_size, max_len=max_len,
-                   mode=mode, name='LSHSelfAttention')
+                   rotary=rotary, mode=mode, name='LSHSelfAttention')
 
 
 def lsh_buckets(layer, x, weights, rng=None, mask=None):
