@@ -197,12 +197,12 @@ def test_rotary_off_leaves_layers_as_they_were():
 def test_gpu_bf16_rotary_layers_on_cudnn_and_kernels_match_their_xla_form(name):
   b, length, d, h = 2, 512, 256, 4
   kwargs = dict(n_heads=h, rotary=True, mode='eval')
-  ctor = {'BlockSparseAttention': functools.partial(tl.BlockSparseAttention, block_size=64,
+  ctor = {'SelfAttention': tl.SelfAttention, 'CausalAttention': tl.CausalAttention,
+          'BlockSparseAttention': functools.partial(tl.BlockSparseAttention, block_size=64,
                                                     num_rand_blocks=1),
           'LSHSelfAttention_causal': functools.partial(tl.LSHSelfAttention, n_buckets=8,
                                                        chunk_len=64, causal=True),
-          'FavorAttention': functools.partial(tl.FavorAttention, nb_features=64)}.get(
-              name, getattr(tl, name))
+          'FavorAttention': functools.partial(tl.FavorAttention, nb_features=64)}[name]
   fast, exact = ctor(d, **kwargs), ctor(d, implementation='xla', **kwargs)
   x = jnp.asarray(random_array((b, length, d), seed=10)).astype(jnp.bfloat16)
   weights, state = exact.init(ShapeDtype(x.shape))
