@@ -5,7 +5,9 @@ kinds differ only in the per-head algorithm; `flash-core` is the bare
 `jax.nn.dot_product_attention(implementation='cudnn')` on (1, L, 8, 64) with no projections,
 and `block_sparse-core` the bare fused block-sparse kernel (`sparse_kernel.py`) on the same
 shapes. `block_sparse` is the XLA path of the block-sparse layer, `block_sparse_pallas` the
-layer with the fused kernel. `lsh` is the XLA path of the LSH layer (2 hashes, chunk 256,
+layer with the fused kernel; `cudnn_rotary` is the `cudnn` layer with rotary positions
+(`rotary=True`: q and k rotated after the projections). `lsh` is the XLA path of the LSH
+layer (2 hashes, chunk 256,
 one chunk back), `lsh_pallas` the layer on the fused kernel (lsh/fused.py), and `lsh-core`
 the bare LSH kind on (1, 8, L, 64) q/v (hash, sort, kernel, combine; no projections).
 Core rows and `lsh_pallas` also report `tflops`: fwd+bwd FLOPs counted as 3.5x the
@@ -95,6 +97,8 @@ def favor(chunk_size, implementation=None):
 MAKERS = {
     'cudnn': lambda causal, L: (tl.CausalAttention if causal else tl.SelfAttention)(
         D_MODEL, N_HEADS, implementation='cudnn', mode='eval'),
+    'cudnn_rotary': lambda causal, L: (tl.CausalAttention if causal else tl.SelfAttention)(
+        D_MODEL, N_HEADS, implementation='cudnn', rotary=True, mode='eval'),
     'xla': lambda causal, L: (tl.CausalAttention if causal else tl.SelfAttention)(
         D_MODEL, N_HEADS, implementation='xla', mode='eval'),
     'lsh': lsh('xla'),
