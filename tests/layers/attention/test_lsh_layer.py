@@ -9,7 +9,7 @@ from plait.layers.attention.lsh import chunked as lc
 from plait.layers.attention.lsh import LSHKind, LSHSelfAttention, lsh_buckets
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
-from tests.layers.attention.conftest import randomize_biases
+from tests.layers.attention.conftest import complex_rotate, randomize_biases
 from tests.layers.attention.lsh_oracle import shared_qk_oracle, vary_row_norms
 
 B, L, D, H = 2, 16, 16, 2
@@ -87,9 +87,12 @@ def test_eval_mode_ignores_rng():
                                 lsh_buckets(layer, x, weights, None))
 
 
-def one_bucket_oracle(x, weights, normalize_keys=True):
-  """The layer's output by the numpy oracle when every token shares one bucket and chunk."""
+def one_bucket_oracle(x, weights, normalize_keys=True, rotary=False):
+  """The layer's output by the numpy oracle when every token shares one bucket and chunk
+  (with `rotary`, the shared queries/keys rotated by position first)."""
   q, v = heads(x, weights.q), heads(x, weights.v)
+  if rotary:
+    q = complex_rotate(q, np.arange(L))
   per_head = np.stack([np.stack([shared_qk_oracle(q[b, h], v[b, h], causal=True,
                                                   normalize_keys=normalize_keys)[0]
                                  for h in range(H)]) for b in range(B)])
@@ -114,6 +117,18 @@ def test_raw_keys_one_bucket_one_chunk_layer_equals_numpy_shared_qk_attention():
   np.testing.assert_allclose(y, one_bucket_oracle(x, weights, normalize_keys=False),
                              atol=5e-5, rtol=1e-4)
   assert np.abs(np.asarray(y) - one_bucket_oracle(x, weights)).max() > 0.05
+
+
+@pytest.mark.parametrize('normalize_keys', [True, False])
+def test_rotary_one_bucket_one_chunk_layer_equals_numpy_shared_qk_attention(normalize_keys):
+  """rotary=True: the rotated queries are the shared keys; the unrotated oracle is far off."""
+  layer, weights, state = build(mode='eval', n_hashes=1, n_buckets=1, chunk_len=L,
+                                normalize_keys=normalize_keys, rotary=True)
+  x = random_array((B, L, D), seed=3)
+  y, _ = jax.jit(layer.pure_fn)(x, weights, state, None)
+  np.testing.assert_allclose(y, one_bucket_oracle(x, weights, normalize_keys, rotary=True),
+                             atol=5e-5, rtol=1e-4)
+  assert np.abs(np.asarray(y) - one_bucket_oracle(x, weights, normalize_keys)).max() > 0.01
 
 
 @pytest.mark.parametrize('bad', [1, 0, 'no', None])
