@@ -133,14 +133,17 @@ def test_every_constructor_hands_its_kind_rotated_queries_and_keys(name):
     np.testing.assert_allclose(seen['k'], want(weights.k), atol=5e-5)
 
 
-DECODERS = ['CausalAttention', 'ChunkedCausalAttention', 'CausalFavorAttention',
-            'CausalBlockSparseAttention', 'LSHSelfAttention_causal']
+DECODERS = {name: CONSTRUCTORS[name] for name in (
+    'CausalAttention', 'ChunkedCausalAttention', 'CausalFavorAttention',
+    'CausalBlockSparseAttention', 'LSHSelfAttention_causal')}
+# Head groups (`chunked_map`) take the positions into their loop.
+DECODERS['CausalAttention_head_chunks'] = functools.partial(tl.CausalAttention, head_chunk_size=1)
 
 
-@pytest.mark.parametrize('name', DECODERS)
+@pytest.mark.parametrize('name', sorted(DECODERS))
 def test_predict_prompt_then_tokens_equals_eval(name):
   b, length, d, h, prompt = 2, 16, 16, 2, 5
-  ctor = CONSTRUCTORS[name]
+  ctor = DECODERS[name]
   full = ctor(d, n_heads=h, rotary=True, max_len=length, mode='eval')
   x = jnp.asarray(random_array((b, length, d), seed=8))
   weights, state = full.init(ShapeDtype(x.shape))
