@@ -12,7 +12,9 @@ best checkpoint by held-out (validation) accuracy is then scored on the whole te
 (each example once; `--test_batches` for fewer; `--test_examples N` also scores examples
 0..N-1 of a generated task's test stream, which starts with the split). `--jobs N` trains N
 runs at once, each in its own process with 1/N of --memory_fraction of the GPU's memory
-(compilation and input work overlap; the GPU itself is shared). `--include` merges rows of
+(compilation and input work overlap; the GPU itself is shared); without --jobs a given
+--memory_fraction is this process's own (else JAX's default, 0.75), so two lra.py can share a
+GPU. `--include` merges rows of
 earlier lra.json files into the tables, so a table can be built over several sessions;
 `--config` adds gin bindings to every run, and `--variant NAME BINDING...` (repeatable)
 trains every run once per named set of bindings, each its own run directory
@@ -90,9 +92,12 @@ def parse_args(argv):
                  help='accuracy runs trained at once, each in its own process with 1/jobs of '
                       "--memory_fraction of the GPU's memory (--budget_s is then shared per wave "
                       'of runs)')
-  p.add_argument('--memory_fraction', type=float, default=0.9,
-                 help="with --jobs: the share of the GPU's memory all jobs together take (e.g. "
-                      '0.6 to leave room for another program on the same GPU)')
+  p.add_argument('--memory_fraction', type=float, default=None,
+                 help="the share of the GPU's memory the runs together take (e.g. 0.6 to leave "
+                      'room for another program on the same GPU); with --jobs, split evenly '
+                      "between the jobs; without, this process's. Default: "
+                      "XLA_PYTHON_CLIENT_MEM_FRACTION if set, else 0.9 with --jobs and JAX's "
+                      "own 0.75 without")
   p.add_argument('--config', action='append', default=[], metavar='BINDING',
                  help='a gin binding added to every training run after the shipped config\'s, '
                       'e.g. "TransformerEncoder.positional = \'learned\'" (repeatable); kept in '
@@ -153,7 +158,18 @@ def parse_args(argv):
     if not args.tasks or set(args.tasks) - set(GENERATED):
       p.error('--test_examples: only generated tasks have a test stream longer than the '
               f'split; give --tasks from {" ".join(GENERATED)}')
-  if not 0 < args.memory_fraction <= 1:
+  env = os.environ.get('XLA_PYTHON_CLIENT_MEM_FRACTION')
+  if env is not None:
+    try:
+      env_fraction = float(env)
+    except ValueError:
+      p.error(f'XLA_PYTHON_CLIENT_MEM_FRACTION={env!r} is not a number')
+    if args.memory_fraction is None:
+      args.memory_fraction = env_fraction   # the share the runs together take, as the flag
+    elif env_fraction != args.memory_fraction:
+      p.error(f'--memory_fraction {args.memory_fraction} and XLA_PYTHON_CLIENT_MEM_FRACTION='
+              f'{env} disagree; give one of them')
+  if args.memory_fraction is not None and not 0 < args.memory_fraction <= 1:
     p.error(f'--memory_fraction must be in (0, 1], got {args.memory_fraction}')
   args.variants = {}
   for name, *bindings in args.variant:
@@ -399,8 +415,8 @@ def train_in_processes(pairs, args, share):
   plait-train does), no further job starts, and this process exits once they have.
   """
   import signal  # pylint: disable=import-outside-toplevel
-  env = dict(os.environ,
-             XLA_PYTHON_CLIENT_MEM_FRACTION=f'{args.memory_fraction / args.jobs:.3f}')
+  fraction = 0.9 if args.memory_fraction is None else args.memory_fraction
+  env = dict(os.environ, XLA_PYTHON_CLIENT_MEM_FRACTION=f'{fraction / args.jobs:.3f}')
   pending, running, stopping = list(pairs), [], []
 
   def forward(signum, _):
@@ -701,8 +717,16 @@ def plots(out, accuracy_rows, speed_rows, tasks, models, lengths, batch):
   return written
 
 
+def apply_memory_fraction(fraction):
+  """This process's share of the GPU's memory (`fraction`; None leaves JAX's default), read
+  once, when JAX makes its GPU client: call it before anything touches the devices."""
+  if fraction is not None:
+    os.environ['XLA_PYTHON_CLIENT_MEM_FRACTION'] = str(fraction)
+
+
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  apply_memory_fraction(args.memory_fraction)   # before jax.devices() below makes the client
   os.makedirs(args.out, exist_ok=True)
   from plait.data import lra  # pylint: disable=import-outside-toplevel
   tasks = args.tasks or lra.available_tasks()
