@@ -28,8 +28,8 @@ def ReversibleDecoderBlock(d_model, d_ff, n_heads, attention_type='lsh', dropout
                            rotary=False):
   """One Reformer layer on the two residual streams (x1, x2) -> (y1, y2)."""
   attention = blocks.make_attention(attention_type, True, rotary, d_model=d_model,
-                                    n_heads=n_heads,
-                                    dropout=dropout, max_len=max_len, mode=mode)
+                                    n_heads=n_heads, dropout=dropout, max_len=max_len,
+                                    mode=mode)
   return [
       tl.ReversibleHalfResidual(tl.LayerNorm(), attention_layer=attention),
       tl.ReversibleSwap(),
