@@ -45,8 +45,10 @@ def _train_eval(models, tokens, weights, rng):
 
 
 # scan_layers is opt-in: the fast suite checks one plain and one reversible model in train
-# mode (dropout: the per-layer rngs) and one decoding; `pytest -m slow` checks the rest.
-FAST = {('TransformerLM', 'train'), ('ReformerLM', 'train'), ('TransformerLM', 'predict')}
+# mode (dropout: the per-layer rngs) and two decodings (rotary: the scan carries each layer's
+# next position); `pytest -m slow` checks the rest.
+FAST = {('TransformerLM', 'train'), ('ReformerLM', 'train'), ('TransformerLM', 'predict'),
+        ('TransformerLM_rotary', 'predict')}
 
 
 def _cases(names, modes):
