@@ -214,3 +214,23 @@ def test_gpu_bf16_rotary_layers_on_cudnn_and_kernels_match_their_xla_form(name):
   want, got = want.astype(jnp.float32), got.astype(jnp.float32)
   err = jnp.linalg.norm(got - want) / jnp.linalg.norm(want)
   assert err < 2e-2, err
+
+
+def test_lsh_buckets_of_a_rotary_layer_are_those_its_forward_sorts_by():
+  """`lsh_buckets` (inspection) hashes the rotated queries, as the forward does."""
+  layer = tl.LSHSelfAttention(16, n_heads=2, n_hashes=2, n_buckets=4, chunk_len=4, rotary=True,
+                              mode='eval')
+  x = random_array((2, 16, 16), seed=11)
+  weights, state = layer.init(ShapeDtype(x.shape))
+  seen = {}
+  attend = layer.kind.attend_batched
+  def spy(q, *args):
+    seen['q'] = q
+    return attend(q, *args)
+  layer.kind.attend_batched = spy
+  layer.pure_fn(x, weights, state)
+  forward = layer.kind.buckets(seen['q'], None, None, 'eval')
+  got = tl.attention.lsh_buckets(layer, x, weights)
+  np.testing.assert_array_equal(got, forward)
+  plain = tl.LSHSelfAttention(16, n_heads=2, n_hashes=2, n_buckets=4, chunk_len=4, mode='eval')
+  assert not np.array_equal(got, tl.attention.lsh_buckets(plain, x, weights))
