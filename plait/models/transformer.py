@@ -58,7 +58,7 @@ def TransformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_l
     positions, into S positions before the blocks (models/compaction.py): the same logits, for
     the work of length S (LRA Pathfinder: <= ~200 lit pixels of 1,024). A sequence with
     more than S real tokens gets NaN logits (plait-train stops before the step, naming it).
-    Only attention that ignores where padding sits (dense, FAVOR+, LSH: compactable).
+    Only attention that ignores where padding sits (dense, FAVOR+, LSH; not rotary: compactable).
   scan_layers: run the repeated blocks as one lax.scan over their stacked weights
     (one block for XLA to compile; same weights tree and results; see docs/models.md).
   positional_init_std: with positional='learned', the table's initial std (None: 1.0, as
