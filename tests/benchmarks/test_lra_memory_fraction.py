@@ -26,12 +26,14 @@ def test_memory_fraction_is_this_processs_share_without_jobs(monkeypatch):
   a second lra.py beside one given 0.6 found JAX's default 0.75 taken); with the environment
   variable alone, that is the runs' share; neither: nothing is set (JAX's default)."""
   script = load_script('lra.py')
-  monkeypatch.delenv('XLA_PYTHON_CLIENT_MEM_FRACTION', raising=False)
+  # A copy of the environment for this test alone: apply_memory_fraction writes into it.
+  monkeypatch.setattr(os, 'environ', {k: v for k, v in os.environ.items()
+                                      if k != 'XLA_PYTHON_CLIENT_MEM_FRACTION'})
   assert script.parse_args(['--smoke', '--out', 'x']).memory_fraction is None
   script.apply_memory_fraction(None)
   assert 'XLA_PYTHON_CLIENT_MEM_FRACTION' not in os.environ
   given = script.parse_args(['--smoke', '--out', 'x', '--memory_fraction', '0.6'])
   script.apply_memory_fraction(given.memory_fraction)
   assert os.environ['XLA_PYTHON_CLIENT_MEM_FRACTION'] == '0.6'
-  monkeypatch.setenv('XLA_PYTHON_CLIENT_MEM_FRACTION', '0.3')
+  os.environ['XLA_PYTHON_CLIENT_MEM_FRACTION'] = '0.3'
   assert script.parse_args(['--smoke', '--out', 'x', '--jobs', '2']).memory_fraction == 0.3
