@@ -340,13 +340,9 @@ class Attention(Layer):
   def _qkv(self, x, qkv_weights, n_heads, positions):
     """(q, k or None, v), each (B, n_heads, L, d_head); q and k rotated when rotary."""
     wq, wk, wv = qkv_weights
-    q = _split_heads(_project(x, wq), n_heads, self._d_head)
-    k = None if self._kind.shared_qk else _split_heads(_project(x, wk), n_heads, self._d_head)
-    v = _split_heads(_project(x, wv), n_heads, self._d_head)
-    if positions is not None:
-      q = rotary_lib.rotate(q, positions)
-      k = None if k is None else rotary_lib.rotate(k, positions)
-    return q, k, v
+    q = _heads(x, wq, n_heads, self._d_head, positions)
+    k = None if self._kind.shared_qk else _heads(x, wk, n_heads, self._d_head, positions)
+    return q, k, _heads(x, wv, n_heads, self._d_head)
 
   def _check_x_shape(self, shape):
     if len(shape) != 3 or shape[-1] != self._d_model:
@@ -430,9 +426,8 @@ def layer_queries(layer, x, weights, rng):
   """An `Attention` layer's (B, H, L, d_head) queries of x (B, L, d_model) and the per-pair
   keys its kind gets from `rng`, as its forward makes them in train and eval mode (rotated
   when the layer is rotary; for inspection helpers)."""
-  q = _split_heads(_project(x, weights.q), layer.n_heads, layer.d_head)
-  if layer.rotary:
-    q = rotary_lib.rotate(q, jnp.arange(x.shape[1], dtype=jnp.int32))
+  positions, _ = layer._positions(x.shape[1], ())   # pylint: disable=protected-access
+  q = _heads(x, weights.q, layer.n_heads, layer.d_head, positions)
   return q, attend_keys(rng, x.shape[0], layer.n_heads)[0]
 
 
@@ -442,6 +437,13 @@ def per_pair_keys(rng, batch, n_heads):
     rb = jax.random.fold_in(rng, b)
     return jax.vmap(lambda h: jax.random.fold_in(rb, h))(jnp.arange(n_heads))
   return jax.vmap(for_batch)(jnp.arange(batch))
+
+
+def _heads(x, projection, n_heads, d_head, positions=None):
+  """x (B, L, d_model) projected and split: (B, n_heads, L, d_head), rotated by `positions`
+  (L,) when given."""
+  t = _split_heads(_project(x, projection), n_heads, d_head)
+  return t if positions is None else rotary_lib.rotate(t, positions)
 
 
 def _split_heads(t, n_heads, d_head):
