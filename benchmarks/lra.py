@@ -14,12 +14,11 @@ best checkpoint by held-out (validation) accuracy is then scored on the whole te
 runs at once, each in its own process with 1/N of --memory_fraction of the GPU's memory
 (compilation and input work overlap; the GPU itself is shared); without --jobs a given
 --memory_fraction is this process's own (else JAX's default, 0.75), so two lra.py can share a
-GPU. `--include` merges rows of
-earlier lra.json files into the tables, so a table can be built over several sessions;
-`--config` adds gin bindings to every run, and `--variant NAME BINDING...` (repeatable)
-trains every run once per named set of bindings, each its own run directory
-(lra_<task>_<model>@NAME) and table row; in both, `{encoder}` stands for each model's encoder
-(`"{encoder}.positional = 'octave'"`).
+GPU. `--include` merges rows of earlier lra.json files into the tables, so a table can be
+built over several sessions; `--config` adds gin bindings to every run, and `--variant NAME
+BINDING...` (repeatable) trains every run once per named set of bindings, each its own run
+directory (lra_<task>_<model>@NAME) and table row; in both, `{encoder}` stands for each
+model's encoder (`"{encoder}.positional = 'octave'"`).
 `--runs_dir` keeps the runs where a later session finds them: a run there with the same
 config resumes from its latest checkpoint (a schedule longer than one session, such as
 Pathfinder's 62.5K steps, is trained in parts). Rows trained for fewer steps than their
