@@ -8,7 +8,8 @@ trainer takes; each call gives a fresh resumable Pipeline of batches
 
 Every split repeats forever: 'train' in a fresh seeded permutation per epoch, 'validation' and
 'test' in their fixed order, so each evaluation (n_eval_batches from a fresh pipeline) scores
-the same examples.
+the same examples. The variable-length tasks' training batches can be bucketed by length
+(`bucket_lengths`, see `check_bucket_lengths`): L is then the batch's bucket.
 """
 import multiprocessing
 import os
@@ -20,7 +21,7 @@ import zipfile
 import numpy as np
 
 from plait.data.pipeline import FromSequence, Serial
-from plait.data.stages import Batch
+from plait.data.stages import Batch, BucketByLength, Map
 
 SPLITS = ('train', 'validation', 'test')
 
@@ -74,6 +75,40 @@ def as_bytes(text):
   if isinstance(text, np.ndarray):
     text = text.item()
   return text.encode('utf-8') if isinstance(text, str) else bytes(text)
+
+
+def check_bucket_lengths(name, split, bucket_lengths, max_length):
+  """`bucket_lengths` as a tuple of ints (None stays None); else a ValueError naming `name`.
+
+  Bucketing pads each training batch to the first of these lengths that holds all its
+  examples' tokens (trailing zeros, the padding, are not tokens) instead of to max_length, and
+  batches together examples that fall in the same bucket. So the lengths must increase and
+  end at max_length (every example fits; every batch has one of these lengths, so a jitted
+  step compiles once per length). Training only: a held-out split keeps its fixed order and
+  max_length, so every evaluation scores the same examples.
+  """
+  if bucket_lengths is None:
+    return None
+  lengths = tuple(bucket_lengths) if isinstance(bucket_lengths, (list, tuple)) else None
+  if (not lengths or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
+                         for n in lengths)
+      or list(lengths) != sorted(set(lengths)) or lengths[-1] != max_length):
+    raise ValueError(f'{name}: bucket_lengths must be increasing positive ints ending at '
+                     f'max_length={max_length}, e.g. (768, 1024, 1536, {max_length}); got '
+                     f'{bucket_lengths!r}.')
+  if split != 'train':
+    raise ValueError(f'{name}: bucket_lengths={lengths} is for the training split only; the '
+                     f'{split!r} split keeps its fixed order so every evaluation scores the same '
+                     f'examples. In gin, bind it for training and set '
+                     f'eval/{name}.bucket_lengths = None.')
+  return tuple(int(n) for n in lengths)
+
+
+def strip_padding(example):
+  """An example `(tokens, ...)` with the trailing padding (zeros) of its 1-D tokens cut off."""
+  tokens = example[0]
+  real = np.flatnonzero(tokens)
+  return (tokens[:real[-1] + 1 if real.size else 0],) + tuple(example[1:])
 
 
 class Mapped:
@@ -251,20 +286,30 @@ class LRAInputs:
   """A zero-argument callable returning a fresh resumable batch Pipeline over one LRA split.
 
   Attributes (for models and benchmarks): task, split, vocab_size, n_classes, max_length
-  (tokens per example, per document for Retrieval), batch_size, seed, and `examples`, the
-  random-access sequence of single examples.
+  (tokens per example, per document for Retrieval), batch_size, seed, bucket_lengths (None, or
+  the lengths training batches are padded to, from `check_bucket_lengths`; 1-D tokens only),
+  and `examples`, the random-access sequence of single examples.
   """
 
-  def __init__(self, task, examples, split, batch_size, seed, vocab_size, n_classes, max_length):
+  def __init__(self, task, examples, split, batch_size, seed, vocab_size, n_classes, max_length,
+               bucket_lengths=None):
     self.task, self.examples, self.split = task, examples, split
-    self.batch_size, self.seed = batch_size, seed
+    self.batch_size, self.seed, self.bucket_lengths = batch_size, seed, bucket_lengths
     self.vocab_size, self.n_classes, self.max_length = vocab_size, n_classes, max_length
 
   def __call__(self):
     source = FromSequence(self.examples, shuffle=self.split == 'train', seed=self.seed,
                           repeat=True)
-    return Serial(source, Batch(self.batch_size))
+    if self.bucket_lengths is None:
+      return Serial(source, Batch(self.batch_size))
+    # Every example is shorter than max_length, the last boundary, so BucketByLength's
+    # overflow bucket (padded to its longest example) is never used: every batch has one of
+    # bucket_lengths' shapes.
+    return Serial(source, Map(strip_padding),
+                  BucketByLength(self.bucket_lengths, [self.batch_size] * (len(
+                      self.bucket_lengths) + 1)))
 
   def __repr__(self):
+    buckets = '' if self.bucket_lengths is None else f', buckets {list(self.bucket_lengths)}'
     return (f'LRAInputs[{self.task}:{self.split}, {len(self.examples)} examples, '
-            f'batch {self.batch_size}, seed {self.seed}]')
+            f'batch {self.batch_size}, seed {self.seed}{buckets}]')

@@ -25,8 +25,8 @@ Token ids (VOCAB_SIZE = 16): 0 = padding, 1..10 = digits 0..9, 11 = '[MIN', 12 =
 """
 import numpy as np
 
-from plait.data.lra.common import GeneratedExamples, LRAInputs, Uniforms, check_int
-from plait.data.lra.common import check_split, make_split
+from plait.data.lra.common import GeneratedExamples, LRAInputs, Uniforms, check_bucket_lengths
+from plait.data.lra.common import check_int, check_split, make_split
 
 TOKENS = ('<pad>',) + tuple(str(d) for d in range(10)) + ('[MIN', '[MAX', '[MED', '[SM', ']')
 VOCAB_SIZE = len(TOKENS)
@@ -114,7 +114,8 @@ class ListOpsExamples(GeneratedExamples):
 
 
 def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENGTH,
-                       min_length=MIN_LENGTH, n_examples=None, workers=0, cache_dir=None):
+                       min_length=MIN_LENGTH, n_examples=None, workers=0, cache_dir=None,
+                       bucket_lengths=None):
   """Batches of LRA ListOps (gin-configurable); generated, so always available.
 
   Args:
@@ -129,10 +130,14 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
       split now with N processes. Either way each is made once and kept in memory.
     cache_dir: a directory where the whole split is kept as one compressed file: made once
       (with max(workers, 1) processes) and read back by later calls.
+    bucket_lengths: None (LRA: every batch padded to max_length), or increasing lengths ending
+      at max_length, e.g. (768, 1024, 1536, 2000): training batches group expressions of
+      similar length, each batch padded to the first length that holds them (about half
+      the padded tokens of LRA's batches; docs/lra.md, "Bucketing"). Training split only.
 
   Returns:
-    An `LRAInputs`: call it for a resumable Pipeline of (inputs int32 (B, max_length),
-    targets int32 (B,) in 0..9, weights float32 (B,) ones).
+    An `LRAInputs`: call it for a resumable Pipeline of (inputs int32 (B, max_length), or
+    (B, L) with L in bucket_lengths, targets int32 (B,) in 0..9, weights float32 (B,) ones).
   """
   name = 'lra_listops_inputs'
   split = check_split(name, split)
@@ -146,7 +151,8 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
   n_examples = check_int(name, 'n_examples',
                          SPLIT_SIZES[split] if n_examples is None else n_examples)
   workers = check_int(name, 'workers', workers, low=0)
+  bucket_lengths = check_bucket_lengths(name, split, bucket_lengths, max_length)
   examples = make_split(name, ListOpsExamples(split, seed, n_examples, min_length, max_length),
                         workers, cache_dir)
   return LRAInputs('listops', examples, split, batch_size, seed, VOCAB_SIZE, N_CLASSES,
-                   max_length)
+                   max_length, bucket_lengths)

@@ -1,0 +1,34 @@
+"""User path of length-bucketed LRA training: the full ListOps Transformer config shrunk by sizes,
+with `bucket_lengths`, trains on batches of several lengths, and a run killed after a
+checkpoint resumes to the uninterrupted run's losses, bit for bit (the buckets' waiting
+examples are part of the data state)."""
+import numpy as np
+
+from plait.data.lra import lra_listops_inputs
+from tests import user_paths
+
+BUCKETS = (40, 60, 100)   # the tiny ListOps config's expressions: 20 < length < 100
+BINDINGS = [f'lra_listops_inputs.bucket_lengths = {BUCKETS}',
+            'eval/lra_listops_inputs.bucket_lengths = None']
+
+
+def test_bucketed_listops_trains_on_several_lengths_and_resumes_exactly(tmp_path, user_path_cache):
+  name, steps, every = 'lra_listops_transformer', 6, 3
+  overrides = user_paths.size_overrides(name)
+  assert {'lra_listops_inputs.max_length = 100', 'lra_listops_inputs.batch_size = 8'} <= set(
+      overrides)
+  stream = lra_listops_inputs(batch_size=8, max_length=100, min_length=20,
+                              bucket_lengths=BUCKETS)()
+  assert len({next(stream)[0].shape[1] for _ in range(steps)}) >= 2   # the steps' batches
+  env = user_paths.environment(user_path_cache)
+  argv = lambda out: user_paths.train_argv(name, str(out), steps, every, extra=BINDINGS)
+  user_paths.run_train(argv(tmp_path / 'reference'), env)
+  resumed = tmp_path / 'resumed'
+  killed = user_paths.kill_after_checkpoint(argv(resumed), env, str(resumed), every)
+  out = user_paths.run_train(argv(resumed), env)
+  assert not killed or 'Resumed from the checkpoint at step' in out
+  ref = user_paths.records(str(tmp_path / 'reference'), 'train')
+  got = user_paths.records(str(resumed), 'train')
+  assert sorted(ref) == sorted(got) == list(range(1, steps + 1))
+  np.testing.assert_array_equal([got[s]['loss'] for s in ref], [ref[s]['loss'] for s in ref])
+  assert "bucket_lengths = (40, 60, 100)" in (resumed / 'config.gin').read_text()
