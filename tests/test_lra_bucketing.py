@@ -12,7 +12,8 @@ BINDINGS = [f'lra_listops_inputs.bucket_lengths = {BUCKETS}',
             'eval/lra_listops_inputs.bucket_lengths = None']
 
 
-def test_bucketed_listops_trains_on_several_lengths_and_resumes_exactly(tmp_path, user_path_cache):
+def test_bucketed_listops_trains_on_several_lengths_and_resumes_exactly(tmp_path,
+                                                                       user_path_cache):
   name, steps, every = 'lra_listops_transformer', 6, 3
   overrides = user_paths.size_overrides(name)
   assert {'lra_listops_inputs.max_length = 100', 'lra_listops_inputs.batch_size = 8'} <= set(

@@ -41,6 +41,23 @@ def test_text_is_bytes_plus_one_cut_and_padded():
   assert make.vocab_size == 257
 
 
+def test_text_training_batches_bucket_by_length_and_keep_each_review_whole():
+  with tfds.testing.mock_data(num_examples=24):
+    plain = lra.lra_text_inputs(split='train', batch_size=2, max_length=64)
+    whole = {tuple(t[t > 0]): int(y) for t, y, _ in (plain.examples[i] for i in range(24))}
+    stream = lra.lra_text_inputs(split='train', batch_size=2, max_length=64,
+                                 bucket_lengths=(12, 16, 64))()   # mock reviews: 10-19 bytes
+    batches = [next(stream) for _ in range(8)]
+    with pytest.raises(ValueError, match='training split only'):
+      lra.lra_text_inputs(split='test', max_length=64, bucket_lengths=(16, 64))
+  assert len({inputs.shape[1] for inputs, _, _ in batches}) >= 2
+  for inputs, targets, _ in batches:
+    lengths = [int(np.count_nonzero(row)) for row in inputs]
+    assert inputs.shape[1] == next(b for b in (12, 16, 64) if max(lengths) <= b)
+    for row, target in zip(inputs, targets):
+      assert whole[tuple(row[row > 0])] == int(target)   # a review kept whole, with its label
+
+
 def _write_aan(directory, rows):
   directory.mkdir(exist_ok=True)
   for name in retrieval.FILES.values():
