@@ -1,0 +1,2 @@
+# session 51 call 2: peek at the runs after S s
+sleep ${S:-560}; bash .data/peek.sh
