@@ -132,8 +132,8 @@ def lra_listops_inputs(split='train', batch_size=32, seed=0, max_length=MAX_LENG
       (with max(workers, 1) processes) and read back by later calls.
     bucket_lengths: None (LRA: every batch padded to max_length), or increasing lengths ending
       at max_length, e.g. (768, 1024, 1536, 2000): training batches group expressions of
-      similar length, each batch padded to the first length that holds them (about half
-      the padded tokens of LRA's batches; docs/lra.md, "Bucketing"). Training split only.
+      similar length, each batch padded to the first length that holds them (with these
+      four, 61 % of the tokens of LRA's batches; docs/lra.md, "Bucketing"). Training only.
 
   Returns:
     An `LRAInputs`: call it for a resumable Pipeline of (inputs int32 (B, max_length), or
