@@ -2,6 +2,8 @@
 with `bucket_lengths`, trains on batches of several lengths, and a run killed after a
 checkpoint resumes to the uninterrupted run's losses, bit for bit (the buckets' waiting
 examples are part of the data state)."""
+import subprocess
+
 import numpy as np
 
 from plait.data.lra import lra_listops_inputs
@@ -33,3 +35,17 @@ def test_bucketed_listops_trains_on_several_lengths_and_resumes_exactly(tmp_path
   assert sorted(ref) == sorted(got) == list(range(1, steps + 1))
   np.testing.assert_array_equal([got[s]['loss'] for s in ref], [ref[s]['loss'] for s in ref])
   assert "bucket_lengths = (40, 60, 100)" in (resumed / 'config.gin').read_text()
+
+
+def test_buckets_bound_for_evaluation_too_are_one_message_and_nothing_written(tmp_path,
+                                                                             user_path_cache):
+  """gin's unscoped binding reaches the eval scope too: plait-train says how to bind it
+  (exit 2, the CLI's bad-config code) before it makes the output directory."""
+  argv = user_paths.train_argv('lra_listops_transformer', str(tmp_path / 'run'), 2, 1,
+                               extra=BINDINGS[:1])
+  done = subprocess.run(user_paths.command(argv), cwd=user_paths.REPO, capture_output=True,
+                        text=True, timeout=300, env=user_paths.environment(user_path_cache),
+                        check=False)
+  assert done.returncode == 2, done.stderr[-2000:]
+  assert "set eval/lra_listops_inputs.bucket_lengths = None" in done.stderr
+  assert 'Traceback' not in done.stderr and not (tmp_path / 'run').exists()
