@@ -1,4 +1,5 @@
 # session 51 call 4: ListOps Transformer, rotary positions, training batches bucketed by length (768/1024/1536/2000), alone on the GPU for a budget of B s; a train row every 20 steps (its tokens / step give the batch's bucket, so the 2000 bucket's step time is this run's own unbucketed baseline); metrics copied to $OUT every 20 s in case the lease ends first
+# (.data/splits.sh is results/h100_session50/splits.sh, unchanged)
 tar xf .data/src.tar && git status --short | head -5
 source .data/setup.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $OUT/gpu_bk.txt; cat $OUT/gpu_bk.txt

@@ -1,4 +1,5 @@
 # session 51: ListOps, rotary positions and a 10,000-step schedule: Transformer and Reformer, each its own lra.py side by side on one GPU (0.45 of its memory each), budget B s each; best checkpoints also scored on test-stream examples 0..19,999
+# (.data/splits.sh, which makes the ListOps splits, is results/h100_session50/splits.sh, unchanged)
 source .data/setup.sh
 [ -f /tmp/splits.log ] || W=14 bash .data/splits.sh
 while ! grep -q "splits done" /tmp/splits.log; do sleep 2; done
