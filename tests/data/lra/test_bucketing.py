@@ -51,7 +51,7 @@ def test_same_seed_same_batches_and_a_restored_pipeline_continues_exactly():
   first, second = bucketed()(), bucketed()()
   for _ in range(10):
     np.testing.assert_array_equal(next(first)[0], next(second)[0])
-  shuffled = [next(bucketed(seed=1)())[0] for _ in range(1)][0]
+  shuffled = next(bucketed(seed=1)())[0]
   assert not np.array_equal(shuffled, next(bucketed()())[0])   # the seed orders the examples
   # the state holds examples waiting in partly filled buckets, and the epoch's position
   assert_resumes_exactly(bucketed(), 7, 20)
