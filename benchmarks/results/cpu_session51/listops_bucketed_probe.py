@@ -4,7 +4,8 @@ overridden: d_model 64, 4 layers, batch 32, float32, rotary positions), trained 
 every batch padded to 160 and once with `bucket_lengths = (80, 120, 160)`; same seed, same
 steps, same validation examples (unbucketed). Bucketing only changes which expressions share
 a batch, so the two should learn alike.
-  python benchmarks/results/cpu_session51/listops_bucketed_probe.py [steps] [out_dir]
+  python benchmarks/results/cpu_session51/listops_bucketed_probe.py [steps] [out_dir] [runs]
+(runs: comma-separated, default 'bucketed,padded'; `6000 /tmp/p6k bucketed` is the longer run.)
 """
 import json
 import os
@@ -26,7 +27,10 @@ BUCKETS = ['lra_listops_inputs.bucket_lengths = (80, 120, 160)',
 def main():
   steps = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
   root = sys.argv[2] if len(sys.argv) > 2 else '/tmp/listops_bucketed_probe'
+  runs = sys.argv[3].split(',') if len(sys.argv) > 3 else ['bucketed', 'padded']
   for name, extra in (('bucketed', BUCKETS), ('padded', [])):
+    if name not in runs:
+      continue
     gin.clear_config()
     out = os.path.join(root, name)
     trainer.parse_config([rl_free_configs.path('lra_listops_transformer_tiny')],
