@@ -20,7 +20,8 @@ def real(tokens):
 
 
 def test_each_batch_is_padded_to_the_first_bucket_holding_its_examples():
-  batches = [next(s) for s in [bucketed()()] for _ in range(30)]
+  stream = bucketed()()
+  batches = [next(stream) for _ in range(30)]
   assert {b[0].shape[1] for b in batches} == set(BUCKETS)   # every bucket used, no other shape
   for inputs, targets, weights in batches:
     assert inputs.shape[0] == targets.shape[0] == weights.shape[0] == 4
