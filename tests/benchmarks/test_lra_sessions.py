@@ -165,11 +165,12 @@ def test_the_documented_table_rebuild_runs_on_the_saved_rows(tmp_path):
                        timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   assert '| transformer | 33.70 (36.37) |' in out.stdout, out.stdout
-  raw_keys = '| reformer (raw_keys) | 33.70 [11] (37.27) | 81.67 [12] [13] (68.50) |'
+  raw_keys = '| reformer (raw_keys) | 33.70 [13] (37.27) | 81.67 [14] [15] (68.50) |'
   assert raw_keys in out.stdout, out.stdout
-  assert '| reformer (rotary) | 34.25 [14] [15] (37.27) |' in out.stdout, out.stdout
-  assert ('[15] reformer (rotary) on listops: 36.19 on examples 0-19,999 of the test stream'
+  assert '| reformer (rotary) | 34.25 [16] [17] (37.27) |' in out.stdout, out.stdout
+  assert ('[17] reformer (rotary) on listops: 36.19 on examples 0-19,999 of the test stream'
           in out.stdout), out.stdout
-  assert '| reformer (rotary_10k) | 34.40 [16] [17] [18] (37.27) |' in out.stdout, out.stdout
+  assert '| reformer (rotary_10k) | 34.40 [18] [19] [20] (37.27) |' in out.stdout, out.stdout
   assert ('[7] transformer (rotary_bucketed) on listops: 36.41 on examples 0-19,999'
           in out.stdout), out.stdout
+  assert '| transformer (rotary_bucketed_30k) | 34.90 [9] [10] (36.37) |' in out.stdout, out.stdout
