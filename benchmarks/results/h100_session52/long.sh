@@ -1,6 +1,6 @@
 # session 52: ListOps Transformer, rotary positions, training batches bucketed by length, a 30,000-step
-# schedule, alone on the GPU for a budget of B s; a train row every 100 steps; metrics copied to
-# $OUT-independent /tmp/long_metrics.jsonl every 20 s (the peek calls bring them back)
+# schedule, alone on the GPU for a budget of B s (step times every 100 steps; peek.sh brings the
+# run's metrics.jsonl back at each call's end)
 source .data/setup.sh
 echo "long started B=$B" > /tmp/long.log
 python benchmarks/lra.py --tasks listops --models transformer --accuracy_only --budget_s $B --test_examples 20000 \
