@@ -10,6 +10,10 @@ layer with the fused kernel; `cudnn_rotary` is the `cudnn` layer with rotary pos
 layer (2 hashes, chunk 256,
 one chunk back), `lsh_pallas` the layer on the fused kernel (lsh/fused.py), and `lsh-core`
 the bare LSH kind on (1, 8, L, 64) q/v (hash, sort, kernel, combine; no projections).
+`triton_flash-core` and `mosaic_flash-core` (not in the default kinds) are JAX's own dense
+flash-attention kernels on flash-core's shapes, one per Pallas GPU backend (Triton; Mosaic
+GPU, float16): how far each backend gets towards cuDNN on dense work, beside what plait's
+block-sparse kernel (Triton) gets on its blocks.
 Core rows and `lsh_pallas` also report `tflops`: fwd+bwd FLOPs counted as 3.5x the
 forward's 4 * d per (query, key) pair computed (all pairs of the computed blocks for the
 sparse kernel, summed over LSH's rounds; half the square for causal flash), over the
@@ -20,6 +24,7 @@ executable's temp + argument + output bytes (`memory_analysis`), an upper-bound 
   python benchmarks/attention_gpu.py --lengths 1024 4096 65536 --out results.json
 """
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -145,6 +150,37 @@ def flash_core_step(causal, length):
   return jax.jit(jax.grad(loss, argnums=(0, 1, 2))), args, flops
 
 
+def jax_flash_core_step(backend):
+  """JAX's own dense flash-attention kernels, fwd+bwd on (1, L, 8, 64), to set the two Pallas
+  GPU backends beside cuDNN on the same GPU: 'triton' (`pallas.ops.gpu.attention.mha`, bf16,
+  64-blocks in the backward; the Pallas interpreter on a CPU) or 'mosaic'
+  (`pallas.ops.gpu.attention_mgpu`: float16, its shared-memory buffers' type; no causal
+  backward, which is then the row's error)."""
+  def step(causal, length):
+    from jax.experimental.pallas.ops.gpu import attention, attention_mgpu  # pylint: disable=import-outside-toplevel
+    if backend == 'triton':
+      dtype = jnp.bfloat16
+      blocks = attention.BlockSizes(block_q=128, block_k=64, block_q_dkv=64, block_kv_dkv=64,
+                                    block_q_dq=64, block_kv_dq=64)
+      attend = functools.partial(attention.mha, segment_ids=None, sm_scale=D_HEAD ** -0.5,
+                                 causal=causal, block_sizes=blocks,
+                                 interpret=jax.default_backend() == 'cpu')
+    else:
+      dtype = jnp.float16
+      config = attention_mgpu.TuningConfig(
+          block_q=64, block_kv=128, max_concurrent_steps=2, causal=causal, block_q_dkv=64,
+          block_kv_dkv=64, block_q_dq=64, block_kv_dq=64)
+      attend = functools.partial(attention_mgpu.attention, config=config)
+    shape = (1, length, N_HEADS, D_HEAD)
+    def loss(q, k, v):
+      return jnp.sum(attend(q, k, v).astype(jnp.float32))
+    keys = jax.random.split(jax.random.key(0), 3)
+    args = [jax.random.normal(k, shape, dtype) for k in keys]
+    flops = 3.5 * 4 * D_HEAD * N_HEADS * length ** 2 * (0.5 if causal else 1.0)
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2))), args, flops
+  return step
+
+
 def layer_step(layer, length):
   sig = ShapeDtype((1, length, D_MODEL), jnp.bfloat16)
   weights, state = layer.init(sig, rng=jax.random.key(0))
@@ -170,7 +206,8 @@ def measure(step, args, budget_s):
 
 
 CORES = {'flash-core': flash_core_step, 'block_sparse-core': block_sparse_core_step,
-         'lsh-core': lsh_core_step}
+         'lsh-core': lsh_core_step, 'triton_flash-core': jax_flash_core_step('triton'),
+         'mosaic_flash-core': jax_flash_core_step('mosaic')}
 LAYER_FLOPS = {'lsh_pallas': lsh_flops}
 
 
