@@ -62,6 +62,18 @@ def test_config_builds_its_model_for_its_tasks_data(name):
     assert gin.query_parameter(f'{encoder_name}.positional') == 'octave'
 
 
+@pytest.mark.parametrize('name', [n for n in LRA if not n.endswith('_tiny')
+                                  and n.split('_')[1] != 'retrieval'])
+def test_each_evaluation_scores_the_whole_validation_split_once(name):
+  """The Loop averages n_eval_batches batch means and the held-out splits repeat forever, so
+  a last batch that ran past the split's end would count its first examples twice."""
+  task = name.split('_')[1]
+  data = importlib.import_module(f'plait.data.lra.{task}')
+  trainer.parse_config([rl_free_configs.path(name)], [])
+  batch = gin.query_parameter(f'eval/lra_{task}_inputs.batch_size')
+  assert batch * gin.query_parameter('train.n_eval_batches') == data.SPLIT_SIZES['validation']
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ['lra_listops_transformer_tiny', 'lra_pathfinder_reformer_tiny'])
 def test_tiny_config_trains_evaluates_accuracy_and_keeps_the_best(name, tmp_path):

@@ -18,6 +18,7 @@ N_CLASSES = 10
 MAX_LENGTH = 1024
 TFDS_NAME = 'cifar10'
 TFDS_SPLITS = {'train': 'train[:90%]', 'validation': 'train[90%:]', 'test': 'test'}
+SPLIT_SIZES = {'train': 45_000, 'validation': 5_000, 'test': 10_000}
 _GRAY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], np.float32)
 
 

@@ -16,6 +16,7 @@ N_CLASSES = 2
 MAX_LENGTH = 4000
 TFDS_NAME = 'imdb_reviews'
 TFDS_SPLITS = {'train': 'train', 'validation': 'test', 'test': 'test'}
+SPLIT_SIZES = {'train': 25_000, 'validation': 25_000, 'test': 25_000}
 
 
 class _Review:
