@@ -139,46 +139,43 @@ def block_sparse_core_step(causal, length):
   return jax.jit(jax.grad(loss, argnums=(0, 1, 2))), args, flops
 
 
-def flash_core_step(causal, length):
-  shape = (1, length, N_HEADS, D_HEAD)
+def dense_core_step(attend, causal, length, dtype=jnp.bfloat16):
+  """fwd+bwd of `attend(q, k, v)` on random (1, L, 8, 64) `dtype` arrays; returns (step, args,
+  flops), the flops of dense attention (half the square when causal)."""
   def loss(q, k, v):
-    y = jax.nn.dot_product_attention(q, k, v, is_causal=causal, implementation='cudnn')
-    return jnp.sum(y.astype(jnp.float32))
+    return jnp.sum(attend(q, k, v).astype(jnp.float32))
   keys = jax.random.split(jax.random.key(0), 3)
-  args = [jax.random.normal(k, shape, jnp.bfloat16) for k in keys]
+  args = [jax.random.normal(k, (1, length, N_HEADS, D_HEAD), dtype) for k in keys]
   flops = 3.5 * 4 * D_HEAD * N_HEADS * length ** 2 * (0.5 if causal else 1.0)
   return jax.jit(jax.grad(loss, argnums=(0, 1, 2))), args, flops
 
 
-def jax_flash_core_step(backend):
-  """JAX's own dense flash-attention kernels, fwd+bwd on (1, L, 8, 64), to set the two Pallas
-  GPU backends beside cuDNN on the same GPU: 'triton' (`pallas.ops.gpu.attention.mha`, bf16,
-  64-blocks in the backward; the Pallas interpreter on a CPU) or 'mosaic'
-  (`pallas.ops.gpu.attention_mgpu`: float16, its shared-memory buffers' type; no causal
-  backward, which is then the row's error)."""
-  def step(causal, length):
-    from jax.experimental.pallas.ops.gpu import attention, attention_mgpu  # pylint: disable=import-outside-toplevel
-    if backend == 'triton':
-      dtype = jnp.bfloat16
-      blocks = attention.BlockSizes(block_q=128, block_k=64, block_q_dkv=64, block_kv_dkv=64,
-                                    block_q_dq=64, block_kv_dq=64)
-      attend = functools.partial(attention.mha, segment_ids=None, sm_scale=D_HEAD ** -0.5,
-                                 causal=causal, block_sizes=blocks,
-                                 interpret=jax.default_backend() == 'cpu')
-    else:
-      dtype = jnp.float16
-      config = attention_mgpu.TuningConfig(
-          block_q=64, block_kv=128, max_concurrent_steps=2, causal=causal, block_q_dkv=64,
-          block_kv_dkv=64, block_q_dq=64, block_kv_dq=64)
-      attend = functools.partial(attention_mgpu.attention, config=config)
-    shape = (1, length, N_HEADS, D_HEAD)
-    def loss(q, k, v):
-      return jnp.sum(attend(q, k, v).astype(jnp.float32))
-    keys = jax.random.split(jax.random.key(0), 3)
-    args = [jax.random.normal(k, shape, dtype) for k in keys]
-    flops = 3.5 * 4 * D_HEAD * N_HEADS * length ** 2 * (0.5 if causal else 1.0)
-    return jax.jit(jax.grad(loss, argnums=(0, 1, 2))), args, flops
-  return step
+def flash_core_step(causal, length):
+  return dense_core_step(functools.partial(jax.nn.dot_product_attention, is_causal=causal,
+                                           implementation='cudnn'), causal, length)
+
+
+# JAX's own dense flash-attention kernels, one per Pallas GPU backend, beside cuDNN.
+def triton_flash_core_step(causal, length):
+  """`pallas.ops.gpu.attention.mha` (Triton; 64-blocks in the backward; the Pallas
+  interpreter on a CPU), bf16."""
+  from jax.experimental.pallas.ops.gpu import attention  # pylint: disable=import-outside-toplevel
+  blocks = attention.BlockSizes(block_q=128, block_k=64, block_q_dkv=64, block_kv_dkv=64,
+                                block_q_dq=64, block_kv_dq=64)
+  return dense_core_step(functools.partial(
+      attention.mha, segment_ids=None, sm_scale=D_HEAD ** -0.5, causal=causal,
+      block_sizes=blocks, interpret=jax.default_backend() == 'cpu'), causal, length)
+
+
+def mosaic_flash_core_step(causal, length):
+  """`pallas.ops.gpu.attention_mgpu` (Mosaic GPU), float16 (its shared-memory buffers' type);
+  it has no causal backward, which is then the row's error."""
+  from jax.experimental.pallas.ops.gpu import attention_mgpu  # pylint: disable=import-outside-toplevel
+  config = attention_mgpu.TuningConfig(
+      block_q=64, block_kv=128, max_concurrent_steps=2, causal=causal, block_q_dkv=64,
+      block_kv_dkv=64, block_q_dq=64, block_kv_dq=64)
+  return dense_core_step(functools.partial(attention_mgpu.attention, config=config), causal,
+                         length, jnp.float16)
 
 
 def layer_step(layer, length):
@@ -206,8 +203,8 @@ def measure(step, args, budget_s):
 
 
 CORES = {'flash-core': flash_core_step, 'block_sparse-core': block_sparse_core_step,
-         'lsh-core': lsh_core_step, 'triton_flash-core': jax_flash_core_step('triton'),
-         'mosaic_flash-core': jax_flash_core_step('mosaic')}
+         'lsh-core': lsh_core_step, 'triton_flash-core': triton_flash_core_step,
+         'mosaic_flash-core': mosaic_flash_core_step}
 LAYER_FLOPS = {'lsh_pallas': lsh_flops}
 
 
