@@ -42,3 +42,12 @@ def kernel_names(text):
   """The names of plait's Pallas kernels in a lowered module's Triton custom calls, sorted."""
   return sorted({word.split('"')[0] for word in text.split('name = "')[1:]
                  if word.startswith('plait_')})
+
+
+def pallas_calls(jaxpr):
+  """The pallas_call equations of a jaxpr and of every jaxpr nested in it (CPU, interpret)."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'pallas_call':
+      yield eqn
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      yield from pallas_calls(sub)

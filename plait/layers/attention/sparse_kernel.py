@@ -2,10 +2,12 @@
 
 One program per work row (a query block and up to `plan.width` of its key blocks; see
 `block_plan.py`) walks its key blocks with an online softmax, never materializing more
-than one (block, block) score tile, and writes its partial output and log-sum-exp; split
-rows are combined by log-sum-exp. The backward pass runs two kernels: dq over the same
-work rows, dk/dv over the transposed ones (per key block, the query blocks that see it),
-recomputing the probabilities from the saved log-sum-exp (FlashAttention-2).
+than one (block, block) score tile, and writes its output and log-sum-exp: an unsplit block
+straight into the (B, H, L, ...) result in the inputs' dtype, the rows of a split block as
+float32 parts that are combined by log-sum-exp (gradients: summed) for those blocks alone.
+The backward pass runs two kernels: dq over the same work rows, dk/dv over the transposed
+ones (per key block, the query blocks that see it), recomputing the probabilities from the
+saved log-sum-exp (FlashAttention-2).
 
 Masks are computed in the kernel from position vectors: key position -1 marks a padded
 (invisible) key, and `causal` lets a query see only keys at positions <= its own. So the
@@ -161,14 +163,12 @@ def _attention_bwd(plan, terms, interpret, residuals, cotangents):
             *_scale_arrays(key_scale)]
   # dq per forward work row and dk/dv per backward one: no atomics (a single kernel adding
   # dq atomically measured 1.3-1.7x slower on an H200, contended by the global blocks).
-  # Partials are float32 where split rows are summed, else in q's dtype (one rounding of
-  # the float32 accumulator either way; half the memory in bf16).
-  dq = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, 1, [_partial_dtype(plan.fwd, q)],
-             arrays)[0]
-  dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, 2,
-                 [_partial_dtype(plan.bwd, q)] * 2, arrays)
-  dq, dk, dv = (_sum_rows(g, w, plan.n_blocks) for g, w in
-                ((dq, plan.fwd), (dk, plan.bwd), (dv, plan.bwd)))
+  # Unsplit blocks' gradients are written once in q's dtype; split blocks' parts in float32,
+  # summed here (only those blocks are touched).
+  (dq,) = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, 1, [q.dtype], arrays)
+  dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, 2, [q.dtype] * 2, arrays)
+  dq = _sum_parts(*dq, plan.fwd, plan.n_blocks)
+  dk, dv = (_sum_parts(*g, plan.bwd, plan.n_blocks) for g in (dk, dv))
   d_scale = None
   if key_scale is not None:
     # dk is the gradient of the scaled keys q * key_scale: split it between q and the scale.
@@ -177,11 +177,6 @@ def _attention_bwd(plan, terms, interpret, residuals, cotangents):
     dk = None
   return (dq.astype(q.dtype), None if dk is None else dk.astype(k.dtype), dv.astype(v.dtype),
           None, None, (None,) * len(ids), d_scale)
-
-
-def _partial_dtype(rows, q):
-  """dtype of a backward kernel's per-work-row gradients: float32 when rows are summed."""
-  return jnp.float32 if len(rows.extra) else q.dtype
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)
@@ -195,49 +190,75 @@ def _scale_arrays(key_scale):
 def _forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
   """(out (B, H, L, d), lse (B, H, L) float32)."""
   bs = q.shape[-2] // plan.n_blocks
-  rows = plan.fwd
-  out, lse = _call(_fwd_kernel, rows, bs, q, terms, interpret, 1, [q.dtype, jnp.float32],
-                   [q, k, v, q_pos, k_pos, *ids, *_scale_arrays(key_scale)])
-  n = plan.n_blocks
-  o, m = out[:, :, :n], lse[:, :, :n]                             # (B, H, n, bs, d), (..., bs)
-  if len(rows.extra):
-    # Combine the parts of split blocks (stored in q's dtype, like the output) by
-    # log-sum-exp; only those blocks are touched, the others are a slice.
-    split = np.unique(rows.extra_owner)
-    parts = [split, rows.extra]
-    owner = np.concatenate([np.arange(len(split)), np.searchsorted(split, rows.extra_owner)])
-    o_p = jnp.concatenate([out[:, :, p] for p in parts], axis=2).astype(jnp.float32)
-    lse_p = jnp.concatenate([lse[:, :, p] for p in parts], axis=2)
-    top = jnp.full(lse_p.shape[:2] + (len(split), bs), _NEG, jnp.float32).at[
-        :, :, owner].max(lse_p)
-    w = jnp.exp(lse_p - top[:, :, owner])
-    den = jnp.zeros_like(top).at[:, :, owner].add(w)
-    num = jnp.zeros(o_p.shape[:2] + top.shape[2:] + o_p.shape[-1:], jnp.float32).at[
-        :, :, owner].add(o_p * w[..., None])
-    o = o.at[:, :, split].set((num / den[..., None]).astype(o.dtype))
-    m = m.at[:, :, split].set(top + jnp.log(den))
-  merge = lambda t: t.reshape(t.shape[:2] + (-1,) + t.shape[4:])
-  return merge(o), merge(m)
+  (out, out_parts), (lse, lse_parts) = _call(
+      _fwd_kernel, plan.fwd, bs, q, terms, interpret, 1, [q.dtype, jnp.float32],
+      [q, k, v, q_pos, k_pos, *ids, *_scale_arrays(key_scale)])
+  if out_parts is None:
+    return out, lse
+  # Combine the float32 parts of split blocks by log-sum-exp; only those blocks are touched.
+  split, group = _parts_layout(plan.fwd)[1:]
+  o_p, lse_p = _per_block(out_parts, bs), _per_block(lse_parts, bs)
+  top = jnp.full(lse_p.shape[:2] + (len(split), bs), _NEG, jnp.float32).at[
+      :, :, group].max(lse_p)
+  w = jnp.exp(lse_p - top[:, :, group])
+  den = jnp.zeros_like(top).at[:, :, group].add(w)
+  num = jnp.zeros(o_p.shape[:2] + top.shape[2:] + o_p.shape[-1:], jnp.float32).at[
+      :, :, group].add(o_p * w[..., None])
+  out = _set_blocks(out, split, num / den[..., None], bs)
+  return out, _set_blocks(lse, split, top + jnp.log(den), bs)
 
 
-def _sum_rows(parts, rows, n):
-  """(B, H, R, bs, d) per-work-row partials -> (B, H, n * bs, d) per-block sums."""
-  total = parts[:, :, :n]
-  if len(rows.extra):
-    total = total.at[:, :, rows.extra_owner].add(parts[:, :, rows.extra])
-  return total.reshape(total.shape[:2] + (-1,) + total.shape[4:])
+def _per_block(a, bs):
+  """(B, H, N * bs, ...) -> (B, H, N, bs, ...)."""
+  return a.reshape(a.shape[:2] + (-1, bs) + a.shape[3:])
 
 
-def _call(kernel, rows, bs, q, terms, interpret, n_row_outputs, out_dtypes, arrays):
+def _set_blocks(a, blocks, values, bs):
+  """a (B, H, L, ...) with its blocks `blocks` set to values (B, H, len(blocks), bs, ...)."""
+  return _per_block(a, bs).at[:, :, blocks].set(values.astype(a.dtype)).reshape(a.shape)
+
+
+def _sum_parts(main, parts, rows, n):
+  """Per-block sums: main (B, H, L, d) with its split blocks' float32 parts added up."""
+  if parts is None:
+    return main
+  split, group = _parts_layout(rows)[1:]
+  bs = main.shape[2] // n
+  p = _per_block(parts, bs)
+  total = jnp.zeros(p.shape[:2] + (len(split),) + p.shape[3:], jnp.float32).at[
+      :, :, group].add(p)
+  return _set_blocks(main, split, total, bs)
+
+
+def _parts_layout(rows):
+  """Where split blocks' work rows write (static numpy).
+
+  slots: (R,) int32, -1 for a row written straight to its block, else its index among the
+  parts: split blocks' first rows (in block order), then the extra rows. split: (S,) the
+  split blocks. group: (P,) each part's index in split.
+  """
+  split = np.unique(rows.extra_owner)
+  slots = np.full(len(rows.owner), -1, np.int32)
+  slots[split] = np.arange(len(split))
+  slots[rows.extra] = len(split) + np.arange(len(rows.extra))
+  group = np.concatenate([np.arange(len(split)), np.searchsorted(split, rows.extra_owner)])
+  return slots, split, group.astype(np.int32)
+
+
+def _call(kernel, rows, bs, q, terms, interpret, n_full, out_dtypes, arrays):
   """Runs `kernel` with one program per (work row, batch, head).
 
-  Tables and the (B, H, L, ...) arrays go in whole (the kernel slices its blocks); outputs
-  are per work row: (B, H, R, bs, d) for the first n_row_outputs, (B, H, R, bs) for
-  the others (the forward's lse).
+  Tables and the (B, H, L, ...) arrays go in whole (the kernel slices its blocks). Each
+  output j comes back as (main, parts): main (B, H, L, d) for j < n_full, else (B, H, L),
+  in out_dtypes[j], each unsplit block written by its one work row; parts float32
+  (B, H, P * bs, ...) rows of the P work rows of split blocks (`_parts_layout`), or None
+  when no block is split.
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   batch, heads, length, d = q.shape
-  n_rows = len(rows.owner)
+  n_rows, last = len(rows.owner), length // bs - 1
+  slots = _parts_layout(rows)[0]
+  n_parts = int((slots >= 0).sum())
   whole = lambda a: pl.BlockSpec(a.shape, lambda i, b, h: (0,) * a.ndim)
 
   def per_pair(a):
@@ -246,22 +267,56 @@ def _call(kernel, rows, bs, q, terms, interpret, n_row_outputs, out_dtypes, arra
     return pl.BlockSpec(block, lambda i, b, h: (pick(a.shape[0], b), pick(a.shape[1], h))
                         + (0,) * (a.ndim - 2))
 
-  tables = [_padded(rows.owner), _padded(rows.table), _padded(rows.counts)]
+  tables = [_padded(rows.owner), _padded(rows.table), _padded(rows.counts), _padded(slots)]
   in_specs = [whole(t) for t in tables] + [per_pair(a) for a in arrays]
-  out_shapes, out_specs = [], []
-  for j, dtype in enumerate(out_dtypes):
-    full = j < n_row_outputs
-    shape = (batch, heads, n_rows, bs) + ((d,) if full else ())
-    out_shapes.append(jax.ShapeDtypeStruct(shape, dtype))
-    out_specs.append(pl.BlockSpec((None, None, None, bs) + ((d,) if full else ()),
-                                  lambda i, b, h, full=full: (b, h, i, 0) + ((0,) if full else ())))
+  tail = lambda j: (d,) if j < n_full else ()
+  # Work row i < n_blocks is block i's first part: its block of main (rows past the blocks
+  # point at the last block and write nothing there).
+  out_shapes = [jax.ShapeDtypeStruct((batch, heads, length) + tail(j), dtype)
+                for j, dtype in enumerate(out_dtypes)]
+  out_specs = [pl.BlockSpec((None, None, bs) + tail(j),
+                            lambda i, b, h, j=j: (b, h, jnp.minimum(i, last)) + (0,) * len(tail(j)))
+               for j in range(len(out_dtypes))]
+  if n_parts:
+    out_shapes += [jax.ShapeDtypeStruct((batch, heads, n_parts * bs) + tail(j), jnp.float32)
+                   for j in range(len(out_dtypes))]
+    out_specs += [per_pair(s) for s in out_shapes[len(out_dtypes):]]
   params = triton_params(*COMPILER_PARAMS[kernel.__name__.strip('_')], interpret)
   body = functools.partial(kernel, bs=bs, width=len(rows.table) // n_rows, scale=d ** -0.5,
                            terms=terms)
-  return pl.pallas_call(
+  outs = pl.pallas_call(
       body, grid=(n_rows, batch, heads), in_specs=in_specs, out_specs=out_specs,
       out_shape=out_shapes, compiler_params=params, interpret=interpret,
       name=f'plait_sparse_{kernel.__name__.strip("_")}')(*tables, *arrays)
+  n = len(out_dtypes)
+  return [(outs[j], outs[n + j] if n_parts else None) for j in range(n)]
+
+
+def _store(slots_ref, row, out_refs, values, bs):
+  """Writes a work row's results: to its block of each main output, or, for a row of a
+  split block, to its slot of each float32 parts output (`_call`)."""
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  n = len(values)
+  mains, parts = out_refs[:n], out_refs[n:]
+  if not parts:
+    for ref, value in zip(mains, values):
+      ref[...] = value.astype(ref.dtype)
+    return
+  slot = slots_ref[row]
+
+  @pl.when(slot < 0)
+  def _():
+    for ref, value in zip(mains, values):
+      ref[...] = value.astype(ref.dtype)
+
+  @pl.when(slot >= 0)
+  def _():
+    at = pl.ds(pl.multiple_of(slot * bs, bs), bs)
+    for ref, value in zip(parts, values):
+      if len(ref.shape) == 1:
+        ref[at] = value
+      else:
+        ref[at, :] = value
 
 
 def _padded(table):
@@ -318,11 +373,11 @@ def _key_scale(ref, block, bs):
   return None if ref is None else _block(ref, block, bs)
 
 
-def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
+def _fwd_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
                 *refs, bs, width, scale, terms):
   """One work row: online softmax over its key blocks; partial output and log-sum-exp."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  ids_refs, scale_ref, (out_ref, lse_ref) = _split_refs(refs, terms)
+  ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
   row = pl.program_id(0)
   qb = owner_ref[row]
   q = _block(q_ref, qb, bs)
@@ -347,8 +402,8 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
   acc, top, total = jax.lax.fori_loop(0, counts_ref[row], step, init)
   seen = top > 0.5 * _NEG
   safe = jnp.where(seen, total, 1.0)
-  out_ref[...] = jnp.where(seen[:, None], acc / safe[:, None], 0.0).astype(out_ref.dtype)
-  lse_ref[...] = jnp.where(seen, top / _LOG2E + jnp.log(safe), _NEG)
+  _store(slots_ref, row, out_refs, [jnp.where(seen[:, None], acc / safe[:, None], 0.0),
+                                    jnp.where(seen, top / _LOG2E + jnp.log(safe), _NEG)], bs)
 
 
 def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, k_scale, d_out, lse, delta,
@@ -363,11 +418,11 @@ def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, k_scale, d_out, lse,
   return p, p * (dp - delta[:, None])
 
 
-def _dq_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
+def _dq_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
                dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms):
   """One forward work row: dq over its key blocks."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  ids_refs, scale_ref, (dq_ref,) = _split_refs(refs, terms)
+  ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
   row = pl.program_id(0)
   qb = owner_ref[row]
   q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
@@ -384,14 +439,14 @@ def _dq_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, 
     return dq + block_dot(ds.astype(k.dtype), k)
 
   dq = jax.lax.fori_loop(0, counts_ref[row], step, jnp.zeros((bs, q.shape[-1]), jnp.float32))
-  dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
+  _store(slots_ref, row, out_refs, [dq * scale], bs)
 
 
-def _dkv_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
+def _dkv_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
                 dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms):
   """One backward work row (a key block and query blocks that see it): dk and dv."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  ids_refs, scale_ref, (dk_ref, dv_ref) = _split_refs(refs, terms)
+  ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
   row = pl.program_id(0)
   kb = owner_ref[row]
   k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
@@ -410,5 +465,4 @@ def _dkv_kernel(owner_ref, table_ref, counts_ref, q_ref, k_ref, v_ref, qpos_ref,
 
   zeros = jnp.zeros((bs, k.shape[-1]), jnp.float32)
   dk, dv = jax.lax.fori_loop(0, counts_ref[row], step, (zeros, zeros))
-  dk_ref[...] = (dk * scale).astype(dk_ref.dtype)
-  dv_ref[...] = dv.astype(dv_ref.dtype)
+  _store(slots_ref, row, out_refs, [dk * scale, dv], bs)

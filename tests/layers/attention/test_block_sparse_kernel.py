@@ -12,7 +12,8 @@ from plait.layers.attention import BlockSparseKind, sparse_kernel
 from plait.layers.attention.block_plan import block_plan
 from plait.layers.attention.dense import masked_attention
 from tests.conftest import random_array
-from tests.gpu_lowering import SPARSE_KERNELS, abstract_gpu, kernel_names, lowered_for_cuda
+from tests.gpu_lowering import (SPARSE_KERNELS, abstract_gpu, kernel_names, lowered_for_cuda,
+                                pallas_calls)
 
 B, H = 2, 2
 
@@ -109,6 +110,29 @@ def test_log_sum_exp_output_and_its_gradient(causal):
     return combine(masked_attention(q, k, v, jnp.asarray(allowed)), lse)
   got = jax.jit(jax.value_and_grad(kernel, argnums=(0, 1, 2)))(q, k, v)
   assert_close(got, jax.value_and_grad(oracle, argnums=(0, 1, 2))(q, k, v), tol=5e-5)
+
+
+def test_only_split_blocks_are_written_as_float32_parts():
+  """bf16: each kernel writes unsplit blocks once, in bf16, straight into the (B, H, L, ...)
+  result; only the work rows of split blocks go to float32 parts (two rows here: query
+  block 0 forward, key block 0 backward), so no full-size float32 array is made."""
+  n, bs, d = 4, 16, 16
+  plan = block_plan([[0, 1, 2, 3], [0, 1], [0, 2], [3]], width=2)
+  length = n * bs
+  q, k, v = (jnp.asarray(random_array((B, H, length, d), 20 + i), jnp.bfloat16)
+             for i in range(3))
+  pos = jnp.arange(length)[None, None]
+  loss = lambda q, k, v: jnp.sum(sparse_kernel.sparse_attention(
+      q, k, v, pos, pos, plan, interpret=True).astype(jnp.float32))
+  calls = list(pallas_calls(jax.make_jaxpr(jax.grad(loss, (0, 1, 2)))(q, k, v).jaxpr))
+  written = {eqn.params['name']: [(v.aval.dtype, v.aval.shape) for v in eqn.outvars]
+             for eqn in calls}
+  full, rows, parts = (B, H, length, d), (B, H, length), (B, H, 2 * bs, d)
+  bf16, f32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)
+  assert written == {
+      'plait_sparse_fwd_kernel': [(bf16, full), (f32, rows), (f32, parts), (f32, (B, H, 2 * bs))],
+      'plait_sparse_dq_kernel': [(bf16, full), (f32, parts)],
+      'plait_sparse_dkv_kernel': [(bf16, full), (bf16, full), (f32, parts), (f32, parts)]}
 
 
 def layer_case(causal, length, bs, r, seed, masked, dtype=np.float32, d=8):

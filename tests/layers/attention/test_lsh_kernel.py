@@ -20,7 +20,8 @@ from plait.layers.attention.lsh.hashing import shared_qk_keys, shared_qk_scale
 from plait.layers.attention.lsh.window import SELF_PENALTY
 from plait.layers.attention.base import per_pair_keys
 from tests.conftest import random_array
-from tests.gpu_lowering import SPARSE_KERNELS, abstract_gpu, kernel_names, lowered_for_cuda
+from tests.gpu_lowering import (SPARSE_KERNELS, abstract_gpu, kernel_names, lowered_for_cuda,
+                                pallas_calls)
 from tests.layers.attention.lsh_oracle import shared_qk_oracle, vary_row_norms
 
 B, H, D = 2, 2, 16
@@ -286,15 +287,6 @@ def test_kernel_path_keeps_no_keys_for_the_backward():
   assert (B, H, padded, D) not in shapes, shapes
 
 
-def pallas_calls(jaxpr):
-  """The pallas_call equations of a jaxpr and of every jaxpr nested in it."""
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name == 'pallas_call':
-      yield eqn
-    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-      yield from pallas_calls(sub)
-
-
 def test_kernel_path_makes_no_key_array_and_bf16_gradient_partials():
   """In the whole bf16 forward and backward, every kernel reads the sorted q as its keys
   (no key array is made, not even between kernels), and the backward kernels write their
@@ -308,8 +300,8 @@ def test_kernel_path_makes_no_key_array_and_bf16_gradient_partials():
   assert names == ['plait_sparse_fwd_kernel', 'plait_sparse_dq_kernel',
                    'plait_sparse_dkv_kernel'], names
   for eqn in calls:
-    # Inputs: the 3 block tables, then q, k, v, ...
-    assert eqn.invars[3] is eqn.invars[4], eqn.params['name']
+    # Inputs: the 4 block tables, then q, k, v, ...
+    assert eqn.invars[4] is eqn.invars[5], eqn.params['name']
   grads = [v.aval.dtype for eqn in calls[1:] for v in eqn.outvars]
   assert grads == [jnp.bfloat16] * 3, grads
 
