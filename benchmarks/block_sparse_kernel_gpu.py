@@ -55,9 +55,7 @@ def fwd_step(causal, length):
   n_blocks = -(-length // 64)
   plan = block_sparse.kernel_plan(n_blocks, 3, 0, causal)
   pos = jnp.arange(n_blocks * 64, dtype=jnp.int32)[None, None]
-  heads_first = lambda t: t.transpose(0, 2, 1, 3)     # the core step's (1, L, 8, 64) arrays
-  return jax.jit(lambda q, k, v: sparse_kernel.sparse_attention(
-      *map(heads_first, (q, k, v)), pos, pos, plan, causal))
+  return jax.jit(lambda q, k, v: sparse_kernel.sparse_attention(q, k, v, pos, pos, plan, causal))
 
 
 def main(argv=None):

@@ -132,24 +132,13 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
   ids = tuple(c.astype(jnp.int32) for c in chunk_ids)
   if key_scale is not None:
     key_scale = key_scale.astype(jnp.float32)
-  out, lse = _attention(*(None if t is None else _swap(t) for t in (q, k, v)),
-                        q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), ids, key_scale,
-                        plan, terms, interpret)
-  out = _swap(out)
+  out, lse = _attention(q, k, v, q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), ids,
+                        key_scale, plan, terms, interpret)
   return (out, lse) if return_lse else out
 
 
-def _swap(t):
-  """(B, H, L, d) <-> (B, L, H, d). The kernels take the sequence-major layout the layers'
-  projections make ((B, L, H * d) reshaped), so these transposes cancel against the layers'
-  own: no (B, H, L, d) copy of q, k, v, the output or their gradients is made."""
-  return t.transpose(0, 2, 1, 3)
-
-
-# Inside: q, k, v, outputs and their gradients are (B, L, H, d); lse, positions, chunk ids,
-# key_scale and delta are (B | 1, H | 1, L). k is None exactly when key_scale is given
-# (terms.key_scale): the kernels then read q as the (unscaled) keys and scale each score
-# column.
+# k is None exactly when key_scale is given (terms.key_scale): the kernels then read q as
+# the (unscaled) keys and scale each score column.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
 def _attention(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
   return _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret)[0]
@@ -165,12 +154,11 @@ def _attention_bwd(plan, terms, interpret, residuals, cotangents):
   q, k, v, q_pos, k_pos, ids, key_scale, out, lse = residuals
   d_out, d_lse = cotangents
   # d logit = p * (dp - delta) with delta = <d_out, out> - d_lse (d lse / d logit = p).
-  delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)
-  delta = delta.transpose(0, 2, 1) - d_lse                                      # (B, H, L)
+  delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1) - d_lse
   d_out = d_out.astype(q.dtype)
   # Base-2 log-sum-exp; a row that sees no key gets -_NEG, so exp2(s - lse) is 0 for all.
   lse = jnp.where(lse > 0.5 * _NEG, lse * _LOG2E, -_NEG)
-  bs = q.shape[1] // plan.n_blocks
+  bs = q.shape[-2] // plan.n_blocks
   arrays = [q, q if k is None else k, v, q_pos, k_pos, d_out, lse, delta, *ids,
             *_scale_arrays(key_scale)]
   # dq per forward work row and dk/dv per backward one: no atomics (a single kernel adding
@@ -184,9 +172,8 @@ def _attention_bwd(plan, terms, interpret, residuals, cotangents):
   d_scale = None
   if key_scale is not None:
     # dk is the gradient of the scaled keys q * key_scale: split it between q and the scale.
-    d_scale = jnp.einsum('blhd,blhd->bhl', dk, q, preferred_element_type=jnp.float32)
-    dq = dq.astype(jnp.float32) + dk.astype(jnp.float32) * key_scale.transpose(0, 2, 1)[
-        ..., None]
+    d_scale = jnp.einsum('...d,...d->...', dk, q, preferred_element_type=jnp.float32)
+    dq = dq.astype(jnp.float32) + dk.astype(jnp.float32) * key_scale[..., None]
     dk = None
   return (dq.astype(q.dtype), None if dk is None else dk.astype(k.dtype), dv.astype(v.dtype),
           None, None, (None,) * len(ids), d_scale)
@@ -201,8 +188,8 @@ def _scale_arrays(key_scale):
 
 
 def _forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
-  """(out (B, L, H, d), lse (B, H, L) float32)."""
-  bs = q.shape[1] // plan.n_blocks
+  """(out (B, H, L, d), lse (B, H, L) float32)."""
+  bs = q.shape[-2] // plan.n_blocks
   (out, out_parts), (lse, lse_parts) = _call(
       _fwd_kernel, plan.fwd, bs, q, terms, interpret, 1, [q.dtype, jnp.float32],
       [q, k, v, q_pos, k_pos, *ids, *_scale_arrays(key_scale)])
@@ -212,24 +199,23 @@ def _forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
   layout = _parts_layout(plan.fwd)
   outs, lses = [], []
   for o_g, lse_g in zip(_grouped(out_parts, layout, bs), _grouped(lse_parts, layout, bs)):
-    top = jnp.max(lse_g, axis=3)                        # lse_g (B, H, S_k, k, bs) -> top
+    top = jnp.max(lse_g, axis=3)                                    # (B, H, S_k, bs)
     w = jnp.exp(lse_g - top[:, :, :, None])
     den = jnp.sum(w, axis=3)
-    w, den = jnp.moveaxis(w, 1, -1), jnp.moveaxis(den, 1, -1)   # heads last, as o_g's
-    outs.append(jnp.sum(o_g * w[..., None], axis=2) / den[..., None])  # o_g (B, S_k, k, bs, H, d)
-    lses.append(top + jnp.log(jnp.moveaxis(den, -1, 1)))
+    outs.append(jnp.sum(o_g * w[..., None], axis=3) / den[..., None])
+    lses.append(top + jnp.log(den))
   blocks = layout.blocks
-  return (_set_blocks(out, blocks, jnp.concatenate(outs, axis=1), bs),
+  return (_set_blocks(out, blocks, jnp.concatenate(outs, axis=2), bs),
           _set_blocks(lse, blocks, jnp.concatenate(lses, axis=2), bs))
 
 
 def _sum_parts(main, parts, rows, n):
-  """Per-block sums: main (B, L, H, d) with its split blocks' float32 parts added up."""
+  """Per-block sums: main (B, H, L, d) with its split blocks' float32 parts added up."""
   if parts is None:
     return main
   layout = _parts_layout(rows)
-  bs = main.shape[1] // n
-  total = jnp.concatenate([jnp.sum(p, axis=2) for p in _grouped(parts, layout, bs)], axis=1)
+  bs = main.shape[2] // n
+  total = jnp.concatenate([jnp.sum(p, axis=3) for p in _grouped(parts, layout, bs)], axis=2)
   return _set_blocks(main, layout.blocks, total, bs)
 
 
@@ -265,80 +251,69 @@ def _parts_layout(rows):
   return PartsLayout(slots, tuple(groups), ordered.astype(np.int32))
 
 
-def _seq_axis(a):
-  """The sequence axis: 1 of (B, L, H, d) arrays, 2 of (B, H, L) ones."""
-  return 1 if a.ndim == 4 else 2
-
-
 def _grouped(parts, layout, bs):
-  """Per group of `layout`, its float32 parts: (B, S_k, k, bs, H, d) of (B, P * bs, H, d)
-  parts, (B, H, S_k, k, bs) of (B, H, P * bs) ones."""
-  axis, start = _seq_axis(parts), 0
+  """Per group of `layout`, its parts (B, H, S_k, k, bs, ...) of float32 `parts`
+  (B, H, P * bs, ...)."""
+  start = 0
   for blocks, k in layout.groups:
     size = len(blocks) * k * bs
-    g = jax.lax.slice_in_dim(parts, start, start + size, axis=axis)
-    yield g.reshape(g.shape[:axis] + (len(blocks), k, bs) + g.shape[axis + 1:])
+    g = parts[:, :, start:start + size]
+    yield g.reshape(g.shape[:2] + (len(blocks), k, bs) + g.shape[3:])
     start += size
 
 
 def _set_blocks(a, blocks, values, bs):
-  """a (B, L, H, d) or (B, H, L) with its blocks `blocks` (static) set to values (that
-  shape with L -> (len(blocks), bs)): one in-place update per run of consecutive blocks."""
-  axis = _seq_axis(a)
+  """a (B, H, L, ...) with its blocks `blocks` (static) set to values (B, H, len(blocks),
+  bs, ...): one in-place update per run of consecutive blocks."""
   order = np.argsort(blocks, kind='stable')
   blocks = blocks[order]
   if np.any(order != np.arange(len(order))):
-    values = jnp.take(values, order, axis=axis)
+    values = values[:, :, order]
   values = values.astype(a.dtype)
   cuts = np.flatnonzero(np.diff(blocks) != 1) + 1
   for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(blocks)]):
-    run = jax.lax.slice_in_dim(values, lo, hi, axis=axis)
-    run = run.reshape(run.shape[:axis] + (-1,) + run.shape[axis + 2:])
-    a = jax.lax.dynamic_update_slice_in_dim(a, run, int(blocks[lo]) * bs, axis=axis)
+    run = values[:, :, lo:hi]
+    run = run.reshape(run.shape[:2] + (-1,) + run.shape[4:])
+    a = jax.lax.dynamic_update_slice_in_dim(a, run, int(blocks[lo]) * bs, axis=2)
   return a
 
 
 def _call(kernel, rows, bs, q, terms, interpret, n_full, out_dtypes, arrays):
   """Runs `kernel` with one program per (work row, batch, head).
 
-  Tables and the arrays go in whole per (batch, head) pair (the kernel slices its blocks):
-  (B, L, H, d) ones and (B | 1, H | 1, L) ones alike give the kernel an (L, ...) ref. Each
-  output j comes back as (main, parts): main (B, L, H, d) for j < n_full, else (B, H, L),
-  in out_dtypes[j], each unsplit block written by its one work row; parts, float32 in the
-  same layout with L -> P * bs, the rows of the P work rows of split blocks
-  (`_parts_layout`), or None when no block is split.
+  Tables and the (B, H, L, ...) arrays go in whole (the kernel slices its blocks). Each
+  output j comes back as (main, parts): main (B, H, L, d) for j < n_full, else (B, H, L),
+  in out_dtypes[j], each unsplit block written by its one work row; parts float32
+  (B, H, P * bs, ...) rows of the P work rows of split blocks (`_parts_layout`), or None
+  when no block is split.
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  batch, length, heads, d = q.shape
+  batch, heads, length, d = q.shape
   n_rows, last = len(rows.owner), length // bs - 1
   slots = _parts_layout(rows).slots
   n_parts = int((slots >= 0).sum())
   whole = lambda a: pl.BlockSpec(a.shape, lambda i, b, h: (0,) * a.ndim)
-  pick = lambda size, idx: idx if size > 1 else 0
 
   def per_pair(a):
-    if a.ndim == 4:     # (B, L, H, d)
-      return pl.BlockSpec((None, a.shape[1], None, a.shape[3]), lambda i, b, h: (b, 0, h, 0))
-    return pl.BlockSpec((None, None, a.shape[2]),
-                        lambda i, b, h: (pick(a.shape[0], b), pick(a.shape[1], h), 0))
+    block = (None, None) + a.shape[2:]
+    pick = lambda size, idx: idx if size > 1 else 0
+    return pl.BlockSpec(block, lambda i, b, h: (pick(a.shape[0], b), pick(a.shape[1], h))
+                        + (0,) * (a.ndim - 2))
 
   tables = [_padded(rows.owner), _padded(rows.table), _padded(rows.counts), _padded(slots)]
   in_specs = [whole(t) for t in tables] + [per_pair(a) for a in arrays]
-  shape_of = lambda j, n: (batch, n, heads, d) if j < n_full else (batch, heads, n)
-  out_shapes = [jax.ShapeDtypeStruct(shape_of(j, length), dtype)
-                for j, dtype in enumerate(out_dtypes)]
+  tail = lambda j: (d,) if j < n_full else ()
   # Work row i < n_blocks is block i's first part: its block of main (rows past the blocks
   # point at the last block and write nothing there).
-  block_of = lambda i: jnp.minimum(i, last)
-  out_specs = [pl.BlockSpec((None, bs, None, d), lambda i, b, h: (b, block_of(i), h, 0))
-               if j < n_full else
-               pl.BlockSpec((None, None, bs), lambda i, b, h: (b, h, block_of(i)))
+  out_shapes = [jax.ShapeDtypeStruct((batch, heads, length) + tail(j), dtype)
+                for j, dtype in enumerate(out_dtypes)]
+  out_specs = [pl.BlockSpec((None, None, bs) + tail(j),
+                            lambda i, b, h, j=j: (b, h, jnp.minimum(i, last)) + (0,) * len(tail(j)))
                for j in range(len(out_dtypes))]
   if n_parts:
-    parts = [jax.ShapeDtypeStruct(shape_of(j, n_parts * bs), jnp.float32)
-             for j in range(len(out_dtypes))]
-    out_shapes += parts
-    out_specs += [per_pair(p) for p in parts]
+    out_shapes += [jax.ShapeDtypeStruct((batch, heads, n_parts * bs) + tail(j), jnp.float32)
+                   for j in range(len(out_dtypes))]
+    out_specs += [per_pair(s) for s in out_shapes[len(out_dtypes):]]
   params = triton_params(*COMPILER_PARAMS[kernel.__name__.strip('_')], interpret)
   body = functools.partial(kernel, bs=bs, width=len(rows.table) // n_rows, scale=d ** -0.5,
                            terms=terms)

@@ -113,10 +113,9 @@ def test_log_sum_exp_output_and_its_gradient(causal):
 
 
 def test_only_split_blocks_are_written_as_float32_parts():
-  """bf16: each kernel writes unsplit blocks once, in bf16, straight into the result
-  ((B, L, H, d), the layers' sequence-major layout; lse (B, H, L)); only the work rows of
-  split blocks go to float32 parts (two rows here: query block 0 forward, key block 0
-  backward), so no full-size float32 array is made."""
+  """bf16: each kernel writes unsplit blocks once, in bf16, straight into the (B, H, L, ...)
+  result; only the work rows of split blocks go to float32 parts (two rows here: query
+  block 0 forward, key block 0 backward), so no full-size float32 array is made."""
   n, bs, d = 4, 16, 16
   plan = block_plan([[0, 1, 2, 3], [0, 1], [0, 2], [3]], width=2)
   length = n * bs
@@ -129,7 +128,7 @@ def test_only_split_blocks_are_written_as_float32_parts():
   calls = list(pallas_calls(jaxpr))
   written = {eqn.params['name']: [(v.aval.dtype, v.aval.shape) for v in eqn.outvars]
              for eqn in calls}
-  full, rows, parts = (B, length, H, d), (B, H, length), (B, 2 * bs, H, d)
+  full, rows, parts = (B, H, length, d), (B, H, length), (B, H, 2 * bs, d)
   bf16, f32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)
   assert written == {
       'plait_sparse_fwd_kernel': [(bf16, full), (f32, rows), (f32, parts), (f32, (B, H, 2 * bs))],
