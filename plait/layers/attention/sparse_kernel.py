@@ -196,86 +196,53 @@ def _forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
   if out_parts is None:
     return out, lse
   # Combine the float32 parts of split blocks by log-sum-exp; only those blocks are touched.
-  layout = _parts_layout(plan.fwd)
-  outs, lses = [], []
-  for o_g, lse_g in zip(_grouped(out_parts, layout, bs), _grouped(lse_parts, layout, bs)):
-    top = jnp.max(lse_g, axis=3)                                    # (B, H, S_k, bs)
-    w = jnp.exp(lse_g - top[:, :, :, None])
-    den = jnp.sum(w, axis=3)
-    outs.append(jnp.sum(o_g * w[..., None], axis=3) / den[..., None])
-    lses.append(top + jnp.log(den))
-  blocks = layout.blocks
-  return (_set_blocks(out, blocks, jnp.concatenate(outs, axis=2), bs),
-          _set_blocks(lse, blocks, jnp.concatenate(lses, axis=2), bs))
+  split, group = _parts_layout(plan.fwd)[1:]
+  o_p, lse_p = _per_block(out_parts, bs), _per_block(lse_parts, bs)
+  top = jnp.full(lse_p.shape[:2] + (len(split), bs), _NEG, jnp.float32).at[
+      :, :, group].max(lse_p)
+  w = jnp.exp(lse_p - top[:, :, group])
+  den = jnp.zeros_like(top).at[:, :, group].add(w)
+  num = jnp.zeros(o_p.shape[:2] + top.shape[2:] + o_p.shape[-1:], jnp.float32).at[
+      :, :, group].add(o_p * w[..., None])
+  out = _set_blocks(out, split, num / den[..., None], bs)
+  return out, _set_blocks(lse, split, top + jnp.log(den), bs)
+
+
+def _per_block(a, bs):
+  """(B, H, N * bs, ...) -> (B, H, N, bs, ...)."""
+  return a.reshape(a.shape[:2] + (-1, bs) + a.shape[3:])
+
+
+def _set_blocks(a, blocks, values, bs):
+  """a (B, H, L, ...) with its blocks `blocks` set to values (B, H, len(blocks), bs, ...)."""
+  return _per_block(a, bs).at[:, :, blocks].set(values.astype(a.dtype)).reshape(a.shape)
 
 
 def _sum_parts(main, parts, rows, n):
   """Per-block sums: main (B, H, L, d) with its split blocks' float32 parts added up."""
   if parts is None:
     return main
-  layout = _parts_layout(rows)
+  split, group = _parts_layout(rows)[1:]
   bs = main.shape[2] // n
-  total = jnp.concatenate([jnp.sum(p, axis=3) for p in _grouped(parts, layout, bs)], axis=2)
-  return _set_blocks(main, layout.blocks, total, bs)
-
-
-class PartsLayout(NamedTuple):
-  """Where the work rows of split blocks write (static numpy; `_parts_layout`).
-
-  slots: (R,) int32 per work row: -1 for a row written straight to its block, else its
-  index among the parts. groups: ((blocks, k), ...): split blocks with k work rows each;
-  each block's k parts are consecutive, the groups one after the other. blocks: the split
-  blocks in that order.
-  """
-  slots: np.ndarray
-  groups: tuple
-  blocks: np.ndarray
+  p = _per_block(parts, bs)
+  total = jnp.zeros(p.shape[:2] + (len(split),) + p.shape[3:], jnp.float32).at[
+      :, :, group].add(p)
+  return _set_blocks(main, split, total, bs)
 
 
 def _parts_layout(rows):
-  """The `PartsLayout` of work rows: split blocks grouped by their number of rows, so that
-  combining them is a reshape and a reduction (no scatter)."""
-  split, n_extra = np.unique(rows.extra_owner, return_counts=True)
-  rows_of = {int(b): [int(b)] for b in split}              # work row b is block b's first
-  for row, owner in zip(rows.extra, rows.extra_owner):
-    rows_of[int(owner)].append(int(row))
+  """Where split blocks' work rows write (static numpy).
+
+  slots: (R,) int32, -1 for a row written straight to its block, else its index among the
+  parts: split blocks' first rows (in block order), then the extra rows. split: (S,) the
+  split blocks. group: (P,) each part's index in split.
+  """
+  split = np.unique(rows.extra_owner)
   slots = np.full(len(rows.owner), -1, np.int32)
-  groups, next_slot = [], 0
-  for k in np.unique(n_extra + 1):
-    blocks = split[n_extra + 1 == k]
-    groups.append((blocks, int(k)))
-    for b in blocks:
-      slots[rows_of[int(b)]] = np.arange(next_slot, next_slot + k)
-      next_slot += k
-  ordered = np.concatenate([b for b, _ in groups]) if groups else np.zeros(0, np.int32)
-  return PartsLayout(slots, tuple(groups), ordered.astype(np.int32))
-
-
-def _grouped(parts, layout, bs):
-  """Per group of `layout`, its parts (B, H, S_k, k, bs, ...) of float32 `parts`
-  (B, H, P * bs, ...)."""
-  start = 0
-  for blocks, k in layout.groups:
-    size = len(blocks) * k * bs
-    g = parts[:, :, start:start + size]
-    yield g.reshape(g.shape[:2] + (len(blocks), k, bs) + g.shape[3:])
-    start += size
-
-
-def _set_blocks(a, blocks, values, bs):
-  """a (B, H, L, ...) with its blocks `blocks` (static) set to values (B, H, len(blocks),
-  bs, ...): one in-place update per run of consecutive blocks."""
-  order = np.argsort(blocks, kind='stable')
-  blocks = blocks[order]
-  if np.any(order != np.arange(len(order))):
-    values = values[:, :, order]
-  values = values.astype(a.dtype)
-  cuts = np.flatnonzero(np.diff(blocks) != 1) + 1
-  for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(blocks)]):
-    run = values[:, :, lo:hi]
-    run = run.reshape(run.shape[:2] + (-1,) + run.shape[4:])
-    a = jax.lax.dynamic_update_slice_in_dim(a, run, int(blocks[lo]) * bs, axis=2)
-  return a
+  slots[split] = np.arange(len(split))
+  slots[rows.extra] = len(split) + np.arange(len(rows.extra))
+  group = np.concatenate([np.arange(len(split)), np.searchsorted(split, rows.extra_owner)])
+  return slots, split, group.astype(np.int32)
 
 
 def _call(kernel, rows, bs, q, terms, interpret, n_full, out_dtypes, arrays):
@@ -290,7 +257,7 @@ def _call(kernel, rows, bs, q, terms, interpret, n_full, out_dtypes, arrays):
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   batch, heads, length, d = q.shape
   n_rows, last = len(rows.owner), length // bs - 1
-  slots = _parts_layout(rows).slots
+  slots = _parts_layout(rows)[0]
   n_parts = int((slots >= 0).sum())
   whole = lambda a: pl.BlockSpec(a.shape, lambda i, b, h: (0,) * a.ndim)
 
