@@ -373,8 +373,8 @@ def _key_scale(ref, block, bs):
   return None if ref is None else _block(ref, block, bs)
 
 
-def _fwd_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
-                *refs, bs, width, scale, terms):
+def _fwd_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref,
+                kpos_ref, *refs, bs, width, scale, terms):
   """One work row: online softmax over its key blocks; partial output and log-sum-exp."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
@@ -418,8 +418,8 @@ def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, k_scale, d_out, lse,
   return p, p * (dp - delta[:, None])
 
 
-def _dq_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
-               dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms):
+def _dq_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref,
+               kpos_ref, dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms):
   """One forward work row: dq over its key blocks."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
@@ -442,8 +442,9 @@ def _dq_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref,
   _store(slots_ref, row, out_refs, [dq * scale], bs)
 
 
-def _dkv_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref, kpos_ref,
-                dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms):
+def _dkv_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref,
+                kpos_ref, dout_ref, lse_ref, delta_ref, *refs, bs, width, scale,
+                terms):
   """One backward work row (a key block and query blocks that see it): dk and dv."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
