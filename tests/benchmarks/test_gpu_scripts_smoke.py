@@ -21,6 +21,14 @@ def test_attention_gpu_script_runs_every_kind_on_cpu():
   assert 'Error' not in out.split('| direction')[1], out
 
 
+def test_sparse_combine_ab_script_checks_both_variants_agree_on_cpu():
+  """The A/B script's candidate combine equals the landed one (interpreter, split blocks in
+  both directions), so its GPU timings compare equal results."""
+  out = run('sparse_combine_ab.py', '--interpret', '--lengths', '1024', '--budget_s', '0')
+  rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
+  assert len(rows) == 2 and all(r['ok'] and r['split_key_blocks'] > 1 for r in rows), out
+
+
 @pytest.mark.slow   # 12-52 s of CPU; run with -m slow before a device session
 def test_embedding_grad_script_compares_the_three_ways_on_cpu():
   out = run('embedding_grad_gpu.py', '--scale', '0.001', '--reps', '1')

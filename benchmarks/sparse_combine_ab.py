@@ -1,0 +1,190 @@
+"""A/B: how `sparse_kernel` combines the float32 parts of split blocks, the landed way vs a candidate.
+
+  python benchmarks/sparse_combine_ab.py                          # GPU: agreement, then times
+  python benchmarks/sparse_combine_ab.py --interpret --lengths 1024 --budget_s 0   # CPU smoke
+
+Landed (`sparse_kernel._forward` / `_sum_parts`): one scatter-add (forward: scatter-max and
+scatter-adds of the log-sum-exp weights) of all parts into their blocks, then one scatter
+setting the split blocks. RESULTS section 36 profiled those scatters at 0.47 ms of the 3.35 ms
+block-sparse layer at 64K on an H100 (each global block's 128 parts add into one block).
+
+Candidate (this file only; nothing in plait uses it): the split blocks grouped by their
+number of work rows, each block's parts consecutive, so each group combines by a reshape and
+a reduction (no contended adds), and all split blocks are set by one scatter of unique
+indices. (A version setting each run of consecutive split blocks by its own slice update
+made 463 kernels per step at 64K, section 36: launch-bound.)
+
+Both run the same kernels; only the XLA ops around them differ. The agreement check compares
+values and q/k/v gradients of the two (float32, relative L2); timings are fwd+bwd of the bare
+kernel (`attention_gpu.py`'s block_sparse-core) and of the layer (block_sparse_pallas), each
+variant in this process, so on the same GPU.
+"""
+import argparse
+import contextlib
+import json
+import sys
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attention_gpu import MAKERS, block_sparse_core_step, layer_step, measure  # pylint: disable=g-bad-import-order
+from plait.layers.attention import block_sparse, sparse_kernel as sk
+
+
+class GroupedLayout(NamedTuple):
+  """slots (R,): -1 or a work row's part index (read by `sk._call` as item 0); groups:
+  ((blocks, k), ...) split blocks with k rows each, each block's parts consecutive; blocks:
+  all split blocks in part order."""
+  slots: np.ndarray
+  groups: tuple
+  blocks: np.ndarray
+
+
+def grouped_layout(rows):
+  split, n_extra = np.unique(rows.extra_owner, return_counts=True)
+  rows_of = {int(b): [int(b)] for b in split}            # work row b is block b's first
+  for row, owner in zip(rows.extra, rows.extra_owner):
+    rows_of[int(owner)].append(int(row))
+  slots = np.full(len(rows.owner), -1, np.int32)
+  groups, nxt = [], 0
+  for k in np.unique(n_extra + 1):
+    blocks = split[n_extra + 1 == k]
+    groups.append((blocks, int(k)))
+    for b in blocks:
+      slots[rows_of[int(b)]] = np.arange(nxt, nxt + k)
+      nxt += k
+  ordered = np.concatenate([b for b, _ in groups]) if groups else np.zeros(0, np.int32)
+  return GroupedLayout(slots, tuple(groups), ordered.astype(np.int32))
+
+
+def per_group(parts, layout, bs):
+  """(B, H, P * bs, ...) parts -> per group (B, H, S_k, k, bs, ...)."""
+  start = 0
+  for blocks, k in layout.groups:
+    size = len(blocks) * k * bs
+    g = parts[:, :, start:start + size]
+    yield g.reshape(g.shape[:2] + (len(blocks), k, bs) + g.shape[3:])
+    start += size
+
+
+def set_blocks(a, blocks, values, bs):
+  """a (B, H, L, ...) with blocks `blocks` set to values (B, H, len(blocks), bs, ...): one
+  scatter of unique indices."""
+  per = a.reshape(a.shape[:2] + (-1, bs) + a.shape[3:])
+  per = per.at[:, :, blocks].set(values.astype(a.dtype), unique_indices=True)
+  return per.reshape(a.shape)
+
+
+def grouped_forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
+  bs = q.shape[-2] // plan.n_blocks
+  (out, out_parts), (lse, lse_parts) = sk._call(  # pylint: disable=protected-access
+      sk._fwd_kernel, plan.fwd, bs, q, terms, interpret, 1, [q.dtype, jnp.float32],  # pylint: disable=protected-access
+      [q, k, v, q_pos, k_pos, *ids, *sk._scale_arrays(key_scale)])  # pylint: disable=protected-access
+  if out_parts is None:
+    return out, lse
+  layout = grouped_layout(plan.fwd)
+  outs, lses = [], []
+  for o_g, l_g in zip(per_group(out_parts, layout, bs), per_group(lse_parts, layout, bs)):
+    top = jnp.max(l_g, axis=3)
+    w = jnp.exp(l_g - top[:, :, :, None])
+    den = jnp.sum(w, axis=3)
+    outs.append(jnp.sum(o_g * w[..., None], axis=3) / den[..., None])
+    lses.append(top + jnp.log(den))
+  return (set_blocks(out, layout.blocks, jnp.concatenate(outs, axis=2), bs),
+          set_blocks(lse, layout.blocks, jnp.concatenate(lses, axis=2), bs))
+
+
+def grouped_sum_parts(main, parts, rows, n):
+  if parts is None:
+    return main
+  layout, bs = grouped_layout(rows), main.shape[2] // n
+  total = jnp.concatenate([jnp.sum(p, axis=3) for p in per_group(parts, layout, bs)], axis=2)
+  return set_blocks(main, layout.blocks, total, bs)
+
+
+@contextlib.contextmanager
+def variant(name):
+  """Within: sparse_kernel combines split blocks the `name` way ('landed' or 'grouped')."""
+  names = ('_parts_layout', '_forward', '_sum_parts')
+  saved = [getattr(sk, n) for n in names]
+  if name == 'grouped':
+    for n, fn in zip(names, (grouped_layout, grouped_forward, grouped_sum_parts)):
+      setattr(sk, n, fn)
+  try:
+    yield
+  finally:
+    for n, fn in zip(names, saved):
+      setattr(sk, n, fn)
+
+
+def values_and_grads(causal, length, interpret):
+  """Block-sparse attention (block 64 or 16 on CPU, 3 random blocks) and its q/k/v
+  gradients on float32 random inputs, in one jit, traced in the current variant."""
+  bs = 16 if interpret else 64
+  n_blocks = length // bs
+  plan = block_sparse.kernel_plan(n_blocks, 3, 0, causal)
+  shape = (1, 2, n_blocks * bs, 16 if interpret else 64)
+  q, k, v = (jax.random.normal(key, shape, jnp.float32)
+             for key in jax.random.split(jax.random.key(length), 3))
+  pos = jnp.arange(shape[2], dtype=jnp.int32)[None, None]
+  w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+  def run(q, k, v):
+    attend = lambda q, k, v: sk.sparse_attention(q, k, v, pos, pos, plan, causal, interpret)
+    out, pull = jax.vjp(attend, q, k, v)
+    return (out,) + pull(w)
+  return jax.jit(run)(q, k, v), len(np.unique(plan.bwd.extra_owner))
+
+
+def rel(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser()
+  p.add_argument('--lengths', type=int, nargs='+', default=[16384, 65536])
+  p.add_argument('--budget_s', type=float, default=1.0, help='per timing row; 0: check only')
+  p.add_argument('--interpret', action='store_true', help='CPU: the Pallas interpreter')
+  args = p.parse_args(argv)
+  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
+  bad = 0
+  for causal in (False, True):
+    for length in args.lengths:
+      results = {}
+      for name in ('landed', 'grouped'):
+        with variant(name):
+          results[name], n_split = values_and_grads(causal, length, args.interpret)
+      errors = [rel(a, b) for a, b in zip(results['grouped'], results['landed'])]
+      ok = max(errors) < 1e-5
+      bad += not ok
+      print(json.dumps(dict(check='agreement', causal=causal, length=length,
+                            split_key_blocks=n_split, rel_err_out_dq_dk_dv=errors, ok=ok)),
+            flush=True)
+  rows = []
+  if args.budget_s > 0 and not args.interpret:
+    for causal in (False, True):
+      for length in args.lengths:
+        for name in ('landed', 'grouped'):
+          with variant(name):
+            for kind, (step, xs) in (
+                ('core', block_sparse_core_step(causal, length)[:2]),
+                ('layer', layer_step(MAKERS['block_sparse_pallas'](causal, length), length))):
+              ms, gib = measure(step, xs, args.budget_s)
+              rows.append(dict(variant=name, kind=kind, causal=causal, length=length, ms=ms,
+                               gib=gib))
+              print(json.dumps(rows[-1]), flush=True)
+    ms = {(r['variant'], r['kind'], r['causal'], r['length']): r['ms'] for r in rows}
+    print('\n| direction | length | kind | landed ms | grouped ms | grouped / landed |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for (name, kind, causal, length), landed in ms.items():
+      if name == 'landed':
+        grouped = ms[('grouped', kind, causal, length)]
+        print(f"| {'causal' if causal else 'bidirectional'} | {length} | {kind} | "
+              f'{landed:.2f} | {grouped:.2f} | {grouped / landed:.2f} |')
+  return 1 if bad else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
