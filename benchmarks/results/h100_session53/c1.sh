@@ -1,4 +1,4 @@
-# session 53 call 1: GPU facts; the block-sparse and LSH kernels vs XLA on the GPU (new code);
+# session 53 call 1: GPU facts; the block-sparse and LSH kernels vs XLA on the GPU (new code); [tree: c002677]
 # profiles of the block-sparse layer at 64K, bidirectional, new code and old (8d10f81)
 source .data/setup.sh
 mkdir -p /tmp/old && tar xf .data/old.tar -C /tmp/old

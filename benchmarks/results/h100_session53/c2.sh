@@ -1,4 +1,4 @@
-# session 53 call 2: fwd+bwd times, new code (this tree) and old (8d10f81, .data/old.tar)
+# session 53 call 2: fwd+bwd times, new code (this tree) and old (8d10f81, .data/old.tar) [tree: c002677]
 source .data/setup.sh
 mkdir -p /tmp/old && tar xf .data/old.tar -C /tmp/old
 L="--lengths 4096 16384 65536 --causal bidirectional causal --budget_s 0.5"

@@ -1,4 +1,4 @@
-# session 53 call 4 (second lease): checks, fwd+bwd times new (this tree) vs old (8d10f81),
+# session 53 call 4 (second lease): checks, fwd+bwd times new (this tree) vs old (8d10f81), [tree: 209df66]
 # profiles at 64K, Triton warps/stages of the block-sparse kernels at 64K (new)
 source .data/setup.sh
 mkdir -p /tmp/old && tar xf .data/old.tar -C /tmp/old

@@ -1,4 +1,4 @@
-# session 53 call 6: checks and fwd+bwd times of 06bc419's kernels (the sequence-major layout reverted)
+# session 53 call 6: checks and fwd+bwd times of 06bc419's kernels (the sequence-major layout reverted) [tree: 06bc419 = 112069c]
 source .data/setup.sh
 (timeout 150 python benchmarks/block_sparse_kernel_gpu.py; echo "block_sparse_kernel_gpu rc $?"
  timeout 200 python benchmarks/lsh_kernel_gpu.py; echo "lsh_kernel_gpu rc $?") > $OUT/checks3.txt 2>&1

@@ -1,4 +1,4 @@
-# session 53 call 7: c002677 (scatter combine) vs this tree (grouped reductions): times and profiles at 64K
+# session 53 call 7: c002677 (scatter combine) vs this tree (grouped reductions): times and profiles at 64K [tree: 112069c; c1.tar = c002677]
 source .data/setup.sh
 mkdir -p /tmp/c1 && tar xf .data/c1.tar -C /tmp/c1
 L="--lengths 65536 --causal bidirectional causal --budget_s 1 --kinds block_sparse-core block_sparse_pallas"
