@@ -298,16 +298,16 @@ def _store(slots_ref, row, out_refs, values, bs):
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   n = len(values)
   mains, parts = out_refs[:n], out_refs[n:]
-  if not parts:
+
+  def to_main():
     for ref, value in zip(mains, values):
       ref[...] = value.astype(ref.dtype)
+
+  if not parts:
+    to_main()
     return
   slot = slots_ref[row]
-
-  @pl.when(slot < 0)
-  def _():
-    for ref, value in zip(mains, values):
-      ref[...] = value.astype(ref.dtype)
+  pl.when(slot < 0)(to_main)
 
   @pl.when(slot >= 0)
   def _():
