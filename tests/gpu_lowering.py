@@ -44,10 +44,16 @@ def kernel_names(text):
                  if word.startswith('plait_')})
 
 
-def pallas_calls(jaxpr):
-  """The pallas_call equations of a jaxpr and of every jaxpr nested in it (CPU, interpret)."""
+def outer_equations(jaxpr):
+  """The equations of a jaxpr and of every jaxpr nested in it, except inside pallas_call
+  (the kernels' bodies): what runs around the kernels, and the kernel calls themselves."""
   for eqn in jaxpr.eqns:
-    if eqn.primitive.name == 'pallas_call':
-      yield eqn
-    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-      yield from pallas_calls(sub)
+    yield eqn
+    if eqn.primitive.name != 'pallas_call':
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        yield from outer_equations(sub)
+
+
+def pallas_calls(jaxpr):
+  """The pallas_call equations of a jaxpr, nested ones included (CPU, interpret)."""
+  return [eqn for eqn in outer_equations(jaxpr) if eqn.primitive.name == 'pallas_call']

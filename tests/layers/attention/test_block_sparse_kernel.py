@@ -13,7 +13,7 @@ from plait.layers.attention.block_plan import block_plan
 from plait.layers.attention.dense import masked_attention
 from tests.conftest import random_array
 from tests.gpu_lowering import (SPARSE_KERNELS, abstract_gpu, kernel_names, lowered_for_cuda,
-                                pallas_calls)
+                                outer_equations, pallas_calls)
 
 B, H = 2, 2
 
@@ -148,19 +148,10 @@ def test_combining_split_blocks_costs_the_same_ops_however_many_are_split():
     loss = lambda q, k, v: jnp.sum(sparse_kernel.sparse_attention(
         q, k, v, pos, pos, plan, interpret=True).astype(jnp.float32))
     jaxpr = jax.make_jaxpr(jax.grad(loss, (0, 1, 2)))(q, q, q).jaxpr
-    return len(list(outer_primitives(jaxpr))), len(np.unique(plan.bwd.extra_owner))
+    return len(list(outer_equations(jaxpr))), len(np.unique(plan.bwd.extra_owner))
   (small, split_small), (large, split_large) = n_ops(16), n_ops(48)
   assert split_large > split_small > 1
   assert small == large, (small, large)
-
-
-def outer_primitives(jaxpr):
-  """Primitive names of a jaxpr and its nested jaxprs, not looking inside pallas_call."""
-  for eqn in jaxpr.eqns:
-    yield eqn.primitive.name
-    if eqn.primitive.name != 'pallas_call':
-      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-        yield from outer_primitives(sub)
 
 
 def layer_case(causal, length, bs, r, seed, masked, dtype=np.float32, d=8):
