@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attention_gpu import MAKERS, block_sparse_core_step, layer_step, measure  # pylint: disable=g-bad-import-order
+from block_sparse_kernel_gpu import rel  # pylint: disable=g-bad-import-order
 from plait.layers.attention import block_sparse, sparse_kernel as sk
 
 
@@ -135,11 +136,6 @@ def values_and_grads(causal, length, interpret):
     out, pull = jax.vjp(attend, q, k, v)
     return (out,) + pull(w)
   return jax.jit(run)(q, k, v), len(np.unique(plan.bwd.extra_owner))
-
-
-def rel(a, b):
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def main(argv=None):
