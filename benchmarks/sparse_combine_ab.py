@@ -21,6 +21,7 @@ variant in this process, so on the same GPU.
 """
 import argparse
 import contextlib
+import functools
 import json
 import sys
 from typing import NamedTuple
@@ -31,7 +32,9 @@ import numpy as np
 
 from attention_gpu import MAKERS, block_sparse_core_step, layer_step, measure  # pylint: disable=g-bad-import-order
 from block_sparse_kernel_gpu import rel  # pylint: disable=g-bad-import-order
-from plait.layers.attention import block_sparse, sparse_kernel as sk
+from plait.layers.attention import block_plan, block_sparse, sparse_kernel as sk
+
+OWN_PLAN = block_sparse.kernel_plan  # the package's, whatever a variant patches in
 
 
 class GroupedLayout(NamedTuple):
@@ -105,19 +108,66 @@ def grouped_sum_parts(main, parts, rows, n):
   return set_blocks(main, layout.blocks, total, bs)
 
 
+VARIANTS = ('landed', 'grouped', 'landed+bwd16', 'landed+fwd16+bwd16', 'grouped+fwd16+bwd16',
+            'landed+fwd16+bwd16+stages3', 'landed+fwd16+bwd24')
+
+
+def parse_variant(spec):
+  """'landed' | 'grouped', then optional '+fwdN' / '+bwdN' (work-row widths of the plan's
+  forward / backward lists; default: the pattern's `window_width`) and '+stagesN' (Triton
+  stages of the three kernels, 4 warps). -> (combine, fwd_width, bwd_width, stages)."""
+  combine, *opts = spec.split('+')
+  if combine not in ('landed', 'grouped'):
+    raise ValueError(f'variant {spec!r}: starts with landed or grouped')
+  found = {'fwd': None, 'bwd': None, 'stages': None}
+  for opt in opts:
+    key = opt.rstrip('0123456789')
+    if key not in found or key == opt:
+      raise ValueError(f'variant {spec!r}: unknown part {opt!r} (fwdN, bwdN, stagesN)')
+    found[key] = int(opt[len(key):])
+  return combine, found['fwd'], found['bwd'], found['stages']
+
+
+@functools.lru_cache(maxsize=64)
+def widths_plan(n_blocks, num_rand_blocks, seed, causal, fwd_width, bwd_width):
+  """`block_sparse.kernel_plan`'s lists, cut into work rows of these widths (None: its own)."""
+  own = OWN_PLAN(n_blocks, num_rand_blocks, seed, causal)
+  if fwd_width is None and bwd_width is None:
+    return own
+  pattern = block_sparse.block_pattern(n_blocks, num_rand_blocks, seed, causal)
+  lists = [list(range(n_blocks)) if row in pattern.global_rows
+           else list(pattern.key_blocks[row][pattern.valid[row]]) for row in range(n_blocks)]
+  transposed = [[] for _ in range(n_blocks)]
+  for row, keys in enumerate(lists):
+    for c in keys:
+      transposed[int(c)].append(row)
+  fwd_width, bwd_width = fwd_width or own.width, bwd_width or own.width
+  return block_plan.BlockPlan(block_plan._work_rows(lists, fwd_width),  # pylint: disable=protected-access
+                              block_plan._work_rows(transposed, bwd_width), n_blocks, fwd_width)  # pylint: disable=protected-access
+
+
 @contextlib.contextmanager
-def variant(name):
-  """Within: sparse_kernel combines split blocks the `name` way ('landed' or 'grouped')."""
+def variant(spec):
+  """Within: sparse_kernel combines split blocks, cuts the pattern and compiles as `spec` says."""
+  combine, fwd_width, bwd_width, stages = parse_variant(spec)
   names = ('_parts_layout', '_forward', '_sum_parts')
   saved = [getattr(sk, n) for n in names]
-  if name == 'grouped':
+  saved_plan, saved_params = block_sparse.kernel_plan, dict(sk.COMPILER_PARAMS)
+  if combine == 'grouped':
     for n, fn in zip(names, (grouped_layout, grouped_forward, grouped_sum_parts)):
       setattr(sk, n, fn)
+  if fwd_width or bwd_width:
+    block_sparse.kernel_plan = lambda n, r, seed, causal: widths_plan(n, r, seed, causal,
+                                                                      fwd_width, bwd_width)
+  if stages:
+    sk.COMPILER_PARAMS.update({k: (4, stages) for k in sk.COMPILER_PARAMS})
   try:
     yield
   finally:
     for n, fn in zip(names, saved):
       setattr(sk, n, fn)
+    block_sparse.kernel_plan = saved_plan
+    sk.COMPILER_PARAMS.update(saved_params)
 
 
 def values_and_grads(causal, length, interpret):
@@ -141,44 +191,47 @@ def values_and_grads(causal, length, interpret):
 def main(argv=None):
   p = argparse.ArgumentParser()
   p.add_argument('--lengths', type=int, nargs='+', default=[16384, 65536])
+  p.add_argument('--variants', nargs='+', default=list(VARIANTS),
+                 help='the first is the baseline; see parse_variant')
+  p.add_argument('--check_length', type=int, default=4096,
+                 help='agreement of every variant with the first (float32)')
   p.add_argument('--budget_s', type=float, default=1.0, help='per timing row; 0: check only')
   p.add_argument('--interpret', action='store_true', help='CPU: the Pallas interpreter')
   args = p.parse_args(argv)
+  for spec in args.variants:
+    parse_variant(spec)
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
-  bad = 0
+  bad, base = 0, args.variants[0]
   for causal in (False, True):
-    for length in args.lengths:
-      results = {}
-      for name in ('landed', 'grouped'):
-        with variant(name):
-          results[name], n_split = values_and_grads(causal, length, args.interpret)
-      errors = [rel(a, b) for a, b in zip(results['grouped'], results['landed'])]
+    results = {}
+    for spec in args.variants:
+      with variant(spec):
+        results[spec], n_split = values_and_grads(causal, args.check_length, args.interpret)
+      errors = [rel(a, b) for a, b in zip(results[spec], results[base])]
       ok = max(errors) < 1e-5
       bad += not ok
-      print(json.dumps(dict(check='agreement', causal=causal, length=length,
-                            split_key_blocks=n_split, rel_err_out_dq_dk_dv=errors, ok=ok)),
-            flush=True)
+      print(json.dumps(dict(check='agreement', variant=spec, causal=causal,
+                            length=args.check_length, split_key_blocks=n_split,
+                            rel_err_out_dq_dk_dv=errors, ok=ok)), flush=True)
   rows = []
   if args.budget_s > 0 and not args.interpret:
     for causal in (False, True):
       for length in args.lengths:
-        for name in ('landed', 'grouped'):
-          with variant(name):
+        for spec in args.variants:
+          with variant(spec):
             for kind, (step, xs) in (
                 ('core', block_sparse_core_step(causal, length)[:2]),
                 ('layer', layer_step(MAKERS['block_sparse_pallas'](causal, length), length))):
               ms, gib = measure(step, xs, args.budget_s)
-              rows.append(dict(variant=name, kind=kind, causal=causal, length=length, ms=ms,
+              rows.append(dict(variant=spec, kind=kind, causal=causal, length=length, ms=ms,
                                gib=gib))
               print(json.dumps(rows[-1]), flush=True)
     ms = {(r['variant'], r['kind'], r['causal'], r['length']): r['ms'] for r in rows}
-    print('\n| direction | length | kind | landed ms | grouped ms | grouped / landed |')
+    print(f'\n| direction | length | kind | variant | ms | / {base} |')
     print('| --- | --- | --- | --- | --- | --- |')
-    for (name, kind, causal, length), landed in ms.items():
-      if name == 'landed':
-        grouped = ms[('grouped', kind, causal, length)]
-        print(f"| {'causal' if causal else 'bidirectional'} | {length} | {kind} | "
-              f'{landed:.2f} | {grouped:.2f} | {grouped / landed:.2f} |')
+    for (spec, kind, causal, length), t in ms.items():
+      print(f"| {'causal' if causal else 'bidirectional'} | {length} | {kind} | {spec} | "
+            f'{t:.3f} | {t / ms[(base, kind, causal, length)]:.3f} |')
   return 1 if bad else 0
 
 
