@@ -1,21 +1,23 @@
-"""A/B: how `sparse_kernel` combines the float32 parts of split blocks, the landed way vs a candidate.
+"""A/B of the block-sparse kernel's split blocks: how the pattern is cut into work rows, how the
+split blocks' float32 parts are combined, and the Triton stages, each variant vs the first.
 
   python benchmarks/sparse_combine_ab.py                          # GPU: agreement, then times
-  python benchmarks/sparse_combine_ab.py --interpret --lengths 1024 --budget_s 0   # CPU smoke
+  python benchmarks/sparse_combine_ab.py --interpret --check_length 1024 --budget_s 0  # CPU
+  python benchmarks/sparse_combine_ab.py --variants landed landed+bwd8 grouped+bwd16+stages3
 
-Landed (`sparse_kernel._forward` / `_sum_parts`): one scatter-add (forward: scatter-max and
-scatter-adds of the log-sum-exp weights) of all parts into their blocks, then one scatter
-setting the split blocks. RESULTS section 36 profiled those scatters at 0.47 ms of the 3.35 ms
-block-sparse layer at 64K on an H100 (each global block's 128 parts add into one block).
+A variant (`parse_variant`) names the combine, then optional parts:
+- `landed` (`sparse_kernel._forward` / `_sum_parts`): one scatter-add (forward: scatter-max
+  and scatter-adds of the log-sum-exp weights) of all parts into their blocks, then one
+  scatter setting the split blocks. `grouped` (this file only): the split blocks grouped by
+  their number of work rows, each block's parts consecutive, so each group combines by a
+  reshape and a reduction (no contended adds), all split blocks set by one scatter of unique
+  indices.
+- `+fwdN` / `+bwdN`: the work-row widths of the plan's forward / backward lists (default:
+  `block_sparse.kernel_plan`'s, the pattern's `window_width` forward and twice it backward;
+  section 37 measured the backward width). `+stagesN`: Triton stages of the three kernels.
 
-Candidate (this file only; nothing in plait uses it): the split blocks grouped by their
-number of work rows, each block's parts consecutive, so each group combines by a reshape and
-a reduction (no contended adds), and all split blocks are set by one scatter of unique
-indices. (A version setting each run of consecutive split blocks by its own slice update
-made 463 kernels per step at 64K, section 36: launch-bound.)
-
-Both run the same kernels; only the XLA ops around them differ. The agreement check compares
-values and q/k/v gradients of the two (float32, relative L2); timings are fwd+bwd of the bare
+All variants run the same kernels. The agreement check compares each variant's values and
+q/k/v gradients with the first's (float32, relative L2); timings are fwd+bwd of the bare
 kernel (`attention_gpu.py`'s block_sparse-core) and of the layer (block_sparse_pallas), each
 variant in this process, so on the same GPU.
 """
@@ -32,7 +34,8 @@ import numpy as np
 
 from attention_gpu import MAKERS, block_sparse_core_step, layer_step, measure  # pylint: disable=g-bad-import-order
 from block_sparse_kernel_gpu import rel  # pylint: disable=g-bad-import-order
-from plait.layers.attention import block_plan, block_sparse, sparse_kernel as sk
+from plait.layers.attention import block_sparse, sparse_kernel as sk
+from plait.layers.attention.block_plan import block_plan
 
 OWN_PLAN = block_sparse.kernel_plan  # the package's, whatever a variant patches in
 
@@ -108,13 +111,12 @@ def grouped_sum_parts(main, parts, rows, n):
   return set_blocks(main, layout.blocks, total, bs)
 
 
-VARIANTS = ('landed', 'grouped', 'landed+bwd16', 'landed+fwd16+bwd16', 'grouped+fwd16+bwd16',
-            'landed+fwd16+bwd16+stages3', 'landed+fwd16+bwd24')
+VARIANTS = ('landed', 'grouped', 'landed+bwd8', 'landed+bwd16', 'landed+fwd16')
 
 
 def parse_variant(spec):
   """'landed' | 'grouped', then optional '+fwdN' / '+bwdN' (work-row widths of the plan's
-  forward / backward lists; default: the pattern's `window_width`) and '+stagesN' (Triton
+  forward / backward lists; default: `block_sparse.kernel_plan`'s) and '+stagesN' (Triton
   stages of the three kernels, 4 warps). -> (combine, fwd_width, bwd_width, stages)."""
   combine, *opts = spec.split('+')
   if combine not in ('landed', 'grouped'):
@@ -134,16 +136,8 @@ def widths_plan(n_blocks, num_rand_blocks, seed, causal, fwd_width, bwd_width):
   own = OWN_PLAN(n_blocks, num_rand_blocks, seed, causal)
   if fwd_width is None and bwd_width is None:
     return own
-  pattern = block_sparse.block_pattern(n_blocks, num_rand_blocks, seed, causal)
-  lists = [list(range(n_blocks)) if row in pattern.global_rows
-           else list(pattern.key_blocks[row][pattern.valid[row]]) for row in range(n_blocks)]
-  transposed = [[] for _ in range(n_blocks)]
-  for row, keys in enumerate(lists):
-    for c in keys:
-      transposed[int(c)].append(row)
-  fwd_width, bwd_width = fwd_width or own.width, bwd_width or own.width
-  return block_plan.BlockPlan(block_plan._work_rows(lists, fwd_width),  # pylint: disable=protected-access
-                              block_plan._work_rows(transposed, bwd_width), n_blocks, fwd_width)  # pylint: disable=protected-access
+  return block_plan(block_sparse.kernel_lists(n_blocks, num_rand_blocks, seed, causal),
+                    fwd_width or own.width, bwd_width or own.bwd_width)
 
 
 @contextlib.contextmanager

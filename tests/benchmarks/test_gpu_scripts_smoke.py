@@ -21,12 +21,14 @@ def test_attention_gpu_script_runs_every_kind_on_cpu():
   assert 'Error' not in out.split('| direction')[1], out
 
 
-def test_sparse_combine_ab_script_checks_both_variants_agree_on_cpu():
-  """The A/B script's candidate combine equals the landed one (interpreter, split blocks in
-  both directions), so its GPU timings compare equal results."""
-  out = run('sparse_combine_ab.py', '--interpret', '--lengths', '1024', '--budget_s', '0')
+def test_sparse_combine_ab_script_checks_its_variants_agree_on_cpu():
+  """The A/B script's variants (the grouped combine, other work-row widths) equal the first
+  (interpreter, split blocks in both directions), so its GPU timings compare equal results."""
+  out = run('sparse_combine_ab.py', '--interpret', '--check_length', '1024', '--budget_s', '0',
+            '--variants', 'landed', 'grouped+bwd8', 'landed+fwd4+bwd8')
   rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
-  assert len(rows) == 2 and all(r['ok'] and r['split_key_blocks'] > 1 for r in rows), out
+  assert len(rows) == 6 and all(r['ok'] and r['split_key_blocks'] > 1 for r in rows), out
+  assert {r['split_key_blocks'] for r in rows if r['variant'] == 'landed'} == {2}, out
 
 
 @pytest.mark.slow   # 12-52 s of CPU; run with -m slow before a device session

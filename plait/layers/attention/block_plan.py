@@ -5,11 +5,14 @@ run one program per *work row*: a query block and at most `width` of its key blo
 Longer lists (BigBird's global rows see every block) are cut into several work rows whose
 partial results are combined afterwards (by log-sum-exp for the output, by sums for
 gradients), so no program runs much longer than the others. The backward pass for keys
-needs the transposed lists (per key block, the query blocks that see it), cut the same way.
+needs the transposed lists (per key block, the query blocks that see it), cut the same way,
+into rows of `bwd_width` (default `width`): transposed lists of a random pattern are
+uneven, and a wider backward row splits fewer of them, so fewer parts are combined.
 
   >>> plan = block_plan([[0, 1], [0, 1, 2], [1, 2]], width=2)
   >>> plan.fwd.owner       # array([0, 1, 2, 1]): query block 1 got two work rows (1 and 3)
   >>> plan.bwd.owner       # per key block: array([0, 1, 2, 1])
+  >>> block_plan([[0, 1], [0, 1, 2], [1, 2]], width=2, bwd_width=3).bwd.owner  # [0, 1, 2]
 
 Everything here is static numpy, built once per pattern at trace time.
 """
@@ -39,11 +42,13 @@ class WorkRows(NamedTuple):
 class BlockPlan:
   """Forward (per query block) and backward (per key block) work rows of one pattern.
 
+  width / bwd_width: most blocks in one forward / backward work row.
   Compared and hashed by identity: build it once per pattern (e.g. under an lru_cache).
   """
 
-  def __init__(self, fwd, bwd, n_blocks, width):
-    self.fwd, self.bwd, self.n_blocks, self.width = fwd, bwd, n_blocks, width
+  def __init__(self, fwd, bwd, n_blocks, width, bwd_width):
+    self.fwd, self.bwd, self.n_blocks = fwd, bwd, n_blocks
+    self.width, self.bwd_width = width, bwd_width
 
   @property
   def computed_blocks(self):
@@ -52,19 +57,22 @@ class BlockPlan:
 
   def __repr__(self):
     return (f'BlockPlan(n_blocks={self.n_blocks}, width={self.width}, '
-            f'pairs={self.computed_blocks})')
+            f'bwd_width={self.bwd_width}, pairs={self.computed_blocks})')
 
 
-def block_plan(key_lists, width):
+def block_plan(key_lists, width, bwd_width=None):
   """The `BlockPlan` of per-query-block key block lists.
 
   Args:
     key_lists: n_blocks sequences of distinct key block indices in [0, n_blocks).
-    width: most key blocks one work row handles (>= 1).
+    width: most key blocks one forward work row handles (>= 1).
+    bwd_width: most query blocks one backward work row handles (>= 1); None: width.
   """
   n_blocks = len(key_lists)
-  if width < 1:
-    raise ValueError(f'block_plan: width must be >= 1, got {width}.')
+  bwd_width = width if bwd_width is None else bwd_width
+  if width < 1 or bwd_width < 1:
+    raise ValueError(f'block_plan: width and bwd_width must be >= 1, got {width} and '
+                     f'{bwd_width}.')
   transposed = [[] for _ in range(n_blocks)]
   for row, keys in enumerate(key_lists):
     keys = [int(c) for c in keys]
@@ -73,8 +81,8 @@ def block_plan(key_lists, width):
                        f'distinct blocks in [0, {n_blocks}).')
     for c in keys:
       transposed[c].append(row)
-  return BlockPlan(_work_rows(key_lists, width), _work_rows(transposed, width), n_blocks,
-                   width)
+  return BlockPlan(_work_rows(key_lists, width), _work_rows(transposed, bwd_width), n_blocks,
+                   width, bwd_width)
 
 
 def _work_rows(lists, width):

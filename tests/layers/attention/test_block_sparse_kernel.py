@@ -62,16 +62,48 @@ def test_plan_splits_long_lists_and_transposes():
   assert plan.computed_blocks == 6
   with pytest.raises(ValueError, match='query block 1 lists key blocks \\[2, 2\\]'):
     block_plan([[0], [2, 2], [1]], width=2)
+  with pytest.raises(ValueError, match='bwd_width must be >= 1, got 2 and 0'):
+    block_plan([[0]], width=2, bwd_width=0)
+
+
+def test_backward_rows_have_their_own_width():
+  """Key block 0 is seen by 3 query blocks: split in 2 rows at bwd_width 2, one at 3; the
+  forward rows keep width 2."""
+  lists = [[0, 1], [0, 1, 2], [0]]
+  narrow, wide = block_plan(lists, width=2), block_plan(lists, width=2, bwd_width=3)
+  np.testing.assert_array_equal(narrow.bwd.extra_owner, [0])
+  np.testing.assert_array_equal(wide.bwd.extra_owner, [])
+  np.testing.assert_array_equal(wide.bwd.table.reshape(3, 3), [[0, 1, 2], [0, 1, 0], [1, 0, 0]])
+  np.testing.assert_array_equal(wide.fwd.table, narrow.fwd.table)
+  assert (wide.width, wide.bwd_width, narrow.bwd_width) == (2, 3, 2)
 
 
 @pytest.mark.parametrize('causal', [False, True])
-def test_kernel_equals_masked_attention_on_random_lists(causal):
-  """Random lists (some empty, some longer than a work row), padded keys, causal or not."""
+def test_bigbird_backward_splits_little_beyond_the_global_blocks(causal):
+  """At 64K tokens (1,024 blocks of 64, 3 random blocks) the backward rows are twice the
+  forward's: bidirectional, only the 2 global key blocks (seen by every query block) are
+  split, not the 355 of the forward width; causal 48 (of 141 at the forward width),
+  early blocks being drawn by many later ones. Fewer split blocks, fewer parts to combine
+  after the kernel (benchmarks/RESULTS.md section 37)."""
+  plan = block_sparse.kernel_plan(1024, 3, 0, causal)
+  split = np.unique(plan.bwd.extra_owner)
+  assert plan.bwd_width == 2 * plan.width
+  if causal:
+    assert len(split) == 48
+  else:
+    np.testing.assert_array_equal(split, [0, 1023])
+
+
+@pytest.mark.parametrize('causal', [False, True])
+@pytest.mark.parametrize('bwd_width', [None, 3])
+def test_kernel_equals_masked_attention_on_random_lists(causal, bwd_width):
+  """Random lists (some empty, some longer than a work row), padded keys, causal or not;
+  backward rows as wide as the forward's or wider."""
   rng = np.random.default_rng(int(causal))
   n, bs, d = 5, 8, 8
   lists = [sorted(rng.choice(n, size, replace=False).tolist()) for size in (5, 0, 2, 4)]
   lists.append([4])  # In batch 1 all its keys are padding: a row that sees nothing.
-  plan = block_plan(lists, width=2)
+  plan = block_plan(lists, width=2, bwd_width=bwd_width)
   length = n * bs
   q, k, v = (jnp.asarray(random_array((B, H, length, d), i)) for i in range(3))
   k_pos = np.tile(np.arange(length), (B, 1, 1))
@@ -139,9 +171,9 @@ def test_combining_split_blocks_costs_the_same_ops_however_many_are_split():
   """The XLA ops around the kernels do not grow with the number of split blocks (an earlier
   version set each run of split blocks with its own slice update: 463 kernels per step on
   BigBird's 64K backward, launch-bound on an H100). Same pattern family at 16 and 48
-  blocks: 6 vs 19 key blocks split backward."""
+  blocks, cut at width 8 both ways: 6 vs 19 key blocks split backward."""
   def n_ops(n_blocks):
-    plan = block_sparse.kernel_plan(n_blocks, 3, 0, False)
+    plan = block_plan(block_sparse.kernel_lists(n_blocks, 3, 0, False), width=8)
     shape = (1, 1, n_blocks * 16, 16)
     q = jnp.zeros(shape, jnp.bfloat16)
     pos = jnp.arange(shape[2])[None, None]
