@@ -125,13 +125,16 @@ def block_sparse_layer(causal, length, implementation):
 
 
 def block_sparse_core_step(causal, length):
-  """The bare fused kernel, fwd+bwd, on (1, 8, L, 64); returns (step, args, flops)."""
+  """The bare fused kernel, fwd+bwd, on (1, L, 8, 64) as the layer runs it (sequence-major,
+  like flash-core's arrays); returns (step, args, flops)."""
   n_blocks = -(-length // BLOCK)
   plan = block_sparse.kernel_plan(n_blocks, RAND_BLOCKS, 0, causal)
-  shape = (1, N_HEADS, n_blocks * BLOCK, D_HEAD)
-  pos = jnp.arange(shape[2], dtype=jnp.int32)[None, None]
+  shape = (1, n_blocks * BLOCK, N_HEADS, D_HEAD)
+  pos = jnp.arange(shape[1], dtype=jnp.int32)[None, None]
+  heads_first = lambda t: t.transpose(0, 2, 1, 3)  # cancels against the kernels' own
   def loss(q, k, v):
-    y = sparse_kernel.sparse_attention(q, k, v, pos, pos, plan, causal=causal)
+    y = sparse_kernel.sparse_attention(heads_first(q), heads_first(k), heads_first(v), pos,
+                                       pos, plan, causal=causal, sequence_major=True)
     return jnp.sum(y.astype(jnp.float32))
   keys = jax.random.split(jax.random.key(0), 3)
   args = [jax.random.normal(k, shape, jnp.bfloat16) for k in keys]

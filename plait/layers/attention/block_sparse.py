@@ -146,8 +146,11 @@ class BlockSparseKind(AttentionKind):
     positions = jnp.arange(n_blocks * self.block_size, dtype=jnp.int32)
     k_pos = jnp.where(valid, positions, -1)                            # (B, 1, L_padded)
     plan = kernel_plan(n_blocks, self.num_rand_blocks, self.seed, self.causal)
+    # Sequence-major kernels: q, k, v are transposes of the projections' (B, L, H, d), so
+    # XLA cancels the kernel's transposes against them.
     out = sparse_kernel.sparse_attention(q, k, v, positions[None, None], k_pos, plan,
-                                         causal=self.causal, interpret=interpret)
+                                         causal=self.causal, interpret=interpret,
+                                         sequence_major=True)
     return out[:, :, :length]
 
   def _blockwise(self, q, k, v, valid, n_blocks):

@@ -7,7 +7,8 @@ straight into the (B, H, L, ...) result in the inputs' dtype, the rows of a spli
 float32 parts that are combined by log-sum-exp (gradients: summed) for those blocks alone.
 The backward pass runs two kernels: dq over the same work rows, dk/dv over the transposed
 ones (per key block, the query blocks that see it), recomputing the probabilities from the
-saved log-sum-exp (FlashAttention-2).
+saved log-sum-exp (FlashAttention-2). `sequence_major=True` runs the same kernels on
+(B, L, H, d) arrays (block-sparse attention: its q, k, v come from (B, L, H, d) projections).
 
 Masks are computed in the kernel from position vectors: key position -1 marks a padded
 (invisible) key, and `causal` lets a query see only keys at positions <= its own. So the
@@ -81,7 +82,7 @@ def supported(block_size, d_head, dtype):
 
 def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
                      return_lse=False, self_penalty=0.0, chunk_ids=(), window=(0, 0),
-                     key_scale=None):
+                     key_scale=None, sequence_major=False):
   """softmax(q k^T / sqrt(d)) v over the plan's blocks, masked by positions.
 
   Args:
@@ -101,6 +102,12 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
       times it (shared QK; LSH passes `lsh.hashing.shared_qk_scale(q)`). Result and
       gradients (to q and key_scale) are those of `k=q * key_scale[..., None]`, with the
       scores taken in float32 instead of rounding the keys to q's dtype.
+    sequence_major: run the kernels on (B, L, H, d) transposes of q, k, v (the output and
+      the gradients likewise). Same results; when q, k, v are themselves transposes of
+      (B, L, H, d) arrays (an `Attention` layer's projections), XLA cancels the two, so no
+      head-major copy of q, k, v, the output or their gradients is made (block-sparse
+      attention). Off for arrays made head-major anyway (LSH's sorted copies, whose reads
+      measured slower sequence-major on an H100).
   Returns:
     (B, H, L, d) in q's dtype; a query that sees no key outputs 0. With return_lse,
     (output, lse).
@@ -132,48 +139,63 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
   ids = tuple(c.astype(jnp.int32) for c in chunk_ids)
   if key_scale is not None:
     key_scale = key_scale.astype(jnp.float32)
-  out, lse = _attention(q, k, v, q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), ids,
-                        key_scale, plan, terms, interpret)
+  swap = _swap if sequence_major else (lambda t: t)
+  out, lse = _attention(swap(q), None if k is None else swap(k), swap(v),
+                        q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), ids, key_scale,
+                        plan, terms, interpret, bool(sequence_major))
+  out = swap(out)
   return (out, lse) if return_lse else out
 
 
+def _swap(t):
+  """(B, H, L, d) <-> (B, L, H, d)."""
+  return t.transpose(0, 2, 1, 3)
+
+
 # k is None exactly when key_scale is given (terms.key_scale): the kernels then read q as
-# the (unscaled) keys and scale each score column.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
-def _attention(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
-  return _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret)[0]
+# the (unscaled) keys and scale each score column. With seq (sequence-major), q, k, v, the
+# output and their gradients are (B, L, H, d) in here; lse, delta, positions, chunk ids and
+# key_scale are (B | 1, H | 1, L) either way.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9, 10))
+def _attention(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret, seq):
+  return _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret,
+                        seq)[0]
 
 
-def _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
+def _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret, seq):
   out, lse = _forward(q, q if k is None else k, v, q_pos, k_pos, ids, key_scale, plan, terms,
-                      interpret)
+                      interpret, seq)
   return (out, lse), (q, k, v, q_pos, k_pos, ids, key_scale, out, lse)
 
 
-def _attention_bwd(plan, terms, interpret, residuals, cotangents):
+def _attention_bwd(plan, terms, interpret, seq, residuals, cotangents):
   q, k, v, q_pos, k_pos, ids, key_scale, out, lse = residuals
   d_out, d_lse = cotangents
   # d logit = p * (dp - delta) with delta = <d_out, out> - d_lse (d lse / d logit = p).
-  delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1) - d_lse
+  delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)
+  delta = (delta.transpose(0, 2, 1) if seq else delta) - d_lse
   d_out = d_out.astype(q.dtype)
   # Base-2 log-sum-exp; a row that sees no key gets -_NEG, so exp2(s - lse) is 0 for all.
   lse = jnp.where(lse > 0.5 * _NEG, lse * _LOG2E, -_NEG)
-  bs = q.shape[-2] // plan.n_blocks
+  bs = _length(q, seq) // plan.n_blocks
   arrays = [q, q if k is None else k, v, q_pos, k_pos, d_out, lse, delta, *ids,
             *_scale_arrays(key_scale)]
   # dq per forward work row and dk/dv per backward one: no atomics (a single kernel adding
   # dq atomically measured 1.3-1.7x slower on an H200, contended by the global blocks).
   # Unsplit blocks' gradients are written once in q's dtype; split blocks' parts in float32,
   # summed here (only those blocks are touched).
-  (dq,) = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, 1, [q.dtype], arrays)
-  dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, 2, [q.dtype] * 2, arrays)
-  dq = _sum_parts(*dq, plan.fwd, plan.n_blocks)
-  dk, dv = (_sum_parts(*g, plan.bwd, plan.n_blocks) for g in (dk, dv))
+  (dq,) = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, seq, 1, [q.dtype], arrays)
+  dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, seq, 2, [q.dtype] * 2,
+                 arrays)
+  dq = _sum_parts(*dq, plan.fwd, bs, seq)
+  dk, dv = (_sum_parts(*g, plan.bwd, bs, seq) for g in (dk, dv))
   d_scale = None
   if key_scale is not None:
     # dk is the gradient of the scaled keys q * key_scale: split it between q and the scale.
-    d_scale = jnp.einsum('...d,...d->...', dk, q, preferred_element_type=jnp.float32)
-    dq = dq.astype(jnp.float32) + dk.astype(jnp.float32) * key_scale[..., None]
+    d_scale = jnp.einsum('blhd,blhd->bhl' if seq else 'bhld,bhld->bhl', dk, q,
+                         preferred_element_type=jnp.float32)
+    scale = key_scale.transpose(0, 2, 1) if seq else key_scale
+    dq = dq.astype(jnp.float32) + dk.astype(jnp.float32) * scale[..., None]
     dk = None
   return (dq.astype(q.dtype), None if dk is None else dk.astype(k.dtype), dv.astype(v.dtype),
           None, None, (None,) * len(ids), d_scale)
@@ -187,24 +209,29 @@ def _scale_arrays(key_scale):
   return () if key_scale is None else (key_scale,)
 
 
-def _forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
-  """(out (B, H, L, d), lse (B, H, L) float32)."""
-  bs = q.shape[-2] // plan.n_blocks
+def _length(q, seq):
+  return q.shape[1] if seq else q.shape[2]
+
+
+def _forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret, seq):
+  """(out (B, H, L, d) ((B, L, H, d) if seq), lse (B, H, L) float32)."""
+  bs = _length(q, seq) // plan.n_blocks
   (out, out_parts), (lse, lse_parts) = _call(
-      _fwd_kernel, plan.fwd, bs, q, terms, interpret, 1, [q.dtype, jnp.float32],
+      _fwd_kernel, plan.fwd, bs, q, terms, interpret, seq, 1, [q.dtype, jnp.float32],
       [q, k, v, q_pos, k_pos, *ids, *_scale_arrays(key_scale)])
   if out_parts is None:
     return out, lse
   # Combine the float32 parts of split blocks by log-sum-exp; only those blocks are touched.
   split, group = _parts_layout(plan.fwd)[1:]
-  o_p, lse_p = _per_block(out_parts, bs), _per_block(lse_parts, bs)
+  o_p = _per_block(_swap(out_parts) if seq else out_parts, bs)                # (B, H, P, bs, d)
+  lse_p = _per_block(lse_parts, bs)
   top = jnp.full(lse_p.shape[:2] + (len(split), bs), _NEG, jnp.float32).at[
       :, :, group].max(lse_p)
   w = jnp.exp(lse_p - top[:, :, group])
   den = jnp.zeros_like(top).at[:, :, group].add(w)
   num = jnp.zeros(o_p.shape[:2] + top.shape[2:] + o_p.shape[-1:], jnp.float32).at[
       :, :, group].add(o_p * w[..., None])
-  out = _set_blocks(out, split, num / den[..., None], bs)
+  out = _set_blocks(out, split, num / den[..., None], bs, seq)
   return out, _set_blocks(lse, split, top + jnp.log(den), bs)
 
 
@@ -213,21 +240,26 @@ def _per_block(a, bs):
   return a.reshape(a.shape[:2] + (-1, bs) + a.shape[3:])
 
 
-def _set_blocks(a, blocks, values, bs):
-  """a (B, H, L, ...) with its blocks `blocks` set to values (B, H, len(blocks), bs, ...)."""
-  return _per_block(a, bs).at[:, :, blocks].set(values.astype(a.dtype)).reshape(a.shape)
+def _set_blocks(a, blocks, values, bs, seq=False):
+  """a (B, H, L, ...) ((B, L, H, d) if seq) with its blocks `blocks` set to values (B, H,
+  len(blocks), bs, ...)."""
+  values = values.astype(a.dtype)
+  if seq:
+    per = a.reshape((a.shape[0], -1, bs) + a.shape[2:])                    # (B, N, bs, H, d)
+    return per.at[:, blocks].set(values.transpose(0, 2, 3, 1, 4)).reshape(a.shape)
+  return _per_block(a, bs).at[:, :, blocks].set(values).reshape(a.shape)
 
 
-def _sum_parts(main, parts, rows, n):
-  """Per-block sums: main (B, H, L, d) with its split blocks' float32 parts added up."""
+def _sum_parts(main, parts, rows, bs, seq):
+  """Per-block sums: main (B, H, L, d) ((B, L, H, d) if seq) with its split blocks' float32
+  parts (the same layout) added up."""
   if parts is None:
     return main
   split, group = _parts_layout(rows)[1:]
-  bs = main.shape[2] // n
-  p = _per_block(parts, bs)
+  p = _per_block(_swap(parts) if seq else parts, bs)
   total = jnp.zeros(p.shape[:2] + (len(split),) + p.shape[3:], jnp.float32).at[
       :, :, group].add(p)
-  return _set_blocks(main, split, total, bs)
+  return _set_blocks(main, split, total, bs, seq)
 
 
 def _parts_layout(rows):
@@ -245,42 +277,55 @@ def _parts_layout(rows):
   return slots, split, group.astype(np.int32)
 
 
-def _call(kernel, rows, bs, q, terms, interpret, n_full, out_dtypes, arrays):
+def _call(kernel, rows, bs, q, terms, interpret, seq, n_full, out_dtypes, arrays):
   """Runs `kernel` with one program per (work row, batch, head).
 
-  Tables and the (B, H, L, ...) arrays go in whole (the kernel slices its blocks). Each
-  output j comes back as (main, parts): main (B, H, L, d) for j < n_full, else (B, H, L),
-  in out_dtypes[j], each unsplit block written by its one work row; parts float32
-  (B, H, P * bs, ...) rows of the P work rows of split blocks (`_parts_layout`), or None
-  when no block is split.
+  Tables and the arrays go in whole per (batch, head) pair (the kernel slices its blocks):
+  (B, H, L, d) ((B, L, H, d) if seq) and (B | 1, H | 1, L) arrays alike give the kernel an
+  (L, ...) ref. Each output j comes back as (main, parts): main (B, H, L, d) ((B, L, H, d)
+  if seq) for j < n_full, else (B, H, L), in out_dtypes[j], each unsplit block written by
+  its one work row; parts float32 in main's layout with L -> P * bs, the rows of the P work
+  rows of split blocks (`_parts_layout`), or None when no block is split.
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  batch, heads, length, d = q.shape
+  batch, length, heads, d = q.shape if seq else (q.shape[0], q.shape[2], q.shape[1],
+                                                 q.shape[3])
   n_rows, last = len(rows.owner), length // bs - 1
   slots = _parts_layout(rows)[0]
   n_parts = int((slots >= 0).sum())
   whole = lambda a: pl.BlockSpec(a.shape, lambda i, b, h: (0,) * a.ndim)
+  pick = lambda size, idx: idx if size > 1 else 0
+  # With seq, the 4-D arrays (q, k, v, d_out, 4-D outputs and their parts) are (B, L, H, d).
+  is_seq = lambda a: seq and a.ndim == 4
 
   def per_pair(a):
-    block = (None, None) + a.shape[2:]
-    pick = lambda size, idx: idx if size > 1 else 0
-    return pl.BlockSpec(block, lambda i, b, h: (pick(a.shape[0], b), pick(a.shape[1], h))
-                        + (0,) * (a.ndim - 2))
+    if is_seq(a):
+      return pl.BlockSpec((None, a.shape[1], None, d), lambda i, b, h: (b, 0, h, 0))
+    return pl.BlockSpec((None, None) + a.shape[2:], lambda i, b, h: (
+        pick(a.shape[0], b), pick(a.shape[1], h)) + (0,) * (a.ndim - 2))
+
+  def shape(j, n):
+    if j >= n_full:
+      return (batch, heads, n)
+    return (batch, n, heads, d) if seq else (batch, heads, n, d)
 
   tables = [_padded(rows.owner), _padded(rows.table), _padded(rows.counts), _padded(slots)]
   in_specs = [whole(t) for t in tables] + [per_pair(a) for a in arrays]
-  tail = lambda j: (d,) if j < n_full else ()
   # Work row i < n_blocks is block i's first part: its block of main (rows past the blocks
   # point at the last block and write nothing there).
-  out_shapes = [jax.ShapeDtypeStruct((batch, heads, length) + tail(j), dtype)
+  block_of = lambda i: jnp.minimum(i, last)
+  out_shapes = [jax.ShapeDtypeStruct(shape(j, length), dtype)
                 for j, dtype in enumerate(out_dtypes)]
-  out_specs = [pl.BlockSpec((None, None, bs) + tail(j),
-                            lambda i, b, h, j=j: (b, h, jnp.minimum(i, last)) + (0,) * len(tail(j)))
-               for j in range(len(out_dtypes))]
+  out_specs = [pl.BlockSpec((None, bs, None, d), lambda i, b, h: (b, block_of(i), h, 0))
+               if is_seq(s) else
+               pl.BlockSpec((None, None, bs) + s.shape[3:],
+                            lambda i, b, h, s=s: (b, h, block_of(i)) + (0,) * (s.ndim - 3))
+               for s in out_shapes]
   if n_parts:
-    out_shapes += [jax.ShapeDtypeStruct((batch, heads, n_parts * bs) + tail(j), jnp.float32)
-                   for j in range(len(out_dtypes))]
-    out_specs += [per_pair(s) for s in out_shapes[len(out_dtypes):]]
+    parts = [jax.ShapeDtypeStruct(shape(j, n_parts * bs), jnp.float32)
+             for j in range(len(out_dtypes))]
+    out_shapes += parts
+    out_specs += [per_pair(s) for s in parts]
   params = triton_params(*COMPILER_PARAMS[kernel.__name__.strip('_')], interpret)
   body = functools.partial(kernel, bs=bs, width=len(rows.table) // n_rows, scale=d ** -0.5,
                            terms=terms)

@@ -95,10 +95,10 @@ def test_bigbird_backward_splits_little_beyond_the_global_blocks(causal):
 
 
 @pytest.mark.parametrize('causal', [False, True])
-@pytest.mark.parametrize('bwd_width', [None, 3])
-def test_kernel_equals_masked_attention_on_random_lists(causal, bwd_width):
+@pytest.mark.parametrize('bwd_width,sequence_major', [(None, False), (3, False), (None, True)])
+def test_kernel_equals_masked_attention_on_random_lists(causal, bwd_width, sequence_major):
   """Random lists (some empty, some longer than a work row), padded keys, causal or not;
-  backward rows as wide as the forward's or wider."""
+  backward rows as wide as the forward's or wider; kernels head- or sequence-major."""
   rng = np.random.default_rng(int(causal))
   n, bs, d = 5, 8, 8
   lists = [sorted(rng.choice(n, size, replace=False).tolist()) for size in (5, 0, 2, 4)]
@@ -112,13 +112,14 @@ def test_kernel_equals_masked_attention_on_random_lists(causal, bwd_width):
   q_pos = np.arange(length)[None, None]
   allowed = allowed_positions(lists, bs, k_pos, causal)
   kernel = lambda q, k, v: sparse_kernel.sparse_attention(
-      q, k, v, jnp.asarray(q_pos), jnp.asarray(k_pos), plan, causal, interpret=True)
+      q, k, v, jnp.asarray(q_pos), jnp.asarray(k_pos), plan, causal, interpret=True,
+      sequence_major=sequence_major)
   oracle = lambda q, k, v: masked_attention(q, k, v, jnp.asarray(allowed))
   assert_close(value_and_grads(kernel, q, k, v), value_and_grads(oracle, q, k, v))
 
 
-@pytest.mark.parametrize('causal', [False, True])
-def test_log_sum_exp_output_and_its_gradient(causal):
+@pytest.mark.parametrize('causal,sequence_major', [(False, False), (True, False), (True, True)])
+def test_log_sum_exp_output_and_its_gradient(causal, sequence_major):
   """lse equals logsumexp of the visible logits, and gradients flow through it."""
   n, bs, d = 4, 8, 8
   lists = [[0, 2], [0, 1], [0, 1, 2, 3], [1, 3]]  # each block sees itself (no empty rows)
@@ -135,7 +136,7 @@ def test_log_sum_exp_output_and_its_gradient(causal):
   def kernel(q, k, v):
     return combine(*sparse_kernel.sparse_attention(
         q, k, v, jnp.asarray(q_pos), jnp.asarray(k_pos), plan, causal, interpret=True,
-        return_lse=True))
+        return_lse=True, sequence_major=sequence_major))
   def oracle(q, k, v):
     logits = jnp.einsum('bhqd,bhkd->bhqk', q, k) / np.sqrt(d)
     lse = jax.nn.logsumexp(jnp.where(allowed, logits, -jnp.inf), axis=-1)

@@ -202,7 +202,7 @@ def test_lsh_kernels_lower_to_triton_without_a_gpu():
   assert kernel_names(text) == SPARSE_KERNELS
 
 
-def shared_keys_case(dtype, seed=5):
+def shared_keys_case(dtype, seed=5, sequence_major=False):
   """Sorted-order inputs of one kernel call as fused.py makes them: 2 rounds folded into
   (B, 2H) heads, 3 chunks of 2 blocks, a shuffled position order, padding keys, both
   rounds' chunk ids, the self penalty. Returns loss(q, v, keys) on the output and the lse
@@ -226,7 +226,7 @@ def shared_keys_case(dtype, seed=5):
     out, lse = sparse_kernel.sparse_attention(
         q, k, v, jnp.asarray(pos), k_pos, plan, causal=True, interpret=True,
         return_lse=True, self_penalty=SELF_PENALTY, chunk_ids=ids, window=(1, 0),
-        key_scale=scale)
+        key_scale=scale, sequence_major=sequence_major)
     return jnp.sum(out.astype(jnp.float32) * w) + jnp.sum(jax.nn.sigmoid(lse) * w[..., 0])
   return loss, q, v
 
@@ -236,12 +236,14 @@ def relative_error(got, want):
   return np.linalg.norm(got - want) / np.linalg.norm(want)
 
 
-@pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-6), (jnp.bfloat16, 1e-2)])
-def test_key_scale_equals_explicit_shared_keys(dtype, tol):
+@pytest.mark.parametrize('dtype,tol,sequence_major', [(jnp.float32, 1e-6, False),
+                                                      (jnp.bfloat16, 1e-2, False),
+                                                      (jnp.float32, 1e-6, True)])
+def test_key_scale_equals_explicit_shared_keys(dtype, tol, sequence_major):
   """Keys given as q and a per-position scale (never made as an array) give the loss and
   the q and v gradients of passing k = shared_qk_keys(q): the gradient reaches q both
-  through the keys and through the scale."""
-  loss, q, v = shared_keys_case(dtype)
+  through the keys and through the scale (kernels head- or sequence-major)."""
+  loss, q, v = shared_keys_case(dtype, sequence_major=sequence_major)
   grads = {keys: jax.jit(jax.value_and_grad(lambda q, v, keys=keys: loss(q, v, keys),
                                             argnums=(0, 1)))(q, v)
            for keys in ('scaled', 'explicit', 'detached', 'scale_detached')}
