@@ -1,0 +1,2 @@
+# session 54 call 2 (same lease as call 1): the backward widths again, longer timing budget, 4K and 64K [tree: 8af7fef]
+source .data/setup.sh; cd benchmarks && PYTHONUNBUFFERED=1 python sparse_combine_ab.py --lengths 65536 4096 --budget_s 2 --variants landed landed+bwd16 grouped+bwd16 landed+bwd12 landed+bwd20 landed+bwd32 landed+bwd16+stages3 landed 2>&1 | grep -v "^W0000\|^I0000" | tee $OUT/ab2.txt | grep "^|"
