@@ -15,3 +15,6 @@ P="benchmarks/profile_gpu.py attention --kind block_sparse_pallas --length 65536
 (echo "== tree bidirectional"; timeout 80 python $P | grep '^|\|wall'
  echo "== tree causal"; timeout 80 python $P --causal | grep '^|\|wall') > $OUT/profiles3.log 2>&1
 cat $OUT/profiles3.log
+P="benchmarks/profile_gpu.py attention --kind lsh_pallas --length 65536 --causal --top 20"
+(echo "== tree LSH causal"; timeout 100 python $P | grep '^|\|wall') > $OUT/profile_lsh3.log 2>&1
+cat $OUT/profile_lsh3.log
