@@ -243,7 +243,7 @@ def kernel_plan(n_blocks, num_rand_blocks, seed, causal):
   random blocks make the transposed lists uneven (at 64K, bidirectional, 355 of 1,024 key
   blocks see more than 8 query blocks, none but the 2 global ones more than 16), and every
   split block's parts are combined after the kernel; with 2x the kernels' fwd+bwd measured
-  21-26 % faster at 64K on an H100, the layer 11-16 % (benchmarks/RESULTS.md section 37).
+  21-27 % faster at 64K on an H100, the layer 11-16 % (benchmarks/RESULTS.md section 37).
   """
   width = window_width(num_rand_blocks, causal)
   return block_plan(kernel_lists(n_blocks, num_rand_blocks, seed, causal), width,
