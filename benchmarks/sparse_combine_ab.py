@@ -76,39 +76,51 @@ def per_group(parts, layout, bs):
     start += size
 
 
-def set_blocks(a, blocks, values, bs):
-  """a (B, H, L, ...) with blocks `blocks` set to values (B, H, len(blocks), bs, ...): one
-  scatter of unique indices."""
-  per = a.reshape(a.shape[:2] + (-1, bs) + a.shape[3:])
-  per = per.at[:, :, blocks].set(values.astype(a.dtype), unique_indices=True)
+def set_blocks(a, blocks, values, bs, seq=False):
+  """a (B, H, L, ...) ((B, L, H, d) if seq) with blocks `blocks` set to values (B, H,
+  len(blocks), bs, ...): one scatter of unique indices."""
+  values = values.astype(a.dtype)
+  if seq:
+    per = a.reshape((a.shape[0], -1, bs) + a.shape[2:])                    # (B, N, bs, H, d)
+    per = per.at[:, blocks].set(values.transpose(0, 2, 3, 1, 4), unique_indices=True)
+  else:
+    per = a.reshape(a.shape[:2] + (-1, bs) + a.shape[3:])
+    per = per.at[:, :, blocks].set(values, unique_indices=True)
   return per.reshape(a.shape)
 
 
-def grouped_forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret):
-  bs = q.shape[-2] // plan.n_blocks
+def heads_first(parts, seq):
+  """Parts in the kernels' layout -> (B, H, P * bs, ...)."""
+  return sk._swap(parts) if seq and parts.ndim == 4 else parts  # pylint: disable=protected-access
+
+
+def grouped_forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret, seq):
+  bs = sk._length(q, seq) // plan.n_blocks  # pylint: disable=protected-access
   (out, out_parts), (lse, lse_parts) = sk._call(  # pylint: disable=protected-access
-      sk._fwd_kernel, plan.fwd, bs, q, terms, interpret, 1, [q.dtype, jnp.float32],  # pylint: disable=protected-access
+      sk._fwd_kernel, plan.fwd, bs, q, terms, interpret, seq, 1, [q.dtype, jnp.float32],  # pylint: disable=protected-access
       [q, k, v, q_pos, k_pos, *ids, *sk._scale_arrays(key_scale)])  # pylint: disable=protected-access
   if out_parts is None:
     return out, lse
   layout = grouped_layout(plan.fwd)
   outs, lses = [], []
-  for o_g, l_g in zip(per_group(out_parts, layout, bs), per_group(lse_parts, layout, bs)):
+  for o_g, l_g in zip(per_group(heads_first(out_parts, seq), layout, bs),
+                      per_group(lse_parts, layout, bs)):
     top = jnp.max(l_g, axis=3)
     w = jnp.exp(l_g - top[:, :, :, None])
     den = jnp.sum(w, axis=3)
     outs.append(jnp.sum(o_g * w[..., None], axis=3) / den[..., None])
     lses.append(top + jnp.log(den))
-  return (set_blocks(out, layout.blocks, jnp.concatenate(outs, axis=2), bs),
+  return (set_blocks(out, layout.blocks, jnp.concatenate(outs, axis=2), bs, seq),
           set_blocks(lse, layout.blocks, jnp.concatenate(lses, axis=2), bs))
 
 
-def grouped_sum_parts(main, parts, rows, n):
+def grouped_sum_parts(main, parts, rows, bs, seq):
   if parts is None:
     return main
-  layout, bs = grouped_layout(rows), main.shape[2] // n
-  total = jnp.concatenate([jnp.sum(p, axis=3) for p in per_group(parts, layout, bs)], axis=2)
-  return set_blocks(main, layout.blocks, total, bs)
+  layout = grouped_layout(rows)
+  total = jnp.concatenate([jnp.sum(p, axis=3)
+                           for p in per_group(heads_first(parts, seq), layout, bs)], axis=2)
+  return set_blocks(main, layout.blocks, total, bs, seq)
 
 
 VARIANTS = ('landed', 'grouped', 'landed+bwd8', 'landed+bwd16', 'landed+fwd16')
@@ -165,8 +177,9 @@ def variant(spec):
 
 
 def values_and_grads(causal, length, interpret):
-  """Block-sparse attention (block 64 or 16 on CPU, 3 random blocks) and its q/k/v
-  gradients on float32 random inputs, in one jit, traced in the current variant."""
+  """Block-sparse attention (block 64 or 16 on CPU, 3 random blocks; sequence-major
+  kernels, as the layer runs them) and its q/k/v gradients on float32 random inputs, in one
+  jit, traced in the current variant."""
   bs = 16 if interpret else 64
   n_blocks = length // bs
   plan = block_sparse.kernel_plan(n_blocks, 3, 0, causal)
@@ -176,7 +189,8 @@ def values_and_grads(causal, length, interpret):
   pos = jnp.arange(shape[2], dtype=jnp.int32)[None, None]
   w = jax.random.normal(jax.random.key(1), shape, jnp.float32)
   def run(q, k, v):
-    attend = lambda q, k, v: sk.sparse_attention(q, k, v, pos, pos, plan, causal, interpret)
+    attend = lambda q, k, v: sk.sparse_attention(q, k, v, pos, pos, plan, causal, interpret,
+                                                 sequence_major=True)
     out, pull = jax.vjp(attend, q, k, v)
     return (out,) + pull(w)
   return jax.jit(run)(q, k, v), len(np.unique(plan.bwd.extra_owner))
