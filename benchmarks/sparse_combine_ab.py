@@ -14,7 +14,7 @@ A variant (`parse_variant`) names the combine, then optional parts:
   indices.
 - `+fwdN` / `+bwdN`: the work-row widths of the plan's forward / backward lists (default:
   `block_sparse.kernel_plan`'s, the pattern's `window_width` forward and twice it backward;
-  section 37 measured the backward width). `+stagesN`: Triton stages of the three kernels.
+  RESULTS section 37 measured the backward width). `+stagesN`: Triton stages of the kernels.
 
 All variants run the same kernels. The agreement check compares each variant's values and
 q/k/v gradients with the first's (float32, relative L2); timings are fwd+bwd of the bare
