@@ -89,11 +89,6 @@ def set_blocks(a, blocks, values, bs, seq=False):
   return per.reshape(a.shape)
 
 
-def heads_first(parts, seq):
-  """Parts in the kernels' layout -> (B, H, P * bs, ...)."""
-  return sk._swap(parts) if seq and parts.ndim == 4 else parts  # pylint: disable=protected-access
-
-
 def grouped_forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret, seq):
   bs = sk._length(q, seq) // plan.n_blocks  # pylint: disable=protected-access
   (out, out_parts), (lse, lse_parts) = sk._call(  # pylint: disable=protected-access
@@ -103,7 +98,7 @@ def grouped_forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpre
     return out, lse
   layout = grouped_layout(plan.fwd)
   outs, lses = [], []
-  for o_g, l_g in zip(per_group(heads_first(out_parts, seq), layout, bs),
+  for o_g, l_g in zip(per_group(sk._heads_first(out_parts, seq), layout, bs),  # pylint: disable=protected-access
                       per_group(lse_parts, layout, bs)):
     top = jnp.max(l_g, axis=3)
     w = jnp.exp(l_g - top[:, :, :, None])
@@ -119,7 +114,7 @@ def grouped_sum_parts(main, parts, rows, bs, seq):
     return main
   layout = grouped_layout(rows)
   total = jnp.concatenate([jnp.sum(p, axis=3)
-                           for p in per_group(heads_first(parts, seq), layout, bs)], axis=2)
+                           for p in per_group(sk._heads_first(parts, seq), layout, bs)], axis=2)  # pylint: disable=protected-access
   return set_blocks(main, layout.blocks, total, bs, seq)
 
 

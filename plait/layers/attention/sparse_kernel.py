@@ -152,6 +152,12 @@ def _swap(t):
   return t.transpose(0, 2, 1, 3)
 
 
+def _heads_first(a, seq):
+  """A kernel output (main or parts) with heads before the sequence: (B, L, H, d) arrays of
+  the sequence-major layout swapped, (B, H, L) ones as they are."""
+  return _swap(a) if seq and a.ndim == 4 else a
+
+
 # k is None exactly when key_scale is given (terms.key_scale): the kernels then read q as
 # the (unscaled) keys and scale each score column. With seq (sequence-major), q, k, v, the
 # output and their gradients are (B, L, H, d) in here; lse, delta, positions, chunk ids and
@@ -223,8 +229,7 @@ def _forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret, seq)
     return out, lse
   # Combine the float32 parts of split blocks by log-sum-exp; only those blocks are touched.
   split, group = _parts_layout(plan.fwd)[1:]
-  o_p = _per_block(_swap(out_parts) if seq else out_parts, bs)                # (B, H, P, bs, d)
-  lse_p = _per_block(lse_parts, bs)
+  o_p, lse_p = (_per_block(_heads_first(a, seq), bs) for a in (out_parts, lse_parts))
   top = jnp.full(lse_p.shape[:2] + (len(split), bs), _NEG, jnp.float32).at[
       :, :, group].max(lse_p)
   w = jnp.exp(lse_p - top[:, :, group])
@@ -256,7 +261,7 @@ def _sum_parts(main, parts, rows, bs, seq):
   if parts is None:
     return main
   split, group = _parts_layout(rows)[1:]
-  p = _per_block(_swap(parts) if seq else parts, bs)
+  p = _per_block(_heads_first(parts, seq), bs)
   total = jnp.zeros(p.shape[:2] + (len(split),) + p.shape[3:], jnp.float32).at[
       :, :, group].add(p)
   return _set_blocks(main, split, total, bs, seq)
