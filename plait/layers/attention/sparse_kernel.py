@@ -30,6 +30,9 @@ position (a token sees itself only when nothing else is visible). `chunk_ids` (o
 `window=(before, after)` subtracts log(count), count = the rounds in which the key's chunk
 lies within [-before, +after] chunks of the query's (the duplicate correction; it depends
 on the (query, key) pair, so it is computed per pair in the kernel from these vectors).
+With `rounds_folded=True` (LSH's layout: round r of head h is head h * n_rounds + r, and
+every pair a program computes lies in its own round's window) the own round counts 1
+without being computed, so with 2 rounds one comparison per pair remains.
 
 Shared-QK attention (LSH) gives no key array but `key_scale`, one float32 per position:
 key j is q_j * key_scale[j]. The kernels read q as the keys and multiply each score column
@@ -66,12 +69,14 @@ class LogitTerms(NamedTuple):
   position equals the query's (0: none). window: (before, after) of the duplicate count,
   with n_ids chunk-id vectors (0: none). key_scale: each key's scores are multiplied by
   its entry of a per-position float32 vector (shared QK: keys = q * key_scale).
+  rounds_folded: head h runs round h % n_ids, whose window holds every pair computed.
   """
   causal: bool = False
   self_penalty: float = 0.0
   window: tuple = (0, 0)
   n_ids: int = 0
   key_scale: bool = False
+  rounds_folded: bool = False
 
 
 def supported(block_size, d_head, dtype):
@@ -82,7 +87,7 @@ def supported(block_size, d_head, dtype):
 
 def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
                      return_lse=False, self_penalty=0.0, chunk_ids=(), window=(0, 0),
-                     key_scale=None, sequence_major=False):
+                     key_scale=None, sequence_major=False, rounds_folded=False):
   """softmax(q k^T / sqrt(d)) v over the plan's blocks, masked by positions.
 
   Args:
@@ -98,6 +103,10 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
     chunk_ids: per hash round a (B | 1, H | 1, L) int32 vector, each position's chunk in
       that round; with `window=(before, after)`, logits get -log(#rounds where the key's
       chunk - the query's chunk lies in [-before, after]) (at least 1 counted).
+    rounds_folded: the heads fold (head, round) pairs, round fastest (H = heads * len(
+      chunk_ids)), and each head's plan only computes pairs within its own round's window
+      (LSH: a round's sorted chunks attend to their neighbours), so that round counts 1
+      without a comparison. Values are those of the full count whenever that holds.
     key_scale: instead of k, a (B, H, L) float32 array: the keys are the queries' rows
       times it (shared QK; LSH passes `lsh.hashing.shared_qk_scale(q)`). Result and
       gradients (to q and key_scale) are those of `k=q * key_scale[..., None]`, with the
@@ -134,8 +143,12 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
         pos.shape[1] not in (1, q.shape[1])):
       raise ValueError(f'sparse_attention: {name} must be (B | 1, H | 1, {length}), got '
                        f'{pos.shape}.')
+  if rounds_folded and (len(chunk_ids) < 2 or q.shape[1] % len(chunk_ids)):
+    raise ValueError(f'sparse_attention: rounds_folded needs >= 2 chunk_ids vectors and heads '
+                     f'a multiple of their number; got {len(chunk_ids)} and q of shape '
+                     f'{q.shape}.')
   terms = LogitTerms(bool(causal), float(self_penalty), tuple(int(w) for w in window),
-                     len(chunk_ids), key_scale is not None)
+                     len(chunk_ids), key_scale is not None, bool(rounds_folded))
   ids = tuple(c.astype(jnp.int32) for c in chunk_ids)
   if key_scale is not None:
     key_scale = key_scale.astype(jnp.float32)
@@ -389,28 +402,51 @@ def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale):
   k_scale ((bs_k,) or None); the LogitTerms' self penalty and duplicate count are
   subtracted where they apply.
   """
-  s = block_dot(q, k, trans_b=True) * (scale * _LOG2E)
-  if k_scale is not None:
-    s = s * k_scale[None, :]
+  # Constants fold into the key scales (one vector op instead of one per logit).
+  col = scale * _LOG2E if k_scale is None else k_scale * (scale * _LOG2E)
+  s = block_dot(q, k, trans_b=True) * (col if k_scale is None else col[None, :])
   if terms.self_penalty:
     s = s - jnp.where(k_pos[None, :] == q_pos[:, None], terms.self_penalty * _LOG2E, 0.0)
   if terms.n_ids:
+    # q_ids / k_ids hold the rounds to compare (`_ids`: all, or the other rounds).
     before, after = terms.window
-    count = 0
-    for qc, kc in zip(q_ids, k_ids):
-      diff = kc[None, :] - qc[:, None]
-      count = count + ((diff >= -before) & (diff <= after)).astype(jnp.int32)
-    # log2 of the small integer count, exact, without a transcendental per logit.
-    for n in range(2, terms.n_ids + 1):
-      s = s - jnp.where(count == n, float(np.log2(n)), 0.0)
-  ok = (k_pos >= 0)[None, :]
+    seen = [(kc + before)[None, :] - qc[:, None] for qc, kc in zip(q_ids, k_ids)]
+    # diff in [-before, after] <=> diff + before in [0, before + after]: one unsigned compare.
+    seen = [d.astype(jnp.uint32) <= before + after for d in seen]
+    if terms.rounds_folded and len(seen) == 1:   # count 1 or 2: subtract log2(2) = 1
+      s = s - seen[0].astype(jnp.float32)
+    else:
+      count = int(terms.rounds_folded) + sum(c.astype(jnp.int32) for c in seen)
+      # log2 of the small integer count, exact, without a transcendental per logit.
+      for n in range(2, terms.n_ids + 1):
+        s = s - jnp.where(count == n, float(np.log2(n)), 0.0)
   if terms.causal:
-    ok = ok & (k_pos[None, :] <= q_pos[:, None])
+    # Padding keys (-1) move past every query, so one comparison per logit masks both.
+    k_last = jnp.where(k_pos >= 0, k_pos, jnp.iinfo(jnp.int32).max)
+    ok = k_last[None, :] <= q_pos[:, None]
+  else:
+    ok = (k_pos >= 0)[None, :]
   return jnp.where(ok, s, _NEG)
 
 
-def _ids(refs, block, bs):
-  return [_block(r, block, bs) for r in refs]
+def _own_round(terms):
+  """With rounds_folded, this program's round (head h runs round h % n_ids), else None.
+  Read at the kernel's top level (the interpreter has no program_id inside loops)."""
+  if not terms.rounds_folded:
+    return None
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  return pl.program_id(2) % terms.n_ids
+
+
+def _ids(refs, block, bs, own):
+  """The chunk ids of a block to compare: every round's, or the rounds other than `own`
+  (`_own_round`; picked by arithmetic, not a branch)."""
+  ids = [_block(r, block, bs) for r in refs]
+  if own is None:
+    return ids
+  n = len(ids)
+  return [sum(ids[c] * ((own + j) % n == c).astype(jnp.int32) for c in range(n))
+          for j in range(1, n)]
 
 
 def _split_refs(refs, terms):
@@ -428,16 +464,16 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref
   """One work row: online softmax over its key blocks; partial output and log-sum-exp."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
-  row = pl.program_id(0)
+  row, own = pl.program_id(0), _own_round(terms)
   qb = owner_ref[row]
   q = _block(q_ref, qb, bs)
-  q_pos, q_ids = _block(qpos_ref, qb, bs), _ids(ids_refs, qb, bs)
+  q_pos, q_ids = _block(qpos_ref, qb, bs), _ids(ids_refs, qb, bs, own)
 
   def step(j, carry):
     acc, top, total = carry
     kb = table_ref[row * width + j]
     k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-    s = _scores(q, k, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs),
+    s = _scores(q, k, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs, own),
                 _key_scale(scale_ref, kb, bs), terms, scale)
     new_top = jnp.maximum(top, jnp.max(s, axis=1))
     # While a row has seen no key, top is _NEG and masked entries get p = 1: garbage that
@@ -473,17 +509,18 @@ def _dq_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref,
   """One forward work row: dq over its key blocks."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
-  row = pl.program_id(0)
+  row, own = pl.program_id(0), _own_round(terms)
   qb = owner_ref[row]
   q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
-  lse, delta, q_ids = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs), _ids(ids_refs, qb, bs)
+  lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
+  q_ids = _ids(ids_refs, qb, bs, own)
 
   def step(j, dq):
     kb = table_ref[row * width + j]
     k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
     k_scale = _key_scale(scale_ref, kb, bs)
-    _, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs), k_scale,
-                               d_out, lse, delta, terms, scale)
+    _, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs, own),
+                               k_scale, d_out, lse, delta, terms, scale)
     if k_scale is not None:
       ds = ds * k_scale[None, :]   # d score / d q = the scaled key
     return dq + block_dot(ds.astype(k.dtype), k)
@@ -498,18 +535,18 @@ def _dkv_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref
   """One backward work row (a key block and query blocks that see it): dk and dv."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
-  row = pl.program_id(0)
+  row, own = pl.program_id(0), _own_round(terms)
   kb = owner_ref[row]
   k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-  k_ids, k_scale = _ids(ids_refs, kb, bs), _key_scale(scale_ref, kb, bs)
+  k_ids, k_scale = _ids(ids_refs, kb, bs, own), _key_scale(scale_ref, kb, bs)
 
   def step(j, carry):
     dk, dv = carry
     qb = table_ref[row * width + j]
     q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
     lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
-    p, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, _ids(ids_refs, qb, bs), k_ids, k_scale,
-                               d_out, lse, delta, terms, scale)
+    p, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, _ids(ids_refs, qb, bs, own), k_ids,
+                               k_scale, d_out, lse, delta, terms, scale)
     dv = dv + block_dot(p.astype(d_out.dtype), d_out, trans_a=True)
     dk = dk + block_dot(ds.astype(q.dtype), q, trans_a=True)
     return dk, dv

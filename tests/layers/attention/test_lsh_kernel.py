@@ -202,20 +202,27 @@ def test_lsh_kernels_lower_to_triton_without_a_gpu():
   assert kernel_names(text) == SPARSE_KERNELS
 
 
-def shared_keys_case(dtype, seed=5, sequence_major=False):
+def shared_keys_case(dtype, seed=5, sequence_major=False, rounds_folded=False,
+                     own_chunks=False):
   """Sorted-order inputs of one kernel call as fused.py makes them: 2 rounds folded into
   (B, 2H) heads, 3 chunks of 2 blocks, a shuffled position order, padding keys, both
   rounds' chunk ids, the self penalty. Returns loss(q, v, keys) on the output and the lse
   (combine_rounds needs both); keys: 'scaled' (key_scale=shared_qk_scale(q)), 'explicit'
   (k=shared_qk_keys(q)), 'detached' (those keys without their gradient) or
-  'scale_detached' (key_scale without its gradient)."""
+  'scale_detached' (key_scale without its gradient). own_chunks: round r's ids (heads h * 2
+  + r) are the sorted slots' own chunks, as LSH's are, so every pair the band computes is in
+  its round's window (what rounds_folded assumes); else random."""
   n_chunks, per_chunk, bs, heads = 3, 2, 16, 2 * H
   length = n_chunks * per_chunk * bs
   rng = np.random.default_rng(seed)
   q, v = (jnp.asarray(random_array((B, heads, length, D), seed + i), dtype) for i in range(2))
   pos = np.stack([np.stack([rng.permutation(length) for _ in range(heads)]) for _ in range(B)])
   k_pos = jnp.asarray(np.where(rng.random(pos.shape) < 0.2, -1, pos))
-  ids = tuple(jnp.asarray(rng.integers(0, n_chunks, pos.shape), jnp.int32) for _ in range(2))
+  ids = [rng.integers(0, n_chunks, pos.shape) for _ in range(2)]
+  if own_chunks:
+    for r in range(2):
+      ids[r][:, r::2] = np.arange(length) // (per_chunk * bs)
+  ids = tuple(jnp.asarray(c, jnp.int32) for c in ids)
   w = jnp.asarray(random_array((B, heads, length, D), seed + 50))
   plan = banded_plan(n_chunks, per_chunk, 1, 0)
   def loss(q, v, keys):
@@ -226,7 +233,7 @@ def shared_keys_case(dtype, seed=5, sequence_major=False):
     out, lse = sparse_kernel.sparse_attention(
         q, k, v, jnp.asarray(pos), k_pos, plan, causal=True, interpret=True,
         return_lse=True, self_penalty=SELF_PENALTY, chunk_ids=ids, window=(1, 0),
-        key_scale=scale, sequence_major=sequence_major)
+        key_scale=scale, sequence_major=sequence_major, rounds_folded=rounds_folded)
     return jnp.sum(out.astype(jnp.float32) * w) + jnp.sum(jax.nn.sigmoid(lse) * w[..., 0])
   return loss, q, v
 
@@ -255,6 +262,21 @@ def test_key_scale_equals_explicit_shared_keys(dtype, tol, sequence_major):
     assert relative_error(grads[dropped][1][0], want_dq) > 10 * tol, dropped
 
 
+def test_rounds_folded_equals_the_full_count_where_each_round_holds_its_pairs():
+  """rounds_folded counts a program's own round without comparing: the same loss and
+  gradients as the full count when LSH's layout holds (float32), different when it does
+  not (random chunk ids), so the flag is really what the kernels ran."""
+  def run(rounds_folded, own_chunks):
+    loss, q, v = shared_keys_case(jnp.float32, rounds_folded=rounds_folded,
+                                  own_chunks=own_chunks)
+    return jax.jit(jax.value_and_grad(lambda q, v: loss(q, v, 'scaled'), (0, 1)))(q, v)
+  folded, full = run(True, True), run(False, True)
+  assert abs(float(folded[0]) - float(full[0])) <= 1e-6 * abs(float(full[0]))
+  for got, want in zip(folded[1], full[1]):
+    assert relative_error(got, want) <= 1e-6
+  assert abs(float(run(True, False)[0]) - float(run(False, False)[0])) > 1e-3
+
+
 def test_sparse_attention_keys_argument_errors():
   loss, q, v = shared_keys_case(jnp.float32)
   del loss
@@ -270,6 +292,10 @@ def test_sparse_attention_keys_argument_errors():
   with pytest.raises(ValueError, match=r'key_scale must be \(B, H, L\) = \(2, 4, 96\) for q '
                      r'of shape \(2, 4, 96, 16\); got \(2, 4, 95\)'):
     sparse_kernel.sparse_attention(q, None, v, pos, pos, plan, key_scale=scale[..., :95])
+  with pytest.raises(ValueError, match=r'rounds_folded needs >= 2 chunk_ids vectors and heads '
+                     r'a multiple of their number; got 3 and q of shape \(2, 4, 96, 16\)'):
+    sparse_kernel.sparse_attention(q, None, v, pos, pos, plan, key_scale=scale,
+                                   chunk_ids=(pos,) * 3, window=(1, 0), rounds_folded=True)
 
 
 def test_kernel_path_keeps_no_keys_for_the_backward():

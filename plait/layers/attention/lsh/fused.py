@@ -7,7 +7,8 @@ i + n_chunks_after that exist. The kernel runs it with chunks cut into blocks of
 from small vectors: original positions as q_pos/k_pos (causal; padding keys get -1),
 SELF_PENALTY on the self logit, and -log(count) with count from every round's chunk
 ids (window_count's duplicate correction; it depends on the (query, key) pair, not on
-the key alone, so the kernel computes it per pair). The keys are never made: the kernel
+the key alone, so the kernel computes it per pair; a pair's own round always counts, as
+its band holds it, so the kernel compares only the other rounds: `rounds_folded`). The keys are never made: the kernel
 reads the sorted queries as keys and scales each key's scores by `shared_qk_scale` (one
 float32 per position, sorted with the queries), so no sorted key array exists. Rounds
 are folded into the head axis (one launch for all) and combined by their log-sum-exp
@@ -87,7 +88,7 @@ def fused_rounds(q, v, s, cfg, interpret=False):
       in_sorted(q), None, in_sorted(v), pos, jnp.where(valid, pos, -1), plan,
       causal=cfg.causal, interpret=interpret, return_lse=True, self_penalty=SELF_PENALTY,
       chunk_ids=ids, window=(cfg.n_chunks_before, cfg.n_chunks_after),
-      key_scale=in_sorted(key_scale)[..., 0])
+      key_scale=in_sorted(key_scale)[..., 0], rounds_folded=n_rounds > 1)
   unfold = lambda t: t.reshape((batch, heads, n_rounds, padded) + t.shape[3:])
   out, _ = combine_rounds(unfold(out).astype(jnp.float32), unfold(lse), order,
                           s['sorted_slot'])
