@@ -1,5 +1,5 @@
 # session 55 call 1: 952cb5d reapplied (fewer ops per logit: LSH compares only the other rounds' chunk ids; causal one mask compare)
-# vs main before it (83fc588, old.tar), fwd+bwd same call; then the causal backward width 12 vs 16 (sparse_combine_ab); an LSH profile [tree: 4a46dfd]
+# vs main before it (83fc588, old.tar), fwd+bwd same call; then the causal backward width 12 vs 16 (sparse_combine_ab); LSH and causal FAVOR+ profiles [tree: 4a46dfd]
 T0=$SECONDS
 source .data/setup.sh
 mkdir -p /tmp/old && tar xf .data/old.tar -C /tmp/old
@@ -10,5 +10,6 @@ L="--lengths 4096 16384 65536 --causal bidirectional causal --budget_s 0.5 --kin
 cat $OUT/times1.txt; echo "t=$((SECONDS-T0))"
 (cd benchmarks && PYTHONUNBUFFERED=1 timeout 200 python sparse_combine_ab.py --lengths 65536 16384 --budget_s 1 --variants landed landed+bwd16 landed 2>&1 | grep -v "^W0000\|^I0000") > $OUT/ab1.txt 2>&1
 grep '^|\|agree' $OUT/ab1.txt | tail -n 30; echo "t=$((SECONDS-T0))"
-P="benchmarks/profile_gpu.py attention --kind lsh_pallas --length 65536 --causal --top 10"
-(echo "== tree"; timeout $((580 - (SECONDS - T0))) python $P | grep '^|\|wall') > $OUT/profile1.log 2>&1; cat $OUT/profile1.log
+P="benchmarks/profile_gpu.py attention --length 65536 --causal --top 14"
+(echo "== tree lsh_pallas"; timeout 90 python $P --kind lsh_pallas | grep '^|\|wall'
+ echo "== favor (causal, main's default)"; timeout $((585 - (SECONDS - T0))) python $P --kind favor | grep '^|\|wall') > $OUT/profile1.log 2>&1; cat $OUT/profile1.log
