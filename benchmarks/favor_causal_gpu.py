@@ -172,16 +172,17 @@ def product_core_step(implementation, length):
 
 
 def kernel_fwd_step(kind, length):
-  """One forward kernel alone on the padded (8, L, 256), (8, L, 256), (8, L, 128) bf16."""
+  """One forward kernel alone on (8, L, 256), (8, L, 256), (8, L, 64) bf16 (v's piece)."""
   a, b, c = product_inputs(length, jnp.bfloat16)
-  c = jnp.pad(c, ((0, 0), (0, 0), (0, 128 - c.shape[-1])))
+  c = c[..., :D_HEAD]
   interpret = KERNEL['interpret']
-  states = lambda b, c: favor_kernel._call_states(b, c, 128, False, interpret)  # pylint: disable=protected-access
+  layout = (128, favor_kernel.SEGMENT_CHUNKS)
+  states = lambda b, c: favor_kernel._call_states(b, c, layout, False, interpret)  # pylint: disable=protected-access
   if kind == 'states-fwd':
     return jax.jit(states), [b, c]
-  s = jax.jit(states)(b, c)
-  output = lambda a, b, c, s: favor_kernel._call_output(a, b, c, s, 128, False, interpret)  # pylint: disable=protected-access
-  return jax.jit(output), [a, b, c, s]
+  s, totals = jax.jit(states)(b, c)
+  output = lambda a, b, c, s, o: favor_kernel._call_output(a, b, c, s, o, layout, False, interpret)  # pylint: disable=protected-access
+  return jax.jit(output), [a, b, c, s, totals]
 
 
 def product_flops(length, chunk=128, da=M, dc=D_HEAD + 1):

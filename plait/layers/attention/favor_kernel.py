@@ -2,12 +2,15 @@
 
 Computes the same `causal_product(a, b, c)[t] = sum_{j <= t} (a_t . b_j) c_j` as
 `favor_causal.py` (its XLA path is the oracle), in chunks of `chunk_size` rows, with two
-kernels and no cumulative sum in XLA:
-  - states: one program per (pair, da tile, dc tile) walks the chunks in order, keeping its
-    (tile_a, tile_c) slice of the running sum S = sum_j b_j c_j^T in registers (float32),
-    and writes the sum of everything before each chunk: (n_chunks, da, dc) per pair.
+kernels and a tiny cumulative sum in XLA:
+  - states: one program per (pair, da tile, dc tile, segment of `segment_chunks` chunks)
+    walks its segment's chunks in order, keeping its (tile_a, tile_c) slice of the running
+    sum S = sum_j b_j c_j^T in registers (float32); it writes the sum of the segment's
+    chunks before each chunk, and the segment's total. Segments run in parallel: the
+    sequential depth is `segment_chunks` steps, not L / chunk_size.
+  - XLA: an exclusive cumulative sum of the segment totals, (pairs, segments, da, dc) float32.
   - output: one program per (pair, chunk), all in parallel:
-    out_n = tril(a_n b_n^T) c_n + a_n S_n.
+    out_n = tril(a_n b_n^T) c_n + a_n (S_n + offset of n's segment).
 Matmul operands stay in the inputs' dtype (bf16 on GPU) with float32 accumulation: the
 running sums are accumulated in float32 and stored per chunk in the operands' dtype (the
 product a_n S_n takes them in that dtype); the output is float32.
@@ -17,8 +20,11 @@ are walked from the end), so the backward pass is three more kernel products and
 no array:
   da = causal(g, c, b),  db = anticausal(c, g, a),  dc = anticausal(b, a, g).
 
-Widths are zero-padded to powers of two >= 16 and the length to a multiple of the chunk
-(zero rows and columns add nothing); `chunk_size` must be a power of two in 16..256.
+The product is linear in c, so c's columns are split into power-of-two pieces of at least
+16 (`column_pieces`: FAVOR+'s [v, 1] of 65 columns -> 64 + 1, padded to 64 + 16, not 128),
+each its own product. da is zero-padded to a power of two >= 16 and the length to a whole
+number of segments (zero rows and columns add nothing); `chunk_size` must be a power of two
+in 16..256.
 
   >>> out = causal_product_kernel(qf, kf, jnp.concatenate([v, ones], -1), chunk_size=128)
 
@@ -31,10 +37,11 @@ import jax.numpy as jnp
 
 from plait.layers.attention.kernel_common import block_dot, pow2_at_least, triton_params
 
-__all__ = ['causal_product_kernel', 'supported']
+__all__ = ['causal_product_kernel', 'column_pieces', 'supported']
 
 _CHUNKS = (16, 32, 64, 128, 256)
 _TILE = 64  # Width of the (tile_a, tile_c) running-sum slices and of the output's da loop.
+SEGMENT_CHUNKS = 32  # Chunks one states program walks (a power of two).
 # Triton (num_warps, num_stages) per kernel.
 COMPILER_PARAMS = {'states': (4, 2), 'output': (8, 2)}
 
@@ -45,7 +52,20 @@ def supported(chunk_size, dtype):
                                                          jnp.float32)
 
 
-def causal_product_kernel(a, b, c, chunk_size=128, interpret=False):
+def column_pieces(width, floor=16):
+  """(start, width) pieces of `width` columns whose power-of-two paddings (>= floor) add
+  up to less than the whole width's: 65 -> [(0, 64), (64, 1)] (64 + 16 columns, not 128),
+  64 -> [(0, 64)], 17 -> [(0, 17)] (32 either way)."""
+  pieces, start = [], 0
+  while pow2_at_least(width - start, floor) > -(-(width - start) // floor) * floor:
+    piece = 1 << ((width - start).bit_length() - 1)
+    pieces.append((start, piece))
+    start += piece
+  return pieces + [(start, width - start)]
+
+
+def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
+                          segment_chunks=SEGMENT_CHUNKS):
   """out[t] = sum_{j <= t} (a[t] . b[j]) c[j]: (..., L, da), (..., L, da), (..., L, dc).
 
   Args:
@@ -53,6 +73,7 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False):
       their common dtype.
     chunk_size: rows per chunk, a power of two in 16..256 (shrunk for short sequences).
     interpret: run through the Pallas interpreter.
+    segment_chunks: chunks per states program, a power of two (shrunk for short sequences).
   Returns:
     (..., L, dc) float32.
   """
@@ -64,62 +85,81 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False):
                      f'{_CHUNKS}; got shapes {a.shape}, {b.shape}, {c.shape}, dtype {dtype}, '
                      f'chunk_size {chunk_size}.')
   *lead, length, da = a.shape
-  dc = c.shape[-1]
   size = min(chunk_size, pow2_at_least(length))
-  padded = -(-length // size) * size
+  n_chunks = -(-length // size)
+  per_segment = min(segment_chunks, pow2_at_least(n_chunks, 1))
+  padded = -(-n_chunks // per_segment) * per_segment * size
   def prepare(t, width):
     t = t.astype(dtype).reshape((-1,) + t.shape[-2:])
     return jnp.pad(t, ((0, 0), (0, padded - length), (0, width - t.shape[-1])))
-  wa, wc = pow2_at_least(da), pow2_at_least(dc)
-  out = _product(prepare(a, wa), prepare(b, wa), prepare(c, wc), size, False, interpret)
-  return out[:, :length, :dc].reshape(tuple(lead) + (length, dc))
+  wa = pow2_at_least(da)
+  a, b = prepare(a, wa), prepare(b, wa)
+  layout = (size, per_segment)
+  outs = [_product(a, b, prepare(c[..., start:start + width], pow2_at_least(width)), layout,
+                   False, interpret)[:, :length, :width]
+          for start, width in column_pieces(c.shape[-1])]
+  out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
+  return out.reshape(tuple(lead) + (length, c.shape[-1]))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _product(a, b, c, size, reverse, interpret):
-  """(P, L, wa), (P, L, wa), (P, L, wc) padded, one dtype -> (P, L, wc) float32."""
-  states = _call_states(b, c, size, reverse, interpret)
-  return _call_output(a, b, c, states, size, reverse, interpret)
+def _product(a, b, c, layout, reverse, interpret):
+  """(P, L, wa), (P, L, wa), (P, L, wc) padded, one dtype -> (P, L, wc) float32.
+
+  layout: (rows per chunk, chunks per segment); L is a whole number of segments.
+  """
+  states, totals = _call_states(b, c, layout, reverse, interpret)
+  # The sum of the segments before each segment (after it when reverse), float32.
+  offsets = jax.lax.cumsum(totals, axis=1, reverse=reverse) - totals
+  return _call_output(a, b, c, states, offsets, layout, reverse, interpret)
 
 
-def _product_fwd(a, b, c, size, reverse, interpret):
-  return _product(a, b, c, size, reverse, interpret), (a, b, c)
+def _product_fwd(a, b, c, layout, reverse, interpret):
+  return _product(a, b, c, layout, reverse, interpret), (a, b, c)
 
 
-def _product_bwd(size, reverse, interpret, residuals, g):
+def _product_bwd(layout, reverse, interpret, residuals, g):
   a, b, c = residuals
   g = g.astype(a.dtype)
-  da = _product(g, c, b, size, reverse, interpret)
-  db = _product(c, g, a, size, not reverse, interpret)
-  dc = _product(b, a, g, size, not reverse, interpret)
+  da = _product(g, c, b, layout, reverse, interpret)
+  db = _product(c, g, a, layout, not reverse, interpret)
+  dc = _product(b, a, g, layout, not reverse, interpret)
   return da.astype(a.dtype), db.astype(b.dtype), dc.astype(c.dtype)
 
 
 _product.defvjp(_product_fwd, _product_bwd)
 
 
-def _call_states(b, c, size, reverse, interpret):
-  """(P, n_chunks, wa, wc) in b's dtype: per chunk, the sum of b_j c_j^T over the chunks
-  before it (after it when reverse), accumulated in float32."""
+def _call_states(b, c, layout, reverse, interpret):
+  """Per chunk, the sum of b_j c_j^T over its segment's chunks before it (after it when
+  reverse): (P, n_chunks, wa, wc) in b's dtype; and each segment's total, (P, n_segments,
+  wa, wc) float32. Accumulated in float32."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  size, per_segment = layout
   pairs, length, wa = b.shape
   wc = c.shape[-1]
   n_chunks = length // size
+  n_segments = n_chunks // per_segment
   ta, tc = min(_TILE, wa), min(_TILE, wc)
-  body = functools.partial(_states_kernel, size=size, n_chunks=n_chunks, reverse=reverse)
+  rows = per_segment * size
+  body = functools.partial(_states_kernel, size=size, reverse=reverse)
   return pl.pallas_call(
-      body, grid=(pairs, wa // ta, wc // tc),
-      in_specs=[pl.BlockSpec((None, length, ta), lambda p, i, j: (p, 0, i)),
-                pl.BlockSpec((None, length, tc), lambda p, i, j: (p, 0, j))],
-      out_specs=pl.BlockSpec((None, n_chunks, ta, tc), lambda p, i, j: (p, 0, i, j)),
-      out_shape=jax.ShapeDtypeStruct((pairs, n_chunks, wa, wc), b.dtype),
+      body, grid=(pairs, wa // ta, wc // tc, n_segments),
+      in_specs=[pl.BlockSpec((None, rows, ta), lambda p, i, j, s: (p, s, i)),
+                pl.BlockSpec((None, rows, tc), lambda p, i, j, s: (p, s, j))],
+      out_specs=[pl.BlockSpec((None, per_segment, ta, tc), lambda p, i, j, s: (p, s, i, j)),
+                 pl.BlockSpec((None, None, ta, tc), lambda p, i, j, s: (p, s, i, j))],
+      out_shape=[jax.ShapeDtypeStruct((pairs, n_chunks, wa, wc), b.dtype),
+                 jax.ShapeDtypeStruct((pairs, n_segments, wa, wc), jnp.float32)],
       compiler_params=triton_params(*COMPILER_PARAMS['states'], interpret), interpret=interpret,
       name='plait_favor_states')(b, c)
 
 
-def _states_kernel(b_ref, c_ref, s_ref, *, size, n_chunks, reverse):
-  """Walks the chunks with one (ta, tc) slice of the running sum; stores it before each."""
+def _states_kernel(b_ref, c_ref, s_ref, total_ref, *, size, reverse):
+  """Walks one segment's chunks with one (ta, tc) slice of the running sum; stores it
+  before each chunk, then the segment's total."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  n_chunks = s_ref.shape[0]
 
   def step(i, total):
     n = n_chunks - 1 - i if reverse else i
@@ -128,12 +168,13 @@ def _states_kernel(b_ref, c_ref, s_ref, *, size, n_chunks, reverse):
     return total + block_dot(b_ref[rows, :], c_ref[rows, :], trans_a=True)
 
   zeros = jnp.zeros(s_ref.shape[1:], jnp.float32)
-  jax.lax.fori_loop(0, n_chunks, step, zeros)
+  total_ref[...] = jax.lax.fori_loop(0, n_chunks, step, zeros)
 
 
-def _call_output(a, b, c, states, size, reverse, interpret):
-  """(P, L, wc) float32: out_n = mask(a_n b_n^T) c_n + a_n S_n for every chunk n."""
+def _call_output(a, b, c, states, offsets, layout, reverse, interpret):
+  """(P, L, wc) float32: out_n = mask(a_n b_n^T) c_n + a_n (S_n + offset) for every chunk n."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  size, per_segment = layout
   pairs, length, wa = a.shape
   wc = c.shape[-1]
   chunk = lambda width: pl.BlockSpec((None, size, width), lambda p, n: (p, n, 0))
@@ -141,15 +182,17 @@ def _call_output(a, b, c, states, size, reverse, interpret):
   return pl.pallas_call(
       body, grid=(pairs, length // size),
       in_specs=[chunk(wa), chunk(wa), chunk(wc),
-                pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n, 0, 0))],
+                pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n, 0, 0)),
+                pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n // per_segment, 0, 0))],
       out_specs=chunk(wc),
       out_shape=jax.ShapeDtypeStruct((pairs, length, wc), jnp.float32),
       compiler_params=triton_params(*COMPILER_PARAMS['output'], interpret), interpret=interpret,
-      name='plait_favor_output')(a, b, c, states)
+      name='plait_favor_output')(a, b, c, states, offsets)
 
 
-def _output_kernel(a_ref, b_ref, c_ref, s_ref, out_ref, *, tile, reverse):
-  """One chunk: the masked within-chunk product plus the product with the earlier sums.
+def _output_kernel(a_ref, b_ref, c_ref, s_ref, offset_ref, out_ref, *, tile, reverse):
+  """One chunk: the masked within-chunk product plus the product with the earlier sums
+  (its segment's, from the states kernel, plus the earlier segments').
 
   da and dc are walked in static tiles so that only the (size, size) scores and one
   (size, tile) accumulator are live at a time.
@@ -168,5 +211,7 @@ def _output_kernel(a_ref, b_ref, c_ref, s_ref, out_ref, *, tile, reverse):
   for j in range(0, wc, tc):
     acc = block_dot(scores, c_ref[:, pl.ds(j, tc)])
     for i in range(0, wa, ta):
-      acc += block_dot(a_ref[:, pl.ds(i, ta)], s_ref[pl.ds(i, ta), pl.ds(j, tc)])
+      tile_ij = (pl.ds(i, ta), pl.ds(j, tc))
+      earlier = s_ref[tile_ij].astype(jnp.float32) + offset_ref[tile_ij]
+      acc += block_dot(a_ref[:, pl.ds(i, ta)], earlier.astype(c_ref.dtype))
     out_ref[:, pl.ds(j, tc)] = acc

@@ -53,6 +53,25 @@ def test_kernel_equals_xla_path_and_exact_product(length, da, dc, chunk):
   assert_close(kernel, value_and_grads(exact_product, a, b, c))
 
 
+@pytest.mark.parametrize('length,segment_chunks', [(200, 2), (129, 1), (64, 4)])
+def test_segments_walked_in_parallel_equal_one_walk(length, segment_chunks):
+  """Several states programs per pair (segments of 1-4 chunks of 16, the last padded):
+  values and all three gradients, whose products walk the chunks both ways."""
+  a, b = features((2, length, 24), 11), features((2, length, 24), 12)
+  c = random_array((2, length, 65), 13)
+  segmented = value_and_grads(
+      lambda *x: causal_product_kernel(*x, 16, interpret=True, segment_chunks=segment_chunks),
+      a, b, c)
+  assert_close(segmented, value_and_grads(exact_product, a, b, c))
+
+
+def test_columns_split_into_power_of_two_pieces():
+  from plait.layers.attention.favor_kernel import column_pieces  # pylint: disable=import-outside-toplevel
+  assert column_pieces(65) == [(0, 64), (64, 1)]  # FAVOR+'s [v, 1]: 64 + 16 wide, not 128.
+  assert column_pieces(64) == [(0, 64)] and column_pieces(17) == [(0, 17)]
+  assert column_pieces(100) == [(0, 64), (64, 32), (96, 4)]
+
+
 def test_bfloat16_operands_keep_float32_sums():
   a, b = features((100, 24), 7), features((100, 24), 8)
   c = random_array((100, 9), 9)
