@@ -13,7 +13,8 @@ kernels and a tiny cumulative sum in XLA:
     out_n = tril(a_n b_n^T) c_n + a_n (S_n + offset of n's segment).
 Matmul operands stay in the inputs' dtype (bf16 on GPU) with float32 accumulation: the
 running sums are accumulated in float32 and stored per chunk in the operands' dtype (the
-product a_n S_n takes them in that dtype); the output is float32.
+product a_n S_n takes them in that dtype); the output is float32, the gradients (three
+more products) are written in the operands' dtype.
 
 `reverse=True` computes the anti-causal product sum_{j >= t} (a_t . b_j) c_j (the chunks
 are walked from the end), so the backward pass is three more kernel products and reverses
@@ -96,35 +97,37 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
   a, b = prepare(a, wa), prepare(b, wa)
   layout = (size, per_segment)
   outs = [_product(a, b, prepare(c[..., start:start + width], pow2_at_least(width)), layout,
-                   False, interpret)[:, :length, :width]
+                   False, interpret, jnp.float32)[:, :length, :width]
           for start, width in column_pieces(c.shape[-1])]
   out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
   return out.reshape(tuple(lead) + (length, c.shape[-1]))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _product(a, b, c, layout, reverse, interpret):
-  """(P, L, wa), (P, L, wa), (P, L, wc) padded, one dtype -> (P, L, wc) float32.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _product(a, b, c, layout, reverse, interpret, out_dtype):
+  """(P, L, wa), (P, L, wa), (P, L, wc) padded, one dtype -> (P, L, wc) out_dtype.
 
-  layout: (rows per chunk, chunks per segment); L is a whole number of segments.
+  layout: (rows per chunk, chunks per segment); L is a whole number of segments. The
+  gradients come out in the operands' dtype (written so by the kernel: no float32 copy).
   """
   states, totals = _call_states(b, c, layout, reverse, interpret)
   # The sum of the segments before each segment (after it when reverse), float32.
   offsets = jax.lax.cumsum(totals, axis=1, reverse=reverse) - totals
-  return _call_output(a, b, c, states, offsets, layout, reverse, interpret)
+  return _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype)
 
 
-def _product_fwd(a, b, c, layout, reverse, interpret):
-  return _product(a, b, c, layout, reverse, interpret), (a, b, c)
+def _product_fwd(a, b, c, layout, reverse, interpret, out_dtype):
+  return _product(a, b, c, layout, reverse, interpret, out_dtype), (a, b, c)
 
 
-def _product_bwd(layout, reverse, interpret, residuals, g):
+def _product_bwd(layout, reverse, interpret, out_dtype, residuals, g):
+  del out_dtype
   a, b, c = residuals
   g = g.astype(a.dtype)
-  da = _product(g, c, b, layout, reverse, interpret)
-  db = _product(c, g, a, layout, not reverse, interpret)
-  dc = _product(b, a, g, layout, not reverse, interpret)
-  return da.astype(a.dtype), db.astype(b.dtype), dc.astype(c.dtype)
+  da = _product(g, c, b, layout, reverse, interpret, a.dtype)
+  db = _product(c, g, a, layout, not reverse, interpret, b.dtype)
+  dc = _product(b, a, g, layout, not reverse, interpret, c.dtype)
+  return da, db, dc
 
 
 _product.defvjp(_product_fwd, _product_bwd)
@@ -171,8 +174,8 @@ def _states_kernel(b_ref, c_ref, s_ref, total_ref, *, size, reverse):
   total_ref[...] = jax.lax.fori_loop(0, n_chunks, step, zeros)
 
 
-def _call_output(a, b, c, states, offsets, layout, reverse, interpret):
-  """(P, L, wc) float32: out_n = mask(a_n b_n^T) c_n + a_n (S_n + offset) for every chunk n."""
+def _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype):
+  """(P, L, wc) out_dtype (accumulated in float32): out_n = mask(a_n b_n^T) c_n + a_n (S_n + offset) for every chunk n."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   size, per_segment = layout
   pairs, length, wa = a.shape
@@ -185,7 +188,7 @@ def _call_output(a, b, c, states, offsets, layout, reverse, interpret):
                 pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n, 0, 0)),
                 pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n // per_segment, 0, 0))],
       out_specs=chunk(wc),
-      out_shape=jax.ShapeDtypeStruct((pairs, length, wc), jnp.float32),
+      out_shape=jax.ShapeDtypeStruct((pairs, length, wc), out_dtype),
       compiler_params=triton_params(*COMPILER_PARAMS['output'], interpret), interpret=interpret,
       name='plait_favor_output')(a, b, c, states, offsets)
 
@@ -214,4 +217,4 @@ def _output_kernel(a_ref, b_ref, c_ref, s_ref, offset_ref, out_ref, *, tile, rev
       tile_ij = (pl.ds(i, ta), pl.ds(j, tc))
       earlier = s_ref[tile_ij].astype(jnp.float32) + offset_ref[tile_ij]
       acc += block_dot(a_ref[:, pl.ds(i, ta)], earlier.astype(c_ref.dtype))
-    out_ref[:, pl.ds(j, tc)] = acc
+    out_ref[:, pl.ds(j, tc)] = acc.astype(out_ref.dtype)
