@@ -17,8 +17,9 @@ plait/layers, plait/models or plait/supervised done, and record its summary in R
    gradients, bf16 and float32, padded and odd lengths, both directions.
 5. benchmarks/lsh_kernel_gpu.py: LSH attention on that kernel vs the XLA LSH path (same hash
    and sort), values and gradients, bf16 and float32, padded and odd lengths.
-6. benchmarks/favor_causal_gpu.py --lengths 4096: the causal FAVOR+ kernels vs the XLA
-   path and the exact product (values and gradients), then one timing row.
+6. benchmarks/favor_causal_gpu.py --lengths 4096 --check_length 16384: the causal FAVOR+
+   kernels vs the XLA path and the exact product (values and gradients; at 16K the prefix
+   sums span 4 segments walked in parallel), then one timing row.
 7. benchmarks/qr_features_gpu.py: the random features' QR kernel vs jnp.linalg.qr and the
    factor's defining properties, then its timing.
 
@@ -119,7 +120,7 @@ def main(argv=None):
       ('block_sparse_kernel_checks', [sys.executable, 'benchmarks/block_sparse_kernel_gpu.py']),
       ('lsh_kernel_checks', [sys.executable, 'benchmarks/lsh_kernel_gpu.py']),
       ('favor_kernel_checks', [sys.executable, 'benchmarks/favor_causal_gpu.py', '--lengths',
-                               '4096', '--budget_s', '0.2']),
+                               '4096', '--check_length', '16384', '--budget_s', '0.2']),
       ('qr_kernel_checks', [sys.executable, 'benchmarks/qr_features_gpu.py']),
   ]
   results = _run_parts(parts, out, env, args.deadline_s, args.sequential)

@@ -112,7 +112,9 @@ def _product(a, b, c, layout, reverse, interpret, out_dtype):
   """
   states, totals = _call_states(b, c, layout, reverse, interpret)
   # The sum of the segments before each segment (after it when reverse), float32.
-  offsets = jax.lax.cumsum(totals, axis=1, reverse=reverse) - totals
+  # One segment (up to segment_chunks chunks): its sums are the whole prefix already.
+  offsets = None if totals.shape[1] == 1 else (
+      jax.lax.cumsum(totals, axis=1, reverse=reverse) - totals)
   return _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype)
 
 
@@ -175,25 +177,29 @@ def _states_kernel(b_ref, c_ref, s_ref, total_ref, *, size, reverse):
 
 
 def _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype):
-  """(P, L, wc) out_dtype (accumulated in float32): out_n = mask(a_n b_n^T) c_n + a_n (S_n + offset) for every chunk n."""
+  """(P, L, wc) out_dtype (accumulated in float32) for every chunk n:
+  out_n = mask(a_n b_n^T) c_n + a_n (S_n + the offset of n's segment); offsets None: S_n."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   size, per_segment = layout
   pairs, length, wa = a.shape
   wc = c.shape[-1]
   chunk = lambda width: pl.BlockSpec((None, size, width), lambda p, n: (p, n, 0))
   body = functools.partial(_output_kernel, tile=_TILE, reverse=reverse)
+  in_specs = [chunk(wa), chunk(wa), chunk(wc),
+              pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n, 0, 0))]
+  inputs = [a, b, c, states]
+  if offsets is not None:
+    in_specs.append(
+        pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n // per_segment, 0, 0)))
+    inputs.append(offsets)
   return pl.pallas_call(
-      body, grid=(pairs, length // size),
-      in_specs=[chunk(wa), chunk(wa), chunk(wc),
-                pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n, 0, 0)),
-                pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n // per_segment, 0, 0))],
-      out_specs=chunk(wc),
+      body, grid=(pairs, length // size), in_specs=in_specs, out_specs=chunk(wc),
       out_shape=jax.ShapeDtypeStruct((pairs, length, wc), out_dtype),
       compiler_params=triton_params(*COMPILER_PARAMS['output'], interpret), interpret=interpret,
-      name='plait_favor_output')(a, b, c, states, offsets)
+      name='plait_favor_output')(*inputs)
 
 
-def _output_kernel(a_ref, b_ref, c_ref, s_ref, offset_ref, out_ref, *, tile, reverse):
+def _output_kernel(a_ref, b_ref, c_ref, s_ref, *refs, tile, reverse):
   """One chunk: the masked within-chunk product plus the product with the earlier sums
   (its segment's, from the states kernel, plus the earlier segments').
 
@@ -201,6 +207,7 @@ def _output_kernel(a_ref, b_ref, c_ref, s_ref, offset_ref, out_ref, *, tile, rev
   (size, tile) accumulator are live at a time.
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  *offset_ref, out_ref = refs  # The offsets' ref when there are several segments.
   size, wa = a_ref.shape
   wc = c_ref.shape[-1]
   ta, tc = min(tile, wa), min(tile, wc)
@@ -215,6 +222,8 @@ def _output_kernel(a_ref, b_ref, c_ref, s_ref, offset_ref, out_ref, *, tile, rev
     acc = block_dot(scores, c_ref[:, pl.ds(j, tc)])
     for i in range(0, wa, ta):
       tile_ij = (pl.ds(i, ta), pl.ds(j, tc))
-      earlier = s_ref[tile_ij].astype(jnp.float32) + offset_ref[tile_ij]
-      acc += block_dot(a_ref[:, pl.ds(i, ta)], earlier.astype(c_ref.dtype))
+      earlier = s_ref[tile_ij]
+      if offset_ref:
+        earlier = (earlier.astype(jnp.float32) + offset_ref[0][tile_ij]).astype(c_ref.dtype)
+      acc += block_dot(a_ref[:, pl.ds(i, ta)], earlier)
     out_ref[:, pl.ds(j, tc)] = acc.astype(out_ref.dtype)
