@@ -5,12 +5,12 @@ T0=$SECONDS
 source .data/setup.sh
 mkdir -p /tmp/old && tar xf .data/old.tar -C /tmp/old
 L="--lengths 4096 16384 65536 --causal causal --budget_s 0.4 --kinds favor"
-(echo "== tree"; timeout 70 python benchmarks/attention_gpu.py $L --out $OUT/favor_tree3.json | grep '^|'
- echo "== main"; cd /tmp/old && PYTHONPATH=/tmp/old:/tmp/site timeout 70 python benchmarks/attention_gpu.py $L --out $OUT/favor_main3.json | grep '^|') > $OUT/favor_times3.txt 2>&1
+(echo "== tree"; timeout 55 python benchmarks/attention_gpu.py $L --out $OUT/favor_tree3.json | grep '^|'
+ echo "== main"; cd /tmp/old && PYTHONPATH=/tmp/old:/tmp/site timeout 55 python benchmarks/attention_gpu.py $L --out $OUT/favor_main3.json | grep '^|') > $OUT/favor_times3.txt 2>&1
 cat $OUT/favor_times3.txt; echo "t=$((SECONDS-T0))"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PLAIT_GPU_SUITE_STEPS=0.5 PLAIT_GPU_SUITE_OUT=$OUT/configs3.jsonl
 PATHS=$(cd benchmarks && python -c "import gpu_suite; print(' '.join(gpu_suite.GPU_PATH_TESTS))")
-LEFT=$((480 - (SECONDS - T0)))
+LEFT=$((400 - (SECONDS - T0)))
 (timeout $LEFT python -m pytest -p no:cacheprovider -m gpu -n 2 tests/gpu -k "imagenet64 or performer" > $OUT/configs3.log 2>&1; echo "configs rc $?" >> $OUT/configs3.log) &
 (timeout $LEFT python -m pytest -p no:cacheprovider -m "not slow" -n 0 $PATHS > $OUT/gpu_paths3.log 2>&1; echo "gpu_paths rc $?" >> $OUT/gpu_paths3.log) &
 (timeout $LEFT python benchmarks/favor_causal_gpu.py --lengths 4096 --check_length 16384 --budget_s 0.2 2>&1 | grep -v "^W0000\|^I0000" > $OUT/favor_checks3.txt; echo "favor checks rc ${PIPESTATUS[0]}" >> $OUT/favor_checks3.txt) &
