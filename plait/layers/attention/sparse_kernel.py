@@ -403,8 +403,10 @@ def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale):
   subtracted where they apply.
   """
   # Constants fold into the key scales (one vector op instead of one per logit).
-  col = scale * _LOG2E if k_scale is None else k_scale * (scale * _LOG2E)
-  s = block_dot(q, k, trans_b=True) * (col if k_scale is None else col[None, :])
+  col = scale * _LOG2E
+  if k_scale is not None:
+    col = (k_scale * col)[None, :]
+  s = block_dot(q, k, trans_b=True) * col
   if terms.self_penalty:
     s = s - jnp.where(k_pos[None, :] == q_pos[:, None], terms.self_penalty * _LOG2E, 0.0)
   if terms.n_ids:
