@@ -38,7 +38,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from plait.layers.attention import favor_bidir_kernel, favor_kernel
+from plait.layers.attention import favor_bidir_kernel, favor_feature_kernel, favor_kernel
 from plait.layers.attention.base import (Attention, AttentionKind, kernel_implementation,
                                          large_negative, vmap_pairs)
 from plait.layers.attention.favor_causal import causal_product, chunked_product
@@ -197,17 +197,27 @@ class FavorKind(AttentionKind):
   def _attend_full(self, q, k, v, mask, projection):
     """Train/eval output (Lq, d_head) from (L, d_head) q, k, v and the (m, d_head) projection."""
     out_dtype = v.dtype
-    q, k, v = _features_dtype(q, k, v)
     eps = self.numerical_stabilizer
+    impl = self.pick_implementation(out_dtype, q.shape[-1]) if self.causal else 'xla'
+    if impl != 'xla':  # Operands in the model's dtype, float32 sums and output.
+      interpret = impl == 'interpret'
+      if self.kernel == 'softmax':  # Features made in registers, written in out_dtype.
+        qf = favor_feature_kernel.query_features_kernel(q, projection, eps, out_dtype,
+                                                        interpret)
+        kf = favor_feature_kernel.key_features_kernel(k, projection, mask, out_dtype,
+                                                      interpret)
+      else:
+        q32, k32 = _features_dtype(q, k)
+        qf = query_features(q32, projection, self.kernel, eps).astype(out_dtype)
+        kf = key_features(k32, projection, self.kernel, eps, mask).astype(out_dtype)
+      out = favor_kernel.causal_product_kernel(qf, kf, _with_ones(v), self.chunk_size,
+                                               interpret=interpret)
+      return _normalize(out).astype(out_dtype)
+    q, k, v = _features_dtype(q, k, v)
     qf = query_features(q, projection, self.kernel, eps)
     kf = key_features(k, projection, self.kernel, eps, mask)
     v1 = _with_ones(v)
-    impl = self.pick_implementation(out_dtype, q.shape[-1]) if self.causal else 'xla'
-    if impl != 'xla':  # Operands in the model's dtype, float32 sums and output.
-      qf, kf, v1 = (t.astype(out_dtype) for t in (qf, kf, v1))
-      out = favor_kernel.causal_product_kernel(qf, kf, v1, self.chunk_size,
-                                               interpret=impl == 'interpret')
-    elif self.causal:
+    if self.causal:
       out = causal_product(qf, kf, v1, self.chunk_size)
     else:
       out = qf @ (kf.T @ v1)
@@ -256,10 +266,10 @@ def _fixed_projection(seed, nb_features, d_head):
   return projection
 
 
-def _features_dtype(q, k, v):
-  """q, k, v in at least float32: the features are computed there."""
-  dtype = jnp.promote_types(q.dtype, jnp.float32)
-  return (t.astype(dtype) for t in (q, k, v))
+def _features_dtype(*arrays):
+  """The arrays in at least float32: the features are computed there."""
+  dtype = jnp.promote_types(arrays[0].dtype, jnp.float32)
+  return (t.astype(dtype) for t in arrays)
 
 
 def _with_ones(v):

@@ -1,0 +1,218 @@
+"""FAVOR+'s softmax-kernel feature maps as Pallas (Triton) GPU kernels: (L, d) queries or
+keys -> (L, m) features in the products' dtype, computed in float32 registers.
+
+The causal kernels (`favor_kernel.py`) take bf16 features; XLA made them as (L, m) float32
+arrays (projections, maxima, exp, and all that again for the gradients): about half of the
+causal layer's time at 64K tokens (RESULTS.md section 38). These kernels compute the maps of
+`favor_features.query_features` and `key_features` (the oracle) and write only the result:
+  - queries: exp(w . q' - max_i w_i . q') + eps per row, q' = q d^(-1/4);
+  - keys: exp(w . k' - |k'|^2 / 2 - c), 0 at padded keys; c is the largest logit over real
+    keys: a first kernel writes each row's largest logit, XLA takes the max of those.
+Each has a custom VJP whose kernel recomputes the features from q or k (residuals: the
+inputs, never an (L, m) map). The maxima take no gradient, as in XLA; the projection gets
+none either (it is drawn, not learned).
+
+Rows go in blocks of 64 and features in tiles of 128 (a program holds (64, 128) blocks).
+L is zero-padded to whole blocks, d and m to powers of two >= 16 (padded features are
+masked out of the maxima and written as 0).
+
+  >>> qf = query_features_kernel(q, w, 1e-6, jnp.bfloat16)         # (L, m) bf16
+  >>> kf = key_features_kernel(k, w, mask, jnp.bfloat16)           # 0 where mask is False
+
+`interpret=True` runs the kernels through the Pallas interpreter (CPU tests).
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from plait.layers.attention.base import large_negative
+from plait.layers.attention.kernel_common import block_dot, pow2_at_least, triton_params
+
+__all__ = ['key_features_kernel', 'query_features_kernel']
+
+_ROWS = 64       # Rows (queries or keys) per program.
+_FEATURES = 128  # Features per tile.
+_NEG = large_negative(jnp.float32)
+COMPILER_PARAMS = (4, 2)  # Triton (num_warps, num_stages), every kernel.
+
+
+def query_features_kernel(q, projection, stabilizer, out_dtype, interpret=False):
+  """(L, d) queries, (m, d) projection -> (L, m) out_dtype: exp(w . q' - row max) + eps."""
+  x, proj, length, m = _prepare(q, projection)
+  return _query(x, proj, (m, float(stabilizer), jnp.dtype(out_dtype), interpret))[:length, :m]
+
+
+def key_features_kernel(k, projection, mask, out_dtype, interpret=False):
+  """(L, d) keys, (m, d) projection, (L,) bool mask or None -> (L, m) out_dtype:
+  exp(w . k' - |k'|^2 / 2 - c), c the largest logit over real keys; 0 at padded keys."""
+  x, proj, length, m = _prepare(k, projection)
+  valid = jnp.ones((length,), jnp.float32) if mask is None else mask.astype(jnp.float32)
+  valid = jnp.pad(valid, (0, x.shape[0] - length))
+  return _keys(x, proj, valid, (m, jnp.dtype(out_dtype), interpret))[:length, :m]
+
+
+def _prepare(x, projection):
+  """x' = x d^(-1/4) in float32, zero-padded to (whole blocks, dp), and the float32
+  projection zero-padded to (mp, dp)."""
+  if x.ndim != 2 or projection.ndim != 2 or projection.shape[1] != x.shape[1]:
+    raise ValueError(f'favor feature kernels: need x (L, d) and projection (m, d); got x '
+                     f'{x.shape}, projection {projection.shape}.')
+  (length, d), m = x.shape, projection.shape[0]
+  dp, mp = pow2_at_least(d), pow2_at_least(m)
+  rows = -(-length // _ROWS) * _ROWS
+  proj = jax.lax.stop_gradient(projection).astype(jnp.float32)
+  x = x.astype(jnp.float32) * d ** -0.25
+  return (jnp.pad(x, ((0, rows - length), (0, dp - d))),
+          jnp.pad(proj, ((0, mp - m), (0, dp - d))), length, m)
+
+
+# ----- queries -----
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _query(x, proj, static):
+  m, eps, out_dtype, interpret = static
+  return _call('query', interpret, [x], proj, [], (x.shape[0], proj.shape[0]), out_dtype,
+               m=m, eps=eps)
+
+
+def _query_fwd(x, proj, static):
+  return _query(x, proj, static), (x, proj)
+
+
+def _query_bwd(static, residuals, g):
+  m, eps, _, interpret = static
+  x, proj = residuals
+  dx = _call('query_grad', interpret, [x, g], proj, [], x.shape, x.dtype, m=m, eps=eps)
+  return dx, jnp.zeros_like(proj)
+
+
+_query.defvjp(_query_fwd, _query_bwd)
+
+
+# ----- keys -----
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _keys(x, proj, valid, static):
+  return _keys_fwd(x, proj, valid, static)[0]
+
+
+def _keys_fwd(x, proj, valid, static):
+  m, out_dtype, interpret = static
+  row_max = _call('key_max', interpret, [x, valid], proj, [], (x.shape[0],), jnp.float32, m=m)
+  top = jnp.full((proj.shape[0],), jnp.max(row_max), jnp.float32)  # One c, per feature.
+  feats = _call('key', interpret, [x, valid], proj, [top], (x.shape[0], proj.shape[0]),
+                out_dtype, m=m)
+  return feats, (x, proj, valid, top)
+
+
+def _keys_bwd(static, residuals, g):
+  m, _, interpret = static
+  x, proj, valid, top = residuals
+  dx = _call('key_grad', interpret, [x, valid, g], proj, [top], x.shape, x.dtype, m=m)
+  return dx, jnp.zeros_like(proj), jnp.zeros_like(valid)
+
+
+_keys.defvjp(_keys_fwd, _keys_bwd)
+
+
+def _call(name, interpret, row_arrays, proj, whole_arrays, out_shape, out_dtype, **static):
+  """One kernel over blocks of _ROWS rows: row_arrays are cut into blocks, proj and
+  whole_arrays go in whole; the output is per row."""
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  rows = lambda a: pl.BlockSpec((_ROWS,) + a.shape[1:], lambda i, n=a.ndim - 1: (i,) + (0,) * n)
+  whole = lambda a: pl.BlockSpec(a.shape, lambda i, n=a.ndim: (0,) * n)
+  out = jax.ShapeDtypeStruct(tuple(out_shape), out_dtype)
+  body = functools.partial(_KERNELS[name], tile=min(_FEATURES, proj.shape[0]), **static)
+  return pl.pallas_call(
+      body, grid=(out.shape[0] // _ROWS,),
+      in_specs=[rows(a) for a in row_arrays] + [whole(proj)] + [whole(a) for a in whole_arrays],
+      out_specs=rows(out), out_shape=out,
+      compiler_params=triton_params(*COMPILER_PARAMS, interpret), interpret=interpret,
+      name=f'plait_favor_{name}_features')(*row_arrays, proj, *whole_arrays)
+
+
+# ----- kernel bodies: (rows, tile) blocks of projections, one feature tile at a time -----
+
+def _tiles(p_ref, tile):
+  from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
+  return [(first, pl.ds(first, tile)) for first in range(0, p_ref.shape[0], tile)]
+
+
+def _real(shape, first, m):
+  return jax.lax.broadcasted_iota(jnp.int32, shape, 1) + first < m
+
+
+def _query_projections(x, p_ref, tile, m):
+  """[(tile's slice, (rows, tile) projections with _NEG on padded features)]."""
+  out = []
+  for first, f in _tiles(p_ref, tile):
+    proj = block_dot(x, p_ref[f, :], trans_b=True)
+    out.append((f, jnp.where(_real(proj.shape, first, m), proj, _NEG)))
+  return out
+
+
+def _query_top(projections):
+  return functools.reduce(jnp.maximum, [jnp.max(p, axis=1) for _, p in projections])
+
+
+def _query_kernel(x_ref, p_ref, out_ref, *, tile, m, eps):
+  projections = _query_projections(x_ref[...], p_ref, tile, m)
+  top = _query_top(projections)
+  for f, proj in projections:
+    feats = jnp.where(proj > 0.5 * _NEG, jnp.exp(proj - top[:, None]) + eps, 0.0)
+    out_ref[:, f] = feats.astype(out_ref.dtype)
+
+
+def _query_grad_kernel(x_ref, g_ref, p_ref, dx_ref, *, tile, m, eps):
+  """dx = sum over features of g * exp(proj - top) * w (the row max takes no gradient)."""
+  del eps
+  projections = _query_projections(x_ref[...], p_ref, tile, m)
+  top = _query_top(projections)
+  dx = jnp.zeros(dx_ref.shape, jnp.float32)
+  for f, proj in projections:
+    dproj = g_ref[:, f].astype(jnp.float32) * jnp.exp(proj - top[:, None])
+    dx += block_dot(dproj, p_ref[f, :])
+  dx_ref[...] = dx.astype(dx_ref.dtype)
+
+
+def _key_logits(x, valid, p, first, m):
+  """(rows, tile) w . k' - |k'|^2 / 2, _NEG at padded keys and features."""
+  logits = block_dot(x, p, trans_b=True) - 0.5 * jnp.sum(x * x, axis=1)[:, None]
+  real = _real(logits.shape, first, m) & (valid[:, None] > 0)
+  return jnp.where(real, logits, _NEG)
+
+
+def _key_max_kernel(x_ref, valid_ref, p_ref, out_ref, *, tile, m):
+  x, valid = x_ref[...], valid_ref[...]
+  top = jnp.full((x.shape[0],), _NEG, jnp.float32)
+  for first, f in _tiles(p_ref, tile):
+    top = jnp.maximum(top, jnp.max(_key_logits(x, valid, p_ref[f, :], first, m), axis=1))
+  out_ref[...] = top
+
+
+def _key_kernel(x_ref, valid_ref, p_ref, top_ref, out_ref, *, tile, m):
+  x, valid = x_ref[...], valid_ref[...]
+  for first, f in _tiles(p_ref, tile):
+    logits = _key_logits(x, valid, p_ref[f, :], first, m)
+    feats = jnp.where(logits > 0.5 * _NEG, jnp.exp(logits - top_ref[f][None, :]), 0.0)
+    out_ref[:, f] = feats.astype(out_ref.dtype)
+
+
+def _key_grad_kernel(x_ref, valid_ref, g_ref, p_ref, top_ref, dx_ref, *, tile, m):
+  """With kf the features and dl = g * kf: dx = dl w - (sum_features dl) x'."""
+  x, valid = x_ref[...], valid_ref[...]
+  dx = jnp.zeros(dx_ref.shape, jnp.float32)
+  dsum = jnp.zeros((x.shape[0],), jnp.float32)
+  for first, f in _tiles(p_ref, tile):
+    p = p_ref[f, :]
+    logits = _key_logits(x, valid, p, first, m)
+    feats = jnp.where(logits > 0.5 * _NEG, jnp.exp(logits - top_ref[f][None, :]), 0.0)
+    dlogits = g_ref[:, f].astype(jnp.float32) * feats
+    dx += block_dot(dlogits, p)
+    dsum += jnp.sum(dlogits, axis=1)
+  dx_ref[...] = (dx - dsum[:, None] * x).astype(dx_ref.dtype)
+
+
+_KERNELS = {'query': _query_kernel, 'query_grad': _query_grad_kernel,
+            'key_max': _key_max_kernel, 'key': _key_kernel, 'key_grad': _key_grad_kernel}
