@@ -124,9 +124,10 @@ permute_rows.defvjp(_permute_rows_fwd, _permute_rows_bwd)
 def combine_rounds(out_s, lse_s, order, sorted_slot):
   """Rounds' outputs in sorted order -> the combined output in original order.
 
-  out_s (..., R, Lp, d_v), lse_s (..., R, Lp) (float32); order and sorted_slot (..., R, Lp)
-  as from `sort_rounds`. Each round's output is weighted by softmax over rounds of its
-  log-sum-exp. Returns (out (..., Lp, d_v), round_weights (..., R, Lp)).
+  out_s (..., R, Lp, d_v) (bf16 is promoted to lse_s's float32 in the weighted sum), lse_s
+  (..., R, Lp) float32; order and sorted_slot (..., R, Lp) as from `sort_rounds`. Each
+  round's output is weighted by softmax over rounds of its log-sum-exp. Returns (out (..., Lp,
+  d_v), round_weights (..., R, Lp)).
   """
   # Position p of round r sits at sorted slot sorted_slot[r, p].
   out_r = permute_rows(out_s, sorted_slot, order)

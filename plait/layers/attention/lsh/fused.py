@@ -90,8 +90,8 @@ def fused_rounds(q, v, s, cfg, interpret=False):
       chunk_ids=ids, window=(cfg.n_chunks_before, cfg.n_chunks_after),
       key_scale=in_sorted(key_scale)[..., 0], rounds_folded=n_rounds > 1)
   unfold = lambda t: t.reshape((batch, heads, n_rounds, padded) + t.shape[3:])
-  out, _ = combine_rounds(unfold(out).astype(jnp.float32), unfold(lse), order,
-                          s['sorted_slot'])
+  # The rounds' outputs are permuted in the kernel's dtype and weighted in float32.
+  out, _ = combine_rounds(unfold(out), unfold(lse), order, s['sorted_slot'])
   return out[:, :, :length].astype(q.dtype)
 
 
