@@ -8,4 +8,4 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $OUT/gpu3
 cat $OUT/tune3.txt; echo "t=$((SECONDS-T0))"
 python benchmarks/results/h100_session56/choose.py $OUT/tune3.json | tee $OUT/choose3.txt || exit 0
 grep -n "^_ROWS\|^_FEATURES\|^COMPILER_PARAMS" plait/layers/attention/favor_feature_kernel.py | tee -a $OUT/choose3.txt
-D=$((585 - (SECONDS - T0))) bash benchmarks/results/h100_session53/c4.sh
+D=$((${LIMIT:-585} - (SECONDS - T0))) bash benchmarks/results/h100_session53/c4.sh

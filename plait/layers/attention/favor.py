@@ -25,8 +25,9 @@ O(m * d_head), and a prompt then one token per call equals the full causal outpu
 
 Train/eval on GPU (bf16/fp16) runs on Pallas kernels (`implementation=`, see FavorKind):
 causal attention's prefix-sum product on `favor_kernel.py` (bf16 matmul operands, float32
-running sums), bidirectional softmax-kernel attention whole on `favor_bidir_kernel.py`
-(features computed in the kernels, never stored). The XLA paths (`favor_causal.py`, the two
+running sums) with the softmax-kernel feature maps made by `favor_feature_kernel.py` (float32
+in registers, written in bf16), bidirectional softmax-kernel attention whole on
+`favor_bidir_kernel.py` (features computed in the kernels, never stored). The XLA paths (`favor_causal.py`, the two
 matmuls here) stay the portable path and the oracle.
 
   >>> layer = CausalFavorAttention(d_model=512, n_heads=8, nb_features=256)   # a plait Layer
@@ -68,7 +69,8 @@ class FavorKind(AttentionKind):
     chunk_size: rows per chunk of the causal prefix sums.
     implementation: how train/eval runs. None/'auto': the Pallas kernels on GPU for
       bf16/fp16 inputs they take, XLA otherwise. Causal: the prefix-sum kernels
-      (`favor_kernel.py`; chunk_size a power of two in 16..256). Bidirectional: the whole
+      (`favor_kernel.py`; chunk_size a power of two in 16..256), fed by the feature-map
+      kernels (`favor_feature_kernel.py`) for the softmax kernel. Bidirectional: the whole
       attention (`favor_bidir_kernel.py`; softmax kernel, nb_features <= 512, d_head <=
       128), which stores no feature map at all, so auto takes it only with
       recompute_features=True. 'xla' forces XLA (the portable path and the oracle);
