@@ -17,6 +17,10 @@ H200 = jax.sharding.AbstractDevice(device_kind='NVIDIA H200', num_cores=132, pla
 # The block-sparse kernel family's three kernels (block-sparse and LSH attention), as
 # `kernel_names` lists them.
 SPARSE_KERNELS = ['plait_sparse_dkv_kernel', 'plait_sparse_dq_kernel', 'plait_sparse_fwd_kernel']
+# Causal FAVOR+ with the softmax kernel: the product's kernels and the feature maps'.
+CAUSAL_FAVOR_KERNELS = ['plait_favor_output', 'plait_favor_states', 'plait_favor_query_features',
+                        'plait_favor_query_grad_features', 'plait_favor_key_max_features',
+                        'plait_favor_key_features', 'plait_favor_key_grad_features']
 
 
 @contextlib.contextmanager

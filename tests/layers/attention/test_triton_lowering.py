@@ -15,8 +15,8 @@ from plait.layers.attention import (BlockSparseAttention, CausalAttention,
                                     CausalBlockSparseAttention, CausalFavorAttention,
                                     FavorAttention, LSHSelfAttention, base)
 from plait.shapes import ShapeDtype
-from tests.gpu_lowering import (SPARSE_KERNELS, abstract, abstract_gpu, kernel_names,
-                                lowered_for_cuda)
+from tests.gpu_lowering import (CAUSAL_FAVOR_KERNELS, SPARSE_KERNELS, abstract, abstract_gpu,
+                                kernel_names, lowered_for_cuda)
 
 
 def lowered_train_gradient(layer, length, d_model=64, batch=2):
@@ -35,18 +35,15 @@ def lowered_train_gradient(layer, length, d_model=64, batch=2):
 BIDIR = ['plait_favor_bidir_key_grads', 'plait_favor_bidir_key_sums',
          'plait_favor_bidir_query_grads', 'plait_favor_bidir_query_sums']
 QR = ['plait_orthogonal_factor']
-CAUSAL = ['plait_favor_output', 'plait_favor_states', 'plait_favor_query_features',
-          'plait_favor_query_grad_features', 'plait_favor_key_max_features',
-          'plait_favor_key_features', 'plait_favor_key_grad_features']
 
 
 @pytest.mark.parametrize('make,length,expected', [
     (lambda: FavorAttention(64, n_heads=2, nb_features=64), 256,
      BIDIR + ['plait_favor_bidir_output'] + QR),
     (lambda: CausalFavorAttention(64, n_heads=2, nb_features=64), 256,
-     CAUSAL + QR),
+     CAUSAL_FAVOR_KERNELS + QR),
     (lambda: CausalFavorAttention(64, n_heads=2, nb_features=64, recompute_features=False), 256,
-     CAUSAL + QR),
+     CAUSAL_FAVOR_KERNELS + QR),
     (lambda: LSHSelfAttention(64, n_heads=2, n_buckets=8, chunk_len=32, causal=True), 256,
      SPARSE_KERNELS),
     (lambda: LSHSelfAttention(64, n_heads=2, n_hashes=2, n_buckets=8, chunk_len=32), 256,
