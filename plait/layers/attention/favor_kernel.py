@@ -23,8 +23,7 @@ no array:
 
 The product is linear in c, so c's columns are split into power-of-two pieces of at least
 16 (`column_pieces`: FAVOR+'s [v, 1] of 65 columns -> 64 + 1, padded to 64 + 16, not 128),
-each its own product; in the backward, each piece's da and db products add the previous
-pieces' sums in their output kernels (no XLA add of (L, da) arrays). da is zero-padded to a power of two >= 16 and the length to a whole
+each its own product. da is zero-padded to a power of two >= 16 and the length to a whole
 number of segments (zero rows and columns add nothing); `chunk_size` must be a power of two
 in 16..256.
 
@@ -97,44 +96,16 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
   wa = pow2_at_least(da)
   a, b = prepare(a, wa), prepare(b, wa)
   layout = (size, per_segment)
-  pieces = column_pieces(c.shape[-1])
-  cs = tuple(prepare(c[..., start:start + width], pow2_at_least(width))
-             for start, width in pieces)
-  outs = [out[:, :length, :width]
-          for out, (_, width) in zip(_pieces(a, b, cs, layout, interpret), pieces)]
+  outs = [_product(a, b, prepare(c[..., start:start + width], pow2_at_least(width)), layout,
+                   False, interpret, jnp.float32)[:, :length, :width]
+          for start, width in column_pieces(c.shape[-1])]
   out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
   return out.reshape(tuple(lead) + (length, c.shape[-1]))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _pieces(a, b, cs, layout, interpret):
-  """The causal product of a, b with each of the column pieces cs: a tuple of (P, L, wc)
-  float32. Its backward sums the pieces' da and db inside the output kernels (each piece's
-  product adds the previous pieces' sum), not in XLA."""
-  return tuple(_product(a, b, c, None, layout, False, interpret, jnp.float32) for c in cs)
-
-
-def _pieces_fwd(a, b, cs, layout, interpret):
-  return _pieces(a, b, cs, layout, interpret), (a, b, cs)
-
-
-def _pieces_bwd(layout, interpret, residuals, gs):
-  a, b, cs = residuals
-  da = db = None
-  for c, g in zip(cs, gs):
-    da, db = _product_grads_ab(a, b, c, g.astype(a.dtype), da, db, layout, False, interpret)
-  dcs = tuple(_product(b, a, g.astype(a.dtype), None, layout, True, interpret, c.dtype)
-              for c, g in zip(cs, gs))
-  return da, db, dcs
-
-
-_pieces.defvjp(_pieces_fwd, _pieces_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
-def _product(a, b, c, addend, layout, reverse, interpret, out_dtype):
-  """(P, L, wa), (P, L, wa), (P, L, wc) padded, one dtype -> (P, L, wc) out_dtype, plus
-  addend ((P, L, wc) out_dtype, added in float32 by the output kernel) unless None.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _product(a, b, c, layout, reverse, interpret, out_dtype):
+  """(P, L, wa), (P, L, wa), (P, L, wc) padded, one dtype -> (P, L, wc) out_dtype.
 
   layout: (rows per chunk, chunks per segment); L is a whole number of segments. The
   gradients come out in the operands' dtype (written so by the kernel: no float32 copy).
@@ -144,27 +115,21 @@ def _product(a, b, c, addend, layout, reverse, interpret, out_dtype):
   # One segment (up to segment_chunks chunks): its sums are the whole prefix already.
   offsets = None if totals.shape[1] == 1 else (
       jax.lax.cumsum(totals, axis=1, reverse=reverse) - totals)
-  return _call_output(a, b, c, states, offsets, addend, layout, reverse, interpret, out_dtype)
+  return _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype)
 
 
-def _product_fwd(a, b, c, addend, layout, reverse, interpret, out_dtype):
-  return _product(a, b, c, addend, layout, reverse, interpret, out_dtype), (a, b, c, addend)
+def _product_fwd(a, b, c, layout, reverse, interpret, out_dtype):
+  return _product(a, b, c, layout, reverse, interpret, out_dtype), (a, b, c)
 
 
 def _product_bwd(layout, reverse, interpret, out_dtype, residuals, g):
   del out_dtype
-  a, b, c, addend = residuals
+  a, b, c = residuals
   g = g.astype(a.dtype)
-  da, db = _product_grads_ab(a, b, c, g, None, None, layout, reverse, interpret)
-  dc = _product(b, a, g, None, layout, not reverse, interpret, c.dtype)
-  return da, db, dc, None if addend is None else g.astype(addend.dtype)
-
-
-def _product_grads_ab(a, b, c, g, da, db, layout, reverse, interpret):
-  """The product's gradients for a and b given its output's g, each added to da / db
-  (None: nothing) in the output kernel:  da += causal(g, c, b), db += anticausal(c, g, a)."""
-  return (_product(g, c, b, da, layout, reverse, interpret, a.dtype),
-          _product(c, g, a, db, layout, not reverse, interpret, b.dtype))
+  da = _product(g, c, b, layout, reverse, interpret, a.dtype)
+  db = _product(c, g, a, layout, not reverse, interpret, b.dtype)
+  dc = _product(b, a, g, layout, not reverse, interpret, c.dtype)
+  return da, db, dc
 
 
 _product.defvjp(_product_fwd, _product_bwd)
@@ -211,17 +176,15 @@ def _states_kernel(b_ref, c_ref, s_ref, total_ref, *, size, reverse):
   total_ref[...] = jax.lax.fori_loop(0, n_chunks, step, zeros)
 
 
-def _call_output(a, b, c, states, offsets, addend, layout, reverse, interpret, out_dtype):
+def _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype):
   """(P, L, wc) out_dtype (accumulated in float32) for every chunk n:
-  out_n = mask(a_n b_n^T) c_n + a_n (S_n + the offset of n's segment) [+ addend_n];
-  offsets None: S_n; addend None: nothing (else its buffer becomes the output's)."""
+  out_n = mask(a_n b_n^T) c_n + a_n (S_n + the offset of n's segment); offsets None: S_n."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   size, per_segment = layout
   pairs, length, wa = a.shape
   wc = c.shape[-1]
   chunk = lambda width: pl.BlockSpec((None, size, width), lambda p, n: (p, n, 0))
-  body = functools.partial(_output_kernel, tile=_TILE, reverse=reverse,
-                           with_offsets=offsets is not None, with_addend=addend is not None)
+  body = functools.partial(_output_kernel, tile=_TILE, reverse=reverse)
   in_specs = [chunk(wa), chunk(wa), chunk(wc),
               pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n, 0, 0))]
   inputs = [a, b, c, states]
@@ -229,31 +192,22 @@ def _call_output(a, b, c, states, offsets, addend, layout, reverse, interpret, o
     in_specs.append(
         pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n // per_segment, 0, 0)))
     inputs.append(offsets)
-  if addend is not None:
-    in_specs.append(chunk(wc))
-    inputs.append(addend.astype(out_dtype))
   return pl.pallas_call(
       body, grid=(pairs, length // size), in_specs=in_specs, out_specs=chunk(wc),
       out_shape=jax.ShapeDtypeStruct((pairs, length, wc), out_dtype),
-      input_output_aliases={len(inputs) - 1: 0} if addend is not None else {},
       compiler_params=triton_params(*COMPILER_PARAMS['output'], interpret), interpret=interpret,
       name='plait_favor_output')(*inputs)
 
 
-def _output_kernel(a_ref, b_ref, c_ref, s_ref, *refs, tile, reverse, with_offsets,
-                   with_addend):
+def _output_kernel(a_ref, b_ref, c_ref, s_ref, *refs, tile, reverse):
   """One chunk: the masked within-chunk product plus the product with the earlier sums
-  (its segment's, from the states kernel, plus the earlier segments'), plus the addend's
-  chunk when given.
+  (its segment's, from the states kernel, plus the earlier segments').
 
   da and dc are walked in static tiles so that only the (size, size) scores and one
   (size, tile) accumulator are live at a time.
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  refs = list(refs)
-  offset_ref = [refs.pop(0)] if with_offsets else []
-  addend_ref = refs.pop(0) if with_addend else None
-  out_ref, = refs
+  *offset_ref, out_ref = refs  # The offsets' ref when there are several segments.
   size, wa = a_ref.shape
   wc = c_ref.shape[-1]
   ta, tc = min(tile, wa), min(tile, wc)
@@ -272,6 +226,4 @@ def _output_kernel(a_ref, b_ref, c_ref, s_ref, *refs, tile, reverse, with_offset
       if offset_ref:
         earlier = (earlier.astype(jnp.float32) + offset_ref[0][tile_ij]).astype(c_ref.dtype)
       acc += block_dot(a_ref[:, pl.ds(i, ta)], earlier)
-    if addend_ref is not None:
-      acc += addend_ref[:, pl.ds(j, tc)].astype(jnp.float32)
     out_ref[:, pl.ds(j, tc)] = acc.astype(out_ref.dtype)
