@@ -27,8 +27,8 @@ Train/eval on GPU (bf16/fp16) runs on Pallas kernels (`implementation=`, see Fav
 causal attention's prefix-sum product on `favor_kernel.py` (bf16 matmul operands, float32
 running sums) with the softmax-kernel feature maps made by `favor_feature_kernel.py` (float32
 in registers, written in bf16), bidirectional softmax-kernel attention whole on
-`favor_bidir_kernel.py` (features computed in the kernels, never stored). The XLA paths (`favor_causal.py`, the two
-matmuls here) stay the portable path and the oracle.
+`favor_bidir_kernel.py` (features computed in the kernels, never stored). The XLA paths
+(`favor_causal.py`, the two matmuls here) stay the portable path and the oracle.
 
   >>> layer = CausalFavorAttention(d_model=512, n_heads=8, nb_features=256)   # a plait Layer
   >>> weights, state = layer.init(ShapeDtype((2, 1024, 512)))

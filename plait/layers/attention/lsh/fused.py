@@ -8,13 +8,13 @@ from small vectors: original positions as q_pos/k_pos (causal; padding keys get 
 SELF_PENALTY on the self logit, and -log(count) with count from every round's chunk
 ids (window_count's duplicate correction; it depends on the (query, key) pair, not on
 the key alone, so the kernel computes it per pair; a pair's own round always counts, as
-its band holds it, so the kernel compares only the other rounds: `rounds_folded`). The keys are never made: the kernel
-reads the sorted queries as keys and scales each key's scores by `shared_qk_scale` (one
-float32 per position, sorted with the queries), so no sorted key array exists. Rounds
-are folded into the head axis (one launch for all) and combined by their log-sum-exp
-(`combine_rounds`), as the XLA path does. Queries that see no key (only padding can)
-output 0 here, the mean of their window's values there: both unspecified (LSHKind's
-contract).
+its band holds it, so the kernel compares only the other rounds: `rounds_folded`). The
+keys are never made: the kernel reads the sorted queries as keys and scales each key's
+scores by `shared_qk_scale` (one float32 per position, sorted with the queries), so no
+sorted key array exists. Rounds are folded into the head axis (one launch for all) and
+combined by their log-sum-exp (`combine_rounds`), as the XLA path does. Queries that see
+no key (only padding can) output 0 here, the mean of their window's values there: both
+unspecified (LSHKind's contract).
 
   >>> s = vmap_pairs(...)  # sort_rounds per (batch, head) pair, leading (B, H) axes
   >>> out = fused_rounds(q, v, s, cfg)          # q, v (B, H, L, d) -> (B, H, L, d)
