@@ -201,28 +201,21 @@ class FavorKind(AttentionKind):
     out_dtype = v.dtype
     eps = self.numerical_stabilizer
     impl = self.pick_implementation(out_dtype, q.shape[-1]) if self.causal else 'xla'
-    if impl != 'xla':  # Operands in the model's dtype, float32 sums and output.
-      interpret = impl == 'interpret'
-      if self.kernel == 'softmax':  # Features made in registers, written in out_dtype.
-        qf = favor_feature_kernel.query_features_kernel(q, projection, eps, out_dtype,
-                                                        interpret)
-        kf = favor_feature_kernel.key_features_kernel(k, projection, mask, out_dtype,
-                                                      interpret)
-      else:
-        q32, k32 = _features_dtype(q, k)
-        qf = query_features(q32, projection, self.kernel, eps).astype(out_dtype)
-        kf = key_features(k32, projection, self.kernel, eps, mask).astype(out_dtype)
-      out = favor_kernel.causal_product_kernel(qf, kf, _with_ones(v), self.chunk_size,
-                                               interpret=interpret)
-      return _normalize(out).astype(out_dtype)
-    q, k, v = _features_dtype(q, k, v)
-    qf = query_features(q, projection, self.kernel, eps)
-    kf = key_features(k, projection, self.kernel, eps, mask)
-    v1 = _with_ones(v)
-    if self.causal:
-      out = causal_product(qf, kf, v1, self.chunk_size)
+    interpret = impl == 'interpret'
+    if impl != 'xla' and self.kernel == 'softmax':  # Made in registers, written in out_dtype.
+      qf = favor_feature_kernel.query_features_kernel(q, projection, eps, out_dtype, interpret)
+      kf = favor_feature_kernel.key_features_kernel(k, projection, mask, out_dtype, interpret)
     else:
-      out = qf @ (kf.T @ v1)
+      q, k = _features_dtype(q, k)
+      qf = query_features(q, projection, self.kernel, eps)
+      kf = key_features(k, projection, self.kernel, eps, mask)
+    if impl != 'xla':  # Operands in the model's dtype, float32 sums and output.
+      out = favor_kernel.causal_product_kernel(qf.astype(out_dtype), kf.astype(out_dtype),
+                                               _with_ones(v), self.chunk_size,
+                                               interpret=interpret)
+    else:
+      v1 = _with_ones(v.astype(q.dtype))
+      out = causal_product(qf, kf, v1, self.chunk_size) if self.causal else qf @ (kf.T @ v1)
     return _normalize(out).astype(out_dtype)
 
   def pick_implementation(self, dtype, d_head=None):

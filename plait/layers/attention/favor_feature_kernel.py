@@ -183,6 +183,12 @@ def _key_logits(x, valid, p, first, m):
   return jnp.where(real, logits, _NEG)
 
 
+def _key_features(x, valid, p, top_ref, f, first, m):
+  """(rows, tile) exp(logit - c), 0 at padded keys and features; top_ref[f]: c per feature."""
+  logits = _key_logits(x, valid, p, first, m)
+  return jnp.where(logits > 0.5 * _NEG, jnp.exp(logits - top_ref[f][None, :]), 0.0)
+
+
 def _key_max_kernel(x_ref, valid_ref, p_ref, out_ref, *, tile, m):
   x, valid = x_ref[...], valid_ref[...]
   top = jnp.full((x.shape[0],), _NEG, jnp.float32)
@@ -194,8 +200,7 @@ def _key_max_kernel(x_ref, valid_ref, p_ref, out_ref, *, tile, m):
 def _key_kernel(x_ref, valid_ref, p_ref, top_ref, out_ref, *, tile, m):
   x, valid = x_ref[...], valid_ref[...]
   for first, f in _tiles(p_ref, tile):
-    logits = _key_logits(x, valid, p_ref[f, :], first, m)
-    feats = jnp.where(logits > 0.5 * _NEG, jnp.exp(logits - top_ref[f][None, :]), 0.0)
+    feats = _key_features(x, valid, p_ref[f, :], top_ref, f, first, m)
     out_ref[:, f] = feats.astype(out_ref.dtype)
 
 
@@ -206,8 +211,7 @@ def _key_grad_kernel(x_ref, valid_ref, g_ref, p_ref, top_ref, dx_ref, *, tile, m
   dsum = jnp.zeros((x.shape[0],), jnp.float32)
   for first, f in _tiles(p_ref, tile):
     p = p_ref[f, :]
-    logits = _key_logits(x, valid, p, first, m)
-    feats = jnp.where(logits > 0.5 * _NEG, jnp.exp(logits - top_ref[f][None, :]), 0.0)
+    feats = _key_features(x, valid, p, top_ref, f, first, m)
     dlogits = g_ref[:, f].astype(jnp.float32) * feats
     dx += block_dot(dlogits, p)
     dsum += jnp.sum(dlogits, axis=1)
