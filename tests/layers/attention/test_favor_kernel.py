@@ -44,7 +44,7 @@ def features(shape, seed):
 
 
 @pytest.mark.parametrize('length,da,dc,chunk', [(37, 20, 5, 16), (64, 130, 65, 32),
-                                                (5, 3, 2, 128)])
+                                                (5, 3, 2, 128), (40, 24, 100, 16)])
 def test_kernel_equals_xla_path_and_exact_product(length, da, dc, chunk):
   a, b = features((length, da), 1), features((length, da), 2)
   c = random_array((length, dc), 3)
@@ -89,6 +89,19 @@ def test_column_pieces_share_one_output_kernel_per_product():
   adds = [eqn for eqn in outer_equations(jaxpr) if eqn.primitive.name in ('add', 'add_any')
           and eqn.outvars[0].aval.shape[-1:] == (da,) and eqn.outvars[0].aval.ndim >= 2]
   assert not adds
+
+
+def test_second_order_gradients_through_the_pieced_kernels_equal_the_exact_product():
+  """The backward is kernel products too, so gradients of gradients go through them (a and
+  c in pieces: 40 -> 32 + 8, 65 -> 64 + 1)."""
+  a, b = features((48, 40), 21), features((48, 40), 22)
+  c = random_array((48, 65), 23)
+  w = random_array((48, 65), 24)
+  kernel = lambda *x: causal_product_kernel(*x, 16, interpret=True)
+  def second_order(fn):
+    inner = lambda a, b, c: jnp.sum(jax.grad(lambda a: jnp.sum(fn(a, b, c) * w))(a) ** 2)
+    return jax.grad(inner, argnums=(0, 1, 2))(a, b, c)
+  assert_close(jax.jit(lambda: second_order(kernel))(), second_order(exact_product), 1e-4)
 
 
 def test_bfloat16_operands_keep_float32_sums():
