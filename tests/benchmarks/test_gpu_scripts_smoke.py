@@ -138,6 +138,17 @@ def test_favor_causal_gpu_script_runs_through_the_interpreter_on_cpu():
   assert '| causal | 128 | favor_pallas | Error' not in out, out
 
 
+@pytest.mark.parametrize('script,args', [
+    ('favor_feature_tune.py', ('--rows', '32', '64', '--features', '64', '--warps', '4')),
+    ('favor_product_tune.py', ())])
+def test_favor_tuning_scripts_sweep_through_the_interpreter_on_cpu(script, args):
+  """Every setting's row is timed and equals the defaults' (the first row)."""
+  rows = [json.loads(line) for line in run(script, '--tiny', *args).splitlines()
+          if line.startswith('{')]
+  assert len(rows) >= 2 and all('error' not in r for r in rows), rows
+  assert rows[0]['rel_diff'] == 0 and all(r['rel_diff'] < 1e-2 for r in rows), rows
+
+
 def test_qr_features_gpu_script_checks_the_kernel_through_the_interpreter_on_cpu():
   out = run('qr_features_gpu.py', '--interpret', '--heads', '1')
   assert '"matrices": 4' in out and '"passed": true' in out and 'qr kernel checks ok' in out, out

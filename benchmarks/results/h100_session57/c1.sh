@@ -1,6 +1,7 @@
 # session 57 call 1: causal FAVOR+ with one output kernel per product over the column pieces (tree) vs 2a29a32 (old.tar) at
 # 4K/16K/64K, tree again; LSH (tree: permutation gathers promised in bounds) vs 2a29a32 at 16K/64K; recompute_features
-# False vs True; the feature kernels' first tuning sweep; a 64K profile of the tree's causal FAVOR+
+# False vs True; the feature kernels' first tuning sweep; the product kernels' knobs one at a time; a 64K profile of the
+# tree's causal FAVOR+
 T0=$SECONDS
 source .data/setup.sh
 mkdir -p /tmp/old && tar xf .data/old.tar -C /tmp/old
@@ -19,5 +20,7 @@ timeout 80 python benchmarks/results/h100_session57/norecompute.py 16384 65536 >
 cat $OUT/norecompute1.txt; echo "t=$((SECONDS-T0))"
 (cd benchmarks && timeout 170 python favor_feature_tune.py --layer_lengths 65536 --top 1 --out $OUT/tune1.json) > $OUT/tune1.log 2>&1
 tail -n 25 $OUT/tune1.log; echo "t=$((SECONDS-T0))"
+(cd benchmarks && timeout 170 python favor_product_tune.py --out $OUT/product_tune1.json) > $OUT/product_tune1.log 2>&1
+tail -n 25 $OUT/product_tune1.log; echo "t=$((SECONDS-T0))"
 timeout $((585-(SECONDS-T0))) python benchmarks/profile_gpu.py attention --length 65536 --causal --top 24 --kind favor 2>&1 | grep '^|\|wall' > $OUT/profile1.log
 cat $OUT/profile1.log; echo "t=$((SECONDS-T0))"
