@@ -7,8 +7,8 @@ source .data/setup.sh
 mkdir -p /tmp/old && tar xf .data/old.tar -C /tmp/old
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $OUT/gpu1.txt
 L="--lengths 4096 16384 65536 --causal causal --budget_s 0.4 --kinds favor"
-(echo "== tree"; timeout 80 python benchmarks/attention_gpu.py $L --out $OUT/tree1.json | grep '^|'
- echo "== main"; (cd /tmp/old && PYTHONPATH=/tmp/old:/tmp/site timeout 80 python benchmarks/attention_gpu.py $L --out $OUT/main1.json | grep '^|')
+(echo "== tree"; timeout 80 python benchmarks/attention_gpu.py $L | grep '^|'
+ echo "== main"; (cd /tmp/old && PYTHONPATH=/tmp/old:/tmp/site timeout 80 python benchmarks/attention_gpu.py $L | grep '^|')
  echo "== tree again"; timeout 80 python benchmarks/attention_gpu.py $L | grep '^|') > $OUT/times1.txt 2>&1
 cat $OUT/times1.txt; echo "t=$((SECONDS-T0))"
 L="--lengths 16384 65536 --causal bidirectional causal --budget_s 0.4 --kinds lsh_pallas"
@@ -18,9 +18,9 @@ L="--lengths 16384 65536 --causal bidirectional causal --budget_s 0.4 --kinds ls
 cat $OUT/lsh1.txt; echo "t=$((SECONDS-T0))"
 timeout 80 python benchmarks/results/h100_session57/norecompute.py 16384 65536 > $OUT/norecompute1.txt 2>&1
 cat $OUT/norecompute1.txt; echo "t=$((SECONDS-T0))"
-(cd benchmarks && timeout 170 python favor_feature_tune.py --layer_lengths 65536 --top 1 --out $OUT/tune1.json) > $OUT/tune1.log 2>&1
+(cd benchmarks && timeout 170 python favor_feature_tune.py --layer_lengths 65536 --top 1) > $OUT/tune1.log 2>&1
 tail -n 25 $OUT/tune1.log; echo "t=$((SECONDS-T0))"
-(cd benchmarks && timeout 170 python favor_product_tune.py --out $OUT/product_tune1.json) > $OUT/product_tune1.log 2>&1
+(cd benchmarks && timeout 170 python favor_product_tune.py) > $OUT/product_tune1.log 2>&1
 tail -n 25 $OUT/product_tune1.log; echo "t=$((SECONDS-T0))"
 timeout $((585-(SECONDS-T0))) python benchmarks/profile_gpu.py attention --length 65536 --causal --top 24 --kind favor 2>&1 | grep '^|\|wall' > $OUT/profile1.log
 cat $OUT/profile1.log; echo "t=$((SECONDS-T0))"
