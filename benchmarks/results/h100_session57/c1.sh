@@ -1,7 +1,6 @@
 # session 57 call 1: causal FAVOR+ with one output kernel per product over the column pieces (tree) vs 2a29a32 (old.tar) at
-# 4K/16K/64K, tree again; LSH (tree: permutation gathers promised in bounds) vs 2a29a32 at 16K/64K; recompute_features
-# False vs True; the feature kernels' first tuning sweep; the product kernels' knobs one at a time; a 64K profile of the
-# tree's causal FAVOR+
+# 4K/16K/64K, tree again; LSH (tree: permutation gathers promised in bounds) vs 2a29a32 at 16K/64K; then the whole GPU suite
+# on the tree (one call: the device refused five starts before it)
 T0=$SECONDS
 source .data/setup.sh
 mkdir -p /tmp/old && tar xf .data/old.tar -C /tmp/old
@@ -16,11 +15,5 @@ L="--lengths 16384 65536 --causal bidirectional causal --budget_s 0.4 --kinds ls
  echo "== main lsh"; (cd /tmp/old && PYTHONPATH=/tmp/old:/tmp/site timeout 70 python benchmarks/attention_gpu.py $L | grep '^|')
  echo "== tree lsh again"; timeout 70 python benchmarks/attention_gpu.py $L | grep '^|') > $OUT/lsh1.txt 2>&1
 cat $OUT/lsh1.txt; echo "t=$((SECONDS-T0))"
-timeout 80 python benchmarks/results/h100_session57/norecompute.py 16384 65536 > $OUT/norecompute1.txt 2>&1
-cat $OUT/norecompute1.txt; echo "t=$((SECONDS-T0))"
-(cd benchmarks && timeout 170 python favor_feature_tune.py --layer_lengths 65536 --top 1) > $OUT/tune1.log 2>&1
-tail -n 25 $OUT/tune1.log; echo "t=$((SECONDS-T0))"
-(cd benchmarks && timeout 170 python favor_product_tune.py) > $OUT/product_tune1.log 2>&1
-tail -n 25 $OUT/product_tune1.log; echo "t=$((SECONDS-T0))"
-timeout $((585-(SECONDS-T0))) python benchmarks/profile_gpu.py attention --length 65536 --causal --top 24 --kind favor 2>&1 | grep '^|\|wall' > $OUT/profile1.log
-cat $OUT/profile1.log; echo "t=$((SECONDS-T0))"
+D=$((575-(SECONDS-T0))) bash benchmarks/results/h100_session53/c4.sh
+echo "t=$((SECONDS-T0))"

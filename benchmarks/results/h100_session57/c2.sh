@@ -1,2 +1,12 @@
-# session 57 call 2 (same lease): the whole GPU suite on this tree (one output kernel per FAVOR+ product; LSH gathers in bounds)
-D=560 bash benchmarks/results/h100_session53/c4.sh
+# session 57 call 2 (same lease): the product kernels' knobs one at a time; recompute_features False vs True; the feature
+# kernels' first tuning sweep; a 64K profile of the tree's causal FAVOR+
+T0=$SECONDS
+source .data/setup.sh
+(cd benchmarks && timeout 170 python favor_product_tune.py) > $OUT/product_tune1.log 2>&1
+tail -n 25 $OUT/product_tune1.log; echo "t=$((SECONDS-T0))"
+timeout 80 python benchmarks/results/h100_session57/norecompute.py 16384 65536 > $OUT/norecompute1.txt 2>&1
+cat $OUT/norecompute1.txt; echo "t=$((SECONDS-T0))"
+(cd benchmarks && timeout 170 python favor_feature_tune.py --layer_lengths 65536 --top 1) > $OUT/tune1.log 2>&1
+tail -n 25 $OUT/tune1.log; echo "t=$((SECONDS-T0))"
+timeout $((585-(SECONDS-T0))) python benchmarks/profile_gpu.py attention --length 65536 --causal --top 24 --kind favor 2>&1 | grep '^|\|wall' > $OUT/profile1.log
+cat $OUT/profile1.log; echo "t=$((SECONDS-T0))"
