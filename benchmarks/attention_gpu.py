@@ -26,7 +26,6 @@ executable's temp + argument + output bytes (`memory_analysis`), an upper-bound 
 """
 import argparse
 import functools
-import json
 import math
 import statistics
 import sys
@@ -36,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench_rows import measured  # pylint: disable=g-bad-import-order
+from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
 import plait.layers as tl
 from plait.layers.attention import block_sparse, sparse_kernel
 from plait.layers.attention.lsh import LSHKind
@@ -242,9 +241,7 @@ def main(argv=None):
           if flops:
             row['tflops'] = flops / (row['ms'] * 1e-3) / 1e12
         rows.append(measured(dict(kind=kind, direction=direction, length=length), fill))
-        if args.out:
-          with open(args.out, 'w') as f:
-            json.dump(rows, f, indent=1)
+        save_rows(rows, args.out)
   print_table(rows)
 
 

@@ -10,7 +10,7 @@ import json
 import statistics
 import time
 
-__all__ = ['compiled_gib', 'config_rows', 'measured', 'median_ms']
+__all__ = ['compiled_gib', 'config_rows', 'measured', 'median_ms', 'save_rows']
 
 
 def measured(row, fill, max_chars=300):
@@ -22,6 +22,14 @@ def measured(row, fill, max_chars=300):
     row['error'] = f'{type(e).__name__}: {lines[0][:max_chars]}'
   print(json.dumps(row), flush=True)
   return row
+
+
+def save_rows(rows, path):
+  """Rewrites the rows so far to the JSON file `path` (None: nothing), so a sweep cut short
+  (a time limit) keeps what it measured."""
+  if path:
+    with open(path, 'w') as f:
+      json.dump(rows, f, indent=1)
 
 
 def compiled_gib(compiled):
@@ -48,9 +56,7 @@ def config_rows(names, every_full, measure, json_path=None):
   for name in names:
     rows.append(measure(name))
     print(json.dumps(rows[-1]), flush=True)
-    if json_path:
-      with open(json_path, 'w') as f:
-        json.dump(rows, f, indent=1)
+    save_rows(rows, json_path)
   return rows
 
 

@@ -7,7 +7,6 @@ cached keys, for 12 layers' caches in one jitted call (as a 12-layer decoder doe
 is checked against float32 `masked_attention` first. Times are medians per layer-call.
 """
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -16,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench_rows import measured  # pylint: disable=g-bad-import-order
+from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
 from plait.layers.attention import decode_kernel, dense
 
 
@@ -122,9 +121,7 @@ def main(argv=None):
         row['us_per_layer'] = statistics.median(times) / n * 1e6
         row['cache_gb_s'] = 2 * b * h * pos * d * 2 / (row['us_per_layer'] * 1e-6) / 1e9
       rows.append(measured({'variant': name, 'pos': pos, 'batch': b}, fill))
-  if args.out:
-    with open(args.out, 'w') as f:
-      json.dump(rows, f, indent=1)
+  save_rows(rows, args.out)
   print('\n| variant | pos | µs/layer | cache GB/s | rel err |\n| --- | --- | --- | --- | --- |')
   for r in rows:
     print(f"| {r['variant']} | {r['pos']} | {r.get('us_per_layer', float('nan')):.1f} | "

@@ -8,14 +8,13 @@ median ms per shape. The module's constants are set before each trace.
 """
 import argparse
 import itertools
-import json
 import sys
 
 import jax
 import jax.numpy as jnp
 
 from attention_gpu import measure  # pylint: disable=g-bad-import-order
-from bench_rows import measured  # pylint: disable=g-bad-import-order
+from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
 from plait.layers.attention import favor_bidir_kernel as fbk
 from plait.layers.attention.favor_features import orthogonal_random_features
 
@@ -54,9 +53,7 @@ def main(argv=None):
       def fill(row, dims=dims):
         row['ms'], row['gib'] = measure(*step(*dims, interpret=args.tiny), args.budget_s)
       rows.append(measured(dict(rows=block, features=tile, warps=warps, shape=shape), fill))
-    if args.out:
-      with open(args.out, 'w') as f:
-        json.dump(rows, f, indent=1)
+    save_rows(rows, args.out)
   return 0
 
 

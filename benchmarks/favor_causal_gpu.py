@@ -29,7 +29,7 @@ import numpy as np
 
 from attention_gpu import (  # pylint: disable=g-bad-import-order
     D_HEAD, D_MODEL, MAKERS, N_HEADS, flash_core_step, layer_step, measure, print_table)
-from bench_rows import measured  # pylint: disable=g-bad-import-order
+from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
 import plait.layers as tl
 from plait.layers.attention.favor_causal import causal_product
 from plait.layers.attention import favor_kernel
@@ -226,9 +226,7 @@ def timing_rows(lengths, budget_s, out):
       if flops:
         row['tflops'] = flops / (row['ms'] * 1e-3) / 1e12
     rows.append(measured(dict(kind=kind, direction=direction, length=length), fill))
-    if out:
-      with open(out, 'w') as f:
-        json.dump(rows, f, indent=1)
+    save_rows(rows, out)
   return rows
 
 

@@ -11,14 +11,13 @@ default and the --top fastest settings. The module's constants are set before ea
 """
 import argparse
 import itertools
-import json
 import sys
 
 import jax
 import jax.numpy as jnp
 
 from attention_gpu import favor, layer_step, measure  # pylint: disable=g-bad-import-order
-from bench_rows import measured  # pylint: disable=g-bad-import-order
+from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
 from plait.layers.attention import favor_feature_kernel as ffk
 from plait.layers.attention.favor_features import orthogonal_random_features
 
@@ -81,7 +80,7 @@ def main(argv=None):
       row['ms'], row['gib'] = measure(step, inputs, args.budget_s)
     rows.append(measured(dict(part='features', rows=rows_, features=features, warps=warps,
                               length=length), fill))
-    save(rows, args.out)
+    save_rows(rows, args.out)
   timed = sorted((r for r in rows if 'ms' in r), key=lambda r: r['ms'])
   chosen = [DEFAULT] + [(r['rows'], r['features'], r['warps']) for r in timed
                         if (r['rows'], r['features'], r['warps']) != DEFAULT][:args.top]
@@ -91,16 +90,9 @@ def main(argv=None):
       row['ms'], row['gib'] = measure(*layer_step(favor(128)(True, n), n), args.budget_s)
     rows.append(measured(dict(part='layer', rows=s[0], features=s[1], warps=s[2], length=n),
                          fill))
-    save(rows, args.out)
+    save_rows(rows, args.out)
   setting(*DEFAULT)
   return 0
-
-
-def save(rows, path):
-  """Rewrites the rows so far (a sweep cut short by a time limit keeps what it measured)."""
-  if path:
-    with open(path, 'w') as f:
-      json.dump(rows, f, indent=1)
 
 
 if __name__ == '__main__':

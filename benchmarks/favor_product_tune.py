@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 
 from attention_gpu import layer_step, measure  # pylint: disable=g-bad-import-order
-from bench_rows import measured  # pylint: disable=g-bad-import-order
+from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
 from favor_causal_gpu import favor_layer, product_inputs  # pylint: disable=g-bad-import-order
-from favor_feature_tune import relative_difference, save  # pylint: disable=g-bad-import-order
+from favor_feature_tune import relative_difference  # pylint: disable=g-bad-import-order
 from plait.layers.attention import favor_kernel as fk
 
 # (output warps, states warps, tile, segment chunks, chunk size)
@@ -72,7 +72,7 @@ def main(argv=None):
       row['rel_diff'] = relative_difference(step(*inputs), reference)
       row['ms'], row['gib'] = measure(step, inputs, args.budget_s)
     rows.append(measured(dict(part='product', length=length, **dict(zip(KNOBS, s))), fill))
-    save(rows, args.out)
+    save_rows(rows, args.out)
   timed = sorted((r for r in rows if 'ms' in r), key=lambda r: r['ms'])
   chosen = [DEFAULT] + [tuple(r[k] for k in KNOBS) for r in timed
                         if tuple(r[k] for k in KNOBS) != DEFAULT][:args.top]
@@ -83,7 +83,7 @@ def main(argv=None):
         row['ms'], row['gib'] = measure(*layer_step(favor_layer('pallas', chunk)(True, n), n),
                                         args.budget_s)
       rows.append(measured(dict(part='layer', length=n, **dict(zip(KNOBS, s))), fill))
-      save(rows, args.out)
+      save_rows(rows, args.out)
   setting(*DEFAULT)
   return 0
 

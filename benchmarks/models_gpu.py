@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench_rows import compiled_gib, measured  # pylint: disable=g-bad-import-order
+from bench_rows import compiled_gib, measured, save_rows  # pylint: disable=g-bad-import-order
 import plait.layers as tl
 from plait import models
 from plait.supervised import decoding, optimizers
@@ -314,9 +314,7 @@ def main(argv=None):
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
   rows = {'mfu': section_mfu, 'reformer_long': section_reformer_long,
           'decode': section_decode, 'long_lm': section_long_lm}[args.section](args)
-  if args.out:
-    with open(args.out, 'w') as f:
-      json.dump(rows, f, indent=1)
+  save_rows(rows, args.out)
   keys = sorted({k for r in rows for k in r})
   print('\n| ' + ' | '.join(keys) + ' |\n|' + ' --- |' * len(keys))
   for r in rows:
