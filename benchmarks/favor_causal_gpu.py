@@ -59,12 +59,17 @@ def product_inputs(length, dtype, pairs=N_HEADS):
   return [t.astype(dtype) for t in (a, b, c)]
 
 
-def vjp_all(fn, *args):
+def vjp_step(fn, *args):
+  """jit of args -> (fn's output, its vjp against a fixed random cotangent)."""
   w = jax.random.normal(jax.random.key(9), jax.eval_shape(fn, *args).shape, jnp.float32)
   def run(*args):
     out, pull = jax.vjp(fn, *args)
     return (out,) + pull(w.astype(out.dtype))
-  return jax.jit(run)(*args)
+  return jax.jit(run)
+
+
+def vjp_all(fn, *args):
+  return vjp_step(fn, *args)(*args)
 
 
 def check_product_bf16(length):

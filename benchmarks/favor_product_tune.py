@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from attention_gpu import layer_step, measure  # pylint: disable=g-bad-import-order
 from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
-from favor_causal_gpu import favor_layer, product_inputs  # pylint: disable=g-bad-import-order
+from favor_causal_gpu import favor_layer, product_inputs, vjp_step  # pylint: disable=g-bad-import-order
 from favor_feature_tune import relative_difference  # pylint: disable=g-bad-import-order
 from plait.layers.attention import favor_kernel as fk
 
@@ -39,12 +39,9 @@ def setting(output_warps, states_warps, tile, segment_chunks, chunk):
 def product_step(length, chunk, interpret):
   """jit(vjp) of the bare product: its output and the three gradients."""
   args = product_inputs(length, jnp.bfloat16)
-  w = jax.random.normal(jax.random.key(9), args[2].shape, jnp.float32)
-  def run(*x):
-    out, pull = jax.vjp(lambda *y: fk.causal_product_kernel(
-        *y, chunk, interpret=interpret, segment_chunks=fk.SEGMENT_CHUNKS), *x)
-    return (out,) + pull(w)
-  return jax.jit(run), args
+  fn = lambda *x: fk.causal_product_kernel(*x, chunk, interpret=interpret,
+                                           segment_chunks=fk.SEGMENT_CHUNKS)
+  return vjp_step(fn, *args), args
 
 
 def main(argv=None):
