@@ -138,6 +138,7 @@ def test_favor_causal_gpu_script_runs_through_the_interpreter_on_cpu():
   assert '| causal | 128 | favor_pallas | Error' not in out, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('script,args', [
     ('favor_feature_tune.py', ('--rows', '32', '64', '--features', '64', '--warps', '4')),
     ('favor_product_tune.py', ())])
