@@ -186,7 +186,7 @@ def kernel_fwd_step(kind, length):
   if kind == 'states-fwd':
     return jax.jit(states), [b, c]
   s, totals = jax.jit(states)(b, c)  # The totals stand in for the offsets (same shape).
-  output = lambda a, b, c, s, o: favor_kernel._call_output(a, b, c, s, o, layout, False, interpret, jnp.float32)  # pylint: disable=protected-access
+  output = lambda a, b, c, s, o: favor_kernel._call_output((a,), (b,), (c,), [[s]], [[o]], layout, False, interpret, jnp.float32)[0]  # pylint: disable=protected-access
   return jax.jit(output), [a, b, c, s, totals]
 
 

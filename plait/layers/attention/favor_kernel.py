@@ -21,11 +21,13 @@ are walked from the end), so the backward pass is three more kernel products and
 no array:
   da = causal(g, c, b),  db = anticausal(c, g, a),  dc = anticausal(b, a, g).
 
-The product is linear in c, so c's columns are split into power-of-two pieces of at least
-16 (`column_pieces`: FAVOR+'s [v, 1] of 65 columns -> 64 + 1, padded to 64 + 16, not 128),
-each its own product. da is zero-padded to a power of two >= 16 and the length to a whole
-number of segments (zero rows and columns add nothing); `chunk_size` must be a power of two
-in 16..256.
+Triton's blocks are powers of two, so every operand's columns are split into power-of-two
+pieces of at least 16 (`column_pieces`: FAVOR+'s [v, 1] of 65 columns -> 64 + 1, padded to
+64 + 16, not 128), zero-padded (zero rows and columns add nothing), and the length to a
+whole number of segments. The states kernel runs once per (b piece, c piece) pair; one
+output kernel makes all of c's pieces from scores a_n b_n^T summed over a's pieces, computed
+once (so the gradients, whose operands are the pieced g and c, are one product each too,
+with no XLA sum over pieces). `chunk_size` must be a power of two in 16..256.
 
   >>> out = causal_product_kernel(qf, kf, jnp.concatenate([v, ones], -1), chunk_size=128)
 
@@ -85,36 +87,46 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
                      f'with equal leading dims, float dtype, chunk_size a power of two in '
                      f'{_CHUNKS}; got shapes {a.shape}, {b.shape}, {c.shape}, dtype {dtype}, '
                      f'chunk_size {chunk_size}.')
-  *lead, length, da = a.shape
+  *lead, length, _ = a.shape
   size = min(chunk_size, pow2_at_least(length))
   n_chunks = -(-length // size)
   per_segment = min(segment_chunks, pow2_at_least(n_chunks, 1))
   padded = -(-n_chunks // per_segment) * per_segment * size
-  def prepare(t, width):
+  def pieces(t):
+    """t's columns as power-of-two pieces (P, padded, width), zero-padded."""
     t = t.astype(dtype).reshape((-1,) + t.shape[-2:])
-    return jnp.pad(t, ((0, 0), (0, padded - length), (0, width - t.shape[-1])))
-  wa = pow2_at_least(da)
-  a, b = prepare(a, wa), prepare(b, wa)
-  layout = (size, per_segment)
-  outs = [_product(a, b, prepare(c[..., start:start + width], pow2_at_least(width)), layout,
-                   False, interpret, jnp.float32)[:, :length, :width]
-          for start, width in column_pieces(c.shape[-1])]
+    return tuple(jnp.pad(t[..., start:start + width],
+                         ((0, 0), (0, padded - length), (0, pow2_at_least(width) - width)))
+                 for start, width in column_pieces(t.shape[-1]))
+  outs = _product(pieces(a), pieces(b), pieces(c), (size, per_segment), False, interpret,
+                  jnp.float32)
+  outs = [o[:, :length, :width] for o, (_, width) in zip(outs, column_pieces(c.shape[-1]))]
   out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
   return out.reshape(tuple(lead) + (length, c.shape[-1]))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
 def _product(a, b, c, layout, reverse, interpret, out_dtype):
-  """(P, L, wa), (P, L, wa), (P, L, wc) padded, one dtype -> (P, L, wc) out_dtype.
+  """Tuples of column pieces, each (P, L, power-of-two width), one dtype -> c's pieces' shapes
+  in out_dtype. a and b have the same pieces: a = concat(a pieces) and so on.
 
   layout: (rows per chunk, chunks per segment); L is a whole number of segments. The
   gradients come out in the operands' dtype (written so by the kernel: no float32 copy).
+  One output kernel makes every piece of the output: the (chunk, chunk) scores, summed
+  over a's pieces, are computed once for all of c's pieces.
   """
-  states, totals = _call_states(b, c, layout, reverse, interpret)
-  # The sum of the segments before each segment (after it when reverse), float32.
-  # One segment (up to segment_chunks chunks): its sums are the whole prefix already.
-  offsets = None if totals.shape[1] == 1 else (
-      jax.lax.cumsum(totals, axis=1, reverse=reverse) - totals)
+  states, offsets = [], []
+  for b_piece in b:
+    row_states, row_offsets = [], []
+    for c_piece in c:
+      s, totals = _call_states(b_piece, c_piece, layout, reverse, interpret)
+      row_states.append(s)
+      # The sum of the segments before each segment (after it when reverse), float32.
+      # One segment (up to segment_chunks chunks): its sums are the whole prefix already.
+      row_offsets.append(None if totals.shape[1] == 1 else (
+          jax.lax.cumsum(totals, axis=1, reverse=reverse) - totals))
+    states.append(row_states)
+    offsets.append(row_offsets)
   return _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype)
 
 
@@ -125,10 +137,12 @@ def _product_fwd(a, b, c, layout, reverse, interpret, out_dtype):
 def _product_bwd(layout, reverse, interpret, out_dtype, residuals, g):
   del out_dtype
   a, b, c = residuals
-  g = g.astype(a.dtype)
-  da = _product(g, c, b, layout, reverse, interpret, a.dtype)
-  db = _product(c, g, a, layout, not reverse, interpret, b.dtype)
-  dc = _product(b, a, g, layout, not reverse, interpret, c.dtype)
+  g = tuple(t.astype(a[0].dtype) for t in g)
+  # Each gradient is one product whose pieces are the operands': da (a's pieces) sums the
+  # contributions of all of c's pieces inside the kernel, with no XLA add.
+  da = _product(g, c, b, layout, reverse, interpret, a[0].dtype)
+  db = _product(c, g, a, layout, not reverse, interpret, b[0].dtype)
+  dc = _product(b, a, g, layout, not reverse, interpret, c[0].dtype)
   return da, db, dc
 
 
@@ -177,53 +191,71 @@ def _states_kernel(b_ref, c_ref, s_ref, total_ref, *, size, reverse):
 
 
 def _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype):
-  """(P, L, wc) out_dtype (accumulated in float32) for every chunk n:
-  out_n = mask(a_n b_n^T) c_n + a_n (S_n + the offset of n's segment); offsets None: S_n."""
+  """c's pieces' shapes, out_dtype (accumulated in float32): for every chunk n and piece j
+  of c, out_jn = mask(a_n b_n^T) c_jn + sum_i a_in (S_ijn + the offset of n's segment),
+  with a_n b_n^T summed over the pieces i of a and b. states[i][j] (and offsets[i][j], None
+  for one segment) are `_call_states(b[i], c[j])`'s."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   size, per_segment = layout
-  pairs, length, wa = a.shape
-  wc = c.shape[-1]
-  chunk = lambda width: pl.BlockSpec((None, size, width), lambda p, n: (p, n, 0))
-  body = functools.partial(_output_kernel, tile=_TILE, reverse=reverse)
-  in_specs = [chunk(wa), chunk(wa), chunk(wc),
-              pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n, 0, 0))]
-  inputs = [a, b, c, states]
-  if offsets is not None:
-    in_specs.append(
-        pl.BlockSpec((None, None, wa, wc), lambda p, n: (p, n // per_segment, 0, 0)))
-    inputs.append(offsets)
-  return pl.pallas_call(
-      body, grid=(pairs, length // size), in_specs=in_specs, out_specs=chunk(wc),
-      out_shape=jax.ShapeDtypeStruct((pairs, length, wc), out_dtype),
+  pairs, length = a[0].shape[:2]
+  chunk = lambda t: pl.BlockSpec((None, size, t.shape[-1]), lambda p, n: (p, n, 0))
+  state = lambda t: pl.BlockSpec((None, None) + t.shape[2:], lambda p, n: (p, n, 0, 0))
+  offset = lambda t: pl.BlockSpec((None, None) + t.shape[2:],
+                                  lambda p, n: (p, n // per_segment, 0, 0))
+  flat_states = [s for row in states for s in row]
+  flat_offsets = [o for row in offsets for o in row if o is not None]
+  inputs = [*a, *b, *c, *flat_states, *flat_offsets]
+  in_specs = ([chunk(t) for t in (*a, *b, *c)] + [state(s) for s in flat_states]
+              + [offset(o) for o in flat_offsets])
+  body = functools.partial(_output_kernel, n_a=len(a), n_c=len(c), tile=_TILE, reverse=reverse,
+                           with_offsets=bool(flat_offsets))
+  return tuple(pl.pallas_call(
+      body, grid=(pairs, length // size), in_specs=in_specs,
+      out_specs=[chunk(t) for t in c],
+      out_shape=[jax.ShapeDtypeStruct(t.shape, out_dtype) for t in c],
       compiler_params=triton_params(*COMPILER_PARAMS['output'], interpret), interpret=interpret,
-      name='plait_favor_output')(*inputs)
+      name='plait_favor_output')(*inputs))
 
 
-def _output_kernel(a_ref, b_ref, c_ref, s_ref, *refs, tile, reverse):
+def _tiles(width, tile):
+  """Static (start, size) column tiles of a piece."""
+  size = min(tile, width)
+  return [(start, size) for start in range(0, width, size)]
+
+
+def _output_kernel(*refs, n_a, n_c, tile, reverse, with_offsets):
   """One chunk: the masked within-chunk product plus the product with the earlier sums
   (its segment's, from the states kernel, plus the earlier segments').
 
-  da and dc are walked in static tiles so that only the (size, size) scores and one
-  (size, tile) accumulator are live at a time.
+  Refs: a's and b's n_a pieces, c's n_c pieces, the (a piece, c piece) states, their
+  offsets when there are several segments, then the n_c outputs. Every piece is walked in
+  static tiles so that only the (size, size) scores and one (size, tile) accumulator are
+  live at a time.
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  *offset_ref, out_ref = refs  # The offsets' ref when there are several segments.
-  size, wa = a_ref.shape
-  wc = c_ref.shape[-1]
-  ta, tc = min(tile, wa), min(tile, wc)
+  a_refs, b_refs, refs = refs[:n_a], refs[n_a:2 * n_a], refs[2 * n_a:]
+  c_refs, refs = refs[:n_c], refs[n_c:]
+  s_refs, refs = refs[:n_a * n_c], refs[n_a * n_c:]
+  o_refs, out_refs = (refs[:n_a * n_c], refs[n_a * n_c:]) if with_offsets else ((), refs)
+  size = a_refs[0].shape[0]
   scores = jnp.zeros((size, size), jnp.float32)
-  for i in range(0, wa, ta):
-    scores += block_dot(a_ref[:, pl.ds(i, ta)], b_ref[:, pl.ds(i, ta)], trans_b=True)
+  for a_ref, b_ref in zip(a_refs, b_refs):
+    for i, ta in _tiles(a_ref.shape[-1], tile):
+      scores += block_dot(a_ref[:, pl.ds(i, ta)], b_ref[:, pl.ds(i, ta)], trans_b=True)
   row = jax.lax.broadcasted_iota(jnp.int32, (size, size), 0)
   col = jax.lax.broadcasted_iota(jnp.int32, (size, size), 1)
   seen = row <= col if reverse else row >= col
-  scores = jnp.where(seen, scores, 0.0).astype(c_ref.dtype)
-  for j in range(0, wc, tc):
-    acc = block_dot(scores, c_ref[:, pl.ds(j, tc)])
-    for i in range(0, wa, ta):
-      tile_ij = (pl.ds(i, ta), pl.ds(j, tc))
-      earlier = s_ref[tile_ij]
-      if offset_ref:
-        earlier = (earlier.astype(jnp.float32) + offset_ref[0][tile_ij]).astype(c_ref.dtype)
-      acc += block_dot(a_ref[:, pl.ds(i, ta)], earlier)
-    out_ref[:, pl.ds(j, tc)] = acc.astype(out_ref.dtype)
+  dtype = c_refs[0].dtype
+  scores = jnp.where(seen, scores, 0.0).astype(dtype)
+  for jc, (c_ref, out_ref) in enumerate(zip(c_refs, out_refs)):
+    for j, tc in _tiles(c_ref.shape[-1], tile):
+      acc = block_dot(scores, c_ref[:, pl.ds(j, tc)])
+      for ia, a_ref in enumerate(a_refs):
+        pair = ia * n_c + jc
+        for i, ta in _tiles(a_ref.shape[-1], tile):
+          tile_ij = (pl.ds(i, ta), pl.ds(j, tc))
+          earlier = s_refs[pair][tile_ij]
+          if with_offsets:
+            earlier = (earlier.astype(jnp.float32) + o_refs[pair][tile_ij]).astype(dtype)
+          acc += block_dot(a_ref[:, pl.ds(i, ta)], earlier)
+      out_ref[:, pl.ds(j, tc)] = acc.astype(out_ref.dtype)

@@ -12,6 +12,7 @@ from plait.layers.attention import FavorKind
 from plait.layers.attention.favor_causal import causal_product
 from plait.layers.attention.favor_kernel import causal_product_kernel
 from tests.conftest import random_array
+from tests.gpu_lowering import outer_equations, pallas_calls
 from tests.layers.attention.test_favor_causal import naive_favor
 
 
@@ -72,9 +73,27 @@ def test_columns_split_into_power_of_two_pieces():
   assert column_pieces(100) == [(0, 64), (64, 32), (96, 4)]
 
 
+def test_column_pieces_share_one_output_kernel_per_product():
+  """FAVOR+'s [v, 1] (65 columns: pieces of 64 and 16): the forward and the three gradient
+  products are one output kernel each, making every piece (the scores computed once), and
+  no (L, da) gradient is summed over pieces outside the kernels. An earlier version ran one
+  product per piece: 8 output kernels, and XLA added da's and db's pieces."""
+  length, da = 64, 32
+  a, b = features((length, da), 1), features((length, da), 2)
+  c = random_array((length, 65), 3)
+  loss = lambda *x: jnp.sum(causal_product_kernel(*x, 16, interpret=True))
+  jaxpr = jax.make_jaxpr(jax.grad(loss, (0, 1, 2)))(a, b, c).jaxpr
+  names = [eqn.params['name'] for eqn in pallas_calls(jaxpr)]
+  assert names.count('plait_favor_output') == 4
+  assert names.count('plait_favor_states') == 8   # (b piece, c piece) pairs: 2 per product.
+  adds = [eqn for eqn in outer_equations(jaxpr) if eqn.primitive.name in ('add', 'add_any')
+          and eqn.outvars[0].aval.shape[-1:] == (da,) and eqn.outvars[0].aval.ndim >= 2]
+  assert not adds
+
+
 def test_second_order_gradients_through_the_pieced_kernels_equal_the_exact_product():
-  """The backward is kernel products too, so gradients of gradients go through them (c of
-  65 columns: pieces 64 + 1; a of 40, padded)."""
+  """The backward is kernel products too, so gradients of gradients go through them (a and
+  c in pieces: 40 -> 32 + 8, 65 -> 64 + 1)."""
   a, b = features((48, 40), 21), features((48, 40), 22)
   c = random_array((48, 65), 23)
   w = random_array((48, 65), 24)
