@@ -104,9 +104,11 @@ def permute_rows(t, index, inverse):
   """t (..., L, d) with rows reordered along axis -2: out[..., i, :] = t[..., index[..., i], :].
 
   index (..., L) is a permutation and inverse its inverse; the gradient is the gather by
-  `inverse` (a permutation's transpose), not the scatter-add XLA would emit.
+  `inverse` (a permutation's transpose), not the scatter-add XLA would emit. A permutation
+  is in bounds, so the gather is promised so (no clamps or fill selects around it).
   """
-  return jnp.take_along_axis(t, index[..., None], axis=-2)
+  return jnp.take_along_axis(t, index[..., None], axis=-2, mode='promise_in_bounds',
+                             wrap_negative_indices=False)
 
 
 def _permute_rows_fwd(t, index, inverse):
