@@ -46,7 +46,7 @@ _CHUNKS = (16, 32, 64, 128, 256)
 _TILE = 64  # Width of the (tile_a, tile_c) running-sum slices and of the output's da loop.
 SEGMENT_CHUNKS = 32  # Chunks one states program walks (a power of two).
 # Triton (num_warps, num_stages) per kernel.
-COMPILER_PARAMS = {'states': (4, 2), 'output': (8, 2)}
+COMPILER_PARAMS = {'states': (4, 2), 'output': (4, 2)}
 
 
 def supported(chunk_size, dtype):
