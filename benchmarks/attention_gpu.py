@@ -6,10 +6,9 @@ kinds differ only in the per-head algorithm; `flash-core` is the bare
 and `block_sparse-core` the bare fused block-sparse kernel (`sparse_kernel.py`) on the same
 shapes. `block_sparse` is the XLA path of the block-sparse layer, `block_sparse_pallas` the
 layer with the fused kernel; `cudnn_rotary` is the `cudnn` layer with rotary positions
-(`rotary=True`: q and k rotated after the projections). `favor` is the layer as users get it
-(causal: `recompute_features=None`, which keeps the kernels' bf16 feature maps for the
-backward); `favor_recompute` the causal layer with `recompute_features=True` (recomputes
-them there, the default before RESULTS 41). `lsh` is the XLA path of the LSH layer (2 hashes, chunk 256, one
+(`rotary=True`: q and k rotated after the projections). `favor_keep` is the causal `favor`
+layer with `recompute_features=False` (the backward reads the forward's feature maps instead
+of recomputing them). `lsh` is the XLA path of the LSH layer (2 hashes, chunk 256, one
 chunk back), `lsh_pallas` the layer on the fused kernel (lsh/fused.py), and `lsh-core`
 the bare LSH kind on (1, 8, L, 64) q/v (hash, sort, kernel, combine; no projections).
 `triton_flash-core` and `mosaic_flash-core` (not in the default kinds) are JAX's own dense
@@ -90,7 +89,7 @@ def head_chunk(length):
   return None if length <= 65536 else 2
 
 
-def favor(chunk_size, implementation=None, recompute_features=None):
+def favor(chunk_size, implementation=None, recompute_features=True):
   return lambda causal, L: (tl.CausalFavorAttention(D_MODEL, N_HEADS, nb_features=256, mode='eval',
                                            chunk_size=chunk_size, head_chunk_size=head_chunk(L),
                                            implementation=implementation,
@@ -112,7 +111,7 @@ MAKERS = {
     'lsh_pallas': lsh('pallas'),
     'favor': favor(128),  # Causal: the Pallas kernels on GPU (favor_kernel.py).
     'favor_xla': favor(128, 'xla'),
-    'favor_recompute': favor(128, recompute_features=True),  # Causal: recomputes the maps.
+    'favor_keep': favor(128, recompute_features=False),  # Causal: keeps the feature maps.
     'favor_c512': favor(512),
     'favor_c2048': favor(2048),
     'block_sparse': lambda causal, L: block_sparse_layer(causal, L, 'xla'),

@@ -21,12 +21,11 @@ def _favor(constructor, nb_features, kernel, recompute_features):
 def PerformerLM(vocab_size=256, d_model=512, d_ff=2048, n_layers=6, n_heads=8, max_len=2048,  # pylint: disable=invalid-name
                 dropout=0.1, nb_features=256, kernel='softmax', ff_chunk_size=0,
                 axial_pos_shape=None, d_axial_pos_embs=None, positional='sinusoidal',
-                activation=tl.Gelu, mode='train', scan_layers=False, recompute_features=None):
+                activation=tl.Gelu, mode='train', scan_layers=False, recompute_features=True):
   """Decoder-only LM with causal FAVOR+: token ids (B, L) -> logits (B, L, vocab_size).
 
   scan_layers: see TransformerLM. recompute_features: recompute the attention's feature
-  maps in the backward pass (less memory) or keep them (faster); None: auto, see
-  tl.FavorKind.
+  maps in the backward pass (less memory) or keep them (faster); see tl.FavorKind.
   """
   return tl.Serial(
       transformer.TransformerLM(
@@ -40,7 +39,7 @@ def PerformerEncoder(vocab_size=256, n_classes=10, d_model=512, d_ff=2048, n_lay
                      n_heads=8, max_len=2048, dropout=0.1, nb_features=256, kernel='softmax',
                      positional='sinusoidal', activation=tl.Gelu, pad_id=0, mode='train',
                      scan_layers=False, pooling='mean', head_d_ff=0,
-                     recompute_features=None, compact_to=None, positional_init_std=None):
+                     recompute_features=True, compact_to=None, positional_init_std=None):
   """Encoder classifier with bidirectional FAVOR+: token ids (B, L) -> logits (B, n_classes).
 
   pad_id, pooling, head_d_ff, n_classes=None, scan_layers, compact_to, positional_init_std:

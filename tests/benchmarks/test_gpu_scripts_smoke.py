@@ -14,9 +14,9 @@ def run(name, *args):
 
 def test_attention_gpu_script_runs_every_kind_on_cpu():
   out = run('attention_gpu.py', '--lengths', '512', '--causal', 'causal',
-            '--kinds', 'xla', 'lsh', 'favor', 'favor_recompute', 'block_sparse', 'triton_flash-core',
+            '--kinds', 'xla', 'lsh', 'favor', 'favor_keep', 'block_sparse', 'triton_flash-core',
             '--budget_s', '0')
-  for kind in ('xla', 'lsh', 'favor', 'favor_recompute', 'block_sparse', 'triton_flash-core'):
+  for kind in ('xla', 'lsh', 'favor', 'favor_keep', 'block_sparse', 'triton_flash-core'):
     assert f'| causal | 512 | {kind} |' in out
   assert 'Error' not in out.split('| direction')[1], out
 

@@ -73,24 +73,22 @@ class FavorKind(AttentionKind):
       kernels (`favor_feature_kernel.py`) for the softmax kernel. Bidirectional: the whole
       attention (`favor_bidir_kernel.py`; softmax kernel, nb_features <= 512, d_head <=
       128), which stores no feature map at all, so auto takes it only with
-      recompute_features True or None. 'xla' forces XLA (the portable path and the oracle);
+      recompute_features=True. 'xla' forces XLA (the portable path and the oracle);
       'pallas' forces the kernels and raises when they can't run; 'interpret' runs them
       through the Pallas interpreter (any backend, slow: for tests). Predict mode always
       uses XLA running sums. The redrawn features' QR follows the same choice
       (`qr_kernel.py` on GPU, see orthogonal_random_features).
-    recompute_features: True: keep no (L, m) feature maps for the backward pass (XLA
-      recomputes them there; bidirectional attention on GPU runs the kernels, which never
-      store them): memory near a Transformer's. False: keep them: faster at LRA's sizes,
-      m / d_head times q's size kept per layer (float32 on XLA). None (auto): keep them
-      only on the causal kernel path, where the feature kernels write them in the inputs'
-      dtype (see recomputes_features); True everywhere else. Values are the same.
+    recompute_features: True: keep no (L, m) float32 feature maps for the backward pass
+      (XLA recomputes them there; bidirectional attention on GPU runs the kernels, which
+      never store them): memory near a Transformer's. False: keep them (XLA): faster at
+      LRA's sizes, m / d_head times q's size kept per layer. Values are the same.
   """
 
   compactable = True   # sums over the real keys' features: positions play no part
 
   def __init__(self, nb_features=256, kernel='softmax', causal=False, redraw=True,
                numerical_stabilizer=1e-6, feature_seed=0, chunk_size=128,
-               implementation=None, recompute_features=None):
+               implementation=None, recompute_features=True):
     name = 'CausalFavor' if causal else 'Favor'
     if implementation not in IMPLEMENTATIONS:
       raise ValueError(f'{name}: implementation must be one of {IMPLEMENTATIONS}, got '
@@ -113,7 +111,7 @@ class FavorKind(AttentionKind):
     self.nb_features, self.kernel, self.causal, self.redraw = nb_features, kernel, causal, redraw
     self.numerical_stabilizer, self.feature_seed = numerical_stabilizer, feature_seed
     self.chunk_size, self.name, self.implementation = chunk_size, name, implementation
-    self.recompute_features = None if recompute_features is None else bool(recompute_features)
+    self.recompute_features = bool(recompute_features)
 
   def init_state(self, batch_size, n_heads, length, d_head, dtype, mode):
     """Predict mode: (S (m, d_head), z (m,), log_scale (), position ()); else ()."""
@@ -183,8 +181,7 @@ class FavorKind(AttentionKind):
     # them for the backward made a PerformerLM step need ~2.2x the memory (RESULTS 15).
     # Recomputing them there (jax.checkpoint: only q, k, v, mask and the projection are
     # kept) costs one more feature pass.
-    recompute = self.recomputes_features(v.dtype)
-    attend = jax.checkpoint(self._attend_full) if recompute else self._attend_full
+    attend = jax.checkpoint(self._attend_full) if self.recompute_features else self._attend_full
     return attend(q, k, v, mask, projection), state
 
   def _attend_kernel(self, q, k, v, mask, head_keys, mode, impl):
@@ -221,16 +218,6 @@ class FavorKind(AttentionKind):
       out = causal_product(qf, kf, v1, self.chunk_size) if self.causal else qf @ (kf.T @ v1)
     return _normalize(out).astype(out_dtype)
 
-  def recomputes_features(self, dtype):
-    """Whether train/eval on inputs of `dtype` recomputes the feature maps in the backward:
-    recompute_features, or with None (auto) everywhere but on the causal feature kernels,
-    whose maps are in the inputs' dtype (bf16: keeping them made the 64K causal layer 8.0 ->
-    6.4 ms for 1.48 -> 1.54 GiB on an H100, RESULTS 41)."""
-    if self.recompute_features is not None:
-      return self.recompute_features
-    return not (self.causal and self.kernel == 'softmax'
-                and self.pick_implementation(dtype) != 'xla')
-
   def pick_implementation(self, dtype, d_head=None):
     """'xla', 'pallas' or 'interpret' for train/eval on inputs of `dtype` (and heads of
     width d_head: bidirectional; None: not checked)."""
@@ -239,7 +226,7 @@ class FavorKind(AttentionKind):
           self.name, self.implementation, dtype, favor_kernel.supported(self.chunk_size, dtype),
           f'chunk_size a power of two in 16..256 and float inputs; got chunk_size='
           f'{self.chunk_size}, dtype={jnp.dtype(dtype)}')
-    if self.implementation in (None, 'auto') and self.recompute_features is False:
+    if self.implementation in (None, 'auto') and not self.recompute_features:
       return 'xla'  # Keeping the features in XLA was faster at LRA's sizes (RESULTS 17).
     fits = self.kernel == 'softmax' and favor_bidir_kernel.supported(
         dtype, self.nb_features, d_head)
@@ -296,7 +283,7 @@ def _normalize(out):
 def FavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', redraw=True,
                    numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
                    mode='train', d_head=None, head_chunk_size=None, feature_seed=0,
-                   use_bias=True, implementation=None, recompute_features=None, rotary=False):
+                   use_bias=True, implementation=None, recompute_features=True, rotary=False):
   """Bidirectional FAVOR+ multi-head attention: (B, L, d_model) -> (B, L, d_model).
 
   implementation: None (auto), 'xla', 'pallas' or 'interpret'; recompute_features: see
@@ -314,7 +301,7 @@ def CausalFavorAttention(d_model, n_heads=8, nb_features=256, kernel='softmax', 
                          numerical_stabilizer=1e-6, use_mask=False, dropout=0.0, max_len=2048,
                          mode='train', d_head=None, head_chunk_size=None,
                          feature_seed=0, chunk_size=128, use_bias=True, implementation=None,
-                         recompute_features=None, rotary=False):
+                         recompute_features=True, rotary=False):
   """Causal FAVOR+ attention (a decoder's); predict mode keeps running sums, O(1) per token.
 
   implementation: None (auto), 'xla', 'pallas' or 'interpret'; recompute_features: see
