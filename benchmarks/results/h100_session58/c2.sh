@@ -1,6 +1,5 @@
 # session 58 call 2 (same lease): the product kernels' knobs one at a time; recompute_features False vs True; the feature
 # kernels' first tuning sweep; a 64K profile of the tree's causal FAVOR+
-# (favor_keep, the causal layer with recompute_features=False, is now the default `favor`; the old default is `favor_recompute`)
 T0=$SECONDS
 source .data/setup.sh
 (cd benchmarks && timeout 170 python favor_product_tune.py) > $OUT/product_tune2.log 2>&1

@@ -168,6 +168,30 @@ def test_head_chunking_does_not_change_the_output():
   assert repr(layer.kind) == 'Favor' and CausalFavorAttention(16, 2).kind.causal
 
 
+def test_causal_kernels_keep_the_features_on_request_with_the_same_values():
+  """On the causal kernel path (interpret), recompute_features=False keeps the bf16 maps
+  for the backward (at least the two maps' bytes more than True) with the same values and
+  gradients, bit for bit."""
+  length, d, m = 64, 16, 32
+  q, k, v = (random_array((1, 2, length, d), i).astype(jnp.bfloat16) for i in range(3))
+  mask = np.ones((1, length), bool)
+  results = {}
+  for recompute in (False, True):
+    kind = FavorKind(m, causal=True, redraw=False, chunk_size=16, implementation='interpret',
+                     recompute_features=recompute)
+    def loss(q, k, v, kind=kind):
+      out = kind.attend_batched(q, k, v, mask, (), None, 'eval')[0]
+      return jnp.sum(out.astype(jnp.float32) * jnp.arange(d))
+    value, backward = jax.vjp(loss, q, k, v)
+    kept = sum(x.nbytes for x in jax.tree.leaves(backward))
+    results[recompute] = value, backward(jnp.ones_like(value)), kept
+  two_maps = 2 * 2 * length * m * 2            # query and key features, 2 heads, bf16
+  assert results[False][2] >= results[True][2] + two_maps, (results[False][2], results[True][2])
+  assert float(results[False][0]) == float(results[True][0])
+  for got, want in zip(results[False][1], results[True][1]):
+    np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(want, np.float32))
+
+
 @pytest.mark.parametrize('causal', [False, True])
 def test_backward_keeps_inputs_not_the_feature_maps(causal):
   """The (L, m) float32 features are recomputed in the backward: a stack of Performer
