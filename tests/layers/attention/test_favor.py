@@ -168,23 +168,30 @@ def test_head_chunking_does_not_change_the_output():
   assert repr(layer.kind) == 'Favor' and CausalFavorAttention(16, 2).kind.causal
 
 
-def test_causal_kernels_keep_the_features_on_request_with_the_same_values():
-  """On the causal kernel path (interpret), recompute_features=False keeps the bf16 maps
-  for the backward (at least the two maps' bytes more than True) with the same values and
-  gradients, bit for bit."""
-  length, d, m = 64, 16, 32
-  q, k, v = (random_array((1, 2, length, d), i).astype(jnp.bfloat16) for i in range(3))
-  mask = np.ones((1, length), bool)
+def _recomputed_and_kept(batch, length, d, m, causal, implementation):
+  """{recompute_features: (loss, (dq, dk, dv), bytes the vjp keeps)} for True and False on
+  the same bf16 q, k, v (batch, 2 heads, length, d)."""
+  q, k, v = (random_array((batch, 2, length, d), i).astype(jnp.bfloat16) for i in range(3))
+  mask = np.ones((batch, length), bool)
   results = {}
-  for recompute in (False, True):
-    kind = FavorKind(m, causal=True, redraw=False, chunk_size=16, implementation='interpret',
-                     recompute_features=recompute)
+  for recompute in (True, False):
+    kind = FavorKind(m, causal=causal, redraw=False, chunk_size=16,
+                     implementation=implementation, recompute_features=recompute)
     def loss(q, k, v, kind=kind):
       out = kind.attend_batched(q, k, v, mask, (), None, 'eval')[0]
       return jnp.sum(out.astype(jnp.float32) * jnp.arange(d))
     value, backward = jax.vjp(loss, q, k, v)
     kept = sum(x.nbytes for x in jax.tree.leaves(backward))
     results[recompute] = value, backward(jnp.ones_like(value)), kept
+  return results
+
+
+def test_causal_kernels_keep_the_features_on_request_with_the_same_values():
+  """On the causal kernel path (interpret), recompute_features=False keeps the bf16 maps
+  for the backward (at least the two maps' bytes more than True) with the same values and
+  gradients, bit for bit."""
+  length, m = 64, 32
+  results = _recomputed_and_kept(1, length, 16, m, causal=True, implementation='interpret')
   two_maps = 2 * 2 * length * m * 2            # query and key features, 2 heads, bf16
   assert results[False][2] >= results[True][2] + two_maps, (results[False][2], results[True][2])
   assert float(results[False][0]) == float(results[True][0])
@@ -198,20 +205,9 @@ def test_backward_keeps_inputs_not_the_feature_maps(causal):
   layers keeps per layer about q, k, v, not m / d_head times more (PerformerLM needed ~2.2x
   the memory before). recompute_features=False keeps them, with the same values and
   gradients."""
-  length, d, m = 64, 8, 256
-  q, k, v = (random_array((2, 2, length, d), i).astype(jnp.bfloat16) for i in range(3))
-  mask = np.ones((2, length), bool)
+  length, m = 64, 256
+  results = _recomputed_and_kept(2, length, 8, m, causal=causal, implementation='xla')
   one_feature_map = 2 * 2 * length * m * 4
-  results = {}
-  for recompute in (True, False):
-    kind = FavorKind(m, causal=causal, redraw=False, chunk_size=16, implementation='xla',
-                     recompute_features=recompute)
-    def loss(q, k, v, kind=kind):
-      out = kind.attend_batched(q, k, v, mask, (), None, 'eval')[0]
-      return jnp.sum(out.astype(jnp.float32))
-    value, backward = jax.vjp(loss, q, k, v)
-    kept = sum(x.nbytes for x in jax.tree.leaves(backward))
-    results[recompute] = value, backward(jnp.ones_like(value)), kept
   assert results[True][2] < one_feature_map < results[False][2], (results[True][2],
                                                                  results[False][2])
   assert float(results[True][0]) == float(results[False][0])
