@@ -189,6 +189,8 @@ def long_lm_models(length, d, layers, heads, vocab):
   """The four LM kinds at one size, each on its GPU attention path (cuDNN flash or kernel).
 
   LSH: 2 hashes, chunks of 256 (one chunk back), one bucket per chunk, as attention_gpu.py.
+  PerformerLM(keep): PerformerLM with recompute_features=False (the feature maps kept for the
+  backward: faster attention, more memory; RESULTS 41).
   """
   common = dict(vocab_size=vocab, d_model=d, d_ff=4 * d, n_layers=layers, n_heads=heads,
                 max_len=length, dropout=0.0, mode='train')
@@ -199,6 +201,7 @@ def long_lm_models(length, d, layers, heads, vocab):
       'TransformerLM': lambda: models.TransformerLM(**common),
       'ReformerLM(lsh)': lambda: models.ReformerLM(**common, attention_type=lsh),
       'PerformerLM': lambda: models.PerformerLM(**common),
+      'PerformerLM(keep)': lambda: models.PerformerLM(**common, recompute_features=False),
       'BigBirdLM': lambda: models.BigBirdLM(**common),
   }
 
