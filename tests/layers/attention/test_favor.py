@@ -179,7 +179,7 @@ def _recomputed_and_kept(batch, length, d, m, causal, implementation):
                      implementation=implementation, recompute_features=recompute)
     def loss(q, k, v, kind=kind):
       out = kind.attend_batched(q, k, v, mask, (), None, 'eval')[0]
-      return jnp.sum(out.astype(jnp.float32) * jnp.arange(d))
+      return jnp.sum(out.astype(jnp.float32) * jnp.arange(1, d + 1))   # no column weighted 0
     value, backward = jax.vjp(loss, q, k, v)
     kept = sum(x.nbytes for x in jax.tree.leaves(backward))
     results[recompute] = value, backward(jnp.ones_like(value)), kept
