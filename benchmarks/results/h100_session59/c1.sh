@@ -1,18 +1,14 @@
 # session 59 call 1: causal FAVOR+ keeping the (L, d+1) sums under recompute_features=True (tree: the checkpoint policy
 # saves them, so the backward reruns the feature maps but not the product) vs main f080900 (old.tar) at 4K/16K/64K with
-# cuDNN and the kept maps; PerformerLM's training step at 8K/32K on both; then the whole GPU suite on the tree with what is
-# left of the call (every LM kind and ReformerLM 2^20 go in call 2: c2.sh)
+# cuDNN and the kept maps; then the whole GPU suite on the tree with what is left of the call (LIMIT seconds in all);
+# PerformerLM's step, every LM kind and ReformerLM 2^20 go in a later call (c2.sh)
 T0=$SECONDS
 source .data/setup.sh
 mkdir -p /tmp/old && tar xf .data/old.tar -C /tmp/old
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $OUT/gpu1.txt
 L="--lengths 4096 16384 65536 --causal causal --budget_s 0.4"
 (echo "== tree"; timeout 70 python benchmarks/attention_gpu.py $L --kinds cudnn favor favor_keep | grep '^|'
- echo "== main"; (cd /tmp/old && PYTHONPATH=/tmp/old:/tmp/site timeout 50 python benchmarks/attention_gpu.py $L --kinds favor | grep '^|')
- echo "== tree again"; timeout 50 python benchmarks/attention_gpu.py $L --kinds favor | grep '^|') > $OUT/favor1.txt 2>&1
+ echo "== main"; (cd /tmp/old && PYTHONPATH=/tmp/old:/tmp/site timeout 50 python benchmarks/attention_gpu.py $L --kinds favor | grep '^|')) > $OUT/favor1.txt 2>&1
 cat $OUT/favor1.txt; echo "t=$((SECONDS-T0))"
-(echo "== tree"; timeout 70 python benchmarks/models_gpu.py long_lm --only PerformerLM 2>&1 | grep '^|'
- echo "== main"; (cd /tmp/old && PYTHONPATH=/tmp/old:/tmp/site timeout 60 python benchmarks/models_gpu.py long_lm --only PerformerLM 2>&1 | grep '^|')) > $OUT/performer1.txt 2>&1
-cat $OUT/performer1.txt; echo "t=$((SECONDS-T0))"
-D=$((590-20-(SECONDS-T0))) bash benchmarks/results/h100_session53/c4.sh
+D=$((${LIMIT:-590}-20-(SECONDS-T0))) bash benchmarks/results/h100_session53/c4.sh
 echo "t=$((SECONDS-T0))"
