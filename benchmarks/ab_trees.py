@@ -11,7 +11,9 @@ Compare revisions only within one call: the machines differ from lease to lease.
 
 `run` prints '== name (commit)' before each tree's output, in the order packed; with
 --bracket the working tree runs first and again last, as 'tree' (drift between the ends
-says how far the other rows can be trusted). Exit status: the first non-zero one.
+says how far the other rows can be trusted). Each tree is unpacked in a temporary folder,
+removed afterwards, and the command runs there: give it absolute output paths ($OUT/...).
+Exit status: the first non-zero one.
 """
 import argparse
 import os
@@ -52,14 +54,19 @@ def run(folder, command, timeout_s, bracket):
     raise SystemExit(f'ab_trees run: no {INDEX} in {folder!r}: pack the revisions first.')
   with open(index) as f:
     trees = [line.split() for line in f if line.strip()]
-  work = tempfile.mkdtemp(prefix='ab_trees_')
-  order = [(name, commit, os.path.join(work, name)) for name, commit in trees]
-  for name, _, root in order:
-    with tarfile.open(os.path.join(folder, f'{name}.tar')) as tar:
-      tar.extractall(root, filter='data')
-  if bracket:
-    here = ('tree', 'working tree', os.getcwd())
-    order = [here] + order + [here]
+  with tempfile.TemporaryDirectory(prefix='ab_trees_') as work:
+    order = [(name, commit, os.path.join(work, name)) for name, commit in trees]
+    for name, _, root in order:
+      with tarfile.open(os.path.join(folder, f'{name}.tar')) as tar:
+        tar.extractall(root, filter='data')
+    if bracket:
+      here = ('tree', 'working tree', os.getcwd())
+      order = [here] + order + [here]
+    return _run_each(order, command, timeout_s)
+
+
+def _run_each(order, command, timeout_s):
+  """Runs `command` in each (name, commit, root) in turn; the first non-zero exit status."""
   status = 0
   for name, commit, root in order:
     print(f'== {name} ({commit})', flush=True)
