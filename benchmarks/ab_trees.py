@@ -34,14 +34,14 @@ def pack(folder, specs):
     name, sep, rev = spec.partition('=')
     if not sep or not name or not rev or not name.replace('_', '').isalnum():
       raise SystemExit(f'ab_trees pack: want name=revision with a plain name, got {spec!r}.')
-    commit = subprocess.run(['git', 'rev-parse', '--verify', f'{rev}^{{commit}}'],
-                            capture_output=True, text=True, check=False)
-    if commit.returncode:
-      raise SystemExit(f'ab_trees pack: {rev!r} is not a commit here: {commit.stderr.strip()}')
+    found = subprocess.run(['git', 'rev-parse', '--verify', f'{rev}^{{commit}}'],
+                           capture_output=True, text=True, check=False)
+    if found.returncode:
+      raise SystemExit(f'ab_trees pack: {rev!r} is not a commit here: {found.stderr.strip()}')
+    commit = found.stdout.strip()
     with open(os.path.join(folder, f'{name}.tar'), 'wb') as f:
-      subprocess.run(['git', 'archive', '--format=tar', commit.stdout.strip(), *PATHS],
-                     stdout=f, check=True)
-    lines.append(f'{name} {commit.stdout.strip()}\n')
+      subprocess.run(['git', 'archive', '--format=tar', commit, *PATHS], stdout=f, check=True)
+    lines.append(f'{name} {commit}\n')
   with open(os.path.join(folder, INDEX), 'w') as f:
     f.writelines(lines)
   return [line.split() for line in lines]
@@ -67,11 +67,12 @@ def run(folder, command, timeout_s, bracket):
 
 def _run_each(order, command, timeout_s):
   """Runs `command` in each (name, commit, root) in turn; the first non-zero exit status."""
+  # The working tree leaves PYTHONPATH, so a module one revision lacks is not taken from it.
+  others = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep)
+            if p and os.path.abspath(p) != os.getcwd()]
   status = 0
   for name, commit, root in order:
     print(f'== {name} ({commit})', flush=True)
-    others = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep)
-              if p and os.path.abspath(p) != os.getcwd()]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + others))
     try:
       code = subprocess.run(command, cwd=root, env=env, timeout=timeout_s, check=False).returncode
