@@ -37,6 +37,7 @@ in registers, written in bf16), bidirectional softmax-kernel attention whole on
 import functools
 
 import jax
+from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 
 from plait.layers.attention import favor_bidir_kernel, favor_feature_kernel, favor_kernel
@@ -179,9 +180,11 @@ class FavorKind(AttentionKind):
       return _normalize(out).astype(out_dtype), state
     # The (L, m) float32 feature maps are m / d_head times larger than q, k and v: keeping
     # them for the backward made a PerformerLM step need ~2.2x the memory (RESULTS 15).
-    # Recomputing them there (jax.checkpoint: only q, k, v, mask and the projection are
-    # kept) costs one more feature pass.
-    attend = jax.checkpoint(self._attend_full) if self.recompute_features else self._attend_full
+    # Recomputing them there (jax.checkpoint: q, k, v, mask, the projection and the
+    # (L, d_head + 1) sums are kept) costs one more feature pass; keeping the sums, which the
+    # normalization's backward needs, spares a second run of the product.
+    attend = (jax.checkpoint(self._attend_full, policy=_KEEP_SUMS) if self.recompute_features
+              else self._attend_full)
     return attend(q, k, v, mask, projection), state
 
   def _attend_kernel(self, q, k, v, mask, head_keys, mode, impl):
@@ -216,7 +219,7 @@ class FavorKind(AttentionKind):
     else:
       v1 = _with_ones(v.astype(q.dtype))
       out = causal_product(qf, kf, v1, self.chunk_size) if self.causal else qf @ (kf.T @ v1)
-    return _normalize(out).astype(out_dtype)
+    return _normalize(checkpoint_name(out, _SUMS)).astype(out_dtype)
 
   def pick_implementation(self, dtype, d_head=None):
     """'xla', 'pallas' or 'interpret' for train/eval on inputs of `dtype` (and heads of
@@ -270,6 +273,10 @@ def _features_dtype(*arrays):
 def _with_ones(v):
   """(..., L, d) -> (..., L, d + 1): a column of ones carries the attention denominator."""
   return jnp.concatenate([v, jnp.ones(v.shape[:-1] + (1,), v.dtype)], axis=-1)
+
+
+_SUMS = 'favor_sums'   # [numerator, denominator]: what recompute_features keeps
+_KEEP_SUMS = jax.checkpoint_policies.save_only_these_names(_SUMS)
 
 
 def _normalize(out):
