@@ -79,10 +79,11 @@ class FavorKind(AttentionKind):
       through the Pallas interpreter (any backend, slow: for tests). Predict mode always
       uses XLA running sums. The redrawn features' QR follows the same choice
       (`qr_kernel.py` on GPU, see orthogonal_random_features).
-    recompute_features: True: keep no (L, m) float32 feature maps for the backward pass
-      (XLA recomputes them there; bidirectional attention on GPU runs the kernels, which
-      never store them): memory near a Transformer's. False: keep them (XLA): faster at
-      LRA's sizes, m / d_head times q's size kept per layer. Values are the same.
+    recompute_features: True: keep no (L, m) feature maps for the backward pass (they are
+      recomputed there; the (L, d_head + 1) float32 sums are kept, so the product is not
+      run again; bidirectional attention on GPU runs the kernels, which never store them):
+      memory near a Transformer's. False: keep them: faster, m / d_head times q's size
+      kept per layer. Values are the same.
   """
 
   compactable = True   # sums over the real keys' features: positions play no part
