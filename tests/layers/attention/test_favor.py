@@ -1,4 +1,5 @@
 """FAVOR+ (Performer): approximation of softmax, padding masks, redraw policy, decoding."""
+import collections
 import functools
 
 import jax
@@ -13,6 +14,7 @@ from plait.layers.attention.favor_features import fixed_orthogonal_features
 from plait.layers.base import LayerError
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
+from tests.gpu_lowering import pallas_calls
 from tests.layers.attention.test_favor_causal import attend, naive_favor
 
 L, DH = 10, 4
@@ -214,3 +216,26 @@ def test_backward_keeps_inputs_not_the_feature_maps(causal):
   for got, want in zip(results[True][1], results[False][1]):
     np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
                                rtol=1e-2, atol=1e-3)
+
+
+def _kernel_counts(recompute):
+  """{kernel name: calls} in the program of one causal kernel-path (interpret) gradient."""
+  q, k, v = (random_array((1, 2, 64, 16), i).astype(jnp.bfloat16) for i in range(3))
+  kind = FavorKind(32, causal=True, redraw=False, chunk_size=16, implementation='interpret',
+                   recompute_features=recompute)
+  def loss(q, k, v):
+    out = kind.attend_batched(q, k, v, np.ones((1, 64), bool), (), None, 'eval')[0]
+    return jnp.sum(out.astype(jnp.float32))
+  jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v).jaxpr
+  return collections.Counter(str(eqn.params['name']).split()[0] for eqn in pallas_calls(jaxpr))
+
+
+def test_recomputed_features_rerun_the_feature_maps_but_not_the_product():
+  """recompute_features=True keeps the (L, d + 1) sums that the normalization's backward
+  needs, so the backward reruns the query and key feature maps but not the product: the
+  output kernel runs once forward and once per backward product (3), as with the maps kept."""
+  recomputed, kept = _kernel_counts(True), _kernel_counts(False)
+  assert recomputed['plait_favor_output'] == kept['plait_favor_output'] == 4, (recomputed, kept)
+  assert recomputed['plait_favor_states'] == kept['plait_favor_states']
+  for name in ('plait_favor_query_features', 'plait_favor_key_features'):
+    assert recomputed[name] == 2 * kept[name] == 2, (name, recomputed, kept)
