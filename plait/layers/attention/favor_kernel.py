@@ -115,6 +115,12 @@ def _product(a, b, c, layout, reverse, interpret, out_dtype):
   One output kernel makes every piece of the output: the (chunk, chunk) scores, summed
   over a's pieces, are computed once for all of c's pieces.
   """
+  states, offsets = _sums(b, c, layout, reverse, interpret)
+  return _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype)
+
+
+def _sums(b, c, layout, reverse, interpret):
+  """The running sums of b_j c_j^T per (b piece, c piece): [[states]] and [[offsets]]."""
   states, offsets = [], []
   for b_piece in b:
     row_states, row_offsets = [], []
@@ -127,7 +133,7 @@ def _product(a, b, c, layout, reverse, interpret, out_dtype):
           jax.lax.cumsum(totals, axis=1, reverse=reverse) - totals))
     states.append(row_states)
     offsets.append(row_offsets)
-  return _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype)
+  return states, offsets
 
 
 def _product_fwd(a, b, c, layout, reverse, interpret, out_dtype):
@@ -141,12 +147,39 @@ def _product_bwd(layout, reverse, interpret, out_dtype, residuals, g):
   # Each gradient is one product whose pieces are the operands': da (a's pieces) sums the
   # contributions of all of c's pieces inside the kernel, with no XLA add.
   da = _product(g, c, b, layout, reverse, interpret, a[0].dtype)
-  db = _product(c, g, a, layout, not reverse, interpret, b[0].dtype)
-  dc = _product(b, a, g, layout, not reverse, interpret, c[0].dtype)
+  db, dc = _db_dc(a, b, c, g, layout, not reverse, interpret)
   return da, db, dc
 
 
 _product.defvjp(_product_fwd, _product_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _db_dc(a, b, c, g, layout, reverse, interpret):
+  """(db, dc) = (product(c, g, a), product(b, a, g)), both walked `reverse`, in b's and c's
+  dtypes. Their running sums are transposes of each other (sum_t g_t a_t^T and sum_t a_t
+  g_t^T), so one states pass serves both: dc's output kernel reads db's sums transposed."""
+  states, offsets = _sums(g, a, layout, reverse, interpret)
+  db = _call_output(c, g, a, states, offsets, layout, reverse, interpret, b[0].dtype)
+  flip = lambda rows: [list(col) for col in zip(*rows)]   # [g piece][a piece] -> [a][g]
+  dc = _call_output(b, a, g, flip(states), flip(offsets), layout, reverse, interpret,
+                    c[0].dtype, transposed_states=True)
+  return db, dc
+
+
+def _db_dc_fwd(a, b, c, g, layout, reverse, interpret):
+  return _db_dc(a, b, c, g, layout, reverse, interpret), (a, b, c, g)
+
+
+def _db_dc_bwd(layout, reverse, interpret, residuals, cotangents):
+  """Through the two products' own VJPs (second order only)."""
+  a, b, c, g = residuals
+  both = lambda a, b, c, g: (_product(c, g, a, layout, reverse, interpret, b[0].dtype),
+                             _product(b, a, g, layout, reverse, interpret, c[0].dtype))
+  return jax.vjp(both, a, b, c, g)[1](cotangents)
+
+
+_db_dc.defvjp(_db_dc_fwd, _db_dc_bwd)
 
 
 def _call_states(b, c, layout, reverse, interpret):
@@ -190,11 +223,13 @@ def _states_kernel(b_ref, c_ref, s_ref, total_ref, *, size, reverse):
   total_ref[...] = jax.lax.fori_loop(0, n_chunks, step, zeros)
 
 
-def _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype):
+def _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype,
+                 transposed_states=False):
   """c's pieces' shapes, out_dtype (accumulated in float32): for every chunk n and piece j
   of c, out_jn = mask(a_n b_n^T) c_jn + sum_i a_in (S_ijn + the offset of n's segment),
   with a_n b_n^T summed over the pieces i of a and b. states[i][j] (and offsets[i][j], None
-  for one segment) are `_call_states(b[i], c[j])`'s."""
+  for one segment) are `_call_states(b[i], c[j])`'s, or with transposed_states
+  `_call_states(c[j], b[i])`'s (the same sums, transposed)."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   size, per_segment = layout
   pairs, length = a[0].shape[:2]
@@ -208,7 +243,7 @@ def _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype
   in_specs = ([chunk(t) for t in (*a, *b, *c)] + [state(s) for s in flat_states]
               + [offset(o) for o in flat_offsets])
   body = functools.partial(_output_kernel, n_a=len(a), n_c=len(c), tile=_TILE, reverse=reverse,
-                           with_offsets=bool(flat_offsets))
+                           with_offsets=bool(flat_offsets), transposed=transposed_states)
   return tuple(pl.pallas_call(
       body, grid=(pairs, length // size), in_specs=in_specs,
       out_specs=[chunk(t) for t in c],
@@ -223,14 +258,14 @@ def _tiles(width, tile):
   return [(start, size) for start in range(0, width, size)]
 
 
-def _output_kernel(*refs, n_a, n_c, tile, reverse, with_offsets):
+def _output_kernel(*refs, n_a, n_c, tile, reverse, with_offsets, transposed):
   """One chunk: the masked within-chunk product plus the product with the earlier sums
   (its segment's, from the states kernel, plus the earlier segments').
 
   Refs: a's and b's n_a pieces, c's n_c pieces, the (a piece, c piece) states, their
-  offsets when there are several segments, then the n_c outputs. Every piece is walked in
-  static tiles so that only the (size, size) scores and one (size, tile) accumulator are
-  live at a time.
+  offsets when there are several segments, then the n_c outputs; `transposed`: the states
+  and offsets are stored (c piece cols, a piece cols). Every piece is walked in static tiles
+  so that only the (size, size) scores and one (size, tile) accumulator are live at a time.
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   a_refs, b_refs, refs = refs[:n_a], refs[n_a:2 * n_a], refs[2 * n_a:]
@@ -253,9 +288,9 @@ def _output_kernel(*refs, n_a, n_c, tile, reverse, with_offsets):
       for ia, a_ref in enumerate(a_refs):
         pair = ia * n_c + jc
         for i, ta in _tiles(a_ref.shape[-1], tile):
-          tile_ij = (pl.ds(i, ta), pl.ds(j, tc))
+          tile_ij = (pl.ds(j, tc), pl.ds(i, ta)) if transposed else (pl.ds(i, ta), pl.ds(j, tc))
           earlier = s_refs[pair][tile_ij]
           if with_offsets:
             earlier = (earlier.astype(jnp.float32) + o_refs[pair][tile_ij]).astype(dtype)
-          acc += block_dot(a_ref[:, pl.ds(i, ta)], earlier)
+          acc += block_dot(a_ref[:, pl.ds(i, ta)], earlier, trans_b=transposed)
       out_ref[:, pl.ds(j, tc)] = acc.astype(out_ref.dtype)
