@@ -227,7 +227,7 @@ def _kernel_counts(recompute):
     out = kind.attend_batched(q, k, v, np.ones((1, 64), bool), (), None, 'eval')[0]
     return jnp.sum(out.astype(jnp.float32))
   jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v).jaxpr
-  return collections.Counter(str(eqn.params['name']).split()[0] for eqn in pallas_calls(jaxpr))
+  return collections.Counter(eqn.params['name'] for eqn in pallas_calls(jaxpr))
 
 
 def test_recomputed_features_rerun_the_feature_maps_but_not_the_product():
