@@ -134,7 +134,7 @@ class BlockSparseKind(AttentionKind):
     return kernel_implementation(
         self.name, self.implementation, q.dtype,
         sparse_kernel.supported(self.block_size, q.shape[-1], q.dtype),
-        f'block_size and d_head in (16, 32, 64, 128) and float inputs; got block_size='
+        f'block_size in (16, 32, 64, 128), 16 <= d_head <= 128 and float inputs; got block_size='
         f'{self.block_size}, d_head={q.shape[-1]}, dtype={q.dtype}')
 
   def _kernel(self, q, k, v, valid, n_blocks, interpret):

@@ -39,6 +39,10 @@ key j is q_j * key_scale[j]. The kernels read q as the keys and multiply each sc
 by its scale, so no key array exists, neither in the forward nor kept for the backward
 (which turns the keys' gradient into q's and key_scale's).
 
+Heads of any width up to 128 run: q, k, v are zero-padded to the next kernel width (16, 32,
+64 or 128), which adds nothing to any logit or output, the logits are scaled by the true
+width, and the output is cut back (so d_head 48, 80 or 96 costs the kernel of 64 or 128).
+
 `interpret=True` runs the same kernels through the Pallas interpreter (CPU tests). The
 XLA path of each layer is the oracle; tests compare values and gradients.
 """
@@ -57,7 +61,7 @@ __all__ = ['LogitTerms', 'sparse_attention', 'supported']
 _NEG = large_negative(jnp.float32)  # Masked logits; the log-sum-exp of a row seeing nothing.
 _LOG2E = 1.4426950408889634  # Kernels work in base 2: exp(x) = exp2(x * log2(e)).
 _BLOCKS = (16, 32, 64, 128)
-_HEAD_DIMS = (16, 32, 64, 128)
+_HEAD_DIMS = (16, 32, 64, 128)   # The kernels' widths; narrower heads are zero-padded.
 # Triton (num_warps, num_stages) per kernel, measured on an H200 (see docs/attention.md).
 COMPILER_PARAMS = {'fwd_kernel': (4, 2), 'dq_kernel': (4, 2), 'dkv_kernel': (4, 2)}
 
@@ -70,6 +74,8 @@ class LogitTerms(NamedTuple):
   with n_ids chunk-id vectors (0: none). key_scale: each key's scores are multiplied by
   its entry of a per-position float32 vector (shared QK: keys = q * key_scale).
   rounds_folded: head h runs round h % n_ids, whose window holds every pair computed.
+  d_head: the heads' true width when q, k, v are zero-padded to a kernel width (0: theirs);
+  the logits are scaled by d_head ** -0.5.
   """
   causal: bool = False
   self_penalty: float = 0.0
@@ -77,11 +83,18 @@ class LogitTerms(NamedTuple):
   n_ids: int = 0
   key_scale: bool = False
   rounds_folded: bool = False
+  d_head: int = 0
 
 
 def supported(block_size, d_head, dtype):
-  """Whether the GPU kernels take these: power-of-two block and d_head in 16..128, float."""
-  return (block_size in _BLOCKS and d_head in _HEAD_DIMS
+  """Whether the layers run the GPU kernels for these: block in (16, 32, 64, 128), 16 <=
+  d_head <= 128, float.
+
+  Heads between kernel widths are zero-padded to the next one (see the module); heads
+  narrower than 16 stay on XLA (the kernel of 16 would do at least twice their work; not
+  measured), though `sparse_attention` itself takes them.
+  """
+  return (block_size in _BLOCKS and _HEAD_DIMS[0] <= d_head <= _HEAD_DIMS[-1]
           and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16, jnp.float32))
 
 
@@ -91,8 +104,8 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
   """softmax(q k^T / sqrt(d)) v over the plan's blocks, masked by positions.
 
   Args:
-    q, k, v: (B, H, L, d) with L = plan.n_blocks * block_size; k is None when
-      `key_scale` is given.
+    q, k, v: (B, H, L, d) with L = plan.n_blocks * block_size and d <= 128 (widths other
+      than 16, 32, 64, 128 run zero-padded to the next); k is None when `key_scale` is given.
     q_pos, k_pos: (B | 1, H | 1, L) int32 positions; k_pos = -1 marks keys no query sees.
     plan: a `BlockPlan` (static).
     causal: a query sees only keys with k_pos <= q_pos.
@@ -135,6 +148,11 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
     raise ValueError(f'sparse_attention: q/k/v must share a shape (B, H, L, d) with L a '
                      f'multiple of the plan\'s {n} blocks; got {q.shape}, {shape(k)}, '
                      f'{v.shape}.')
+  d_head = q.shape[-1]
+  width = next((w for w in _HEAD_DIMS if w >= d_head), None)
+  if width is None:
+    raise ValueError(f'sparse_attention: the kernels take heads up to {_HEAD_DIMS[-1]} wide; '
+                     f'got q of shape {q.shape} (d_head={d_head}).')
   chunk_ids = tuple(chunk_ids)
   named = [('q_pos', q_pos), ('k_pos', k_pos)] + [(f'chunk_ids[{r}]', c)
                                                   for r, c in enumerate(chunk_ids)]
@@ -148,15 +166,19 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
                      f'a multiple of their number; got {len(chunk_ids)} and q of shape '
                      f'{q.shape}.')
   terms = LogitTerms(bool(causal), float(self_penalty), tuple(int(w) for w in window),
-                     len(chunk_ids), key_scale is not None, bool(rounds_folded))
+                     len(chunk_ids), key_scale is not None, bool(rounds_folded),
+                     0 if width == d_head else d_head)
   ids = tuple(c.astype(jnp.int32) for c in chunk_ids)
   if key_scale is not None:
     key_scale = key_scale.astype(jnp.float32)
+  if width != d_head:   # zeros add nothing to q.k or to the output's first d_head columns
+    widen = lambda t: jnp.pad(t, [(0, 0)] * 3 + [(0, width - d_head)])
+    q, k, v = widen(q), None if k is None else widen(k), widen(v)
   swap = _swap if sequence_major else (lambda t: t)
   out, lse = _attention(swap(q), None if k is None else swap(k), swap(v),
                         q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), ids, key_scale,
                         plan, terms, interpret, bool(sequence_major))
-  out = swap(out)
+  out = swap(out)[..., :d_head]
   return (out, lse) if return_lse else out
 
 
@@ -345,8 +367,8 @@ def _call(kernel, rows, bs, q, terms, interpret, seq, n_full, out_dtypes, arrays
     out_shapes += parts
     out_specs += [per_pair(s) for s in parts]
   params = triton_params(*COMPILER_PARAMS[kernel.__name__.strip('_')], interpret)
-  body = functools.partial(kernel, bs=bs, width=len(rows.table) // n_rows, scale=d ** -0.5,
-                           terms=terms)
+  body = functools.partial(kernel, bs=bs, width=len(rows.table) // n_rows,
+                           scale=(terms.d_head or d) ** -0.5, terms=terms)
   outs = pl.pallas_call(
       body, grid=(n_rows, batch, heads), in_specs=in_specs, out_specs=out_specs,
       out_shape=out_shapes, compiler_params=params, interpret=interpret,

@@ -145,6 +145,52 @@ def test_log_sum_exp_output_and_its_gradient(causal, sequence_major):
   assert_close(got, jax.value_and_grad(oracle, argnums=(0, 1, 2))(q, k, v), tol=5e-5)
 
 
+@pytest.mark.parametrize('d,causal,sequence_major,shared', [
+    (5, False, False, False), (24, True, True, False), (100, True, False, True)])
+def test_heads_of_other_widths_run_zero_padded(d, causal, sequence_major, shared):
+  """Head widths outside (16, 32, 64, 128) run on the next kernel width, zero-padded:
+  output, lse and gradients (to q, k, v, or to q and key_scale for shared QK) equal masked
+  attention scaled by the true width (a padded width's 1/sqrt(d) would differ)."""
+  n, bs = 4, 8
+  lists = [[0, 2], [0, 1], [0, 1, 2, 3], [1, 3]]
+  plan = block_plan(lists, width=2)
+  length = n * bs
+  q, k, v = (jnp.asarray(random_array((B, H, length, d), 20 + i)) for i in range(3))
+  key_scale = jnp.asarray(1.0 + 0.5 * np.abs(random_array((B, H, length), 23)))
+  k_pos = np.tile(np.arange(length), (B, 1, 1))
+  k_pos[1, 0, 5:9] = -1
+  q_pos = np.arange(length)[None, None]
+  allowed = jnp.asarray(allowed_positions(lists, bs, k_pos, causal))
+  w = jnp.asarray(random_array((B, H, length), 51))
+  def combine(out, lse):
+    assert out.shape == (B, H, length, d)
+    return jnp.sum(out * jnp.cos(out)) + jnp.sum(w * lse)
+  def kernel(q, k, v, key_scale):
+    return combine(*sparse_kernel.sparse_attention(
+        q, None if shared else k, v, jnp.asarray(q_pos), jnp.asarray(k_pos), plan, causal,
+        interpret=True, return_lse=True, sequence_major=sequence_major,
+        key_scale=key_scale if shared else None))
+  def oracle(q, k, v, key_scale):
+    k = q * key_scale[..., None] if shared else k
+    logits = jnp.einsum('bhqd,bhkd->bhqk', q, k) / np.sqrt(d)
+    lse = jax.nn.logsumexp(jnp.where(allowed, logits, -jnp.inf), axis=-1)
+    return combine(masked_attention(q, k, v, allowed), lse)
+  args = (q, k, v, key_scale)
+  got = jax.jit(jax.value_and_grad(kernel, argnums=(0, 1, 2, 3)))(*args)
+  # key_scale's gradient sums d products of size ~25: float32 order differs by ~1e-4 (as
+  # unpadded at d 128); the wrong scale (padded width) would be off by ~10 %.
+  assert_close(got, jax.value_and_grad(oracle, argnums=(0, 1, 2, 3))(*args),
+               tol=3e-4 if shared else 5e-5)
+
+
+def test_heads_wider_than_128_are_refused():
+  plan = block_plan([[0], [0, 1]], width=2)
+  q = jnp.zeros((1, 1, 32, 160))
+  pos = jnp.arange(32)[None, None]
+  with pytest.raises(ValueError, match=r'heads up to 128 wide.*\(1, 1, 32, 160\).*d_head=160'):
+    sparse_kernel.sparse_attention(q, q, q, pos, pos, plan, interpret=True)
+
+
 def test_only_split_blocks_are_written_as_float32_parts():
   """bf16: each kernel writes unsplit blocks once, in bf16, straight into the (B, H, L, ...)
   result; only the work rows of split blocks go to float32 parts (two rows here: query
@@ -236,22 +282,33 @@ def test_selection_auto_uses_xla_off_gpu_and_explicit_kernels_raise():
 def test_selection_on_gpu():
   bf16 = jnp.ones((1, 2, 64, 64), jnp.bfloat16)
   f32 = bf16.astype(jnp.float32)
+  narrows = [jnp.ones((1, 2, 64, d), jnp.bfloat16) for d in (16, 48, 80, 96)]
+  thin = jnp.ones((1, 2, 64, 8), jnp.bfloat16)
+  wide = jnp.ones((1, 2, 64, 160), jnp.bfloat16)
   with abstract_gpu():
     assert BlockSparseKind(64).pick_implementation(bf16) == 'pallas'
     assert BlockSparseKind(64).pick_implementation(f32) == 'xla'
     assert BlockSparseKind(48).pick_implementation(bf16) == 'xla'     # block not a power of 2
+    for narrow in narrows:                                             # zero-padded heads
+      assert BlockSparseKind(64).pick_implementation(narrow) == 'pallas'
+    for x in (wide, thin):                                             # XLA beyond 16..128
+      assert BlockSparseKind(64).pick_implementation(x) == 'xla'
+    with pytest.raises(ValueError, match='16 <= d_head <= 128.*d_head=160'):
+      BlockSparseKind(64, implementation='pallas').pick_implementation(wide)
+    with pytest.raises(ValueError, match='16 <= d_head <= 128.*d_head=8,'):
+      BlockSparseKind(64, implementation='pallas').pick_implementation(thin)
     assert BlockSparseKind(64, implementation='xla').pick_implementation(bf16) == 'xla'
     assert BlockSparseKind(64, implementation='pallas').pick_implementation(f32) == 'pallas'
     with pytest.raises(ValueError, match='block_size=48, d_head=64'):
       BlockSparseKind(48, implementation='pallas').pick_implementation(bf16)
 
 
-@pytest.mark.parametrize('causal', [False, True])
-def test_kernels_lower_to_triton_without_a_gpu(causal):
+@pytest.mark.parametrize('causal,d_head', [(False, 64), (True, 64), (True, 48)])
+def test_kernels_lower_to_triton_without_a_gpu(causal, d_head):
   """CI has no GPU: lower the layer's fwd+bwd for CUDA (catches Triton-lowering gaps that
-  the interpreter accepts); all three kernels must appear."""
+  the interpreter accepts); all three kernels must appear (d_head 48: zero-padded to 64)."""
   kind = BlockSparseKind(64, 3, causal=causal, implementation='pallas')
-  x = jax.ShapeDtypeStruct((1, 2, 1000, 64), jnp.bfloat16)
+  x = jax.ShapeDtypeStruct((1, 2, 1000, d_head), jnp.bfloat16)
   mask = jax.ShapeDtypeStruct((1, 1000), jnp.bool_)
   def loss(q, k, v, mask):
     out = kind.attend_batched(q, k, v, mask, (), None, 'eval')[0]

@@ -49,8 +49,8 @@ def value_and_grads(kind, q, v, mask, mode='eval', seed=0):
   return jax.jit(go)(q, v)
 
 
-def inputs(length, seed, masked):
-  q, v = (jnp.asarray(random_array((B, H, length, D), seed + i)) for i in range(2))
+def inputs(length, seed, masked, d=D):
+  q, v = (jnp.asarray(random_array((B, H, length, d), seed + i)) for i in range(2))
   mask = None
   if masked:
     mask = np.random.default_rng(seed).random((B, length)) < 0.75
@@ -91,6 +91,22 @@ def test_kernel_equals_xla_lsh_values_and_gradients(case):
                              np.asarray(want_out)[rows[:, None].repeat(H, 1)],
                              atol=2e-5, rtol=2e-5)
   for got, want in ((dq, want_dq), (dv, want_dv)):
+    np.testing.assert_allclose(got, want, atol=5e-5, rtol=5e-5)
+
+
+def test_heads_of_other_widths_equal_xla_lsh():
+  """d_head 24 runs on the kernel of width 32, zero-padded (sparse_kernel): the layer's
+  values and gradients equal the XLA path's (2 rounds, causal, padded, odd length)."""
+  q, v, mask = inputs(75, seed=31, masked=True, d=24)
+  make = lambda impl: LSHKind(n_hashes=2, n_buckets=4, chunk_len=16, causal=True,
+                              implementation=impl)
+  out, grads = value_and_grads(make('interpret'), q, v, mask)
+  want_out, want_grads = value_and_grads(make('xla'), q, v, mask)
+  assert out.shape == (B, H, 75, 24)
+  rows = np.asarray(mask)[:, None].repeat(H, 1)
+  np.testing.assert_allclose(np.asarray(out)[rows], np.asarray(want_out)[rows],
+                             atol=2e-5, rtol=2e-5)
+  for got, want in zip(grads, want_grads):
     np.testing.assert_allclose(got, want, atol=5e-5, rtol=5e-5)
 
 
@@ -180,10 +196,19 @@ def test_selection_off_gpu_and_errors():
 def test_selection_on_gpu():
   bf16 = jnp.ones((1, 2, 256, 64), jnp.bfloat16)
   f32 = bf16.astype(jnp.float32)
+  narrows = [jnp.ones((1, 2, 256, d), jnp.bfloat16) for d in (16, 48, 96)]
+  thin = jnp.ones((1, 2, 256, 8), jnp.bfloat16)
+  wide = jnp.ones((1, 2, 256, 192), jnp.bfloat16)
   with abstract_gpu():
     assert LSHKind(chunk_len=256).pick_implementation(bf16) == 'pallas'
     assert LSHKind(chunk_len=256).pick_implementation(f32) == 'xla'
     assert LSHKind(chunk_len=24).pick_implementation(bf16) == 'xla'   # no 16-multiple
+    for narrow in narrows:                                              # zero-padded heads
+      assert LSHKind(chunk_len=256).pick_implementation(narrow) == 'pallas'
+    for x in (wide, thin):                                              # XLA beyond 16..128
+      assert LSHKind(chunk_len=256).pick_implementation(x) == 'xla'
+    with pytest.raises(ValueError, match='16 <= d_head <= 128.*d_head=192'):
+      LSHKind(chunk_len=256, implementation='pallas').pick_implementation(wide)
     assert LSHKind(chunk_len=256, implementation='xla').pick_implementation(bf16) == 'xla'
     with pytest.raises(ValueError, match='chunk_len=24, d_head=64'):
       LSHKind(chunk_len=24, implementation='pallas').pick_implementation(bf16)

@@ -71,7 +71,8 @@ class LSHKind(AttentionKind):
       of that many query chunks per round; None: all rounds at once. (XLA path only.)
     implementation: train/eval mode. None/'auto' runs the rounds on the fused Pallas
       kernel (fused.py) on GPU for bf16/fp16 inputs when chunk_len is a multiple of 16
-      and d_head in (16, 32, 64, 128), XLA otherwise; 'xla' forces XLA (portable, the
+      and 16 <= d_head <= 128 (widths other than 16, 32, 64, 128 zero-padded to the
+      next), XLA otherwise; 'xla' forces XLA (portable, the
       oracle); 'pallas' forces the kernel and raises when it can't run; 'interpret' runs
       the kernel through the Pallas interpreter (any backend, slow: tests). Predict
       mode always uses XLA (decode.py).
@@ -182,7 +183,7 @@ class LSHKind(AttentionKind):
     return kernel_implementation(
         self.name, self.implementation, q.dtype,
         block is not None and sparse_kernel.supported(block, d_head, q.dtype),
-        f'chunk_len a multiple of 16, d_head in (16, 32, 64, 128) and float inputs; got '
+        f'chunk_len a multiple of 16, 16 <= d_head <= 128 and float inputs; got '
         f'chunk_len={c}, d_head={d_head}, dtype={q.dtype}')
 
 
