@@ -4,7 +4,8 @@
   python benchmarks/block_sparse_kernel_gpu.py --tune 16384 65536   # Triton warps/stages
 
 float32 inputs against the float32 XLA path (the kernel's float32 dots may use TF32), and
-bf16 inputs against the same float32 reference; padded and odd lengths, both directions.
+bf16 inputs against the same float32 reference; padded and odd lengths, both directions,
+head widths 48 (zero-padded to the kernel of 64) and 64.
 """
 import argparse
 import json
@@ -65,6 +66,8 @@ def main(argv=None):
                  help='--tune: (num_warps, num_stages) pairs, flattened')
   p.add_argument('--cases', type=int, nargs='+', default=[4096, 0, 3037, 1],
                  help='check: (length, padded) pairs, flattened')
+  p.add_argument('--d_heads', type=int, nargs='+', default=[48, 64],
+                 help='check: head widths (48: the kernel of 64, zero-padded)')
   args = p.parse_args(argv)
   pairs = lambda xs: list(zip(xs[::2], xs[1::2]))
   args.cases = [(n, bool(m)) for n, m in pairs(args.cases)]
@@ -73,10 +76,10 @@ def main(argv=None):
     tune(args.tune, pairs(args.warps_stages))
     return 0
   bad = 0
-  for causal in (False, True):
+  for d_head, causal in ((d, c) for d in args.d_heads for c in (False, True)):
     for length, masked in args.cases:
       keys = jax.random.split(jax.random.key(length), 3)
-      q, k, v = (jax.random.normal(key, (2, 4, length, 64), jnp.float32) for key in keys)
+      q, k, v = (jax.random.normal(key, (2, 4, length, d_head), jnp.float32) for key in keys)
       mask = (jnp.arange(length)[None, :] < jnp.array([[length], [length * 3 // 4]])
               if masked else None)
       make = lambda impl: BlockSparseKind(64, 3, seed=1, causal=causal, implementation=impl)
@@ -86,7 +89,8 @@ def main(argv=None):
         errors = [rel(a.astype(jnp.float32), b) for a, b in zip(got, ref)]
         ok = max(errors) < TOLERANCE[jnp.dtype(dtype).name]
         bad += not ok
-        print(f'causal={causal} length={length} masked={masked} {jnp.dtype(dtype).name}: '
+        print(f'd_head={d_head} causal={causal} length={length} masked={masked} '
+              f'{jnp.dtype(dtype).name}: '
               f'rel err out/dq/dk/dv = {", ".join(f"{e:.2e}" for e in errors)} '
               f'{"ok" if ok else "TOO LARGE"}', flush=True)
   return 1 if bad else 0

@@ -14,7 +14,7 @@ the default warps, as JSON lines.
 Both paths get the same inputs (so the same hash and sort; buckets are checked equal):
 float32 (the kernel's float32 dots may use TF32) and bf16 (each path in bf16, errors
 against the float32 XLA run of the bf16 inputs' float32 copy). 2 hashes, chunk 256, one
-chunk back, 8 heads x 64; padded and odd lengths, causal and bidirectional; unit-RMS keys
+chunk back, 8 heads x 48 (zero-padded to the kernel of 64) and x 64; padded and odd lengths, causal and bidirectional; unit-RMS keys
 and raw keys (the queries themselves, `normalize_keys=False`). Padding queries' outputs are
 unspecified, so they are left out of the output and the loss.
 """
@@ -86,6 +86,8 @@ def main(argv=None):
                  help='--tune: set only this kernel\'s warps and stages')
   p.add_argument('--cases', type=int, nargs='+', default=[4096, 0, 3037, 1],
                  help='(length, padded) pairs, flattened')
+  p.add_argument('--d_heads', type=int, nargs='+', default=[48, 64],
+                 help='head widths checked (48: the kernel of 64, zero-padded)')
   p.add_argument('--keys', nargs='+', choices=['unit', 'raw'], default=['unit', 'raw'],
                  help='shared-QK keys checked: unit RMS (normalize_keys=True) and/or raw')
   p.add_argument('--interpret', action='store_true',
@@ -102,10 +104,11 @@ def main(argv=None):
   cases = [(n, bool(m)) for n, m in zip(args.cases[::2], args.cases[1::2])]
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
   bad = 0
-  for causal, key_kind in ((c, k) for k in args.keys for c in (False, True)):
+  for d_head, causal, key_kind in ((d, c, k) for d in args.d_heads for k in args.keys
+                                   for c in (False, True)):
     for length, masked in cases:
       keys = jax.random.split(jax.random.key(length), 2)
-      q, v = (jax.random.normal(key, (2, 8, length, 64), jnp.float32) for key in keys)
+      q, v = (jax.random.normal(key, (2, 8, length, d_head), jnp.float32) for key in keys)
       mask = (jnp.arange(length)[None, :] < jnp.array([[length], [length * 3 // 4]])
               if masked else None)
       make = lambda impl: LSHKind(n_hashes=2, n_buckets=16, chunk_len=256, causal=causal,
@@ -119,8 +122,8 @@ def main(argv=None):
         errors = [rel(a.astype(jnp.float32), b) for a, b in zip(got, ref)]
         ok = same and max(errors) < TOLERANCE[jnp.dtype(dtype).name]
         bad += not ok
-        print(f'keys={key_kind} causal={causal} length={length} masked={masked} '
-              f'{jnp.dtype(dtype).name}: '
+        print(f'd_head={d_head} keys={key_kind} causal={causal} length={length} '
+              f'masked={masked} {jnp.dtype(dtype).name}: '
               f'buckets {"equal" if same else "DIFFER"}, rel err out/dq/dv = '
               f'{", ".join(f"{e:.2e}" for e in errors)} {"ok" if ok else "TOO LARGE"}',
               flush=True)

@@ -31,6 +31,17 @@ def test_sparse_combine_ab_script_checks_its_variants_agree_on_cpu():
   assert {r['split_key_blocks'] for r in rows if r['variant'] == 'landed'} == {2}, out
 
 
+@pytest.mark.slow   # ~30 s of CPU
+def test_head_width_script_finds_the_padded_kernel_as_close_as_xla_on_cpu():
+  """At d_head 24 (the kernel of 32, zero-padded; interpreted), both layers' bf16 outputs and
+  gradients are as far from float32 XLA as bf16 XLA is."""
+  out = run('head_width_gpu.py', '--tiny', '--widths', '24', '--budget_s', '0')
+  rows = [json.loads(l) for l in out.splitlines() if l.startswith('{')]
+  assert [r['kind'] for r in rows] == ['block_sparse', 'lsh'], out
+  for r in rows:
+    assert 0 < r['interpret_error'] <= 1.5 * r['xla_error'] + 1e-3, r
+
+
 @pytest.mark.slow   # 12-52 s of CPU; run with -m slow before a device session
 def test_embedding_grad_script_compares_the_three_ways_on_cpu():
   out = run('embedding_grad_gpu.py', '--scale', '0.001', '--reps', '1')
@@ -180,9 +191,11 @@ def test_pathfinder_kernels_script_compares_and_trains_each_implementation_on_cp
 
 @pytest.mark.slow
 def test_lsh_kernel_gpu_script_checks_the_kernel_through_the_interpreter_on_cpu():
-  """Both key kinds and directions, a full and a padded odd length, both dtypes: buckets
-  equal, errors ok."""
-  out = run('lsh_kernel_gpu.py', '--interpret', '--cases', '256', '0', '201', '1')
-  rows = [l for l in out.splitlines() if l.startswith('keys=')]
-  assert len(rows) == 16 and all('buckets equal' in l and l.endswith(' ok') for l in rows), out
-  assert sum(l.startswith('keys=raw ') for l in rows) == 8, out
+  """Both key kinds and directions, a full and a padded odd length, both dtypes, heads of 64
+  and of 24 (zero-padded): buckets equal, errors ok."""
+  out = run('lsh_kernel_gpu.py', '--interpret', '--cases', '256', '0', '201', '1',
+            '--d_heads', '24', '64')
+  rows = [l for l in out.splitlines() if l.startswith('d_head=')]
+  assert len(rows) == 32 and all('buckets equal' in l and l.endswith(' ok') for l in rows), out
+  assert sum(' keys=raw ' in l for l in rows) == 16, out
+  assert sum(l.startswith('d_head=24 ') for l in rows) == 16, out
