@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attention_gpu import RAND_BLOCKS, BLOCK, LSH_CHUNK, LSH_HASHES, lsh_buckets, measure  # pylint: disable=g-bad-import-order
+import attention_gpu as ag  # pylint: disable=g-bad-import-order
 from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
 import plait.layers as tl
 from plait.shapes import ShapeDtype
@@ -38,11 +38,11 @@ def make_layer(kind, causal, d_head, length, implementation, tiny):
         d_model, N_HEADS, implementation=implementation, mode='eval')
   if kind == 'block_sparse':
     return (tl.CausalBlockSparseAttention if causal else tl.BlockSparseAttention)(
-        d_model, N_HEADS, block_size=16 if tiny else BLOCK, num_rand_blocks=RAND_BLOCKS,
+        d_model, N_HEADS, block_size=16 if tiny else ag.BLOCK, num_rand_blocks=ag.RAND_BLOCKS,
         mode='eval', implementation=implementation)
-  chunk = 32 if tiny else LSH_CHUNK
+  chunk = 32 if tiny else ag.LSH_CHUNK
   return tl.LSHSelfAttention(
-      d_model, N_HEADS, n_hashes=LSH_HASHES, n_buckets=max(2, length // chunk), chunk_len=chunk,
+      d_model, N_HEADS, n_hashes=ag.LSH_HASHES, n_buckets=max(2, length // chunk), chunk_len=chunk,
       n_chunks_before=1, causal=causal, mode='eval', implementation=implementation)
 
 
@@ -100,7 +100,7 @@ def main(argv=None):
         def fill_cudnn(row, causal=causal, d_head=d_head, sig=sig, x=x):
           step, weights = grad_step(make_layer('cudnn', causal, d_head, length, 'cudnn', False),
                                     sig)
-          row['ms'], row['gib'] = measure(step, [x, weights], args.budget_s)
+          row['ms'], row['gib'] = ag.measure(step, [x, weights], args.budget_s)
         rows.append(measured(dict(kind='cudnn', direction=direction, d_head=d_head,
                                   length=length), fill_cudnn))
       for kind in args.kinds:
@@ -111,7 +111,7 @@ def main(argv=None):
           for impl in ('xla', kernel):
             step, weights = grad_step(make_layer(kind, causal, d_head, length, impl, args.tiny),
                                       sig)
-            row[f'{impl}_ms'], row[f'{impl}_gib'] = measure(step, [x, weights], args.budget_s)
+            row[f'{impl}_ms'], row[f'{impl}_gib'] = ag.measure(step, [x, weights], args.budget_s)
             row[f'{impl}_error'] = error(step(x, weights), exact)
         rows.append(measured(dict(kind=kind, direction=direction, d_head=d_head,
                                   length=length), fill))

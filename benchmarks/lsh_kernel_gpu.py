@@ -14,9 +14,10 @@ the default warps, as JSON lines.
 Both paths get the same inputs (so the same hash and sort; buckets are checked equal):
 float32 (the kernel's float32 dots may use TF32) and bf16 (each path in bf16, errors
 against the float32 XLA run of the bf16 inputs' float32 copy). 2 hashes, chunk 256, one
-chunk back, 8 heads x 48 (zero-padded to the kernel of 64) and x 64; padded and odd lengths, causal and bidirectional; unit-RMS keys
-and raw keys (the queries themselves, `normalize_keys=False`). Padding queries' outputs are
-unspecified, so they are left out of the output and the loss.
+chunk back, 8 heads of 48 (zero-padded to the kernel of 64) and of 64; padded and odd
+lengths, causal and bidirectional; unit-RMS keys and raw keys (the queries themselves,
+`normalize_keys=False`). Padding queries' outputs are unspecified, so they are left out of
+the output and the loss.
 """
 import argparse
 import json

@@ -289,7 +289,7 @@ def test_selection_on_gpu():
     assert BlockSparseKind(64).pick_implementation(bf16) == 'pallas'
     assert BlockSparseKind(64).pick_implementation(f32) == 'xla'
     assert BlockSparseKind(48).pick_implementation(bf16) == 'xla'     # block not a power of 2
-    for narrow in narrows:                                             # zero-padded heads
+    for narrow in narrows:                          # 16..128, zero-padded between widths
       assert BlockSparseKind(64).pick_implementation(narrow) == 'pallas'
     for x in (wide, thin):                                             # XLA beyond 16..128
       assert BlockSparseKind(64).pick_implementation(x) == 'xla'

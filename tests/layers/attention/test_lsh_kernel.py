@@ -203,7 +203,7 @@ def test_selection_on_gpu():
     assert LSHKind(chunk_len=256).pick_implementation(bf16) == 'pallas'
     assert LSHKind(chunk_len=256).pick_implementation(f32) == 'xla'
     assert LSHKind(chunk_len=24).pick_implementation(bf16) == 'xla'   # no 16-multiple
-    for narrow in narrows:                                              # zero-padded heads
+    for narrow in narrows:                          # 16..128, zero-padded between widths
       assert LSHKind(chunk_len=256).pick_implementation(narrow) == 'pallas'
     for x in (wide, thin):                                              # XLA beyond 16..128
       assert LSHKind(chunk_len=256).pick_implementation(x) == 'xla'
