@@ -57,9 +57,9 @@ def lsh_buckets(length):
   return n_buckets
 
 
-def lsh(implementation):
+def lsh(implementation, d_model=D_MODEL):
   return lambda causal, length: tl.LSHSelfAttention(
-      D_MODEL, N_HEADS, n_hashes=LSH_HASHES, n_buckets=lsh_buckets(length), chunk_len=LSH_CHUNK,
+      d_model, N_HEADS, n_hashes=LSH_HASHES, n_buckets=lsh_buckets(length), chunk_len=LSH_CHUNK,
       n_chunks_before=1, causal=causal, mode='eval', head_chunk_size=head_chunk(length),
       implementation=implementation)
 
@@ -120,9 +120,9 @@ MAKERS = {
 BLOCK, RAND_BLOCKS = 64, 3
 
 
-def block_sparse_layer(causal, length, implementation):
+def block_sparse_layer(causal, length, implementation, d_model=D_MODEL):
   return (tl.CausalBlockSparseAttention if causal else tl.BlockSparseAttention)(
-      D_MODEL, N_HEADS, block_size=BLOCK, num_rand_blocks=RAND_BLOCKS, mode='eval',
+      d_model, N_HEADS, block_size=BLOCK, num_rand_blocks=RAND_BLOCKS, mode='eval',
       head_chunk_size=head_chunk(length), implementation=implementation)
 
 

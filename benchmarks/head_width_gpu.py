@@ -2,15 +2,16 @@
 
 The fused sparse kernels (`sparse_kernel.py`) are compiled for head widths 16, 32, 64 and
 128; other widths up to 128 run zero-padded to the next one (48 and 96 on the kernels of 64
-and 128). Per head width, one `Attention` layer (8 heads, d_model = 8 x d_head, bf16, batch
-1, fwd+bwd of the sum; block-sparse: block 64, 3 random blocks; LSH: 2 hashes, chunk 256,
-one chunk back) on the kernel (`pallas`) and on the XLA path, with cuDNN flash beside, and
-how far the output and gradients (input and every weight; random cotangent) of each bf16
-path are from the float32 XLA path's: `error` = the worst, over these arrays, of max |bf16 -
-float32| / max |float32|, for the kernel and for XLA in bf16. The key projection's bias is
-left out: its gradient is 0 in exact arithmetic (adding one vector to every key adds the
-same logit to a query's whole row, which softmax ignores), so both paths give noise there.
-LSH's errors are larger in both paths: bf16 rounding moves some tokens to other buckets.
+and 128). Per head width, one `Attention` layer as `attention_gpu.py` makes it (8 heads, but
+d_model = 8 x d_head; bf16, batch 1, fwd+bwd; block-sparse: block 64, 3 random blocks; LSH:
+2 hashes, chunk 256, one chunk back) on the kernel (`pallas`) and on the XLA path, with
+cuDNN flash beside, and how far the output and gradients (input and every weight; random
+cotangent) of each bf16 path are from the float32 XLA path's: `error` = the worst, over
+these arrays, of max |bf16 - float32| / max |float32|, for the kernel and for XLA in bf16.
+The key projection's bias is left out: its gradient is 0 in exact arithmetic (adding one
+vector to every key adds the same logit to a query's whole row, which softmax ignores), so
+both paths give noise there. LSH's errors are larger in both paths: bf16 rounding moves some
+tokens to other buckets.
 
   python benchmarks/head_width_gpu.py --widths 48 64 96 128 --length 16384 --out w.json
   python benchmarks/head_width_gpu.py --tiny      # CPU smoke sizes, the kernel interpreted
@@ -27,28 +28,20 @@ from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
 import plait.layers as tl
 from plait.shapes import ShapeDtype
 
-N_HEADS = 8
-
-
-def make_layer(kind, causal, d_head, length, implementation, tiny):
-  """One `Attention` layer of `kind` ('block_sparse', 'lsh' or 'cudnn') with 8 heads."""
-  d_model = N_HEADS * d_head
+def make_layer(kind, causal, d_head, length, implementation):
+  """attention_gpu.py's layer of `kind` ('block_sparse', 'lsh' or 'cudnn'), heads d_head wide."""
+  d_model = ag.N_HEADS * d_head
   if kind == 'cudnn':
     return (tl.CausalAttention if causal else tl.SelfAttention)(
-        d_model, N_HEADS, implementation=implementation, mode='eval')
+        d_model, ag.N_HEADS, implementation=implementation, mode='eval')
   if kind == 'block_sparse':
-    return (tl.CausalBlockSparseAttention if causal else tl.BlockSparseAttention)(
-        d_model, N_HEADS, block_size=16 if tiny else ag.BLOCK, num_rand_blocks=ag.RAND_BLOCKS,
-        mode='eval', implementation=implementation)
-  chunk = 32 if tiny else ag.LSH_CHUNK
-  return tl.LSHSelfAttention(
-      d_model, N_HEADS, n_hashes=ag.LSH_HASHES, n_buckets=max(2, length // chunk), chunk_len=chunk,
-      n_chunks_before=1, causal=causal, mode='eval', implementation=implementation)
+    return ag.block_sparse_layer(causal, length, implementation, d_model)
+  return ag.lsh(implementation, d_model)(causal, length)
 
 
 def inputs(d_head, length):
   """(the input signature, a fixed random (1, length, 8 x d_head) bf16 input)."""
-  sig = ShapeDtype((1, length, N_HEADS * d_head), jnp.bfloat16)
+  sig = ShapeDtype((1, length, ag.N_HEADS * d_head), jnp.bfloat16)
   x = jax.random.normal(jax.random.key(1), sig.shape, jnp.bfloat16)
   return sig, x
 
@@ -88,7 +81,7 @@ def main(argv=None):
   p.add_argument('--tiny', action='store_true', help='CPU sizes, kernel interpreted, no cuDNN')
   p.add_argument('--out', default=None)
   args = p.parse_args(argv)
-  length = 256 if args.tiny else args.length
+  length = 512 if args.tiny else args.length
   kernel = 'interpret' if args.tiny else 'pallas'
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
   rows = []
@@ -98,19 +91,17 @@ def main(argv=None):
       sig, x = inputs(d_head, length)
       if not args.tiny:
         def fill_cudnn(row, causal=causal, d_head=d_head, sig=sig, x=x):
-          step, weights = grad_step(make_layer('cudnn', causal, d_head, length, 'cudnn', False),
-                                    sig)
+          step, weights = grad_step(make_layer('cudnn', causal, d_head, length, 'cudnn'), sig)
           row['ms'], row['gib'] = ag.measure(step, [x, weights], args.budget_s)
         rows.append(measured(dict(kind='cudnn', direction=direction, d_head=d_head,
                                   length=length), fill_cudnn))
       for kind in args.kinds:
         def fill(row, kind=kind, causal=causal, d_head=d_head, sig=sig, x=x):
-          step, weights = grad_step(make_layer(kind, causal, d_head, length, 'xla', args.tiny),
-                                    sig, jnp.float32)
+          step, weights = grad_step(make_layer(kind, causal, d_head, length, 'xla'), sig,
+                                    jnp.float32)
           exact = step(x.astype(jnp.float32), weights)
           for impl in ('xla', kernel):
-            step, weights = grad_step(make_layer(kind, causal, d_head, length, impl, args.tiny),
-                                      sig)
+            step, weights = grad_step(make_layer(kind, causal, d_head, length, impl), sig)
             row[f'{impl}_ms'], row[f'{impl}_gib'] = ag.measure(step, [x, weights], args.budget_s)
             row[f'{impl}_error'] = error(step(x, weights), exact)
         rows.append(measured(dict(kind=kind, direction=direction, d_head=d_head,
