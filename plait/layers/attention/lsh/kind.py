@@ -72,10 +72,9 @@ class LSHKind(AttentionKind):
     implementation: train/eval mode. None/'auto' runs the rounds on the fused Pallas
       kernel (fused.py) on GPU for bf16/fp16 inputs when chunk_len is a multiple of 16
       and 16 <= d_head <= 128 (widths other than 16, 32, 64, 128 zero-padded to the
-      next), XLA otherwise; 'xla' forces XLA (portable, the
-      oracle); 'pallas' forces the kernel and raises when it can't run; 'interpret' runs
-      the kernel through the Pallas interpreter (any backend, slow: tests). Predict
-      mode always uses XLA (decode.py).
+      next), XLA otherwise; 'xla' forces XLA (portable, the oracle); 'pallas' forces the
+      kernel and raises when it can't run; 'interpret' runs the kernel through the Pallas
+      interpreter (any backend, slow: tests). Predict mode always uses XLA (decode.py).
     normalize_keys: True (default, the Reformer paper's and Trax's): each key is its query
       rescaled to unit RMS, so logits are q_i . q_j / |q_j| and a key carries only a
       direction; False: the queries themselves are the keys (logits q_i . q_j /
