@@ -8,13 +8,15 @@ causal layer's time at 64K tokens (RESULTS.md section 38). These kernels compute
   - queries: exp(w . q' - max_i w_i . q') + eps per row, q' = q d^(-1/4);
   - keys: exp(w . k' - |k'|^2 / 2 - c), 0 at padded keys; c is the largest logit over real
     keys: a first kernel writes each row's largest logit, XLA takes the max of those.
-Each has a custom VJP whose kernel recomputes the features from q or k (residuals: the
-inputs, never an (L, m) map). The maxima take no gradient, as in XLA; the projection gets
-none either (it is drawn, not learned).
+The kernels read q and k in their own dtype (d^(-1/4) is folded into the projection) and
+write the gradients in it. Each has a custom VJP whose kernel recomputes the features from q
+or k (residuals: the inputs, never an (L, m) map). The maxima take no gradient, as in XLA;
+the projection gets none either (it is drawn, not learned).
 
-Rows go in blocks of 64 and features in tiles of 128 (a program holds (64, 128) blocks).
-L is zero-padded to whole blocks, d and m to powers of two >= 16 (padded features are
-masked out of the maxima and written as 0).
+Rows go in blocks of _ROWS and features in tiles of _FEATURES; a query row's max is taken
+over every tile before any is written (the tiles' projections are made again, not held).
+L is zero-padded to whole blocks and d and m to powers of two >= 16 only where they are not
+(padded features are masked out of the maxima and written as 0).
 
   >>> qf = query_features_kernel(q, w, 1e-6, jnp.bfloat16)         # (L, m) bf16
   >>> kf = key_features_kernel(k, w, mask, jnp.bfloat16)           # 0 where mask is False
@@ -49,22 +51,23 @@ def key_features_kernel(k, projection, mask, out_dtype, interpret=False):
   x, proj, length, m = _prepare(k, projection)
   valid = jnp.ones((length,), jnp.float32) if mask is None else mask.astype(jnp.float32)
   valid = jnp.pad(valid, (0, x.shape[0] - length))
-  return _keys(x, proj, valid, (m, jnp.dtype(out_dtype), interpret))[:length, :m]
+  d = k.shape[1]
+  return _keys(x, proj, valid, (m, d, jnp.dtype(out_dtype), interpret))[:length, :m]
 
 
 def _prepare(x, projection):
-  """x' = x d^(-1/4) in float32, zero-padded to (whole blocks, dp), and the float32
-  projection zero-padded to (mp, dp)."""
+  """x zero-padded to (whole blocks, dp) where it is not (its dtype kept), and the float32
+  projection times d^(-1/4), zero-padded to (mp, dp)."""
   if x.ndim != 2 or projection.ndim != 2 or projection.shape[1] != x.shape[1]:
     raise ValueError(f'favor feature kernels: need x (L, d) and projection (m, d); got x '
                      f'{x.shape}, projection {projection.shape}.')
   (length, d), m = x.shape, projection.shape[0]
   dp, mp = pow2_at_least(d), pow2_at_least(m)
   rows = -(-length // _ROWS) * _ROWS
-  proj = jax.lax.stop_gradient(projection).astype(jnp.float32)
-  x = x.astype(jnp.float32) * d ** -0.25
-  return (jnp.pad(x, ((0, rows - length), (0, dp - d))),
-          jnp.pad(proj, ((0, mp - m), (0, dp - d))), length, m)
+  proj = jax.lax.stop_gradient(projection).astype(jnp.float32) * d ** -0.25
+  if (rows, dp) != (length, d):
+    x = jnp.pad(x, ((0, rows - length), (0, dp - d)))
+  return x, jnp.pad(proj, ((0, mp - m), (0, dp - d))), length, m
 
 
 # ----- queries -----
@@ -98,18 +101,19 @@ def _keys(x, proj, valid, static):
 
 
 def _keys_fwd(x, proj, valid, static):
-  m, out_dtype, interpret = static
-  row_max = _call('key_max', interpret, [x, valid], proj, [], (x.shape[0],), jnp.float32, m=m)
+  m, d, out_dtype, interpret = static
+  row_max = _call('key_max', interpret, [x, valid], proj, [], (x.shape[0],), jnp.float32,
+                  m=m, d=d)
   top = jnp.full((proj.shape[0],), jnp.max(row_max), jnp.float32)  # One c, per feature.
   feats = _call('key', interpret, [x, valid], proj, [top], (x.shape[0], proj.shape[0]),
-                out_dtype, m=m)
+                out_dtype, m=m, d=d)
   return feats, (x, proj, valid, top)
 
 
 def _keys_bwd(static, residuals, g):
-  m, _, interpret = static
+  m, d, _, interpret = static
   x, proj, valid, top = residuals
-  dx = _call('key_grad', interpret, [x, valid, g], proj, [top], x.shape, x.dtype, m=m)
+  dx = _call('key_grad', interpret, [x, valid, g], proj, [top], x.shape, x.dtype, m=m, d=d)
   return dx, jnp.zeros_like(proj), jnp.zeros_like(valid)
 
 
@@ -139,27 +143,29 @@ def _tiles(p_ref, tile):
   return [(first, pl.ds(first, tile)) for first in range(0, p_ref.shape[0], tile)]
 
 
+def _query_projection(x, p_ref, first, f, m):
+  """(rows, tile) w . q' for one tile, _NEG on padded features."""
+  proj = block_dot(x, p_ref[f, :], trans_b=True)
+  return jnp.where(_real(proj.shape, first, m), proj, _NEG)
+
+
 def _real(shape, first, m):
   return jax.lax.broadcasted_iota(jnp.int32, shape, 1) + first < m
 
 
-def _query_projections(x, p_ref, tile, m):
-  """[(tile's slice, (rows, tile) projections with _NEG on padded features)]."""
-  out = []
+def _query_top(x, p_ref, tile, m):
+  """(rows,) max over features of w . q' (a first pass over the tiles)."""
+  top = jnp.full((x.shape[0],), _NEG, jnp.float32)
   for first, f in _tiles(p_ref, tile):
-    proj = block_dot(x, p_ref[f, :], trans_b=True)
-    out.append((f, jnp.where(_real(proj.shape, first, m), proj, _NEG)))
-  return out
-
-
-def _query_top(projections):
-  return functools.reduce(jnp.maximum, [jnp.max(p, axis=1) for _, p in projections])
+    top = jnp.maximum(top, jnp.max(_query_projection(x, p_ref, first, f, m), axis=1))
+  return top
 
 
 def _query_kernel(x_ref, p_ref, out_ref, *, tile, m, eps):
-  projections = _query_projections(x_ref[...], p_ref, tile, m)
-  top = _query_top(projections)
-  for f, proj in projections:
+  x = x_ref[...].astype(jnp.float32)
+  top = _query_top(x, p_ref, tile, m)
+  for first, f in _tiles(p_ref, tile):
+    proj = _query_projection(x, p_ref, first, f, m)
     feats = jnp.where(proj > 0.5 * _NEG, jnp.exp(proj - top[:, None]) + eps, 0.0)
     out_ref[:, f] = feats.astype(out_ref.dtype)
 
@@ -167,55 +173,65 @@ def _query_kernel(x_ref, p_ref, out_ref, *, tile, m, eps):
 def _query_grad_kernel(x_ref, g_ref, p_ref, dx_ref, *, tile, m, eps):
   """dx = sum over features of g * exp(proj - top) * w (the row max takes no gradient)."""
   del eps
-  projections = _query_projections(x_ref[...], p_ref, tile, m)
-  top = _query_top(projections)
+  x = x_ref[...].astype(jnp.float32)
+  top = _query_top(x, p_ref, tile, m)
   dx = jnp.zeros(dx_ref.shape, jnp.float32)
-  for f, proj in projections:
+  for first, f in _tiles(p_ref, tile):
+    proj = _query_projection(x, p_ref, first, f, m)
     dproj = g_ref[:, f].astype(jnp.float32) * jnp.exp(proj - top[:, None])
     dx += block_dot(dproj, p_ref[f, :])
   dx_ref[...] = dx.astype(dx_ref.dtype)
 
 
-def _key_logits(x, valid, p, first, m):
+def _key_rows(x_ref, valid_ref, d):
+  """The block's keys in float32, |k'|^2 / 2 per row (k' = k d^(-1/4), d the true width)
+  and the (rows,) validity."""
+  x = x_ref[...].astype(jnp.float32)
+  return x, (0.5 * d ** -0.5) * jnp.sum(x * x, axis=1), valid_ref[...]
+
+
+def _key_logits(x, half_norm, valid, p, first, m):
   """(rows, tile) w . k' - |k'|^2 / 2, _NEG at padded keys and features."""
-  logits = block_dot(x, p, trans_b=True) - 0.5 * jnp.sum(x * x, axis=1)[:, None]
+  logits = block_dot(x, p, trans_b=True) - half_norm[:, None]
   real = _real(logits.shape, first, m) & (valid[:, None] > 0)
   return jnp.where(real, logits, _NEG)
 
 
-def _key_features(x, valid, p, top_ref, f, first, m):
+def _key_features(x, half_norm, valid, p, top_ref, f, first, m):
   """(rows, tile) exp(logit - c), 0 at padded keys and features; top_ref[f]: c per feature."""
-  logits = _key_logits(x, valid, p, first, m)
+  logits = _key_logits(x, half_norm, valid, p, first, m)
   return jnp.where(logits > 0.5 * _NEG, jnp.exp(logits - top_ref[f][None, :]), 0.0)
 
 
-def _key_max_kernel(x_ref, valid_ref, p_ref, out_ref, *, tile, m):
-  x, valid = x_ref[...], valid_ref[...]
+def _key_max_kernel(x_ref, valid_ref, p_ref, out_ref, *, tile, m, d):
+  x, half_norm, valid = _key_rows(x_ref, valid_ref, d)
   top = jnp.full((x.shape[0],), _NEG, jnp.float32)
   for first, f in _tiles(p_ref, tile):
-    top = jnp.maximum(top, jnp.max(_key_logits(x, valid, p_ref[f, :], first, m), axis=1))
+    logits = _key_logits(x, half_norm, valid, p_ref[f, :], first, m)
+    top = jnp.maximum(top, jnp.max(logits, axis=1))
   out_ref[...] = top
 
 
-def _key_kernel(x_ref, valid_ref, p_ref, top_ref, out_ref, *, tile, m):
-  x, valid = x_ref[...], valid_ref[...]
+def _key_kernel(x_ref, valid_ref, p_ref, top_ref, out_ref, *, tile, m, d):
+  x, half_norm, valid = _key_rows(x_ref, valid_ref, d)
   for first, f in _tiles(p_ref, tile):
-    feats = _key_features(x, valid, p_ref[f, :], top_ref, f, first, m)
+    feats = _key_features(x, half_norm, valid, p_ref[f, :], top_ref, f, first, m)
     out_ref[:, f] = feats.astype(out_ref.dtype)
 
 
-def _key_grad_kernel(x_ref, valid_ref, g_ref, p_ref, top_ref, dx_ref, *, tile, m):
-  """With kf the features and dl = g * kf: dx = dl w - (sum_features dl) x'."""
-  x, valid = x_ref[...], valid_ref[...]
+def _key_grad_kernel(x_ref, valid_ref, g_ref, p_ref, top_ref, dx_ref, *, tile, m, d):
+  """With kf the features and dl = g * kf: dx = dl w' - (sum_features dl) k d^(-1/2), w' the
+  projection times d^(-1/4)."""
+  x, half_norm, valid = _key_rows(x_ref, valid_ref, d)
   dx = jnp.zeros(dx_ref.shape, jnp.float32)
   dsum = jnp.zeros((x.shape[0],), jnp.float32)
   for first, f in _tiles(p_ref, tile):
     p = p_ref[f, :]
-    feats = _key_features(x, valid, p, top_ref, f, first, m)
+    feats = _key_features(x, half_norm, valid, p, top_ref, f, first, m)
     dlogits = g_ref[:, f].astype(jnp.float32) * feats
     dx += block_dot(dlogits, p)
     dsum += jnp.sum(dlogits, axis=1)
-  dx_ref[...] = (dx - dsum[:, None] * x).astype(dx_ref.dtype)
+  dx_ref[...] = (dx - (d ** -0.5) * dsum[:, None] * x).astype(dx_ref.dtype)
 
 
 _KERNELS = {'query': _query_kernel, 'query_grad': _query_grad_kernel,
