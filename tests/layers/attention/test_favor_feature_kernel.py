@@ -58,15 +58,16 @@ def test_no_real_key_gives_zero_features_and_gradients():
   assert np.all(np.asarray(out) == 0) and np.all(np.asarray(grad) == 0)
 
 
-def test_bfloat16_output_and_inputs():
-  x = random_array((50, 16), 6)
+def test_bfloat16_inputs_outputs_and_gradients():
+  """bf16 q or k in, bf16 features out and a bf16 gradient, against float32 XLA maps of the
+  same bf16-rounded inputs."""
+  x = jnp.asarray(random_array((50, 16), 6), jnp.bfloat16)
   projection = orthogonal_random_features(jax.random.key(1), 32, 16, 'xla')
   for which in ('query', 'key'):
     kernel, xla = maps(which, projection, None, jnp.bfloat16)
-    out = kernel(jnp.asarray(x, jnp.bfloat16))
-    assert out.dtype == jnp.bfloat16
-    want = xla(jnp.asarray(x, jnp.bfloat16).astype(jnp.float32))
-    np.testing.assert_allclose(np.asarray(out, np.float32), want, rtol=1e-2, atol=1e-2)
+    got = value_and_grad(kernel, x, 9)
+    assert got[0].dtype == jnp.bfloat16 and got[1].dtype == jnp.bfloat16
+    assert_close(got, value_and_grad(xla, x.astype(jnp.float32), 9), 2e-2)
 
 
 def test_vmapped_pairs_with_their_own_projections():
