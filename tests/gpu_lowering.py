@@ -61,3 +61,18 @@ def outer_equations(jaxpr):
 def pallas_calls(jaxpr):
   """The pallas_call equations of a jaxpr, nested ones included (CPU, interpret)."""
   return [eqn for eqn in outer_equations(jaxpr) if eqn.primitive.name == 'pallas_call']
+
+
+def live_pallas_calls(jaxpr):
+  """pallas_calls of the jaxpr without those whose outputs nothing uses: the GPU compiler
+  drops those (a Triton call has no side effects), while JAX's own dead-code pass keeps
+  every pallas_call; here it runs with pallas_call's rule taken out."""
+  # pylint: disable=import-outside-toplevel
+  from jax._src.interpreters import partial_eval as pe
+  from jax._src.pallas.pallas_call import pallas_call_p
+  rule = pe.dce_rules.pop(pallas_call_p)
+  try:
+    live, _ = pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
+  finally:
+    pe.dce_rules[pallas_call_p] = rule
+  return pallas_calls(live)

@@ -181,9 +181,10 @@ class FavorKind(AttentionKind):
       return _normalize(out).astype(out_dtype), state
     # The (L, m) float32 feature maps are m / d_head times larger than q, k and v: keeping
     # them for the backward made a PerformerLM step need ~2.2x the memory (RESULTS 15).
-    # Recomputing them there (jax.checkpoint: q, k, v, mask, the projection and the
-    # (L, d_head + 1) sums are kept) costs one more feature pass; keeping the sums, which the
-    # normalization's backward needs, spares a second run of the product.
+    # Recomputing them there (jax.checkpoint: q, k, v, mask, the projection, the keys' max
+    # and the (L, d_head + 1) sums are kept) costs one more feature pass; keeping the sums,
+    # which the normalization's backward needs, spares a second run of the product, and
+    # keeping the max a second key-max kernel.
     attend = (jax.checkpoint(self._attend_full, policy=_KEEP_SUMS) if self.recompute_features
               else self._attend_full)
     return attend(q, k, v, mask, projection), state
@@ -277,7 +278,9 @@ def _with_ones(v):
 
 
 _SUMS = 'favor_sums'   # [numerator, denominator]: what recompute_features keeps
-_KEEP_SUMS = jax.checkpoint_policies.save_only_these_names(_SUMS)
+# The keys' max c too: a recompute that keeps it runs the feature kernels but not the max's.
+_KEEP_SUMS = jax.checkpoint_policies.save_only_these_names(
+    _SUMS, favor_feature_kernel.KEY_MAX_NAME)
 
 
 def _normalize(out):

@@ -27,16 +27,18 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from plait.layers.attention.base import large_negative
 from plait.layers.attention.kernel_common import block_dot, pow2_at_least, triton_params
 
-__all__ = ['key_features_kernel', 'query_features_kernel']
+__all__ = ['KEY_MAX_NAME', 'key_features_kernel', 'query_features_kernel']
 
 _ROWS = 64       # Rows (queries or keys) per program.
 _FEATURES = 128  # Features per tile.
 _NEG = large_negative(jnp.float32)
 COMPILER_PARAMS = (4, 2)  # Triton (num_warps, num_stages), every kernel.
+KEY_MAX_NAME = 'favor_key_max'  # The keys' c, for jax.checkpoint policies.
 
 
 def query_features_kernel(q, projection, stabilizer, out_dtype, interpret=False):
@@ -47,12 +49,19 @@ def query_features_kernel(q, projection, stabilizer, out_dtype, interpret=False)
 
 def key_features_kernel(k, projection, mask, out_dtype, interpret=False):
   """(L, d) keys, (m, d) projection, (L,) bool mask or None -> (L, m) out_dtype:
-  exp(w . k' - |k'|^2 / 2 - c), c the largest logit over real keys; 0 at padded keys."""
+  exp(w . k' - |k'|^2 / 2 - c), c the largest logit over real keys; 0 at padded keys.
+
+  c is named KEY_MAX_NAME for `jax.checkpoint` policies: a recompute that keeps it runs no
+  key-max kernel again."""
   x, proj, length, m = _prepare(k, projection)
   valid = jnp.ones((length,), jnp.float32) if mask is None else mask.astype(jnp.float32)
   valid = jnp.pad(valid, (0, x.shape[0] - length))
   d = k.shape[1]
-  return _keys(x, proj, valid, (m, d, jnp.dtype(out_dtype), interpret))[:length, :m]
+  row_max = _call('key_max', interpret, [jax.lax.stop_gradient(x), valid], proj, [],
+                  (x.shape[0],), jnp.float32, m=m, d=d)  # c takes no gradient.
+  top = checkpoint_name(jnp.full((proj.shape[0],), jnp.max(row_max), jnp.float32),
+                        KEY_MAX_NAME)  # One c, repeated per feature.
+  return _keys(x, proj, valid, top, (m, d, jnp.dtype(out_dtype), interpret))[:length, :m]
 
 
 def _prepare(x, projection):
@@ -95,16 +104,13 @@ _query.defvjp(_query_fwd, _query_bwd)
 
 # ----- keys -----
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _keys(x, proj, valid, static):
-  return _keys_fwd(x, proj, valid, static)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _keys(x, proj, valid, top, static):
+  return _keys_fwd(x, proj, valid, top, static)[0]
 
 
-def _keys_fwd(x, proj, valid, static):
+def _keys_fwd(x, proj, valid, top, static):
   m, d, out_dtype, interpret = static
-  row_max = _call('key_max', interpret, [x, valid], proj, [], (x.shape[0],), jnp.float32,
-                  m=m, d=d)
-  top = jnp.full((proj.shape[0],), jnp.max(row_max), jnp.float32)  # One c, per feature.
   feats = _call('key', interpret, [x, valid], proj, [top], (x.shape[0], proj.shape[0]),
                 out_dtype, m=m, d=d)
   return feats, (x, proj, valid, top)
@@ -114,7 +120,7 @@ def _keys_bwd(static, residuals, g):
   m, d, _, interpret = static
   x, proj, valid, top = residuals
   dx = _call('key_grad', interpret, [x, valid, g], proj, [top], x.shape, x.dtype, m=m, d=d)
-  return dx, jnp.zeros_like(proj), jnp.zeros_like(valid)
+  return dx, jnp.zeros_like(proj), jnp.zeros_like(valid), jnp.zeros_like(top)
 
 
 _keys.defvjp(_keys_fwd, _keys_bwd)

@@ -14,7 +14,7 @@ from plait.layers.attention.favor_features import fixed_orthogonal_features
 from plait.layers.base import LayerError
 from plait.shapes import ShapeDtype
 from tests.conftest import random_array
-from tests.gpu_lowering import pallas_calls
+from tests.gpu_lowering import live_pallas_calls
 from tests.layers.attention.test_favor_causal import attend, naive_favor
 
 L, DH = 10, 4
@@ -227,15 +227,17 @@ def _kernel_counts(recompute):
     out = kind.attend_batched(q, k, v, np.ones((1, 64), bool), (), None, 'eval')[0]
     return jnp.sum(out.astype(jnp.float32))
   jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v).jaxpr
-  return collections.Counter(eqn.params['name'] for eqn in pallas_calls(jaxpr))
+  return collections.Counter(eqn.params['name'] for eqn in live_pallas_calls(jaxpr))
 
 
 def test_recomputed_features_rerun_the_feature_maps_but_not_the_product():
   """recompute_features=True keeps the (L, d + 1) sums that the normalization's backward
-  needs, so the backward reruns the query and key feature maps but not the product: the
-  output kernel runs once forward and once per backward product (3), as with the maps kept."""
+  needs and the keys' max, so the backward reruns the query and key feature maps but not
+  the product or the max: the output kernel runs once forward and once per backward product
+  (3), and the key-max kernel once, as with the maps kept."""
   recomputed, kept = _kernel_counts(True), _kernel_counts(False)
   assert recomputed['plait_favor_output'] == kept['plait_favor_output'] == 4, (recomputed, kept)
   assert recomputed['plait_favor_states'] == kept['plait_favor_states']
+  assert recomputed['plait_favor_key_max_features'] == kept['plait_favor_key_max_features'] == 1
   for name in ('plait_favor_query_features', 'plait_favor_key_features'):
     assert recomputed[name] == 2 * kept[name] == 2, (name, recomputed, kept)
