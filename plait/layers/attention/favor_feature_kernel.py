@@ -13,8 +13,9 @@ write the gradients in it. Each has a custom VJP whose kernel recomputes the fea
 or k (residuals: the inputs, never an (L, m) map). The maxima take no gradient, as in XLA;
 the projection gets none either (it is drawn, not learned).
 
-Rows go in blocks of _ROWS and features in tiles of _FEATURES; a query row's max is taken
-over every tile before any is written (the tiles' projections are made again, not held).
+Rows go in blocks of 64 and features in tiles of 128 (a program holds (64, 128) blocks); a
+query row's max is taken over every tile before any is written (the tiles' projections are
+made again, not held: RESULTS.md section 47 timed both ways alike).
 L is zero-padded to whole blocks and d and m to powers of two >= 16 only where they are not
 (padded features are masked out of the maxima and written as 0).
 
