@@ -28,6 +28,7 @@ from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
 import plait.layers as tl
 from plait.shapes import ShapeDtype
 
+
 def make_layer(kind, causal, d_head, length, implementation):
   """attention_gpu.py's layer of `kind` ('block_sparse', 'lsh' or 'cudnn'), heads d_head wide."""
   d_model = ag.N_HEADS * d_head

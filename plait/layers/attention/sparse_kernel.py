@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plait.layers.attention.base import large_negative
-from plait.layers.attention.kernel_common import block_dot, triton_params
+from plait.layers.attention.kernel_common import block_dot, pow2_at_least, triton_params
 
 __all__ = ['LogitTerms', 'sparse_attention', 'supported']
 
@@ -149,8 +149,8 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
                      f'multiple of the plan\'s {n} blocks; got {q.shape}, {shape(k)}, '
                      f'{v.shape}.')
   d_head = q.shape[-1]
-  width = next((w for w in _HEAD_DIMS if w >= d_head), None)
-  if width is None:
+  width = pow2_at_least(d_head, _HEAD_DIMS[0])   # The next kernel width.
+  if width > _HEAD_DIMS[-1]:
     raise ValueError(f'sparse_attention: the kernels take heads up to {_HEAD_DIMS[-1]} wide; '
                      f'got q of shape {q.shape} (d_head={d_head}).')
   chunk_ids = tuple(chunk_ids)
