@@ -215,13 +215,16 @@ class FavorKind(AttentionKind):
       qf = query_features(q, projection, self.kernel, eps)
       kf = key_features(k, projection, self.kernel, eps, mask)
     if impl != 'xla':  # Operands in the model's dtype, float32 sums and output.
-      out = favor_kernel.causal_product_kernel(qf.astype(out_dtype), kf.astype(out_dtype),
-                                               _with_ones(v), self.chunk_size,
-                                               interpret=interpret)
+      # The kernels' column pieces are kept apart (d_head 64: [v] and [1]): concatenated
+      # they would be one more (L, d_head + 1) float32 array, made only to be kept.
+      pieces = favor_kernel.causal_product_kernel(
+          qf.astype(out_dtype), kf.astype(out_dtype), _with_ones(v), self.chunk_size,
+          interpret=interpret, split=True)
     else:
       v1 = _with_ones(v.astype(q.dtype))
-      out = causal_product(qf, kf, v1, self.chunk_size) if self.causal else qf @ (kf.T @ v1)
-    return _normalize(checkpoint_name(out, _SUMS)).astype(out_dtype)
+      pieces = [causal_product(qf, kf, v1, self.chunk_size) if self.causal
+                else qf @ (kf.T @ v1)]
+    return _normalize(*[checkpoint_name(piece, _SUMS) for piece in pieces]).astype(out_dtype)
 
   def pick_implementation(self, dtype, d_head=None):
     """'xla', 'pallas' or 'interpret' for train/eval on inputs of `dtype` (and heads of
@@ -283,9 +286,14 @@ _KEEP_SUMS = jax.checkpoint_policies.save_only_these_names(
     _SUMS, favor_feature_kernel.KEY_MAX_NAME)
 
 
-def _normalize(out):
-  """[numerator, denominator] (..., d + 1) -> numerator / denominator; 0 where it is 0."""
-  num, den = out[..., :-1], out[..., -1:]
+def _normalize(*pieces):
+  """[numerator, denominator] (..., d + 1), whole or as column pieces -> numerator /
+  denominator (..., d); 0 where it is 0. The pieces are not concatenated when the
+  denominator is a piece of its own."""
+  *front, last = pieces
+  num = front + [last[..., :-1]] if last.shape[-1] > 1 else front
+  num = num[0] if len(num) == 1 else jnp.concatenate(num, axis=-1)
+  den = last[..., -1:]
   return num / jnp.where(den > 0, den, jnp.ones((), den.dtype))
 
 

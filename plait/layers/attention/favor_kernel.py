@@ -30,6 +30,7 @@ once (so the gradients, whose operands are the pieced g and c, are one product e
 with no XLA sum over pieces). `chunk_size` must be a power of two in 16..256.
 
   >>> out = causal_product_kernel(qf, kf, jnp.concatenate([v, ones], -1), chunk_size=128)
+  >>> num, den = causal_product_kernel(qf, kf, v1, split=True)   # d_head 64: c's two pieces
 
 `interpret=True` runs the kernels through the Pallas interpreter (CPU tests).
 """
@@ -68,7 +69,7 @@ def column_pieces(width, floor=16):
 
 
 def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
-                          segment_chunks=SEGMENT_CHUNKS):
+                          segment_chunks=SEGMENT_CHUNKS, split=False):
   """out[t] = sum_{j <= t} (a[t] . b[j]) c[j]: (..., L, da), (..., L, da), (..., L, dc).
 
   Args:
@@ -77,8 +78,10 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
     chunk_size: rows per chunk, a power of two in 16..256 (shrunk for short sequences).
     interpret: run through the Pallas interpreter.
     segment_chunks: chunks per states program, a power of two (shrunk for short sequences).
+    split: return the output of each of `column_pieces(dc)` apart, as the kernels write
+      them, instead of their concatenation (which XLA makes as one more float32 array).
   Returns:
-    (..., L, dc) float32.
+    (..., L, dc) float32; with split, a tuple of (..., L, width) float32, one per piece.
   """
   dtype = jnp.result_type(a, b, c)
   if not supported(chunk_size, dtype) or a.shape != b.shape or (
@@ -100,9 +103,11 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
                  for start, width in column_pieces(t.shape[-1]))
   outs = _product(pieces(a), pieces(b), pieces(c), (size, per_segment), False, interpret,
                   jnp.float32)
-  outs = [o[:, :length, :width] for o, (_, width) in zip(outs, column_pieces(c.shape[-1]))]
-  out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
-  return out.reshape(tuple(lead) + (length, c.shape[-1]))
+  outs = tuple(o[:, :length, :width].reshape(tuple(lead) + (length, width))
+               for o, (_, width) in zip(outs, column_pieces(c.shape[-1])))
+  if split:
+    return outs
+  return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))

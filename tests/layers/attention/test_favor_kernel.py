@@ -134,9 +134,25 @@ def test_kernel_rejects_bad_chunk_and_shapes():
     causal_product_kernel(a, a[:5], a, 16, interpret=True)
 
 
-@pytest.mark.parametrize('masked', [False, True])
-def test_layer_kernel_path_equals_xla_path_and_naive_reference(masked):
-  batch, heads, length, d = 2, 2, 19, 8
+def test_split_returns_the_pieces_of_the_whole_output():
+  """split=True: one output per column piece (65 -> 64 + 1), values and gradients equal to
+  the concatenated output's columns."""
+  a, b = features((40, 24), 31), features((40, 24), 32)
+  c = random_array((40, 65), 33)
+  whole = value_and_grads(lambda *x: causal_product_kernel(*x, 16, interpret=True), a, b, c)
+  pieces = value_and_grads(
+      lambda *x: jnp.concatenate(causal_product_kernel(*x, 16, interpret=True, split=True), -1),
+      a, b, c)
+  assert [p.shape for p in causal_product_kernel(a, b, c, 16, interpret=True, split=True)] == [
+      (40, 64), (40, 1)]
+  assert_close(pieces, whole, tol=1e-6)
+
+
+# d_head 8: [v, 1] is one piece of 9 columns; 32: pieces [v] and [1]; 40: [v_0..31] and
+# [v_32..39, 1] (see column_pieces): the three ways the layer reassembles the output.
+@pytest.mark.parametrize('masked,d', [(False, 8), (True, 8), (False, 32), (True, 40)])
+def test_layer_kernel_path_equals_xla_path_and_naive_reference(masked, d):
+  batch, heads, length = 2, 2, 19
   q, k, v = (random_array((batch, heads, length, d), i) * 0.7 for i in range(3))
   mask = (np.random.default_rng(7).random((batch, length)) < 0.8) if masked else None
   kinds = {impl: FavorKind(16, causal=True, redraw=False, chunk_size=16, implementation=impl)
@@ -151,6 +167,21 @@ def test_layer_kernel_path_equals_xla_path_and_naive_reference(masked):
   got = value_and_grads(attend('interpret'), q, k, v)
   assert_close(got, value_and_grads(attend('xla'), q, k, v), tol=1e-4)
   assert_close(got, value_and_grads(naive, q, k, v), tol=1e-4)
+
+
+def test_layer_keeps_the_kernels_pieces_without_concatenating_them():
+  """d_head 32: the kernels write [v] and [1] apart; the layer keeps those pieces for the
+  backward (recompute_features) and divides one by the other, with no float32 (L, 33)
+  concatenation (at 64K tokens on an H100 it was a 0.16 ms fusion, made only to be kept;
+  [v, 1] itself is bf16 here)."""
+  d, length = 32, 40
+  q, k, v = (jnp.asarray(random_array((1, 2, length, d), i), jnp.bfloat16) for i in range(3))
+  kind = FavorKind(16, causal=True, redraw=False, chunk_size=16, implementation='interpret')
+  loss = lambda q, k, v: jnp.sum(kind.attend_batched(q, k, v, None, (), None, 'eval')[0])
+  jaxpr = jax.make_jaxpr(jax.grad(loss, (0, 1, 2)))(q, k, v).jaxpr
+  widths = [eqn.outvars[0].aval.shape[-1] for eqn in outer_equations(jaxpr)
+            if eqn.primitive.name == 'concatenate' and eqn.outvars[0].aval.dtype == jnp.float32]
+  assert d + 1 not in widths
 
 
 def test_implementation_selection_and_errors():
