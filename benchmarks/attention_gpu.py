@@ -194,8 +194,9 @@ def layer_step(layer, length):
   return jax.jit(jax.grad(loss, argnums=(0, 1))), [x, weights]
 
 
-def measure(step, args, budget_s):
-  compiled = step.lower(*args).compile()
+def measure(step, args, budget_s, compiled=None):
+  """(median ms, GiB) of the jitted step at args; `compiled`: step already compiled there."""
+  compiled = compiled or step.lower(*args).compile()
   mem = compiled.memory_analysis()
   total = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
   jax.block_until_ready(compiled(*args))  # warm-up

@@ -161,6 +161,16 @@ def test_favor_tuning_scripts_sweep_through_the_interpreter_on_cpu(script, args)
   assert rows[0]['rel_diff'] == 0 and all(r['rel_diff'] < 1e-2 for r in rows), rows
 
 
+@pytest.mark.slow
+def test_feature_tuning_reports_a_setting_out_of_time_and_goes_on():
+  """Each setting runs in its own Python: one that gives no row within --setting_timeout_s
+  is a row with the error, and the sweep reaches the next setting."""
+  rows = [json.loads(line) for line in run(
+      'favor_feature_tune.py', '--tiny', '--rows', '32', '--features', '64', '--warps', '4',
+      '--setting_timeout_s', '0.5').splitlines() if line.startswith('{')]
+  assert len(rows) == 2 and all('TimeoutExpired' in r['error'] for r in rows), rows
+
+
 def test_qr_features_gpu_script_checks_the_kernel_through_the_interpreter_on_cpu():
   out = run('qr_features_gpu.py', '--interpret', '--heads', '1')
   assert '"matrices": 4' in out and '"passed": true' in out and 'qr kernel checks ok' in out, out
