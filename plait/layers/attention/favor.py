@@ -288,8 +288,8 @@ _KEEP_SUMS = jax.checkpoint_policies.save_only_these_names(
 
 def _normalize(*pieces):
   """[numerator, denominator] (..., d + 1), whole or as column pieces -> numerator /
-  denominator (..., d); 0 where it is 0. The pieces are not concatenated when the
-  denominator is a piece of its own."""
+  denominator (..., d); 0 where it is 0. Only numerator pieces are ever concatenated (none
+  when the pieces are [numerator] and [denominator], as the kernels give them at d 64)."""
   *front, last = pieces
   num = front + [last[..., :-1]] if last.shape[-1] > 1 else front
   num = num[0] if len(num) == 1 else jnp.concatenate(num, axis=-1)
