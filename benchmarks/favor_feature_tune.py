@@ -79,12 +79,17 @@ def relative_difference(a, b):
              for x, y in leaves)
 
 
+def features_size(args):
+  """(heads, tokens) of the bare kernels' run."""
+  return (2, 200) if args.tiny else (8, args.length)
+
+
 def run_one(args, rows_, features, warps):
   """This process: one setting, bare kernels (args.layer_length None) or the layer."""
   setting(rows_, features, warps)
   row = dict(rows=rows_, features=features, warps=warps)
   if args.layer_length is None:
-    heads, length = (2, 200) if args.tiny else (8, args.length)
+    heads, length = features_size(args)
     row.update(part='features', length=length)
     step, inputs = features_step(heads, length, args.tiny)
   else:
@@ -106,7 +111,7 @@ def run_child(args, s, layer_length=None):
          '--budget_s', str(args.budget_s)] + (['--tiny'] if args.tiny else []) + (
              [] if layer_length is None else ['--layer_length', str(layer_length)])
   row = dict(part='features' if layer_length is None else 'layer', rows=s[0], features=s[1],
-             warps=s[2], length=layer_length or args.length)
+             warps=s[2], length=layer_length or features_size(args)[1])
   try:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.setting_timeout_s)
     lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
