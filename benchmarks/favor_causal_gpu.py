@@ -182,10 +182,10 @@ def kernel_fwd_step(kind, length):
   c = c[..., :D_HEAD]
   interpret = KERNEL['interpret']
   layout = (128, favor_kernel.SEGMENT_CHUNKS)
-  states = lambda b, c: favor_kernel._call_states(b, c, layout, False, interpret)  # pylint: disable=protected-access
+  states = lambda b, c: favor_kernel._call_states([b], [c], layout, False, interpret)  # pylint: disable=protected-access
   if kind == 'states-fwd':
     return jax.jit(states), [b, c]
-  s, totals = jax.jit(states)(b, c)  # The totals stand in for the offsets (same shape).
+  (s,), (totals,) = jax.jit(states)(b, c)  # The totals stand in for the offsets (same shape).
   output = lambda a, b, c, s, o: favor_kernel._call_output((a,), (b,), (c,), [[s]], [[o]], layout, False, interpret, jnp.float32)[0]  # pylint: disable=protected-access
   return jax.jit(output), [a, b, c, s, totals]
 

@@ -24,7 +24,9 @@ no array:
 Triton's blocks are powers of two, so every operand's columns are split into power-of-two
 pieces of at least 16 (`column_pieces`: FAVOR+'s [v, 1] of 65 columns -> 64 + 1, padded to
 64 + 16, not 128), zero-padded (zero rows and columns add nothing), and the length to a
-whole number of segments. The states kernel runs once per (b piece, c piece) pair; one
+whole number of segments. One states kernel takes all of a side's pieces whole when their
+widths add up to at most 128 (FAVOR+'s [v, 1]: 64 + 16), keeping one running sum per pair of
+pieces, so the features are read once (else it runs once per piece); one
 output kernel makes all of c's pieces from scores a_n b_n^T summed over a's pieces, computed
 once (so the gradients, whose operands are the pieced g and c, are one product each too,
 with no XLA sum over pieces). `chunk_size` must be a power of two in 16..256.
@@ -125,20 +127,34 @@ def _product(a, b, c, layout, reverse, interpret, out_dtype):
 
 
 def _sums(b, c, layout, reverse, interpret):
-  """The running sums of b_j c_j^T per (b piece, c piece): [[states]] and [[offsets]]."""
-  states, offsets = [], []
-  for b_piece in b:
-    row_states, row_offsets = [], []
-    for c_piece in c:
-      s, totals = _call_states(b_piece, c_piece, layout, reverse, interpret)
-      row_states.append(s)
-      # The sum of the segments before each segment (after it when reverse), float32.
-      # One segment (up to segment_chunks chunks): its sums are the whole prefix already.
-      row_offsets.append(None if totals.shape[1] == 1 else (
-          jax.lax.cumsum(totals, axis=1, reverse=reverse) - totals))
-    states.append(row_states)
-    offsets.append(row_offsets)
+  """The running sums of b_j c_j^T per (b piece, c piece): [[states]] and [[offsets]].
+
+  One states kernel per (b group, c group) of `_groups`: FAVOR+'s [v, 1] pieces (64 + 16)
+  go in one group, so each running sum reads the (L, m) features once, not once per piece."""
+  states = [[None] * len(c) for _ in b]
+  offsets = [[None] * len(c) for _ in b]
+  for b_group in _groups(b):
+    for c_group in _groups(c):
+      pieces_s, pieces_t = _call_states([b[i] for i in b_group], [c[j] for j in c_group],
+                                        layout, reverse, interpret)
+      for k, (i, j) in enumerate((i, j) for i in b_group for j in c_group):
+        states[i][j] = pieces_s[k]
+        # The sum of the segments before each segment (after it when reverse), float32.
+        # One segment (up to segment_chunks chunks): its sums are the whole prefix already.
+        totals = pieces_t[k]
+        offsets[i][j] = None if totals.shape[1] == 1 else (
+            jax.lax.cumsum(totals, axis=1, reverse=reverse) - totals)
   return states, offsets
+
+
+def _groups(pieces):
+  """Indices of pieces that one states program takes whole, together: all of them when
+  there are several and their widths add up to at most 2 * _TILE (FAVOR+'s [v, 1]: 64 + 16);
+  else each piece alone, walked in _TILE-wide tiles by the grid."""
+  widths = [t.shape[-1] for t in pieces]
+  if len(pieces) > 1 and sum(widths) <= 2 * _TILE:
+    return [list(range(len(pieces)))]
+  return [[i] for i in range(len(pieces))]
 
 
 def _product_fwd(a, b, c, layout, reverse, interpret, out_dtype):
@@ -188,44 +204,72 @@ _db_dc.defvjp(_db_dc_fwd, _db_dc_bwd)
 
 
 def _call_states(b, c, layout, reverse, interpret):
-  """Per chunk, the sum of b_j c_j^T over its segment's chunks before it (after it when
-  reverse): (P, n_chunks, wa, wc) in b's dtype; and each segment's total, (P, n_segments,
-  wa, wc) float32. Accumulated in float32."""
+  """For lists of pieces b and c (a `_groups` group each): per chunk, the sum of b_j c_j^T
+  over its segment's chunks before it (after it when reverse), (P, n_chunks, wa, wc) in b's
+  dtype, and each segment's total, (P, n_segments, wa, wc) float32, for every (b piece,
+  c piece) pair in row-major order. Accumulated in float32.
+
+  A side of one piece is cut into (at most) _TILE-wide tiles over the grid; a side of several
+  pieces goes whole into every program, which keeps one running sum per pair of pieces."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   size, per_segment = layout
-  pairs, length, wa = b.shape
-  wc = c.shape[-1]
+  pairs, length, _ = b[0].shape
   n_chunks = length // size
   n_segments = n_chunks // per_segment
-  ta, tc = min(_TILE, wa), min(_TILE, wc)
   rows = per_segment * size
-  body = functools.partial(_states_kernel, size=size, reverse=reverse)
-  return pl.pallas_call(
-      body, grid=(pairs, wa // ta, wc // tc, n_segments),
-      in_specs=[pl.BlockSpec((None, rows, ta), lambda p, i, j, s: (p, s, i)),
-                pl.BlockSpec((None, rows, tc), lambda p, i, j, s: (p, s, j))],
-      out_specs=[pl.BlockSpec((None, per_segment, ta, tc), lambda p, i, j, s: (p, s, i, j)),
-                 pl.BlockSpec((None, None, ta, tc), lambda p, i, j, s: (p, s, i, j))],
-      out_shape=[jax.ShapeDtypeStruct((pairs, n_chunks, wa, wc), b.dtype),
-                 jax.ShapeDtypeStruct((pairs, n_segments, wa, wc), jnp.float32)],
+  def side(pieces, axis):
+    """Block widths, grid extent and BlockSpecs of one side (axis 1: b's tile, 2: c's)."""
+    if len(pieces) == 1:
+      tile = min(_TILE, pieces[0].shape[-1])
+      widths, extent = [tile], pieces[0].shape[-1] // tile
+    else:
+      widths, extent = [t.shape[-1] for t in pieces], 1
+    specs = [pl.BlockSpec((None, rows, w), lambda p, i, j, s, axis=axis: (p, s, (i, j)[axis - 1]))
+             for w in widths]
+    return widths, extent, specs
+  wb, extent_b, specs_b = side(b, 1)
+  wc, extent_c, specs_c = side(c, 2)
+  pairs_of = [(x, y) for x in range(len(b)) for y in range(len(c))]
+  state_specs = [pl.BlockSpec((None, per_segment, wb[x], wc[y]),
+                              lambda p, i, j, s: (p, s, i, j)) for x, y in pairs_of]
+  total_specs = [pl.BlockSpec((None, None, wb[x], wc[y]), lambda p, i, j, s: (p, s, i, j))
+                 for x, y in pairs_of]
+  out_shape = ([jax.ShapeDtypeStruct((pairs, n_chunks, b[x].shape[-1], c[y].shape[-1]),
+                                     b[0].dtype) for x, y in pairs_of]
+               + [jax.ShapeDtypeStruct((pairs, n_segments, b[x].shape[-1], c[y].shape[-1]),
+                                       jnp.float32) for x, y in pairs_of])
+  body = functools.partial(_states_kernel, n_b=len(b), n_c=len(c), size=size, reverse=reverse)
+  outs = pl.pallas_call(
+      body, grid=(pairs, extent_b, extent_c, n_segments), in_specs=specs_b + specs_c,
+      out_specs=state_specs + total_specs, out_shape=out_shape,
       compiler_params=triton_params(*COMPILER_PARAMS['states'], interpret), interpret=interpret,
-      name='plait_favor_states')(b, c)
+      name='plait_favor_states')(*b, *c)
+  return outs[:len(pairs_of)], outs[len(pairs_of):]
 
 
-def _states_kernel(b_ref, c_ref, s_ref, total_ref, *, size, reverse):
-  """Walks one segment's chunks with one (ta, tc) slice of the running sum; stores it
-  before each chunk, then the segment's total."""
+def _states_kernel(*refs, n_b, n_c, size, reverse):
+  """Walks one segment's chunks with one running sum per (b block, c block) pair; stores
+  them before each chunk, then the segment's totals."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  n_chunks = s_ref.shape[0]
+  b_refs, c_refs = refs[:n_b], refs[n_b:n_b + n_c]
+  s_refs, total_refs = refs[n_b + n_c:n_b + n_c + n_b * n_c], refs[n_b + n_c + n_b * n_c:]
+  n_chunks = s_refs[0].shape[0]
 
-  def step(i, total):
+  def step(i, totals):
     n = n_chunks - 1 - i if reverse else i
-    s_ref[pl.ds(n, 1), :, :] = total[None].astype(s_ref.dtype)
+    for s_ref, total in zip(s_refs, totals):
+      s_ref[pl.ds(n, 1), :, :] = total[None].astype(s_ref.dtype)
     rows = pl.ds(pl.multiple_of(n * size, size), size)
-    return total + block_dot(b_ref[rows, :], c_ref[rows, :], trans_a=True)
+    cs = [c_ref[rows, :] for c_ref in c_refs]
+    new = []
+    for b_ref in b_refs:
+      b_rows = b_ref[rows, :]
+      new.extend(block_dot(b_rows, c_rows, trans_a=True) for c_rows in cs)
+    return tuple(total + add for total, add in zip(totals, new))
 
-  zeros = jnp.zeros(s_ref.shape[1:], jnp.float32)
-  total_ref[...] = jax.lax.fori_loop(0, n_chunks, step, zeros)
+  zeros = tuple(jnp.zeros(s_ref.shape[1:], jnp.float32) for s_ref in s_refs)
+  for total_ref, total in zip(total_refs, jax.lax.fori_loop(0, n_chunks, step, zeros)):
+    total_ref[...] = total
 
 
 def _call_output(a, b, c, states, offsets, layout, reverse, interpret, out_dtype,

@@ -231,7 +231,7 @@ def _kernel_counts(recompute):
 
 
 def test_recomputed_features_rerun_the_feature_maps_but_not_the_product():
-  """recompute_features=True keeps the (L, d + 1) sums that the normalization's backward
+  """recompute_features=True keeps the float32 sums that the normalization's backward
   needs and the keys' max, so the backward reruns the query and key feature maps but not
   the product or the max: the output kernel runs once forward and once per backward product
   (3), and the key-max kernel once, as with the maps kept."""
