@@ -1,4 +1,5 @@
-"""Tune the causal FAVOR+ feature-map kernels on the GPU: rows per block, feature tile, warps.
+"""Tune the causal FAVOR+ feature-map kernels on the GPU: rows per block, feature tile, warps,
+and how the projections' dots are made (`PROJECTION_DOTS`: split, tf32, single).
 
 For each setting, the bare `query_features_kernel` + `key_features_kernel` fwd+bwd (bf16,
 256 features, d 64, 8 heads vmapped) at 64K tokens, checked against the module's default
@@ -11,7 +12,9 @@ compile (or run) in time gets a row with its error, and the sweep goes on (in on
 setting of 128 rows printed nothing for 190 s and took the rest of the sweep with it:
 RESULTS.md section 48). A row gives the compile and run times apart. The check (rel_diff):
 per output (features and gradients), the sums of w * x (w = cos 0, cos 1, ... over its
-elements) and of |x| against the default's, relative to the default's sum of |x|.
+elements) and of |x| against the default's, relative to the default's sum of |x|; and
+(oracle_err) the features' largest error against the float32 XLA maps of the same inputs,
+relative to their largest value (bf16 features: 2^-9 from rounding alone).
 
   python benchmarks/favor_feature_tune.py --out tune.json
   python benchmarks/favor_feature_tune.py --tiny     # CPU smoke: small shapes, interpreter
@@ -29,14 +32,18 @@ import jax.numpy as jnp
 from attention_gpu import favor, layer_step, measure  # pylint: disable=g-bad-import-order
 from bench_rows import measured, save_rows  # pylint: disable=g-bad-import-order
 from plait.layers.attention import favor_feature_kernel as ffk
-from plait.layers.attention.favor_features import orthogonal_random_features
+from plait.layers.attention.favor_features import (key_features, orthogonal_random_features,
+                                                   query_features)
 
-DEFAULT = (ffk._ROWS, ffk._FEATURES, ffk.COMPILER_PARAMS[0])  # pylint: disable=protected-access
+DEFAULT = (ffk._ROWS, ffk._FEATURES, ffk.COMPILER_PARAMS[0],  # pylint: disable=protected-access
+           ffk.PROJECTION_DOTS)
+DOTS = ('split', 'tf32', 'single')
 
 
-def setting(rows, features, warps):
+def setting(rows, features, warps, dots):
   ffk._ROWS, ffk._FEATURES = rows, features  # pylint: disable=protected-access
   ffk.COMPILER_PARAMS = (warps, ffk.COMPILER_PARAMS[1])
+  ffk.PROJECTION_DOTS = dots
 
 
 def features_step(heads, length, interpret=False):
@@ -53,6 +60,18 @@ def features_step(heads, length, interpret=False):
                                                     interpret))(k)
     return jnp.sum(qf * gq) + jnp.sum(kf * gk), (qf, kf)
   return jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True)), [q, k]
+
+
+def oracle_error(outputs, inputs, length):
+  """The kernels' features against favor_features' float32 maps of the same q and k: the
+  largest error relative to the largest value, over both maps."""
+  q, k = (x.astype(jnp.float32) for x in inputs)
+  projection = orthogonal_random_features(jax.random.split(jax.random.key(0), 5)[4], 256, 64)
+  mask = jnp.arange(length) < length - 3
+  want = (jax.vmap(lambda x: query_features(x, projection, 'softmax', 1e-6))(q),
+          jax.vmap(lambda x: key_features(x, projection, 'softmax', 1e-6, mask))(k))
+  return max(float(jnp.max(jnp.abs(g.astype(jnp.float32) - w)) / jnp.max(jnp.abs(w)))
+             for g, w in zip(outputs[1], want))
 
 
 def fingerprint(tree):
@@ -84,10 +103,10 @@ def features_size(args):
   return (2, 200) if args.tiny else (8, args.length)
 
 
-def run_one(args, rows_, features, warps):
+def run_one(args, rows_, features, warps, dots):
   """This process: one setting, bare kernels (args.layer_length None) or the layer."""
-  setting(rows_, features, warps)
-  row = dict(rows=rows_, features=features, warps=warps)
+  setting(rows_, features, warps, dots)
+  row = dict(rows=rows_, features=features, warps=warps, dots=dots)
   if args.layer_length is None:
     heads, length = features_size(args)
     row.update(part='features', length=length)
@@ -100,18 +119,21 @@ def run_one(args, rows_, features, warps):
     compiled = step.lower(*inputs).compile()
     row['compile_s'] = round(time.perf_counter() - start, 2)
     if row['part'] == 'features':
-      row['fingerprint'] = fingerprint(compiled(*inputs))
+      outputs = compiled(*inputs)
+      row['fingerprint'] = fingerprint(outputs)
+      row['oracle_err'] = oracle_error(outputs, inputs, length)
     row['ms'], row['gib'] = measure(step, inputs, args.budget_s, compiled)
   measured(row, fill)
 
 
 def run_child(args, s, layer_length=None):
   """One setting in a Python of its own: its JSON row, or a row with the error."""
-  cmd = [sys.executable, __file__, '--one', *map(str, s), '--length', str(args.length),
+  cmd = [sys.executable, __file__, '--one', *map(str, s[:3]), '--one_dots', s[3],
+         '--length', str(args.length),
          '--budget_s', str(args.budget_s)] + (['--tiny'] if args.tiny else []) + (
              [] if layer_length is None else ['--layer_length', str(layer_length)])
   row = dict(part='features' if layer_length is None else 'layer', rows=s[0], features=s[1],
-             warps=s[2], length=layer_length or features_size(args)[1])
+             warps=s[2], dots=s[3], length=layer_length or features_size(args)[1])
   try:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.setting_timeout_s)
     lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
@@ -128,6 +150,7 @@ def main(argv=None):
   p.add_argument('--rows', type=int, nargs='+', default=[32, 64, 128])
   p.add_argument('--features', type=int, nargs='+', default=[64, 128])
   p.add_argument('--warps', type=int, nargs='+', default=[4, 8])
+  p.add_argument('--dots', nargs='+', choices=DOTS, default=[DEFAULT[3]])
   p.add_argument('--length', type=int, default=65536, help='bare kernels: tokens')
   p.add_argument('--layer_lengths', type=int, nargs='*', default=[4096, 16384, 65536])
   p.add_argument('--top', type=int, default=2, help='layer: this many fastest settings')
@@ -136,14 +159,15 @@ def main(argv=None):
   p.add_argument('--out', default=None)
   p.add_argument('--tiny', action='store_true', help='CPU smoke: small shapes, interpreter')
   p.add_argument('--one', type=int, nargs=3, default=None, help=argparse.SUPPRESS)
+  p.add_argument('--one_dots', choices=DOTS, default=DEFAULT[3], help=argparse.SUPPRESS)
   p.add_argument('--layer_length', type=int, default=None, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.one:
-    run_one(args, *args.one)
+    run_one(args, *args.one, args.one_dots)
     return 0
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}', flush=True)
-  settings = [DEFAULT] + [s for s in itertools.product(args.rows, args.features, args.warps)
-                          if s != DEFAULT]
+  settings = [DEFAULT] + [s for s in itertools.product(args.rows, args.features, args.warps,
+                                                      args.dots) if s != DEFAULT]
   rows, reference = [], None
   for s in settings:
     row = run_child(args, s)
@@ -155,8 +179,8 @@ def main(argv=None):
     print(json.dumps(row), flush=True)
     save_rows(rows, args.out)
   timed = sorted((r for r in rows if 'ms' in r), key=lambda r: r['ms'])
-  chosen = [DEFAULT] + [(r['rows'], r['features'], r['warps']) for r in timed
-                        if (r['rows'], r['features'], r['warps']) != DEFAULT][:args.top]
+  key = lambda r: (r['rows'], r['features'], r['warps'], r['dots'])
+  chosen = [DEFAULT] + [key(r) for r in timed if key(r) != DEFAULT][:args.top]
   for s, n in itertools.product(chosen, [] if args.tiny else args.layer_lengths):
     rows.append(run_child(args, s, n))
     print(json.dumps(rows[-1]), flush=True)

@@ -16,6 +16,14 @@ the projection gets none either (it is drawn, not learned).
 Rows go in blocks of 64 and features in tiles of 128 (a program holds (64, 128) blocks); a
 query row's max is taken over every tile before any is written (the tiles' projections are
 made again, not held: RESULTS.md section 47 timed both ways alike).
+
+The projections w . x: for bf16/fp16 x (`PROJECTION_DOTS = 'split'`), the float32 projection
+goes in as two pieces of x's dtype, hi + lo (hi = w rounded, lo = the rest rounded), and w . x
+is two dots of x as it is read, accumulated in float32: as exact as float32 w to about 2^-16
+(x is exact in its own dtype), on the tensor cores' 16-bit path; float32 x takes one float32
+dot (TF32 on the GPU), as every x did before. The gradients' dots (by w) take w = hi + lo in
+float32. ('tf32' makes every x float32 and the projection one float32 piece, as before;
+'single' takes hi alone, for timing only: its logits are off by up to 2^-9 of w . x.)
 L is zero-padded to whole blocks and d and m to powers of two >= 16 only where they are not
 (padded features are masked out of the maxima and written as 0).
 
@@ -39,6 +47,7 @@ _ROWS = 64       # Rows (queries or keys) per program.
 _FEATURES = 128  # Features per tile.
 _NEG = large_negative(jnp.float32)
 COMPILER_PARAMS = (4, 2)  # Triton (num_warps, num_stages), every kernel.
+PROJECTION_DOTS = 'split'  # 'split', 'tf32' or 'single' (timing only): see the docstring.
 KEY_MAX_NAME = 'favor_key_max'  # The keys' c, for jax.checkpoint policies.
 
 
@@ -60,14 +69,14 @@ def key_features_kernel(k, projection, mask, out_dtype, interpret=False):
   d = k.shape[1]
   row_max = _call('key_max', interpret, [jax.lax.stop_gradient(x), valid], proj, [],
                   (x.shape[0],), jnp.float32, m=m, d=d)  # c takes no gradient.
-  top = checkpoint_name(jnp.full((proj.shape[0],), jnp.max(row_max), jnp.float32),
+  top = checkpoint_name(jnp.full((proj.shape[1],), jnp.max(row_max), jnp.float32),
                         KEY_MAX_NAME)  # One c, repeated per feature.
   return _keys(x, proj, valid, top, (m, d, jnp.dtype(out_dtype), interpret))[:length, :m]
 
 
 def _prepare(x, projection):
-  """x zero-padded to (whole blocks, dp) where it is not (its dtype kept), and the float32
-  projection times d^(-1/4), zero-padded to (mp, dp)."""
+  """x zero-padded to (whole blocks, dp) where it is not (its dtype kept), and the
+  projection times d^(-1/4), zero-padded to (pieces, mp, dp): see `_pieces`."""
   if x.ndim != 2 or projection.ndim != 2 or projection.shape[1] != x.shape[1]:
     raise ValueError(f'favor feature kernels: need x (L, d) and projection (m, d); got x '
                      f'{x.shape}, projection {projection.shape}.')
@@ -77,7 +86,21 @@ def _prepare(x, projection):
   proj = jax.lax.stop_gradient(projection).astype(jnp.float32) * d ** -0.25
   if (rows, dp) != (length, d):
     x = jnp.pad(x, ((0, rows - length), (0, dp - d)))
-  return x, jnp.pad(proj, ((0, mp - m), (0, dp - d))), length, m
+  return x, _pieces(jnp.pad(proj, ((0, mp - m), (0, dp - d))), x.dtype), length, m
+
+
+def _pieces(proj, dtype):
+  """The float32 (mp, dp) projection as the kernels' dot operands, (pieces, mp, dp): hi and
+  lo in x's dtype for 16-bit x ('split'), hi alone ('single'), or itself in float32."""
+  if PROJECTION_DOTS not in ('split', 'tf32', 'single'):
+    raise ValueError(f'favor_feature_kernel.PROJECTION_DOTS: one of split, tf32, single; got '
+                     f'{PROJECTION_DOTS!r}.')
+  if PROJECTION_DOTS == 'tf32' or jnp.dtype(dtype) not in (jnp.bfloat16, jnp.float16):
+    return proj[None]
+  hi = proj.astype(dtype)
+  if PROJECTION_DOTS == 'single':
+    return hi[None]
+  return jnp.stack([hi, (proj - hi.astype(jnp.float32)).astype(dtype)])
 
 
 # ----- queries -----
@@ -85,7 +108,7 @@ def _prepare(x, projection):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _query(x, proj, static):
   m, eps, out_dtype, interpret = static
-  return _call('query', interpret, [x], proj, [], (x.shape[0], proj.shape[0]), out_dtype,
+  return _call('query', interpret, [x], proj, [], (x.shape[0], proj.shape[1]), out_dtype,
                m=m, eps=eps)
 
 
@@ -112,7 +135,7 @@ def _keys(x, proj, valid, top, static):
 
 def _keys_fwd(x, proj, valid, top, static):
   m, d, out_dtype, interpret = static
-  feats = _call('key', interpret, [x, valid], proj, [top], (x.shape[0], proj.shape[0]),
+  feats = _call('key', interpret, [x, valid], proj, [top], (x.shape[0], proj.shape[1]),
                 out_dtype, m=m, d=d)
   return feats, (x, proj, valid, top)
 
@@ -134,7 +157,7 @@ def _call(name, interpret, row_arrays, proj, whole_arrays, out_shape, out_dtype,
   rows = lambda a: pl.BlockSpec((_ROWS,) + a.shape[1:], lambda i, n=a.ndim - 1: (i,) + (0,) * n)
   whole = lambda a: pl.BlockSpec(a.shape, lambda i, n=a.ndim: (0,) * n)
   out = jax.ShapeDtypeStruct(tuple(out_shape), out_dtype)
-  body = functools.partial(_KERNELS[name], tile=min(_FEATURES, proj.shape[0]), **static)
+  body = functools.partial(_KERNELS[name], tile=min(_FEATURES, proj.shape[1]), **static)
   return pl.pallas_call(
       body, grid=(out.shape[0] // _ROWS,),
       in_specs=[rows(a) for a in row_arrays] + [whole(proj)] + [whole(a) for a in whole_arrays],
@@ -144,15 +167,38 @@ def _call(name, interpret, row_arrays, proj, whole_arrays, out_shape, out_dtype,
 
 
 # ----- kernel bodies: (rows, tile) blocks of projections, one feature tile at a time -----
+# p_ref: the projection's pieces (pieces, mp, dp) (`_pieces`); x: the block as the dots take
+# it (`_operand`).
 
 def _tiles(p_ref, tile):
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  return [(first, pl.ds(first, tile)) for first in range(0, p_ref.shape[0], tile)]
+  return [(first, pl.ds(first, tile)) for first in range(0, p_ref.shape[1], tile)]
+
+
+def _operand(x_ref, p_ref):
+  """The block of x for the projection's dots: in the pieces' dtype (x's own for 16-bit x)."""
+  return x_ref[...].astype(p_ref.dtype)
+
+
+def _project(x, p_ref, f):
+  """(rows, tile) w . x for one feature tile: the pieces' dots, accumulated in float32."""
+  out = block_dot(x, p_ref[0, f, :], trans_b=True)
+  for piece in range(1, p_ref.shape[0]):
+    out += block_dot(x, p_ref[piece, f, :], trans_b=True)
+  return out
+
+
+def _weights(p_ref, f):
+  """(tile, dp) w in float32 for the gradients' dots: the sum of the pieces."""
+  w = p_ref[0, f, :].astype(jnp.float32)
+  for piece in range(1, p_ref.shape[0]):
+    w += p_ref[piece, f, :].astype(jnp.float32)
+  return w
 
 
 def _query_projection(x, p_ref, first, f, m):
   """(rows, tile) w . q' for one tile, _NEG on padded features."""
-  proj = block_dot(x, p_ref[f, :], trans_b=True)
+  proj = _project(x, p_ref, f)
   return jnp.where(_real(proj.shape, first, m), proj, _NEG)
 
 
@@ -169,7 +215,7 @@ def _query_top(x, p_ref, tile, m):
 
 
 def _query_kernel(x_ref, p_ref, out_ref, *, tile, m, eps):
-  x = x_ref[...].astype(jnp.float32)
+  x = _operand(x_ref, p_ref)
   top = _query_top(x, p_ref, tile, m)
   for first, f in _tiles(p_ref, tile):
     proj = _query_projection(x, p_ref, first, f, m)
@@ -180,65 +226,65 @@ def _query_kernel(x_ref, p_ref, out_ref, *, tile, m, eps):
 def _query_grad_kernel(x_ref, g_ref, p_ref, dx_ref, *, tile, m, eps):
   """dx = sum over features of g * exp(proj - top) * w (the row max takes no gradient)."""
   del eps
-  x = x_ref[...].astype(jnp.float32)
+  x = _operand(x_ref, p_ref)
   top = _query_top(x, p_ref, tile, m)
   dx = jnp.zeros(dx_ref.shape, jnp.float32)
   for first, f in _tiles(p_ref, tile):
     proj = _query_projection(x, p_ref, first, f, m)
     dproj = g_ref[:, f].astype(jnp.float32) * jnp.exp(proj - top[:, None])
-    dx += block_dot(dproj, p_ref[f, :])
+    dx += block_dot(dproj, _weights(p_ref, f))
   dx_ref[...] = dx.astype(dx_ref.dtype)
 
 
-def _key_rows(x_ref, valid_ref, d):
-  """The block's keys in float32, |k'|^2 / 2 per row (k' = k d^(-1/4), d the true width)
-  and the (rows,) validity."""
+def _key_rows(x_ref, valid_ref, p_ref, d):
+  """The block's keys for the dots and in float32, |k'|^2 / 2 per row (k' = k d^(-1/4), d
+  the true width) and the (rows,) validity."""
   x = x_ref[...].astype(jnp.float32)
-  return x, (0.5 * d ** -0.5) * jnp.sum(x * x, axis=1), valid_ref[...]
+  return (_operand(x_ref, p_ref), x, (0.5 * d ** -0.5) * jnp.sum(x * x, axis=1),
+          valid_ref[...])
 
 
-def _key_logits(x, half_norm, valid, p, first, m):
+def _key_logits(x, half_norm, valid, p_ref, f, first, m):
   """(rows, tile) w . k' - |k'|^2 / 2, _NEG at padded keys and features."""
-  logits = block_dot(x, p, trans_b=True) - half_norm[:, None]
+  logits = _project(x, p_ref, f) - half_norm[:, None]
   real = _real(logits.shape, first, m) & (valid[:, None] > 0)
   return jnp.where(real, logits, _NEG)
 
 
-def _key_features(x, half_norm, valid, p, top_ref, f, first, m):
+def _key_features(x, half_norm, valid, p_ref, top_ref, f, first, m):
   """(rows, tile) exp(logit - c), 0 at padded keys and features; top_ref[f]: c per feature."""
-  logits = _key_logits(x, half_norm, valid, p, first, m)
+  logits = _key_logits(x, half_norm, valid, p_ref, f, first, m)
   return jnp.where(logits > 0.5 * _NEG, jnp.exp(logits - top_ref[f][None, :]), 0.0)
 
 
 def _key_max_kernel(x_ref, valid_ref, p_ref, out_ref, *, tile, m, d):
-  x, half_norm, valid = _key_rows(x_ref, valid_ref, d)
+  x, _, half_norm, valid = _key_rows(x_ref, valid_ref, p_ref, d)
   top = jnp.full((x.shape[0],), _NEG, jnp.float32)
   for first, f in _tiles(p_ref, tile):
-    logits = _key_logits(x, half_norm, valid, p_ref[f, :], first, m)
+    logits = _key_logits(x, half_norm, valid, p_ref, f, first, m)
     top = jnp.maximum(top, jnp.max(logits, axis=1))
   out_ref[...] = top
 
 
 def _key_kernel(x_ref, valid_ref, p_ref, top_ref, out_ref, *, tile, m, d):
-  x, half_norm, valid = _key_rows(x_ref, valid_ref, d)
+  x, _, half_norm, valid = _key_rows(x_ref, valid_ref, p_ref, d)
   for first, f in _tiles(p_ref, tile):
-    feats = _key_features(x, half_norm, valid, p_ref[f, :], top_ref, f, first, m)
+    feats = _key_features(x, half_norm, valid, p_ref, top_ref, f, first, m)
     out_ref[:, f] = feats.astype(out_ref.dtype)
 
 
 def _key_grad_kernel(x_ref, valid_ref, g_ref, p_ref, top_ref, dx_ref, *, tile, m, d):
   """With kf the features and dl = g * kf: dx = dl w' - (sum_features dl) k d^(-1/2), w' the
   projection times d^(-1/4)."""
-  x, half_norm, valid = _key_rows(x_ref, valid_ref, d)
+  x, x32, half_norm, valid = _key_rows(x_ref, valid_ref, p_ref, d)
   dx = jnp.zeros(dx_ref.shape, jnp.float32)
   dsum = jnp.zeros((x.shape[0],), jnp.float32)
   for first, f in _tiles(p_ref, tile):
-    p = p_ref[f, :]
-    feats = _key_features(x, half_norm, valid, p, top_ref, f, first, m)
+    feats = _key_features(x, half_norm, valid, p_ref, top_ref, f, first, m)
     dlogits = g_ref[:, f].astype(jnp.float32) * feats
-    dx += block_dot(dlogits, p)
+    dx += block_dot(dlogits, _weights(p_ref, f))
     dsum += jnp.sum(dlogits, axis=1)
-  dx_ref[...] = (dx - (d ** -0.5) * dsum[:, None] * x).astype(dx_ref.dtype)
+  dx_ref[...] = (dx - (d ** -0.5) * dsum[:, None] * x32).astype(dx_ref.dtype)
 
 
 _KERNELS = {'query': _query_kernel, 'query_grad': _query_grad_kernel,

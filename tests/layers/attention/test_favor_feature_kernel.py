@@ -88,3 +88,29 @@ def test_rejects_mismatched_shapes():
   with pytest.raises(ValueError, match='favor feature kernels.*projection'):
     query_features_kernel(np.ones((8, 4), np.float32), np.ones((16, 5), np.float32), EPS,
                           jnp.float32, interpret=True)
+
+
+@pytest.mark.parametrize('which', ['query', 'key'])
+def test_16bit_inputs_take_the_projection_in_two_pieces(which, monkeypatch):
+  """bf16 x against float32 XLA maps of the same x, float32 features out: the projection's
+  hi + lo pieces (the default) make the logits as float32 w would (to ~2^-16); hi alone
+  ('single') is off by ~2^-9 of each logit, so this check fails on it."""
+  from plait.layers.attention import favor_feature_kernel as ffk  # pylint: disable=import-outside-toplevel
+  x = jnp.asarray(random_array((64, 16), 10) * 2.0, jnp.bfloat16)
+  projection = orthogonal_random_features(jax.random.key(3), 64, 16, 'xla')
+  kernel, xla = maps(which, projection)
+  want = np.asarray(xla(x.astype(jnp.float32)))
+  errors = {}
+  for dots in ('split', 'single'):
+    monkeypatch.setattr(ffk, 'PROJECTION_DOTS', dots)
+    got = np.asarray(kernel(x))
+    errors[dots] = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+  assert errors['split'] < 1e-4 < 1e-3 < errors['single'], errors
+
+
+def test_rejects_an_unknown_projection_dots_setting(monkeypatch):
+  from plait.layers.attention import favor_feature_kernel as ffk  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(ffk, 'PROJECTION_DOTS', 'fp8')
+  with pytest.raises(ValueError, match='PROJECTION_DOTS.*fp8'):
+    query_features_kernel(np.ones((8, 4), jnp.bfloat16), np.ones((16, 4), np.float32), EPS,
+                          jnp.float32, interpret=True)
