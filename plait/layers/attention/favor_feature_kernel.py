@@ -10,12 +10,13 @@ causal layer's time at 64K tokens (RESULTS.md section 38). These kernels compute
     keys: a first kernel writes each row's largest logit, XLA takes the max of those.
 The kernels read q and k in their own dtype (d^(-1/4) is folded into the projection) and
 write the gradients in it. Each has a custom VJP whose kernel recomputes the features from q
-or k (residuals: the inputs, never an (L, m) map). The maxima take no gradient, as in XLA;
-the projection gets none either (it is drawn, not learned).
+or k (residuals: the inputs, never an (L, m) map; the queries' also each row's max, (L,)
+float32, which their forward kernel writes, so the gradient kernel projects once). The maxima
+take no gradient, as in XLA; the projection gets none either (it is drawn, not learned).
 
-Rows go in blocks of 64 and features in tiles of 128 (a program holds (64, 128) blocks); a
-query row's max is taken over every tile before any is written (the tiles' projections are
-made again, not held: RESULTS.md section 47 timed both ways alike).
+Rows go in blocks of 64 and features in tiles of 128 (a program holds (64, 128) blocks); the
+query kernel takes a row's max over every tile before it writes any (the tiles' projections
+are made again, not held: RESULTS.md section 47 timed both ways alike).
 
 The projections w . x: for bf16/fp16 x (`PROJECTION_DOTS = 'split'`), the float32 projection
 goes in as two pieces of x's dtype, hi + lo (hi = w rounded, lo = the rest rounded), and w . x
@@ -68,7 +69,7 @@ def key_features_kernel(k, projection, mask, out_dtype, interpret=False):
   valid = jnp.pad(valid, (0, x.shape[0] - length))
   d = k.shape[1]
   row_max = _call('key_max', interpret, [jax.lax.stop_gradient(x), valid], proj, [],
-                  (x.shape[0],), jnp.float32, m=m, d=d)  # c takes no gradient.
+                  [((x.shape[0],), jnp.float32)], m=m, d=d)  # c takes no gradient.
   top = checkpoint_name(jnp.full((proj.shape[1],), jnp.max(row_max), jnp.float32),
                         KEY_MAX_NAME)  # One c, repeated per feature.
   return _keys(x, proj, valid, top, (m, d, jnp.dtype(out_dtype), interpret))[:length, :m]
@@ -107,19 +108,24 @@ def _pieces(proj, dtype):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _query(x, proj, static):
-  m, eps, out_dtype, interpret = static
-  return _call('query', interpret, [x], proj, [], (x.shape[0], proj.shape[1]), out_dtype,
-               m=m, eps=eps)
+  return _query_fwd(x, proj, static)[0]
 
 
 def _query_fwd(x, proj, static):
-  return _query(x, proj, static), (x, proj)
+  """The features, and each row's max logit (float32, (rows,)) for the gradient kernel,
+  which so makes each tile's projection once instead of twice."""
+  m, eps, out_dtype, interpret = static
+  feats, top = _call('query', interpret, [x], proj, [],
+                     [((x.shape[0], proj.shape[1]), out_dtype), ((x.shape[0],), jnp.float32)],
+                     m=m, eps=eps)
+  return feats, (x, proj, top)
 
 
 def _query_bwd(static, residuals, g):
   m, eps, _, interpret = static
-  x, proj = residuals
-  dx = _call('query_grad', interpret, [x, g], proj, [], x.shape, x.dtype, m=m, eps=eps)
+  x, proj, top = residuals
+  dx = _call('query_grad', interpret, [x, g, top], proj, [], [(x.shape, x.dtype)], m=m,
+             eps=eps)
   return dx, jnp.zeros_like(proj)
 
 
@@ -135,35 +141,38 @@ def _keys(x, proj, valid, top, static):
 
 def _keys_fwd(x, proj, valid, top, static):
   m, d, out_dtype, interpret = static
-  feats = _call('key', interpret, [x, valid], proj, [top], (x.shape[0], proj.shape[1]),
-                out_dtype, m=m, d=d)
+  feats = _call('key', interpret, [x, valid], proj, [top],
+                [((x.shape[0], proj.shape[1]), out_dtype)], m=m, d=d)
   return feats, (x, proj, valid, top)
 
 
 def _keys_bwd(static, residuals, g):
   m, d, _, interpret = static
   x, proj, valid, top = residuals
-  dx = _call('key_grad', interpret, [x, valid, g], proj, [top], x.shape, x.dtype, m=m, d=d)
+  dx = _call('key_grad', interpret, [x, valid, g], proj, [top], [(x.shape, x.dtype)], m=m,
+             d=d)
   return dx, jnp.zeros_like(proj), jnp.zeros_like(valid), jnp.zeros_like(top)
 
 
 _keys.defvjp(_keys_fwd, _keys_bwd)
 
 
-def _call(name, interpret, row_arrays, proj, whole_arrays, out_shape, out_dtype, **static):
+def _call(name, interpret, row_arrays, proj, whole_arrays, outs, **static):
   """One kernel over blocks of _ROWS rows: row_arrays are cut into blocks, proj and
-  whole_arrays go in whole; the output is per row."""
+  whole_arrays go in whole; outs: [(shape, dtype)] of per-row outputs. Returns the output,
+  or a tuple of them when there are several."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   rows = lambda a: pl.BlockSpec((_ROWS,) + a.shape[1:], lambda i, n=a.ndim - 1: (i,) + (0,) * n)
   whole = lambda a: pl.BlockSpec(a.shape, lambda i, n=a.ndim: (0,) * n)
-  out = jax.ShapeDtypeStruct(tuple(out_shape), out_dtype)
+  outs = [jax.ShapeDtypeStruct(tuple(shape), dtype) for shape, dtype in outs]
   body = functools.partial(_KERNELS[name], tile=min(_FEATURES, proj.shape[1]), **static)
-  return pl.pallas_call(
-      body, grid=(out.shape[0] // _ROWS,),
+  result = pl.pallas_call(
+      body, grid=(outs[0].shape[0] // _ROWS,),
       in_specs=[rows(a) for a in row_arrays] + [whole(proj)] + [whole(a) for a in whole_arrays],
-      out_specs=rows(out), out_shape=out,
+      out_specs=[rows(o) for o in outs], out_shape=outs,
       compiler_params=triton_params(*COMPILER_PARAMS, interpret), interpret=interpret,
       name=f'plait_favor_{name}_features')(*row_arrays, proj, *whole_arrays)
+  return result[0] if len(outs) == 1 else tuple(result)
 
 
 # ----- kernel bodies: (rows, tile) blocks of projections, one feature tile at a time -----
@@ -214,20 +223,22 @@ def _query_top(x, p_ref, tile, m):
   return top
 
 
-def _query_kernel(x_ref, p_ref, out_ref, *, tile, m, eps):
+def _query_kernel(x_ref, p_ref, out_ref, top_ref, *, tile, m, eps):
   x = _operand(x_ref, p_ref)
   top = _query_top(x, p_ref, tile, m)
+  top_ref[...] = top
   for first, f in _tiles(p_ref, tile):
     proj = _query_projection(x, p_ref, first, f, m)
     feats = jnp.where(proj > 0.5 * _NEG, jnp.exp(proj - top[:, None]) + eps, 0.0)
     out_ref[:, f] = feats.astype(out_ref.dtype)
 
 
-def _query_grad_kernel(x_ref, g_ref, p_ref, dx_ref, *, tile, m, eps):
-  """dx = sum over features of g * exp(proj - top) * w (the row max takes no gradient)."""
+def _query_grad_kernel(x_ref, g_ref, top_ref, p_ref, dx_ref, *, tile, m, eps):
+  """dx = sum over features of g * exp(proj - top) * w (the row max, from the forward
+  kernel, takes no gradient)."""
   del eps
   x = _operand(x_ref, p_ref)
-  top = _query_top(x, p_ref, tile, m)
+  top = top_ref[...]
   dx = jnp.zeros(dx_ref.shape, jnp.float32)
   for first, f in _tiles(p_ref, tile):
     proj = _query_projection(x, p_ref, first, f, m)

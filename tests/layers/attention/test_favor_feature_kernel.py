@@ -114,3 +114,17 @@ def test_rejects_an_unknown_projection_dots_setting(monkeypatch):
   with pytest.raises(ValueError, match='PROJECTION_DOTS.*fp8'):
     query_features_kernel(np.ones((8, 4), jnp.bfloat16), np.ones((16, 4), np.float32), EPS,
                           jnp.float32, interpret=True)
+
+
+def test_query_gradient_kernel_projects_each_tile_once():
+  """The forward kernel's row max comes to the gradient kernel as a residual: per feature
+  tile, the projection's pieces (2 dots for bf16) and the gradient's dot, no max pass."""
+  projection = orthogonal_random_features(jax.random.key(0), 256, 64, 'xla')
+  loss = lambda x: jnp.sum(query_features_kernel(x, projection, EPS, jnp.bfloat16,
+                                                 interpret=True).astype(jnp.float32))
+  jaxpr = jax.make_jaxpr(jax.grad(loss))(jnp.ones((128, 64), jnp.bfloat16)).jaxpr
+  dots = {str(e.params['name']): sum(q.primitive.name == 'dot_general'
+                                     for q in e.params['jaxpr'].eqns)
+          for e in jaxpr.eqns if e.primitive.name == 'pallas_call'}
+  assert dots == {'plait_favor_query_features': 2 * 2 * 2,   # max pass, then features
+                  'plait_favor_query_grad_features': 2 * (2 + 1)}, dots
