@@ -2,7 +2,7 @@
 # states + split projection dots) and the tree (+ the query max as the gradient kernel's
 # residual); the layer's kernel path against its XLA path at default and highest precision,
 # projection dots TF32 and split (precision.py); what section 48's profile's largest fusions
-# are (optimized HLO of the 64K layer's step); the GPU suite on the tree with the time left.
+# are (the largest fusions of the optimized HLO of the 64K layer step); the GPU suite on the tree with the time left.
 T0=$SECONDS
 source .data/setup.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $OUT/gpu_c3.txt
@@ -11,7 +11,7 @@ grep '^==\|^|\|exit\|rror' $OUT/ab_c3.txt | grep -v -- '---\|direction'; echo "t
 timeout 100 python benchmarks/results/h100_session65/precision.py 16384 > $OUT/precision_c3.txt 2>&1; echo "exit $?" >> $OUT/precision_c3.txt
 cat $OUT/precision_c3.txt | grep -v Warning | tail -7; echo "t=$((SECONDS-T0))"
 XLA_FLAGS="--xla_dump_to=/tmp/dump --xla_dump_hlo_as_text" timeout 50 python benchmarks/attention_gpu.py --causal causal --kinds favor --lengths 65536 --budget_s 0.05 > /dev/null 2>&1
-python benchmarks/results/h100_session65/fusions.py /tmp/dump loop_transpose_fusion loop_slice_fusion_1 loop_transpose_fusion_5 loop_add_fusion input_convert_reduce_fusion loop_transpose_fusion_6 input_reduce_fusion_1 > $OUT/fusions_c3.txt 2>&1
+python benchmarks/results/h100_session65/fusions.py /tmp/dump 24 > $OUT/fusions_c3.txt 2>&1
 head -c 1500 $OUT/fusions_c3.txt; echo "t=$((SECONDS-T0))"
 D=$(( 585 - (SECONDS-T0) )); [ $D -gt 420 ] && D=420; echo "suite D=$D"
 PYTHONUNBUFFERED=1 python benchmarks/gpu_suite.py --workers 6 --deadline_s $D --steps_scale 0.5 --out /tmp/suite > /tmp/suite.log 2>&1
