@@ -18,13 +18,14 @@ Rows go in blocks of 64 and features in tiles of 128 (a program holds (64, 128) 
 query kernel takes a row's max over every tile before it writes any (the tiles' projections
 are made again, not held: RESULTS.md section 47 timed both ways alike).
 
-The projections w . x: for bf16/fp16 x (`PROJECTION_DOTS = 'split'`), the float32 projection
-goes in as two pieces of x's dtype, hi + lo (hi = w rounded, lo = the rest rounded), and w . x
-is two dots of x as it is read, accumulated in float32: as exact as float32 w to about 2^-16
-(x is exact in its own dtype), on the tensor cores' 16-bit path; float32 x takes one float32
-dot (TF32 on the GPU), as every x did before. The gradients' dots (by w) take w = hi + lo in
-float32. ('tf32' makes every x float32 and the projection one float32 piece, as before;
-'single' takes hi alone, for timing only: its logits are off by up to 2^-9 of w . x.)
+The projections w . x (`PROJECTION_DOTS`): 'tf32' (the default) makes x float32 and takes
+one float32 dot (TF32 on the GPU: w to about 2^-11). 'split' gives bf16/fp16 x the float32
+projection as two pieces of x's dtype, hi + lo (hi = w rounded, lo = the rest rounded), and
+w . x is two 16-bit dots of x as it is read, accumulated in float32 (w to about 2^-16; the
+gradients' dots take w = hi + lo in float32). It is not the default: on an H100 it was no
+faster and the layer's gradients came out further from a float32 'highest' reference
+(dx 1.19e-2 against 6.3e-3 with TF32; not explained yet: RESULTS.md section 49). 'single'
+takes hi alone, for timing only (logits off by up to 2^-9 of w . x).
 L is zero-padded to whole blocks and d and m to powers of two >= 16 only where they are not
 (padded features are masked out of the maxima and written as 0).
 
@@ -48,7 +49,7 @@ _ROWS = 64       # Rows (queries or keys) per program.
 _FEATURES = 128  # Features per tile.
 _NEG = large_negative(jnp.float32)
 COMPILER_PARAMS = (4, 2)  # Triton (num_warps, num_stages), every kernel.
-PROJECTION_DOTS = 'split'  # 'split', 'tf32' or 'single' (timing only): see the docstring.
+PROJECTION_DOTS = 'tf32'  # 'tf32', 'split' or 'single' (timing only): see the docstring.
 KEY_MAX_NAME = 'favor_key_max'  # The keys' c, for jax.checkpoint policies.
 
 
@@ -91,8 +92,9 @@ def _prepare(x, projection):
 
 
 def _pieces(proj, dtype):
-  """The float32 (mp, dp) projection as the kernels' dot operands, (pieces, mp, dp): hi and
-  lo in x's dtype for 16-bit x ('split'), hi alone ('single'), or itself in float32."""
+  """The float32 (mp, dp) projection as the kernels' dot operands, (pieces, mp, dp): itself
+  in float32 ('tf32', or x not 16-bit), hi and lo in x's dtype ('split'), hi alone
+  ('single')."""
   if PROJECTION_DOTS not in ('split', 'tf32', 'single'):
     raise ValueError(f'favor_feature_kernel.PROJECTION_DOTS: one of split, tf32, single; got '
                      f'{PROJECTION_DOTS!r}.')

@@ -93,7 +93,7 @@ def test_rejects_mismatched_shapes():
 @pytest.mark.parametrize('which', ['query', 'key'])
 def test_16bit_inputs_take_the_projection_in_two_pieces(which, monkeypatch):
   """bf16 x against float32 XLA maps of the same x, float32 features out: the projection's
-  hi + lo pieces (the default) make the logits as float32 w would (to ~2^-16); hi alone
+  hi + lo pieces ('split') make the logits as float32 w would (to ~2^-16); hi alone
   ('single') is off by ~2^-9 of each logit, so this check fails on it."""
   from plait.layers.attention import favor_feature_kernel as ffk  # pylint: disable=import-outside-toplevel
   x = jnp.asarray(random_array((64, 16), 10) * 2.0, jnp.bfloat16)
@@ -116,15 +116,18 @@ def test_rejects_an_unknown_projection_dots_setting(monkeypatch):
                           jnp.float32, interpret=True)
 
 
-def test_query_gradient_kernel_projects_each_tile_once():
+@pytest.mark.parametrize('dots,pieces', [('tf32', 1), ('split', 2)])
+def test_query_gradient_kernel_projects_each_tile_once(dots, pieces, monkeypatch):
   """The forward kernel's row max comes to the gradient kernel as a residual: per feature
-  tile, the projection's pieces (2 dots for bf16) and the gradient's dot, no max pass."""
+  tile, the projection's pieces and the gradient's dot, no max pass."""
+  from plait.layers.attention import favor_feature_kernel as ffk  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(ffk, 'PROJECTION_DOTS', dots)
   projection = orthogonal_random_features(jax.random.key(0), 256, 64, 'xla')
   loss = lambda x: jnp.sum(query_features_kernel(x, projection, EPS, jnp.bfloat16,
                                                  interpret=True).astype(jnp.float32))
   jaxpr = jax.make_jaxpr(jax.grad(loss))(jnp.ones((128, 64), jnp.bfloat16)).jaxpr
-  dots = {str(e.params['name']): sum(q.primitive.name == 'dot_general'
-                                     for q in e.params['jaxpr'].eqns)
-          for e in jaxpr.eqns if e.primitive.name == 'pallas_call'}
-  assert dots == {'plait_favor_query_features': 2 * 2 * 2,   # max pass, then features
-                  'plait_favor_query_grad_features': 2 * (2 + 1)}, dots
+  counts = {str(e.params['name']): sum(q.primitive.name == 'dot_general'
+                                       for q in e.params['jaxpr'].eqns)
+            for e in jaxpr.eqns if e.primitive.name == 'pallas_call'}
+  assert counts == {'plait_favor_query_features': 2 * 2 * pieces,   # max pass, then features
+                    'plait_favor_query_grad_features': 2 * (pieces + 1)}, counts
