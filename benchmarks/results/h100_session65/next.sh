@@ -4,7 +4,8 @@
 # 2. The optimized HLO's largest fusions of the 64K causal layer (0.70 ms of fusions, 0.31 of
 #    them transposes, in section 49's profile).
 # 3. Which kernel makes the split projection dots' gradients worse (section 49: dx 1.19e-2
-#    against 6.3e-3 with TF32): precision.py at 16K as it is (both modes).
+#    against 6.3e-3 with TF32): precision.py --kernels at 16K (both modes, then the forward
+#    kernels in one and the query / key / both gradient kernels in the other).
 T0=$SECONDS
 source .data/setup.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $OUT/gpu.txt
@@ -12,4 +13,4 @@ timeout 400 python benchmarks/favor_feature_tune.py --rows 64 --features 64 128 
 cat $OUT/feature_tune.txt; echo "t=$((SECONDS-T0))"
 XLA_FLAGS="--xla_dump_to=/tmp/dump --xla_dump_hlo_as_text" timeout 50 python benchmarks/attention_gpu.py --causal causal --kinds favor --lengths 65536 --budget_s 0.05 > /dev/null 2>&1
 python benchmarks/results/h100_session65/fusions.py /tmp/dump 24 > $OUT/fusions.txt 2>&1; head -c 2500 $OUT/fusions.txt; echo "t=$((SECONDS-T0))"
-timeout 100 python benchmarks/results/h100_session65/precision.py 16384 > $OUT/precision.txt 2>&1; cat $OUT/precision.txt | grep -v Warning | tail -6; echo "t=$((SECONDS-T0))"
+timeout 170 python benchmarks/results/h100_session65/precision.py 16384 --kernels > $OUT/precision.txt 2>&1; cat $OUT/precision.txt | grep -v Warning | tail -10; echo "t=$((SECONDS-T0))"
