@@ -1,8 +1,8 @@
 # session 65 call 3: causal FAVOR+ A/B at 4K/16K/64K: main (5dbd7e1), split (8fd3e0a: merged
 # states + split projection dots) and the tree (+ the query max as the gradient kernel's
 # residual); the layer's kernel path against its XLA path at default and highest precision,
-# projection dots TF32 and split (precision.py); what section 48's profile's largest fusions
-# are (the largest fusions of the optimized HLO of the 64K layer step); the GPU suite on the tree with the time left.
+# projection dots TF32 and split (precision.py); the GPU suite on the tree with the time left;
+# then, if any is left (none was), the largest fusions of the 64K layer's optimized HLO.
 T0=$SECONDS
 LIMIT=${LIMIT:-600}   # the call's limit_s: the suite gets what is left of it
 source .data/setup.sh
