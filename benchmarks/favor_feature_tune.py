@@ -37,7 +37,6 @@ from plait.layers.attention.favor_features import (key_features, orthogonal_rand
 
 DEFAULT = (ffk._ROWS, ffk._FEATURES, ffk.COMPILER_PARAMS[0],  # pylint: disable=protected-access
            ffk.PROJECTION_DOTS)
-DOTS = ('split', 'tf32', 'single')
 
 
 def setting(rows, features, warps, dots):
@@ -47,7 +46,9 @@ def setting(rows, features, warps, dots):
 
 
 def features_step(heads, length, interpret=False):
-  """jit(grad) of sum(query features * gq) + sum(key features * gk) over (heads, L, 64)."""
+  """jit(grad) of sum(query features * gq) + sum(key features * gk) over (heads, L, 64), its
+  [q, k], and a function of no argument giving favor_features' float32 maps of them (the
+  oracle)."""
   keys = jax.random.split(jax.random.key(0), 5)
   q, k = (jax.random.normal(key, (heads, length, 64), jnp.bfloat16) for key in keys[:2])
   gq, gk = (jax.random.normal(key, (heads, length, 256), jnp.float32) for key in keys[2:4])
@@ -59,19 +60,18 @@ def features_step(heads, length, interpret=False):
     kf = jax.vmap(lambda x: ffk.key_features_kernel(x, projection, mask, jnp.bfloat16,
                                                     interpret))(k)
     return jnp.sum(qf * gq) + jnp.sum(kf * gk), (qf, kf)
-  return jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True)), [q, k]
+  def oracle():
+    up = lambda x: x.astype(jnp.float32)
+    return (jax.vmap(lambda x: query_features(up(x), projection, 'softmax', 1e-6))(q),
+            jax.vmap(lambda x: key_features(up(x), projection, 'softmax', 1e-6, mask))(k))
+  return jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True)), [q, k], oracle
 
 
-def oracle_error(outputs, inputs, length):
-  """The kernels' features against favor_features' float32 maps of the same q and k: the
-  largest error relative to the largest value, over both maps."""
-  q, k = (x.astype(jnp.float32) for x in inputs)
-  projection = orthogonal_random_features(jax.random.split(jax.random.key(0), 5)[4], 256, 64)
-  mask = jnp.arange(length) < length - 3
-  want = (jax.vmap(lambda x: query_features(x, projection, 'softmax', 1e-6))(q),
-          jax.vmap(lambda x: key_features(x, projection, 'softmax', 1e-6, mask))(k))
+def oracle_error(features, want):
+  """The kernels' (query, key) features against the oracle's: the largest error relative to
+  the largest value, over both maps."""
   return max(float(jnp.max(jnp.abs(g.astype(jnp.float32) - w)) / jnp.max(jnp.abs(w)))
-             for g, w in zip(outputs[1], want))
+             for g, w in zip(features, want))
 
 
 def fingerprint(tree):
@@ -110,7 +110,7 @@ def run_one(args, rows_, features, warps, dots):
   if args.layer_length is None:
     heads, length = features_size(args)
     row.update(part='features', length=length)
-    step, inputs = features_step(heads, length, args.tiny)
+    step, inputs, oracle = features_step(heads, length, args.tiny)
   else:
     row.update(part='layer', length=args.layer_length)
     step, inputs = layer_step(favor(128)(True, args.layer_length), args.layer_length)
@@ -121,7 +121,7 @@ def run_one(args, rows_, features, warps, dots):
     if row['part'] == 'features':
       outputs = compiled(*inputs)
       row['fingerprint'] = fingerprint(outputs)
-      row['oracle_err'] = oracle_error(outputs, inputs, length)
+      row['oracle_err'] = oracle_error(outputs[1], oracle())
     row['ms'], row['gib'] = measure(step, inputs, args.budget_s, compiled)
   measured(row, fill)
 
@@ -150,7 +150,8 @@ def main(argv=None):
   p.add_argument('--rows', type=int, nargs='+', default=[32, 64, 128])
   p.add_argument('--features', type=int, nargs='+', default=[64, 128])
   p.add_argument('--warps', type=int, nargs='+', default=[4, 8])
-  p.add_argument('--dots', nargs='+', choices=DOTS, default=[DEFAULT[3]])
+  p.add_argument('--dots', nargs='+', choices=ffk.PROJECTION_DOTS_SETTINGS,
+                 default=[DEFAULT[3]])
   p.add_argument('--length', type=int, default=65536, help='bare kernels: tokens')
   p.add_argument('--layer_lengths', type=int, nargs='*', default=[4096, 16384, 65536])
   p.add_argument('--top', type=int, default=2, help='layer: this many fastest settings')
@@ -159,7 +160,8 @@ def main(argv=None):
   p.add_argument('--out', default=None)
   p.add_argument('--tiny', action='store_true', help='CPU smoke: small shapes, interpreter')
   p.add_argument('--one', type=int, nargs=3, default=None, help=argparse.SUPPRESS)
-  p.add_argument('--one_dots', choices=DOTS, default=DEFAULT[3], help=argparse.SUPPRESS)
+  p.add_argument('--one_dots', choices=ffk.PROJECTION_DOTS_SETTINGS, default=DEFAULT[3],
+                 help=argparse.SUPPRESS)
   p.add_argument('--layer_length', type=int, default=None, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.one:

@@ -79,6 +79,7 @@ def mixed_rows(length, want):
 
 
 def main(length, kernels=False):
+  default = ffk.PROJECTION_DOTS
   refs = {'default': outputs('xla', length)}
   with jax.default_matmul_precision('highest'):
     refs['highest'] = outputs('xla', length)
@@ -94,7 +95,7 @@ def main(length, kernels=False):
                         dweights_max=max(errs[2:]))), flush=True)
   if kernels:
     mixed_rows(length, refs['highest'])
-  ffk.PROJECTION_DOTS = 'tf32'
+  ffk.PROJECTION_DOTS = default
 
 
 if __name__ == '__main__':

@@ -49,7 +49,8 @@ _ROWS = 64       # Rows (queries or keys) per program.
 _FEATURES = 128  # Features per tile.
 _NEG = large_negative(jnp.float32)
 COMPILER_PARAMS = (4, 2)  # Triton (num_warps, num_stages), every kernel.
-PROJECTION_DOTS = 'tf32'  # 'tf32', 'split' or 'single' (timing only): see the docstring.
+PROJECTION_DOTS_SETTINGS = ('tf32', 'split', 'single')  # 'single': timing only; see above.
+PROJECTION_DOTS = 'tf32'  # One of PROJECTION_DOTS_SETTINGS.
 KEY_MAX_NAME = 'favor_key_max'  # The keys' c, for jax.checkpoint policies.
 
 
@@ -95,9 +96,9 @@ def _pieces(proj, dtype):
   """The float32 (mp, dp) projection as the kernels' dot operands, (pieces, mp, dp): itself
   in float32 ('tf32', or x not 16-bit), hi and lo in x's dtype ('split'), hi alone
   ('single')."""
-  if PROJECTION_DOTS not in ('split', 'tf32', 'single'):
-    raise ValueError(f'favor_feature_kernel.PROJECTION_DOTS: one of split, tf32, single; got '
-                     f'{PROJECTION_DOTS!r}.')
+  if PROJECTION_DOTS not in PROJECTION_DOTS_SETTINGS:
+    raise ValueError(f'favor_feature_kernel.PROJECTION_DOTS: one of '
+                     f'{", ".join(PROJECTION_DOTS_SETTINGS)}; got {PROJECTION_DOTS!r}.')
   if PROJECTION_DOTS == 'tf32' or jnp.dtype(dtype) not in (jnp.bfloat16, jnp.float16):
     return proj[None]
   hi = proj.astype(dtype)
