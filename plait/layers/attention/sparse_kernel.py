@@ -24,11 +24,8 @@ The log-sum-exp is differentiable too, so attention over several key sets (e.g. 
 hash rounds) can be combined exactly: softmax over the rounds' lse weighs their outputs.
 
 Two optional logit terms serve LSH (lsh/fused.py); both are off by default and then cost
-nothing. `self_penalty` is subtracted from the logit of a query and the key in its own
-slot (the same index of the sequence the kernels see: LSH's sorted copies hold each token
-once per round, so that key is the token itself, and a token sees itself only when nothing
-else is visible); only tiles of a block against itself hold such pairs, so the other tiles
-skip the term. `chunk_ids` (one
+nothing. `self_penalty` is subtracted from the logit of a query and the key at the same
+position (a token sees itself only when nothing else is visible). `chunk_ids` (one
 (B | 1, H | 1, L) int32 vector per hash round: each position's chunk in that round) with
 `window=(before, after)` subtracts log(count), count = the rounds in which the key's chunk
 lies within [-before, +after] chunks of the query's (the duplicate correction; it depends
@@ -72,8 +69,8 @@ COMPILER_PARAMS = {'fwd_kernel': (4, 2), 'dq_kernel': (4, 2), 'dkv_kernel': (4, 
 class LogitTerms(NamedTuple):
   """What the kernels add to q.k / sqrt(d) before the softmax (static, hashable).
 
-  causal: mask keys after the query (by position). self_penalty: subtracted where the key
-  sits in the query's own slot (0: none). window: (before, after) of the duplicate count,
+  causal: mask keys after the query (by position). self_penalty: subtracted where the key's
+  position equals the query's (0: none). window: (before, after) of the duplicate count,
   with n_ids chunk-id vectors (0: none). key_scale: each key's scores are multiplied by
   its entry of a per-position float32 vector (shared QK: keys = q * key_scale).
   rounds_folded: head h runs round h % n_ids, whose window holds every pair computed.
@@ -115,9 +112,7 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
     interpret: run through the Pallas interpreter (CPU).
     return_lse: also return the (B, H, L) float32 log-sum-exp of each query's visible
       logits (large_negative(float32) for a query that sees no key).
-    self_penalty: subtracted from the logit of each query and the key in its own slot
-      (index l of k for query l; the key at the query's position when the positions of a
-      (batch, head) row are distinct, as LSH's sorted copies are).
+    self_penalty: subtracted from logits whose key position equals the query's.
     chunk_ids: per hash round a (B | 1, H | 1, L) int32 vector, each position's chunk in
       that round; with `window=(before, after)`, logits get -log(#rounds where the key's
       chunk - the query's chunk lies in [-before, after]) (at least 1 counted).
@@ -422,12 +417,11 @@ def _block(ref, block, bs):
   return ref[rows] if len(ref.shape) == 1 else ref[rows, :]
 
 
-def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale, same_block):
+def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale):
   """(bs_q, bs_k) float32 logits in base 2 (times log2(e)), invisible ones _NEG.
 
   Visible: key position >= 0 and, if causal, not after the query's. Columns are scaled by
-  k_scale ((bs_k,) or None); the LogitTerms' self penalty (on the diagonal when
-  `same_block`, a traced bool: the key block is the query block) and duplicate count are
+  k_scale ((bs_k,) or None); the LogitTerms' self penalty and duplicate count are
   subtracted where they apply.
   """
   # Constants fold into the key scales (one vector op instead of one per logit).
@@ -436,8 +430,7 @@ def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale, same_block)
     col = (k_scale * col)[None, :]
   s = block_dot(q, k, trans_b=True) * col
   if terms.self_penalty:
-    s = jax.lax.cond(same_block, functools.partial(_minus_diagonal, terms.self_penalty),
-                     lambda s: s, s)
+    s = s - jnp.where(k_pos[None, :] == q_pos[:, None], terms.self_penalty * _LOG2E, 0.0)
   if terms.n_ids:
     # q_ids / k_ids hold the rounds to compare (`_ids`: all, or the other rounds).
     before, after = terms.window
@@ -458,13 +451,6 @@ def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale, same_block)
   else:
     ok = (k_pos >= 0)[None, :]
   return jnp.where(ok, s, _NEG)
-
-
-def _minus_diagonal(penalty, s):
-  """A square tile of base-2 logits with penalty (natural units) subtracted on its diagonal
-  (a block against itself: each query and the key in its own slot)."""
-  index = jnp.arange(s.shape[0], dtype=jnp.int32)
-  return s - jnp.where(index[:, None] == index[None, :], penalty * _LOG2E, 0.0)
 
 
 def _own_round(terms):
@@ -512,7 +498,7 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref
     kb = table_ref[row * width + j]
     k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
     s = _scores(q, k, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs, own),
-                _key_scale(scale_ref, kb, bs), terms, scale, kb == qb)
+                _key_scale(scale_ref, kb, bs), terms, scale)
     new_top = jnp.maximum(top, jnp.max(s, axis=1))
     # While a row has seen no key, top is _NEG and masked entries get p = 1: garbage that
     # the first visible key fades to 0 (exp2(_NEG - real) = 0), or that `seen` drops.
@@ -531,12 +517,12 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref
 
 
 def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, k_scale, d_out, lse, delta,
-                       terms, scale, same_block):
+                       terms, scale):
   """Recomputed probabilities p and score gradients ds (both (bs_q, bs_k) float32).
 
   lse is base 2 (-_NEG for rows that see nothing), so masked entries get exp2(-huge) = 0.
   """
-  s = _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale, same_block)
+  s = _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale)
   p = jnp.exp2(s - lse[:, None])
   dp = block_dot(d_out, v, trans_b=True)
   return p, p * (dp - delta[:, None])
@@ -558,7 +544,7 @@ def _dq_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref,
     k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
     k_scale = _key_scale(scale_ref, kb, bs)
     _, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs, own),
-                               k_scale, d_out, lse, delta, terms, scale, kb == qb)
+                               k_scale, d_out, lse, delta, terms, scale)
     if k_scale is not None:
       ds = ds * k_scale[None, :]   # d score / d q = the scaled key
     return dq + block_dot(ds.astype(k.dtype), k)
@@ -584,7 +570,7 @@ def _dkv_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref
     q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
     lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
     p, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, _ids(ids_refs, qb, bs, own), k_ids,
-                               k_scale, d_out, lse, delta, terms, scale, qb == kb)
+                               k_scale, d_out, lse, delta, terms, scale)
     dv = dv + block_dot(p.astype(d_out.dtype), d_out, trans_a=True)
     dk = dk + block_dot(ds.astype(q.dtype), q, trans_a=True)
     return dk, dv
