@@ -12,24 +12,21 @@ its band holds it, so the kernel compares only the other rounds: `rounds_folded`
 keys are never made: the kernel reads the sorted queries as keys and scales each key's
 scores by `shared_qk_scale` (one float32 per position, sorted with the queries), so no
 sorted key array exists. Rounds are folded into the head axis (one launch for all) and
-combined by their log-sum-exp, as the XLA path's `combine_rounds` does. The sorted copies
-are gathered from, and the rounds returned to, the sequence-major layout of the layer's
-projections (sorted_rows.py), so XLA makes no head-major copy of q, v or the output.
-Queries that see no key (only padding can) output 0 here, the mean of their window's
-values there: both unspecified (LSHKind's contract).
+combined by their log-sum-exp (`combine_rounds`), as the XLA path does. Queries that see
+no key (only padding can) output 0 here, the mean of their window's values there: both
+unspecified (LSHKind's contract).
 
   >>> s = vmap_pairs(...)  # sort_rounds per (batch, head) pair, leading (B, H) axes
   >>> out = fused_rounds(q, v, s, cfg)          # q, v (B, H, L, d) -> (B, H, L, d)
 """
 import functools
 
-import jax
 import jax.numpy as jnp
 
 from plait.layers.attention import sparse_kernel
 from plait.layers.attention.block_plan import block_plan
+from plait.layers.attention.lsh.chunked import combine_rounds, permute_rows
 from plait.layers.attention.lsh.hashing import shared_qk_scale
-from plait.layers.attention.lsh.sorted_rows import from_sorted, to_sorted
 from plait.layers.attention.lsh.window import SELF_PENALTY
 
 KERNEL_BLOCKS = (64, 32, 16)  # Kernel block sizes tried, largest first (64: see attention.md).
@@ -73,12 +70,13 @@ def fused_rounds(q, v, s, cfg, interpret=False):
   if block is None:
     raise ValueError(f'LSH kernel: chunk_len={c} must be a multiple of one of '
                      f'{KERNEL_BLOCKS}.')
-  # (B, H, L, ...) -> (B, Lp, H, ...): the transpose cancels the layer's own.
-  seq = lambda t: jnp.pad(jnp.swapaxes(t, 1, 2), ((0, 0), (0, padded - length), (0, 0), (0, 0)))
+  pad = lambda t: jnp.pad(t, ((0, 0), (0, 0), (0, padded - length), (0, 0)))
   # Made on the unsorted queries: sorting a row-wise function's rows = applying it sorted.
-  key_scale = seq(shared_qk_scale(q, cfg.normalize_keys)[..., None])   # (B, Lp, H, 1) float32
+  key_scale = pad(shared_qk_scale(q, cfg.normalize_keys)[..., None])   # (B, H, Lp, 1) float32
+  q, v = pad(q), pad(v)
   fold = lambda t: t.reshape((batch, heads * n_rounds, padded) + t.shape[4:])
-  in_sorted = lambda t: fold(to_sorted(t, order, s['sorted_slot']))       # (B, H * R, Lp, .)
+  every_round = lambda t: jnp.broadcast_to(t[:, :, None], order.shape + t.shape[-1:])
+  in_sorted = lambda t: fold(permute_rows(every_round(t), order, s['sorted_slot']))
   pos = fold(order).astype(jnp.int32)                             # (B, H * R, Lp)
   valid = fold(jnp.take_along_axis(s['valid'][:, :, None], order, axis=3))
   # Slot j of round r is position order[r, j]; its chunk in round r2 is chunk_of[r2, that].
@@ -87,17 +85,14 @@ def fused_rounds(q, v, s, cfg, interpret=False):
       for r2 in range(n_rounds))
   plan = banded_plan(padded // c, c // block, cfg.n_chunks_before, cfg.n_chunks_after)
   out, lse = sparse_kernel.sparse_attention(
-      in_sorted(seq(q)), None, in_sorted(seq(v)), pos, jnp.where(valid, pos, -1), plan,
+      in_sorted(q), None, in_sorted(v), pos, jnp.where(valid, pos, -1), plan,
       causal=cfg.causal, interpret=interpret, return_lse=True, self_penalty=SELF_PENALTY,
       chunk_ids=ids, window=(cfg.n_chunks_before, cfg.n_chunks_after),
       key_scale=in_sorted(key_scale)[..., 0], rounds_folded=n_rounds > 1)
-  back = lambda t: from_sorted(t.reshape((batch, heads, n_rounds, padded) + t.shape[3:]),
-                               s['sorted_slot'], order)                   # (B, Lp, H, R, ...)
-  # The rounds' outputs are permuted in the kernel's dtype and weighted in float32 by
-  # softmax over the rounds of their log-sum-exp.
-  weights = jax.nn.softmax(back(lse[..., None])[..., 0], axis=-1)         # (B, Lp, H, R)
-  out = jnp.sum(weights[..., None] * back(out).astype(jnp.float32), axis=3)
-  return jnp.swapaxes(out[:, :length], 1, 2).astype(q.dtype)
+  unfold = lambda t: t.reshape((batch, heads, n_rounds, padded) + t.shape[3:])
+  # The rounds' outputs are permuted in the kernel's dtype and weighted in float32.
+  out, _ = combine_rounds(unfold(out), unfold(lse), order, s['sorted_slot'])
+  return out[:, :, :length].astype(q.dtype)
 
 
 __all__ = ['banded_plan', 'fused_rounds', 'kernel_block']
