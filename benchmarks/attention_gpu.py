@@ -15,10 +15,11 @@ the bare LSH kind on (1, 8, L, 64) q/v (hash, sort, kernel, combine; no projecti
 flash-attention kernels on flash-core's shapes, one per Pallas GPU backend (Triton; Mosaic
 GPU, float16): how far each backend gets towards cuDNN on dense work, beside what plait's
 block-sparse kernel (Triton) gets on its blocks.
-Core rows and `lsh_pallas` also report `tflops`: fwd+bwd FLOPs counted as 3.5x the
-forward's 4 * d per (query, key) pair computed (all pairs of the computed blocks for the
-sparse kernel, summed over LSH's rounds; half the square for causal flash), over the
-measured time (for `lsh_pallas` that time includes the projections and the sort).
+Core rows and `lsh_pallas` also report `tflops` (and `b2b_tflops`, over the back-to-back
+time): fwd+bwd FLOPs counted as 3.5x the forward's 4 * d per (query, key) pair computed
+(all pairs of the computed blocks for the sparse kernel, summed over LSH's rounds; half the
+square for causal flash), over the measured time (for `lsh_pallas` that time includes the
+projections and the sort).
 Time: median of jitted grad-of-sum wall times after warm-up, each call blocked on (so it
 includes the host's dispatch and the sync round trip); `b2b_ms` ("back to back"): the
 median time per call of calls dispatched back to back and blocked once, as a training loop
@@ -263,6 +264,7 @@ def main(argv=None):
           row['b2b_ms'] = back_to_back_ms(compiled, xs, args.budget_s, row['ms'])
           if flops:
             row['tflops'] = flops / (row['ms'] * 1e-3) / 1e12
+            row['b2b_tflops'] = flops / (row['b2b_ms'] * 1e-3) / 1e12
         rows.append(measured(dict(kind=kind, direction=direction, length=length), fill))
         save_rows(rows, args.out)
   print_table(rows)
@@ -273,8 +275,8 @@ def print_table(rows):
   b2b_base = {(r['direction'], r['length']): r.get('b2b_ms') for r in rows
               if r['kind'] == 'cudnn'}
   print('\n| direction | length | kind | fwd+bwd ms | × cuDNN layer | memory GiB | TFLOP/s | '
-        'back to back ms | × cuDNN |')
-  print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+        'back to back ms | × cuDNN | TFLOP/s back to back |')
+  print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for r in rows:
     ms = r.get('ms')
     b = base.get((r['direction'], r['length']))
@@ -284,6 +286,7 @@ def print_table(rows):
     tflops = f"{r['tflops']:.0f}" if 'tflops' in r else '-'
     b2b, b2b_b = r.get('b2b_ms'), b2b_base.get((r['direction'], r['length']))
     b2b_cells = (f'{b2b:.2f} | ' + (f'{b2b / b2b_b:.2f}' if b2b_b else '-')) if b2b else '- | -'
+    b2b_cells += f" | {r['b2b_tflops']:.0f}" if 'b2b_tflops' in r else ' | -'
     print(f"| {r['direction']} | {r['length']} | {r['kind']} | {cell} | {ratio} | {gib} | "
           f'{tflops} | {b2b_cells} |')
 
