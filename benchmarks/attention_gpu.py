@@ -271,25 +271,19 @@ def main(argv=None):
 
 
 def print_table(rows):
-  base = {(r['direction'], r['length']): r.get('ms') for r in rows if r['kind'] == 'cudnn'}
-  b2b_base = {(r['direction'], r['length']): r.get('b2b_ms') for r in rows
-              if r['kind'] == 'cudnn'}
+  cudnn = {(r['direction'], r['length']): r for r in rows if r['kind'] == 'cudnn'}
   print('\n| direction | length | kind | fwd+bwd ms | × cuDNN layer | memory GiB | TFLOP/s | '
         'back to back ms | × cuDNN | TFLOP/s back to back |')
   print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for r in rows:
-    ms = r.get('ms')
-    b = base.get((r['direction'], r['length']))
-    ratio = f'{ms / b:.2f}' if ms and b else '-'
-    cell = f'{ms:.2f}' if ms else r.get('error', '-')[:60]
-    gib = f"{r['gib']:.2f}" if 'gib' in r else '-'
-    tflops = f"{r['tflops']:.0f}" if 'tflops' in r else '-'
-    b2b, b2b_b = r.get('b2b_ms'), b2b_base.get((r['direction'], r['length']))
-    b2b_cells = (f'{b2b:.2f} | ' + (f'{b2b / b2b_b:.2f}' if b2b_b else '-')) if b2b else '- | -'
-    b2b_cells += f" | {r['b2b_tflops']:.0f}" if 'b2b_tflops' in r else ' | -'
-    print(f"| {r['direction']} | {r['length']} | {r['kind']} | {cell} | {ratio} | {gib} | "
-          f'{tflops} | {b2b_cells} |')
-
+    base = cudnn.get((r['direction'], r['length']), {})
+    value = lambda key, spec, r=r: format(r[key], spec) if key in r else '-'
+    ratio = lambda key, r=r, base=base: (f'{r[key] / base[key]:.2f}'
+                                         if r.get(key) and base.get(key) else '-')
+    cell = f"{r['ms']:.2f}" if r.get('ms') else r.get('error', '-')[:60]
+    print(f"| {r['direction']} | {r['length']} | {r['kind']} | {cell} | {ratio('ms')} | "
+          f"{value('gib', '.2f')} | {value('tflops', '.0f')} | {value('b2b_ms', '.2f')} | "
+          f"{ratio('b2b_ms')} | {value('b2b_tflops', '.0f')} |")
 
 if __name__ == '__main__':
   sys.exit(main())
