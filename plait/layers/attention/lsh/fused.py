@@ -15,7 +15,9 @@ log-sum-exps and the gradients back to the rows' own positions, so the rounds co
 their log-sum-exp (`weigh_rounds`) with no permutation, as the XLA path does after its
 own. The keys are never made: the kernel reads the queries as keys and scales each key's
 scores by `shared_qk_scale` (one float32 per position). Rounds are folded into the head
-axis (one launch for all; a head's rounds read its q and v: `head_fold`). Queries that see
+axis (one launch for all; a head's rounds read its q and v: `head_fold`). The kernels run
+sequence-major (rows are gathered anyway, so no layout is faster to read), so XLA cancels the
+layer's head transposes of q, v, the output and their gradients against the kernels'. Queries that see
 no key (only padding can) output 0 here, the mean of their window's values there: both
 unspecified (LSHKind's contract).
 
@@ -89,7 +91,7 @@ def fused_rounds(q, v, s, cfg, interpret=False):
       q, None, v, pos, jnp.where(valid, pos, -1), plan, causal=cfg.causal,
       interpret=interpret, return_lse=True, self_penalty=SELF_PENALTY, chunk_ids=ids,
       window=(cfg.n_chunks_before, cfg.n_chunks_after), key_scale=key_scale,
-      rounds_folded=n_rounds > 1, rows=pos, head_fold=n_rounds)
+      rounds_folded=n_rounds > 1, rows=pos, head_fold=n_rounds, sequence_major=True)
   unfold = lambda t: t.reshape((batch, heads, n_rounds, padded) + t.shape[3:])
   out, _ = weigh_rounds(unfold(out), unfold(lse))   # bf16 outputs weighted in float32
   return out[:, :, :length].astype(q.dtype)
