@@ -277,13 +277,22 @@ def print_table(rows):
   print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for r in rows:
     base = cudnn.get((r['direction'], r['length']), {})
-    value = lambda key, spec, r=r: format(r[key], spec) if key in r else '-'
-    ratio = lambda key, r=r, base=base: (f'{r[key] / base[key]:.2f}'
-                                         if r.get(key) and base.get(key) else '-')
     cell = f"{r['ms']:.2f}" if r.get('ms') else r.get('error', '-')[:60]
-    print(f"| {r['direction']} | {r['length']} | {r['kind']} | {cell} | {ratio('ms')} | "
-          f"{value('gib', '.2f')} | {value('tflops', '.0f')} | {value('b2b_ms', '.2f')} | "
-          f"{ratio('b2b_ms')} | {value('b2b_tflops', '.0f')} |")
+    print(f"| {r['direction']} | {r['length']} | {r['kind']} | {cell} | "
+          f"{_ratio(r, base, 'ms')} | {_value(r, 'gib', '.2f')} | {_value(r, 'tflops', '.0f')} | "
+          f"{_value(r, 'b2b_ms', '.2f')} | {_ratio(r, base, 'b2b_ms')} | "
+          f"{_value(r, 'b2b_tflops', '.0f')} |")
+
+
+def _value(row, key, spec):
+  """A table cell: row[key] formatted, '-' when the row has none."""
+  return format(row[key], spec) if key in row else '-'
+
+
+def _ratio(row, base, key):
+  """row[key] / base[key] (the cuDNN row of the same direction and length), or '-'."""
+  return f'{row[key] / base[key]:.2f}' if row.get(key) and base.get(key) else '-'
+
 
 if __name__ == '__main__':
   sys.exit(main())
