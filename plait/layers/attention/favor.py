@@ -216,10 +216,12 @@ class FavorKind(AttentionKind):
       kf = key_features(k, projection, self.kernel, eps, mask)
     if impl != 'xla':  # Operands in the model's dtype, float32 sums and output.
       # The kernels' column pieces are kept apart (d_head 64: [v] and [1]): concatenated
-      # they would be one more (L, d_head + 1) float32 array, made only to be kept.
+      # they would be one more (L, d_head + 1) float32 array, made only to be kept. The
+      # ones column is the kernel's own piece: [v, 1] is never made (XLA copied v to slice
+      # it back out).
       pieces = favor_kernel.causal_product_kernel(
-          qf.astype(out_dtype), kf.astype(out_dtype), _with_ones(v), self.chunk_size,
-          interpret=interpret, split=True)
+          qf.astype(out_dtype), kf.astype(out_dtype), v, self.chunk_size,
+          interpret=interpret, split=True, ones_column=True)
     else:
       v1 = _with_ones(v.astype(q.dtype))
       pieces = [causal_product(qf, kf, v1, self.chunk_size) if self.causal

@@ -71,8 +71,10 @@ def column_pieces(width, floor=16):
 
 
 def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
-                          segment_chunks=SEGMENT_CHUNKS, split=False):
+                          segment_chunks=SEGMENT_CHUNKS, split=False, ones_column=False):
   """out[t] = sum_{j <= t} (a[t] . b[j]) c[j]: (..., L, da), (..., L, da), (..., L, dc).
+
+    >>> num, den = causal_product_kernel(qf, kf, v, split=True, ones_column=True)  # d 64
 
   Args:
     a, b, c: float arrays with the same leading dims and length; operands are cast to
@@ -82,6 +84,10 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
     segment_chunks: chunks per states program, a power of two (shrunk for short sequences).
     split: return the output of each of `column_pieces(dc)` apart, as the kernels write
       them, instead of their concatenation (which XLA makes as one more float32 array).
+    ones_column: run on [c, 1] (a column of ones appended: FAVOR+'s denominator) without
+      making it: the piece holding the ones column is built on its own (at d 64 a constant
+      piece), so c's other pieces are c itself, not slices of a concatenation (which XLA
+      copies). dc is then c's width + 1.
   Returns:
     (..., L, dc) float32; with split, a tuple of (..., L, width) float32, one per piece.
   """
@@ -97,16 +103,24 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
   n_chunks = -(-length // size)
   per_segment = min(segment_chunks, pow2_at_least(n_chunks, 1))
   padded = -(-n_chunks // per_segment) * per_segment * size
-  def pieces(t):
-    """t's columns as power-of-two pieces (P, padded, width), zero-padded."""
+  def pieces(t, ones=False):
+    """t's columns (and a ones column after them) as power-of-two pieces (P, padded,
+    width), zero-padded."""
     t = t.astype(dtype).reshape((-1,) + t.shape[-2:])
-    return tuple(jnp.pad(t[..., start:start + width],
-                         ((0, 0), (0, padded - length), (0, pow2_at_least(width) - width)))
-                 for start, width in column_pieces(t.shape[-1]))
-  outs = _product(pieces(a), pieces(b), pieces(c), (size, per_segment), False, interpret,
-                  jnp.float32)
+    out = []
+    for start, width in column_pieces(t.shape[-1] + ones):
+      cols = t[..., start:start + width]
+      if ones and start + width > t.shape[-1]:   # the piece holding the ones column
+        one = jnp.ones(t.shape[:-1] + (1,), dtype)
+        cols = jnp.concatenate([cols, one], axis=-1) if cols.shape[-1] else one
+      out.append(jnp.pad(cols, ((0, 0), (0, padded - length),
+                                (0, pow2_at_least(width) - width))))
+    return tuple(out)
+  dc = c.shape[-1] + ones_column
+  outs = _product(pieces(a), pieces(b), pieces(c, ones_column), (size, per_segment), False,
+                  interpret, jnp.float32)
   outs = tuple(o[:, :length, :width].reshape(tuple(lead) + (length, width))
-               for o, (_, width) in zip(outs, column_pieces(c.shape[-1])))
+               for o, (_, width) in zip(outs, column_pieces(dc)))
   if split:
     return outs
   return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)

@@ -150,6 +150,24 @@ def test_split_returns_the_pieces_of_the_whole_output():
   assert_close(pieces, whole, tol=1e-6)
 
 
+@pytest.mark.parametrize('d', [64, 40, 8])
+def test_ones_column_equals_the_concatenated_ones(d):
+  """ones_column=True on v equals the product on [v, 1] (values; gradients of a, b and v)
+  whether the ones column is a piece of its own (64: [v] and [1]), shares one with v's last
+  columns (40: [v_0..31] and [v_32..39, 1]) or v's only one (8); at 64 no concatenation is
+  made at all."""
+  a, b = features((40, 24), 41), features((40, 24), 42)
+  v = random_array((40, d), 43)
+  with_ones = lambda a, b, v: causal_product_kernel(
+      a, b, jnp.concatenate([v, jnp.ones((40, 1), v.dtype)], -1), 16, interpret=True)
+  own = lambda a, b, v: jnp.concatenate(causal_product_kernel(
+      a, b, v, 16, interpret=True, split=True, ones_column=True), -1)
+  assert_close(value_and_grads(own, a, b, v), value_and_grads(with_ones, a, b, v), tol=1e-6)
+  made = str(jax.make_jaxpr(lambda a, b, v: causal_product_kernel(
+      a, b, v, 16, interpret=True, split=True, ones_column=True))(a, b, v))
+  assert ('concatenate' in made) == (d != 64)
+
+
 # d_head 8: [v, 1] is one piece of 9 columns; 32: pieces [v] and [1]; 40: [v_0..31] and
 # [v_32..39, 1] (see column_pieces): the three ways the layer reassembles the output.
 @pytest.mark.parametrize('masked,d', [(False, 8), (True, 8), (False, 32), (True, 40)])
