@@ -417,24 +417,29 @@ def _block(ref, block, bs):
   return ref[rows] if len(ref.shape) == 1 else ref[rows, :]
 
 
-def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale):
-  """(bs_q, bs_k) float32 logits in base 2 (times log2(e)), invisible ones _NEG.
+def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale, keys_first=False):
+  """(bs_q, bs_k) float32 logits in base 2 (times log2(e)), invisible ones _NEG; with
+  keys_first their transpose (bs_k, bs_q), made as k q^T (the dk/dv kernel's orientation:
+  its dots then take no transposed tile).
 
-  Visible: key position >= 0 and, if causal, not after the query's. Columns are scaled by
-  k_scale ((bs_k,) or None); the LogitTerms' self penalty and duplicate count are
+  Visible: key position >= 0 and, if causal, not after the query's. Each key's logits are
+  scaled by k_scale ((bs_k,) or None); the LogitTerms' self penalty and duplicate count are
   subtracted where they apply.
   """
+  # A query's vectors run along the tile's rows (keys_first: its columns), a key's across.
+  by_query, by_key = ((lambda x: x[None, :]), (lambda x: x[:, None])) if keys_first else (
+      (lambda x: x[:, None]), (lambda x: x[None, :]))
   # Constants fold into the key scales (one vector op instead of one per logit).
   col = scale * _LOG2E
   if k_scale is not None:
-    col = (k_scale * col)[None, :]
-  s = block_dot(q, k, trans_b=True) * col
+    col = by_key(k_scale * col)
+  s = (block_dot(k, q, trans_b=True) if keys_first else block_dot(q, k, trans_b=True)) * col
   if terms.self_penalty:
-    s = s - jnp.where(k_pos[None, :] == q_pos[:, None], terms.self_penalty * _LOG2E, 0.0)
+    s = s - jnp.where(by_key(k_pos) == by_query(q_pos), terms.self_penalty * _LOG2E, 0.0)
   if terms.n_ids:
     # q_ids / k_ids hold the rounds to compare (`_ids`: all, or the other rounds).
     before, after = terms.window
-    seen = [(kc + before)[None, :] - qc[:, None] for qc, kc in zip(q_ids, k_ids)]
+    seen = [by_key(kc + before) - by_query(qc) for qc, kc in zip(q_ids, k_ids)]
     # diff in [-before, after] <=> diff + before in [0, before + after]: one unsigned compare.
     seen = [d.astype(jnp.uint32) <= before + after for d in seen]
     if terms.rounds_folded and len(seen) == 1:   # count 1 or 2: subtract log2(2) = 1
@@ -447,9 +452,9 @@ def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale):
   if terms.causal:
     # Padding keys (-1) move past every query, so one comparison per logit masks both.
     k_last = jnp.where(k_pos >= 0, k_pos, jnp.iinfo(jnp.int32).max)
-    ok = k_last[None, :] <= q_pos[:, None]
+    ok = by_key(k_last) <= by_query(q_pos)
   else:
-    ok = (k_pos >= 0)[None, :]
+    ok = by_key(k_pos >= 0)
   return jnp.where(ok, s, _NEG)
 
 
@@ -517,15 +522,18 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref
 
 
 def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, k_scale, d_out, lse, delta,
-                       terms, scale):
-  """Recomputed probabilities p and score gradients ds (both (bs_q, bs_k) float32).
+                       terms, scale, keys_first=False):
+  """Recomputed probabilities p and score gradients ds (both (bs_q, bs_k) float32; with
+  keys_first their transposes (bs_k, bs_q), see `_scores`).
 
   lse is base 2 (-_NEG for rows that see nothing), so masked entries get exp2(-huge) = 0.
   """
-  s = _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale)
+  s = _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale, keys_first)
+  if keys_first:
+    p = jnp.exp2(s - lse[None, :])
+    return p, p * (block_dot(v, d_out, trans_b=True) - delta[None, :])
   p = jnp.exp2(s - lse[:, None])
-  dp = block_dot(d_out, v, trans_b=True)
-  return p, p * (dp - delta[:, None])
+  return p, p * (block_dot(d_out, v, trans_b=True) - delta[:, None])
 
 
 def _dq_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref,
@@ -569,10 +577,11 @@ def _dkv_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref
     qb = table_ref[row * width + j]
     q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
     lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
-    p, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, _ids(ids_refs, qb, bs, own), k_ids,
-                               k_scale, d_out, lse, delta, terms, scale)
-    dv = dv + block_dot(p.astype(d_out.dtype), d_out, trans_a=True)
-    dk = dk + block_dot(ds.astype(q.dtype), q, trans_a=True)
+    # Transposed tiles (keys along rows): p^T d_out and ds^T q need no transpose.
+    p_t, ds_t = _probs_and_dscores(q, k, v, q_pos, k_pos, _ids(ids_refs, qb, bs, own), k_ids,
+                                   k_scale, d_out, lse, delta, terms, scale, keys_first=True)
+    dv = dv + block_dot(p_t.astype(d_out.dtype), d_out)
+    dk = dk + block_dot(ds_t.astype(q.dtype), q)
     return dk, dv
 
   zeros = jnp.zeros((bs, k.shape[-1]), jnp.float32)

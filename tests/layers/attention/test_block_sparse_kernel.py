@@ -166,6 +166,37 @@ def test_heads_wider_than_128_are_refused():
     sparse_kernel.sparse_attention(q, q, q, pos, pos, plan, interpret=True)
 
 
+def dots_in(jaxpr):
+  """The dot_general equations of a jaxpr and of the jaxprs nested in it (loop bodies)."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'dot_general':
+      yield eqn
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      yield from dots_in(sub)
+
+
+@pytest.mark.parametrize('key_scale', [False, True])
+def test_backward_kernels_contract_no_tile_over_its_rows(key_scale):
+  """The dk/dv kernel recomputes its tiles transposed (keys along rows), so none of the
+  backward kernels' dots takes a transposed left operand (on the GPU a register tile's
+  layout change per dot): 4 dots per step for dk/dv, 3 for dq."""
+  plan = block_plan([[0, 1], [0, 1]], width=2)
+  q = jnp.asarray(random_array((1, 1, 32, 16), 3))
+  pos = jnp.arange(32, dtype=jnp.int32)[None, None]
+  scale = jnp.ones((1, 1, 32), jnp.float32) if key_scale else None
+  def loss(q, v):
+    out = sparse_kernel.sparse_attention(q, None if key_scale else q, v, pos, pos, plan,
+                                         causal=True, interpret=True, key_scale=scale)
+    return jnp.sum(out)
+  jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(q, q).jaxpr
+  lhs_contracting = {str(e.params['name']): [d.params['dimension_numbers'][0][0][0]
+                                             for d in dots_in(e.params['jaxpr'])]
+                     for e in pallas_calls(jaxpr)}
+  assert lhs_contracting == {'plait_sparse_fwd_kernel': [1, 1],
+                             'plait_sparse_dq_kernel': [1, 1, 1],
+                             'plait_sparse_dkv_kernel': [1, 1, 1, 1]}, lhs_contracting
+
+
 def test_only_split_blocks_are_written_as_float32_parts():
   """bf16: each kernel writes unsplit blocks once, in bf16, straight into the (B, H, L, ...)
   result; only the work rows of split blocks go to float32 parts (two rows here: query
