@@ -226,17 +226,16 @@ def _attention_bwd(plan, terms, interpret, seq, residuals, cotangents):
   # Unsplit blocks' gradients are written once in q's dtype; split blocks' parts in float32,
   # summed here (only those blocks are touched).
   (dq,) = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, seq, 1, [q.dtype], arrays)
-  dk, dv = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, seq, 2, [q.dtype] * 2,
-                 arrays)
+  # With key_scale the dk/dv kernel splits the scaled keys' gradient itself: q's share
+  # (dk * key_scale) in place of dk, and the scale's (dk . q) as a third output.
+  grads = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, seq, 2,
+                [q.dtype] * 2 + [jnp.float32] * (key_scale is not None), arrays)
   dq = _sum_parts(*dq, plan.fwd, bs, seq)
-  dk, dv = (_sum_parts(*g, plan.bwd, bs, seq) for g in (dk, dv))
+  dk, dv = (_sum_parts(*g, plan.bwd, bs, seq) for g in grads[:2])
   d_scale = None
   if key_scale is not None:
-    # dk is the gradient of the scaled keys q * key_scale: split it between q and the scale.
-    d_scale = jnp.einsum('blhd,blhd->bhl' if seq else 'bhld,bhld->bhl', dk, q,
-                         preferred_element_type=jnp.float32)
-    scale = key_scale.transpose(0, 2, 1) if seq else key_scale
-    dq = dq.astype(jnp.float32) + dk.astype(jnp.float32) * scale[..., None]
+    d_scale = _sum_parts(*grads[2], plan.bwd, bs, False)   # (B, H, L) either way
+    dq = dq.astype(jnp.float32) + dk.astype(jnp.float32)
     dk = None
   return (dq.astype(q.dtype), None if dk is None else dk.astype(k.dtype), dv.astype(v.dtype),
           None, None, (None,) * len(ids), d_scale)
@@ -564,7 +563,8 @@ def _dq_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref,
 def _dkv_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref,
                 kpos_ref, dout_ref, lse_ref, delta_ref, *refs, bs, width, scale,
                 terms):
-  """One backward work row (a key block and query blocks that see it): dk and dv."""
+  """One backward work row (a key block and query blocks that see it): dk and dv (with
+  key_scale: dk * key_scale, dv and the scale's gradient dk . q)."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
   row, own = pl.program_id(0), _own_round(terms)
@@ -586,4 +586,9 @@ def _dkv_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref
 
   zeros = jnp.zeros((bs, k.shape[-1]), jnp.float32)
   dk, dv = jax.lax.fori_loop(0, counts_ref[row], step, (zeros, zeros))
-  _store(slots_ref, row, out_refs, [dk * scale, dv], bs)
+  dk = dk * scale
+  if k_scale is None:
+    _store(slots_ref, row, out_refs, [dk, dv], bs)
+  else:   # keys q * key_scale (k holds q's rows): dk's shares of q and of the scale
+    _store(slots_ref, row, out_refs, [dk * k_scale[:, None], dv,
+                                      jnp.sum(dk * k.astype(jnp.float32), axis=1)], bs)

@@ -330,7 +330,9 @@ def test_kernel_path_keeps_no_keys_for_the_backward():
 def test_kernel_path_makes_no_key_array_and_bf16_gradient_partials():
   """In the whole bf16 forward and backward, every kernel reads the sorted q as its keys
   (no key array is made, not even between kernels), and the backward kernels write their
-  gradients in bf16 (LSH's banded plan splits no row, so nothing is summed in float32)."""
+  gradients in bf16 (LSH's banded plan splits no row, so nothing is summed in float32):
+  dq, then dk's share of q (dk * key_scale) and dv; the dk/dv kernel also writes the key
+  scale's gradient (dk . q, float32), so no einsum re-reads the sorted q for it."""
   kind = LSHKind(n_hashes=2, n_buckets=4, chunk_len=16, causal=True,
                  implementation='interpret')
   q = jnp.asarray(random_array((B, H, 75, D), 3), jnp.bfloat16)
@@ -343,7 +345,7 @@ def test_kernel_path_makes_no_key_array_and_bf16_gradient_partials():
     # Inputs: the 4 block tables, then q, k, v, ...
     assert eqn.invars[4] is eqn.invars[5], eqn.params['name']
   grads = [v.aval.dtype for eqn in calls[1:] for v in eqn.outvars]
-  assert grads == [jnp.bfloat16] * 3, grads
+  assert grads == [jnp.bfloat16] * 3 + [jnp.float32], grads
 
 def test_bf16_kernel_is_close_to_bf16_xla_lsh():
   """bf16 inputs (the GPU case): output, dq and dv within bf16 rounding of the XLA path
