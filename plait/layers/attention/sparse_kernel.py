@@ -9,6 +9,9 @@ The backward pass runs two kernels: dq over the same work rows, dk/dv over the t
 ones (per key block, the query blocks that see it), recomputing the probabilities from the
 saved log-sum-exp (FlashAttention-2). `sequence_major=True` runs the same kernels on
 (B, L, H, d) arrays (block-sparse attention: its q, k, v come from (B, L, H, d) projections).
+`rows=` runs them on a permuted sequence without permuting anything: blocks' rows are read
+through the permutation and the results written back at the rows' own positions (LSH's
+sorted rounds).
 
 Masks are computed in the kernel from position vectors: key position -1 marks a padded
 (invisible) key, and `causal` lets a query see only keys at positions <= its own. So the
@@ -100,7 +103,8 @@ def supported(block_size, d_head, dtype):
 
 def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
                      return_lse=False, self_penalty=0.0, chunk_ids=(), window=(0, 0),
-                     key_scale=None, sequence_major=False, rounds_folded=False):
+                     key_scale=None, sequence_major=False, rounds_folded=False, rows=None,
+                     head_fold=1):
   """softmax(q k^T / sqrt(d)) v over the plan's blocks, masked by positions.
 
   Args:
@@ -130,9 +134,21 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
       head-major copy of q, k, v, the output or their gradients is made (block-sparse
       attention). Off for arrays made head-major anyway (LSH's sorted copies, whose reads
       measured slower sequence-major on an H100).
+    rows: None, or a (B | 1, H | 1, L) int32 permutation of [0, L) per pair: the kernels
+      attend over the permuted sequence, slot i being row rows[i] of q, k, v and key_scale,
+      and write slot i's output and log-sum-exp to row rows[i]. The result is the permuted
+      problem's, permuted back, in the arrays' own order, and no permuted copy of anything
+      is made (LSH: rows are the sorted order). q_pos, k_pos and chunk_ids stay in slot
+      order. Needs a plan that splits no work row (LSH's banded plan).
+    head_fold: with rows, q, k, v and key_scale have H / head_fold heads and head h of the
+      problem reads their head h // head_fold (LSH: a head's hash rounds share its q and
+      v); the output and lse have H heads, the gradients the inputs' own.
   Returns:
     (B, H, L, d) in q's dtype; a query that sees no key outputs 0. With return_lse,
     (output, lse).
+
+    >>> out, lse = sparse_attention(q, None, v, pos, k_pos, plan, key_scale=scale,
+    ...                             rows=order, head_fold=2, return_lse=True)  # LSH
   """
   shape = lambda a: None if a is None else a.shape
   if (k is None) == (key_scale is None):
@@ -154,17 +170,28 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
     raise ValueError(f'sparse_attention: the kernels take heads up to {_HEAD_DIMS[-1]} wide; '
                      f'got q of shape {q.shape} (d_head={d_head}).')
   chunk_ids = tuple(chunk_ids)
+  head_fold = int(head_fold)
+  if head_fold < 1 or (head_fold > 1 and rows is None):
+    raise ValueError(f'sparse_attention: head_fold must be >= 1, and 1 without rows; got '
+                     f'{head_fold} with rows {shape(rows)}.')
+  heads = q.shape[1] * head_fold
   named = [('q_pos', q_pos), ('k_pos', k_pos)] + [(f'chunk_ids[{r}]', c)
                                                   for r, c in enumerate(chunk_ids)]
+  named += [] if rows is None else [('rows', rows)]
   for name, pos in named:
     if pos.ndim != 3 or pos.shape[-1] != length or pos.shape[0] not in (1, q.shape[0]) or (
-        pos.shape[1] not in (1, q.shape[1])):
-      raise ValueError(f'sparse_attention: {name} must be (B | 1, H | 1, {length}), got '
-                       f'{pos.shape}.')
-  if rounds_folded and (len(chunk_ids) < 2 or q.shape[1] % len(chunk_ids)):
+        pos.shape[1] not in (1, heads)):
+      raise ValueError(f'sparse_attention: {name} must be (B | 1, H | 1, {length}) with H = '
+                       f'{heads}, got {pos.shape}.')
+  if rows is not None and (len(plan.fwd.extra) or len(plan.bwd.extra)):
+    raise ValueError('sparse_attention: rows need a plan that splits no work row (its '
+                     'results are written to permuted rows, which a split could not '
+                     f'combine); this plan has {len(plan.fwd.extra)} extra forward and '
+                     f'{len(plan.bwd.extra)} extra backward work rows.')
+  if rounds_folded and (len(chunk_ids) < 2 or heads % len(chunk_ids)):
     raise ValueError(f'sparse_attention: rounds_folded needs >= 2 chunk_ids vectors and heads '
                      f'a multiple of their number; got {len(chunk_ids)} and q of shape '
-                     f'{q.shape}.')
+                     f'{q.shape} ({heads} heads with head_fold {head_fold}).')
   terms = LogitTerms(bool(causal), float(self_penalty), tuple(int(w) for w in window),
                      len(chunk_ids), key_scale is not None, bool(rounds_folded),
                      0 if width == d_head else d_head)
@@ -175,9 +202,10 @@ def sparse_attention(q, k, v, q_pos, k_pos, plan, causal=False, interpret=False,
     widen = lambda t: jnp.pad(t, [(0, 0)] * 3 + [(0, width - d_head)])
     q, k, v = widen(q), None if k is None else widen(k), widen(v)
   swap = _swap if sequence_major else (lambda t: t)
+  rows = None if rows is None else rows.astype(jnp.int32)
   out, lse = _attention(swap(q), None if k is None else swap(k), swap(v),
                         q_pos.astype(jnp.int32), k_pos.astype(jnp.int32), ids, key_scale,
-                        plan, terms, interpret, bool(sequence_major))
+                        rows, plan, terms, interpret, bool(sequence_major), head_fold)
   out = swap(out)[..., :d_head]
   return (out, lse) if return_lse else out
 
@@ -196,21 +224,25 @@ def _heads_first(a, seq):
 # k is None exactly when key_scale is given (terms.key_scale): the kernels then read q as
 # the (unscaled) keys and scale each score column. With seq (sequence-major), q, k, v, the
 # output and their gradients are (B, L, H, d) in here; lse, delta, positions, chunk ids and
-# key_scale are (B | 1, H | 1, L) either way.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9, 10))
-def _attention(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret, seq):
-  return _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret,
-                        seq)[0]
+# key_scale are (B | 1, H | 1, L) either way. With rows (gathered rows: see
+# sparse_attention), q, k, v and key_scale have H / fold heads; out, lse, d_out and delta
+# are in the arrays' own row order, positions and chunk ids in slot order.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(8, 9, 10, 11, 12))
+def _attention(q, k, v, q_pos, k_pos, ids, key_scale, rows, plan, terms, interpret, seq,
+               fold):
+  return _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, rows, plan, terms, interpret,
+                        seq, fold)[0]
 
 
-def _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret, seq):
-  out, lse = _forward(q, q if k is None else k, v, q_pos, k_pos, ids, key_scale, plan, terms,
-                      interpret, seq)
-  return (out, lse), (q, k, v, q_pos, k_pos, ids, key_scale, out, lse)
+def _attention_fwd(q, k, v, q_pos, k_pos, ids, key_scale, rows, plan, terms, interpret, seq,
+                   fold):
+  out, lse = _forward(q, q if k is None else k, v, q_pos, k_pos, ids, key_scale, rows, plan,
+                      terms, interpret, seq, fold)
+  return (out, lse), (q, k, v, q_pos, k_pos, ids, key_scale, rows, out, lse)
 
 
-def _attention_bwd(plan, terms, interpret, seq, residuals, cotangents):
-  q, k, v, q_pos, k_pos, ids, key_scale, out, lse = residuals
+def _attention_bwd(plan, terms, interpret, seq, fold, residuals, cotangents):
+  q, k, v, q_pos, k_pos, ids, key_scale, rows, out, lse = residuals
   d_out, d_lse = cotangents
   # d logit = p * (dp - delta) with delta = <d_out, out> - d_lse (d lse / d logit = p).
   delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)
@@ -220,45 +252,63 @@ def _attention_bwd(plan, terms, interpret, seq, residuals, cotangents):
   lse = jnp.where(lse > 0.5 * _NEG, lse * _LOG2E, -_NEG)
   bs = _length(q, seq) // plan.n_blocks
   arrays = [q, q if k is None else k, v, q_pos, k_pos, d_out, lse, delta, *ids,
-            *_scale_arrays(key_scale)]
+            *_scale_arrays(key_scale), *_rows_arrays(rows)]
   # dq per forward work row and dk/dv per backward one: no atomics (a single kernel adding
   # dq atomically measured 1.3-1.7x slower on an H200, contended by the global blocks).
   # Unsplit blocks' gradients are written once in q's dtype; split blocks' parts in float32,
   # summed here (only those blocks are touched).
-  (dq,) = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, seq, 1, [q.dtype], arrays)
+  (dq,) = _call(_dq_kernel, plan.fwd, bs, q, terms, interpret, seq, 1, [q.dtype], arrays,
+                fold, rows is not None)
   # With key_scale the dk/dv kernel splits the scaled keys' gradient itself: q's share
   # (dk * key_scale) in place of dk, and the scale's (dk . q) as a third output.
   grads = _call(_dkv_kernel, plan.bwd, bs, q, terms, interpret, seq, 2,
-                [q.dtype] * 2 + [jnp.float32] * (key_scale is not None), arrays)
+                [q.dtype] * 2 + [jnp.float32] * (key_scale is not None), arrays, fold,
+                rows is not None)
   dq = _sum_parts(*dq, plan.fwd, bs, seq)
   dk, dv = (_sum_parts(*g, plan.bwd, bs, seq) for g in grads[:2])
-  d_scale = None
-  if key_scale is not None:
-    d_scale = _sum_parts(*grads[2], plan.bwd, bs, False)   # (B, H, L) either way
+  d_scale = None if key_scale is None else _sum_parts(*grads[2], plan.bwd, bs, False)
+  if fold > 1:   # the problem's heads -> the inputs' (a head's rounds add up)
+    dq, dk, dv = (_fold_sum(g, fold, seq) for g in (dq, dk, dv))
+    d_scale = None if d_scale is None else _fold_sum(d_scale, fold, False)
+  if key_scale is not None:   # d_scale is (B, H, L) either way
     dq = dq.astype(jnp.float32) + dk.astype(jnp.float32)
     dk = None
   return (dq.astype(q.dtype), None if dk is None else dk.astype(k.dtype), dv.astype(v.dtype),
-          None, None, (None,) * len(ids), d_scale)
+          None, None, (None,) * len(ids), d_scale, None)
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
 def _scale_arrays(key_scale):
-  """The kernels' optional last input: key_scale when given."""
+  """The kernels' optional input after the chunk ids: key_scale when given."""
   return () if key_scale is None else (key_scale,)
+
+
+def _rows_arrays(rows):
+  """The kernels' optional last input: the gathered rows' index when given."""
+  return () if rows is None else (rows,)
+
+
+def _fold_sum(g, fold, seq):
+  """A gradient per problem head, (B, H, L, d) ((B, L, H, d) if seq), summed over each
+  `fold` consecutive heads (in float32): the inputs' H / fold heads."""
+  axis = 2 if seq else 1
+  shape = g.shape[:axis] + (g.shape[axis] // fold, fold) + g.shape[axis + 1:]
+  return jnp.sum(g.astype(jnp.float32).reshape(shape), axis=axis + 1)
 
 
 def _length(q, seq):
   return q.shape[1] if seq else q.shape[2]
 
 
-def _forward(q, k, v, q_pos, k_pos, ids, key_scale, plan, terms, interpret, seq):
+def _forward(q, k, v, q_pos, k_pos, ids, key_scale, rows, plan, terms, interpret, seq, fold):
   """(out (B, H, L, d) ((B, L, H, d) if seq), lse (B, H, L) float32)."""
   bs = _length(q, seq) // plan.n_blocks
   (out, out_parts), (lse, lse_parts) = _call(
       _fwd_kernel, plan.fwd, bs, q, terms, interpret, seq, 1, [q.dtype, jnp.float32],
-      [q, k, v, q_pos, k_pos, *ids, *_scale_arrays(key_scale)])
+      [q, k, v, q_pos, k_pos, *ids, *_scale_arrays(key_scale), *_rows_arrays(rows)], fold,
+      rows is not None)
   if out_parts is None:
     return out, lse
   # Combine the float32 parts of split blocks by log-sum-exp; only those blocks are touched.
@@ -316,32 +366,38 @@ def _parts_layout(rows):
   return slots, split, group.astype(np.int32)
 
 
-def _call(kernel, rows, bs, q, terms, interpret, seq, n_full, out_dtypes, arrays):
+def _call(kernel, rows, bs, q, terms, interpret, seq, n_full, out_dtypes, arrays, fold=1,
+          gather=False):
   """Runs `kernel` with one program per (work row, batch, head).
 
   Tables and the arrays go in whole per (batch, head) pair (the kernel slices its blocks):
   (B, H, L, d) ((B, L, H, d) if seq) and (B | 1, H | 1, L) arrays alike give the kernel an
-  (L, ...) ref. Each output j comes back as (main, parts): main (B, H, L, d) ((B, L, H, d)
-  if seq) for j < n_full, else (B, H, L), in out_dtypes[j], each unsplit block written by
-  its one work row; parts float32 in main's layout with L -> P * bs, the rows of the P work
-  rows of split blocks (`_parts_layout`), or None when no block is split.
+  (L, ...) ref; an array of H / n heads gives head h its head h // n (fold: q's heads are
+  H / fold). Each output j comes back as (main, parts): main (B, H, L, d) ((B, L, H, d) if
+  seq) for j < n_full, else (B, H, L), in out_dtypes[j], each unsplit block written by its
+  one work row (whole per pair with gather: the kernel writes its permuted rows); parts
+  float32 in main's layout with L -> P * bs, the rows of the P work rows of split blocks
+  (`_parts_layout`), or None when no block is split.
   """
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   batch, length, heads, d = q.shape if seq else (q.shape[0], q.shape[2], q.shape[1],
                                                  q.shape[3])
+  heads *= fold
   n_rows, last = len(rows.owner), length // bs - 1
   slots = _parts_layout(rows)[0]
   n_parts = int((slots >= 0).sum())
   whole = lambda a: pl.BlockSpec(a.shape, lambda i, b, h: (0,) * a.ndim)
   pick = lambda size, idx: idx if size > 1 else 0
+  head = lambda n, h: h // (heads // n) if n > 1 else 0   # n: the array's heads
   # With seq, the 4-D arrays (q, k, v, d_out, 4-D outputs and their parts) are (B, L, H, d).
   is_seq = lambda a: seq and a.ndim == 4
 
   def per_pair(a):
     if is_seq(a):
-      return pl.BlockSpec((None, a.shape[1], None, d), lambda i, b, h: (b, 0, h, 0))
+      return pl.BlockSpec((None, a.shape[1], None, d),
+                          lambda i, b, h: (b, 0, head(a.shape[2], h), 0))
     return pl.BlockSpec((None, None) + a.shape[2:], lambda i, b, h: (
-        pick(a.shape[0], b), pick(a.shape[1], h)) + (0,) * (a.ndim - 2))
+        pick(a.shape[0], b), head(a.shape[1], h)) + (0,) * (a.ndim - 2))
 
   def shape(j, n):
     if j >= n_full:
@@ -355,7 +411,8 @@ def _call(kernel, rows, bs, q, terms, interpret, seq, n_full, out_dtypes, arrays
   block_of = lambda i: jnp.minimum(i, last)
   out_shapes = [jax.ShapeDtypeStruct(shape(j, length), dtype)
                 for j, dtype in enumerate(out_dtypes)]
-  out_specs = [pl.BlockSpec((None, bs, None, d), lambda i, b, h: (b, block_of(i), h, 0))
+  out_specs = [per_pair(s) if gather else
+               pl.BlockSpec((None, bs, None, d), lambda i, b, h: (b, block_of(i), h, 0))
                if is_seq(s) else
                pl.BlockSpec((None, None, bs) + s.shape[3:],
                             lambda i, b, h, s=s: (b, h, block_of(i)) + (0,) * (s.ndim - 3))
@@ -367,7 +424,7 @@ def _call(kernel, rows, bs, q, terms, interpret, seq, n_full, out_dtypes, arrays
     out_specs += [per_pair(s) for s in parts]
   params = triton_params(*COMPILER_PARAMS[kernel.__name__.strip('_')], interpret)
   body = functools.partial(kernel, bs=bs, width=len(rows.table) // n_rows,
-                           scale=(terms.d_head or d) ** -0.5, terms=terms)
+                           scale=(terms.d_head or d) ** -0.5, terms=terms, gather=gather)
   outs = pl.pallas_call(
       body, grid=(n_rows, batch, heads), in_specs=in_specs, out_specs=out_specs,
       out_shape=out_shapes, compiler_params=params, interpret=interpret,
@@ -376,16 +433,22 @@ def _call(kernel, rows, bs, q, terms, interpret, seq, n_full, out_dtypes, arrays
   return [(outs[j], outs[n + j] if n_parts else None) for j in range(n)]
 
 
-def _store(slots_ref, row, out_refs, values, bs):
-  """Writes a work row's results: to its block of each main output, or, for a row of a
-  split block, to its slot of each float32 parts output (`_call`)."""
+def _store(slots_ref, row, out_refs, values, bs, idx=None):
+  """Writes a work row's results: to its block of each main output (to its rows idx of
+  them, with gathered rows), or, for a row of a split block, to its slot of each float32
+  parts output (`_call`)."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   n = len(values)
   mains, parts = out_refs[:n], out_refs[n:]
 
   def to_main():
     for ref, value in zip(mains, values):
-      ref[...] = value.astype(ref.dtype)
+      if idx is None:
+        ref[...] = value.astype(ref.dtype)
+      elif len(ref.shape) == 1:
+        ref[idx] = value.astype(ref.dtype)
+      else:
+        ref[idx, :] = value.astype(ref.dtype)
 
   if not parts:
     to_main()
@@ -414,6 +477,19 @@ def _block(ref, block, bs):
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
   rows = pl.ds(pl.multiple_of(block * bs, bs), bs)
   return ref[rows] if len(ref.shape) == 1 else ref[rows, :]
+
+
+def _index(rows_ref, block, bs):
+  """With gathered rows, the (bs,) rows of the arrays that slots block are; else None."""
+  return None if rows_ref is None else _block(rows_ref, block, bs)
+
+
+def _rows(ref, idx, block, bs):
+  """A block of a row array (q, k, v, d_out, lse, delta, key_scale): its rows idx with
+  gathered rows (`_index`), else its slots' block."""
+  if idx is None:
+    return _block(ref, block, bs)
+  return ref[idx] if len(ref.shape) == 1 else ref[idx, :]
 
 
 def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale, keys_first=False):
@@ -477,32 +553,36 @@ def _ids(refs, block, bs, own):
           for j in range(1, n)]
 
 
-def _split_refs(refs, terms):
-  """A kernel's trailing refs -> (chunk-id refs, key-scale ref or None, output refs)."""
+def _split_refs(refs, terms, gather):
+  """A kernel's trailing refs -> (chunk-id refs, key-scale ref or None, gathered rows' ref
+  or None, output refs)."""
   n = terms.n_ids + terms.key_scale
-  return refs[:terms.n_ids], refs[terms.n_ids] if terms.key_scale else None, refs[n:]
+  return (refs[:terms.n_ids], refs[terms.n_ids] if terms.key_scale else None,
+          refs[n] if gather else None, refs[n + gather:])
 
 
-def _key_scale(ref, block, bs):
-  return None if ref is None else _block(ref, block, bs)
+def _key_scale(ref, idx, block, bs):
+  return None if ref is None else _rows(ref, idx, block, bs)
 
 
 def _fwd_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref,
-                kpos_ref, *refs, bs, width, scale, terms):
+                kpos_ref, *refs, bs, width, scale, terms, gather):
   """One work row: online softmax over its key blocks; partial output and log-sum-exp."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
+  ids_refs, scale_ref, rows_ref, out_refs = _split_refs(refs, terms, gather)
   row, own = pl.program_id(0), _own_round(terms)
   qb = owner_ref[row]
-  q = _block(q_ref, qb, bs)
+  q_idx = _index(rows_ref, qb, bs)
+  q = _rows(q_ref, q_idx, qb, bs)
   q_pos, q_ids = _block(qpos_ref, qb, bs), _ids(ids_refs, qb, bs, own)
 
   def step(j, carry):
     acc, top, total = carry
     kb = table_ref[row * width + j]
-    k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-    s = _scores(q, k, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs, own),
-                _key_scale(scale_ref, kb, bs), terms, scale)
+    k_idx = _index(rows_ref, kb, bs)
+    k, v = _rows(k_ref, k_idx, kb, bs), _rows(v_ref, k_idx, kb, bs)
+    s = _scores(q, k, q_pos, _block(kpos_ref, kb, bs), q_ids, _ids(ids_refs, kb, bs, own),
+                _key_scale(scale_ref, k_idx, kb, bs), terms, scale)
     new_top = jnp.maximum(top, jnp.max(s, axis=1))
     # While a row has seen no key, top is _NEG and masked entries get p = 1: garbage that
     # the first visible key fades to 0 (exp2(_NEG - real) = 0), or that `seen` drops.
@@ -517,7 +597,8 @@ def _fwd_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref
   seen = top > 0.5 * _NEG
   safe = jnp.where(seen, total, 1.0)
   _store(slots_ref, row, out_refs, [jnp.where(seen[:, None], acc / safe[:, None], 0.0),
-                                    jnp.where(seen, top / _LOG2E + jnp.log(safe), _NEG)], bs)
+                                    jnp.where(seen, top / _LOG2E + jnp.log(safe), _NEG)], bs,
+         q_idx)
 
 
 def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, k_scale, d_out, lse, delta,
@@ -536,20 +617,22 @@ def _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, k_ids, k_scale, d_out, lse,
 
 
 def _dq_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref,
-               kpos_ref, dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms):
+               kpos_ref, dout_ref, lse_ref, delta_ref, *refs, bs, width, scale, terms, gather):
   """One forward work row: dq over its key blocks."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
+  ids_refs, scale_ref, rows_ref, out_refs = _split_refs(refs, terms, gather)
   row, own = pl.program_id(0), _own_round(terms)
   qb = owner_ref[row]
-  q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
-  lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
-  q_ids = _ids(ids_refs, qb, bs, own)
+  q_idx = _index(rows_ref, qb, bs)
+  q, d_out = _rows(q_ref, q_idx, qb, bs), _rows(dout_ref, q_idx, qb, bs)
+  lse, delta = _rows(lse_ref, q_idx, qb, bs), _rows(delta_ref, q_idx, qb, bs)
+  q_pos, q_ids = _block(qpos_ref, qb, bs), _ids(ids_refs, qb, bs, own)
 
   def step(j, dq):
     kb = table_ref[row * width + j]
-    k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-    k_scale = _key_scale(scale_ref, kb, bs)
+    k_idx = _index(rows_ref, kb, bs)
+    k, v, k_pos = _rows(k_ref, k_idx, kb, bs), _rows(v_ref, k_idx, kb, bs), _block(kpos_ref, kb, bs)
+    k_scale = _key_scale(scale_ref, k_idx, kb, bs)
     _, ds = _probs_and_dscores(q, k, v, q_pos, k_pos, q_ids, _ids(ids_refs, kb, bs, own),
                                k_scale, d_out, lse, delta, terms, scale)
     if k_scale is not None:
@@ -557,26 +640,29 @@ def _dq_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref,
     return dq + block_dot(ds.astype(k.dtype), k)
 
   dq = jax.lax.fori_loop(0, counts_ref[row], step, jnp.zeros((bs, q.shape[-1]), jnp.float32))
-  _store(slots_ref, row, out_refs, [dq * scale], bs)
+  _store(slots_ref, row, out_refs, [dq * scale], bs, q_idx)
 
 
 def _dkv_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref, qpos_ref,
                 kpos_ref, dout_ref, lse_ref, delta_ref, *refs, bs, width, scale,
-                terms):
+                terms, gather):
   """One backward work row (a key block and query blocks that see it): dk and dv (with
   key_scale: dk * key_scale, dv and the scale's gradient dk . q)."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  ids_refs, scale_ref, out_refs = _split_refs(refs, terms)
+  ids_refs, scale_ref, rows_ref, out_refs = _split_refs(refs, terms, gather)
   row, own = pl.program_id(0), _own_round(terms)
   kb = owner_ref[row]
-  k, v, k_pos = _block(k_ref, kb, bs), _block(v_ref, kb, bs), _block(kpos_ref, kb, bs)
-  k_ids, k_scale = _ids(ids_refs, kb, bs, own), _key_scale(scale_ref, kb, bs)
+  k_idx = _index(rows_ref, kb, bs)
+  k, v, k_pos = _rows(k_ref, k_idx, kb, bs), _rows(v_ref, k_idx, kb, bs), _block(kpos_ref, kb, bs)
+  k_ids, k_scale = _ids(ids_refs, kb, bs, own), _key_scale(scale_ref, k_idx, kb, bs)
 
   def step(j, carry):
     dk, dv = carry
     qb = table_ref[row * width + j]
-    q, q_pos, d_out = _block(q_ref, qb, bs), _block(qpos_ref, qb, bs), _block(dout_ref, qb, bs)
-    lse, delta = _block(lse_ref, qb, bs), _block(delta_ref, qb, bs)
+    q_idx = _index(rows_ref, qb, bs)
+    q, d_out = _rows(q_ref, q_idx, qb, bs), _rows(dout_ref, q_idx, qb, bs)
+    q_pos = _block(qpos_ref, qb, bs)
+    lse, delta = _rows(lse_ref, q_idx, qb, bs), _rows(delta_ref, q_idx, qb, bs)
     # Transposed tiles (keys along rows): p^T d_out and ds^T q need no transpose.
     p_t, ds_t = _probs_and_dscores(q, k, v, q_pos, k_pos, _ids(ids_refs, qb, bs, own), k_ids,
                                    k_scale, d_out, lse, delta, terms, scale, keys_first=True)
@@ -588,7 +674,7 @@ def _dkv_kernel(owner_ref, table_ref, counts_ref, slots_ref, q_ref, k_ref, v_ref
   dk, dv = jax.lax.fori_loop(0, counts_ref[row], step, (zeros, zeros))
   dk = dk * scale
   if k_scale is None:
-    _store(slots_ref, row, out_refs, [dk, dv], bs)
+    _store(slots_ref, row, out_refs, [dk, dv], bs, k_idx)
   else:   # keys q * key_scale (k holds q's rows): dk's shares of q and of the scale
     _store(slots_ref, row, out_refs, [dk * k_scale[:, None], dv,
-                                      jnp.sum(dk * k.astype(jnp.float32), axis=1)], bs)
+                                      jnp.sum(dk * k.astype(jnp.float32), axis=1)], bs, k_idx)

@@ -310,11 +310,11 @@ def test_sparse_attention_keys_argument_errors():
                                    chunk_ids=(pos,) * 3, window=(1, 0), rounds_folded=True)
 
 
-def test_kernel_path_keeps_no_keys_for_the_backward():
-  """What jax.vjp of the layer's kernel path keeps for the backward (its residuals): of
-  the sorted (B, H * R, Lp, d) arrays only q, v and the output, no sorted keys; and nothing
-  per original position of that size (the old path kept the keys' float32 normalization
-  input too)."""
+def test_kernel_path_keeps_no_keys_and_no_sorted_copies_for_the_backward():
+  """What jax.vjp of the layer's kernel path keeps for the backward (its residuals): q and v
+  as they are, (B, H, Lp, d), and the rounds' outputs, (B, H * R, Lp, d); no keys and no
+  sorted copy of q or v (the kernels read rows through the sort order; before, sorted
+  copies of q and v, (B, H * R, Lp, d), were kept)."""
   q, v, mask = inputs(75, seed=1, masked=True)
   kind = LSHKind(n_hashes=2, n_buckets=4, chunk_len=16, causal=True,
                  implementation='interpret')
@@ -323,8 +323,8 @@ def test_kernel_path_keeps_no_keys_for_the_backward():
   _, pull = jax.jit(lambda q, v: jax.vjp(fn, q, v))(q, v)
   shapes = [leaf.shape for leaf in jax.tree_util.tree_leaves(pull)]
   padded = 80
-  assert shapes.count((B, H * 2, padded, D)) == 3, shapes       # q, v, out
-  assert (B, H, padded, D) not in shapes, shapes
+  assert shapes.count((B, H, padded, D)) == 2, shapes           # q, v
+  assert shapes.count((B, H * 2, padded, D)) == 1, shapes       # the rounds' outputs
 
 
 def test_kernel_path_makes_no_key_array_and_bf16_gradient_partials():

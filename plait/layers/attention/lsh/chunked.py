@@ -134,7 +134,14 @@ def combine_rounds(out_s, lse_s, order, sorted_slot):
   # Position p of round r sits at sorted slot sorted_slot[r, p].
   out_r = permute_rows(out_s, sorted_slot, order)
   lse_r = permute_rows(lse_s[..., None], sorted_slot, order)[..., 0]
-  round_weights = jax.nn.softmax(lse_r, axis=-2)       # (..., R, Lp)
+  return weigh_rounds(out_r, lse_r)
+
+
+def weigh_rounds(out_r, lse_r):
+  """Rounds' outputs in original order, (..., R, Lp, d_v), and their log-sum-exps (..., R,
+  Lp) float32 -> (out (..., Lp, d_v), round_weights (..., R, Lp)): each round weighted by
+  the softmax over rounds of its log-sum-exp (bf16 outputs promoted to float32)."""
+  round_weights = jax.nn.softmax(lse_r, axis=-2)
   return jnp.sum(round_weights[..., None] * out_r, axis=-3), round_weights
 
 
@@ -189,4 +196,4 @@ def _look_around(t, cfg):
 
 
 __all__ = ['combine_rounds', 'lsh_attention', 'lsh_attention_weights', 'permute_rows',
-           'sort_rounds']
+           'sort_rounds', 'weigh_rounds']

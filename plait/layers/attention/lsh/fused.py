@@ -8,11 +8,14 @@ from small vectors: original positions as q_pos/k_pos (causal; padding keys get 
 SELF_PENALTY on the self logit, and -log(count) with count from every round's chunk
 ids (window_count's duplicate correction; it depends on the (query, key) pair, not on
 the key alone, so the kernel computes it per pair; a pair's own round always counts, as
-its band holds it, so the kernel compares only the other rounds: `rounds_folded`). The
-keys are never made: the kernel reads the sorted queries as keys and scales each key's
-scores by `shared_qk_scale` (one float32 per position, sorted with the queries), so no
-sorted key array exists. Rounds are folded into the head axis (one launch for all) and
-combined by their log-sum-exp (`combine_rounds`), as the XLA path does. Queries that see
+its band holds it, so the kernel compares only the other rounds: `rounds_folded`). Nothing
+is copied in sorted order: the kernels read each block's rows of q, v and the key scale
+through the round's sort order (`sparse_attention(rows=...)`) and write the outputs, the
+log-sum-exps and the gradients back to the rows' own positions, so the rounds combine by
+their log-sum-exp (`weigh_rounds`) with no permutation, as the XLA path does after its
+own. The keys are never made: the kernel reads the queries as keys and scales each key's
+scores by `shared_qk_scale` (one float32 per position). Rounds are folded into the head
+axis (one launch for all; a head's rounds read its q and v: `head_fold`). Queries that see
 no key (only padding can) output 0 here, the mean of their window's values there: both
 unspecified (LSHKind's contract).
 
@@ -25,7 +28,7 @@ import jax.numpy as jnp
 
 from plait.layers.attention import sparse_kernel
 from plait.layers.attention.block_plan import block_plan
-from plait.layers.attention.lsh.chunked import combine_rounds, permute_rows
+from plait.layers.attention.lsh.chunked import weigh_rounds
 from plait.layers.attention.lsh.hashing import shared_qk_scale
 from plait.layers.attention.lsh.window import SELF_PENALTY
 
@@ -71,27 +74,24 @@ def fused_rounds(q, v, s, cfg, interpret=False):
     raise ValueError(f'LSH kernel: chunk_len={c} must be a multiple of one of '
                      f'{KERNEL_BLOCKS}.')
   pad = lambda t: jnp.pad(t, ((0, 0), (0, 0), (0, padded - length), (0, 0)))
-  # Made on the unsorted queries: sorting a row-wise function's rows = applying it sorted.
-  key_scale = pad(shared_qk_scale(q, cfg.normalize_keys)[..., None])   # (B, H, Lp, 1) float32
+  key_scale = pad(shared_qk_scale(q, cfg.normalize_keys)[..., None])[..., 0]  # (B, H, Lp)
   q, v = pad(q), pad(v)
   fold = lambda t: t.reshape((batch, heads * n_rounds, padded) + t.shape[4:])
-  every_round = lambda t: jnp.broadcast_to(t[:, :, None], order.shape + t.shape[-1:])
-  in_sorted = lambda t: fold(permute_rows(every_round(t), order, s['sorted_slot']))
-  pos = fold(order).astype(jnp.int32)                             # (B, H * R, Lp)
+  pos = fold(order).astype(jnp.int32)     # (B, H * R, Lp): slot -> position, per round
   valid = fold(jnp.take_along_axis(s['valid'][:, :, None], order, axis=3))
   # Slot j of round r is position order[r, j]; its chunk in round r2 is chunk_of[r2, that].
   ids = () if n_rounds == 1 else tuple(
       fold(jnp.take_along_axis(s['chunk_of'][:, :, r2, None], order, axis=3))
       for r2 in range(n_rounds))
   plan = banded_plan(padded // c, c // block, cfg.n_chunks_before, cfg.n_chunks_after)
+  # Outputs and log-sum-exps come back at the positions (not in sorted order), per round.
   out, lse = sparse_kernel.sparse_attention(
-      in_sorted(q), None, in_sorted(v), pos, jnp.where(valid, pos, -1), plan,
-      causal=cfg.causal, interpret=interpret, return_lse=True, self_penalty=SELF_PENALTY,
-      chunk_ids=ids, window=(cfg.n_chunks_before, cfg.n_chunks_after),
-      key_scale=in_sorted(key_scale)[..., 0], rounds_folded=n_rounds > 1)
+      q, None, v, pos, jnp.where(valid, pos, -1), plan, causal=cfg.causal,
+      interpret=interpret, return_lse=True, self_penalty=SELF_PENALTY, chunk_ids=ids,
+      window=(cfg.n_chunks_before, cfg.n_chunks_after), key_scale=key_scale,
+      rounds_folded=n_rounds > 1, rows=pos, head_fold=n_rounds)
   unfold = lambda t: t.reshape((batch, heads, n_rounds, padded) + t.shape[3:])
-  # The rounds' outputs are permuted in the kernel's dtype and weighted in float32.
-  out, _ = combine_rounds(unfold(out), unfold(lse), order, s['sorted_slot'])
+  out, _ = weigh_rounds(unfold(out), unfold(lse))   # bf16 outputs weighted in float32
   return out[:, :, :length].astype(q.dtype)
 
 
