@@ -23,6 +23,8 @@ def test_each_packed_revision_imports_its_own_plait(tmp_path):
   packed = ab_trees('pack', folder, 'first=HEAD', 'second=HEAD')   # a shallow clone has one
   assert packed.returncode == 0, packed.stderr
   commits = [line.split()[1] for line in packed.stdout.split('\n') if line]
+  assert sorted(p.name for p in (tmp_path / 'trees').iterdir()) == [
+      'first.tar.gz', 'second.tar.gz', 'trees.txt']   # gzipped: a device call carries 64 MiB
   where = 'import os, plait; print(os.path.dirname(os.path.dirname(plait.__file__)))'
   out = ab_trees('run', folder, '--bracket', '--', sys.executable, '-c', where)
   assert out.returncode == 0, out.stderr
