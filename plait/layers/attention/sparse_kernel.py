@@ -443,12 +443,7 @@ def _store(slots_ref, row, out_refs, values, bs, idx=None):
 
   def to_main():
     for ref, value in zip(mains, values):
-      if idx is None:
-        ref[...] = value.astype(ref.dtype)
-      elif len(ref.shape) == 1:
-        ref[idx] = value.astype(ref.dtype)
-      else:
-        ref[idx, :] = value.astype(ref.dtype)
+      ref[... if idx is None else _at(ref, idx)] = value.astype(ref.dtype)
 
   if not parts:
     to_main()
@@ -460,10 +455,7 @@ def _store(slots_ref, row, out_refs, values, bs, idx=None):
   def _():
     at = pl.ds(pl.multiple_of(slot * bs, bs), bs)
     for ref, value in zip(parts, values):
-      if len(ref.shape) == 1:
-        ref[at] = value
-      else:
-        ref[at, :] = value
+      ref[_at(ref, at)] = value
 
 
 def _padded(table):
@@ -475,8 +467,12 @@ def _padded(table):
 def _block(ref, block, bs):
   """Rows [block * bs, (block + 1) * bs) of a (L, ...) ref."""
   from jax.experimental import pallas as pl  # pylint: disable=import-outside-toplevel
-  rows = pl.ds(pl.multiple_of(block * bs, bs), bs)
-  return ref[rows] if len(ref.shape) == 1 else ref[rows, :]
+  return ref[_at(ref, pl.ds(pl.multiple_of(block * bs, bs), bs))]
+
+
+def _at(ref, rows):
+  """The index of rows (a pl.ds or an index vector) of a (L,) or (L, d) ref, all columns."""
+  return rows if len(ref.shape) == 1 else (rows, slice(None))
 
 
 def _index(rows_ref, block, bs):
@@ -487,9 +483,7 @@ def _index(rows_ref, block, bs):
 def _rows(ref, idx, block, bs):
   """A block of a row array (q, k, v, d_out, lse, delta, key_scale): its rows idx with
   gathered rows (`_index`), else its slots' block."""
-  if idx is None:
-    return _block(ref, block, bs)
-  return ref[idx] if len(ref.shape) == 1 else ref[idx, :]
+  return _block(ref, block, bs) if idx is None else ref[_at(ref, idx)]
 
 
 def _scores(q, k, q_pos, k_pos, q_ids, k_ids, k_scale, terms, scale, keys_first=False):
