@@ -166,13 +166,16 @@ class FavorKind(AttentionKind):
       impl = self.pick_implementation(v.dtype, d_head)
       if impl != 'xla':
         return self._attend_kernel(q, k, v, mask, head_keys, mode, impl), state
+    pairs = q.shape[0] * q.shape[1]
     def one(q1, k1, v1, mask1, state1, _, head_key):
       projection = self.projection(head_key, d_head, mode)  # Raises if it needs a key.
-      return self.attend_with_projection(q1, k1, v1, mask1, state1, projection, mode)
+      return self.attend_with_projection(q1, k1, v1, mask1, state1, projection, mode, pairs)
     return vmap_pairs(one, q, k, v, mask, state, per_head=head_keys)
 
-  def attend_with_projection(self, q, k, v, mask, state, projection, mode):
-    """One pair with a given (m, d_head) projection: returns (out (Lq, d_head), new_state)."""
+  def attend_with_projection(self, q, k, v, mask, state, projection, mode, pairs=1):
+    """One pair with a given (m, d_head) projection: returns (out (Lq, d_head), new_state).
+
+    pairs: how many pairs run together under vmap (sizes the causal kernels' grid)."""
     if mode == 'predict':
       out_dtype = v.dtype
       q, k, v = _features_dtype(q, k, v)
@@ -185,8 +188,8 @@ class FavorKind(AttentionKind):
     # and the (L, d_head + 1) sums are kept) costs one more feature pass; keeping the sums,
     # which the normalization's backward needs, spares a second run of the product, and
     # keeping the max a second key-max kernel.
-    attend = (jax.checkpoint(self._attend_full, policy=_KEEP_SUMS) if self.recompute_features
-              else self._attend_full)
+    attend = functools.partial(self._attend_full, pairs=pairs)
+    attend = jax.checkpoint(attend, policy=_KEEP_SUMS) if self.recompute_features else attend
     return attend(q, k, v, mask, projection), state
 
   def _attend_kernel(self, q, k, v, mask, head_keys, mode, impl):
@@ -201,7 +204,7 @@ class FavorKind(AttentionKind):
     return favor_bidir_kernel.favor_attention_kernel(
         q, k, v, mask, projection, self.numerical_stabilizer, interpret=impl == 'interpret')
 
-  def _attend_full(self, q, k, v, mask, projection):
+  def _attend_full(self, q, k, v, mask, projection, pairs=1):
     """Train/eval output (Lq, d_head) from (L, d_head) q, k, v and the (m, d_head) projection."""
     out_dtype = v.dtype
     eps = self.numerical_stabilizer
@@ -221,7 +224,7 @@ class FavorKind(AttentionKind):
       # it back out).
       pieces = favor_kernel.causal_product_kernel(
           qf.astype(out_dtype), kf.astype(out_dtype), v, self.chunk_size,
-          interpret=interpret, split=True, ones_column=True)
+          interpret=interpret, split=True, ones_column=True, vmap_size=pairs)
     else:
       v1 = _with_ones(v.astype(q.dtype))
       pieces = [causal_product(qf, kf, v1, self.chunk_size) if self.causal

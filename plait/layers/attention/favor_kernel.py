@@ -37,17 +37,21 @@ with no XLA sum over pieces). `chunk_size` must be a power of two in 16..256.
 `interpret=True` runs the kernels through the Pallas interpreter (CPU tests).
 """
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 
 from plait.layers.attention.kernel_common import block_dot, pow2_at_least, triton_params
 
-__all__ = ['causal_product_kernel', 'column_pieces', 'supported']
+__all__ = ['causal_product_kernel', 'column_pieces', 'segment_length', 'supported']
 
 _CHUNKS = (16, 32, 64, 128, 256)
 _TILE = 64  # Width of the (tile_a, tile_c) running-sum slices and of the output's da loop.
-SEGMENT_CHUNKS = 32  # Chunks one states program walks (a power of two).
+SEGMENT_CHUNKS = 32  # Most chunks one states program walks (a power of two).
+# Short sequences walk shorter segments until the states grid has this many programs (two
+# waves of an H100's 132 SMs): at 4K tokens and 8 heads one segment of 32 chunks made 32.
+STATES_PROGRAMS = 256
 # Triton (num_warps, num_stages) per kernel.
 COMPILER_PARAMS = {'states': (4, 2), 'output': (4, 2)}
 
@@ -71,7 +75,7 @@ def column_pieces(width, floor=16):
 
 
 def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
-                          segment_chunks=SEGMENT_CHUNKS, split=False, ones_column=False):
+                          segment_chunks=None, split=False, ones_column=False, vmap_size=1):
   """out[t] = sum_{j <= t} (a[t] . b[j]) c[j]: (..., L, da), (..., L, da), (..., L, dc).
 
     >>> num, den = causal_product_kernel(qf, kf, v, split=True, ones_column=True)  # d 64
@@ -81,7 +85,9 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
       their common dtype.
     chunk_size: rows per chunk, a power of two in 16..256 (shrunk for short sequences).
     interpret: run through the Pallas interpreter.
-    segment_chunks: chunks per states program, a power of two (shrunk for short sequences).
+    segment_chunks: chunks per states program, a power of two (shrunk for short sequences);
+      None: `segment_length`'s choice for the grid's pairs (the leading dims' size times
+      vmap_size: how many calls run together under vmap, e.g. a layer's (batch, head) pairs).
     split: return the output of each of `column_pieces(dc)` apart, as the kernels write
       them, instead of their concatenation (which XLA makes as one more float32 array).
     ones_column: run on [c, 1] (a column of ones appended: FAVOR+'s denominator) without
@@ -101,6 +107,9 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
   *lead, length, _ = a.shape
   size = min(chunk_size, pow2_at_least(length))
   n_chunks = -(-length // size)
+  if segment_chunks is None:
+    pairs = math.prod(lead) * vmap_size
+    segment_chunks = segment_length(n_chunks, pairs * max(1, a.shape[-1] // _TILE))
   per_segment = min(segment_chunks, pow2_at_least(n_chunks, 1))
   padded = -(-n_chunks // per_segment) * per_segment * size
   def pieces(t, ones=False):
@@ -124,6 +133,18 @@ def causal_product_kernel(a, b, c, chunk_size=128, interpret=False,
   if split:
     return outs
   return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
+
+
+def segment_length(n_chunks, programs_per_segment):
+  """Chunks per states program: SEGMENT_CHUNKS, halved while the grid (programs_per_segment
+  = pairs x da tiles per segment) would have fewer than STATES_PROGRAMS programs.
+
+    >>> segment_length(32, 8 * 4)    # 4K tokens, chunks of 128, 8 heads, 256 features: 4
+  """
+  per = min(SEGMENT_CHUNKS, pow2_at_least(n_chunks, 1))
+  while per > 1 and programs_per_segment * -(-n_chunks // per) < STATES_PROGRAMS:
+    per //= 2
+  return per
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))

@@ -66,6 +66,34 @@ def test_segments_walked_in_parallel_equal_one_walk(length, segment_chunks):
   assert_close(segmented, value_and_grads(exact_product, a, b, c))
 
 
+def test_short_sequences_walk_shorter_segments_until_the_grid_is_full():
+  """Chunks per states program: SEGMENT_CHUNKS (32) while the grid has STATES_PROGRAMS
+  (256) programs, halved until it does (or one chunk a segment)."""
+  from plait.layers.attention.favor_kernel import segment_length  # pylint: disable=import-outside-toplevel
+  per_segment = 8 * 4   # 8 pairs x 4 feature tiles (256 features)
+  assert segment_length(512, per_segment) == 32      # 64K tokens in chunks of 128: 512
+  assert segment_length(128, per_segment) == 16      # 16K: 8 segments, 256 programs
+  assert segment_length(32, per_segment) == 4        # 4K: 8 segments (one of 32 before)
+  assert segment_length(3, 1) == 1 and segment_length(1, 10 ** 6) == 1
+  assert segment_length(32, 256) == 32               # enough pairs: the longest segments
+
+
+def test_the_layer_sizes_the_segments_by_all_its_pairs():
+  """The layer calls the kernel per (batch, head) pair under vmap; it passes how many pairs
+  run together, so the segments are chosen for the whole grid (2 x 3 pairs x 1 tile here)."""
+  from plait.layers.attention import favor_kernel  # pylint: disable=import-outside-toplevel
+  seen = []
+  def spy(n_chunks, programs_per_segment):
+    seen.append((n_chunks, programs_per_segment))
+    return 1
+  q, k, v = (jnp.asarray(random_array((2, 3, 48, 8), s), jnp.bfloat16) for s in (1, 2, 3))
+  kind = FavorKind(nb_features=16, causal=True, implementation='interpret', chunk_size=16)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(favor_kernel, 'segment_length', spy)
+    kind.attend_batched(q, k, v, None, (), jax.random.split(jax.random.key(0), (2, 3)), 'train')
+  assert seen and set(seen) == {(3, 6)}, seen
+
+
 def test_columns_split_into_power_of_two_pieces():
   from plait.layers.attention.favor_kernel import column_pieces  # pylint: disable=import-outside-toplevel
   assert column_pieces(65) == [(0, 64), (64, 1)]  # FAVOR+'s [v, 1]: 64 + 16 wide, not 128.
