@@ -79,37 +79,13 @@ def signed_argmax(part):
   The first maximum of [part, -part] is the first maximum of part when max(part) >=
   -min(part) (first-half indices come first), else f/2 + the first minimum of part.
   Same ids (NaN included: argmax picks the first NaN, here too); saves a (n_hashes, L, f)
-  float32 temporary per factor, 1 GiB per head at 2^20 tokens and f = 128. The maximum,
-  the minimum and their first indices come from one reduction (one pass over part).
+  float32 temporary per factor, 1 GiB per head at 2^20 tokens and f = 128.
   """
-  part = jax.lax.stop_gradient(part)   # ids are piecewise constant; lax.reduce has no JVP
-  index = jax.lax.broadcasted_iota(jnp.int32, part.shape, part.ndim - 1)
-  top, hi, bottom, lo = _extremes(part, index)
-  first_half = jnp.isnan(top) | (top >= -bottom)   # NaN top: argmax picks the first NaN
+  hi, lo = jnp.argmax(part, axis=-1), jnp.argmin(part, axis=-1)
+  at = lambda i: jnp.take_along_axis(part, i[..., None], axis=-1)[..., 0]
+  top = at(hi)   # NaN when part has one (argmax picks the first NaN, as it does on [x, -x]).
+  first_half = jnp.isnan(top) | (top >= -at(lo))
   return jnp.where(first_half, hi, lo + part.shape[-1]).astype(jnp.int32)
-
-
-def _extremes(x, index):
-  """(max, its first index, min, its first index) over the last axis in one reduction;
-  a NaN counts as both the largest and the smallest value (its first occurrence wins), as
-  in jnp.argmax and jnp.argmin."""
-  def better(v, i, w, j, greater):
-    v_nan, w_nan = jnp.isnan(v), jnp.isnan(w)
-    beats = (v > w) if greater else (v < w)
-    same = (v == w) | (v_nan & w_nan)
-    return (v_nan & ~w_nan) | (~v_nan & ~w_nan & beats) | (same & (i < j))
-
-  def combine(a, b):
-    (av, ai, an, aj), (bv, bi, bn, bj) = a, b
-    take_max = better(bv, bi, av, ai, True)
-    take_min = better(bn, bj, an, aj, False)
-    return (jnp.where(take_max, bv, av), jnp.where(take_max, bi, ai),
-            jnp.where(take_min, bn, an), jnp.where(take_min, bj, aj))
-
-  big = jnp.iinfo(jnp.int32).max
-  inits = (jnp.array(-jnp.inf, x.dtype), jnp.int32(big), jnp.array(jnp.inf, x.dtype),
-           jnp.int32(big))
-  return jax.lax.reduce((x, index, x, index), inits, combine, (x.ndim - 1,))
 
 
 def shared_qk_keys(q, normalize=True, epsilon=1e-6):
