@@ -94,7 +94,7 @@ def grouped_forward(q, k, v, q_pos, k_pos, ids, key_scale, rows, plan, terms, in
   bs = sk._length(q, seq) // plan.n_blocks  # pylint: disable=protected-access
   (out, out_parts), (lse, lse_parts) = sk._call(  # pylint: disable=protected-access
       sk._fwd_kernel, plan.fwd, bs, q, terms, interpret, seq, 1, [q.dtype, jnp.float32],  # pylint: disable=protected-access
-      [q, k, v, q_pos, k_pos, *ids, *sk._scale_arrays(key_scale), *sk._rows_arrays(rows)],  # pylint: disable=protected-access
+      [q, k, v, q_pos, k_pos, *ids, *sk._optional_arrays(key_scale, rows)],  # pylint: disable=protected-access
       fold, rows is not None)
   if out_parts is None:
     return out, lse

@@ -252,7 +252,7 @@ def _attention_bwd(plan, terms, interpret, seq, fold, residuals, cotangents):
   lse = jnp.where(lse > 0.5 * _NEG, lse * _LOG2E, -_NEG)
   bs = _length(q, seq) // plan.n_blocks
   arrays = [q, q if k is None else k, v, q_pos, k_pos, d_out, lse, delta, *ids,
-            *_scale_arrays(key_scale), *_rows_arrays(rows)]
+            *_optional_arrays(key_scale, rows)]
   # dq per forward work row and dk/dv per backward one: no atomics (a single kernel adding
   # dq atomically measured 1.3-1.7x slower on an H200, contended by the global blocks).
   # Unsplit blocks' gradients are written once in q's dtype; split blocks' parts in float32,
@@ -280,14 +280,10 @@ def _attention_bwd(plan, terms, interpret, seq, fold, residuals, cotangents):
 _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
-def _scale_arrays(key_scale):
-  """The kernels' optional input after the chunk ids: key_scale when given."""
-  return () if key_scale is None else (key_scale,)
-
-
-def _rows_arrays(rows):
-  """The kernels' optional last input: the gathered rows' index when given."""
-  return () if rows is None else (rows,)
+def _optional_arrays(key_scale, rows):
+  """The kernels' optional inputs after the chunk ids, those given: key_scale, then the
+  gathered rows' index (`_split_refs` reads them in this order)."""
+  return tuple(a for a in (key_scale, rows) if a is not None)
 
 
 def _fold_sum(g, fold, seq):
@@ -307,7 +303,7 @@ def _forward(q, k, v, q_pos, k_pos, ids, key_scale, rows, plan, terms, interpret
   bs = _length(q, seq) // plan.n_blocks
   (out, out_parts), (lse, lse_parts) = _call(
       _fwd_kernel, plan.fwd, bs, q, terms, interpret, seq, 1, [q.dtype, jnp.float32],
-      [q, k, v, q_pos, k_pos, *ids, *_scale_arrays(key_scale), *_rows_arrays(rows)], fold,
+      [q, k, v, q_pos, k_pos, *ids, *_optional_arrays(key_scale, rows)], fold,
       rows is not None)
   if out_parts is None:
     return out, lse
